@@ -1,0 +1,20 @@
+//! Flotilla's node agent and CLI as a library: the binary in `main.rs` only parses arguments
+//! and dispatches, so integration tests and benchmarks can use the same code.
+//!
+//! # Layout (the planes of the system, top to bottom)
+//! - [`cli`]: the `flotilla` commands a user types; talks to an agent's API.
+//! - [`api`]: the HTTPS API every agent serves (Kubernetes-shaped paths and objects).
+//! - [`manifest`]: kinds, typed manifests, validation, defaults.
+//! - [`selector`]: label selectors.
+//! - [`store`]: the SQLite store, an ordered log of object revisions.
+//! - [`controller`]: reconcile loops (Deployment, ReplicaSet, Job, DaemonSet, garbage
+//!   collection, namespaces) as pure planning functions plus a thin async runner.
+//! - [`node`]: this node's identity: data dir, certificates, tokens, its Node object.
+
+pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod manifest;
+pub mod node;
+pub mod selector;
+pub mod store;
