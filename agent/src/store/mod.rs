@@ -1,1 +1,530 @@
-//! TODO
+//! The store: every object in one SQLite file, and an ordered log of every change.
+//!
+//! # Model
+//! A write is a [`Write`]: a list of [`Op`]s applied in one SQLite transaction, all or nothing.
+//! Each op that changes something gets the next revision (a cluster-wide counter, shown to users
+//! as `metadata.resourceVersion`) and one row in `log`. A [`Write`] carries everything that is
+//! not a function of the current state (uids, the clock), so applying the same writes in the same
+//! order gives the same database on every node: this is the state machine the cluster replicates.
+//!
+//! Reads never take the write lock; SQLite's WAL gives each read a consistent snapshot.
+//! Watches read `log` from a revision and are woken through a `tokio::sync::watch` of the latest
+//! revision. [`Store::compact`] trims `log` and checkpoints the WAL so the file stays bounded.
+//! Secret bodies are encrypted with [`crypt::SecretCipher`].
+
+pub mod crypt;
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, SqlStr};
+use tokio::sync::{Mutex, watch};
+
+pub use crypt::SecretCipher;
+
+/// What can go wrong in the store. API maps these to HTTP statuses in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} {name:?} not found{}", ns_suffix(namespace))]
+    NotFound { kind: String, namespace: String, name: String },
+    #[error("{kind} {name:?} already exists{}", ns_suffix(namespace))]
+    AlreadyExists { kind: String, namespace: String, name: String },
+    #[error(
+        "conflict: {kind} {name:?} is at resourceVersion {actual}, not {expected}; read it again and retry"
+    )]
+    Conflict { kind: String, name: String, expected: i64, actual: i64 },
+    #[error("revision {requested} has been compacted (oldest kept is {oldest}); list again to resume")]
+    Compacted { requested: i64, oldest: i64 },
+    #[error("object has no {0}")]
+    Incomplete(&'static str),
+    #[error("database error")]
+    Sqlite(#[from] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored object is not valid JSON")]
+    Json(#[from] serde_json::Error),
+    #[error("reading the secrets key {path}")]
+    Key { path: PathBuf, #[source] source: std::io::Error },
+    #[error("cannot decrypt {object}: wrong key or damaged data")]
+    Decrypt { object: String },
+    #[error("database integrity check failed: {0}")]
+    Integrity(String),
+}
+
+fn ns_suffix(ns: &str) -> String {
+    if ns.is_empty() { String::new() } else { format!(" in namespace {ns:?}") }
+}
+
+/// Identifies one object. `namespace` is empty for cluster-scoped kinds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Key {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Key {
+    pub fn new(kind: &str, namespace: &str, name: &str) -> Key {
+        Key { kind: kind.into(), namespace: namespace.into(), name: name.into() }
+    }
+
+    /// The key of a full object (`kind`, `metadata.namespace`, `metadata.name`).
+    pub fn of(obj: &Value) -> Result<Key, StoreError> {
+        let kind = obj["kind"].as_str().filter(|s| !s.is_empty()).ok_or(StoreError::Incomplete("kind"))?;
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .ok_or(StoreError::Incomplete("metadata.name"))?;
+        let ns = obj["metadata"]["namespace"].as_str().unwrap_or("");
+        Ok(Key::new(kind, ns, name))
+    }
+
+    fn aad(&self) -> String {
+        format!("{}/{}/{}", self.kind, self.namespace, self.name)
+    }
+
+    fn not_found(&self) -> StoreError {
+        StoreError::NotFound { kind: self.kind.clone(), namespace: self.namespace.clone(), name: self.name.clone() }
+    }
+}
+
+/// One change in a [`Write`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// Creates the object with this uid; fails if it exists.
+    Create { object: Value, uid: String },
+    /// Writes what a user owns (labels, annotations, ownerReferences, spec, data), keeping
+    /// status and system metadata. Creates the object (with `uid`) when `create` is set and it
+    /// does not exist. A `metadata.resourceVersion` in the object must match the stored one.
+    Put { object: Value, uid: String, create: bool },
+    /// Replaces `status` only (nodes and controllers). A `resourceVersion`, if given, must match.
+    Status { object: Value },
+    /// Deletes the object. `resource_version`, if given, must match.
+    Delete { key: Key, resource_version: Option<i64> },
+}
+
+/// A batch of ops applied atomically, with the time every op records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Write {
+    /// RFC 3339 time stamped on created objects (`creationTimestamp`).
+    pub now: String,
+    pub ops: Vec<Op>,
+}
+
+impl Write {
+    pub fn new(ops: Vec<Op>) -> Write {
+        Write { now: now_rfc3339(), ops }
+    }
+}
+
+/// RFC 3339 UTC time with seconds, as Kubernetes prints timestamps.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A fresh object uid.
+pub fn new_uid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// What an op did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Created,
+    Configured,
+    Unchanged,
+    Deleted,
+}
+
+/// The kind of a watch event, as Kubernetes names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One row of the log: the object as it was after (or, for DELETED, just before) the change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub revision: i64,
+    pub event: EventType,
+    pub object: Value,
+}
+
+/// The result of one op: what happened and the object as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub outcome: Outcome,
+    pub object: Value,
+}
+
+/// A handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    cipher: SecretCipher,
+    /// Serialises writers, so revisions are handed out in commit order.
+    write_lock: std::sync::Arc<Mutex<()>>,
+    /// The latest committed revision, for watches to wait on.
+    latest: watch::Sender<i64>,
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        Cow::Borrowed("init"),
+        MigrationType::Simple,
+        SqlStr::from_static(include_str!("migrations/0001_init.sql")),
+        false,
+    )])
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, checks its integrity and migrates it.
+    pub async fn open(path: &Path, cipher: SecretCipher) -> Result<Store, StoreError> {
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before it is acknowledged, so a power cut loses no
+            // acknowledged write (NORMAL in WAL mode can lose the last ones).
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("journal_size_limit", (64 * 1024 * 1024).to_string())
+            .pragma("cache_size", "-2000");
+        let pool = SqlitePoolOptions::new().max_connections(4).min_connections(1).connect_with(opts).await?;
+        let check: String = sqlx::query_scalar("PRAGMA quick_check").fetch_one(&pool).await?;
+        if check != "ok" {
+            return Err(StoreError::Integrity(check));
+        }
+        migrator().run(&pool).await?;
+        let rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&pool).await?;
+        let (latest, _) = watch::channel(rev);
+        Ok(Store { pool, cipher, write_lock: Default::default(), latest })
+    }
+
+    /// The last committed revision.
+    pub fn revision(&self) -> i64 {
+        *self.latest.borrow()
+    }
+
+    /// A receiver that changes whenever a write commits.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.latest.subscribe()
+    }
+
+    fn encode(&self, key: &Key, obj: &Value) -> Result<Vec<u8>, StoreError> {
+        let json = serde_json::to_vec(obj)?;
+        Ok(if key.kind == "Secret" { self.cipher.seal(&key.aad(), &json) } else { json })
+    }
+
+    fn decode(&self, key: &Key, body: &[u8]) -> Result<Value, StoreError> {
+        if key.kind == "Secret" {
+            Ok(serde_json::from_slice(&self.cipher.open(&key.aad(), body)?)?)
+        } else {
+            Ok(serde_json::from_slice(body)?)
+        }
+    }
+
+    /// Reads one object.
+    pub async fn get(&self, key: &Key) -> Result<Option<Value>, StoreError> {
+        let row = sqlx::query("SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?")
+            .bind(&key.kind)
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| self.decode(key, r.get::<&[u8], _>(0))).transpose()
+    }
+
+    /// Lists objects of a kind, in one namespace or all (`None`), sorted by namespace and name,
+    /// with the revision the list was read at.
+    pub async fn list(&self, kind: &str, namespace: Option<&str>) -> Result<(Vec<Value>, i64), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&mut *tx).await?;
+        let rows = match namespace {
+            Some(ns) => {
+                sqlx::query("SELECT namespace, name, body FROM objects WHERE kind = ? AND namespace = ? ORDER BY name")
+                    .bind(kind)
+                    .bind(ns)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT namespace, name, body FROM objects WHERE kind = ? ORDER BY namespace, name")
+                    .bind(kind)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+        };
+        tx.commit().await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let key = Key::new(kind, r.get(0), r.get(1));
+            out.push(self.decode(&key, r.get::<&[u8], _>(2))?);
+        }
+        Ok((out, rev))
+    }
+
+    /// The changes after `revision` (at most `limit`), oldest first, optionally of one kind.
+    /// Fails with [`StoreError::Compacted`] when that part of the log is gone.
+    pub async fn changes_since(&self, revision: i64, kind: Option<&str>, limit: i64) -> Result<Vec<Change>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let compacted: i64 =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'compacted'").fetch_one(&mut *tx).await?;
+        if revision < compacted {
+            return Err(StoreError::Compacted { requested: revision, oldest: compacted + 1 });
+        }
+        let rows = sqlx::query(
+            "SELECT revision, kind, namespace, name, event, body FROM log
+             WHERE revision > ?1 AND (?2 IS NULL OR kind = ?2) ORDER BY revision LIMIT ?3",
+        )
+        .bind(revision)
+        .bind(kind)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.into_iter()
+            .map(|r| {
+                let key = Key::new(r.get(1), r.get(2), r.get(3));
+                let event = match r.get::<&str, _>(4) {
+                    "ADDED" => EventType::Added,
+                    "DELETED" => EventType::Deleted,
+                    _ => EventType::Modified,
+                };
+                Ok(Change { revision: r.get(0), event, object: self.decode(&key, r.get::<&[u8], _>(5))? })
+            })
+            .collect()
+    }
+
+    /// Applies a write atomically: either every op takes effect, or none does.
+    pub async fn write(&self, w: &Write) -> Result<Vec<Applied>, StoreError> {
+        let _guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let mut rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&mut *tx).await?;
+        let start = rev;
+        let mut results = Vec::with_capacity(w.ops.len());
+        for op in &w.ops {
+            let key = match op {
+                Op::Create { object, .. } | Op::Put { object, .. } | Op::Status { object } => Key::of(object)?,
+                Op::Delete { key, .. } => key.clone(),
+            };
+            let current = match sqlx::query("SELECT revision, body FROM objects WHERE kind = ? AND namespace = ? AND name = ?")
+                .bind(&key.kind)
+                .bind(&key.namespace)
+                .bind(&key.name)
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                Some(r) => Some((r.get::<i64, _>(0), self.decode(&key, r.get::<&[u8], _>(1))?)),
+                None => None,
+            };
+            let planned = plan_op(op, &key, current.clone(), &w.now, rev + 1)?;
+            let Some((event, object, outcome)) = planned else {
+                let object = current.map(|(_, v)| v).unwrap_or(Value::Null);
+                results.push(Applied { outcome: Outcome::Unchanged, object });
+                continue;
+            };
+            rev += 1;
+            let body = self.encode(&key, &object)?;
+            if event == EventType::Deleted {
+                sqlx::query("DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?")
+                    .bind(&key.kind)
+                    .bind(&key.namespace)
+                    .bind(&key.name)
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                sqlx::query("INSERT OR REPLACE INTO objects (kind, namespace, name, revision, body) VALUES (?, ?, ?, ?, ?)")
+                    .bind(&key.kind)
+                    .bind(&key.namespace)
+                    .bind(&key.name)
+                    .bind(rev)
+                    .bind(&body)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("INSERT INTO log (revision, kind, namespace, name, event, body) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(rev)
+                .bind(&key.kind)
+                .bind(&key.namespace)
+                .bind(&key.name)
+                .bind(event.as_str())
+                .bind(&body)
+                .execute(&mut *tx)
+                .await?;
+            results.push(Applied { outcome, object });
+        }
+        if rev != start {
+            sqlx::query("UPDATE meta SET value = ? WHERE key = 'revision'").bind(rev).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        if rev != start {
+            self.latest.send_replace(rev);
+        }
+        Ok(results)
+    }
+
+    /// Drops log rows older than the newest `keep` revisions and checkpoints the WAL, so the
+    /// database file stays bounded however long the node runs. Returns the new compacted
+    /// revision.
+    pub async fn compact(&self, keep: i64) -> Result<i64, StoreError> {
+        let upto = {
+            let _guard = self.write_lock.lock().await;
+            let mut tx = self.pool.begin().await?;
+            let rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&mut *tx).await?;
+            let old: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'compacted'").fetch_one(&mut *tx).await?;
+            let upto = (rev - keep).max(old);
+            if upto > old {
+                sqlx::query("DELETE FROM log WHERE revision <= ?").bind(upto).execute(&mut *tx).await?;
+                sqlx::query("UPDATE meta SET value = ? WHERE key = 'compacted'").bind(upto).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            upto
+        };
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
+        Ok(upto)
+    }
+
+    /// The oldest revision a watch can still start after.
+    pub async fn compacted(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'compacted'").fetch_one(&self.pool).await?)
+    }
+
+    /// Closes the pool, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The fields of `metadata` the store owns; users cannot set them.
+const SYSTEM_META: &[&str] = &["uid", "resourceVersion", "generation", "creationTimestamp"];
+
+fn expected_rv(obj: &Value) -> Option<i64> {
+    obj["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok())
+}
+
+fn check_rv(key: &Key, expected: Option<i64>, actual: i64) -> Result<(), StoreError> {
+    match expected {
+        Some(e) if e != actual => {
+            Err(StoreError::Conflict { kind: key.kind.clone(), name: key.name.clone(), expected: e, actual })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Everything of an object but metadata and status: what a change to bumps `generation`.
+fn spec_part(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    v
+}
+
+/// Decides what one op does to the current object (`(revision, body)`), as a pure function:
+/// the event to log, the new body and the outcome, or `None` when nothing changes.
+fn plan_op(
+    op: &Op,
+    key: &Key,
+    current: Option<(i64, Value)>,
+    now: &str,
+    next_rev: i64,
+) -> Result<Option<(EventType, Value, Outcome)>, StoreError> {
+    let stamp = |mut obj: Value, uid: &str, generation: i64, created: &str| {
+        let m = &mut obj["metadata"];
+        m["uid"] = Value::from(uid);
+        m["generation"] = Value::from(generation);
+        m["creationTimestamp"] = Value::from(created);
+        m["resourceVersion"] = Value::from(next_rev.to_string());
+        obj
+    };
+    match (op, current) {
+        (Op::Create { object, uid }, None) | (Op::Put { object, uid, create: true }, None) => {
+            if expected_rv(object).is_some_and(|rv| rv != 0) {
+                return Err(key.not_found());
+            }
+            Ok(Some((EventType::Added, stamp(object.clone(), uid, 1, now), Outcome::Created)))
+        }
+        (Op::Create { .. }, Some(_)) => Err(StoreError::AlreadyExists {
+            kind: key.kind.clone(),
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+        }),
+        (Op::Put { .. } | Op::Status { .. } | Op::Delete { .. }, None) => Err(key.not_found()),
+        (Op::Put { object, .. }, Some((rev, cur))) => {
+            check_rv(key, expected_rv(object), rev)?;
+            let mut new = object.clone();
+            // System metadata and status stay as stored.
+            for f in SYSTEM_META {
+                match cur["metadata"].get(*f) {
+                    Some(v) => new["metadata"][*f] = v.clone(),
+                    None => {
+                        if let Some(m) = new["metadata"].as_object_mut() {
+                            m.remove(*f);
+                        }
+                    }
+                }
+            }
+            if let Some(s) = cur.get("status") {
+                new["status"] = s.clone();
+            } else if let Some(m) = new.as_object_mut() {
+                m.remove("status");
+            }
+            if let Some(dt) = cur["metadata"].get("deletionTimestamp") {
+                new["metadata"]["deletionTimestamp"] = dt.clone();
+            }
+            if new == cur {
+                return Ok(None);
+            }
+            if spec_part(&new) != spec_part(&cur) {
+                let g = cur["metadata"]["generation"].as_i64().unwrap_or(1);
+                new["metadata"]["generation"] = Value::from(g + 1);
+            }
+            new["metadata"]["resourceVersion"] = Value::from(next_rev.to_string());
+            Ok(Some((EventType::Modified, new, Outcome::Configured)))
+        }
+        (Op::Status { object }, Some((rev, cur))) => {
+            check_rv(key, expected_rv(object), rev)?;
+            let status = object.get("status").cloned().unwrap_or(Value::Null);
+            if cur.get("status").unwrap_or(&Value::Null) == &status {
+                return Ok(None);
+            }
+            let mut new = cur;
+            new["status"] = status;
+            new["metadata"]["resourceVersion"] = Value::from(next_rev.to_string());
+            Ok(Some((EventType::Modified, new, Outcome::Configured)))
+        }
+        (Op::Delete { resource_version, .. }, Some((rev, mut cur))) => {
+            check_rv(key, *resource_version, rev)?;
+            cur["metadata"]["resourceVersion"] = Value::from(next_rev.to_string());
+            Ok(Some((EventType::Deleted, cur, Outcome::Deleted)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

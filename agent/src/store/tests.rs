@@ -1,0 +1,200 @@
+//! Store tests against real SQLite files in temporary directories.
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use super::*;
+
+async fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("flotilla.db"), SecretCipher::from_key(&[1; 32]).unwrap())
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+fn cm(name: &str, data: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}, "data": {"k": data}})
+}
+
+fn put(obj: Value) -> Op {
+    Op::Put { object: obj, uid: new_uid(), create: true }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+#[tokio::test]
+async fn create_update_conflict_and_delete() {
+    let (_d, s) = open().await;
+    let r = s.write(&Write::new(vec![Op::Create { object: cm("a", "1"), uid: "u1".into() }])).await.unwrap();
+    assert_eq!(r[0].outcome, Outcome::Created);
+    let a = &r[0].object;
+    assert_eq!(a["metadata"]["uid"], "u1");
+    assert_eq!(a["metadata"]["resourceVersion"], "1");
+    assert_eq!(a["metadata"]["generation"], 1);
+    assert!(a["metadata"]["creationTimestamp"].is_string());
+
+    // The same apply again changes nothing and keeps the revision.
+    let r = s.write(&Write::new(vec![put(cm("a", "1"))])).await.unwrap();
+    assert_eq!(r[0].outcome, Outcome::Unchanged);
+    assert_eq!(s.revision(), 1);
+
+    // A change bumps revision and generation, and keeps uid.
+    let r = s.write(&Write::new(vec![put(cm("a", "2"))])).await.unwrap();
+    assert_eq!(r[0].outcome, Outcome::Configured);
+    assert_eq!(r[0].object["metadata"]["resourceVersion"], "2");
+    assert_eq!(r[0].object["metadata"]["generation"], 2);
+    assert_eq!(r[0].object["metadata"]["uid"], "u1");
+
+    // A write based on a stale resourceVersion is a conflict.
+    let mut stale = cm("a", "3");
+    stale["metadata"]["resourceVersion"] = json!("1");
+    let e = s.write(&Write::new(vec![put(stale)])).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict { expected: 1, actual: 2, .. }), "{e}");
+
+    let e = s.write(&Write::new(vec![Op::Create { object: cm("a", "9"), uid: "u2".into() }])).await.unwrap_err();
+    assert!(matches!(e, StoreError::AlreadyExists { .. }), "{e}");
+
+    let key = Key::new("ConfigMap", "default", "a");
+    s.write(&Write::new(vec![Op::Delete { key: key.clone(), resource_version: None }])).await.unwrap();
+    assert_eq!(s.get(&key).await.unwrap(), None);
+    let e = s.write(&Write::new(vec![Op::Delete { key, resource_version: None }])).await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound { .. }));
+}
+
+#[tokio::test]
+async fn a_write_is_all_or_nothing() {
+    let (_d, s) = open().await;
+    s.write(&Write::new(vec![put(cm("exists", "1"))])).await.unwrap();
+    let batch = Write::new(vec![
+        put(cm("b", "1")),
+        put(cm("c", "1")),
+        Op::Create { object: cm("exists", "2"), uid: new_uid() },
+    ]);
+    assert!(s.write(&batch).await.is_err());
+    assert_eq!(s.revision(), 1);
+    let (items, rev) = s.list("ConfigMap", Some("default")).await.unwrap();
+    assert_eq!(items.len(), 1, "nothing of the failed batch is visible");
+    assert_eq!(rev, 1);
+}
+
+#[tokio::test]
+async fn status_is_separate_from_spec() {
+    let (_d, s) = open().await;
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}, "spec": {"containers": [{"name": "c", "image": "x"}]}});
+    s.write(&Write::new(vec![put(pod.clone())])).await.unwrap();
+    let mut st = pod.clone();
+    st["status"] = json!({"phase": "Running"});
+    let r = s.write(&Write::new(vec![Op::Status { object: st }])).await.unwrap();
+    assert_eq!(r[0].object["status"]["phase"], "Running");
+    assert_eq!(r[0].object["metadata"]["generation"], 1, "status does not bump generation");
+    // A user apply keeps status.
+    let mut changed = pod.clone();
+    changed["spec"]["containers"][0]["image"] = json!("y");
+    changed["status"] = json!({"phase": "Failed"});
+    let r = s.write(&Write::new(vec![put(changed)])).await.unwrap();
+    assert_eq!(r[0].object["status"]["phase"], "Running");
+    assert_eq!(r[0].object["metadata"]["generation"], 2);
+}
+
+#[tokio::test]
+async fn secrets_are_encrypted_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flotilla.db");
+    let s = Store::open(&path, SecretCipher::from_key(&[3; 32]).unwrap()).await.unwrap();
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "default"}, "data": {"password": "c3VwZXJzZWNyZXQtdmFsdWU="}});
+    s.write(&Write::new(vec![put(secret)])).await.unwrap();
+    let got = s.get(&Key::new("Secret", "default", "db")).await.unwrap().unwrap();
+    assert_eq!(got["data"]["password"], "c3VwZXJzZWNyZXQtdmFsdWU=");
+    s.compact(0).await.unwrap();
+    s.close().await;
+    let raw = std::fs::read(&path).unwrap();
+    let needle = b"c3VwZXJzZWNyZXQtdmFsdWU=";
+    assert!(!raw.windows(needle.len()).any(|w| w == needle), "secret data must not be in the file");
+    // With another key the secret cannot be read.
+    let s = Store::open(&path, SecretCipher::from_key(&[4; 32]).unwrap()).await.unwrap();
+    assert!(matches!(s.get(&Key::new("Secret", "default", "db")).await, Err(StoreError::Decrypt { .. })));
+}
+
+#[tokio::test]
+async fn compaction_bounds_the_log_and_says_so() {
+    let (_d, s) = open().await;
+    for i in 0..20 {
+        s.write(&Write::new(vec![put(cm("a", &i.to_string()))])).await.unwrap();
+    }
+    assert_eq!(s.compact(5).await.unwrap(), 15);
+    let e = s.changes_since(3, None, 100).await.unwrap_err();
+    assert!(matches!(e, StoreError::Compacted { requested: 3, oldest: 16 }), "{e}");
+    let ch = s.changes_since(15, None, 100).await.unwrap();
+    assert_eq!(ch.iter().map(|c| c.revision).collect::<Vec<_>>(), (16..=20).collect::<Vec<_>>());
+    // The current state is untouched by compaction.
+    let got = s.get(&Key::new("ConfigMap", "default", "a")).await.unwrap().unwrap();
+    assert_eq!(got["data"]["k"], "19");
+}
+
+#[tokio::test]
+async fn state_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flotilla.db");
+    let key = SecretCipher::from_key(&[1; 32]).unwrap();
+    let s = Store::open(&path, key.clone()).await.unwrap();
+    s.write(&Write::new(vec![put(cm("a", "1")), put(cm("b", "1"))])).await.unwrap();
+    s.close().await;
+    let s = Store::open(&path, key).await.unwrap();
+    assert_eq!(s.revision(), 2);
+    let r = s.write(&Write::new(vec![put(cm("c", "1"))])).await.unwrap();
+    assert_eq!(r[0].object["metadata"]["resourceVersion"], "3");
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    Apply(u8, u8),
+    Delete(u8),
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    prop_oneof![(0u8..5, 0u8..3).prop_map(|(n, v)| Action::Apply(n, v)), (0u8..5).prop_map(Action::Delete)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Any sequence of applies and deletes keeps revisions strictly increasing, and a watch
+    /// from any revision replays exactly the changes after it, ending in the current state.
+    #[test]
+    fn revisions_increase_and_watches_replay(actions in proptest::collection::vec(action(), 1..30), from in 0i64..30) {
+        rt().block_on(async {
+            let (_d, s) = open().await;
+            let mut history: Vec<(i64, String, bool)> = Vec::new(); // (revision, name, deleted)
+            let mut last = 0;
+            for a in &actions {
+                let op = match a {
+                    Action::Apply(n, v) => put(cm(&format!("o{n}"), &v.to_string())),
+                    Action::Delete(n) => Op::Delete { key: Key::new("ConfigMap", "default", &format!("o{n}")), resource_version: None },
+                };
+                let Ok(r) = s.write(&Write::new(vec![op])).await else { continue };
+                if r[0].outcome == Outcome::Unchanged { continue; }
+                let rev: i64 = r[0].object["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+                prop_assert!(rev > last, "revision {rev} after {last}");
+                last = rev;
+                history.push((rev, r[0].object["metadata"]["name"].as_str().unwrap().to_string(), r[0].outcome == Outcome::Deleted));
+            }
+            let from = from.min(last);
+            let changes = s.changes_since(from, Some("ConfigMap"), 1000).await.unwrap();
+            let want: Vec<_> = history.iter().filter(|h| h.0 > from).cloned().collect();
+            let got: Vec<_> = changes.iter().map(|c| (c.revision, c.object["metadata"]["name"].as_str().unwrap().to_string(), c.event == EventType::Deleted)).collect();
+            prop_assert_eq!(got, want);
+            // Replaying the whole log gives the listed state.
+            let mut state = std::collections::BTreeMap::new();
+            for c in s.changes_since(0, None, 1000).await.unwrap() {
+                let name = c.object["metadata"]["name"].as_str().unwrap().to_string();
+                if c.event == EventType::Deleted { state.remove(&name); } else { state.insert(name, c.object); }
+            }
+            let (list, _) = s.list("ConfigMap", None).await.unwrap();
+            prop_assert_eq!(state.into_values().collect::<Vec<_>>(), list);
+            Ok(())
+        })?;
+    }
+}
