@@ -16,5 +16,6 @@ pub mod cli;
 pub mod controller;
 pub mod manifest;
 pub mod node;
+pub mod scheduler;
 pub mod selector;
 pub mod store;

@@ -1,1 +1,35 @@
-fn main(){}
+//! `flotilla`: parse arguments, set up logging and the TLS provider, dispatch.
+
+use clap::Parser;
+
+fn main() {
+    let cli = flotilla::cli::Cli::parse();
+    // One crypto provider for every TLS user in the process (API server, CLI client).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let default_level = if matches!(cli.command, flotilla::cli::Command::Agent(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("starting the tokio runtime");
+    let code = match rt.block_on(flotilla::cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    drop(rt);
+    std::process::exit(code);
+}

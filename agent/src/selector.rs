@@ -77,7 +77,11 @@ impl Selector {
         let mut reqs: Vec<Requirement> = ls
             .match_labels
             .iter()
-            .map(|(k, v)| Requirement { key: k.clone(), op: Op::Equals, values: vec![v.clone()] })
+            .map(|(k, v)| Requirement {
+                key: k.clone(),
+                op: Op::Equals,
+                values: vec![v.clone()],
+            })
             .collect();
         for (i, e) in ls.match_expressions.iter().enumerate() {
             let op = match e.operator.as_str() {
@@ -99,9 +103,16 @@ impl Selector {
                 ));
             }
             if !needs_values && !e.values.is_empty() {
-                return Err(format!("matchExpressions[{i}].values: must be empty for {}", e.operator));
+                return Err(format!(
+                    "matchExpressions[{i}].values: must be empty for {}",
+                    e.operator
+                ));
             }
-            reqs.push(Requirement { key: e.key.clone(), op, values: e.values.clone() });
+            reqs.push(Requirement {
+                key: e.key.clone(),
+                op,
+                values: e.values.clone(),
+            });
         }
         Ok(Selector(reqs))
     }
@@ -110,7 +121,11 @@ impl Selector {
     pub fn from_map(m: &BTreeMap<String, String>) -> Selector {
         Selector(
             m.iter()
-                .map(|(k, v)| Requirement { key: k.clone(), op: Op::Equals, values: vec![v.clone()] })
+                .map(|(k, v)| Requirement {
+                    key: k.clone(),
+                    op: Op::Equals,
+                    values: vec![v.clone()],
+                })
                 .collect(),
         )
     }
@@ -170,7 +185,11 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
         for v in &values {
             check_value(v)?;
         }
-        Ok(Requirement { key: key.to_string(), op, values })
+        Ok(Requirement {
+            key: key.to_string(),
+            op,
+            values,
+        })
     };
     if let Some(key) = part.strip_prefix('!') {
         return req(key, Op::DoesNotExist, vec![]);
@@ -206,11 +225,13 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
 }
 
 fn check_key(key: &str) -> Result<(), String> {
-    crate::manifest::validate::label_key_error(key).map_or(Ok(()), |e| Err(format!("label key {key:?}: {e}")))
+    crate::manifest::validate::label_key_error(key)
+        .map_or(Ok(()), |e| Err(format!("label key {key:?}: {e}")))
 }
 
 fn check_value(v: &str) -> Result<(), String> {
-    crate::manifest::validate::label_value_error(v).map_or(Ok(()), |e| Err(format!("label value {v:?}: {e}")))
+    crate::manifest::validate::label_value_error(v)
+        .map_or(Ok(()), |e| Err(format!("label value {v:?}: {e}")))
 }
 
 #[cfg(test)]
@@ -218,7 +239,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     /// Checks a selector string against label sets: `(labels, expected match)`.
@@ -231,11 +255,25 @@ mod tests {
 
     #[test]
     fn equality() {
-        check("app=web", &[(&[("app", "web")], true), (&[("app", "db")], false), (&[], false)]);
-        check("app==web", &[(&[("app", "web")], true), (&[("app", "db")], false)]);
+        check(
+            "app=web",
+            &[
+                (&[("app", "web")], true),
+                (&[("app", "db")], false),
+                (&[], false),
+            ],
+        );
+        check(
+            "app==web",
+            &[(&[("app", "web")], true), (&[("app", "db")], false)],
+        );
         check(
             "app!=web",
-            &[(&[("app", "web")], false), (&[("app", "db")], true), (&[], true)],
+            &[
+                (&[("app", "web")], false),
+                (&[("app", "db")], true),
+                (&[], true),
+            ],
         );
     }
 
@@ -243,11 +281,20 @@ mod tests {
     fn sets() {
         check(
             "env in (prod, stage)",
-            &[(&[("env", "prod")], true), (&[("env", "stage")], true), (&[("env", "dev")], false), (&[], false)],
+            &[
+                (&[("env", "prod")], true),
+                (&[("env", "stage")], true),
+                (&[("env", "dev")], false),
+                (&[], false),
+            ],
         );
         check(
             "env notin (prod,stage)",
-            &[(&[("env", "prod")], false), (&[("env", "dev")], true), (&[], true)],
+            &[
+                (&[("env", "prod")], false),
+                (&[("env", "dev")], true),
+                (&[], true),
+            ],
         );
     }
 
@@ -277,14 +324,30 @@ mod tests {
 
     #[test]
     fn bad_selectors_are_errors() {
-        for s in ["app=web,", "env in (prod", "env in ()", "env (a)", "-bad=x", "app=web!", "a,,b"] {
+        for s in [
+            "app=web,",
+            "env in (prod",
+            "env in ()",
+            "env (a)",
+            "-bad=x",
+            "app=web!",
+            "a,,b",
+        ] {
             assert!(Selector::parse(s).is_err(), "{s} should not parse");
         }
     }
 
     #[test]
     fn display_round_trips() {
-        for s in ["app=web", "a!=b", "env in (prod,stage)", "env notin (x)", "k", "!k", "a=b,!c"] {
+        for s in [
+            "app=web",
+            "a!=b",
+            "env in (prod,stage)",
+            "env notin (x)",
+            "k",
+            "!k",
+            "a=b,!c",
+        ] {
             let sel = Selector::parse(s).unwrap();
             assert_eq!(Selector::parse(&sel.to_string()).unwrap(), sel);
         }
@@ -311,6 +374,77 @@ mod tests {
             }],
             ..Default::default()
         };
-        assert!(Selector::from_label_selector(&bad).unwrap_err().contains("non-empty"));
+        assert!(
+            Selector::from_label_selector(&bad)
+                .unwrap_err()
+                .contains("non-empty")
+        );
+    }
+}
+
+/// A field selector (`metadata.name=web,spec.nodeName!=n1`): equality on dotted paths of the
+/// object, a missing field reading as the empty string, as in Kubernetes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldSelector(pub Vec<(String, bool, String)>);
+
+impl FieldSelector {
+    pub fn parse(s: &str) -> Result<FieldSelector, String> {
+        let mut out = Vec::new();
+        for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+            let (path, eq, value) = if let Some((k, v)) = part.split_once("!=") {
+                (k, false, v)
+            } else if let Some((k, v)) = part.split_once("==") {
+                (k, true, v)
+            } else if let Some((k, v)) = part.split_once('=') {
+                (k, true, v)
+            } else {
+                return Err(format!(
+                    "field selector {part:?}: expected FIELD=VALUE or FIELD!=VALUE"
+                ));
+            };
+            out.push((path.trim().to_string(), eq, value.trim().to_string()));
+        }
+        Ok(FieldSelector(out))
+    }
+
+    pub fn matches(&self, obj: &serde_json::Value) -> bool {
+        self.0.iter().all(|(path, eq, want)| {
+            let mut v = obj;
+            for seg in path.split('.') {
+                v = &v[seg];
+            }
+            let got = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (got == *want) == *eq
+        })
+    }
+}
+
+#[cfg(test)]
+mod field_tests {
+    use super::FieldSelector;
+    use serde_json::json;
+
+    #[test]
+    fn field_selectors() {
+        let pod = json!({"metadata": {"name": "web-1"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
+        for (sel, want) in [
+            ("metadata.name=web-1", true),
+            ("spec.nodeName==n1,status.phase=Running", true),
+            ("spec.nodeName!=n1", false),
+            ("spec.nodeName=n2", false),
+            ("spec.missing=", true),
+            ("", true),
+        ] {
+            assert_eq!(
+                FieldSelector::parse(sel).unwrap().matches(&pod),
+                want,
+                "{sel}"
+            );
+        }
+        assert!(FieldSelector::parse("nonsense").is_err());
     }
 }

@@ -1,1 +1,145 @@
-//! TODO
+//! The HTTPS API every agent serves: Kubernetes-shaped paths, objects, lists, watches and
+//! `Status` errors, behind a bearer token.
+//!
+//! # Layout
+//! - [`path`]: which resource a URL names (pure).
+//! - [`objects`]: get, list, create, replace, status, delete (with cascade).
+//! - [`watch`]: `?watch=true` streams of ADDED/MODIFIED/DELETED events from the store's log.
+//! - [`apply`]: `POST /apis/flotilla.io/v1/apply`, the all-or-nothing multi-object apply the CLI
+//!   uses.
+//! - [`discovery`]: `/version`, `/api`, `/apis` and resource lists, so kubectl can find its way.
+//! - [`error`]: the one place errors become HTTP statuses.
+
+pub mod apply;
+pub mod discovery;
+pub mod error;
+pub mod objects;
+pub mod path;
+pub mod watch;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::Value;
+
+pub use error::ApiError;
+
+use crate::store::{Applied, Store, Write};
+
+/// Requests with larger bodies are refused with 413 (Kubernetes' limit is about 3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    /// The bearer token requests must carry.
+    pub token: Arc<str>,
+    /// This node's name.
+    pub node: Arc<str>,
+}
+
+impl ApiState {
+    /// Commits a write. Today the local store is the whole cluster; the cluster issue routes this
+    /// through the leader.
+    pub async fn commit(&self, w: Write) -> Result<Vec<Applied>, ApiError> {
+        Ok(self.store.write(&w).await?)
+    }
+
+    pub async fn namespace_exists(&self, ns: &str) -> Result<bool, ApiError> {
+        Ok(self
+            .store
+            .get(&crate::store::Key::new("Namespace", "", ns))
+            .await?
+            .is_some())
+    }
+}
+
+/// The API's routes. `/healthz` and `/readyz` answer without a token; everything else needs it.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/version", get(discovery::version))
+        .route("/api", get(discovery::api_versions))
+        .route("/apis", get(discovery::api_groups))
+        .route("/api/v1", get(discovery::core_resources))
+        .route("/apis/{group}/{version}", get(discovery::group_resources))
+        .route("/apis/flotilla.io/v1/apply", post(apply::apply))
+        .fallback(objects::dispatch)
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn auth(State(s): State<ApiState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(given.as_bytes(), s.token.as_bytes()) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(next.run(req).await)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The rustls server config for the node's certificate.
+pub fn tls_config(cert_pem: &str, key_pem: &str) -> anyhow::Result<rustls::ServerConfig> {
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .context("reading the node certificate")?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .context("reading the node key")?
+        .context("no private key in node.key")?;
+    let mut cfg = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("building the TLS config")?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Serves the API on an already-bound listener until `handle` is told to shut down.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    tls: rustls::ServerConfig,
+    state: ApiState,
+    handle: axum_server::Handle<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    listener.set_nonblocking(true)?;
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+    axum_server::from_tcp_rustls(listener, config)?
+        .handle(handle)
+        .serve(router(state).into_make_service())
+        .await
+        .context("serving the API")
+}
+
+/// Parses a request body as JSON, or as YAML when it is not JSON.
+pub fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).or_else(|_| {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+        serde_norway::from_str(text)
+            .map_err(|e| ApiError::BadRequest(format!("body is not JSON or YAML: {e}")))
+    })
+}
+
+/// Reads a whole body, refusing one over [`MAX_BODY`].
+pub async fn read_body(body: axum::body::Body) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::TooLarge { limit: MAX_BODY })
+}

@@ -1,1 +1,62 @@
-//! TODO
+//! The `flotilla` command line: one file per command, argument structs here.
+//!
+//! `agent` runs a node; every other command is a client of some agent's API, found through
+//! `--config`, `$FLOTILLA_CONFIG` or `/var/lib/flotilla/admin.yaml`.
+
+pub mod agent;
+pub mod apply;
+pub mod client;
+pub mod delete;
+pub mod describe;
+pub mod get;
+pub mod printers;
+pub mod rollout;
+pub mod scale;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Flotilla: a container orchestrator for edge fleets, one binary per node.
+#[derive(Debug, Parser)]
+#[command(name = "flotilla", version, about, propagate_version = true)]
+pub struct Cli {
+    /// CLI config (server, CA, token); also read from $FLOTILLA_CONFIG.
+    #[arg(long, global = true, env = "FLOTILLA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run this node's agent in the foreground.
+    Agent(agent::AgentArgs),
+    /// Create or update objects from YAML/JSON files, directories or stdin (-), all or nothing.
+    Apply(apply::ApplyArgs),
+    /// List objects, or show some by name.
+    Get(get::GetArgs),
+    /// Show an object in detail, with its events.
+    Describe(describe::DescribeArgs),
+    /// Delete objects by file, by name or by label selector.
+    Delete(delete::DeleteArgs),
+    /// Set the replicas of a Deployment or ReplicaSet.
+    Scale(scale::ScaleArgs),
+    /// Watch, list or undo a Deployment's rollouts.
+    Rollout(rollout::RolloutArgs),
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let cfg = client::config_path(cli.config.as_deref());
+    match cli.command {
+        Command::Agent(a) => agent::run(a).await.map(|()| 0),
+        Command::Apply(a) => apply::run(&cfg, a).await,
+        Command::Get(a) => get::run(&cfg, a).await,
+        Command::Describe(a) => describe::run(&cfg, a).await,
+        Command::Delete(a) => delete::run(&cfg, a).await,
+        Command::Scale(a) => scale::run(&cfg, a).await,
+        Command::Rollout(a) => rollout::run(&cfg, a).await,
+    }
+}

@@ -13,7 +13,8 @@ pub fn apply(m: &mut Manifest) {
         Manifest::Secret(s) => {
             s.type_.get_or_insert_with(|| "Opaque".into());
             for (k, v) in std::mem::take(&mut s.string_data) {
-                s.data.insert(k, base64::engine::general_purpose::STANDARD.encode(v));
+                s.data
+                    .insert(k, base64::engine::general_purpose::STANDARD.encode(v));
             }
         }
         Manifest::Service(s) => service(&mut s.spec),
@@ -34,7 +35,8 @@ pub fn apply(m: &mut Manifest) {
             if ty == "RollingUpdate" {
                 let ru = st.rolling_update.get_or_insert_with(Default::default);
                 ru.max_surge.get_or_insert(IntOrString::Str("25%".into()));
-                ru.max_unavailable.get_or_insert(IntOrString::Str("25%".into()));
+                ru.max_unavailable
+                    .get_or_insert(IntOrString::Str("25%".into()));
             }
             pod_spec(&mut s.template.spec);
         }
@@ -58,7 +60,10 @@ pub fn apply(m: &mut Manifest) {
             s.parallelism.get_or_insert(1);
             s.backoff_limit.get_or_insert(6);
             if s.manual_selector != Some(true) {
-                s.template.metadata.labels.insert(JOB_NAME_LABEL.into(), name.clone());
+                s.template
+                    .metadata
+                    .labels
+                    .insert(JOB_NAME_LABEL.into(), name.clone());
                 s.selector = Some(LabelSelector {
                     match_labels: [(JOB_NAME_LABEL.to_string(), name)].into(),
                     ..Default::default()
@@ -76,7 +81,9 @@ fn service(s: &mut ServiceSpec) {
     s.type_.get_or_insert_with(|| "ClusterIP".into());
     let aff = s.session_affinity.get_or_insert_with(|| "None".into());
     if aff == "ClientIP" {
-        let c = s.session_affinity_config.get_or_insert_with(Default::default);
+        let c = s
+            .session_affinity_config
+            .get_or_insert_with(Default::default);
         let ip = c.client_ip.get_or_insert_with(Default::default);
         ip.timeout_seconds.get_or_insert(10800);
     }
@@ -120,18 +127,35 @@ fn pod_spec(s: &mut PodSpec) {
 
 fn container(c: &mut Container) {
     let latest = is_latest(&c.image);
-    c.image_pull_policy
-        .get_or_insert_with(|| if latest { "Always".into() } else { "IfNotPresent".into() });
-    c.termination_message_path.get_or_insert_with(|| "/dev/termination-log".into());
-    c.termination_message_policy.get_or_insert_with(|| "File".into());
+    c.image_pull_policy.get_or_insert_with(|| {
+        if latest {
+            "Always".into()
+        } else {
+            "IfNotPresent".into()
+        }
+    });
+    c.termination_message_path
+        .get_or_insert_with(|| "/dev/termination-log".into());
+    c.termination_message_policy
+        .get_or_insert_with(|| "File".into());
     for p in &mut c.ports {
         p.protocol.get_or_insert_with(|| "TCP".into());
     }
     // As Kubernetes: a limit without a request makes the request equal to the limit.
     for (k, v) in &c.resources.limits {
-        c.resources.requests.entry(k.clone()).or_insert_with(|| v.clone());
+        c.resources
+            .requests
+            .entry(k.clone())
+            .or_insert_with(|| v.clone());
     }
-    for p in [&mut c.liveness_probe, &mut c.readiness_probe, &mut c.startup_probe].into_iter().flatten() {
+    for p in [
+        &mut c.liveness_probe,
+        &mut c.readiness_probe,
+        &mut c.startup_probe,
+    ]
+    .into_iter()
+    .flatten()
+    {
         p.initial_delay_seconds.get_or_insert(0);
         p.timeout_seconds.get_or_insert(1);
         p.period_seconds.get_or_insert(10);

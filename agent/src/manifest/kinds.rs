@@ -55,19 +55,61 @@ const fn k(
     namespaced: bool,
     user_writable: bool,
 ) -> KindInfo {
-    KindInfo { kind, api_version, plural, short, namespaced, user_writable }
+    KindInfo {
+        kind,
+        api_version,
+        plural,
+        short,
+        namespaced,
+        user_writable,
+    }
 }
 
 /// Every kind, in the order `apply` writes them (namespaces and configuration before workloads).
 pub const KINDS: &[KindInfo] = &[
-    k("Namespace", "v1", "namespaces", &["ns", "namespace"], false, true),
-    k("ConfigMap", "v1", "configmaps", &["cm", "configmap"], true, true),
+    k(
+        "Namespace",
+        "v1",
+        "namespaces",
+        &["ns", "namespace"],
+        false,
+        true,
+    ),
+    k(
+        "ConfigMap",
+        "v1",
+        "configmaps",
+        &["cm", "configmap"],
+        true,
+        true,
+    ),
     k("Secret", "v1", "secrets", &["secret"], true, true),
     k("Service", "v1", "services", &["svc", "service"], true, true),
     k("Pod", "v1", "pods", &["po", "pod"], true, true),
-    k("ReplicaSet", "apps/v1", "replicasets", &["rs", "replicaset"], true, true),
-    k("Deployment", "apps/v1", "deployments", &["deploy", "deployment"], true, true),
-    k("DaemonSet", "apps/v1", "daemonsets", &["ds", "daemonset"], true, true),
+    k(
+        "ReplicaSet",
+        "apps/v1",
+        "replicasets",
+        &["rs", "replicaset"],
+        true,
+        true,
+    ),
+    k(
+        "Deployment",
+        "apps/v1",
+        "deployments",
+        &["deploy", "deployment"],
+        true,
+        true,
+    ),
+    k(
+        "DaemonSet",
+        "apps/v1",
+        "daemonsets",
+        &["ds", "daemonset"],
+        true,
+        true,
+    ),
     k("Job", "batch/v1", "jobs", &["job"], true, true),
     k("Node", "v1", "nodes", &["no", "node"], false, false),
     k("Event", "v1", "events", &["ev", "event"], true, false),
@@ -88,7 +130,9 @@ pub fn by_cli_name(name: &str) -> Option<&'static KindInfo> {
 
 /// Finds a kind by the API group and URL plural.
 pub fn by_plural(group: &str, plural: &str) -> Option<&'static KindInfo> {
-    KINDS.iter().find(|k| k.group() == group && k.plural == plural)
+    KINDS
+        .iter()
+        .find(|k| k.group() == group && k.plural == plural)
 }
 
 #[cfg(test)]

@@ -35,7 +35,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { path: path.into(), message: message.into() }
+        FieldError {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -138,12 +141,24 @@ pub fn split_documents(text: &str, source: &str) -> Result<Vec<Document>, Docume
         match value {
             Value::Null => continue,
             Value::Object(ref m) if m.get("kind").and_then(Value::as_str) == Some("List") => {
-                let items = m.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+                let items = m
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 for item in items {
-                    out.push(Document { source: source.to_string(), document, value: item });
+                    out.push(Document {
+                        source: source.to_string(),
+                        document,
+                        value: item,
+                    });
                 }
             }
-            value => out.push(Document { source: source.to_string(), document, value }),
+            value => out.push(Document {
+                source: source.to_string(),
+                document,
+                value,
+            }),
         }
     }
     Ok(out)
@@ -180,7 +195,10 @@ pub fn decode(value: Value) -> Result<Manifest, Vec<FieldError>> {
     let Value::Object(map) = &value else {
         return Err(vec![FieldError::new(
             "",
-            format!("expected an object with apiVersion and kind, got {}", describe_value(&value)),
+            format!(
+                "expected an object with apiVersion and kind, got {}",
+                describe_value(&value)
+            ),
         )]);
     };
     let kind = match map.get("kind") {
@@ -202,8 +220,11 @@ pub fn decode(value: Value) -> Result<Manifest, Vec<FieldError>> {
             )]);
         }
         None => {
-            let known: Vec<&str> =
-                kinds::KINDS.iter().filter(|k| k.user_writable).map(|k| k.kind).collect();
+            let known: Vec<&str> = kinds::KINDS
+                .iter()
+                .filter(|k| k.user_writable)
+                .map(|k| k.kind)
+                .collect();
             return Err(vec![FieldError::new(
                 "kind",
                 format!("unsupported kind {kind:?}; supported: {}", known.join(", ")),

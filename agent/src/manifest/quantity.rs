@@ -21,16 +21,18 @@ fn to_int(x: f64, q: &str) -> Result<i64, String> {
 }
 
 fn split(q: &str) -> Result<(f64, f64), String> {
-    let bad = || {
-        format!("{q:?} is not a quantity (examples: \"500m\", \"2\", \"128Mi\", \"1G\")")
-    };
+    let bad = || format!("{q:?} is not a quantity (examples: \"500m\", \"2\", \"128Mi\", \"1G\")");
     let q = q.trim();
     let digits_end = q
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
         .unwrap_or(q.len());
     let (num, suffix) = q.split_at(digits_end);
     if num.is_empty() || num.starts_with('-') {
-        return Err(if num.starts_with('-') { format!("{q:?} must not be negative") } else { bad() });
+        return Err(if num.starts_with('-') {
+            format!("{q:?} must not be negative")
+        } else {
+            bad()
+        });
     }
     let num: f64 = num.parse().map_err(|_| bad())?;
     let scale = match suffix {
@@ -63,7 +65,13 @@ mod tests {
 
     #[test]
     fn cpu_in_millicores() {
-        for (q, m) in [("500m", 500), ("1", 1000), ("0.5", 500), ("2.25", 2250), ("1m", 1)] {
+        for (q, m) in [
+            ("500m", 500),
+            ("1", 1000),
+            ("0.5", 500),
+            ("2.25", 2250),
+            ("1m", 1),
+        ] {
             assert_eq!(parse_milli(q), Ok(m), "{q}");
         }
     }

@@ -55,7 +55,10 @@ fn a_valid_deployment_gets_kubernetes_defaults() {
     assert_eq!(c["ports"][0]["protocol"], "TCP");
     assert_eq!(c["readinessProbe"]["periodSeconds"], 10);
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/");
-    assert_eq!(c["resources"]["requests"]["memory"], "64Mi", "requests default to limits");
+    assert_eq!(
+        c["resources"]["requests"]["memory"], "64Mi",
+        "requests default to limits"
+    );
     assert!(v.get("status").is_none());
     // Unset fields are left out, as Kubernetes prints them.
     assert!(c.get("env").is_none() && c.get("workingDir").is_none());
@@ -65,7 +68,10 @@ fn a_valid_deployment_gets_kubernetes_defaults() {
 fn port_out_of_range_names_the_path() {
     let y = DEPLOY.replace("containerPort: 8080", "containerPort: 70000");
     let errs = prep(&y).unwrap_err();
-    assert_eq!(errs, vec!["spec.template.spec.containers[0].ports[0].containerPort: 70000 is not in 1-65535"]);
+    assert_eq!(
+        errs,
+        vec!["spec.template.spec.containers[0].ports[0].containerPort: 70000 is not in 1-65535"]
+    );
 }
 
 #[test]
@@ -100,7 +106,10 @@ spec:
 #[test]
 fn unknown_fields_are_refused_with_their_path() {
     let y = DEPLOY.replace("image: flotilla", "imagee: oops\n        image: flotilla");
-    check(&y, &["spec.template.spec.containers[0].imagee: unknown field `imagee`"]);
+    check(
+        &y,
+        &["spec.template.spec.containers[0].imagee: unknown field `imagee`"],
+    );
 }
 
 #[test]
@@ -108,22 +117,48 @@ fn wrong_types_are_refused_with_their_path() {
     let y = DEPLOY.replace("replicas: 3", "replicas: three");
     check(&y, &["spec.replicas: invalid type: string \"three\""]);
     let y = DEPLOY.replace("command: [httpd, -f, -p, \"8080\"]", "command: httpd");
-    check(&y, &["spec.template.spec.containers[0].command: invalid type: string \"httpd\", expected a sequence"]);
+    check(
+        &y,
+        &[
+            "spec.template.spec.containers[0].command: invalid type: string \"httpd\", expected a sequence",
+        ],
+    );
 }
 
 #[test]
 fn unsupported_kinds_and_versions() {
-    check("apiVersion: v1\nkind: Widget\nmetadata: {name: w}\n", &["kind: unsupported kind \"Widget\""]);
-    check("apiVersion: v1\nkind: Deployment\nmetadata: {name: w}\n", &["apiVersion: Deployment is served as \"apps/v1\""]);
+    check(
+        "apiVersion: v1\nkind: Widget\nmetadata: {name: w}\n",
+        &["kind: unsupported kind \"Widget\""],
+    );
+    check(
+        "apiVersion: v1\nkind: Deployment\nmetadata: {name: w}\n",
+        &["apiVersion: Deployment is served as \"apps/v1\""],
+    );
     check("apiVersion: v1\nmetadata: {name: w}\n", &["kind: required"]);
-    check("apiVersion: v1\nkind: Node\nmetadata: {name: n}\n", &["kind: Node objects are written by the agents"]);
-    check("- a\n- b\n", &["expected an object with apiVersion and kind, got a list"]);
+    check(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n}\n",
+        &["kind: Node objects are written by the agents"],
+    );
+    check(
+        "- a\n- b\n",
+        &["expected an object with apiVersion and kind, got a list"],
+    );
 }
 
 #[test]
 fn missing_required_fields() {
-    check("apiVersion: v1\nkind: Pod\nmetadata: {}\nspec: {containers: [{image: x}]}\n", &["metadata.name: required", "spec.containers[0].name: required"]);
-    check("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {}\n", &["spec.containers: required"]);
+    check(
+        "apiVersion: v1\nkind: Pod\nmetadata: {}\nspec: {containers: [{image: x}]}\n",
+        &[
+            "metadata.name: required",
+            "spec.containers[0].name: required",
+        ],
+    );
+    check(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {}\n",
+        &["spec.containers: required"],
+    );
     check(
         "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: r}\nspec: {template: {spec: {containers: [{name: c, image: x}]}}}\n",
         &["spec.selector: required"],
@@ -142,36 +177,72 @@ fn invalid_yaml_says_where() {
 fn documents_are_numbered_and_lists_expanded() {
     let text = "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\nkind: List\napiVersion: v1\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: {name: b}}\n- {apiVersion: v1, kind: Namespace, metadata: {name: c}}\n";
     let docs = split_documents(text, "f.yaml").unwrap();
-    let got: Vec<(usize, &str)> =
-        docs.iter().map(|d| (d.document, d.value["metadata"]["name"].as_str().unwrap())).collect();
+    let got: Vec<(usize, &str)> = docs
+        .iter()
+        .map(|d| (d.document, d.value["metadata"]["name"].as_str().unwrap()))
+        .collect();
     assert_eq!(got, vec![(1, "a"), (2, "b"), (2, "c")]);
     // JSON is YAML.
-    let docs = split_documents(r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"j"}}"#, "f.json").unwrap();
+    let docs = split_documents(
+        r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"j"}}"#,
+        "f.json",
+    )
+    .unwrap();
     assert_eq!(docs.len(), 1);
 }
 
 #[test]
 fn service_rules() {
-    let svc = |spec: &str| format!("apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec: {spec}\n");
-    let ok = prep(&svc("{selector: {app: web}, ports: [{port: 80, targetPort: http}]}")).unwrap();
+    let svc = |spec: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec: {spec}\n")
+    };
+    let ok = prep(&svc(
+        "{selector: {app: web}, ports: [{port: 80, targetPort: http}]}",
+    ))
+    .unwrap();
     assert_eq!(ok["spec"]["type"], "ClusterIP");
     assert_eq!(ok["spec"]["ports"][0]["protocol"], "TCP");
     assert_eq!(ok["spec"]["sessionAffinity"], "None");
     let ok = prep(&svc("{ports: [{port: 80}], sessionAffinity: ClientIP}")).unwrap();
     assert_eq!(ok["spec"]["ports"][0]["targetPort"], 80);
-    assert_eq!(ok["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"], 10800);
+    assert_eq!(
+        ok["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
+        10800
+    );
     check(&svc("{ports: []}"), &["spec.ports: required"]);
-    check(&svc("{ports: [{port: 80, nodePort: 30080}]}"), &["spec.ports[0].nodePort: only allowed when spec.type is NodePort"]);
-    check(&svc("{type: NodePort, ports: [{port: 80, nodePort: 80}]}"), &["spec.ports[0].nodePort: 80 is not in the NodePort range"]);
-    check(&svc("{ports: [{port: 80}, {port: 81}]}"), &["spec.ports[0].name: required", "spec.ports[1].name: required"]);
-    check(&svc("{ports: [{name: a, port: 80}, {name: b, port: 80}]}"), &["spec.ports[1].port: duplicate port 80/TCP"]);
-    check(&svc("{type: LoadBalancer, ports: [{port: 80}]}"), &["spec.type: \"LoadBalancer\" is not supported"]);
+    check(
+        &svc("{ports: [{port: 80, nodePort: 30080}]}"),
+        &["spec.ports[0].nodePort: only allowed when spec.type is NodePort"],
+    );
+    check(
+        &svc("{type: NodePort, ports: [{port: 80, nodePort: 80}]}"),
+        &["spec.ports[0].nodePort: 80 is not in the NodePort range"],
+    );
+    check(
+        &svc("{ports: [{port: 80}, {port: 81}]}"),
+        &[
+            "spec.ports[0].name: required",
+            "spec.ports[1].name: required",
+        ],
+    );
+    check(
+        &svc("{ports: [{name: a, port: 80}, {name: b, port: 80}]}"),
+        &["spec.ports[1].port: duplicate port 80/TCP"],
+    );
+    check(
+        &svc("{type: LoadBalancer, ports: [{port: 80}]}"),
+        &["spec.type: \"LoadBalancer\" is not supported"],
+    );
 }
 
 #[test]
 fn pod_rules() {
-    let pod = |spec: &str| format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec: {spec}\n");
-    check(&pod("{containers: [{name: c, image: x}], restartPolicy: Sometimes}"), &["spec.restartPolicy: \"Sometimes\" is not one of"]);
+    let pod =
+        |spec: &str| format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec: {spec}\n");
+    check(
+        &pod("{containers: [{name: c, image: x}], restartPolicy: Sometimes}"),
+        &["spec.restartPolicy: \"Sometimes\" is not one of"],
+    );
     check(
         &pod("{containers: [{name: c, image: x, volumeMounts: [{name: data, mountPath: /d}]}]}"),
         &["spec.containers[0].volumeMounts[0].name: volume \"data\" is not in spec.volumes"],
@@ -182,71 +253,124 @@ fn pod_rules() {
     );
     check(
         &pod("{containers: [{name: c, image: x, livenessProbe: {tcpSocket: {port: web}}}]}"),
-        &["spec.containers[0].livenessProbe.tcpSocket.port: \"web\" is not the name of one of the container's ports"],
+        &[
+            "spec.containers[0].livenessProbe.tcpSocket.port: \"web\" is not the name of one of the container's ports",
+        ],
     );
     check(
         &pod("{containers: [{name: c, image: x, resources: {limits: {memory: lots}}}]}"),
         &["spec.containers[0].resources.limits.memory: \"lots\" is not a quantity"],
     );
     check(
-        &pod("{containers: [{name: c, image: x, resources: {limits: {cpu: 1}, requests: {cpu: 2}}}]}"),
+        &pod(
+            "{containers: [{name: c, image: x, resources: {limits: {cpu: 1}, requests: {cpu: 2}}}]}",
+        ),
         &["spec.containers[0].resources.requests.cpu: must be less than or equal to the cpu limit"],
     );
     check(
-        &pod("{containers: [{name: c, image: x, env: [{name: A, value: b, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]}]}"),
+        &pod(
+            "{containers: [{name: c, image: x, env: [{name: A, value: b, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]}]}",
+        ),
         &["spec.containers[0].env[0]: may not have both value and valueFrom"],
     );
     check(
-        &pod("{containers: [{name: c, image: x}], tolerations: [{key: k, operator: Exists, value: v}]}"),
+        &pod(
+            "{containers: [{name: c, image: x}], tolerations: [{key: k, operator: Exists, value: v}]}",
+        ),
         &["spec.tolerations[0].value: must be empty when operator is Exists"],
     );
     let v = prep(&pod("{containers: [{name: c, image: busybox, ports: [{containerPort: 80}]}], volumes: [{name: cfg, configMap: {name: c}}]}")).unwrap();
-    assert_eq!(v["spec"]["containers"][0]["imagePullPolicy"], "Always", "untagged image means latest");
+    assert_eq!(
+        v["spec"]["containers"][0]["imagePullPolicy"], "Always",
+        "untagged image means latest"
+    );
     assert_eq!(v["spec"]["volumes"][0]["configMap"]["defaultMode"], 420);
 }
 
 #[test]
 fn job_rules_and_defaults() {
     let job = |extra: &str| {
-        format!("apiVersion: batch/v1\nkind: Job\nmetadata: {{name: pi}}\nspec:\n  {extra}\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{{name: c, image: x}}]\n")
+        format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: pi}}\nspec:\n  {extra}\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{{name: c, image: x}}]\n"
+        )
     };
     let v = prep(&job("backoffLimit: 2")).unwrap();
     assert_eq!(v["spec"]["completions"], 1);
-    assert_eq!(v["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/job-name"], "pi");
-    assert_eq!(v["spec"]["template"]["metadata"]["labels"]["batch.kubernetes.io/job-name"], "pi");
-    check(&job("parallelism: -1"), &["spec.parallelism: -1 must be greater than or equal to 0"]);
+    assert_eq!(
+        v["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/job-name"],
+        "pi"
+    );
+    assert_eq!(
+        v["spec"]["template"]["metadata"]["labels"]["batch.kubernetes.io/job-name"],
+        "pi"
+    );
+    check(
+        &job("parallelism: -1"),
+        &["spec.parallelism: -1 must be greater than or equal to 0"],
+    );
     let always = job("completions: 2").replace("restartPolicy: Never", "restartPolicy: Always");
-    check(&always, &["spec.template.spec.restartPolicy: \"Always\" is not allowed here"]);
+    check(
+        &always,
+        &["spec.template.spec.restartPolicy: \"Always\" is not allowed here"],
+    );
 }
 
 #[test]
 fn secrets_merge_string_data_and_check_base64() {
-    let v = prep("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {password: hunter2}\n").unwrap();
+    let v = prep(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {password: hunter2}\n",
+    )
+    .unwrap();
     assert_eq!(v["data"]["password"], "aHVudGVyMg==");
     assert_eq!(v["type"], "Opaque");
     assert!(v.get("stringData").is_none());
-    check("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {k: \"!!\"}\n", &["data[k]: is not valid base64"]);
+    check(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {k: \"!!\"}\n",
+        &["data[k]: is not valid base64"],
+    );
 }
 
 #[test]
 fn names_and_labels() {
-    check("apiVersion: v1\nkind: Namespace\nmetadata: {name: a.b}\n", &["metadata.name: \"a.b\" is not a DNS-1123 label"]);
+    check(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: a.b}\n",
+        &["metadata.name: \"a.b\" is not a DNS-1123 label"],
+    );
     check(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, labels: {\"-x\": y, ok: \"bad value!\"}}\n",
-        &["metadata.labels[-x]: key must be letters", "metadata.labels[ok]: value \"bad value!\" must be"],
+        &[
+            "metadata.labels[-x]: key must be letters",
+            "metadata.labels[ok]: value \"bad value!\" must be",
+        ],
     );
     check(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, namespace: b}\n",
         &["metadata.namespace: not allowed"],
     );
-    let v = prep("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a.conf: x}\n").unwrap();
-    assert_eq!(v, json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a.conf": "x"}}));
+    let v =
+        prep("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a.conf: x}\n").unwrap();
+    assert_eq!(
+        v,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a.conf": "x"}})
+    );
 }
 
 #[test]
 fn rolling_update_bounds() {
-    let y = DEPLOY.replace("replicas: 3", "replicas: 3\n  strategy: {rollingUpdate: {maxSurge: 0, maxUnavailable: 0}}");
-    check(&y, &["spec.strategy.rollingUpdate.maxUnavailable: may not be 0 when maxSurge is 0"]);
-    let y = DEPLOY.replace("replicas: 3", "replicas: 3\n  strategy: {rollingUpdate: {maxSurge: 150%}}");
-    check(&y, &["spec.strategy.rollingUpdate.maxSurge: \"150%\" must be an integer or a percentage"]);
+    let y = DEPLOY.replace(
+        "replicas: 3",
+        "replicas: 3\n  strategy: {rollingUpdate: {maxSurge: 0, maxUnavailable: 0}}",
+    );
+    check(
+        &y,
+        &["spec.strategy.rollingUpdate.maxUnavailable: may not be 0 when maxSurge is 0"],
+    );
+    let y = DEPLOY.replace(
+        "replicas: 3",
+        "replicas: 3\n  strategy: {rollingUpdate: {maxSurge: 150%}}",
+    );
+    check(
+        &y,
+        &["spec.strategy.rollingUpdate.maxSurge: \"150%\" must be an integer or a percentage"],
+    );
 }

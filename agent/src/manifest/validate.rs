@@ -43,7 +43,10 @@ pub fn validate(m: &Manifest) -> Vec<FieldError> {
                 size += k.len() + v.len();
             }
             if size > 1 << 20 {
-                e.add("data", format!("{size} bytes is more than the 1 MiB a ConfigMap may hold"));
+                e.add(
+                    "data",
+                    format!("{size} bytes is more than the 1 MiB a ConfigMap may hold"),
+                );
             }
         }
         Manifest::Secret(o) => {
@@ -51,7 +54,10 @@ pub fn validate(m: &Manifest) -> Vec<FieldError> {
             for (k, v) in &o.data {
                 config_key(&mut e, &format!("data[{k}]"), k);
                 if base64::engine::general_purpose::STANDARD.decode(v).is_err() {
-                    e.add(format!("data[{k}]"), "is not valid base64 (use stringData for plain text)");
+                    e.add(
+                        format!("data[{k}]"),
+                        "is not valid base64 (use stringData for plain text)",
+                    );
                 }
             }
             for k in o.string_data.keys() {
@@ -70,28 +76,62 @@ pub fn validate(m: &Manifest) -> Vec<FieldError> {
             meta(&mut e, &o.metadata, NameRule::Subdomain, true);
             replicas(&mut e, o.spec.replicas);
             non_negative(&mut e, "spec.minReadySeconds", o.spec.min_ready_seconds);
-            template(&mut e, o.spec.selector.as_ref(), &o.spec.template, Some(&["Always"]));
+            template(
+                &mut e,
+                o.spec.selector.as_ref(),
+                &o.spec.template,
+                Some(&["Always"]),
+            );
         }
         Manifest::Deployment(o) => {
             meta(&mut e, &o.metadata, NameRule::Subdomain, true);
             replicas(&mut e, o.spec.replicas);
             non_negative(&mut e, "spec.minReadySeconds", o.spec.min_ready_seconds);
-            non_negative(&mut e, "spec.revisionHistoryLimit", o.spec.revision_history_limit);
+            non_negative(
+                &mut e,
+                "spec.revisionHistoryLimit",
+                o.spec.revision_history_limit,
+            );
             if let Some(p) = o.spec.progress_deadline_seconds {
                 if p <= o.spec.min_ready_seconds.unwrap_or(0) {
-                    e.add("spec.progressDeadlineSeconds", "must be greater than minReadySeconds");
+                    e.add(
+                        "spec.progressDeadlineSeconds",
+                        "must be greater than minReadySeconds",
+                    );
                 }
             }
-            template(&mut e, o.spec.selector.as_ref(), &o.spec.template, Some(&["Always"]));
+            template(
+                &mut e,
+                o.spec.selector.as_ref(),
+                &o.spec.template,
+                Some(&["Always"]),
+            );
             if let Some(s) = &o.spec.strategy {
-                strategy(&mut e, "spec.strategy", s, &["RollingUpdate", "Recreate"], true);
+                strategy(
+                    &mut e,
+                    "spec.strategy",
+                    s,
+                    &["RollingUpdate", "Recreate"],
+                    true,
+                );
             }
         }
         Manifest::DaemonSet(o) => {
             meta(&mut e, &o.metadata, NameRule::Subdomain, true);
-            template(&mut e, o.spec.selector.as_ref(), &o.spec.template, Some(&["Always"]));
+            template(
+                &mut e,
+                o.spec.selector.as_ref(),
+                &o.spec.template,
+                Some(&["Always"]),
+            );
             if let Some(s) = &o.spec.update_strategy {
-                strategy(&mut e, "spec.updateStrategy", s, &["RollingUpdate", "OnDelete"], false);
+                strategy(
+                    &mut e,
+                    "spec.updateStrategy",
+                    s,
+                    &["RollingUpdate", "OnDelete"],
+                    false,
+                );
             }
         }
         Manifest::Job(o) => {
@@ -111,14 +151,30 @@ pub fn validate(m: &Manifest) -> Vec<FieldError> {
                 );
             }
             if o.spec.selector.is_some() && o.spec.manual_selector != Some(true) {
-                e.add("spec.selector", "is generated for a Job; set manualSelector: true to give your own");
+                e.add(
+                    "spec.selector",
+                    "is generated for a Job; set manualSelector: true to give your own",
+                );
             }
-            let sel = if o.spec.manual_selector == Some(true) { o.spec.selector.as_ref() } else { None };
-            labels(&mut e, "spec.template.metadata.labels", &o.spec.template.metadata.labels);
+            let sel = if o.spec.manual_selector == Some(true) {
+                o.spec.selector.as_ref()
+            } else {
+                None
+            };
+            labels(
+                &mut e,
+                "spec.template.metadata.labels",
+                &o.spec.template.metadata.labels,
+            );
             if let Some(sel) = sel {
                 selector_matches_template(&mut e, sel, &o.spec.template);
             }
-            pod_spec(&mut e, "spec.template.spec", &o.spec.template.spec, Some(&["OnFailure", "Never"]));
+            pod_spec(
+                &mut e,
+                "spec.template.spec",
+                &o.spec.template.spec,
+                Some(&["OnFailure", "Never"]),
+            );
         }
     }
     e.0
@@ -148,7 +204,10 @@ fn meta(e: &mut Errors, m: &ObjectMeta, rule: NameRule, namespaced: bool) {
     }
     if let Some(ns) = &m.namespace {
         if !namespaced {
-            e.add("metadata.namespace", "not allowed: this kind is not namespaced");
+            e.add(
+                "metadata.namespace",
+                "not allowed: this kind is not namespaced",
+            );
         } else if let Some(err) = dns_label_error(ns) {
             e.add("metadata.namespace", format!("{ns:?} {err}"));
         }
@@ -161,7 +220,10 @@ fn meta(e: &mut Errors, m: &ObjectMeta, rule: NameRule, namespaced: bool) {
     }
     let size: usize = m.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
     if size > 256 * 1024 {
-        e.add("metadata.annotations", "may not be larger than 256 KiB in all");
+        e.add(
+            "metadata.annotations",
+            "may not be larger than 256 KiB in all",
+        );
     }
 }
 
@@ -179,7 +241,10 @@ fn labels(e: &mut Errors, path: &str, l: &BTreeMap<String, String>) {
 fn replicas(e: &mut Errors, r: Option<i64>) {
     if let Some(r) = r {
         if r < 0 {
-            e.add("spec.replicas", format!("{r} must be greater than or equal to 0"));
+            e.add(
+                "spec.replicas",
+                format!("{r} must be greater than or equal to 0"),
+            );
         }
     }
 }
@@ -212,7 +277,10 @@ fn selector_matches_template(e: &mut Errors, sel: &LabelSelector, t: &PodTemplat
         Ok(s) if s.is_empty() => e.add("spec.selector", "must not be empty"),
         Ok(s) if !s.matches(&t.metadata.labels) => e.add(
             "spec.template.metadata.labels",
-            format!("selector {s:?} does not match the template's labels", s = s.to_string()),
+            format!(
+                "selector {s:?} does not match the template's labels",
+                s = s.to_string()
+            ),
         ),
         Ok(_) => {}
     }
@@ -221,23 +289,38 @@ fn selector_matches_template(e: &mut Errors, sel: &LabelSelector, t: &PodTemplat
 fn strategy(e: &mut Errors, path: &str, s: &DeploymentStrategy, types: &[&str], surge: bool) {
     let ty = s.type_.as_deref().unwrap_or("RollingUpdate");
     if !types.contains(&ty) {
-        e.add(format!("{path}.type"), format!("{ty:?} is not one of {}", types.join(", ")));
+        e.add(
+            format!("{path}.type"),
+            format!("{ty:?} is not one of {}", types.join(", ")),
+        );
     }
     let Some(ru) = &s.rolling_update else { return };
     if ty != "RollingUpdate" {
-        e.add(format!("{path}.rollingUpdate"), format!("not allowed with type {ty:?}"));
+        e.add(
+            format!("{path}.rollingUpdate"),
+            format!("not allowed with type {ty:?}"),
+        );
         return;
     }
-    let su = ru.max_surge.as_ref().map(|v| int_or_percent(e, &format!("{path}.rollingUpdate.maxSurge"), v));
+    let su = ru
+        .max_surge
+        .as_ref()
+        .map(|v| int_or_percent(e, &format!("{path}.rollingUpdate.maxSurge"), v));
     let un = ru
         .max_unavailable
         .as_ref()
         .map(|v| int_or_percent(e, &format!("{path}.rollingUpdate.maxUnavailable"), v));
     if !surge && ru.max_surge.is_some() && un == Some(Some(0)) && su == Some(Some(0)) {
-        e.add(format!("{path}.rollingUpdate.maxUnavailable"), "may not be 0 when maxSurge is 0");
+        e.add(
+            format!("{path}.rollingUpdate.maxUnavailable"),
+            "may not be 0 when maxSurge is 0",
+        );
     }
     if surge && su == Some(Some(0)) && un == Some(Some(0)) {
-        e.add(format!("{path}.rollingUpdate.maxUnavailable"), "may not be 0 when maxSurge is 0");
+        e.add(
+            format!("{path}.rollingUpdate.maxUnavailable"),
+            "may not be 0 when maxSurge is 0",
+        );
     }
 }
 
@@ -252,7 +335,10 @@ fn int_or_percent(e: &mut Errors, path: &str, v: &IntOrString) -> Option<i64> {
         IntOrString::Str(s) => match s.strip_suffix('%').and_then(|n| n.parse::<i64>().ok()) {
             Some(p) if (0..=100).contains(&p) => Some(p),
             _ => {
-                e.add(path, format!("{s:?} must be an integer or a percentage such as \"25%\""));
+                e.add(
+                    path,
+                    format!("{s:?} must be an integer or a percentage such as \"25%\""),
+                );
                 None
             }
         },
@@ -261,26 +347,41 @@ fn int_or_percent(e: &mut Errors, path: &str, v: &IntOrString) -> Option<i64> {
 
 fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Option<&[&str]>) {
     if s.containers.is_empty() {
-        e.add(format!("{p}.containers"), "required: a pod needs at least one container");
+        e.add(
+            format!("{p}.containers"),
+            "required: a pod needs at least one container",
+        );
     }
     let policies = ["Always", "OnFailure", "Never"];
     if let Some(rp) = &s.restart_policy {
         if !policies.contains(&rp.as_str()) {
-            e.add(format!("{p}.restartPolicy"), format!("{rp:?} is not one of Always, OnFailure, Never"));
+            e.add(
+                format!("{p}.restartPolicy"),
+                format!("{rp:?} is not one of Always, OnFailure, Never"),
+            );
         } else if let Some(allowed) = restart_allowed {
             if !allowed.contains(&rp.as_str()) {
-                e.add(format!("{p}.restartPolicy"), format!("{rp:?} is not allowed here; use {}", allowed.join(" or ")));
+                e.add(
+                    format!("{p}.restartPolicy"),
+                    format!("{rp:?} is not allowed here; use {}", allowed.join(" or ")),
+                );
             }
         }
     }
     if let Some(g) = s.termination_grace_period_seconds {
         if g < 0 {
-            e.add(format!("{p}.terminationGracePeriodSeconds"), format!("{g} must be greater than or equal to 0"));
+            e.add(
+                format!("{p}.terminationGracePeriodSeconds"),
+                format!("{g} must be greater than or equal to 0"),
+            );
         }
     }
     if let Some(d) = s.active_deadline_seconds {
         if d <= 0 {
-            e.add(format!("{p}.activeDeadlineSeconds"), "must be greater than 0");
+            e.add(
+                format!("{p}.activeDeadlineSeconds"),
+                "must be greater than 0",
+            );
         }
     }
     if let Some(n) = &s.node_name {
@@ -291,7 +392,12 @@ fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Option<&[&str
     labels(e, &format!("{p}.nodeSelector"), &s.node_selector);
     if let Some(dp) = &s.dns_policy {
         if !["ClusterFirst", "Default", "None", "ClusterFirstWithHostNet"].contains(&dp.as_str()) {
-            e.add(format!("{p}.dnsPolicy"), format!("{dp:?} is not one of ClusterFirst, Default, None, ClusterFirstWithHostNet"));
+            e.add(
+                format!("{p}.dnsPolicy"),
+                format!(
+                    "{dp:?} is not one of ClusterFirst, Default, None, ClusterFirstWithHostNet"
+                ),
+            );
         }
     }
     for (i, t) in s.tolerations.iter().enumerate() {
@@ -305,19 +411,36 @@ fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Option<&[&str
         match dns_label_error(&v.name) {
             _ if v.name.is_empty() => e.add(format!("{vp}.name"), "required"),
             Some(err) => e.add(format!("{vp}.name"), format!("{:?} {err}", v.name)),
-            None if !volumes.insert(v.name.as_str()) => e.add(format!("{vp}.name"), format!("duplicate volume name {:?}", v.name)),
+            None if !volumes.insert(v.name.as_str()) => e.add(
+                format!("{vp}.name"),
+                format!("duplicate volume name {:?}", v.name),
+            ),
             None => {}
         }
-        let sources = [v.empty_dir.is_some(), v.host_path.is_some(), v.config_map.is_some(), v.secret.is_some()];
+        let sources = [
+            v.empty_dir.is_some(),
+            v.host_path.is_some(),
+            v.config_map.is_some(),
+            v.secret.is_some(),
+        ];
         match sources.iter().filter(|x| **x).count() {
-            0 => e.add(&vp, "must have one source: emptyDir, hostPath, configMap or secret"),
+            0 => e.add(
+                &vp,
+                "must have one source: emptyDir, hostPath, configMap or secret",
+            ),
             1 => {}
-            _ => e.add(&vp, "may have only one source of emptyDir, hostPath, configMap and secret"),
+            _ => e.add(
+                &vp,
+                "may have only one source of emptyDir, hostPath, configMap and secret",
+            ),
         }
         if let Some(ed) = &v.empty_dir {
             if let Some(m) = &ed.medium {
                 if !m.is_empty() && m != "Memory" {
-                    e.add(format!("{vp}.emptyDir.medium"), format!("{m:?} is not \"\" or \"Memory\""));
+                    e.add(
+                        format!("{vp}.emptyDir.medium"),
+                        format!("{m:?} is not \"\" or \"Memory\""),
+                    );
                 }
             }
             if let Some(q) = &ed.size_limit {
@@ -328,12 +451,27 @@ fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Option<&[&str
         }
         if let Some(hp) = &v.host_path {
             if !hp.path.starts_with('/') {
-                e.add(format!("{vp}.hostPath.path"), format!("{:?} must be an absolute path", hp.path));
+                e.add(
+                    format!("{vp}.hostPath.path"),
+                    format!("{:?} must be an absolute path", hp.path),
+                );
             }
-            let types = ["", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"];
+            let types = [
+                "",
+                "DirectoryOrCreate",
+                "Directory",
+                "FileOrCreate",
+                "File",
+                "Socket",
+                "CharDevice",
+                "BlockDevice",
+            ];
             if let Some(t) = &hp.type_ {
                 if !types.contains(&t.as_str()) {
-                    e.add(format!("{vp}.hostPath.type"), format!("{t:?} is not a hostPath type"));
+                    e.add(
+                        format!("{vp}.hostPath.type"),
+                        format!("{t:?} is not a hostPath type"),
+                    );
                 }
             }
         }
@@ -360,14 +498,22 @@ fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Option<&[&str
         .iter()
         .enumerate()
         .map(|(i, c)| (format!("{p}.initContainers[{i}]"), c, true))
-        .chain(s.containers.iter().enumerate().map(|(i, c)| (format!("{p}.containers[{i}]"), c, false)));
+        .chain(
+            s.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("{p}.containers[{i}]"), c, false)),
+        );
     for (cp, c, init) in all {
         if c.name.is_empty() {
             e.add(format!("{cp}.name"), "required");
         } else if let Some(err) = dns_label_error(&c.name) {
             e.add(format!("{cp}.name"), format!("{:?} {err}", c.name));
         } else if !names.insert(c.name.clone()) {
-            e.add(format!("{cp}.name"), format!("duplicate container name {:?}", c.name));
+            e.add(
+                format!("{cp}.name"),
+                format!("duplicate container name {:?}", c.name),
+            );
         }
         container(e, &cp, c, &volumes, &mut ports, &mut host_ports, init);
     }
@@ -380,7 +526,10 @@ fn key_paths(e: &mut Errors, p: &str, items: &[KeyToPath], default_mode: Option<
             e.add(format!("{p}.items[{i}].key"), "required");
         }
         if it.path.is_empty() || it.path.starts_with('/') || it.path.split('/').any(|s| s == "..") {
-            e.add(format!("{p}.items[{i}].path"), format!("{:?} must be a relative path without '..'", it.path));
+            e.add(
+                format!("{p}.items[{i}].path"),
+                format!("{:?} must be a relative path without '..'", it.path),
+            );
         }
         mode(e, &format!("{p}.items[{i}].mode"), it.mode);
     }
@@ -389,7 +538,10 @@ fn key_paths(e: &mut Errors, p: &str, items: &[KeyToPath], default_mode: Option<
 fn mode(e: &mut Errors, p: &str, m: Option<i64>) {
     if let Some(m) = m {
         if !(0..=0o777).contains(&m) {
-            e.add(p, format!("{m} must be a file mode between 0 and 0777 (511)"));
+            e.add(
+                p,
+                format!("{m} must be a file mode between 0 and 0777 (511)"),
+            );
         }
     }
 }
@@ -397,20 +549,32 @@ fn mode(e: &mut Errors, p: &str, m: Option<i64>) {
 fn toleration(e: &mut Errors, p: &str, t: &Toleration) {
     let op = t.operator.as_deref().unwrap_or("Equal");
     if !["Equal", "Exists"].contains(&op) {
-        e.add(format!("{p}.operator"), format!("{op:?} is not one of Equal, Exists"));
+        e.add(
+            format!("{p}.operator"),
+            format!("{op:?} is not one of Equal, Exists"),
+        );
     }
     if op == "Exists" && t.value.as_deref().is_some_and(|v| !v.is_empty()) {
-        e.add(format!("{p}.value"), "must be empty when operator is Exists");
+        e.add(
+            format!("{p}.value"),
+            "must be empty when operator is Exists",
+        );
     }
     if t.key.as_deref().unwrap_or("").is_empty() && op != "Exists" {
         e.add(format!("{p}.operator"), "must be Exists when key is empty");
     }
     if let Some(eff) = &t.effect {
         if !["NoSchedule", "PreferNoSchedule", "NoExecute", ""].contains(&eff.as_str()) {
-            e.add(format!("{p}.effect"), format!("{eff:?} is not one of NoSchedule, PreferNoSchedule, NoExecute"));
+            e.add(
+                format!("{p}.effect"),
+                format!("{eff:?} is not one of NoSchedule, PreferNoSchedule, NoExecute"),
+            );
         }
         if t.toleration_seconds.is_some() && eff != "NoExecute" {
-            e.add(format!("{p}.tolerationSeconds"), "only allowed with effect NoExecute");
+            e.add(
+                format!("{p}.tolerationSeconds"),
+                "only allowed with effect NoExecute",
+            );
         }
     }
 }
@@ -442,16 +606,25 @@ fn container(
     if c.image.trim().is_empty() {
         e.add(format!("{cp}.image"), "required");
     } else if c.image.chars().any(char::is_whitespace) {
-        e.add(format!("{cp}.image"), format!("{:?} must not contain spaces", c.image));
+        e.add(
+            format!("{cp}.image"),
+            format!("{:?} must not contain spaces", c.image),
+        );
     }
     if let Some(pp) = &c.image_pull_policy {
         if !["Always", "IfNotPresent", "Never"].contains(&pp.as_str()) {
-            e.add(format!("{cp}.imagePullPolicy"), format!("{pp:?} is not one of Always, IfNotPresent, Never"));
+            e.add(
+                format!("{cp}.imagePullPolicy"),
+                format!("{pp:?} is not one of Always, IfNotPresent, Never"),
+            );
         }
     }
     if let Some(wd) = &c.working_dir {
         if !wd.starts_with('/') {
-            e.add(format!("{cp}.workingDir"), format!("{wd:?} must be an absolute path"));
+            e.add(
+                format!("{cp}.workingDir"),
+                format!("{wd:?} must be an absolute path"),
+            );
         }
     }
 
@@ -464,10 +637,15 @@ fn container(
             if let Some(err) = port_name_error(name) {
                 e.add(format!("{pp}.name"), format!("{name:?} {err}"));
             } else if !port_names.insert(name.clone()) {
-                e.add(format!("{pp}.name"), format!("duplicate port name {name:?}"));
+                e.add(
+                    format!("{pp}.name"),
+                    format!("duplicate port name {name:?}"),
+                );
             }
         }
-        if (1..=65535).contains(&port.container_port) && !ports.insert((port.container_port, proto.clone())) {
+        if (1..=65535).contains(&port.container_port)
+            && !ports.insert((port.container_port, proto.clone()))
+        {
             e.add(
                 format!("{pp}.containerPort"),
                 format!("duplicate port {}/{proto} in this pod", port.container_port),
@@ -476,7 +654,10 @@ fn container(
         if let Some(hp) = port.host_port {
             port_number(e, &format!("{pp}.hostPort"), hp);
             if !host_ports.insert((hp, proto.clone())) {
-                e.add(format!("{pp}.hostPort"), format!("duplicate host port {hp}/{proto} in this pod"));
+                e.add(
+                    format!("{pp}.hostPort"),
+                    format!("duplicate host port {hp}/{proto} in this pod"),
+                );
             }
         }
     }
@@ -486,22 +667,32 @@ fn container(
         if env.name.is_empty() {
             e.add(format!("{ep}.name"), "required");
         } else if env.name.contains('=') || env.name.chars().any(char::is_control) {
-            e.add(format!("{ep}.name"), format!("{:?} may not contain '=' or control characters", env.name));
+            e.add(
+                format!("{ep}.name"),
+                format!("{:?} may not contain '=' or control characters", env.name),
+            );
         }
         match (&env.value, &env.value_from) {
             (Some(_), Some(_)) => e.add(&ep, "may not have both value and valueFrom"),
             (_, Some(vf)) => {
-                let n = [vf.config_map_key_ref.is_some(), vf.secret_key_ref.is_some(), vf.field_ref.is_some()]
-                    .iter()
-                    .filter(|x| **x)
-                    .count();
+                let n = [
+                    vf.config_map_key_ref.is_some(),
+                    vf.secret_key_ref.is_some(),
+                    vf.field_ref.is_some(),
+                ]
+                .iter()
+                .filter(|x| **x)
+                .count();
                 if n != 1 {
                     e.add(
                         format!("{ep}.valueFrom"),
                         "must have exactly one of configMapKeyRef, secretKeyRef, fieldRef",
                     );
                 }
-                for (what, r) in [("configMapKeyRef", &vf.config_map_key_ref), ("secretKeyRef", &vf.secret_key_ref)] {
+                for (what, r) in [
+                    ("configMapKeyRef", &vf.config_map_key_ref),
+                    ("secretKeyRef", &vf.secret_key_ref),
+                ] {
                     if let Some(r) = r {
                         if r.name.is_empty() {
                             e.add(format!("{ep}.valueFrom.{what}.name"), "required");
@@ -527,7 +718,11 @@ fn container(
                     if !ok {
                         e.add(
                             format!("{ep}.valueFrom.fieldRef.fieldPath"),
-                            format!("{:?} is not supported; use one of {}", f.field_path, FIELDS.join(", ")),
+                            format!(
+                                "{:?} is not supported; use one of {}",
+                                f.field_path,
+                                FIELDS.join(", ")
+                            ),
                         );
                     }
                 }
@@ -538,8 +733,12 @@ fn container(
     for (i, ef) in c.env_from.iter().enumerate() {
         let ep = format!("{cp}.envFrom[{i}]");
         match (&ef.config_map_ref, &ef.secret_ref) {
-            (Some(_), Some(_)) | (None, None) => e.add(&ep, "must have exactly one of configMapRef, secretRef"),
-            (Some(r), None) | (None, Some(r)) if r.name.is_empty() => e.add(&ep, "name of the referenced object is required"),
+            (Some(_), Some(_)) | (None, None) => {
+                e.add(&ep, "must have exactly one of configMapRef, secretRef")
+            }
+            (Some(r), None) | (None, Some(r)) if r.name.is_empty() => {
+                e.add(&ep, "name of the referenced object is required")
+            }
             _ => {}
         }
     }
@@ -552,16 +751,28 @@ fn container(
         if m.name.is_empty() {
             e.add(format!("{mp}.name"), "required");
         } else if !volumes.contains(m.name.as_str()) {
-            e.add(format!("{mp}.name"), format!("volume {:?} is not in spec.volumes", m.name));
+            e.add(
+                format!("{mp}.name"),
+                format!("volume {:?} is not in spec.volumes", m.name),
+            );
         }
         if !m.mount_path.starts_with('/') {
-            e.add(format!("{mp}.mountPath"), format!("{:?} must be an absolute path", m.mount_path));
+            e.add(
+                format!("{mp}.mountPath"),
+                format!("{:?} must be an absolute path", m.mount_path),
+            );
         } else if !mount_paths.insert(m.mount_path.clone()) {
-            e.add(format!("{mp}.mountPath"), format!("duplicate mount path {:?}", m.mount_path));
+            e.add(
+                format!("{mp}.mountPath"),
+                format!("duplicate mount path {:?}", m.mount_path),
+            );
         }
         if let Some(sp) = &m.sub_path {
             if sp.starts_with('/') || sp.split('/').any(|s| s == "..") {
-                e.add(format!("{mp}.subPath"), format!("{sp:?} must be a relative path without '..'"));
+                e.add(
+                    format!("{mp}.subPath"),
+                    format!("{sp:?} must be a relative path without '..'"),
+                );
             }
         }
     }
@@ -577,7 +788,14 @@ fn container(
         if init {
             e.add(&pp, "not allowed on init containers");
         }
-        handler(e, &pp, pr.exec.as_ref(), pr.http_get.as_ref(), pr.tcp_socket.as_ref(), &named);
+        handler(
+            e,
+            &pp,
+            pr.exec.as_ref(),
+            pr.http_get.as_ref(),
+            pr.tcp_socket.as_ref(),
+            &named,
+        );
         for (f, v, min) in [
             ("initialDelaySeconds", pr.initial_delay_seconds, 0),
             ("periodSeconds", pr.period_seconds, 1),
@@ -587,32 +805,54 @@ fn container(
         ] {
             if let Some(v) = v {
                 if v < min {
-                    e.add(format!("{pp}.{f}"), format!("{v} must be greater than or equal to {min}"));
+                    e.add(
+                        format!("{pp}.{f}"),
+                        format!("{v} must be greater than or equal to {min}"),
+                    );
                 }
             }
         }
         if what != "readinessProbe" && pr.success_threshold.is_some_and(|s| s != 1) {
-            e.add(format!("{pp}.successThreshold"), "must be 1 for liveness and startup probes");
+            e.add(
+                format!("{pp}.successThreshold"),
+                "must be 1 for liveness and startup probes",
+            );
         }
     }
     if let Some(lc) = &c.lifecycle {
         for (what, h) in [("postStart", &lc.post_start), ("preStop", &lc.pre_stop)] {
             if let Some(h) = h {
                 let hp = format!("{cp}.lifecycle.{what}");
-                handler(e, &hp, h.exec.as_ref(), h.http_get.as_ref(), h.tcp_socket.as_ref(), &named);
+                handler(
+                    e,
+                    &hp,
+                    h.exec.as_ref(),
+                    h.http_get.as_ref(),
+                    h.tcp_socket.as_ref(),
+                    &named,
+                );
             }
         }
     }
     if let Some(sc) = &c.security_context {
-        for (f, v) in [("runAsUser", sc.run_as_user), ("runAsGroup", sc.run_as_group)] {
+        for (f, v) in [
+            ("runAsUser", sc.run_as_user),
+            ("runAsGroup", sc.run_as_group),
+        ] {
             if let Some(v) = v {
                 if !(0..=i64::from(u32::MAX)).contains(&v) {
-                    e.add(format!("{cp}.securityContext.{f}"), format!("{v} is not a valid id"));
+                    e.add(
+                        format!("{cp}.securityContext.{f}"),
+                        format!("{v} is not a valid id"),
+                    );
                 }
             }
         }
         if sc.privileged == Some(true) {
-            e.add(format!("{cp}.securityContext.privileged"), "privileged containers are not supported");
+            e.add(
+                format!("{cp}.securityContext.privileged"),
+                "privileged containers are not supported",
+            );
         }
     }
 }
@@ -625,7 +865,10 @@ fn handler(
     tcp: Option<&TcpSocketAction>,
     named_ports: &BTreeSet<&str>,
 ) {
-    let n = [exec.is_some(), http.is_some(), tcp.is_some()].iter().filter(|x| **x).count();
+    let n = [exec.is_some(), http.is_some(), tcp.is_some()]
+        .iter()
+        .filter(|x| **x)
+        .count();
     if n != 1 {
         e.add(p, "must have exactly one of exec, httpGet, tcpSocket");
     }
@@ -636,16 +879,20 @@ fn handler(
     }
     let check_port = |e: &mut Errors, what: &str, port: &IntOrString| match port {
         IntOrString::Int(n) => port_number(e, &format!("{p}.{what}.port"), *n),
-        IntOrString::Str(s) if !named_ports.contains(s.as_str()) => {
-            e.add(format!("{p}.{what}.port"), format!("{s:?} is not the name of one of the container's ports"))
-        }
+        IntOrString::Str(s) if !named_ports.contains(s.as_str()) => e.add(
+            format!("{p}.{what}.port"),
+            format!("{s:?} is not the name of one of the container's ports"),
+        ),
         IntOrString::Str(_) => {}
     };
     if let Some(h) = http {
         check_port(e, "httpGet", &h.port);
         if let Some(s) = &h.scheme {
             if s != "HTTP" && s != "HTTPS" {
-                e.add(format!("{p}.httpGet.scheme"), format!("{s:?} is not one of HTTP, HTTPS"));
+                e.add(
+                    format!("{p}.httpGet.scheme"),
+                    format!("{s:?} is not one of HTTP, HTTPS"),
+                );
             }
         }
     }
@@ -661,10 +908,17 @@ fn resources(e: &mut Errors, p: &str, r: &ResourceRequirements) {
         for (k, q) in map {
             let fp = format!("{p}.{section}.{k}");
             if !KNOWN.contains(&k.as_str()) {
-                e.add(&fp, format!("unsupported resource; use one of {}", KNOWN.join(", ")));
+                e.add(
+                    &fp,
+                    format!("unsupported resource; use one of {}", KNOWN.join(", ")),
+                );
                 continue;
             }
-            let v = if k == "cpu" { quantity::parse_milli(&q.0) } else { quantity::parse_units(&q.0) };
+            let v = if k == "cpu" {
+                quantity::parse_milli(&q.0)
+            } else {
+                quantity::parse_units(&q.0)
+            };
             match v {
                 Ok(v) => {
                     parsed.insert((section, k.as_str()), v);
@@ -674,9 +928,13 @@ fn resources(e: &mut Errors, p: &str, r: &ResourceRequirements) {
         }
     }
     for k in KNOWN {
-        if let (Some(req), Some(lim)) = (parsed.get(&("requests", *k)), parsed.get(&("limits", *k))) {
+        if let (Some(req), Some(lim)) = (parsed.get(&("requests", *k)), parsed.get(&("limits", *k)))
+        {
             if req > lim {
-                e.add(format!("{p}.requests.{k}"), format!("must be less than or equal to the {k} limit"));
+                e.add(
+                    format!("{p}.requests.{k}"),
+                    format!("must be less than or equal to the {k} limit"),
+                );
             }
         }
     }
@@ -685,15 +943,24 @@ fn resources(e: &mut Errors, p: &str, r: &ResourceRequirements) {
 fn service(e: &mut Errors, s: &ServiceSpec) {
     let ty = s.type_.as_deref().unwrap_or("ClusterIP");
     if !["ClusterIP", "NodePort"].contains(&ty) {
-        e.add("spec.type", format!("{ty:?} is not supported; use ClusterIP or NodePort"));
+        e.add(
+            "spec.type",
+            format!("{ty:?} is not supported; use ClusterIP or NodePort"),
+        );
     }
     labels(e, "spec.selector", &s.selector);
     if let Some(ip) = &s.cluster_ip {
         if !ip.is_empty() && ip != "None" && ip.parse::<std::net::Ipv4Addr>().is_err() {
-            e.add("spec.clusterIP", format!("{ip:?} must be empty, \"None\" or an IPv4 address"));
+            e.add(
+                "spec.clusterIP",
+                format!("{ip:?} must be empty, \"None\" or an IPv4 address"),
+            );
         }
         if ip == "None" && ty == "NodePort" {
-            e.add("spec.clusterIP", "a headless service (None) cannot be of type NodePort");
+            e.add(
+                "spec.clusterIP",
+                "a headless service (None) cannot be of type NodePort",
+            );
         }
     }
     if s.ports.is_empty() && s.cluster_ip.as_deref() != Some("None") {
@@ -707,7 +974,10 @@ fn service(e: &mut Errors, s: &ServiceSpec) {
         port_number(e, &format!("{pp}.port"), port.port);
         let proto = protocol(e, &format!("{pp}.protocol"), port.protocol.as_deref());
         match &port.name {
-            None if s.ports.len() > 1 => e.add(format!("{pp}.name"), "required when a service has more than one port"),
+            None if s.ports.len() > 1 => e.add(
+                format!("{pp}.name"),
+                "required when a service has more than one port",
+            ),
             None => {}
             Some(n) => {
                 if let Some(err) = dns_label_error(n) {
@@ -718,7 +988,10 @@ fn service(e: &mut Errors, s: &ServiceSpec) {
             }
         }
         if (1..=65535).contains(&port.port) && !seen.insert((port.port, proto.clone())) {
-            e.add(format!("{pp}.port"), format!("duplicate port {}/{proto}", port.port));
+            e.add(
+                format!("{pp}.port"),
+                format!("duplicate port {}/{proto}", port.port),
+            );
         }
         match &port.target_port {
             Some(IntOrString::Int(n)) => port_number(e, &format!("{pp}.targetPort"), *n),
@@ -731,9 +1004,15 @@ fn service(e: &mut Errors, s: &ServiceSpec) {
         }
         if let Some(np) = port.node_port {
             if ty != "NodePort" {
-                e.add(format!("{pp}.nodePort"), "only allowed when spec.type is NodePort");
+                e.add(
+                    format!("{pp}.nodePort"),
+                    "only allowed when spec.type is NodePort",
+                );
             } else if !(30000..=32767).contains(&np) {
-                e.add(format!("{pp}.nodePort"), format!("{np} is not in the NodePort range 30000-32767"));
+                e.add(
+                    format!("{pp}.nodePort"),
+                    format!("{np} is not in the NodePort range 30000-32767"),
+                );
             } else if !node_ports.insert(np) {
                 e.add(format!("{pp}.nodePort"), format!("duplicate nodePort {np}"));
             }
@@ -741,13 +1020,27 @@ fn service(e: &mut Errors, s: &ServiceSpec) {
     }
     let aff = s.session_affinity.as_deref().unwrap_or("None");
     if !["None", "ClientIP"].contains(&aff) {
-        e.add("spec.sessionAffinity", format!("{aff:?} is not one of None, ClientIP"));
+        e.add(
+            "spec.sessionAffinity",
+            format!("{aff:?} is not one of None, ClientIP"),
+        );
     }
-    if let Some(t) = s.session_affinity_config.as_ref().and_then(|c| c.client_ip.as_ref()).and_then(|c| c.timeout_seconds) {
+    if let Some(t) = s
+        .session_affinity_config
+        .as_ref()
+        .and_then(|c| c.client_ip.as_ref())
+        .and_then(|c| c.timeout_seconds)
+    {
         if aff != "ClientIP" {
-            e.add("spec.sessionAffinityConfig", "only allowed when sessionAffinity is ClientIP");
+            e.add(
+                "spec.sessionAffinityConfig",
+                "only allowed when sessionAffinity is ClientIP",
+            );
         } else if !(1..=86400).contains(&t) {
-            e.add("spec.sessionAffinityConfig.clientIP.timeoutSeconds", format!("{t} is not in 1-86400"));
+            e.add(
+                "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                format!("{t} is not in 1-86400"),
+            );
         }
     }
 }
@@ -755,12 +1048,16 @@ fn service(e: &mut Errors, s: &ServiceSpec) {
 fn config_key(e: &mut Errors, p: &str, k: &str) {
     let ok = !k.is_empty()
         && k.len() <= 253
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && k != "."
         && k != ".."
         && !k.starts_with("..");
     if !ok {
-        e.add(p, "key must consist of letters, digits, '-', '_' or '.', at most 253 characters");
+        e.add(
+            p,
+            "key must consist of letters, digits, '-', '_' or '.', at most 253 characters",
+        );
     }
 }
 
@@ -773,8 +1070,13 @@ pub fn dns_label_error(s: &str) -> Option<String> {
     if s.len() > 63 {
         return Some(format!("is {} characters, more than 63", s.len()));
     }
-    if !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-        return Some("is not a DNS-1123 label: only lower-case letters, digits and '-' are allowed".into());
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Some(
+            "is not a DNS-1123 label: only lower-case letters, digits and '-' are allowed".into(),
+        );
     }
     if s.starts_with('-') || s.ends_with('-') {
         return Some("is not a DNS-1123 label: must start and end with a letter or digit".into());
@@ -792,7 +1094,8 @@ pub fn dns_subdomain_error(s: &str) -> Option<String> {
     }
     let ok = s.split('.').all(|l| {
         !l.is_empty()
-            && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && l.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && !l.starts_with('-')
             && !l.ends_with('-')
     });
@@ -839,17 +1142,24 @@ pub fn label_key_error(k: &str) -> Option<String> {
 
 /// Why `v` is not a label value (empty, or like a key's name part).
 pub fn label_value_error(v: &str) -> Option<String> {
-    if v.is_empty() { None } else { qualified_name_error(v) }
+    if v.is_empty() {
+        None
+    } else {
+        qualified_name_error(v)
+    }
 }
 
 fn qualified_name_error(n: &str) -> Option<String> {
     if n.len() > 63 {
         return Some("must be at most 63 characters".into());
     }
-    let ok = n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    let ok = n
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && n.starts_with(|c: char| c.is_ascii_alphanumeric())
         && n.ends_with(|c: char| c.is_ascii_alphanumeric());
     (!ok).then(|| {
-        "must be letters, digits, '-', '_' or '.', starting and ending with a letter or digit".into()
+        "must be letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+            .into()
     })
 }

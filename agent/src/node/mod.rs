@@ -1,1 +1,18 @@
-//! TODO
+//! This node: its identity on disk (data dir, certificates, tokens) and its Node object.
+//!
+//! # Data dir
+//! ```text
+//! DIR/node.json        name and cluster id; its presence means "this dir holds a node"
+//! DIR/flotilla.db      the store (SQLite, WAL)
+//! DIR/secrets.key      32-byte key that encrypts Secrets at rest (0600), never in the db
+//! DIR/pki/ca.{crt,key} cluster CA (made by --init)
+//! DIR/pki/node.{crt,key} this node's certificate, signed by the CA; serves the API
+//! DIR/api-token        bearer token the API accepts (0600)
+//! DIR/admin.yaml       CLI config for this node's API: server URL, CA, token
+//! DIR/join-token       K10<sha256 of CA>::<secret>, for `agent --join`
+//! ```
+
+pub mod identity;
+pub mod status;
+
+pub use identity::{AdminConfig, Identity};

@@ -26,14 +26,20 @@ impl SecretCipher {
         use std::os::unix::fs::OpenOptionsExt;
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
         f.write_all(&key)?;
         f.sync_all()
     }
 
     pub fn load(path: &Path) -> Result<Self, StoreError> {
-        let key = std::fs::read(path)
-            .map_err(|source| StoreError::Key { path: path.to_owned(), source })?;
+        let key = std::fs::read(path).map_err(|source| StoreError::Key {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_key(&key).ok_or_else(|| StoreError::Key {
             path: path.to_owned(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, "key must be 32 bytes"),
@@ -49,20 +55,34 @@ impl SecretCipher {
         rand::rng().fill_bytes(&mut nonce);
         let ct = self
             .0
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad: aad.as_bytes() })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: aad.as_bytes(),
+                },
+            )
             .expect("XChaCha20-Poly1305 encryption does not fail for in-memory buffers");
         [MAGIC, &nonce, &ct].concat()
     }
 
     pub fn open(&self, aad: &str, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let bad = || StoreError::Decrypt { object: aad.to_string() };
+        let bad = || StoreError::Decrypt {
+            object: aad.to_string(),
+        };
         let rest = sealed.strip_prefix(MAGIC).ok_or_else(bad)?;
         if rest.len() < NONCE {
             return Err(bad());
         }
         let (nonce, ct) = rest.split_at(NONCE);
         self.0
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| bad())
     }
 }
@@ -75,9 +95,18 @@ mod tests {
     fn round_trip_and_tamper_detection() {
         let c = SecretCipher::from_key(&[7u8; 32]).unwrap();
         let sealed = c.seal("Secret/default/db", b"{\"data\":{}}");
-        assert!(!sealed.windows(4).any(|w| w == b"data"), "plaintext must not show");
-        assert_eq!(c.open("Secret/default/db", &sealed).unwrap(), b"{\"data\":{}}");
-        assert!(c.open("Secret/default/other", &sealed).is_err(), "bound to its object");
+        assert!(
+            !sealed.windows(4).any(|w| w == b"data"),
+            "plaintext must not show"
+        );
+        assert_eq!(
+            c.open("Secret/default/db", &sealed).unwrap(),
+            b"{\"data\":{}}"
+        );
+        assert!(
+            c.open("Secret/default/other", &sealed).is_err(),
+            "bound to its object"
+        );
         let mut bad = sealed.clone();
         *bad.last_mut().unwrap() ^= 1;
         assert!(c.open("Secret/default/db", &bad).is_err());

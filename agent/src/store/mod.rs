@@ -34,14 +34,29 @@ pub use crypt::SecretCipher;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{kind} {name:?} not found{}", ns_suffix(namespace))]
-    NotFound { kind: String, namespace: String, name: String },
+    NotFound {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
     #[error("{kind} {name:?} already exists{}", ns_suffix(namespace))]
-    AlreadyExists { kind: String, namespace: String, name: String },
+    AlreadyExists {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
     #[error(
         "conflict: {kind} {name:?} is at resourceVersion {actual}, not {expected}; read it again and retry"
     )]
-    Conflict { kind: String, name: String, expected: i64, actual: i64 },
-    #[error("revision {requested} has been compacted (oldest kept is {oldest}); list again to resume")]
+    Conflict {
+        kind: String,
+        name: String,
+        expected: i64,
+        actual: i64,
+    },
+    #[error(
+        "revision {requested} has been compacted (oldest kept is {oldest}); list again to resume"
+    )]
     Compacted { requested: i64, oldest: i64 },
     #[error("object has no {0}")]
     Incomplete(&'static str),
@@ -52,7 +67,11 @@ pub enum StoreError {
     #[error("stored object is not valid JSON")]
     Json(#[from] serde_json::Error),
     #[error("reading the secrets key {path}")]
-    Key { path: PathBuf, #[source] source: std::io::Error },
+    Key {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot decrypt {object}: wrong key or damaged data")]
     Decrypt { object: String },
     #[error("database integrity check failed: {0}")]
@@ -60,7 +79,11 @@ pub enum StoreError {
 }
 
 fn ns_suffix(ns: &str) -> String {
-    if ns.is_empty() { String::new() } else { format!(" in namespace {ns:?}") }
+    if ns.is_empty() {
+        String::new()
+    } else {
+        format!(" in namespace {ns:?}")
+    }
 }
 
 /// Identifies one object. `namespace` is empty for cluster-scoped kinds.
@@ -73,12 +96,19 @@ pub struct Key {
 
 impl Key {
     pub fn new(kind: &str, namespace: &str, name: &str) -> Key {
-        Key { kind: kind.into(), namespace: namespace.into(), name: name.into() }
+        Key {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 
     /// The key of a full object (`kind`, `metadata.namespace`, `metadata.name`).
     pub fn of(obj: &Value) -> Result<Key, StoreError> {
-        let kind = obj["kind"].as_str().filter(|s| !s.is_empty()).ok_or(StoreError::Incomplete("kind"))?;
+        let kind = obj["kind"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .ok_or(StoreError::Incomplete("kind"))?;
         let name = obj["metadata"]["name"]
             .as_str()
             .filter(|s| !s.is_empty())
@@ -92,7 +122,11 @@ impl Key {
     }
 
     fn not_found(&self) -> StoreError {
-        StoreError::NotFound { kind: self.kind.clone(), namespace: self.namespace.clone(), name: self.name.clone() }
+        StoreError::NotFound {
+            kind: self.kind.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
     }
 }
 
@@ -104,11 +138,18 @@ pub enum Op {
     /// Writes what a user owns (labels, annotations, ownerReferences, spec, data), keeping
     /// status and system metadata. Creates the object (with `uid`) when `create` is set and it
     /// does not exist. A `metadata.resourceVersion` in the object must match the stored one.
-    Put { object: Value, uid: String, create: bool },
+    Put {
+        object: Value,
+        uid: String,
+        create: bool,
+    },
     /// Replaces `status` only (nodes and controllers). A `resourceVersion`, if given, must match.
     Status { object: Value },
     /// Deletes the object. `resource_version`, if given, must match.
-    Delete { key: Key, resource_version: Option<i64> },
+    Delete {
+        key: Key,
+        resource_version: Option<i64>,
+    },
 }
 
 /// A batch of ops applied atomically, with the time every op records.
@@ -121,7 +162,10 @@ pub struct Write {
 
 impl Write {
     pub fn new(ops: Vec<Op>) -> Write {
-        Write { now: now_rfc3339(), ops }
+        Write {
+            now: now_rfc3339(),
+            ops,
+        }
     }
 }
 
@@ -213,15 +257,28 @@ impl Store {
             .busy_timeout(Duration::from_secs(10))
             .pragma("journal_size_limit", (64 * 1024 * 1024).to_string())
             .pragma("cache_size", "-2000");
-        let pool = SqlitePoolOptions::new().max_connections(4).min_connections(1).connect_with(opts).await?;
-        let check: String = sqlx::query_scalar("PRAGMA quick_check").fetch_one(&pool).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(opts)
+            .await?;
+        let check: String = sqlx::query_scalar("PRAGMA quick_check")
+            .fetch_one(&pool)
+            .await?;
         if check != "ok" {
             return Err(StoreError::Integrity(check));
         }
         migrator().run(&pool).await?;
-        let rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&pool).await?;
+        let rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+            .fetch_one(&pool)
+            .await?;
         let (latest, _) = watch::channel(rev);
-        Ok(Store { pool, cipher, write_lock: Default::default(), latest })
+        Ok(Store {
+            pool,
+            cipher,
+            write_lock: Default::default(),
+            latest,
+        })
     }
 
     /// The last committed revision.
@@ -236,12 +293,18 @@ impl Store {
 
     fn encode(&self, key: &Key, obj: &Value) -> Result<Vec<u8>, StoreError> {
         let json = serde_json::to_vec(obj)?;
-        Ok(if key.kind == "Secret" { self.cipher.seal(&key.aad(), &json) } else { json })
+        Ok(if key.kind == "Secret" {
+            self.cipher.seal(&key.aad(), &json)
+        } else {
+            json
+        })
     }
 
     fn decode(&self, key: &Key, body: &[u8]) -> Result<Value, StoreError> {
         if key.kind == "Secret" {
-            Ok(serde_json::from_slice(&self.cipher.open(&key.aad(), body)?)?)
+            Ok(serde_json::from_slice(
+                &self.cipher.open(&key.aad(), body)?,
+            )?)
         } else {
             Ok(serde_json::from_slice(body)?)
         }
@@ -249,20 +312,28 @@ impl Store {
 
     /// Reads one object.
     pub async fn get(&self, key: &Key) -> Result<Option<Value>, StoreError> {
-        let row = sqlx::query("SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?")
-            .bind(&key.kind)
-            .bind(&key.namespace)
-            .bind(&key.name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| self.decode(key, r.get::<&[u8], _>(0))).transpose()
+        let row =
+            sqlx::query("SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?")
+                .bind(&key.kind)
+                .bind(&key.namespace)
+                .bind(&key.name)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| self.decode(key, r.get::<&[u8], _>(0)))
+            .transpose()
     }
 
     /// Lists objects of a kind, in one namespace or all (`None`), sorted by namespace and name,
     /// with the revision the list was read at.
-    pub async fn list(&self, kind: &str, namespace: Option<&str>) -> Result<(Vec<Value>, i64), StoreError> {
+    pub async fn list(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<(Vec<Value>, i64), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&mut *tx).await?;
+        let rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+            .fetch_one(&mut *tx)
+            .await?;
         let rows = match namespace {
             Some(ns) => {
                 sqlx::query("SELECT namespace, name, body FROM objects WHERE kind = ? AND namespace = ? ORDER BY name")
@@ -289,12 +360,21 @@ impl Store {
 
     /// The changes after `revision` (at most `limit`), oldest first, optionally of one kind.
     /// Fails with [`StoreError::Compacted`] when that part of the log is gone.
-    pub async fn changes_since(&self, revision: i64, kind: Option<&str>, limit: i64) -> Result<Vec<Change>, StoreError> {
+    pub async fn changes_since(
+        &self,
+        revision: i64,
+        kind: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Change>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let compacted: i64 =
-            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'compacted'").fetch_one(&mut *tx).await?;
+        let compacted: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'compacted'")
+            .fetch_one(&mut *tx)
+            .await?;
         if revision < compacted {
-            return Err(StoreError::Compacted { requested: revision, oldest: compacted + 1 });
+            return Err(StoreError::Compacted {
+                requested: revision,
+                oldest: compacted + 1,
+            });
         }
         let rows = sqlx::query(
             "SELECT revision, kind, namespace, name, event, body FROM log
@@ -314,7 +394,11 @@ impl Store {
                     "DELETED" => EventType::Deleted,
                     _ => EventType::Modified,
                 };
-                Ok(Change { revision: r.get(0), event, object: self.decode(&key, r.get::<&[u8], _>(5))? })
+                Ok(Change {
+                    revision: r.get(0),
+                    event,
+                    object: self.decode(&key, r.get::<&[u8], _>(5))?,
+                })
             })
             .collect()
     }
@@ -323,20 +407,26 @@ impl Store {
     pub async fn write(&self, w: &Write) -> Result<Vec<Applied>, StoreError> {
         let _guard = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        let mut rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&mut *tx).await?;
+        let mut rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+            .fetch_one(&mut *tx)
+            .await?;
         let start = rev;
         let mut results = Vec::with_capacity(w.ops.len());
         for op in &w.ops {
             let key = match op {
-                Op::Create { object, .. } | Op::Put { object, .. } | Op::Status { object } => Key::of(object)?,
+                Op::Create { object, .. } | Op::Put { object, .. } | Op::Status { object } => {
+                    Key::of(object)?
+                }
                 Op::Delete { key, .. } => key.clone(),
             };
-            let current = match sqlx::query("SELECT revision, body FROM objects WHERE kind = ? AND namespace = ? AND name = ?")
-                .bind(&key.kind)
-                .bind(&key.namespace)
-                .bind(&key.name)
-                .fetch_optional(&mut *tx)
-                .await?
+            let current = match sqlx::query(
+                "SELECT revision, body FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+            )
+            .bind(&key.kind)
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .fetch_optional(&mut *tx)
+            .await?
             {
                 Some(r) => Some((r.get::<i64, _>(0), self.decode(&key, r.get::<&[u8], _>(1))?)),
                 None => None,
@@ -344,7 +434,10 @@ impl Store {
             let planned = plan_op(op, &key, current.clone(), &w.now, rev + 1)?;
             let Some((event, object, outcome)) = planned else {
                 let object = current.map(|(_, v)| v).unwrap_or(Value::Null);
-                results.push(Applied { outcome: Outcome::Unchanged, object });
+                results.push(Applied {
+                    outcome: Outcome::Unchanged,
+                    object,
+                });
                 continue;
             };
             rev += 1;
@@ -378,7 +471,10 @@ impl Store {
             results.push(Applied { outcome, object });
         }
         if rev != start {
-            sqlx::query("UPDATE meta SET value = ? WHERE key = 'revision'").bind(rev).execute(&mut *tx).await?;
+            sqlx::query("UPDATE meta SET value = ? WHERE key = 'revision'")
+                .bind(rev)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         if rev != start {
@@ -394,23 +490,39 @@ impl Store {
         let upto = {
             let _guard = self.write_lock.lock().await;
             let mut tx = self.pool.begin().await?;
-            let rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&mut *tx).await?;
-            let old: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'compacted'").fetch_one(&mut *tx).await?;
+            let rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+                .fetch_one(&mut *tx)
+                .await?;
+            let old: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'compacted'")
+                .fetch_one(&mut *tx)
+                .await?;
             let upto = (rev - keep).max(old);
             if upto > old {
-                sqlx::query("DELETE FROM log WHERE revision <= ?").bind(upto).execute(&mut *tx).await?;
-                sqlx::query("UPDATE meta SET value = ? WHERE key = 'compacted'").bind(upto).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM log WHERE revision <= ?")
+                    .bind(upto)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE meta SET value = ? WHERE key = 'compacted'")
+                    .bind(upto)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             upto
         };
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
         Ok(upto)
     }
 
     /// The oldest revision a watch can still start after.
     pub async fn compacted(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'compacted'").fetch_one(&self.pool).await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'compacted'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// Closes the pool, checkpointing the WAL.
@@ -423,14 +535,19 @@ impl Store {
 const SYSTEM_META: &[&str] = &["uid", "resourceVersion", "generation", "creationTimestamp"];
 
 fn expected_rv(obj: &Value) -> Option<i64> {
-    obj["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok())
+    obj["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
 }
 
 fn check_rv(key: &Key, expected: Option<i64>, actual: i64) -> Result<(), StoreError> {
     match expected {
-        Some(e) if e != actual => {
-            Err(StoreError::Conflict { kind: key.kind.clone(), name: key.name.clone(), expected: e, actual })
-        }
+        Some(e) if e != actual => Err(StoreError::Conflict {
+            kind: key.kind.clone(),
+            name: key.name.clone(),
+            expected: e,
+            actual,
+        }),
         _ => Ok(()),
     }
 }
@@ -463,11 +580,23 @@ fn plan_op(
         obj
     };
     match (op, current) {
-        (Op::Create { object, uid }, None) | (Op::Put { object, uid, create: true }, None) => {
+        (Op::Create { object, uid }, None)
+        | (
+            Op::Put {
+                object,
+                uid,
+                create: true,
+            },
+            None,
+        ) => {
             if expected_rv(object).is_some_and(|rv| rv != 0) {
                 return Err(key.not_found());
             }
-            Ok(Some((EventType::Added, stamp(object.clone(), uid, 1, now), Outcome::Created)))
+            Ok(Some((
+                EventType::Added,
+                stamp(object.clone(), uid, 1, now),
+                Outcome::Created,
+            )))
         }
         (Op::Create { .. }, Some(_)) => Err(StoreError::AlreadyExists {
             kind: key.kind.clone(),
@@ -518,7 +647,12 @@ fn plan_op(
             new["metadata"]["resourceVersion"] = Value::from(next_rev.to_string());
             Ok(Some((EventType::Modified, new, Outcome::Configured)))
         }
-        (Op::Delete { resource_version, .. }, Some((rev, mut cur))) => {
+        (
+            Op::Delete {
+                resource_version, ..
+            },
+            Some((rev, mut cur)),
+        ) => {
             check_rv(key, *resource_version, rev)?;
             cur["metadata"]["resourceVersion"] = Value::from(next_rev.to_string());
             Ok(Some((EventType::Deleted, cur, Outcome::Deleted)))

@@ -7,9 +7,12 @@ use super::*;
 
 async fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("flotilla.db"), SecretCipher::from_key(&[1; 32]).unwrap())
-        .await
-        .unwrap();
+    let store = Store::open(
+        &dir.path().join("flotilla.db"),
+        SecretCipher::from_key(&[1; 32]).unwrap(),
+    )
+    .await
+    .unwrap();
     (dir, store)
 }
 
@@ -18,17 +21,30 @@ fn cm(name: &str, data: &str) -> Value {
 }
 
 fn put(obj: Value) -> Op {
-    Op::Put { object: obj, uid: new_uid(), create: true }
+    Op::Put {
+        object: obj,
+        uid: new_uid(),
+        create: true,
+    }
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
 async fn create_update_conflict_and_delete() {
     let (_d, s) = open().await;
-    let r = s.write(&Write::new(vec![Op::Create { object: cm("a", "1"), uid: "u1".into() }])).await.unwrap();
+    let r = s
+        .write(&Write::new(vec![Op::Create {
+            object: cm("a", "1"),
+            uid: "u1".into(),
+        }]))
+        .await
+        .unwrap();
     assert_eq!(r[0].outcome, Outcome::Created);
     let a = &r[0].object;
     assert_eq!(a["metadata"]["uid"], "u1");
@@ -52,26 +68,58 @@ async fn create_update_conflict_and_delete() {
     let mut stale = cm("a", "3");
     stale["metadata"]["resourceVersion"] = json!("1");
     let e = s.write(&Write::new(vec![put(stale)])).await.unwrap_err();
-    assert!(matches!(e, StoreError::Conflict { expected: 1, actual: 2, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            StoreError::Conflict {
+                expected: 1,
+                actual: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
 
-    let e = s.write(&Write::new(vec![Op::Create { object: cm("a", "9"), uid: "u2".into() }])).await.unwrap_err();
+    let e = s
+        .write(&Write::new(vec![Op::Create {
+            object: cm("a", "9"),
+            uid: "u2".into(),
+        }]))
+        .await
+        .unwrap_err();
     assert!(matches!(e, StoreError::AlreadyExists { .. }), "{e}");
 
     let key = Key::new("ConfigMap", "default", "a");
-    s.write(&Write::new(vec![Op::Delete { key: key.clone(), resource_version: None }])).await.unwrap();
+    s.write(&Write::new(vec![Op::Delete {
+        key: key.clone(),
+        resource_version: None,
+    }]))
+    .await
+    .unwrap();
     assert_eq!(s.get(&key).await.unwrap(), None);
-    let e = s.write(&Write::new(vec![Op::Delete { key, resource_version: None }])).await.unwrap_err();
+    let e = s
+        .write(&Write::new(vec![Op::Delete {
+            key,
+            resource_version: None,
+        }]))
+        .await
+        .unwrap_err();
     assert!(matches!(e, StoreError::NotFound { .. }));
 }
 
 #[tokio::test]
 async fn a_write_is_all_or_nothing() {
     let (_d, s) = open().await;
-    s.write(&Write::new(vec![put(cm("exists", "1"))])).await.unwrap();
+    s.write(&Write::new(vec![put(cm("exists", "1"))]))
+        .await
+        .unwrap();
     let batch = Write::new(vec![
         put(cm("b", "1")),
         put(cm("c", "1")),
-        Op::Create { object: cm("exists", "2"), uid: new_uid() },
+        Op::Create {
+            object: cm("exists", "2"),
+            uid: new_uid(),
+        },
     ]);
     assert!(s.write(&batch).await.is_err());
     assert_eq!(s.revision(), 1);
@@ -87,9 +135,15 @@ async fn status_is_separate_from_spec() {
     s.write(&Write::new(vec![put(pod.clone())])).await.unwrap();
     let mut st = pod.clone();
     st["status"] = json!({"phase": "Running"});
-    let r = s.write(&Write::new(vec![Op::Status { object: st }])).await.unwrap();
+    let r = s
+        .write(&Write::new(vec![Op::Status { object: st }]))
+        .await
+        .unwrap();
     assert_eq!(r[0].object["status"]["phase"], "Running");
-    assert_eq!(r[0].object["metadata"]["generation"], 1, "status does not bump generation");
+    assert_eq!(
+        r[0].object["metadata"]["generation"], 1,
+        "status does not bump generation"
+    );
     // A user apply keeps status.
     let mut changed = pod.clone();
     changed["spec"]["containers"][0]["image"] = json!("y");
@@ -103,34 +157,66 @@ async fn status_is_separate_from_spec() {
 async fn secrets_are_encrypted_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flotilla.db");
-    let s = Store::open(&path, SecretCipher::from_key(&[3; 32]).unwrap()).await.unwrap();
+    let s = Store::open(&path, SecretCipher::from_key(&[3; 32]).unwrap())
+        .await
+        .unwrap();
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "default"}, "data": {"password": "c3VwZXJzZWNyZXQtdmFsdWU="}});
     s.write(&Write::new(vec![put(secret)])).await.unwrap();
-    let got = s.get(&Key::new("Secret", "default", "db")).await.unwrap().unwrap();
+    let got = s
+        .get(&Key::new("Secret", "default", "db"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got["data"]["password"], "c3VwZXJzZWNyZXQtdmFsdWU=");
     s.compact(0).await.unwrap();
     s.close().await;
     let raw = std::fs::read(&path).unwrap();
     let needle = b"c3VwZXJzZWNyZXQtdmFsdWU=";
-    assert!(!raw.windows(needle.len()).any(|w| w == needle), "secret data must not be in the file");
+    assert!(
+        !raw.windows(needle.len()).any(|w| w == needle),
+        "secret data must not be in the file"
+    );
     // With another key the secret cannot be read.
-    let s = Store::open(&path, SecretCipher::from_key(&[4; 32]).unwrap()).await.unwrap();
-    assert!(matches!(s.get(&Key::new("Secret", "default", "db")).await, Err(StoreError::Decrypt { .. })));
+    let s = Store::open(&path, SecretCipher::from_key(&[4; 32]).unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.get(&Key::new("Secret", "default", "db")).await,
+        Err(StoreError::Decrypt { .. })
+    ));
 }
 
 #[tokio::test]
 async fn compaction_bounds_the_log_and_says_so() {
     let (_d, s) = open().await;
     for i in 0..20 {
-        s.write(&Write::new(vec![put(cm("a", &i.to_string()))])).await.unwrap();
+        s.write(&Write::new(vec![put(cm("a", &i.to_string()))]))
+            .await
+            .unwrap();
     }
     assert_eq!(s.compact(5).await.unwrap(), 15);
     let e = s.changes_since(3, None, 100).await.unwrap_err();
-    assert!(matches!(e, StoreError::Compacted { requested: 3, oldest: 16 }), "{e}");
+    assert!(
+        matches!(
+            e,
+            StoreError::Compacted {
+                requested: 3,
+                oldest: 16
+            }
+        ),
+        "{e}"
+    );
     let ch = s.changes_since(15, None, 100).await.unwrap();
-    assert_eq!(ch.iter().map(|c| c.revision).collect::<Vec<_>>(), (16..=20).collect::<Vec<_>>());
+    assert_eq!(
+        ch.iter().map(|c| c.revision).collect::<Vec<_>>(),
+        (16..=20).collect::<Vec<_>>()
+    );
     // The current state is untouched by compaction.
-    let got = s.get(&Key::new("ConfigMap", "default", "a")).await.unwrap().unwrap();
+    let got = s
+        .get(&Key::new("ConfigMap", "default", "a"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got["data"]["k"], "19");
 }
 
@@ -140,7 +226,9 @@ async fn state_survives_reopen() {
     let path = dir.path().join("flotilla.db");
     let key = SecretCipher::from_key(&[1; 32]).unwrap();
     let s = Store::open(&path, key.clone()).await.unwrap();
-    s.write(&Write::new(vec![put(cm("a", "1")), put(cm("b", "1"))])).await.unwrap();
+    s.write(&Write::new(vec![put(cm("a", "1")), put(cm("b", "1"))]))
+        .await
+        .unwrap();
     s.close().await;
     let s = Store::open(&path, key).await.unwrap();
     assert_eq!(s.revision(), 2);
@@ -155,7 +243,10 @@ enum Action {
 }
 
 fn action() -> impl Strategy<Value = Action> {
-    prop_oneof![(0u8..5, 0u8..3).prop_map(|(n, v)| Action::Apply(n, v)), (0u8..5).prop_map(Action::Delete)]
+    prop_oneof![
+        (0u8..5, 0u8..3).prop_map(|(n, v)| Action::Apply(n, v)),
+        (0u8..5).prop_map(Action::Delete)
+    ]
 }
 
 proptest! {

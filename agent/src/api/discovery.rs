@@ -1,0 +1,80 @@
+//! Discovery: `/version`, `/api`, `/apis` and resource lists, in Kubernetes' shapes.
+
+use axum::Json;
+use axum::extract::Path;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use crate::manifest::kinds::{KINDS, KindInfo};
+
+pub async fn version() -> Json<Value> {
+    Json(json!({
+        "major": "1",
+        "minor": "31",
+        "gitVersion": format!("v1.31.0+flotilla-{}", env!("CARGO_PKG_VERSION")),
+        "platform": format!("linux/{}", std::env::consts::ARCH),
+    }))
+}
+
+pub async fn api_versions() -> Json<Value> {
+    Json(json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}))
+}
+
+fn groups() -> Vec<&'static str> {
+    let mut g: Vec<&str> = KINDS
+        .iter()
+        .map(KindInfo::group)
+        .filter(|g| !g.is_empty())
+        .collect();
+    g.sort();
+    g.dedup();
+    g
+}
+
+pub async fn api_groups() -> Json<Value> {
+    let groups: Vec<Value> = groups()
+        .into_iter()
+        .map(|g| {
+            let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
+            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+        })
+        .collect();
+    Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+}
+
+fn resource_list(group_version: &str) -> Value {
+    let resources: Vec<Value> = KINDS
+        .iter()
+        .filter(|k| k.api_version == group_version)
+        .map(|k| {
+            let verbs = if k.user_writable {
+                vec!["create", "delete", "get", "list", "update", "watch"]
+            } else {
+                vec!["get", "list", "watch"]
+            };
+            json!({
+                "name": k.plural,
+                "singularName": k.kind.to_ascii_lowercase(),
+                "namespaced": k.namespaced,
+                "kind": k.kind,
+                "verbs": verbs,
+                "shortNames": k.short.iter().filter(|s| **s != k.kind.to_ascii_lowercase()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
+}
+
+pub async fn core_resources() -> Json<Value> {
+    Json(resource_list("v1"))
+}
+
+pub async fn group_resources(
+    Path((group, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let gv = format!("{group}/{version}");
+    if !KINDS.iter().any(|k| k.api_version == gv) {
+        return Err(ApiError::NoRoute(format!("/apis/{gv}")));
+    }
+    Ok(Json(resource_list(&gv)))
+}

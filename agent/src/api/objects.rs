@@ -1,0 +1,361 @@
+//! Object handlers: get, list, create, replace, status, scale and delete.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::path::{self, ResourcePath};
+use super::{ApiError, ApiState, parse_body, read_body};
+use crate::manifest::{self, FieldError};
+use crate::selector::{FieldSelector, Selector};
+use crate::store::{Key, Op, Write, new_uid};
+
+/// Routes every resource path.
+pub async fn dispatch(
+    State(s): State<ApiState>,
+    method: Method,
+    uri: Uri,
+    Query(q): Query<HashMap<String, String>>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let rp = path::parse(uri.path()).ok_or_else(|| ApiError::NoRoute(uri.path().to_string()))?;
+    let sub = rp.sub.as_deref();
+    match (&method, rp.name.is_some(), sub) {
+        (&Method::GET, false, None) => {
+            if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+                Ok(super::watch::watch(s, rp, &q).await?)
+            } else {
+                Ok(Json(list(&s, &rp, &q).await?).into_response())
+            }
+        }
+        (&Method::GET, true, None | Some("status")) => {
+            Ok(Json(get(&s, &rp).await?).into_response())
+        }
+        (&Method::POST, false, None) => {
+            let obj = parse_body(&read_body(body).await?)?;
+            Ok((StatusCode::CREATED, Json(create(&s, &rp, obj).await?)).into_response())
+        }
+        (&Method::PUT, true, None) => {
+            let obj = parse_body(&read_body(body).await?)?;
+            Ok(Json(replace(&s, &rp, obj).await?).into_response())
+        }
+        (&Method::PUT, true, Some("status")) => {
+            let obj = parse_body(&read_body(body).await?)?;
+            Ok(Json(put_status(&s, &rp, obj).await?).into_response())
+        }
+        (&Method::GET, true, Some("scale")) => Ok(Json(get_scale(&s, &rp).await?).into_response()),
+        (&Method::PUT, true, Some("scale")) => {
+            let obj = parse_body(&read_body(body).await?)?;
+            Ok(Json(put_scale(&s, &rp, obj).await?).into_response())
+        }
+        (&Method::DELETE, true, None) => Ok(Json(delete(&s, &rp, &q).await?).into_response()),
+        _ => Err(ApiError::MethodNotAllowed(format!(
+            "{method} is not supported on {}",
+            uri.path()
+        ))),
+    }
+}
+
+fn key_of(rp: &ResourcePath) -> Key {
+    Key::new(
+        rp.info.kind,
+        if rp.info.namespaced {
+            rp.namespace.as_deref().unwrap_or("default")
+        } else {
+            ""
+        },
+        rp.name.as_deref().unwrap_or(""),
+    )
+}
+
+fn not_found(rp: &ResourcePath) -> ApiError {
+    ApiError::NotFound(format!(
+        "{} {:?} not found",
+        rp.info.plural,
+        rp.name.as_deref().unwrap_or("")
+    ))
+}
+
+async fn get(s: &ApiState, rp: &ResourcePath) -> Result<Value, ApiError> {
+    s.store.get(&key_of(rp)).await?.ok_or_else(|| not_found(rp))
+}
+
+/// Label and field selectors from the query string.
+pub fn selectors(q: &HashMap<String, String>) -> Result<(Selector, FieldSelector), ApiError> {
+    let l = match q.get("labelSelector") {
+        Some(s) => {
+            Selector::parse(s).map_err(|e| ApiError::BadRequest(format!("labelSelector: {e}")))?
+        }
+        None => Selector::default(),
+    };
+    let f = match q.get("fieldSelector") {
+        Some(s) => FieldSelector::parse(s)
+            .map_err(|e| ApiError::BadRequest(format!("fieldSelector: {e}")))?,
+        None => FieldSelector::default(),
+    };
+    Ok((l, f))
+}
+
+/// Whether an object passes the label and field selectors.
+pub fn selected(obj: &Value, l: &Selector, f: &FieldSelector) -> bool {
+    f.matches(obj) && (l.is_empty() || l.matches(&labels_of(obj)))
+}
+
+/// An object's labels as a map.
+pub fn labels_of(obj: &Value) -> std::collections::BTreeMap<String, String> {
+    obj["metadata"]["labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn list(
+    s: &ApiState,
+    rp: &ResourcePath,
+    q: &HashMap<String, String>,
+) -> Result<Value, ApiError> {
+    let (l, f) = selectors(q)?;
+    let ns = if rp.info.namespaced {
+        rp.namespace.as_deref()
+    } else {
+        Some("")
+    };
+    let (items, rev) = s.store.list(rp.info.kind, ns).await?;
+    let items: Vec<Value> = items.into_iter().filter(|o| selected(o, &l, &f)).collect();
+    Ok(json!({
+        "apiVersion": rp.info.api_version,
+        "kind": format!("{}List", rp.info.kind),
+        "metadata": {"resourceVersion": rev.to_string()},
+        "items": items,
+    }))
+}
+
+/// Checks a user-written body against the URL and runs it through validation and defaults.
+fn prepare_user_object(rp: &ResourcePath, mut obj: Value) -> Result<Value, ApiError> {
+    if !rp.info.user_writable {
+        return Err(ApiError::MethodNotAllowed(format!(
+            "{} are written by the agents",
+            rp.info.plural
+        )));
+    }
+    let Some(m) = obj.as_object_mut() else {
+        return Err(ApiError::BadRequest("body must be an object".into()));
+    };
+    m.entry("kind").or_insert_with(|| Value::from(rp.info.kind));
+    m.entry("apiVersion")
+        .or_insert_with(|| Value::from(rp.info.api_version));
+    if obj["kind"] != rp.info.kind {
+        return Err(ApiError::BadRequest(format!(
+            "body is a {}, but the URL is for {}",
+            obj["kind"], rp.info.plural
+        )));
+    }
+    if rp.info.namespaced {
+        let url_ns = rp.namespace.as_deref().unwrap_or("default");
+        match obj["metadata"]["namespace"].as_str() {
+            Some(ns) if ns != url_ns => {
+                return Err(ApiError::BadRequest(format!(
+                    "the namespace of the object ({ns}) does not match the namespace on the request ({url_ns})"
+                )));
+            }
+            _ => obj["metadata"]["namespace"] = Value::from(url_ns),
+        }
+    }
+    if let (Some(name), Some(body_name)) = (&rp.name, obj["metadata"]["name"].as_str()) {
+        if name != body_name {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+    }
+    manifest::prepare(obj).map_err(|causes| invalid(rp.info.kind, rp.name.as_deref(), causes))
+}
+
+/// The 422 error for a refused object, listing every cause.
+pub fn invalid(kind: &str, name: Option<&str>, causes: Vec<FieldError>) -> ApiError {
+    let list: Vec<String> = causes.iter().map(ToString::to_string).collect();
+    ApiError::Invalid {
+        summary: format!(
+            "{kind} {:?} is invalid: {}",
+            name.unwrap_or(""),
+            list.join("; ")
+        ),
+        causes,
+    }
+}
+
+async fn check_namespace(s: &ApiState, obj: &Value) -> Result<(), ApiError> {
+    if let Some(ns) = obj["metadata"]["namespace"].as_str() {
+        if !s.namespace_exists(ns).await? {
+            return Err(ApiError::NotFound(format!("namespaces {ns:?} not found")));
+        }
+    }
+    Ok(())
+}
+
+async fn create(s: &ApiState, rp: &ResourcePath, obj: Value) -> Result<Value, ApiError> {
+    let mut obj = prepare_user_object(rp, obj)?;
+    if obj["metadata"]["name"].as_str().unwrap_or("").is_empty() {
+        let prefix = obj["metadata"]["generateName"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        obj["metadata"]["name"] = Value::from(format!("{prefix}{}", &new_uid()[..5]));
+    }
+    check_namespace(s, &obj).await?;
+    let mut r = s
+        .commit(Write::new(vec![Op::Create {
+            object: obj,
+            uid: new_uid(),
+        }]))
+        .await?;
+    Ok(r.remove(0).object)
+}
+
+async fn replace(s: &ApiState, rp: &ResourcePath, obj: Value) -> Result<Value, ApiError> {
+    let obj = prepare_user_object(rp, obj)?;
+    let mut r = s
+        .commit(Write::new(vec![Op::Put {
+            object: obj,
+            uid: new_uid(),
+            create: false,
+        }]))
+        .await?;
+    Ok(r.remove(0).object)
+}
+
+async fn put_status(s: &ApiState, rp: &ResourcePath, mut obj: Value) -> Result<Value, ApiError> {
+    let key = key_of(rp);
+    obj["kind"] = Value::from(key.kind.clone());
+    obj["metadata"]["name"] = Value::from(key.name.clone());
+    if rp.info.namespaced {
+        obj["metadata"]["namespace"] = Value::from(key.namespace.clone());
+    }
+    let mut r = s
+        .commit(Write::new(vec![Op::Status { object: obj }]))
+        .await?;
+    Ok(r.remove(0).object)
+}
+
+fn scalable(rp: &ResourcePath) -> Result<(), ApiError> {
+    if matches!(rp.info.kind, "Deployment" | "ReplicaSet") {
+        Ok(())
+    } else {
+        Err(ApiError::NoRoute(format!(
+            "{} have no scale subresource",
+            rp.info.plural
+        )))
+    }
+}
+
+fn scale_of(obj: &Value) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {
+            "name": obj["metadata"]["name"],
+            "namespace": obj["metadata"]["namespace"],
+            "resourceVersion": obj["metadata"]["resourceVersion"],
+        },
+        "spec": {"replicas": obj["spec"]["replicas"]},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0)},
+    })
+}
+
+async fn get_scale(s: &ApiState, rp: &ResourcePath) -> Result<Value, ApiError> {
+    scalable(rp)?;
+    Ok(scale_of(&get(s, rp).await?))
+}
+
+async fn put_scale(s: &ApiState, rp: &ResourcePath, scale: Value) -> Result<Value, ApiError> {
+    scalable(rp)?;
+    let replicas = scale["spec"]["replicas"].as_i64().ok_or_else(|| {
+        invalid(
+            "Scale",
+            rp.name.as_deref(),
+            vec![FieldError::new("spec.replicas", "required: an integer")],
+        )
+    })?;
+    if replicas < 0 {
+        return Err(invalid(
+            "Scale",
+            rp.name.as_deref(),
+            vec![FieldError::new(
+                "spec.replicas",
+                format!("{replicas} must be greater than or equal to 0"),
+            )],
+        ));
+    }
+    let mut obj = get(s, rp).await?;
+    obj["spec"]["replicas"] = Value::from(replicas);
+    if let Some(rv) = scale["metadata"]["resourceVersion"].as_str() {
+        obj["metadata"]["resourceVersion"] = Value::from(rv);
+    }
+    let mut r = s
+        .commit(Write::new(vec![Op::Put {
+            object: obj,
+            uid: new_uid(),
+            create: false,
+        }]))
+        .await?;
+    Ok(scale_of(&r.remove(0).object))
+}
+
+/// Deletes an object and, unless `propagationPolicy=Orphan`, everything it owns (and, for a
+/// Namespace, everything in it) in the same write.
+async fn delete(
+    s: &ApiState,
+    rp: &ResourcePath,
+    q: &HashMap<String, String>,
+) -> Result<Value, ApiError> {
+    if !rp.info.user_writable && rp.info.kind != "Node" {
+        return Err(ApiError::MethodNotAllowed(format!(
+            "{} are written by the agents",
+            rp.info.plural
+        )));
+    }
+    let key = key_of(rp);
+    let obj = s.store.get(&key).await?.ok_or_else(|| not_found(rp))?;
+    let mut keys = vec![key];
+    if q.get("propagationPolicy").map(String::as_str) != Some("Orphan") {
+        keys.extend(cascade(s, &obj).await?);
+    }
+    let ops = keys
+        .into_iter()
+        .map(|key| Op::Delete {
+            key,
+            resource_version: None,
+        })
+        .collect();
+    let mut r = s.commit(Write::new(ops)).await?;
+    Ok(r.remove(0).object)
+}
+
+/// The keys of what goes with `obj` when it is deleted.
+async fn cascade(s: &ApiState, obj: &Value) -> Result<Vec<Key>, ApiError> {
+    let mut candidates = Vec::new();
+    if obj["kind"] == "Namespace" {
+        let ns = obj["metadata"]["name"].as_str().unwrap_or("");
+        for k in crate::manifest::kinds::KINDS
+            .iter()
+            .filter(|k| k.namespaced)
+        {
+            candidates.extend(s.store.list(k.kind, Some(ns)).await?.0);
+        }
+        return Ok(candidates.iter().filter_map(|o| Key::of(o).ok()).collect());
+    }
+    for k in crate::controller::gc::DEPENDENT_KINDS {
+        let ns = obj["metadata"]["namespace"].as_str();
+        candidates.extend(s.store.list(k, ns).await?.0);
+    }
+    Ok(crate::controller::gc::dependents(obj, &candidates))
+}

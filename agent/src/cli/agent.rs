@@ -1,0 +1,184 @@
+//! `flotilla agent`: start (or resume) this node and serve until SIGTERM or SIGINT.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{Instrument, info, warn};
+
+use crate::api::{self, ApiState};
+use crate::node::Identity;
+use crate::node::identity::default_node_name;
+use crate::node::status::{HostResources, node_object};
+use crate::store::{Key, Op, SecretCipher, Store, Write, new_uid};
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Make a new cluster with this node as its first member.
+    #[arg(long, conflicts_with = "join")]
+    pub init: bool,
+    /// Join the cluster of the member at HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT", requires = "token")]
+    pub join: Option<String>,
+    /// Join token printed by the first node (DIR/join-token).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Where the node keeps its state.
+    #[arg(long, default_value = "/var/lib/flotilla", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Address the HTTPS API listens on.
+    #[arg(long, default_value = "0.0.0.0:7443")]
+    pub api_addr: SocketAddr,
+    /// Address other nodes and users reach this node at (added to its certificate).
+    #[arg(long)]
+    pub advertise_address: Option<IpAddr>,
+    /// Log revisions kept for watches before compaction.
+    #[arg(long, default_value_t = 10_000)]
+    pub keep_revisions: i64,
+    /// Seconds between compactions of the log (and WAL checkpoints).
+    #[arg(long, default_value_t = 300)]
+    pub compact_interval: u64,
+}
+
+pub async fn run(a: AgentArgs) -> Result<()> {
+    if a.join.is_some() && !Identity::exists(&a.data_dir) {
+        bail!(
+            "--join: joining an existing cluster is not available in this build yet; start a one-node cluster with --init"
+        );
+    }
+    let identity = if Identity::exists(&a.data_dir) {
+        let id = Identity::load(&a.data_dir)?;
+        info!(node = %id.node.name, dir = %a.data_dir.display(), "resuming node");
+        id
+    } else if a.init {
+        let name = a.node_name.clone().unwrap_or_else(default_node_name);
+        let extra: Vec<IpAddr> = a.advertise_address.into_iter().collect();
+        let id = Identity::init(&a.data_dir, &name, &extra)?;
+        info!(node = %id.node.name, dir = %a.data_dir.display(), "initialised a new cluster");
+        id
+    } else {
+        bail!(
+            "{} holds no node: start with --init (new cluster) or --join HOST:PORT --token T",
+            a.data_dir.display()
+        );
+    };
+    let node = identity.node.name.clone();
+
+    let cipher = SecretCipher::load(&a.data_dir.join("secrets.key"))?;
+    let store = Store::open(&a.data_dir.join("flotilla.db"), cipher)
+        .await
+        .with_context(|| format!("opening {}", a.data_dir.join("flotilla.db").display()))?;
+    bootstrap(&store, &node, a.advertise_address)
+        .await
+        .context("writing the node's bootstrap objects")?;
+
+    let listener = std::net::TcpListener::bind(a.api_addr)
+        .with_context(|| format!("binding the API to {}", a.api_addr))?;
+    let port = listener.local_addr()?.port();
+    let admin = identity.write_admin_config(&format!("https://127.0.0.1:{port}"))?;
+    info!(node = %node, addr = %listener.local_addr()?, config = %admin.display(), "API listening");
+
+    let state = ApiState {
+        store: store.clone(),
+        token: Arc::from(identity.api_token.as_str()),
+        node: Arc::from(node.as_str()),
+    };
+    let handle = axum_server::Handle::new();
+    let tls = api::tls_config(&identity.cert_pem, &identity.key_pem)?;
+    let server = tokio::spawn(
+        api::serve(listener, tls, state, handle.clone())
+            .instrument(tracing::info_span!("api", node = %node)),
+    );
+
+    let controllers = crate::controller::spawn_all(store.clone(), node.clone());
+
+    let compactor = {
+        let store = store.clone();
+        let (keep, every) = (
+            a.keep_revisions,
+            Duration::from_secs(a.compact_interval.max(1)),
+        );
+        tokio::spawn(
+            async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match store.compact(keep).await {
+                        Ok(upto) => tracing::debug!(revision = upto, "compacted"),
+                        Err(e) => warn!(error = %e, "compaction failed"),
+                    }
+                }
+            }
+            .instrument(tracing::info_span!("compactor", node = %node)),
+        )
+    };
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: shutting down"),
+        _ = int.recv() => info!("SIGINT: shutting down"),
+        r = server => {
+            r.context("API task")??;
+            bail!("the API server stopped");
+        }
+    }
+    handle.graceful_shutdown(Some(Duration::from_secs(5)));
+    controllers.shutdown().await;
+    compactor.abort();
+    store.close().await;
+    Ok(())
+}
+
+/// Makes sure the built-in namespaces and this node's Node object exist.
+async fn bootstrap(store: &Store, node: &str, address: Option<IpAddr>) -> Result<()> {
+    let now = crate::store::now_rfc3339();
+    let mut ops = Vec::new();
+    for ns in ["default", "kube-system"] {
+        if store.get(&Key::new("Namespace", "", ns)).await?.is_none() {
+            let obj = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "status": {"phase": "Active"}});
+            ops.push(Op::Create {
+                object: obj,
+                uid: new_uid(),
+            });
+        }
+    }
+    let addr = address
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let node_obj = node_object(node, &addr, HostResources::read(), &now);
+    let mut spec_only = node_obj.clone();
+    spec_only
+        .as_object_mut()
+        .expect("node object is a map")
+        .remove("status");
+    // Keep what users set on the node (labels, cordon) when resuming.
+    match store.get(&Key::new("Node", "", node)).await? {
+        None => ops.push(Op::Create {
+            object: spec_only,
+            uid: new_uid(),
+        }),
+        Some(_) => {}
+    }
+    store
+        .write(&Write {
+            now: now.clone(),
+            ops,
+        })
+        .await?;
+    store
+        .write(&Write {
+            now,
+            ops: vec![Op::Status { object: node_obj }],
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! `flotilla rollout status|history|undo deployment/NAME`.
+//!
+//! A Deployment's revisions are its ReplicaSets, each annotated with
+//! `deployment.kubernetes.io/revision`, as in Kubernetes.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::Value;
+
+use super::client::Client;
+use super::get::targets;
+use crate::api::path::object_path;
+use crate::controller::deployment::{REVISION_ANNOTATION, rollout_progress, template_for_undo};
+use crate::controller::owned_by;
+use crate::manifest::kinds;
+
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    #[command(subcommand)]
+    pub action: RolloutAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutAction {
+    /// Wait until the Deployment's rollout is complete.
+    Status {
+        target: String,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// List the Deployment's revisions.
+    History {
+        target: String,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Roll back to the previous revision, or to --to-revision.
+    Undo {
+        target: String,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[arg(long)]
+        to_revision: Option<i64>,
+    },
+}
+
+fn deployment_name(target: &str) -> Result<String> {
+    let t = targets(target, &[])?;
+    match t.as_slice() {
+        [(info, Some(name))] if info.kind == "Deployment" => Ok(name.clone()),
+        _ => bail!("expected deployment/NAME, got {target:?}"),
+    }
+}
+
+async fn replica_sets(client: &Client, ns: &str, dep: &Value) -> Result<Vec<Value>> {
+    let rs = kinds::by_kind("ReplicaSet").expect("ReplicaSet is a kind");
+    let list = client.get(&object_path(rs, Some(ns), None), &[]).await?;
+    let mut v: Vec<Value> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| owned_by(r, dep))
+        .cloned()
+        .collect();
+    v.sort_by_key(revision_of);
+    Ok(v)
+}
+
+fn revision_of(rs: &Value) -> i64 {
+    rs["metadata"]["annotations"][REVISION_ANNOTATION]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+pub async fn run(cfg: &Path, a: RolloutArgs) -> Result<i32> {
+    let client = Client::from_config_file(cfg)?;
+    let dep_kind = kinds::by_kind("Deployment").expect("Deployment is a kind");
+    match a.action {
+        RolloutAction::Status {
+            target,
+            namespace,
+            timeout,
+        } => {
+            let name = deployment_name(&target)?;
+            let ns = namespace.unwrap_or_else(|| "default".into());
+            let start = Instant::now();
+            let mut last = String::new();
+            loop {
+                let dep = client
+                    .get(&object_path(dep_kind, Some(&ns), Some(&name)), &[])
+                    .await?;
+                let (done, msg) = rollout_progress(&dep);
+                if msg != last {
+                    println!("{msg}");
+                    last = msg;
+                }
+                if done {
+                    return Ok(0);
+                }
+                if start.elapsed() > Duration::from_secs(timeout) {
+                    bail!("timed out waiting for the rollout of deployment {name:?} to finish");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        RolloutAction::History { target, namespace } => {
+            let name = deployment_name(&target)?;
+            let ns = namespace.unwrap_or_else(|| "default".into());
+            let dep = client
+                .get(&object_path(dep_kind, Some(&ns), Some(&name)), &[])
+                .await?;
+            println!("deployment.apps/{name}");
+            let rows: Vec<Vec<String>> = replica_sets(&client, &ns, &dep)
+                .await?
+                .iter()
+                .map(|rs| {
+                    let cause = rs["metadata"]["annotations"]["kubernetes.io/change-cause"]
+                        .as_str()
+                        .unwrap_or("<none>");
+                    vec![revision_of(rs).to_string(), cause.to_string()]
+                })
+                .collect();
+            print!(
+                "{}",
+                super::printers::table(&["REVISION", "CHANGE-CAUSE"], &rows)
+            );
+            Ok(0)
+        }
+        RolloutAction::Undo {
+            target,
+            namespace,
+            to_revision,
+        } => {
+            let name = deployment_name(&target)?;
+            let ns = namespace.unwrap_or_else(|| "default".into());
+            let path = object_path(dep_kind, Some(&ns), Some(&name));
+            let mut dep = client.get(&path, &[]).await?;
+            let rss = replica_sets(&client, &ns, &dep).await?;
+            let template =
+                template_for_undo(&dep, &rss, to_revision).map_err(anyhow::Error::msg)?;
+            dep["spec"]["template"] = template;
+            client.json(Method::PUT, &path, &[], Some(&dep)).await?;
+            println!("deployment.apps/{name} rolled back");
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! Deployment planning tests, including a simulated cluster that runs the Deployment and
+//! ReplicaSet planners step by step with pods becoming ready one step after they are made.
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::controller::{Action, pod_ready, replicaset};
+
+fn deployment(replicas: i64, image: &str, surge: Value, unavailable: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "d", "uid": "dep1", "generation": 1},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}},
+            "revisionHistoryLimit": 10,
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": image}]}},
+        },
+    })
+}
+
+/// A tiny in-memory cluster: the store's effect of actions, and a kubelet that makes every pod
+/// Ready one step after it was created.
+#[derive(Default)]
+struct World {
+    dep: Value,
+    rss: Vec<Value>,
+    pods: Vec<Value>,
+    next: u32,
+}
+
+impl World {
+    fn apply(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Create(mut o) => {
+                    self.next += 1;
+                    if o["metadata"]["name"].as_str().unwrap_or("").is_empty() {
+                        o["metadata"]["name"] = Value::from(format!(
+                            "{}{}",
+                            o["metadata"]["generateName"].as_str().unwrap(),
+                            self.next
+                        ));
+                    }
+                    o["metadata"]["uid"] = Value::from(format!("uid{}", self.next));
+                    o["metadata"]["creationTimestamp"] =
+                        Value::from(format!("2026-01-01T00:00:{:02}Z", self.next % 60));
+                    match o["kind"].as_str() {
+                        Some("ReplicaSet") => self.rss.push(o),
+                        Some("Pod") => self.pods.push(o),
+                        k => panic!("unexpected create of {k:?}"),
+                    }
+                }
+                Action::Update(o) | Action::Status(o) => {
+                    let name = o["metadata"]["name"].clone();
+                    if o["kind"] == "Deployment" {
+                        self.dep = o;
+                    } else if let Some(r) =
+                        self.rss.iter_mut().find(|r| r["metadata"]["name"] == name)
+                    {
+                        *r = o;
+                    } else if let Some(p) =
+                        self.pods.iter_mut().find(|p| p["metadata"]["name"] == name)
+                    {
+                        *p = o;
+                    }
+                }
+                Action::Delete(k) => {
+                    self.rss
+                        .retain(|r| r["metadata"]["name"] != k.name.as_str());
+                    self.pods
+                        .retain(|p| p["metadata"]["name"] != k.name.as_str());
+                }
+                Action::Event { .. } => {}
+            }
+        }
+    }
+
+    /// One pass of every controller, then the kubelet.
+    fn step(&mut self) {
+        let existing: Vec<Value> = self
+            .pods
+            .iter()
+            .map(|p| p["metadata"]["name"].clone())
+            .collect();
+        let a = plan(&self.dep, &self.rss);
+        self.apply(a);
+        for rs in self.rss.clone() {
+            let a = replicaset::plan(&rs, &self.pods);
+            self.apply(a);
+        }
+        for p in self
+            .pods
+            .iter_mut()
+            .filter(|p| existing.contains(&p["metadata"]["name"]))
+        {
+            p["spec"]["nodeName"] = json!("n1");
+            p["status"] =
+                json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+        }
+    }
+
+    fn ready(&self) -> usize {
+        self.pods.iter().filter(|p| pod_ready(p)).count()
+    }
+
+    fn converge(&mut self, max_steps: usize, mut check: impl FnMut(&World)) -> usize {
+        for n in 0..max_steps {
+            let before = (self.dep.clone(), self.rss.clone(), self.pods.clone());
+            self.step();
+            check(self);
+            if before == (self.dep.clone(), self.rss.clone(), self.pods.clone()) {
+                return n;
+            }
+        }
+        panic!("did not converge in {max_steps} steps");
+    }
+}
+
+fn new_template_pods(w: &World) -> usize {
+    let hash = template_hash(&w.dep["spec"]["template"]);
+    w.pods
+        .iter()
+        .filter(|p| p["metadata"]["labels"][crate::controller::POD_TEMPLATE_HASH] == hash.as_str())
+        .count()
+}
+
+#[test]
+fn first_rollout_creates_a_replica_set_and_pods() {
+    let mut w = World {
+        dep: deployment(3, "v1", json!("25%"), json!("25%")),
+        ..Default::default()
+    };
+    w.converge(20, |_| {});
+    assert_eq!(w.rss.len(), 1);
+    assert_eq!(
+        w.rss[0]["metadata"]["annotations"][REVISION_ANNOTATION],
+        "1"
+    );
+    assert_eq!(w.ready(), 3);
+    assert_eq!(
+        rollout_progress(&w.dep),
+        (
+            true,
+            "deployment \"web\" successfully rolled out".to_string()
+        )
+    );
+    // Converged: planning again does nothing.
+    assert_eq!(plan(&w.dep, &w.rss), vec![]);
+}
+
+#[test]
+fn surge_one_unavailable_zero_never_drops_below_desired_ready() {
+    let mut w = World {
+        dep: deployment(4, "v1", json!(1), json!(0)),
+        ..Default::default()
+    };
+    w.converge(20, |_| {});
+    assert_eq!(w.ready(), 4);
+    w.dep["spec"]["template"]["spec"]["containers"][0]["image"] = json!("v2");
+    w.dep["metadata"]["generation"] = json!(2);
+    let mut min_ready = usize::MAX;
+    let mut max_pods = 0;
+    w.converge(60, |w| {
+        min_ready = min_ready.min(w.ready());
+        max_pods = max_pods.max(w.pods.len());
+    });
+    assert!(min_ready >= 4, "ready pods dropped to {min_ready}");
+    assert!(
+        max_pods <= 5,
+        "more than replicas + maxSurge pods: {max_pods}"
+    );
+    assert_eq!(new_template_pods(&w), 4);
+    assert_eq!(w.pods.len(), 4);
+    assert_eq!(
+        w.rss.len(),
+        2,
+        "the old ReplicaSet is kept, scaled to 0, as history"
+    );
+    assert!(rollout_progress(&w.dep).0);
+}
+
+#[test]
+fn unavailable_budget_is_honoured_with_percentages() {
+    let mut w = World {
+        dep: deployment(10, "v1", json!("25%"), json!("25%")),
+        ..Default::default()
+    };
+    w.converge(30, |_| {});
+    w.dep["spec"]["template"]["spec"]["containers"][0]["image"] = json!("v2");
+    let (mut min_ready, mut max_pods) = (usize::MAX, 0);
+    w.converge(80, |w| {
+        min_ready = min_ready.min(w.ready());
+        max_pods = max_pods.max(w.pods.len());
+    });
+    assert!(
+        min_ready >= 8,
+        "maxUnavailable 25% of 10 is 2: ready fell to {min_ready}"
+    );
+    assert!(
+        max_pods <= 13,
+        "maxSurge 25% of 10 is 3: saw {max_pods} pods"
+    );
+    assert_eq!(new_template_pods(&w), 10);
+}
+
+#[test]
+fn recreate_stops_old_pods_before_starting_new_ones() {
+    let mut d = deployment(2, "v1", json!(1), json!(0));
+    d["spec"]["strategy"] = json!({"type": "Recreate"});
+    let mut w = World {
+        dep: d,
+        ..Default::default()
+    };
+    w.converge(20, |_| {});
+    w.dep["spec"]["template"]["spec"]["containers"][0]["image"] = json!("v2");
+    let mut mixed = false;
+    w.converge(40, |w| {
+        let new = new_template_pods(w);
+        if new > 0 && new < w.pods.len() {
+            mixed = true;
+        }
+    });
+    assert!(
+        !mixed,
+        "old and new pods must never run together under Recreate"
+    );
+    assert_eq!(new_template_pods(&w), 2);
+}
+
+#[test]
+fn undo_restores_the_previous_template_as_a_new_revision() {
+    let mut w = World {
+        dep: deployment(2, "v1", json!(1), json!(0)),
+        ..Default::default()
+    };
+    w.converge(20, |_| {});
+    let v1 = w.dep["spec"]["template"].clone();
+    w.dep["spec"]["template"]["spec"]["containers"][0]["image"] = json!("v2");
+    w.converge(40, |_| {});
+    let t = template_for_undo(&w.dep, &w.rss, None).unwrap();
+    assert_eq!(t, v1);
+    w.dep["spec"]["template"] = t;
+    w.converge(40, |_| {});
+    let revs: Vec<String> = w
+        .rss
+        .iter()
+        .map(|r| {
+            r["metadata"]["annotations"][REVISION_ANNOTATION]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(w.rss.len(), 2, "the v1 ReplicaSet is reused, not copied");
+    assert!(
+        revs.contains(&"3".to_string()),
+        "rolled-back template becomes revision 3: {revs:?}"
+    );
+    assert_eq!(
+        template_for_undo(&w.dep, &w.rss, Some(9)).unwrap_err(),
+        "unable to find the specified revision 9 in history"
+    );
+}
+
+#[test]
+fn scaling_changes_only_the_replica_count() {
+    let mut w = World {
+        dep: deployment(2, "v1", json!("25%"), json!("25%")),
+        ..Default::default()
+    };
+    w.converge(20, |_| {});
+    w.dep["spec"]["replicas"] = json!(5);
+    w.converge(20, |_| {});
+    assert_eq!(w.rss.len(), 1);
+    assert_eq!(w.ready(), 5);
+    w.dep["spec"]["replicas"] = json!(1);
+    w.converge(20, |_| {});
+    assert_eq!(w.pods.len(), 1);
+}
+
+#[test]
+fn history_is_limited() {
+    let mut w = World {
+        dep: deployment(1, "v0", json!(1), json!(0)),
+        ..Default::default()
+    };
+    w.dep["spec"]["revisionHistoryLimit"] = json!(2);
+    for v in 1..6 {
+        w.dep["spec"]["template"]["spec"]["containers"][0]["image"] = json!(format!("v{v}"));
+        w.converge(40, |_| {});
+    }
+    assert_eq!(w.rss.len(), 3, "the current ReplicaSet and 2 old ones");
+}
