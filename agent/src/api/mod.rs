@@ -138,8 +138,28 @@ pub fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// Reads a whole body, refusing one over [`MAX_BODY`].
+///
+/// An oversized body is still read (and thrown away) up to [`DRAIN_LIMIT`], so that a client
+/// that is still sending gets the 413 answer rather than a reset connection.
 pub async fn read_body(body: axum::body::Body) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| ApiError::TooLarge { limit: MAX_BODY })
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+        seen += chunk.len();
+        if seen <= MAX_BODY {
+            buf.extend_from_slice(&chunk);
+        } else if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if seen > MAX_BODY {
+        return Err(ApiError::TooLarge { limit: MAX_BODY });
+    }
+    Ok(buf.into())
 }
+
+/// How much of an oversized body is read before the connection is given up.
+pub const DRAIN_LIMIT: usize = 16 * 1024 * 1024;

@@ -297,8 +297,15 @@ async fn put_scale(s: &ApiState, rp: &ResourcePath, scale: Value) -> Result<Valu
     }
     let mut obj = get(s, rp).await?;
     obj["spec"]["replicas"] = Value::from(replicas);
-    if let Some(rv) = scale["metadata"]["resourceVersion"].as_str() {
-        obj["metadata"]["resourceVersion"] = Value::from(rv);
+    // With the client's resourceVersion the write is conditional on it; without one it is
+    // not (as `kubectl scale`), and Op::Put keeps whatever status controllers wrote meanwhile.
+    match scale["metadata"]["resourceVersion"].as_str() {
+        Some(rv) => obj["metadata"]["resourceVersion"] = Value::from(rv),
+        None => {
+            if let Some(m) = obj["metadata"].as_object_mut() {
+                m.remove("resourceVersion");
+            }
+        }
     }
     let mut r = s
         .commit(Write::new(vec![Op::Put {

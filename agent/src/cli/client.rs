@@ -136,6 +136,12 @@ pub fn is_not_found(e: &anyhow::Error) -> bool {
         .is_some_and(|f| f.code == 404)
 }
 
+/// Whether an error is the API's 409 Conflict (a stale resourceVersion).
+pub fn is_conflict(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ApiFailure>()
+        .is_some_and(|f| f.code == 409 && f.reason == "Conflict")
+}
+
 /// Makes an error out of a message (for uniform `error: ...` printing).
 pub fn err(msg: impl Into<String>) -> anyhow::Error {
     anyhow!(msg.into())

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::Value;
 
-use super::client::Client;
+use super::client::{Client, is_conflict};
 use super::get::targets;
 use crate::api::path::object_path;
 use crate::controller::deployment::{REVISION_ANNOTATION, rollout_progress, template_for_undo};
@@ -142,12 +142,21 @@ pub async fn run(cfg: &Path, a: RolloutArgs) -> Result<i32> {
             let name = deployment_name(&target)?;
             let ns = namespace.unwrap_or_else(|| "default".into());
             let path = object_path(dep_kind, Some(&ns), Some(&name));
-            let mut dep = client.get(&path, &[]).await?;
-            let rss = replica_sets(&client, &ns, &dep).await?;
-            let template =
-                template_for_undo(&dep, &rss, to_revision).map_err(anyhow::Error::msg)?;
-            dep["spec"]["template"] = template;
-            client.json(Method::PUT, &path, &[], Some(&dep)).await?;
+            // Controllers write the Deployment's status all through a rollout; a write based
+            // on a read they overtook is refused as a conflict, so read again and retry.
+            let mut attempt = 0;
+            loop {
+                let mut dep = client.get(&path, &[]).await?;
+                let rss = replica_sets(&client, &ns, &dep).await?;
+                let template =
+                    template_for_undo(&dep, &rss, to_revision).map_err(anyhow::Error::msg)?;
+                dep["spec"]["template"] = template;
+                match client.json(Method::PUT, &path, &[], Some(&dep)).await {
+                    Ok(_) => break,
+                    Err(e) if is_conflict(&e) && attempt < 10 => attempt += 1,
+                    Err(e) => return Err(e),
+                }
+            }
             println!("deployment.apps/{name} rolled back");
             Ok(0)
         }

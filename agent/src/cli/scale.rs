@@ -17,7 +17,7 @@ pub struct ScaleArgs {
     /// deployment/NAME or replicaset/NAME (or KIND NAME).
     pub target: String,
     pub name: Option<String>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub replicas: i64,
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,

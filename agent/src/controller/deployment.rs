@@ -27,8 +27,10 @@ fn replicas(rs: &Value) -> i64 {
     i(&rs["spec"]["replicas"])
 }
 
+/// Available pods a ReplicaSet will keep: its status may not yet show a scale-down that its
+/// spec already asks for, so never count more than `spec.replicas`.
 fn available(rs: &Value) -> i64 {
-    i(&rs["status"]["availableReplicas"])
+    i(&rs["status"]["availableReplicas"]).min(replicas(rs))
 }
 
 fn scaled(rs: &Value, n: i64) -> Action {
@@ -126,12 +128,13 @@ pub fn plan(dep: &Value, rss: &[Value]) -> Vec<Action> {
                 )));
             }
             Some(new) => {
+                // Every change to the new ReplicaSet goes into one update: two updates of one
+                // object in one write would conflict with each other.
+                let mut updated = new.clone();
                 if revision(new) < max_rev {
                     // Rolling back to an older template makes it the newest revision.
-                    let mut r = new.clone();
-                    r["metadata"]["annotations"][REVISION_ANNOTATION] =
+                    updated["metadata"]["annotations"][REVISION_ANNOTATION] =
                         Value::from((max_rev + 1).to_string());
-                    actions.push(Action::Update(r));
                 }
                 if recreate {
                     for o in olds.iter().filter(|o| replicas(o) > 0) {
@@ -139,11 +142,16 @@ pub fn plan(dep: &Value, rss: &[Value]) -> Vec<Action> {
                     }
                     let old_pods: i64 = olds.iter().map(|o| i(&o["status"]["replicas"])).sum();
                     let olds_down = olds.iter().all(|o| replicas(o) == 0) && old_pods == 0;
-                    if olds_down && replicas(new) != desired {
-                        actions.push(scaled(new, desired));
+                    if olds_down {
+                        updated["spec"]["replicas"] = Value::from(desired);
                     }
                 } else {
-                    rolling(&mut actions, new, &olds, desired, surge, unavailable, total);
+                    let target =
+                        rolling(&mut actions, new, &olds, desired, surge, unavailable, total);
+                    updated["spec"]["replicas"] = Value::from(target);
+                }
+                if updated != *new {
+                    actions.push(Action::Update(updated));
                 }
             }
         }
@@ -175,9 +183,9 @@ pub fn plan(dep: &Value, rss: &[Value]) -> Vec<Action> {
     actions
 }
 
-/// One step of a rolling update, computed from the current state as Kubernetes does: scale the
-/// new ReplicaSet up within maxSurge, scale old ones down while at least
-/// `desired - maxUnavailable` pods stay available.
+/// One step of a rolling update, computed from the current state as Kubernetes does: scale old
+/// ReplicaSets down while at least `desired - maxUnavailable` pods stay available (pushed as
+/// actions), and return the new ReplicaSet's replicas within maxSurge.
 fn rolling(
     actions: &mut Vec<Action>,
     new: &Value,
@@ -186,16 +194,18 @@ fn rolling(
     surge: i64,
     unavailable: i64,
     total: i64,
-) {
+) -> i64 {
     let new_replicas = replicas(new);
-    if new_replicas > desired {
-        actions.push(scaled(new, desired));
-    } else if new_replicas < desired {
+    let target = if new_replicas > desired {
+        desired
+    } else {
         let room = desired + surge - total;
-        if room > 0 {
-            actions.push(scaled(new, new_replicas + room.min(desired - new_replicas)));
+        if new_replicas < desired && room > 0 {
+            new_replicas + room.min(desired - new_replicas)
+        } else {
+            new_replicas
         }
-    }
+    };
     let min_available = desired - unavailable;
     // First remove old pods that are not available anyway, within what keeps the total sane.
     let new_unavailable = (new_replicas - available(new)).max(0);
@@ -228,6 +238,7 @@ fn rolling(
             actions.push(scaled(o, n));
         }
     }
+    target
 }
 
 fn status(

@@ -16,7 +16,7 @@ use crate::scheduler::{self, Decision};
 use crate::store::{Key, Op, Store, StoreError, Write, new_uid, now_rfc3339};
 
 /// How often controllers re-plan with no store change (catches time-based work).
-const RESYNC: Duration = Duration::from_secs(10);
+const RESYNC: Duration = Duration::from_secs(5);
 
 /// The running controllers; [`Controllers::shutdown`] stops and joins them.
 pub struct Controllers {
@@ -41,12 +41,26 @@ pub fn spawn_all(store: Store, node: String) -> Controllers {
             let mut passes: u64 = 0;
             loop {
                 changes.mark_unchanged();
-                match reconcile_once(&store, passes % 60 == 0).await {
-                    Ok(n) if n > 0 => debug!(actions = n, "reconciled"),
-                    Ok(_) => {}
-                    Err(e) => warn!(error = %e, "reconcile pass failed"),
-                }
+                let retry = match reconcile_once(&store, passes % 120 == 0).await {
+                    Ok(p) => {
+                        if p.done > 0 {
+                            debug!(actions = p.done, stale = p.stale, "reconciled");
+                        }
+                        p.stale > 0
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "reconcile pass failed");
+                        true
+                    }
+                };
                 passes += 1;
+                if retry {
+                    // A plan was stale or a write failed: plan again soon, whatever wakes us.
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                        _ = stop_rx.changed() => return,
+                    }
+                }
                 tokio::select! {
                     _ = changes.changed() => {
                         // Let a burst of writes land before planning again.
@@ -77,9 +91,18 @@ fn by_namespace(items: Vec<Value>) -> BTreeMap<String, Vec<Value>> {
     m
 }
 
-/// One pass of every controller and the scheduler. Returns how many actions were committed.
-/// Conflicts (an object changed since it was read) are left for the next pass.
-pub async fn reconcile_once(store: &Store, collect_events: bool) -> Result<usize, StoreError> {
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Actions committed.
+    pub done: usize,
+    /// Plans that were stale when committed (an object changed since it was read); the next
+    /// pass plans them again.
+    pub stale: usize,
+}
+
+/// One pass of every controller and the scheduler.
+pub async fn reconcile_once(store: &Store, collect_events: bool) -> Result<Pass, StoreError> {
     let now = now_rfc3339();
     let (deployments, _) = store.list("Deployment", None).await?;
     let (rss, _) = store.list("ReplicaSet", None).await?;
@@ -97,6 +120,7 @@ pub async fn reconcile_once(store: &Store, collect_events: bool) -> Result<usize
             .to_string()
     };
     let mut done = 0;
+    let mut stale = 0;
 
     let mut work: Vec<(Value, Vec<Action>)> = Vec::new();
     for d in &deployments {
@@ -141,7 +165,10 @@ pub async fn reconcile_once(store: &Store, collect_events: bool) -> Result<usize
         }
     }
 
-    done += schedule(store, &pods, &nodes, &now).await?;
+    match schedule(store, &pods, &nodes, &now).await? {
+        Some(n) => done += n,
+        None => stale += 1,
+    }
 
     if collect_events {
         let (events, _) = store.list("Event", None).await?;
@@ -165,7 +192,7 @@ pub async fn reconcile_once(store: &Store, collect_events: bool) -> Result<usize
                 .await?;
         }
     }
-    Ok(done)
+    Ok(Pass { done, stale })
 }
 
 fn random_suffix() -> String {
@@ -286,16 +313,16 @@ fn with_name(mut o: Value) -> Value {
     o
 }
 
-/// Binds pending pods to nodes in one write.
+/// Binds pending pods to nodes in one write; `None` when the write was stale.
 async fn schedule(
     store: &Store,
     pods: &[Value],
     nodes: &[Value],
     now: &str,
-) -> Result<usize, StoreError> {
+) -> Result<Option<usize>, StoreError> {
     let decisions = scheduler::place(pods, nodes);
     if decisions.is_empty() {
-        return Ok(0);
+        return Ok(Some(0));
     }
     let find = |k: &Key| pods.iter().find(|p| Key::of(p).is_ok_and(|pk| pk == *k));
     let mut ops = Vec::new();
@@ -354,7 +381,7 @@ async fn schedule(
     }
     let n = ops.len();
     if n == 0 {
-        return Ok(0);
+        return Ok(Some(0));
     }
     match store
         .write(&Write {
@@ -363,8 +390,8 @@ async fn schedule(
         })
         .await
     {
-        Ok(_) => Ok(n),
-        Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(0),
+        Ok(_) => Ok(Some(n)),
+        Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -9,7 +9,7 @@ use crate::controller::{Action, pod_ready, replicaset};
 fn deployment(replicas: i64, image: &str, surge: Value, unavailable: Value) -> Value {
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "d", "uid": "dep1", "generation": 1},
+        "metadata": {"name": "web", "namespace": "d", "uid": "dep1", "generation": 1, "resourceVersion": "1"},
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": "web"}},
@@ -31,50 +31,68 @@ struct World {
 }
 
 impl World {
-    fn apply(&mut self, actions: Vec<Action>) {
+    /// Applies one owner's actions as the store does: all or nothing, and an update or status
+    /// write must carry the object's current resourceVersion. Returns whether it committed.
+    fn apply(&mut self, actions: Vec<Action>) -> bool {
+        let (mut dep, mut rss, mut pods, mut next) = (
+            self.dep.clone(),
+            self.rss.clone(),
+            self.pods.clone(),
+            self.next,
+        );
         for a in actions {
             match a {
                 Action::Create(mut o) => {
-                    self.next += 1;
+                    next += 1;
                     if o["metadata"]["name"].as_str().unwrap_or("").is_empty() {
                         o["metadata"]["name"] = Value::from(format!(
                             "{}{}",
                             o["metadata"]["generateName"].as_str().unwrap(),
-                            self.next
+                            next
                         ));
                     }
-                    o["metadata"]["uid"] = Value::from(format!("uid{}", self.next));
+                    o["metadata"]["uid"] = Value::from(format!("uid{next}"));
+                    o["metadata"]["resourceVersion"] = Value::from("1");
                     o["metadata"]["creationTimestamp"] =
-                        Value::from(format!("2026-01-01T00:00:{:02}Z", self.next % 60));
+                        Value::from(format!("2026-01-01T00:00:{:02}Z", next % 60));
                     match o["kind"].as_str() {
-                        Some("ReplicaSet") => self.rss.push(o),
-                        Some("Pod") => self.pods.push(o),
+                        Some("ReplicaSet") => rss.push(o),
+                        Some("Pod") => pods.push(o),
                         k => panic!("unexpected create of {k:?}"),
                     }
                 }
-                Action::Update(o) | Action::Status(o) => {
+                Action::Update(mut o) | Action::Status(mut o) => {
                     let name = o["metadata"]["name"].clone();
-                    if o["kind"] == "Deployment" {
-                        self.dep = o;
-                    } else if let Some(r) =
-                        self.rss.iter_mut().find(|r| r["metadata"]["name"] == name)
+                    let cur = if o["kind"] == "Deployment" {
+                        &mut dep
+                    } else if let Some(r) = rss.iter_mut().find(|r| r["metadata"]["name"] == name) {
+                        r
+                    } else if let Some(p) = pods.iter_mut().find(|p| p["metadata"]["name"] == name)
                     {
-                        *r = o;
-                    } else if let Some(p) =
-                        self.pods.iter_mut().find(|p| p["metadata"]["name"] == name)
-                    {
-                        *p = o;
+                        p
+                    } else {
+                        return false;
+                    };
+                    if cur["metadata"]["resourceVersion"] != o["metadata"]["resourceVersion"] {
+                        return false;
                     }
+                    let rv: i64 = cur["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or("0")
+                        .parse()
+                        .unwrap();
+                    o["metadata"]["resourceVersion"] = Value::from((rv + 1).to_string());
+                    *cur = o;
                 }
                 Action::Delete(k) => {
-                    self.rss
-                        .retain(|r| r["metadata"]["name"] != k.name.as_str());
-                    self.pods
-                        .retain(|p| p["metadata"]["name"] != k.name.as_str());
+                    rss.retain(|r| r["metadata"]["name"] != k.name.as_str());
+                    pods.retain(|p| p["metadata"]["name"] != k.name.as_str());
                 }
                 Action::Event { .. } => {}
             }
         }
+        (self.dep, self.rss, self.pods, self.next) = (dep, rss, pods, next);
+        true
     }
 
     /// One pass of every controller, then the kubelet.
@@ -84,10 +102,13 @@ impl World {
             .iter()
             .map(|p| p["metadata"]["name"].clone())
             .collect();
-        let a = plan(&self.dep, &self.rss);
+        // As the runner: every plan reads the state at the start of the pass, so a later plan
+        // may be stale and refused, to be planned again next pass.
+        let (rss, pods) = (self.rss.clone(), self.pods.clone());
+        let a = plan(&self.dep, &rss);
         self.apply(a);
-        for rs in self.rss.clone() {
-            let a = replicaset::plan(&rs, &self.pods);
+        for rs in &rss {
+            let a = replicaset::plan(rs, &pods);
             self.apply(a);
         }
         for p in self
@@ -292,4 +313,25 @@ fn history_is_limited() {
         w.converge(40, |_| {});
     }
     assert_eq!(w.rss.len(), 3, "the current ReplicaSet and 2 old ones");
+}
+
+#[test]
+fn undo_in_the_middle_of_a_rollout_converges() {
+    // The case that once livelocked: the rolled-back ReplicaSet needs both a new revision and
+    // more replicas in the same pass.
+    let mut w = World {
+        dep: deployment(4, "v1", json!("25%"), json!("25%")),
+        ..Default::default()
+    };
+    w.converge(20, |_| {});
+    let v1 = w.dep["spec"]["template"].clone();
+    w.dep["spec"]["template"]["spec"]["containers"][0]["image"] = json!("v2");
+    w.step();
+    w.step();
+    assert_eq!(w.rss.len(), 2, "mid-rollout");
+    w.dep["spec"]["template"] = template_for_undo(&w.dep, &w.rss, None).unwrap();
+    assert_eq!(w.dep["spec"]["template"], v1);
+    w.converge(40, |_| {});
+    assert_eq!(new_template_pods(&w), 4);
+    assert_eq!(w.pods.len(), 4);
 }

@@ -1,0 +1,156 @@
+//! Starting and stopping a real agent process. The agent is killed when the guard drops, even
+//! when a test fails, and its data dir is removed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
+
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+/// A running agent on a temporary data dir.
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Agent {
+    pub fn start() -> Agent {
+        let dir = tempfile::Builder::new()
+            .prefix("flotilla-e2e-")
+            .tempdir()
+            .unwrap();
+        let mut a = Agent { dir, child: None };
+        a.spawn(true);
+        a
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("admin.yaml")
+    }
+
+    /// Starts the agent process (with `--init` the first time; a restart resumes).
+    pub fn spawn(&mut self, init: bool) {
+        let _ = std::fs::remove_file(self.config());
+        let mut cmd = Command::new(BIN);
+        cmd.args(["agent", "--data-dir"])
+            .arg(self.dir.path())
+            .args(["--api-addr", "127.0.0.1:0", "--node-name", "node-1"]);
+        if init {
+            cmd.arg("--init");
+        }
+        let log = std::fs::File::create(self.dir.path().with_extension("log")).unwrap();
+        cmd.stdout(Stdio::null())
+            .stderr(log)
+            .env("RUST_LOG", "info,flotilla::controller=debug");
+        self.child = Some(cmd.spawn().expect("starting the agent"));
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("agent exited early with {status}: {}", self.log());
+                }
+            }
+            if self.config().exists() {
+                let out = self.cli(&["get", "nodes"]);
+                if out.status.success() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("agent did not become ready: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().with_extension("log")).unwrap_or_default()
+    }
+
+    /// Kills the agent with SIGKILL (no chance to clean up), as a power cut or OOM would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the agent with SIGTERM and waits for it.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("agent running");
+        unsafe_sigterm(c.id());
+        c.wait().unwrap()
+    }
+
+    /// Runs the CLI against this agent.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("FLOTILLA_CONFIG", self.config())
+            .output()
+            .expect("running the CLI")
+    }
+
+    /// Runs the CLI and returns stdout, failing the test on a non-zero exit.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "flotilla {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs the CLI with `-o json` and parses the output.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    /// Polls until `f` holds, or fails the test after `secs`.
+    pub fn eventually(&self, secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(secs) {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}; agent log:\n{}", self.log());
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_file(self.dir.path().with_extension("log"));
+    }
+}
+
+/// Writes a manifest to a file in the agent's temp dir and returns its path.
+pub fn manifest(a: &Agent, name: &str, yaml: &str) -> String {
+    let p = a.data_dir().join(name);
+    std::fs::write(&p, yaml).unwrap();
+    p.display().to_string()
+}

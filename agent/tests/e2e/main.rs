@@ -1,0 +1,7 @@
+//! End-to-end tests: a real `flotilla agent` process on a temporary data dir, driven by the real
+//! `flotilla` CLI and by plain HTTPS requests, as a user would.
+
+mod api;
+mod cli;
+mod harness;
+mod restart;
