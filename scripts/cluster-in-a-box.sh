@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The cluster in a box: N agents, each in its own network namespace fbox-I, joined by a bridge
+# that lives in a namespace of its own (fbox-hub), so the host's network is never touched.
+#
+#   scripts/cluster-in-a-box.sh up N     start N agents (node 1 inits the cluster)
+#   scripts/cluster-in-a-box.sh down     stop them and remove every namespace, process and dir
+#   scripts/cluster-in-a-box.sh status   list what is running
+#
+# Node I has address 10.99.0.I/24 on the box network and its data dir at $FLOTILLA_BOX_DIR/nodeI
+# (default /tmp/flotilla-box). Every data dir holds admin.yaml for that node's own API:
+#   ip netns exec fbox-1 flotilla --config /tmp/flotilla-box/node1/admin.yaml get nodes
+# The agent binary is $FLOTILLA_BIN, else target/release/flotilla, else flotilla on PATH.
+set -euo pipefail
+
+BOX_DIR=${FLOTILLA_BOX_DIR:-/tmp/flotilla-box}
+HUB=fbox-hub
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+bin() {
+  if [[ -n ${FLOTILLA_BIN:-} ]]; then echo "$FLOTILLA_BIN"; return; fi
+  local t=${CARGO_TARGET_DIR:-$here/target}/release/flotilla
+  if [[ -x $t ]]; then echo "$t"; return; fi
+  command -v flotilla || { echo "cluster-in-a-box: no flotilla binary (build it or set FLOTILLA_BIN)" >&2; exit 1; }
+}
+
+need_root() {
+  [[ $(id -u) -eq 0 ]] || { echo "cluster-in-a-box: must run as root (network namespaces)" >&2; exit 1; }
+}
+
+up() {
+  local n=${1:-1}
+  [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "cluster-in-a-box: N must be a positive number, got '$n'" >&2; exit 2; }
+  if ((n > 1)); then
+    echo "cluster-in-a-box: joining more nodes needs the cluster layer (agent --join), which this build does not have yet; use 'up 1'" >&2
+    exit 2
+  fi
+  need_root
+  local flotilla; flotilla=$(bin)
+  if ip netns list | grep -qw "$HUB"; then
+    echo "cluster-in-a-box: a box is already up ('$0 down' first)" >&2
+    exit 1
+  fi
+  mkdir -p "$BOX_DIR"
+  ip netns add "$HUB"
+  ip -n "$HUB" link set lo up
+  ip -n "$HUB" link add fbox-br type bridge
+  ip -n "$HUB" link set fbox-br up
+  for i in $(seq 1 "$n"); do
+    local ns=fbox-$i dir=$BOX_DIR/node$i
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    # veth pair: eth0 inside the node, hub side enslaved to the bridge. No default route: the
+    # box has no way out of the machine.
+    ip -n "$ns" link add eth0 type veth peer name "veth$i" netns "$HUB"
+    ip -n "$HUB" link set "veth$i" master fbox-br up
+    ip -n "$ns" addr add "10.99.0.$i/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    mkdir -p "$dir"
+    local args=(agent --data-dir "$dir" --node-name "node-$i" --advertise-address "10.99.0.$i")
+    ((i == 1)) && args+=(--init)
+    nsenter --net="/run/netns/$ns" "$flotilla" "${args[@]}" >"$BOX_DIR/node$i.log" 2>&1 &
+    echo $! >"$BOX_DIR/node$i.pid"
+    for _ in $(seq 1 100); do
+      [[ -s $dir/admin.yaml ]] && ip netns exec "$ns" "$flotilla" --config "$dir/admin.yaml" get nodes >/dev/null 2>&1 && break
+      kill -0 "$(cat "$BOX_DIR/node$i.pid")" 2>/dev/null || { cat "$BOX_DIR/node$i.log" >&2; echo "cluster-in-a-box: node $i exited" >&2; exit 1; }
+      sleep 0.1
+    done
+    echo "node-$i up in netns $ns (10.99.0.$i), config $dir/admin.yaml, log $BOX_DIR/node$i.log"
+  done
+}
+
+down() {
+  need_root
+  for pidfile in "$BOX_DIR"/node*.pid; do
+    [[ -e $pidfile ]] || continue
+    local pid; pid=$(cat "$pidfile")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  for ns in $(ip netns list | awk '{print $1}' | grep -E '^fbox-' || true); do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+    ip netns del "$ns"
+  done
+  rm -rf "$BOX_DIR"
+  echo "cluster-in-a-box: down"
+}
+
+status() {
+  ip netns list | grep -E '^fbox-' || echo "no box namespaces"
+  for pidfile in "$BOX_DIR"/node*.pid; do
+    [[ -e $pidfile ]] || continue
+    local pid; pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then echo "$(basename "$pidfile" .pid): running (pid $pid)"; else echo "$(basename "$pidfile" .pid): stopped"; fi
+  done
+}
+
+case ${1:-} in
+  up) up "${2:-1}" ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up N | down | status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Flotilla's scripts and tests need, and only those missing, so a
+# fresh Debian machine (as root) is ready and a prepared one is not slowed down.
+set -euo pipefail
+
+PACKAGES=(
+  iproute2     # ip netns, veth, bridge: the cluster in a box
+  util-linux   # nsenter: start agents inside their network namespace
+  procps       # pgrep/pkill in the scripts
+  ca-certificates
+  curl
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: no Rust toolchain (cargo) found. Install one with rustup (https://rustup.rs)," >&2
+  echo "  then run this again. Debian's own cargo package is too old for this workspace (edition 2024)." >&2
+  exit 1
+fi

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# README's test command (and CI's): every test of the workspace, then the cluster-in-a-box
+# smoke test with the real binary. Installs what it needs on a fresh Debian machine (as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== build"
+cargo build --locked --workspace --all-targets
+
+echo "== cluster-in-a-box smoke test"
+scripts/box-smoke.sh
+
+echo "== unit, property and end-to-end tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --workspace --no-fail-fast
+else
+  cargo test --locked --workspace --no-fail-fast
+fi
