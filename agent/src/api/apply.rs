@@ -178,6 +178,9 @@ pub async fn apply(State(s): State<ApiState>, body: Body) -> Result<Json<Value>,
         })
         .collect();
     items.sort_by_key(|(i, _)| *i);
+    if items.len() > 100 {
+        crate::node::memory::release_free_memory();
+    }
     Ok(Json(
         json!({"kind": "ApplyResult", "apiVersion": "flotilla.io/v1", "items": items.into_iter().map(|(_, v)| v).collect::<Vec<_>>()}),
     ))

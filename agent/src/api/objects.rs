@@ -30,7 +30,7 @@ pub async fn dispatch(
             if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
                 Ok(super::watch::watch(s, rp, &q).await?)
             } else {
-                Ok(Json(list(&s, &rp, &q).await?).into_response())
+                list(&s, &rp, &q).await
             }
         }
         (&Method::GET, true, None | Some("status")) => {
@@ -118,25 +118,74 @@ pub fn labels_of(obj: &Value) -> std::collections::BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// Just the labels of an object, parsed without the rest.
+#[derive(serde::Deserialize)]
+struct LabelsOnly {
+    #[serde(default)]
+    metadata: MetaLabels,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct MetaLabels {
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+/// A list response built from the stored JSON text: objects are filtered (labels parsed alone,
+/// the whole object only for a field selector) but never re-encoded.
 async fn list(
     s: &ApiState,
     rp: &ResourcePath,
     q: &HashMap<String, String>,
-) -> Result<Value, ApiError> {
+) -> Result<Response, ApiError> {
     let (l, f) = selectors(q)?;
     let ns = if rp.info.namespaced {
         rp.namespace.as_deref()
     } else {
         Some("")
     };
-    let (items, rev) = s.store.list(rp.info.kind, ns).await?;
-    let items: Vec<Value> = items.into_iter().filter(|o| selected(o, &l, &f)).collect();
-    Ok(json!({
-        "apiVersion": rp.info.api_version,
-        "kind": format!("{}List", rp.info.kind),
-        "metadata": {"resourceVersion": rev.to_string()},
-        "items": items,
-    }))
+    let (items, rev) = s.store.list_raw(rp.info.kind, ns).await?;
+    let mut body = Vec::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 256);
+    body.extend_from_slice(
+        format!(
+            r#"{{"apiVersion":{},"kind":"{}List","metadata":{{"resourceVersion":"{rev}"}},"items":["#,
+            Value::from(rp.info.api_version),
+            rp.info.kind
+        )
+        .as_bytes(),
+    );
+    let mut first = true;
+    for raw in &items {
+        let keep = if !f.0.is_empty() {
+            let obj: Value = serde_json::from_slice(raw).map_err(crate::store::StoreError::from)?;
+            selected(&obj, &l, &f)
+        } else if !l.is_empty() {
+            let lo: LabelsOnly =
+                serde_json::from_slice(raw).map_err(crate::store::StoreError::from)?;
+            l.matches(&lo.metadata.labels)
+        } else {
+            true
+        };
+        if keep {
+            if !first {
+                body.push(b',');
+            }
+            first = false;
+            body.extend_from_slice(raw);
+        }
+    }
+    body.extend_from_slice(b"]}");
+    let big = items.len() > 1000;
+    drop(items);
+    let resp = (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    if big {
+        crate::node::memory::release_free_memory();
+    }
+    Ok(resp)
 }
 
 /// Checks a user-written body against the URL and runs it through validation and defaults.

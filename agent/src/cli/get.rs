@@ -128,7 +128,7 @@ pub async fn run(cfg: &Path, a: GetArgs) -> Result<i32> {
                 .map(|o| {
                     let mut r = printers::row(info.kind, o, now, wide);
                     if multi_kind {
-                        r[0] = format!("{}/{}", info.kind.to_ascii_lowercase(), r[0]);
+                        r[0] = super::apply::display_name(info.kind, info.api_version, &r[0]);
                     }
                     if with_ns {
                         r.insert(

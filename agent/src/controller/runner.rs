@@ -54,6 +54,7 @@ pub fn spawn_all(store: Store, node: String) -> Controllers {
                     }
                 };
                 passes += 1;
+                crate::node::memory::release_free_memory();
                 if retry {
                     // A plan was stale or a write failed: plan again soon, whatever wakes us.
                     tokio::select! {
@@ -106,7 +107,7 @@ pub async fn reconcile_once(store: &Store, collect_events: bool) -> Result<Pass,
     let now = now_rfc3339();
     let (deployments, _) = store.list("Deployment", None).await?;
     let (rss, _) = store.list("ReplicaSet", None).await?;
-    let (pods, _) = store.list("Pod", None).await?;
+    let pods = slim_pods(store).await?;
     let (jobs, _) = store.list("Job", None).await?;
     let (dss, _) = store.list("DaemonSet", None).await?;
     let (nodes, _) = store.list("Node", Some("")).await?;
@@ -193,6 +194,54 @@ pub async fn reconcile_once(store: &Store, collect_events: bool) -> Result<Pass,
         }
     }
     Ok(Pass { done, stale })
+}
+
+/// The parts of a Pod that planners and the scheduler read. Parsing into this skips commands,
+/// images, env, volumes and probes, so a pass over 10,000 pods stays small.
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimPod {
+    #[serde(default)]
+    api_version: Value,
+    #[serde(default)]
+    kind: Value,
+    #[serde(default)]
+    metadata: Value,
+    #[serde(default)]
+    spec: SlimPodSpec,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    status: Value,
+}
+
+#[derive(serde::Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct SlimPodSpec {
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    node_name: Value,
+    #[serde(default)]
+    containers: Vec<SlimContainer>,
+    #[serde(default)]
+    init_containers: Vec<SlimContainer>,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    node_selector: Value,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    tolerations: Value,
+}
+
+#[derive(serde::Deserialize, serde::Serialize, Default)]
+struct SlimContainer {
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    resources: Value,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    ports: Value,
+}
+
+/// Every pod, reduced to what planning needs. Writes that need the whole pod read it again.
+async fn slim_pods(store: &Store) -> Result<Vec<Value>, StoreError> {
+    let (pods, _) = store.list_as::<SlimPod>("Pod", None).await?;
+    pods.into_iter()
+        .map(|p| serde_json::to_value(p).map_err(StoreError::from))
+        .collect()
 }
 
 fn random_suffix() -> String {
@@ -330,7 +379,13 @@ async fn schedule(
         match d {
             Decision::Bind { pod, node } => {
                 let Some(p) = find(&pod) else { continue };
-                let mut bound = p.clone();
+                // The planning copy is slim; bind the whole pod, at the version planned from.
+                let Some(mut bound) = store.get(&pod).await? else {
+                    continue;
+                };
+                if bound["metadata"]["resourceVersion"] != p["metadata"]["resourceVersion"] {
+                    continue;
+                }
                 bound["spec"]["nodeName"] = Value::from(node.as_str());
                 let msg = format!(
                     "Successfully assigned {}/{} to {node}",

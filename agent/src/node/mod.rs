@@ -13,6 +13,7 @@
 //! ```
 
 pub mod identity;
+pub mod memory;
 pub mod status;
 
 pub use identity::{AdminConfig, Identity};

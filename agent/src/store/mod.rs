@@ -330,6 +330,31 @@ impl Store {
         kind: &str,
         namespace: Option<&str>,
     ) -> Result<(Vec<Value>, i64), StoreError> {
+        self.list_as(kind, namespace).await
+    }
+
+    /// Like [`Store::list`], decoding each object into `T`. A `T` with only the fields a caller
+    /// needs skips the rest while parsing, which keeps big lists cheap.
+    pub async fn list_as<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<(Vec<T>, i64), StoreError> {
+        let (raw, rev) = self.list_raw(kind, namespace).await?;
+        let items = raw
+            .iter()
+            .map(|b| serde_json::from_slice(b))
+            .collect::<Result<Vec<T>, _>>()?;
+        Ok((items, rev))
+    }
+
+    /// Lists objects as their JSON text (Secrets decrypted), for callers that pass them on
+    /// without looking inside, such as the API's list responses.
+    pub async fn list_raw(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<(Vec<Vec<u8>>, i64), StoreError> {
         let mut tx = self.pool.begin().await?;
         let rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
             .fetch_one(&mut *tx)
@@ -352,8 +377,13 @@ impl Store {
         tx.commit().await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let key = Key::new(kind, r.get(0), r.get(1));
-            out.push(self.decode(&key, r.get::<&[u8], _>(2))?);
+            let body: Vec<u8> = r.get(2);
+            if kind == "Secret" {
+                let key = Key::new(kind, r.get(0), r.get(1));
+                out.push(self.cipher.open(&key.aad(), &body)?);
+            } else {
+                out.push(body);
+            }
         }
         Ok((out, rev))
     }
