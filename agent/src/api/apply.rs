@@ -109,6 +109,16 @@ pub async fn apply(State(s): State<ApiState>, body: Body) -> Result<Json<Value>,
             ));
         }
     }
+    // ClusterIPs and NodePorts, under the allocation lock until the commit.
+    let _alloc = s.alloc_lock.lock().await;
+    if causes.is_empty() {
+        let mut objs: Vec<&mut Value> = prepared.iter_mut().map(|(_, o)| o).collect();
+        let problems = super::services::allocate_in(&s.store, &mut objs).await?;
+        for (j, e) in problems {
+            let i = prepared[j].0;
+            causes.push(FieldError::new(join(i, &e.path), e.message));
+        }
+    }
     if !causes.is_empty() {
         let n = causes.len();
         let list: Vec<String> = causes.iter().map(ToString::to_string).collect();

@@ -15,6 +15,7 @@ pub mod discovery;
 pub mod error;
 pub mod objects;
 pub mod path;
+pub mod services;
 pub mod watch;
 
 use std::sync::Arc;
@@ -43,6 +44,20 @@ pub struct ApiState {
     pub token: Arc<str>,
     /// This node's name.
     pub node: Arc<str>,
+    /// Held from reading the Services to committing a write that allocates ClusterIPs or
+    /// NodePorts, so two writes never take the same one.
+    pub alloc_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl ApiState {
+    pub fn new(store: Store, token: &str, node: &str) -> ApiState {
+        ApiState {
+            store,
+            token: Arc::from(token),
+            node: Arc::from(node),
+            alloc_lock: Default::default(),
+        }
+    }
 }
 
 impl ApiState {

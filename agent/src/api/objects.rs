@@ -261,6 +261,8 @@ async fn create(s: &ApiState, rp: &ResourcePath, obj: Value) -> Result<Value, Ap
         obj["metadata"]["name"] = Value::from(format!("{prefix}{}", &new_uid()[..5]));
     }
     check_namespace(s, &obj).await?;
+    let _alloc = s.alloc_lock.lock().await;
+    allocate_one(s, rp, &mut obj).await?;
     let mut r = s
         .commit(Write::new(vec![Op::Create {
             object: obj,
@@ -271,7 +273,9 @@ async fn create(s: &ApiState, rp: &ResourcePath, obj: Value) -> Result<Value, Ap
 }
 
 async fn replace(s: &ApiState, rp: &ResourcePath, obj: Value) -> Result<Value, ApiError> {
-    let obj = prepare_user_object(rp, obj)?;
+    let mut obj = prepare_user_object(rp, obj)?;
+    let _alloc = s.alloc_lock.lock().await;
+    allocate_one(s, rp, &mut obj).await?;
     let mut r = s
         .commit(Write::new(vec![Op::Put {
             object: obj,
@@ -280,6 +284,20 @@ async fn replace(s: &ApiState, rp: &ResourcePath, obj: Value) -> Result<Value, A
         }]))
         .await?;
     Ok(r.remove(0).object)
+}
+
+/// ClusterIP and NodePorts for a Service being written (a no-op for other kinds).
+async fn allocate_one(s: &ApiState, rp: &ResourcePath, obj: &mut Value) -> Result<(), ApiError> {
+    let problems = super::services::allocate_in(&s.store, &mut [obj]).await?;
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(
+            rp.info.kind,
+            rp.name.as_deref(),
+            problems.into_iter().map(|(_, e)| e).collect(),
+        ))
+    }
 }
 
 async fn put_status(s: &ApiState, rp: &ResourcePath, mut obj: Value) -> Result<Value, ApiError> {

@@ -2,7 +2,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -85,11 +84,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     let admin = identity.write_admin_config(&format!("https://127.0.0.1:{port}"))?;
     info!(node = %node, addr = %listener.local_addr()?, config = %admin.display(), "API listening");
 
-    let state = ApiState {
-        store: store.clone(),
-        token: Arc::from(identity.api_token.as_str()),
-        node: Arc::from(node.as_str()),
-    };
+    let state = ApiState::new(store.clone(), &identity.api_token, &node);
     let handle = axum_server::Handle::new();
     let tls = api::tls_config(&identity.cert_pem, &identity.key_pem)?;
     let server = tokio::spawn(

@@ -41,6 +41,18 @@ pub enum RolloutAction {
         #[arg(short = 'n', long)]
         namespace: Option<String>,
     },
+    /// Stop rolling out template changes until resumed (scaling still works).
+    Pause {
+        target: String,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Roll out template changes again.
+    Resume {
+        target: String,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
     /// Roll back to the previous revision, or to --to-revision.
     Undo {
         target: String,
@@ -80,9 +92,40 @@ fn revision_of(rs: &Value) -> i64 {
         .unwrap_or(0)
 }
 
+/// What a read-modify-write of a Deployment changes.
+enum Change {
+    Template(Option<i64>),
+    Paused(bool),
+}
+
+/// Reads the Deployment, applies `change`, writes it back; retries when controllers wrote the
+/// Deployment in between (a 409 Conflict), as they do all through a rollout.
+async fn update_deployment(client: &Client, ns: &str, name: &str, change: Change) -> Result<()> {
+    let dep_kind = kinds::by_kind("Deployment").expect("Deployment is a kind");
+    let path = object_path(dep_kind, Some(ns), Some(name));
+    for attempt in 0.. {
+        let mut dep = client.get(&path, &[]).await?;
+        match change {
+            Change::Template(to_revision) => {
+                let rss = replica_sets(client, ns, &dep).await?;
+                dep["spec"]["template"] =
+                    template_for_undo(&dep, &rss, to_revision).map_err(anyhow::Error::msg)?;
+            }
+            Change::Paused(p) => dep["spec"]["paused"] = Value::from(p),
+        }
+        match client.json(Method::PUT, &path, &[], Some(&dep)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_conflict(&e) && attempt < 10 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
 pub async fn run(cfg: &Path, a: RolloutArgs) -> Result<i32> {
     let client = Client::from_config_file(cfg)?;
     let dep_kind = kinds::by_kind("Deployment").expect("Deployment is a kind");
+    let ns_of = |n: Option<String>| n.unwrap_or_else(|| "default".into());
     match a.action {
         RolloutAction::Status {
             target,
@@ -90,7 +133,7 @@ pub async fn run(cfg: &Path, a: RolloutArgs) -> Result<i32> {
             timeout,
         } => {
             let name = deployment_name(&target)?;
-            let ns = namespace.unwrap_or_else(|| "default".into());
+            let ns = ns_of(namespace);
             let start = Instant::now();
             let mut last = String::new();
             loop {
@@ -113,7 +156,7 @@ pub async fn run(cfg: &Path, a: RolloutArgs) -> Result<i32> {
         }
         RolloutAction::History { target, namespace } => {
             let name = deployment_name(&target)?;
-            let ns = namespace.unwrap_or_else(|| "default".into());
+            let ns = ns_of(namespace);
             let dep = client
                 .get(&object_path(dep_kind, Some(&ns), Some(&name)), &[])
                 .await?;
@@ -140,24 +183,26 @@ pub async fn run(cfg: &Path, a: RolloutArgs) -> Result<i32> {
             to_revision,
         } => {
             let name = deployment_name(&target)?;
-            let ns = namespace.unwrap_or_else(|| "default".into());
-            let path = object_path(dep_kind, Some(&ns), Some(&name));
-            // Controllers write the Deployment's status all through a rollout; a write based
-            // on a read they overtook is refused as a conflict, so read again and retry.
-            let mut attempt = 0;
-            loop {
-                let mut dep = client.get(&path, &[]).await?;
-                let rss = replica_sets(&client, &ns, &dep).await?;
-                let template =
-                    template_for_undo(&dep, &rss, to_revision).map_err(anyhow::Error::msg)?;
-                dep["spec"]["template"] = template;
-                match client.json(Method::PUT, &path, &[], Some(&dep)).await {
-                    Ok(_) => break,
-                    Err(e) if is_conflict(&e) && attempt < 10 => attempt += 1,
-                    Err(e) => return Err(e),
-                }
-            }
+            update_deployment(
+                &client,
+                &ns_of(namespace),
+                &name,
+                Change::Template(to_revision),
+            )
+            .await?;
             println!("deployment.apps/{name} rolled back");
+            Ok(0)
+        }
+        RolloutAction::Pause { target, namespace } => {
+            let name = deployment_name(&target)?;
+            update_deployment(&client, &ns_of(namespace), &name, Change::Paused(true)).await?;
+            println!("deployment.apps/{name} paused");
+            Ok(0)
+        }
+        RolloutAction::Resume { target, namespace } => {
+            let name = deployment_name(&target)?;
+            update_deployment(&client, &ns_of(namespace), &name, Change::Paused(false)).await?;
+            println!("deployment.apps/{name} resumed");
             Ok(0)
         }
     }

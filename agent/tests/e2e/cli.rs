@@ -334,3 +334,87 @@ fn jobs_start_their_pods_and_unschedulable_pods_say_why() {
         "{d}"
     );
 }
+
+#[test]
+fn services_get_cluster_ips_and_node_ports_that_stay() {
+    let a = Agent::start();
+    a.ok(&["apply", "-f", examples().join("web.yaml").to_str().unwrap()]);
+    let web = a.json(&["get", "svc", "web"]);
+    let ip = web["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.43."), "{ip}");
+    let f = manifest(
+        &a,
+        "np.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: np}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080}]\n",
+    );
+    a.ok(&["apply", "-f", &f]);
+    let np = a.json(&["get", "svc", "np"]);
+    let port = np["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30000..=32767).contains(&port), "{port}");
+    assert_ne!(np["spec"]["clusterIP"], web["spec"]["clusterIP"]);
+    // Applying again keeps both; the table shows them.
+    a.ok(&["apply", "-f", &f]);
+    assert_eq!(
+        a.json(&["get", "svc", "np"])["spec"]["ports"][0]["nodePort"],
+        port
+    );
+    let table = a.ok(&["get", "svc"]);
+    assert!(
+        table.contains(&ip) && table.contains(&format!("80:{port}/TCP")),
+        "{table}"
+    );
+    // Asking for a taken address is refused with the field named.
+    let f2 = manifest(
+        &a,
+        "clash.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: clash}}\nspec:\n  clusterIP: {ip}\n  ports: [{{port: 80}}]\n"
+        ),
+    );
+    let err = String::from_utf8(a.cli(&["apply", "-f", &f2]).stderr).unwrap();
+    assert!(
+        err.contains(&format!(
+            "clash.yaml, document 1: spec.clusterIP: {ip} is already allocated"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_paused_deployment_does_not_roll_out_until_resumed() {
+    let a = Agent::start();
+    let v1 = manifest(
+        &a,
+        "v1.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: api}}\n  template:\n    metadata: {labels: {app: api}}\n    spec:\n      containers: [{name: c, image: flotilla.local/busybox:1}]\n",
+    );
+    a.ok(&["apply", "-f", &v1]);
+    a.eventually(10, "one ReplicaSet", || {
+        a.json(&["get", "rs"])["items"].as_array().unwrap().len() == 1
+    });
+    assert_eq!(
+        a.ok(&["rollout", "pause", "deployment/api"]),
+        "deployment.apps/api paused\n"
+    );
+    // A template change through apply keeps the pause (apply writes what the file says; the
+    // file does not say paused, so pause again as kubectl users do with `rollout pause`).
+    let v2 = std::fs::read_to_string(&v1)
+        .unwrap()
+        .replace("busybox:1", "busybox:2")
+        .replace("replicas: 1", "replicas: 1\n  paused: true");
+    let v2 = manifest(&a, "v2.yaml", &v2);
+    a.ok(&["apply", "-f", &v2]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        a.json(&["get", "rs"])["items"].as_array().unwrap().len(),
+        1,
+        "no rollout while paused"
+    );
+    assert_eq!(
+        a.ok(&["rollout", "resume", "deployment/api"]),
+        "deployment.apps/api resumed\n"
+    );
+    a.eventually(10, "the new ReplicaSet", || {
+        a.json(&["get", "rs"])["items"].as_array().unwrap().len() == 2
+    });
+}
