@@ -25,6 +25,17 @@ pub enum Op {
     DoesNotExist,
 }
 
+/// A JSON map of strings (labels, a nodeSelector) as a `BTreeMap`; anything else is empty.
+pub fn string_map(v: &serde_json::Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// One requirement on one label key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requirement {

@@ -55,14 +55,14 @@ impl ApiError {
     pub fn to_status(&self) -> Value {
         let (code, reason) = self.status();
         let mut message = self.to_string();
-        if let ApiError::Store(e) = self {
-            if matches!(code, StatusCode::INTERNAL_SERVER_ERROR) {
-                // Include the source chain: "database error: disk I/O error".
-                let mut src = std::error::Error::source(e);
-                while let Some(s) = src {
-                    message.push_str(&format!(": {s}"));
-                    src = s.source();
-                }
+        if let ApiError::Store(e) = self
+            && matches!(code, StatusCode::INTERNAL_SERVER_ERROR)
+        {
+            // Include the source chain: "database error: disk I/O error".
+            let mut src = std::error::Error::source(e);
+            while let Some(s) = src {
+                message.push_str(&format!(": {s}"));
+                src = s.source();
             }
         }
         let mut status = json!({

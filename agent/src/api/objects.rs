@@ -108,14 +108,7 @@ pub fn selected(obj: &Value, l: &Selector, f: &FieldSelector) -> bool {
 
 /// An object's labels as a map.
 pub fn labels_of(obj: &Value) -> std::collections::BTreeMap<String, String> {
-    obj["metadata"]["labels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::selector::string_map(&obj["metadata"]["labels"])
 }
 
 /// Just the labels of an object, parsed without the rest.
@@ -219,12 +212,12 @@ fn prepare_user_object(rp: &ResourcePath, mut obj: Value) -> Result<Value, ApiEr
             _ => obj["metadata"]["namespace"] = Value::from(url_ns),
         }
     }
-    if let (Some(name), Some(body_name)) = (&rp.name, obj["metadata"]["name"].as_str()) {
-        if name != body_name {
-            return Err(ApiError::BadRequest(format!(
-                "the name of the object ({body_name}) does not match the name on the URL ({name})"
-            )));
-        }
+    if let (Some(name), Some(body_name)) = (&rp.name, obj["metadata"]["name"].as_str())
+        && name != body_name
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
     }
     manifest::prepare(obj).map_err(|causes| invalid(rp.info.kind, rp.name.as_deref(), causes))
 }
@@ -243,10 +236,10 @@ pub fn invalid(kind: &str, name: Option<&str>, causes: Vec<FieldError>) -> ApiEr
 }
 
 async fn check_namespace(s: &ApiState, obj: &Value) -> Result<(), ApiError> {
-    if let Some(ns) = obj["metadata"]["namespace"].as_str() {
-        if !s.namespace_exists(ns).await? {
-            return Err(ApiError::NotFound(format!("namespaces {ns:?} not found")));
-        }
+    if let Some(ns) = obj["metadata"]["namespace"].as_str()
+        && !s.namespace_exists(ns).await?
+    {
+        return Err(ApiError::NotFound(format!("namespaces {ns:?} not found")));
     }
     Ok(())
 }
@@ -276,6 +269,11 @@ async fn replace(s: &ApiState, rp: &ResourcePath, obj: Value) -> Result<Value, A
     let mut obj = prepare_user_object(rp, obj)?;
     let _alloc = s.alloc_lock.lock().await;
     allocate_one(s, rp, &mut obj).await?;
+    update(s, obj).await
+}
+
+/// Writes what users own of an existing object (no create).
+async fn update(s: &ApiState, obj: Value) -> Result<Value, ApiError> {
     let mut r = s
         .commit(Write::new(vec![Op::Put {
             object: obj,
@@ -374,14 +372,7 @@ async fn put_scale(s: &ApiState, rp: &ResourcePath, scale: Value) -> Result<Valu
             }
         }
     }
-    let mut r = s
-        .commit(Write::new(vec![Op::Put {
-            object: obj,
-            uid: new_uid(),
-            create: false,
-        }]))
-        .await?;
-    Ok(scale_of(&r.remove(0).object))
+    Ok(scale_of(&update(s, obj).await?))
 }
 
 /// Deletes an object and, unless `propagationPolicy=Orphan`, everything it owns (and, for a

@@ -83,6 +83,7 @@ pub fn object_path(info: &KindInfo, namespace: Option<&str>, name: Option<&str>)
 mod tests {
     use super::*;
 
+    #[allow(clippy::type_complexity)]
     fn check(path: &str, want: Option<(&str, Option<&str>, Option<&str>, Option<&str>)>) {
         let got = parse(path).map(|r| (r.info.kind, r.namespace, r.name, r.sub));
         let want = want.map(|(k, ns, n, s)| {

@@ -197,6 +197,46 @@ pub fn allocate(
     }
 }
 
+/// Allocates for every Service among `objects` against what is stored, returning problems as
+/// `(index into objects, error)`. Call with the API's allocation lock held until the commit.
+pub async fn allocate_in(
+    store: &crate::store::Store,
+    objects: &mut [&mut Value],
+) -> Result<Vec<(usize, FieldError)>, crate::store::StoreError> {
+    if !objects.iter().any(|o| o["kind"] == "Service") {
+        return Ok(Vec::new());
+    }
+    let (stored, _) = store.list("Service", None).await?;
+    let key = |o: &Value| {
+        (
+            o["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            o["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let writing: BTreeSet<(String, String)> = objects
+        .iter()
+        .filter(|o| o["kind"] == "Service")
+        .map(|o| key(o))
+        .collect();
+    let mut taken =
+        Taken::from_services(stored.iter().filter(|s| !writing.contains(&key(s))), None);
+    let mut problems = Vec::new();
+    for (i, obj) in objects.iter_mut().enumerate() {
+        if obj["kind"] != "Service" {
+            continue;
+        }
+        let k = key(obj);
+        let existing = stored.iter().find(|s| key(s) == k);
+        if let Err(es) = allocate(obj, existing, &mut taken) {
+            problems.extend(es.into_iter().map(|e| (i, e)));
+        }
+    }
+    Ok(problems)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,44 +339,4 @@ mod tests {
             "spec.ports[0].nodePort: 30005 is already allocated"
         );
     }
-}
-
-/// Allocates for every Service among `objects` against what is stored, returning problems as
-/// `(index into objects, error)`. Call with the API's allocation lock held until the commit.
-pub async fn allocate_in(
-    store: &crate::store::Store,
-    objects: &mut [&mut Value],
-) -> Result<Vec<(usize, FieldError)>, crate::store::StoreError> {
-    if !objects.iter().any(|o| o["kind"] == "Service") {
-        return Ok(Vec::new());
-    }
-    let (stored, _) = store.list("Service", None).await?;
-    let key = |o: &Value| {
-        (
-            o["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or("")
-                .to_string(),
-            o["metadata"]["name"].as_str().unwrap_or("").to_string(),
-        )
-    };
-    let writing: BTreeSet<(String, String)> = objects
-        .iter()
-        .filter(|o| o["kind"] == "Service")
-        .map(|o| key(o))
-        .collect();
-    let mut taken =
-        Taken::from_services(stored.iter().filter(|s| !writing.contains(&key(s))), None);
-    let mut problems = Vec::new();
-    for (i, obj) in objects.iter_mut().enumerate() {
-        if obj["kind"] != "Service" {
-            continue;
-        }
-        let k = key(obj);
-        let existing = stored.iter().find(|s| key(s) == k);
-        if let Err(es) = allocate(obj, existing, &mut taken) {
-            problems.extend(es.into_iter().map(|e| (i, e)));
-        }
-    }
-    Ok(problems)
 }

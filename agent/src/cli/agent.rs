@@ -156,12 +156,11 @@ async fn bootstrap(store: &Store, node: &str, address: Option<IpAddr>) -> Result
         .expect("node object is a map")
         .remove("status");
     // Keep what users set on the node (labels, cordon) when resuming.
-    match store.get(&Key::new("Node", "", node)).await? {
-        None => ops.push(Op::Create {
+    if store.get(&Key::new("Node", "", node)).await?.is_none() {
+        ops.push(Op::Create {
             object: spec_only,
             uid: new_uid(),
-        }),
-        Some(_) => {}
+        })
     }
     store
         .write(&Write {

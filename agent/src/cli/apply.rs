@@ -156,26 +156,26 @@ pub async fn run(cfg: &Path, a: ApplyArgs) -> Result<i32> {
         Ok(r) => r,
         Err(e) => {
             // Map `items[i].field` causes back to file and document.
-            if let Some(f) = e.downcast_ref::<ApiFailure>() {
-                if let Some(causes) = f.status["details"]["causes"].as_array() {
-                    for c in causes {
-                        let field = c["field"].as_str().unwrap_or("");
-                        let msg = c["message"].as_str().unwrap_or("");
-                        let (idx, rest) = split_item(field);
-                        match idx.and_then(|i| docs.get(i)) {
-                            Some(d) if rest.is_empty() => {
-                                eprintln!("error: {}, document {}: {msg}", d.source, d.document)
-                            }
-                            Some(d) => eprintln!(
-                                "error: {}, document {}: {rest}: {msg}",
-                                d.source, d.document
-                            ),
-                            None => eprintln!("error: {field}: {msg}"),
+            if let Some(f) = e.downcast_ref::<ApiFailure>()
+                && let Some(causes) = f.status["details"]["causes"].as_array()
+            {
+                for c in causes {
+                    let field = c["field"].as_str().unwrap_or("");
+                    let msg = c["message"].as_str().unwrap_or("");
+                    let (idx, rest) = split_item(field);
+                    match idx.and_then(|i| docs.get(i)) {
+                        Some(d) if rest.is_empty() => {
+                            eprintln!("error: {}, document {}: {msg}", d.source, d.document)
                         }
+                        Some(d) => eprintln!(
+                            "error: {}, document {}: {rest}: {msg}",
+                            d.source, d.document
+                        ),
+                        None => eprintln!("error: {field}: {msg}"),
                     }
-                    eprintln!("error: nothing was applied");
-                    return Ok(1);
                 }
+                eprintln!("error: nothing was applied");
+                return Ok(1);
             }
             return Err(e).context("apply failed, nothing was applied");
         }

@@ -104,10 +104,9 @@ pub fn pod_status(p: &Value) -> String {
         if let Some(r) = c["state"]["terminated"]["reason"]
             .as_str()
             .or(c["state"]["waiting"]["reason"].as_str())
+            && r != "PodInitializing"
         {
-            if r != "PodInitializing" {
-                return format!("Init:{r}");
-            }
+            return format!("Init:{r}");
         }
         return format!("Init:{i}/{total}");
     }

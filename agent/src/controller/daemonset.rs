@@ -10,23 +10,13 @@ use super::{
     Action, POD_TEMPLATE_HASH, is_terminating, owned_by, pod_finished, pod_from_template,
     pod_ready, resolve_int_or_percent, template_hash,
 };
-use crate::selector::Selector;
+use crate::selector::{Selector, string_map};
 use crate::store::Key;
-
-fn labels(v: &Value) -> BTreeMap<String, String> {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// Whether the DaemonSet's pods belong on `node`.
 pub fn node_matches(ds: &Value, node: &Value) -> bool {
-    let sel = Selector::from_map(&labels(&ds["spec"]["template"]["spec"]["nodeSelector"]));
-    sel.matches(&labels(&node["metadata"]["labels"]))
+    let sel = Selector::from_map(&string_map(&ds["spec"]["template"]["spec"]["nodeSelector"]));
+    sel.matches(&string_map(&node["metadata"]["labels"]))
         && tolerates_taints(&ds["spec"]["template"]["spec"]["tolerations"], node)
 }
 

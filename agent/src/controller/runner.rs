@@ -41,7 +41,7 @@ pub fn spawn_all(store: Store, node: String) -> Controllers {
             let mut passes: u64 = 0;
             loop {
                 changes.mark_unchanged();
-                let retry = match reconcile_once(&store, passes % 120 == 0).await {
+                let retry = match reconcile_once(&store, passes.is_multiple_of(120)).await {
                     Ok(p) => {
                         if p.done > 0 {
                             debug!(actions = p.done, stale = p.stale, "reconciled");

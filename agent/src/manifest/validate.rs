@@ -92,13 +92,13 @@ pub fn validate(m: &Manifest) -> Vec<FieldError> {
                 "spec.revisionHistoryLimit",
                 o.spec.revision_history_limit,
             );
-            if let Some(p) = o.spec.progress_deadline_seconds {
-                if p <= o.spec.min_ready_seconds.unwrap_or(0) {
-                    e.add(
-                        "spec.progressDeadlineSeconds",
-                        "must be greater than minReadySeconds",
-                    );
-                }
+            if let Some(p) = o.spec.progress_deadline_seconds
+                && p <= o.spec.min_ready_seconds.unwrap_or(0)
+            {
+                e.add(
+                    "spec.progressDeadlineSeconds",
+                    "must be greater than minReadySeconds",
+                );
             }
             template(
                 &mut e,
@@ -139,10 +139,10 @@ pub fn validate(m: &Manifest) -> Vec<FieldError> {
             non_negative(&mut e, "spec.completions", o.spec.completions);
             non_negative(&mut e, "spec.parallelism", o.spec.parallelism);
             non_negative(&mut e, "spec.backoffLimit", o.spec.backoff_limit);
-            if let Some(d) = o.spec.active_deadline_seconds {
-                if d <= 0 {
-                    e.add("spec.activeDeadlineSeconds", "must be greater than 0");
-                }
+            if let Some(d) = o.spec.active_deadline_seconds
+                && d <= 0
+            {
+                e.add("spec.activeDeadlineSeconds", "must be greater than 0");
             }
             if o.spec.template.spec.restart_policy.is_none() {
                 e.add(
@@ -239,21 +239,21 @@ fn labels(e: &mut Errors, path: &str, l: &BTreeMap<String, String>) {
 }
 
 fn replicas(e: &mut Errors, r: Option<i64>) {
-    if let Some(r) = r {
-        if r < 0 {
-            e.add(
-                "spec.replicas",
-                format!("{r} must be greater than or equal to 0"),
-            );
-        }
+    if let Some(r) = r
+        && r < 0
+    {
+        e.add(
+            "spec.replicas",
+            format!("{r} must be greater than or equal to 0"),
+        );
     }
 }
 
 fn non_negative(e: &mut Errors, path: &str, v: Option<i64>) {
-    if let Some(v) = v {
-        if v < 0 {
-            e.add(path, format!("{v} must be greater than or equal to 0"));
-        }
+    if let Some(v) = v
+        && v < 0
+    {
+        e.add(path, format!("{v} must be greater than or equal to 0"));
     }
 }
 
@@ -359,46 +359,44 @@ fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Option<&[&str
                 format!("{p}.restartPolicy"),
                 format!("{rp:?} is not one of Always, OnFailure, Never"),
             );
-        } else if let Some(allowed) = restart_allowed {
-            if !allowed.contains(&rp.as_str()) {
-                e.add(
-                    format!("{p}.restartPolicy"),
-                    format!("{rp:?} is not allowed here; use {}", allowed.join(" or ")),
-                );
-            }
-        }
-    }
-    if let Some(g) = s.termination_grace_period_seconds {
-        if g < 0 {
+        } else if let Some(allowed) = restart_allowed
+            && !allowed.contains(&rp.as_str())
+        {
             e.add(
-                format!("{p}.terminationGracePeriodSeconds"),
-                format!("{g} must be greater than or equal to 0"),
+                format!("{p}.restartPolicy"),
+                format!("{rp:?} is not allowed here; use {}", allowed.join(" or ")),
             );
         }
     }
-    if let Some(d) = s.active_deadline_seconds {
-        if d <= 0 {
-            e.add(
-                format!("{p}.activeDeadlineSeconds"),
-                "must be greater than 0",
-            );
-        }
+    if let Some(g) = s.termination_grace_period_seconds
+        && g < 0
+    {
+        e.add(
+            format!("{p}.terminationGracePeriodSeconds"),
+            format!("{g} must be greater than or equal to 0"),
+        );
     }
-    if let Some(n) = &s.node_name {
-        if let Some(err) = dns_subdomain_error(n) {
-            e.add(format!("{p}.nodeName"), format!("{n:?} {err}"));
-        }
+    if let Some(d) = s.active_deadline_seconds
+        && d <= 0
+    {
+        e.add(
+            format!("{p}.activeDeadlineSeconds"),
+            "must be greater than 0",
+        );
+    }
+    if let Some(n) = &s.node_name
+        && let Some(err) = dns_subdomain_error(n)
+    {
+        e.add(format!("{p}.nodeName"), format!("{n:?} {err}"));
     }
     labels(e, &format!("{p}.nodeSelector"), &s.node_selector);
-    if let Some(dp) = &s.dns_policy {
-        if !["ClusterFirst", "Default", "None", "ClusterFirstWithHostNet"].contains(&dp.as_str()) {
-            e.add(
-                format!("{p}.dnsPolicy"),
-                format!(
-                    "{dp:?} is not one of ClusterFirst, Default, None, ClusterFirstWithHostNet"
-                ),
-            );
-        }
+    if let Some(dp) = &s.dns_policy
+        && !["ClusterFirst", "Default", "None", "ClusterFirstWithHostNet"].contains(&dp.as_str())
+    {
+        e.add(
+            format!("{p}.dnsPolicy"),
+            format!("{dp:?} is not one of ClusterFirst, Default, None, ClusterFirstWithHostNet"),
+        );
     }
     for (i, t) in s.tolerations.iter().enumerate() {
         toleration(e, &format!("{p}.tolerations[{i}]"), t);
@@ -435,18 +433,19 @@ fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Option<&[&str
             ),
         }
         if let Some(ed) = &v.empty_dir {
-            if let Some(m) = &ed.medium {
-                if !m.is_empty() && m != "Memory" {
-                    e.add(
-                        format!("{vp}.emptyDir.medium"),
-                        format!("{m:?} is not \"\" or \"Memory\""),
-                    );
-                }
+            if let Some(m) = &ed.medium
+                && !m.is_empty()
+                && m != "Memory"
+            {
+                e.add(
+                    format!("{vp}.emptyDir.medium"),
+                    format!("{m:?} is not \"\" or \"Memory\""),
+                );
             }
-            if let Some(q) = &ed.size_limit {
-                if let Err(err) = quantity::parse_units(&q.0) {
-                    e.add(format!("{vp}.emptyDir.sizeLimit"), err);
-                }
+            if let Some(q) = &ed.size_limit
+                && let Err(err) = quantity::parse_units(&q.0)
+            {
+                e.add(format!("{vp}.emptyDir.sizeLimit"), err);
             }
         }
         if let Some(hp) = &v.host_path {
@@ -466,13 +465,13 @@ fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Option<&[&str
                 "CharDevice",
                 "BlockDevice",
             ];
-            if let Some(t) = &hp.type_ {
-                if !types.contains(&t.as_str()) {
-                    e.add(
-                        format!("{vp}.hostPath.type"),
-                        format!("{t:?} is not a hostPath type"),
-                    );
-                }
+            if let Some(t) = &hp.type_
+                && !types.contains(&t.as_str())
+            {
+                e.add(
+                    format!("{vp}.hostPath.type"),
+                    format!("{t:?} is not a hostPath type"),
+                );
             }
         }
         if let Some(cm) = &v.config_map {
@@ -536,13 +535,13 @@ fn key_paths(e: &mut Errors, p: &str, items: &[KeyToPath], default_mode: Option<
 }
 
 fn mode(e: &mut Errors, p: &str, m: Option<i64>) {
-    if let Some(m) = m {
-        if !(0..=0o777).contains(&m) {
-            e.add(
-                p,
-                format!("{m} must be a file mode between 0 and 0777 (511)"),
-            );
-        }
+    if let Some(m) = m
+        && !(0..=0o777).contains(&m)
+    {
+        e.add(
+            p,
+            format!("{m} must be a file mode between 0 and 0777 (511)"),
+        );
     }
 }
 
@@ -611,21 +610,21 @@ fn container(
             format!("{:?} must not contain spaces", c.image),
         );
     }
-    if let Some(pp) = &c.image_pull_policy {
-        if !["Always", "IfNotPresent", "Never"].contains(&pp.as_str()) {
-            e.add(
-                format!("{cp}.imagePullPolicy"),
-                format!("{pp:?} is not one of Always, IfNotPresent, Never"),
-            );
-        }
+    if let Some(pp) = &c.image_pull_policy
+        && !["Always", "IfNotPresent", "Never"].contains(&pp.as_str())
+    {
+        e.add(
+            format!("{cp}.imagePullPolicy"),
+            format!("{pp:?} is not one of Always, IfNotPresent, Never"),
+        );
     }
-    if let Some(wd) = &c.working_dir {
-        if !wd.starts_with('/') {
-            e.add(
-                format!("{cp}.workingDir"),
-                format!("{wd:?} must be an absolute path"),
-            );
-        }
+    if let Some(wd) = &c.working_dir
+        && !wd.starts_with('/')
+    {
+        e.add(
+            format!("{cp}.workingDir"),
+            format!("{wd:?} must be an absolute path"),
+        );
     }
 
     let mut port_names = BTreeSet::new();
@@ -767,13 +766,13 @@ fn container(
                 format!("duplicate mount path {:?}", m.mount_path),
             );
         }
-        if let Some(sp) = &m.sub_path {
-            if sp.starts_with('/') || sp.split('/').any(|s| s == "..") {
-                e.add(
-                    format!("{mp}.subPath"),
-                    format!("{sp:?} must be a relative path without '..'"),
-                );
-            }
+        if let Some(sp) = &m.sub_path
+            && (sp.starts_with('/') || sp.split('/').any(|s| s == ".."))
+        {
+            e.add(
+                format!("{mp}.subPath"),
+                format!("{sp:?} must be a relative path without '..'"),
+            );
         }
     }
 
@@ -803,13 +802,13 @@ fn container(
             ("failureThreshold", pr.failure_threshold, 1),
             ("successThreshold", pr.success_threshold, 1),
         ] {
-            if let Some(v) = v {
-                if v < min {
-                    e.add(
-                        format!("{pp}.{f}"),
-                        format!("{v} must be greater than or equal to {min}"),
-                    );
-                }
+            if let Some(v) = v
+                && v < min
+            {
+                e.add(
+                    format!("{pp}.{f}"),
+                    format!("{v} must be greater than or equal to {min}"),
+                );
             }
         }
         if what != "readinessProbe" && pr.success_threshold.is_some_and(|s| s != 1) {
@@ -839,13 +838,13 @@ fn container(
             ("runAsUser", sc.run_as_user),
             ("runAsGroup", sc.run_as_group),
         ] {
-            if let Some(v) = v {
-                if !(0..=i64::from(u32::MAX)).contains(&v) {
-                    e.add(
-                        format!("{cp}.securityContext.{f}"),
-                        format!("{v} is not a valid id"),
-                    );
-                }
+            if let Some(v) = v
+                && !(0..=i64::from(u32::MAX)).contains(&v)
+            {
+                e.add(
+                    format!("{cp}.securityContext.{f}"),
+                    format!("{v} is not a valid id"),
+                );
             }
         }
         if sc.privileged == Some(true) {
@@ -872,10 +871,10 @@ fn handler(
     if n != 1 {
         e.add(p, "must have exactly one of exec, httpGet, tcpSocket");
     }
-    if let Some(x) = exec {
-        if x.command.is_empty() {
-            e.add(format!("{p}.exec.command"), "required");
-        }
+    if let Some(x) = exec
+        && x.command.is_empty()
+    {
+        e.add(format!("{p}.exec.command"), "required");
     }
     let check_port = |e: &mut Errors, what: &str, port: &IntOrString| match port {
         IntOrString::Int(n) => port_number(e, &format!("{p}.{what}.port"), *n),
@@ -887,13 +886,14 @@ fn handler(
     };
     if let Some(h) = http {
         check_port(e, "httpGet", &h.port);
-        if let Some(s) = &h.scheme {
-            if s != "HTTP" && s != "HTTPS" {
-                e.add(
-                    format!("{p}.httpGet.scheme"),
-                    format!("{s:?} is not one of HTTP, HTTPS"),
-                );
-            }
+        if let Some(s) = &h.scheme
+            && s != "HTTP"
+            && s != "HTTPS"
+        {
+            e.add(
+                format!("{p}.httpGet.scheme"),
+                format!("{s:?} is not one of HTTP, HTTPS"),
+            );
         }
     }
     if let Some(t) = tcp {
@@ -929,13 +929,12 @@ fn resources(e: &mut Errors, p: &str, r: &ResourceRequirements) {
     }
     for k in KNOWN {
         if let (Some(req), Some(lim)) = (parsed.get(&("requests", *k)), parsed.get(&("limits", *k)))
+            && req > lim
         {
-            if req > lim {
-                e.add(
-                    format!("{p}.requests.{k}"),
-                    format!("must be less than or equal to the {k} limit"),
-                );
-            }
+            e.add(
+                format!("{p}.requests.{k}"),
+                format!("must be less than or equal to the {k} limit"),
+            );
         }
     }
 }
@@ -1129,10 +1128,10 @@ pub fn label_key_error(k: &str) -> Option<String> {
         Some((p, n)) => (Some(p), n),
         None => (None, k),
     };
-    if let Some(p) = prefix {
-        if let Some(e) = dns_subdomain_error(p) {
-            return Some(format!("prefix {p:?} {e}"));
-        }
+    if let Some(p) = prefix
+        && let Some(e) = dns_subdomain_error(p)
+    {
+        return Some(format!("prefix {p:?} {e}"));
     }
     if name.is_empty() {
         return Some("name part must not be empty".into());

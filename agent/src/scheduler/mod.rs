@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::controller::daemonset::tolerates_taints;
 use crate::controller::{is_terminating, pod_finished};
 use crate::manifest::quantity::{parse_milli, parse_units};
-use crate::selector::Selector;
+use crate::selector::{Selector, string_map};
 use crate::store::Key;
 
 /// What the scheduler decided for one pod.
@@ -87,16 +87,6 @@ struct NodeState<'a> {
     pods: i64,
     host_ports: BTreeSet<(i64, String)>,
     owners: BTreeMap<String, i64>,
-}
-
-fn labels(v: &Value) -> BTreeMap<String, String> {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn node_ready(n: &Value) -> bool {
@@ -182,7 +172,7 @@ pub fn place(pods: &[Value], nodes: &[Value]) -> Vec<Decision> {
     }) {
         let Ok(key) = Key::of(p) else { continue };
         let req = pod_request(p);
-        let sel = Selector::from_map(&labels(&p["spec"]["nodeSelector"]));
+        let sel = Selector::from_map(&string_map(&p["spec"]["nodeSelector"]));
         let ports = host_ports(p);
         let mut reasons: BTreeMap<&'static str, usize> = BTreeMap::new();
         let mut best: Option<(usize, (i64, i64, String))> = None;
@@ -191,7 +181,7 @@ pub fn place(pods: &[Value], nodes: &[Value]) -> Vec<Decision> {
                 Some("node(s) were not ready")
             } else if s.node["spec"]["unschedulable"] == true {
                 Some("node(s) were unschedulable")
-            } else if !sel.matches(&labels(&s.node["metadata"]["labels"])) {
+            } else if !sel.matches(&string_map(&s.node["metadata"]["labels"])) {
                 Some("node(s) didn't match Pod's node affinity/selector")
             } else if !tolerates_taints(&p["spec"]["tolerations"], s.node) {
                 Some("node(s) had untolerated taint")

@@ -59,10 +59,10 @@ impl Agent {
     fn wait_ready(&mut self) {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(30) {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("agent exited early with {status}: {}", self.log());
-                }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("agent exited early with {status}: {}", self.log());
             }
             if self.config().exists() {
                 let out = self.cli(&["get", "nodes"]);
