@@ -9,6 +9,9 @@ PACKAGES=(
   procps       # pgrep/pkill in the scripts
   ca-certificates
   curl
+  busybox-static  # the test image (scripts/test-image.sh)
+  tar
+  gzip
 )
 
 missing=()
