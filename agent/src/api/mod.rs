@@ -13,6 +13,7 @@
 pub mod apply;
 pub mod discovery;
 pub mod error;
+pub mod images;
 pub mod objects;
 pub mod path;
 pub mod services;
@@ -47,20 +48,30 @@ pub struct ApiState {
     /// Held from reading the Services to committing a write that allocates ClusterIPs or
     /// NodePorts, so two writes never take the same one.
     pub alloc_lock: Arc<tokio::sync::Mutex<()>>,
+    /// This node's images.
+    pub images: Arc<flotilla_runtime::image::ImageStore>,
+    /// Where the image store lives (uploads are staged in its `tmp/`).
+    pub images_dir: std::path::PathBuf,
 }
 
 impl ApiState {
-    pub fn new(store: Store, token: &str, node: &str) -> ApiState {
+    pub fn new(
+        store: Store,
+        token: &str,
+        node: &str,
+        images: Arc<flotilla_runtime::image::ImageStore>,
+        images_dir: std::path::PathBuf,
+    ) -> ApiState {
         ApiState {
             store,
             token: Arc::from(token),
             node: Arc::from(node),
             alloc_lock: Default::default(),
+            images,
+            images_dir,
         }
     }
-}
 
-impl ApiState {
     /// Commits a write. Today the local store is the whole cluster; the cluster issue routes this
     /// through the leader.
     pub async fn commit(&self, w: Write) -> Result<Vec<Applied>, ApiError> {
@@ -85,6 +96,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1", get(discovery::core_resources))
         .route("/apis/{group}/{version}", get(discovery::group_resources))
         .route("/apis/flotilla.io/v1/apply", post(apply::apply))
+        .route(
+            "/apis/flotilla.io/v1/images",
+            get(images::list).delete(images::remove),
+        )
+        .route("/apis/flotilla.io/v1/images/import", post(images::import))
         .fallback(objects::dispatch)
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .route("/healthz", get(|| async { "ok" }))

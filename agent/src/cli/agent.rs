@@ -84,7 +84,16 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     let admin = identity.write_admin_config(&format!("https://127.0.0.1:{port}"))?;
     info!(node = %node, addr = %listener.local_addr()?, config = %admin.display(), "API listening");
 
-    let state = ApiState::new(store.clone(), &identity.api_token, &node);
+    let images_dir = a.data_dir.join("images");
+    let images = flotilla_runtime::image::ImageStore::open(&images_dir)
+        .with_context(|| format!("opening the image store {}", images_dir.display()))?;
+    let state = ApiState::new(
+        store.clone(),
+        &identity.api_token,
+        &node,
+        std::sync::Arc::new(images),
+        images_dir,
+    );
     let handle = axum_server::Handle::new();
     let tls = api::tls_config(&identity.cert_pem, &identity.key_pem)?;
     let server = tokio::spawn(

@@ -100,6 +100,31 @@ impl Client {
         Err(failure(code, &text).into())
     }
 
+    /// Sends a request with a raw body (an image tarball, streamed).
+    pub async fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        body: reqwest::Body,
+    ) -> Result<reqwest::Response> {
+        let url = format!("{}{}", self.base, path);
+        let resp = self
+            .http
+            .request(method, &url)
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the agent at {}", self.base))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let code = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        Err(failure(code, &text).into())
+    }
+
     pub async fn json(
         &self,
         method: Method,

@@ -9,6 +9,7 @@ pub mod client;
 pub mod delete;
 pub mod describe;
 pub mod get;
+pub mod image;
 pub mod printers;
 pub mod rollout;
 pub mod scale;
@@ -45,6 +46,8 @@ pub enum Command {
     Scale(scale::ScaleArgs),
     /// Watch, list or undo a Deployment's rollouts.
     Rollout(rollout::RolloutArgs),
+    /// Import, list and remove the images of a node.
+    Image(image::ImageArgs),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -58,5 +61,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Delete(a) => delete::run(&cfg, a).await,
         Command::Scale(a) => scale::run(&cfg, a).await,
         Command::Rollout(a) => rollout::run(&cfg, a).await,
+        Command::Image(a) => image::run(&cfg, a).await,
     }
 }
