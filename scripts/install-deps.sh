@@ -10,6 +10,8 @@ PACKAGES=(
   ca-certificates
   curl
   busybox-static  # the test image (scripts/test-image.sh)
+  pkg-config      # building libseccomp-sys (libcontainer)
+  libseccomp-dev
   tar
   gzip
 )

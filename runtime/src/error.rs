@@ -47,6 +47,20 @@ pub enum RuntimeError {
         #[source]
         source: nix::Error,
     },
+    #[error("container id {id:?} must be 1-128 letters, digits, '-', '_' or '.'")]
+    BadContainerId { id: String },
+    #[error("container {id} already exists")]
+    ContainerExists { id: String },
+    #[error("{signal} is not a signal")]
+    BadSignal { signal: i32 },
+    #[error("container {id} has no process")]
+    NoPid { id: String },
+    #[error("container {id}")]
+    Container {
+        id: String,
+        #[source]
+        source: Box<libcontainer::error::LibcontainerError>,
+    },
     #[error("reading {what}")]
     Json {
         what: String,

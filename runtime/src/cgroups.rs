@@ -1,0 +1,89 @@
+//! Reading and cleaning up cgroups, on v1 (these hosts: one hierarchy per controller) and v2
+//! (Raspberry Pi OS and current distros: one unified hierarchy).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const ROOT: &str = "/sys/fs/cgroup";
+
+/// Which cgroup layout the host has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    V1,
+    V2,
+}
+
+pub fn layout() -> Layout {
+    if Path::new(ROOT).join("cgroup.controllers").exists() {
+        Layout::V2
+    } else {
+        Layout::V1
+    }
+}
+
+/// The directory of `path` (e.g. `/flotilla/pod/web`) under a controller (`memory`, `pids`);
+/// on v2 every controller shares one directory.
+pub fn dir(controller: &str, path: &str) -> PathBuf {
+    let rel = path.trim_start_matches('/');
+    match layout() {
+        Layout::V2 => Path::new(ROOT).join(rel),
+        Layout::V1 => Path::new(ROOT).join(controller).join(rel),
+    }
+}
+
+/// The memory limit in bytes, or `None` when unlimited or unreadable.
+pub fn memory_limit(path: &str) -> Option<u64> {
+    let (file, unlimited) = match layout() {
+        Layout::V2 => ("memory.max", "max"),
+        Layout::V1 => ("memory.limit_in_bytes", "9223372036854771712"),
+    };
+    let v = fs::read_to_string(dir("memory", path).join(file)).ok()?;
+    let v = v.trim();
+    if v == unlimited { None } else { v.parse().ok() }
+}
+
+/// The pids limit, or `None` when unlimited.
+pub fn pids_limit(path: &str) -> Option<u64> {
+    fs::read_to_string(dir("pids", path).join("pids.max"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// How many times the kernel's OOM killer killed a process of this cgroup.
+pub fn oom_kills(path: &str) -> u64 {
+    let file = match layout() {
+        Layout::V2 => dir("memory", path).join("memory.events"),
+        Layout::V1 => dir("memory", path).join("memory.oom_control"),
+    };
+    fs::read_to_string(file)
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Removes the cgroup directory of `path` under every controller (best effort: a cgroup with
+/// processes in it cannot be removed).
+pub fn remove(path: &str) {
+    let rel = path.trim_start_matches('/');
+    if rel.is_empty() {
+        return;
+    }
+    let dirs: Vec<PathBuf> = match layout() {
+        Layout::V2 => vec![Path::new(ROOT).join(rel)],
+        Layout::V1 => fs::read_dir(ROOT)
+            .map(|rd| rd.flatten().map(|e| e.path().join(rel)).collect())
+            .unwrap_or_default(),
+    };
+    for d in dirs {
+        if d.is_dir() {
+            let _ = fs::remove_dir(&d);
+        }
+    }
+}

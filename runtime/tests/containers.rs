@@ -1,0 +1,297 @@
+//! Real containers from the busybox test image, as root, on this host's cgroups. Every test
+//! removes its containers, cgroups, mounts and network namespaces, also when it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use flotilla_runtime::cgroups;
+use flotilla_runtime::container::{Exit, Runtime, Stdio, wait};
+use flotilla_runtime::image::ImageStore;
+use flotilla_runtime::spec::{ContainerSpec, Resources};
+
+/// A node-like setup in a temporary dir: an image store holding the test image, and a runtime.
+struct Node {
+    dir: tempfile::TempDir,
+    rt: Runtime,
+    layers: Vec<PathBuf>,
+    /// Containers to delete on drop: (id, cgroup path).
+    made: std::cell::RefCell<Vec<(String, String)>>,
+}
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+/// A unique id for a test object: `flt-t<pid>-<n>-<tag>`.
+fn unique(tag: &str) -> String {
+    format!(
+        "flt-t{}-{}-{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn test_image(dir: &Path) -> PathBuf {
+    if let Ok(p) = std::env::var("FLOTILLA_TEST_IMAGE") {
+        return PathBuf::from(p);
+    }
+    let out = dir.join("busybox.tar");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-image.sh");
+    let st = Command::new(script).arg(&out).output().unwrap();
+    assert!(
+        st.status.success(),
+        "test-image.sh: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    out
+}
+
+impl Node {
+    fn new() -> Node {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let dir = tempfile::Builder::new()
+            .prefix("flotilla-rt-")
+            .tempdir()
+            .unwrap();
+        let images = ImageStore::open(&dir.path().join("images")).unwrap();
+        images.import(&test_image(dir.path())).unwrap();
+        let layers = images.resolve("flotilla.local/busybox:1").unwrap().layers;
+        let rt = Runtime::open(&dir.path().join("runtime")).unwrap();
+        Node {
+            dir,
+            rt,
+            layers,
+            made: Default::default(),
+        }
+    }
+
+    fn spec(&self, tag: &str, script: &str) -> ContainerSpec {
+        let id = unique(tag);
+        let mut s = ContainerSpec::new(&id, &["/bin/sh", "-c", script]);
+        s.cgroup_path = format!("/flotilla-test/{id}");
+        s
+    }
+
+    /// Starts a container; returns its pid.
+    fn start(&self, spec: &ContainerSpec) -> i32 {
+        let (out, err) = self.logs(&spec.id);
+        self.made
+            .borrow_mut()
+            .push((spec.id.clone(), spec.cgroup_path.clone()));
+        self.rt
+            .run(spec, &self.layers, Stdio::files(&out, &err).unwrap())
+            .unwrap()
+    }
+
+    /// Runs a container to its end: (exit, stdout, stderr).
+    fn run(&self, spec: &ContainerSpec) -> (Exit, String, String) {
+        let pid = self.start(spec);
+        let exit = wait(pid).unwrap();
+        let (out, err) = self.logs(&spec.id);
+        (
+            exit,
+            std::fs::read_to_string(out).unwrap(),
+            std::fs::read_to_string(err).unwrap(),
+        )
+    }
+
+    fn logs(&self, id: &str) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join(format!("{id}.out")),
+            self.dir.path().join(format!("{id}.err")),
+        )
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        for (id, cg) in self.made.borrow().iter() {
+            let _ = self.rt.delete(id, cg);
+        }
+        cgroups::remove("/flotilla-test");
+    }
+}
+
+/// A network namespace made for a test and deleted with it.
+struct Netns(String);
+impl Netns {
+    fn new() -> Netns {
+        let name = unique("ns");
+        assert!(
+            Command::new("ip")
+                .args(["netns", "add", &name])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let ns = Netns(name);
+        assert!(
+            Command::new("ip")
+                .args(["-n", &ns.0, "link", "set", "lo", "up"])
+                .status()
+                .unwrap()
+                .success()
+        );
+        ns
+    }
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/run/netns/{}", self.0))
+    }
+}
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn exit_codes_and_output() {
+    let n = Node::new();
+    let (exit, out, err) = n.run(&n.spec("exit", "echo to-stdout; echo to-stderr >&2; exit 3"));
+    assert_eq!(
+        exit,
+        Exit {
+            code: 3,
+            signal: None
+        }
+    );
+    assert_eq!(out, "to-stdout\n");
+    assert_eq!(err, "to-stderr\n");
+}
+
+#[test]
+fn env_working_dir_user_and_hostname() {
+    let n = Node::new();
+    let mut s = n.spec("env", "echo $GREETING $(pwd) $(id -u):$(id -g) $(hostname)");
+    s.env.push("GREETING=hello".into());
+    s.cwd = "/tmp".into();
+    s.uid = 65534;
+    s.gid = 65534;
+    s.hostname = Some("web-1".into());
+    let (exit, out, _) = n.run(&s);
+    assert_eq!(exit.code, 0);
+    assert_eq!(out, "hello /tmp 65534:65534 web-1\n");
+}
+
+#[test]
+fn memory_and_pids_limits_are_in_the_cgroup_and_the_container_is_cleaned_up() {
+    let n = Node::new();
+    let mut s = n.spec("limits", "sleep 30");
+    s.resources = Resources {
+        memory_bytes: Some(48 << 20),
+        pids: Some(32),
+        ..Default::default()
+    };
+    n.start(&s);
+    assert_eq!(cgroups::memory_limit(&s.cgroup_path), Some(48 << 20));
+    assert_eq!(cgroups::pids_limit(&s.cgroup_path), Some(32));
+    n.rt.delete(&s.id, &s.cgroup_path).unwrap();
+    assert!(
+        !cgroups::dir("memory", &s.cgroup_path).exists(),
+        "the cgroup goes with the container"
+    );
+}
+
+#[test]
+fn a_fork_bomb_stops_at_the_pids_limit() {
+    let n = Node::new();
+    let mut s = n.spec(
+        "forkbomb",
+        "i=0; while [ $i -lt 100 ]; do sleep 5 & i=$((i+1)); done; echo started $(jobs -p | wc -l)",
+    );
+    s.resources.pids = Some(20);
+    let (_, out, err) = n.run(&s);
+    assert!(
+        err.contains("fork") || err.contains("Resource temporarily unavailable"),
+        "stderr: {err}"
+    );
+    let started: usize = out
+        .trim()
+        .strip_prefix("started ")
+        .unwrap_or("0")
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(started < 20, "no more than the limit ran: {out}");
+}
+
+#[test]
+fn an_allocation_past_the_memory_limit_is_oom_killed() {
+    let n = Node::new();
+    let mut s = n.spec("oom", "dd if=/dev/zero of=/dev/null bs=128M count=1");
+    s.resources.memory_bytes = Some(24 << 20);
+    let (exit, _, _) = n.run(&s);
+    assert_eq!(exit.signal, Some(9), "killed by SIGKILL: {exit:?}");
+    assert!(
+        cgroups::oom_kills(&s.cgroup_path) >= 1,
+        "the kernel's OOM killer did it"
+    );
+}
+
+#[test]
+fn a_read_only_rootfs_refuses_writes_and_capabilities_are_dropped() {
+    let n = Node::new();
+    let mut s = n.spec("ro", "touch /x");
+    s.read_only_rootfs = true;
+    let (exit, _, err) = n.run(&s);
+    assert_ne!(exit.code, 0);
+    assert!(err.contains("Read-only file system"), "{err}");
+
+    let (exit, _, err) = n.run(&n.spec("caps", "ip link add flt0 type dummy"));
+    assert_ne!(exit.code, 0, "no CAP_NET_ADMIN");
+    assert!(err.contains("Operation not permitted"), "{err}");
+    let (_, out, _) = n.run(&n.spec(
+        "nnp",
+        "grep NoNewPrivs /proc/self/status; cat /proc/kcore | wc -c",
+    ));
+    assert!(out.starts_with("NoNewPrivs:\t1"), "{out}");
+    assert!(out.trim().ends_with('0'), "/proc/kcore is masked: {out}");
+}
+
+#[test]
+fn two_containers_of_one_pod_talk_over_localhost() {
+    let n = Node::new();
+    let ns = Netns::new();
+    let mut server = n.spec("srv", "mkdir -p /tmp/www && echo pod-local > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www");
+    server.network_ns = Some(ns.path());
+    n.start(&server);
+    let mut client = n.spec("cli", "for i in $(seq 1 50); do wget -qO- http://127.0.0.1:8080/ && exit 0; sleep 0.1; done; exit 1");
+    client.network_ns = Some(ns.path());
+    let (exit, out, err) = n.run(&client);
+    assert_eq!(exit.code, 0, "{err}");
+    assert_eq!(out, "pod-local\n");
+    // A container outside the pod's namespace does not see it.
+    let (exit, _, _) = n.run(&n.spec("outside", "wget -T 1 -qO- http://127.0.0.1:8080/"));
+    assert_ne!(exit.code, 0);
+}
+
+#[test]
+fn a_failed_create_leaves_nothing_behind() {
+    let n = Node::new();
+    let mut s = n.spec("bad", "true");
+    s.args = vec!["/no/such/binary".into()];
+    let (out, err) = n.logs(&s.id);
+    let r = n.rt.run(&s, &n.layers, Stdio::files(&out, &err).unwrap());
+    if let Ok(pid) = r {
+        // Some runtimes report a missing binary only when starting; then it must fail to run.
+        let exit = wait(pid).unwrap();
+        assert_ne!(exit.code, 0);
+        n.rt.delete(&s.id, &s.cgroup_path).unwrap();
+    }
+    assert!(
+        !n.dir.path().join("runtime/containers").join(&s.id).exists(),
+        "no bundle left"
+    );
+    assert!(
+        !n.dir.path().join("runtime/state").join(&s.id).exists(),
+        "no state left"
+    );
+    assert!(
+        !cgroups::dir("memory", &s.cgroup_path).exists(),
+        "no cgroup left"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&s.id), "no mount left");
+}
