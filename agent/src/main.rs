@@ -4,6 +4,10 @@ use clap::Parser;
 
 fn main() {
     let cli = flotilla::cli::Cli::parse();
+    // The shim forks, so it must run before any thread exists (no async runtime, no logging).
+    if let flotilla::cli::Command::Shim(a) = &cli.command {
+        std::process::exit(flotilla_runtime::shim::shim_main(&a.root, &a.id));
+    }
     // One crypto provider for every TLS user in the process (API server, CLI client).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let default_level = if matches!(cli.command, flotilla::cli::Command::Agent(_)) {

@@ -8,7 +8,9 @@
 //! mount and the bundle are all removed before the error is returned.
 
 use std::fs::{self, File};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use libcontainer::container::Container;
@@ -20,7 +22,9 @@ use nix::unistd::Pid;
 
 use crate::RuntimeError;
 use crate::error::IoContext;
+use crate::logs::{LogConfig, Record, read_tail};
 use crate::rootfs::{mount_overlay, unmount_overlay};
+use crate::shim::{ExitRecord, ShimRequest, Started, write_atomic};
 use crate::spec::{ContainerSpec, oci_spec};
 
 /// How a container's process ended.
@@ -58,6 +62,24 @@ impl Stdio {
 /// The containers of one node.
 pub struct Runtime {
     root: PathBuf,
+    /// The shim program and the arguments before `--root ROOT --id ID` (for the agent: its own
+    /// binary and `shim`).
+    shim: Option<(PathBuf, Vec<String>)>,
+}
+
+/// What a container is doing, as its shim's files say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerStatus {
+    /// The shim has not reported yet.
+    Starting,
+    Running {
+        pid: i32,
+        started_at_ms: u64,
+    },
+    Exited(ExitRecord),
+    /// Neither running nor with an exit record: its shim died (a host crash, a kill -9 of the
+    /// shim itself).
+    Lost,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -76,7 +98,186 @@ impl Runtime {
         }
         Ok(Runtime {
             root: root.to_owned(),
+            shim: None,
         })
+    }
+
+    /// Sets the shim program that [`Runtime::start`] runs.
+    pub fn with_shim(mut self, exe: PathBuf, args: Vec<String>) -> Runtime {
+        self.shim = Some((exe, args));
+        self
+    }
+
+    /// Starts a container under its own shim (see [`crate::shim`]); returns its pid. The
+    /// container keeps running, and its logs keep being written, whatever happens to the caller.
+    pub fn start(
+        &self,
+        spec: &ContainerSpec,
+        layers: &[PathBuf],
+        log: LogConfig,
+    ) -> Result<i32, RuntimeError> {
+        let (exe, prefix) = self.shim.clone().ok_or_else(|| RuntimeError::ShimFailed {
+            id: spec.id.clone(),
+            message: "no shim program configured".into(),
+        })?;
+        if !valid_id(&spec.id) {
+            return Err(RuntimeError::BadContainerId {
+                id: spec.id.clone(),
+            });
+        }
+        let bundle = self.bundle(&spec.id);
+        if self.state(&spec.id).exists() || bundle.exists() {
+            return Err(RuntimeError::ContainerExists {
+                id: spec.id.clone(),
+            });
+        }
+        fs::create_dir_all(&bundle).at("creating", &bundle)?;
+        let req = ShimRequest {
+            spec: spec.clone(),
+            layers: layers.to_vec(),
+            log,
+        };
+        let rp = bundle.join("request.json");
+        write_atomic(&rp, &serde_json::to_vec_pretty(&req).expect("serialises"))
+            .at("writing", &rp)?;
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| RuntimeError::io("making a pipe for", &bundle, std::io::Error::from(e)))?;
+        let write_fd = write.as_raw_fd();
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(&prefix)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--id")
+            .arg(&spec.id);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: between fork and exec only dup2, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(write_fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let spawned = cmd.spawn();
+        drop(write);
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&bundle);
+                return Err(RuntimeError::ShimFailed {
+                    id: spec.id.clone(),
+                    message: format!("running {}: {e}", exe.display()),
+                });
+            }
+        };
+        // The first shim process exits as soon as it has forked the one that stays.
+        let _ = child.wait();
+        let mut answer = String::new();
+        let _ = std::io::Read::read_to_string(&mut File::from(read), &mut answer);
+        match answer.trim().split_once(' ') {
+            Some(("ok", pid)) => pid.parse().map_err(|_| RuntimeError::ShimFailed {
+                id: spec.id.clone(),
+                message: format!("bad answer {answer:?}"),
+            }),
+            other => {
+                let message = match other {
+                    Some(("err", m)) => m.to_string(),
+                    _ => format!("the shim ended without an answer ({answer:?})"),
+                };
+                self.cleanup(&spec.id, &spec.cgroup_path);
+                Err(RuntimeError::ShimFailed {
+                    id: spec.id.clone(),
+                    message,
+                })
+            }
+        }
+    }
+
+    /// The ids of every container on this node (running or not).
+    pub fn list(&self) -> Result<Vec<String>, RuntimeError> {
+        let d = self.root.join("containers");
+        let mut ids: Vec<String> = fs::read_dir(&d)
+            .at("reading", &d)?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(String::from))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// What a container is doing, from its shim's files.
+    pub fn status(&self, id: &str) -> Result<ContainerStatus, RuntimeError> {
+        let bundle = self.bundle(id);
+        if !bundle.exists() {
+            return Err(RuntimeError::ContainerNotFound { id: id.to_string() });
+        }
+        let exit = || -> Result<Option<ExitRecord>, RuntimeError> {
+            match fs::read(bundle.join("exit.json")) {
+                Ok(b) => {
+                    serde_json::from_slice(&b)
+                        .map(Some)
+                        .map_err(|source| RuntimeError::Json {
+                            what: format!("{id}/exit.json"),
+                            source,
+                        })
+                }
+                Err(_) => Ok(None),
+            }
+        };
+        if let Some(rec) = exit()? {
+            return Ok(ContainerStatus::Exited(rec));
+        }
+        let Ok(b) = fs::read(bundle.join("shim.json")) else {
+            return Ok(ContainerStatus::Starting);
+        };
+        let s: Started = serde_json::from_slice(&b).map_err(|source| RuntimeError::Json {
+            what: format!("{id}/shim.json"),
+            source,
+        })?;
+        let alive = |pid: i32| nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok();
+        if alive(s.pid) || alive(s.shim_pid) {
+            // While the shim lives the container runs, or its exit is being recorded.
+            return Ok(ContainerStatus::Running {
+                pid: s.pid,
+                started_at_ms: s.started_at_ms,
+            });
+        }
+        Ok(exit()?
+            .map(ContainerStatus::Exited)
+            .unwrap_or(ContainerStatus::Lost))
+    }
+
+    /// Waits (polling) until a started container has an exit record, up to `timeout`.
+    pub fn wait_exit(
+        &self,
+        id: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Option<ExitRecord>, RuntimeError> {
+        let start = std::time::Instant::now();
+        loop {
+            if let ContainerStatus::Exited(r) = self.status(id)? {
+                return Ok(Some(r));
+            }
+            if start.elapsed() > timeout {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The log records of a container (the last `tail` when given).
+    pub fn logs(&self, id: &str, tail: Option<usize>) -> Result<Vec<Record>, RuntimeError> {
+        let rp = self.bundle(id).join("request.json");
+        let b =
+            fs::read(&rp).map_err(|_| RuntimeError::ContainerNotFound { id: id.to_string() })?;
+        let req: ShimRequest = serde_json::from_slice(&b).map_err(|source| RuntimeError::Json {
+            what: rp.display().to_string(),
+            source,
+        })?;
+        read_tail(&req.log.path, req.log.keep, tail).at("reading logs of", &req.log.path)
     }
 
     fn bundle(&self, id: &str) -> PathBuf {
@@ -88,8 +289,23 @@ impl Runtime {
     }
 
     /// Creates and starts a container on the given image layers; returns its init's pid, a
-    /// child of this process.
+    /// child of this process (use [`Runtime::start`] for a container under its own shim).
     pub fn run(
+        &self,
+        spec: &ContainerSpec,
+        layers: &[PathBuf],
+        stdio: Stdio,
+    ) -> Result<i32, RuntimeError> {
+        if self.bundle(&spec.id).exists() {
+            return Err(RuntimeError::ContainerExists {
+                id: spec.id.clone(),
+            });
+        }
+        self.run_in_bundle(spec, layers, stdio)
+    }
+
+    /// [`Runtime::run`] for a bundle dir that may already hold the shim's request.
+    pub(crate) fn run_in_bundle(
         &self,
         spec: &ContainerSpec,
         layers: &[PathBuf],
@@ -100,7 +316,7 @@ impl Runtime {
                 id: spec.id.clone(),
             });
         }
-        if self.state(&spec.id).exists() || self.bundle(&spec.id).exists() {
+        if self.state(&spec.id).exists() {
             return Err(RuntimeError::ContainerExists {
                 id: spec.id.clone(),
             });

@@ -49,6 +49,10 @@ pub enum RuntimeError {
     },
     #[error("container id {id:?} must be 1-128 letters, digits, '-', '_' or '.'")]
     BadContainerId { id: String },
+    #[error("container {id} not found")]
+    ContainerNotFound { id: String },
+    #[error("starting the shim of container {id}: {message}")]
+    ShimFailed { id: String, message: String },
     #[error("container {id} already exists")]
     ContainerExists { id: String },
     #[error("{signal} is not a signal")]

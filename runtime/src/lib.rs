@@ -10,14 +10,19 @@
 //! - [`spec`]: the plain container spec and the OCI runtime spec made from it.
 //! - [`container`]: create, start, signal, wait and delete through youki's libcontainer.
 //! - [`cgroups`]: limits and OOM kills read back, cleanup, on cgroup v1 and v2.
+//! - [`shim`]: the per-container process that holds stdio, writes logs and records the exit,
+//!   and how the agent finds it (files in the bundle dir).
+//! - [`logs`]: CRI-format log lines, rotated by size, read back with tail.
 //!
-//! Still to come (the runtime issue): registry pulls, pod sandboxes, the shim, logs and exec.
+//! Still to come (the runtime issue): registry pulls, pod sandboxes and exec.
 
 pub mod cgroups;
 pub mod container;
 pub mod error;
 pub mod image;
+pub mod logs;
 pub mod rootfs;
+pub mod shim;
 pub mod spec;
 
 pub use error::RuntimeError;

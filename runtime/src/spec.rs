@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 /// What one container is: everything the runtime needs, nothing about manifests.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ContainerSpec {
     /// Unique on the node; names the state dir and the cgroup leaf.
     pub id: String,
@@ -31,7 +31,7 @@ pub struct ContainerSpec {
 }
 
 /// A host path (or volume dir) bound into the container.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BindMount {
     pub source: PathBuf,
     pub destination: String,
@@ -39,7 +39,7 @@ pub struct BindMount {
 }
 
 /// Cgroup limits.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Resources {
     pub memory_bytes: Option<i64>,
     /// Relative CPU weight (cgroup v1 shares; converted for v2 by libcgroups).

@@ -48,6 +48,17 @@ pub enum Command {
     Rollout(rollout::RolloutArgs),
     /// Import, list and remove the images of a node.
     Image(image::ImageArgs),
+    /// The per-container shim (started by the agent, not by people).
+    #[command(hide = true)]
+    Shim(ShimArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShimArgs {
+    #[arg(long)]
+    pub root: PathBuf,
+    #[arg(long)]
+    pub id: String,
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -62,5 +73,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Scale(a) => scale::run(&cfg, a).await,
         Command::Rollout(a) => rollout::run(&cfg, a).await,
         Command::Image(a) => image::run(&cfg, a).await,
+        Command::Shim(_) => {
+            anyhow::bail!("the shim runs before the async runtime starts (see main.rs)")
+        }
     }
 }

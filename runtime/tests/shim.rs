@@ -1,0 +1,246 @@
+//! Containers under their shims: they outlive whoever started them, their logs keep growing,
+//! and their exit is recorded, read back by a new runtime instance.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use flotilla_runtime::cgroups;
+use flotilla_runtime::container::{ContainerStatus, Runtime};
+use flotilla_runtime::image::ImageStore;
+use flotilla_runtime::logs::LogConfig;
+use flotilla_runtime::spec::ContainerSpec;
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+fn unique(tag: &str) -> String {
+    format!(
+        "flt-t{}-{}-{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn test_image(dir: &Path) -> PathBuf {
+    if let Ok(p) = std::env::var("FLOTILLA_TEST_IMAGE") {
+        return PathBuf::from(p);
+    }
+    let out = dir.join("busybox.tar");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-image.sh");
+    assert!(Command::new(script).arg(&out).status().unwrap().success());
+    out
+}
+
+fn runtime(root: &Path) -> Runtime {
+    Runtime::open(root)
+        .unwrap()
+        .with_shim(PathBuf::from(env!("CARGO_BIN_EXE_flotilla-shim")), vec![])
+}
+
+/// A runtime dir with the test image; deletes its containers and cgroups on drop.
+struct Node {
+    dir: tempfile::TempDir,
+    layers: Vec<PathBuf>,
+    made: std::cell::RefCell<Vec<(String, String)>>,
+}
+
+impl Node {
+    fn new() -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("flotilla-shim-")
+            .tempdir()
+            .unwrap();
+        let images = ImageStore::open(&dir.path().join("images")).unwrap();
+        images.import(&test_image(dir.path())).unwrap();
+        let layers = images.resolve("flotilla.local/busybox:1").unwrap().layers;
+        Node {
+            dir,
+            layers,
+            made: Default::default(),
+        }
+    }
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("runtime")
+    }
+    fn spec(&self, tag: &str, script: &str) -> ContainerSpec {
+        let id = unique(tag);
+        let mut s = ContainerSpec::new(&id, &["/bin/sh", "-c", script]);
+        s.cgroup_path = format!("/flotilla-test/{id}");
+        self.made.borrow_mut().push((id, s.cgroup_path.clone()));
+        s
+    }
+    fn log(&self, id: &str, max_bytes: u64, keep: u32) -> LogConfig {
+        LogConfig {
+            path: self.dir.path().join("logs").join(format!("{id}.log")),
+            max_bytes,
+            keep,
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let rt = runtime(&self.root());
+        for (id, cg) in self.made.borrow().iter() {
+            let _ = rt.delete(id, cg);
+        }
+        cgroups::remove("/flotilla-test");
+    }
+}
+
+#[test]
+fn the_shim_records_output_and_exit() {
+    let n = Node::new();
+    let rt = runtime(&n.root());
+    let s = n.spec("exit", "echo out-line; echo err-line >&2; exit 7");
+    rt.start(&s, &n.layers, n.log(&s.id, 1 << 20, 3)).unwrap();
+    let exit = rt
+        .wait_exit(&s.id, Duration::from_secs(10))
+        .unwrap()
+        .expect("an exit record");
+    assert_eq!((exit.code, exit.signal, exit.oom_killed), (7, None, false));
+    let logs = rt.logs(&s.id, None).unwrap();
+    let lines: Vec<(&str, &str)> = logs
+        .iter()
+        .map(|r| (r.stream.as_str(), r.content.as_str()))
+        .collect();
+    assert!(
+        lines.contains(&("stdout", "out-line")) && lines.contains(&("stderr", "err-line")),
+        "{lines:?}"
+    );
+    assert!(
+        logs.iter()
+            .all(|r| r.time.starts_with("20") && r.time.ends_with('Z'))
+    );
+}
+
+#[test]
+fn a_container_outlives_the_process_that_started_it_and_is_readopted() {
+    let n = Node::new();
+    let s = n.spec(
+        "outlive",
+        "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.05; done",
+    );
+    let log = n.log(&s.id, 1 << 20, 2);
+    // The starter is a forked child of this test: it starts the container, reports the pid and
+    // then waits to be killed, as an agent that crashes would.
+    let (mut r, w) = std::os::unix::net::UnixStream::pair().unwrap();
+    // SAFETY: the child only starts the container and writes to the socket before sleeping.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let code = match runtime(&n.root()).start(&s, &n.layers, log.clone()) {
+                Ok(pid) => {
+                    let _ = writeln!(&w, "{pid}");
+                    std::thread::sleep(Duration::from_secs(60));
+                    0
+                }
+                Err(e) => {
+                    let _ = writeln!(&w, "error {e}");
+                    1
+                }
+            };
+            unsafe { libc::_exit(code) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            let mut line = String::new();
+            let mut buf = [0u8; 64];
+            while !line.ends_with('\n') {
+                let k = r.read(&mut buf).unwrap();
+                assert!(k > 0, "starter died before answering");
+                line.push_str(&String::from_utf8_lossy(&buf[..k]));
+            }
+            let pid: i32 = line
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("starter said {line:?}"));
+            nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL).unwrap();
+            nix::sys::wait::waitpid(child, None).unwrap();
+
+            // A new runtime instance finds the container running, with the same pid.
+            let rt = runtime(&n.root());
+            assert_eq!(rt.list().unwrap(), vec![s.id.clone()]);
+            let ContainerStatus::Running { pid: seen, .. } = rt.status(&s.id).unwrap() else {
+                panic!("not running: {:?}", rt.status(&s.id))
+            };
+            assert_eq!(seen, pid);
+            let before = rt.logs(&s.id, None).unwrap().len();
+            std::thread::sleep(Duration::from_millis(500));
+            let after = rt.logs(&s.id, None).unwrap().len();
+            assert!(
+                after > before,
+                "logs keep growing after the starter died ({before} -> {after})"
+            );
+            // PID 1 of a container ignores SIGTERM unless it handles it (as sh does not), so
+            // stop it as kubelet does after the grace period.
+            rt.kill(&s.id, 9).unwrap();
+            let exit = rt
+                .wait_exit(&s.id, Duration::from_secs(10))
+                .unwrap()
+                .expect("exit recorded");
+            assert_eq!((exit.code, exit.signal), (137, Some(9)));
+        }
+    }
+}
+
+#[test]
+fn oom_kills_are_recorded_and_logs_rotate() {
+    let n = Node::new();
+    let rt = runtime(&n.root());
+    let mut s = n.spec("oom", "dd if=/dev/zero of=/dev/null bs=128M count=1");
+    s.resources.memory_bytes = Some(24 << 20);
+    rt.start(&s, &n.layers, n.log(&s.id, 1 << 20, 2)).unwrap();
+    let exit = rt
+        .wait_exit(&s.id, Duration::from_secs(10))
+        .unwrap()
+        .unwrap();
+    assert!(exit.oom_killed && exit.signal == Some(9), "{exit:?}");
+
+    let s = n.spec(
+        "chatty",
+        "i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done",
+    );
+    let log = n.log(&s.id, 8192, 2);
+    rt.start(&s, &n.layers, log.clone()).unwrap();
+    rt.wait_exit(&s.id, Duration::from_secs(20))
+        .unwrap()
+        .unwrap();
+    let files: Vec<PathBuf> = std::fs::read_dir(log.path.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().contains(&s.id))
+        .collect();
+    assert_eq!(files.len(), 3, "the log and 2 rotated files: {files:?}");
+    for f in &files {
+        assert!(
+            std::fs::metadata(f).unwrap().len() <= 8192,
+            "{} is over the limit",
+            f.display()
+        );
+    }
+    let tail = rt.logs(&s.id, Some(1)).unwrap();
+    assert_eq!(
+        tail[0].content, "line-2999",
+        "the newest line survives rotation"
+    );
+}
+
+#[test]
+fn a_shim_that_cannot_start_its_container_says_why_and_leaves_nothing() {
+    let n = Node::new();
+    let rt = runtime(&n.root());
+    let mut s = n.spec("bad", "true");
+    s.network_ns = Some("/run/netns/flt-does-not-exist".into());
+    let e = rt
+        .start(&s, &n.layers, n.log(&s.id, 1 << 20, 1))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("starting the shim of container"),
+        "{e}"
+    );
+    assert!(rt.list().unwrap().is_empty(), "no bundle left");
+    assert!(!cgroups::dir("memory", &s.cgroup_path).exists());
+}
