@@ -51,6 +51,8 @@ pub enum RuntimeError {
     BadContainerId { id: String },
     #[error("container {id} not found")]
     ContainerNotFound { id: String },
+    #[error("making the sandbox {id}: {message}")]
+    Sandbox { id: String, message: String },
     #[error("starting the shim of container {id}: {message}")]
     ShimFailed { id: String, message: String },
     #[error("container {id} already exists")]

@@ -14,7 +14,9 @@
 //!   and how the agent finds it (files in the bundle dir).
 //! - [`logs`]: CRI-format log lines, rotated by size, read back with tail.
 //!
-//! Still to come (the runtime issue): registry pulls, pod sandboxes and exec.
+//! - [`sandbox`]: a pod's shared network, IPC and UTS namespaces, held by bind mounts.
+//!
+//! Still to come (the runtime issue): registry pulls, exec, resource usage stats.
 
 pub mod cgroups;
 pub mod container;
@@ -22,6 +24,7 @@ pub mod error;
 pub mod image;
 pub mod logs;
 pub mod rootfs;
+pub mod sandbox;
 pub mod shim;
 pub mod spec;
 

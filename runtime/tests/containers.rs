@@ -114,38 +114,6 @@ impl Drop for Node {
     }
 }
 
-/// A network namespace made for a test and deleted with it.
-struct Netns(String);
-impl Netns {
-    fn new() -> Netns {
-        let name = unique("ns");
-        assert!(
-            Command::new("ip")
-                .args(["netns", "add", &name])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let ns = Netns(name);
-        assert!(
-            Command::new("ip")
-                .args(["-n", &ns.0, "link", "set", "lo", "up"])
-                .status()
-                .unwrap()
-                .success()
-        );
-        ns
-    }
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/run/netns/{}", self.0))
-    }
-}
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 #[test]
 fn exit_codes_and_output() {
     let n = Node::new();
@@ -253,18 +221,41 @@ fn a_read_only_rootfs_refuses_writes_and_capabilities_are_dropped() {
 #[test]
 fn two_containers_of_one_pod_talk_over_localhost() {
     let n = Node::new();
-    let ns = Netns::new();
+    let sb =
+        flotilla_runtime::sandbox::create(&n.dir.path().join("runtime"), &unique("pod"), "web-pod")
+            .unwrap();
+    let guard = SandboxGuard(sb.clone());
+    let join = |s: &mut ContainerSpec| {
+        s.network_ns = Some(sb.net());
+        s.ipc_ns = Some(sb.ipc());
+        s.uts_ns = Some(sb.uts());
+        s.hostname = None;
+    };
     let mut server = n.spec("srv", "mkdir -p /tmp/www && echo pod-local > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www");
-    server.network_ns = Some(ns.path());
+    join(&mut server);
     n.start(&server);
-    let mut client = n.spec("cli", "for i in $(seq 1 50); do wget -qO- http://127.0.0.1:8080/ && exit 0; sleep 0.1; done; exit 1");
-    client.network_ns = Some(ns.path());
+    let mut client = n.spec("cli", "hostname; for i in $(seq 1 50); do wget -qO- http://127.0.0.1:8080/ && exit 0; sleep 0.1; done; exit 1");
+    join(&mut client);
     let (exit, out, err) = n.run(&client);
     assert_eq!(exit.code, 0, "{err}");
-    assert_eq!(out, "pod-local\n");
-    // A container outside the pod's namespace does not see it.
+    assert_eq!(
+        out, "web-pod\npod-local\n",
+        "the pod's hostname, then the page over the pod's loopback"
+    );
+    // A container outside the pod's namespaces does not see it.
     let (exit, _, _) = n.run(&n.spec("outside", "wget -T 1 -qO- http://127.0.0.1:8080/"));
     assert_ne!(exit.code, 0);
+    drop(n);
+    drop(guard);
+}
+
+/// Removes a sandbox on drop.
+struct SandboxGuard(flotilla_runtime::sandbox::Sandbox);
+impl Drop for SandboxGuard {
+    fn drop(&mut self) {
+        flotilla_runtime::sandbox::remove(&self.0).unwrap();
+        assert!(!self.0.dir.exists());
+    }
 }
 
 #[test]
