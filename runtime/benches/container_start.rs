@@ -5,7 +5,7 @@
 //! `cargo bench -p flotilla-runtime --bench container_start -- [--runs N]`
 //! (or `scripts/bench/runtime.sh`). Prints figures; asserts nothing about time.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio as PStdio};
 use std::time::{Duration, Instant};
 
@@ -64,16 +64,6 @@ fn crun_loop() {
     }
 }
 
-fn test_image(dir: &Path) -> PathBuf {
-    if let Ok(p) = std::env::var("FLOTILLA_TEST_IMAGE") {
-        return PathBuf::from(p);
-    }
-    let out = dir.join("busybox.tar");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-image.sh");
-    assert!(Command::new(script).arg(&out).status().unwrap().success());
-    out
-}
-
 fn main() {
     if arg("--crun-loop").is_some() {
         return crun_loop();
@@ -83,7 +73,7 @@ fn main() {
         .prefix("flotilla-bench-rt-")
         .tempdir()
         .unwrap();
-    let archive = test_image(dir.path());
+    let archive = flotilla_runtime::testing::test_image(dir.path());
 
     // Import of the 3-layer image into a fresh store, beside tar unpacking the same bytes.
     let mut imports = Vec::new();

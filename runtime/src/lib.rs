@@ -27,5 +27,6 @@ pub mod rootfs;
 pub mod sandbox;
 pub mod shim;
 pub mod spec;
+pub mod testing;
 
 pub use error::RuntimeError;

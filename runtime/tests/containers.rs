@@ -1,118 +1,12 @@
 //! Real containers from the busybox test image, as root, on this host's cgroups. Every test
 //! removes its containers, cgroups, mounts and network namespaces, also when it fails.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
 
+use common::{Node, unique};
 use flotilla_runtime::cgroups;
-use flotilla_runtime::container::{Exit, Runtime, Stdio, wait};
-use flotilla_runtime::image::ImageStore;
+use flotilla_runtime::container::{Exit, Stdio, wait};
 use flotilla_runtime::spec::{ContainerSpec, Resources};
-
-/// A node-like setup in a temporary dir: an image store holding the test image, and a runtime.
-struct Node {
-    dir: tempfile::TempDir,
-    rt: Runtime,
-    layers: Vec<PathBuf>,
-    /// Containers to delete on drop: (id, cgroup path).
-    made: std::cell::RefCell<Vec<(String, String)>>,
-}
-
-static N: AtomicU32 = AtomicU32::new(0);
-
-/// A unique id for a test object: `flt-t<pid>-<n>-<tag>`.
-fn unique(tag: &str) -> String {
-    format!(
-        "flt-t{}-{}-{tag}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn test_image(dir: &Path) -> PathBuf {
-    if let Ok(p) = std::env::var("FLOTILLA_TEST_IMAGE") {
-        return PathBuf::from(p);
-    }
-    let out = dir.join("busybox.tar");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-image.sh");
-    let st = Command::new(script).arg(&out).output().unwrap();
-    assert!(
-        st.status.success(),
-        "test-image.sh: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    out
-}
-
-impl Node {
-    fn new() -> Node {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        let dir = tempfile::Builder::new()
-            .prefix("flotilla-rt-")
-            .tempdir()
-            .unwrap();
-        let images = ImageStore::open(&dir.path().join("images")).unwrap();
-        images.import(&test_image(dir.path())).unwrap();
-        let layers = images.resolve("flotilla.local/busybox:1").unwrap().layers;
-        let rt = Runtime::open(&dir.path().join("runtime")).unwrap();
-        Node {
-            dir,
-            rt,
-            layers,
-            made: Default::default(),
-        }
-    }
-
-    fn spec(&self, tag: &str, script: &str) -> ContainerSpec {
-        let id = unique(tag);
-        let mut s = ContainerSpec::new(&id, &["/bin/sh", "-c", script]);
-        s.cgroup_path = format!("/flotilla-test/{id}");
-        s
-    }
-
-    /// Starts a container; returns its pid.
-    fn start(&self, spec: &ContainerSpec) -> i32 {
-        let (out, err) = self.logs(&spec.id);
-        self.made
-            .borrow_mut()
-            .push((spec.id.clone(), spec.cgroup_path.clone()));
-        self.rt
-            .run(spec, &self.layers, Stdio::files(&out, &err).unwrap())
-            .unwrap()
-    }
-
-    /// Runs a container to its end: (exit, stdout, stderr).
-    fn run(&self, spec: &ContainerSpec) -> (Exit, String, String) {
-        let pid = self.start(spec);
-        let exit = wait(pid).unwrap();
-        let (out, err) = self.logs(&spec.id);
-        (
-            exit,
-            std::fs::read_to_string(out).unwrap(),
-            std::fs::read_to_string(err).unwrap(),
-        )
-    }
-
-    fn logs(&self, id: &str) -> (PathBuf, PathBuf) {
-        (
-            self.dir.path().join(format!("{id}.out")),
-            self.dir.path().join(format!("{id}.err")),
-        )
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        for (id, cg) in self.made.borrow().iter() {
-            let _ = self.rt.delete(id, cg);
-        }
-        cgroups::remove("/flotilla-test");
-    }
-}
 
 #[test]
 fn exit_codes_and_output() {

@@ -1,94 +1,15 @@
 //! Containers under their shims: they outlive whoever started them, their logs keep growing,
 //! and their exit is recorded, read back by a new runtime instance.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use common::{Node, runtime};
 use flotilla_runtime::cgroups;
-use flotilla_runtime::container::{ContainerStatus, Runtime};
-use flotilla_runtime::image::ImageStore;
-use flotilla_runtime::logs::LogConfig;
-use flotilla_runtime::spec::ContainerSpec;
-
-static N: AtomicU32 = AtomicU32::new(0);
-
-fn unique(tag: &str) -> String {
-    format!(
-        "flt-t{}-{}-{tag}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn test_image(dir: &Path) -> PathBuf {
-    if let Ok(p) = std::env::var("FLOTILLA_TEST_IMAGE") {
-        return PathBuf::from(p);
-    }
-    let out = dir.join("busybox.tar");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-image.sh");
-    assert!(Command::new(script).arg(&out).status().unwrap().success());
-    out
-}
-
-fn runtime(root: &Path) -> Runtime {
-    Runtime::open(root)
-        .unwrap()
-        .with_shim(PathBuf::from(env!("CARGO_BIN_EXE_flotilla-shim")), vec![])
-}
-
-/// A runtime dir with the test image; deletes its containers and cgroups on drop.
-struct Node {
-    dir: tempfile::TempDir,
-    layers: Vec<PathBuf>,
-    made: std::cell::RefCell<Vec<(String, String)>>,
-}
-
-impl Node {
-    fn new() -> Node {
-        let dir = tempfile::Builder::new()
-            .prefix("flotilla-shim-")
-            .tempdir()
-            .unwrap();
-        let images = ImageStore::open(&dir.path().join("images")).unwrap();
-        images.import(&test_image(dir.path())).unwrap();
-        let layers = images.resolve("flotilla.local/busybox:1").unwrap().layers;
-        Node {
-            dir,
-            layers,
-            made: Default::default(),
-        }
-    }
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("runtime")
-    }
-    fn spec(&self, tag: &str, script: &str) -> ContainerSpec {
-        let id = unique(tag);
-        let mut s = ContainerSpec::new(&id, &["/bin/sh", "-c", script]);
-        s.cgroup_path = format!("/flotilla-test/{id}");
-        self.made.borrow_mut().push((id, s.cgroup_path.clone()));
-        s
-    }
-    fn log(&self, id: &str, max_bytes: u64, keep: u32) -> LogConfig {
-        LogConfig {
-            path: self.dir.path().join("logs").join(format!("{id}.log")),
-            max_bytes,
-            keep,
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let rt = runtime(&self.root());
-        for (id, cg) in self.made.borrow().iter() {
-            let _ = rt.delete(id, cg);
-        }
-        cgroups::remove("/flotilla-test");
-    }
-}
+use flotilla_runtime::container::ContainerStatus;
 
 #[test]
 fn the_shim_records_output_and_exit() {

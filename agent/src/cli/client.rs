@@ -88,6 +88,11 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
+        self.finish(req).await
+    }
+
+    /// Sends a built request; a non-success answer becomes an [`ApiFailure`].
+    async fn finish(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let resp = req
             .send()
             .await
@@ -108,21 +113,13 @@ impl Client {
         body: reqwest::Body,
     ) -> Result<reqwest::Response> {
         let url = format!("{}{}", self.base, path);
-        let resp = self
+        let req = self
             .http
             .request(method, &url)
             .bearer_auth(&self.token)
             .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
-            .body(body)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the agent at {}", self.base))?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let code = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        Err(failure(code, &text).into())
+            .body(body);
+        self.finish(req).await
     }
 
     pub async fn json(

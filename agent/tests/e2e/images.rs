@@ -1,32 +1,11 @@
 //! `flotilla image import | ls | rm` against a real agent, with the project's busybox image.
 
-use std::path::{Path, PathBuf};
-
 use crate::harness::Agent;
-
-/// `$FLOTILLA_TEST_IMAGE`, or the image built by scripts/test-image.sh into `dir`.
-fn test_image(dir: &Path) -> PathBuf {
-    if let Ok(p) = std::env::var("FLOTILLA_TEST_IMAGE") {
-        return PathBuf::from(p);
-    }
-    let out = dir.join("busybox.tar");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-image.sh");
-    let st = std::process::Command::new(script)
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "test-image.sh: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    out
-}
 
 #[test]
 fn import_list_and_remove_the_test_image() {
     let a = Agent::start();
-    let tar = test_image(a.data_dir());
+    let tar = flotilla_runtime::testing::test_image(a.data_dir());
     let out = a.ok(&["image", "import", tar.to_str().unwrap()]);
     assert!(
         out.starts_with("flotilla.local/busybox:1 imported (sha256:"),

@@ -305,29 +305,10 @@ fn docker_save_tarballs_import() {
     );
 }
 
-/// The test image of the project: `$FLOTILLA_TEST_IMAGE`, or built by scripts/test-image.sh.
-fn test_image(dir: &Path) -> PathBuf {
-    if let Ok(p) = std::env::var("FLOTILLA_TEST_IMAGE") {
-        return PathBuf::from(p);
-    }
-    let out = dir.join("busybox.tar");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-image.sh");
-    let st = std::process::Command::new(script)
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "test-image.sh failed: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    out
-}
-
 #[test]
 fn the_busybox_test_image_runs_a_shell_in_its_rootfs() {
     let (d, s) = store();
-    let archive = test_image(d.path());
+    let archive = crate::testing::test_image(d.path());
     let got = s.import(&archive).unwrap();
     assert_eq!(got[0].reference, "flotilla.local/busybox:1");
     assert_eq!(got[0].layers, 3);
