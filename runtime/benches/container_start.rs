@@ -64,6 +64,20 @@ fn crun_loop() {
     }
 }
 
+/// The first line of `PROGRAM --version`.
+fn version_of(program: &str) -> String {
+    let out = Command::new(program)
+        .arg("--version")
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap_or(program)
+        .to_string()
+}
+
 fn main() {
     if arg("--crun-loop").is_some() {
         return crun_loop();
@@ -249,38 +263,8 @@ fn main() {
         println!("{name:<34} {:>9.1} ms {:>9.1} ms {rel:>16}", m, p);
     };
     row("flotilla (libcontainer 0.7)", &flotilla);
-    row(
-        &format!(
-            "runc ({})",
-            String::from_utf8_lossy(
-                &Command::new("runc")
-                    .arg("--version")
-                    .output()
-                    .map(|o| o.stdout)
-                    .unwrap_or_default()
-            )
-            .lines()
-            .next()
-            .unwrap_or("runc")
-        ),
-        &runc,
-    );
-    row(
-        &format!(
-            "crun ({})",
-            String::from_utf8_lossy(
-                &Command::new("crun")
-                    .arg("--version")
-                    .output()
-                    .map(|o| o.stdout)
-                    .unwrap_or_default()
-            )
-            .lines()
-            .next()
-            .unwrap_or("crun")
-        ),
-        &crun,
-    );
+    row(&format!("runc ({})", version_of("runc")), &runc);
+    row(&format!("crun ({})", version_of("crun")), &crun);
     let _ = (fm, fp);
     let (im, ip) = stats(imports);
     let (tm, tp) = stats(tars);
