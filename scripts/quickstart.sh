@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# README's main command: installs what is missing, builds Flotilla, starts a one-node cluster in
-# a box (the agent in its own network namespace; the host's network is not touched) and applies
-# examples/web.yaml. Leave it with: scripts/cluster-in-a-box.sh down
+# README's main command: installs what is missing, builds Flotilla and the test image, starts a
+# one-node cluster in a box (the agent in its own network namespace; the host's network is not
+# touched), imports the image into the node and applies examples/web.yaml.
+# Leave it with: scripts/cluster-in-a-box.sh down
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,10 @@ echo "== starting a one-node cluster in a box"
 scripts/cluster-in-a-box.sh up 1
 
 fl() { ip netns exec fbox-1 "$FLOTILLA_BIN" --config "$box/node1/admin.yaml" "$@"; }
+
+echo "== building the test image and importing it into node-1"
+scripts/test-image.sh "$target/flotilla-test-image.tar"
+fl image import "$target/flotilla-test-image.tar"
 
 echo "== flotilla apply -f examples/web.yaml"
 fl apply -f examples/web.yaml
