@@ -87,3 +87,47 @@ pub fn remove(path: &str) {
         }
     }
 }
+
+/// What a cgroup has used so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time of all its processes, in nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory charged now, in bytes.
+    pub memory_bytes: u64,
+    /// Processes and threads now.
+    pub pids: u64,
+}
+
+fn read_u64(p: PathBuf) -> Option<u64> {
+    fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// Reads the CPU time, memory and pids of `path` (zero for what a controller does not show).
+pub fn usage(path: &str) -> Usage {
+    let cpu_ns = match layout() {
+        // cpu.stat's usage_usec is in microseconds.
+        Layout::V2 => fs::read_to_string(dir("cpu", path).join("cpu.stat"))
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("usage_usec ")
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                })
+            })
+            .map(|us| us * 1000)
+            .unwrap_or(0),
+        Layout::V1 => read_u64(dir("cpuacct", path).join("cpuacct.usage")).unwrap_or(0),
+    };
+    let memory_bytes = match layout() {
+        Layout::V2 => read_u64(dir("memory", path).join("memory.current")),
+        Layout::V1 => read_u64(dir("memory", path).join("memory.usage_in_bytes")),
+    }
+    .unwrap_or(0);
+    let pids = read_u64(dir("pids", path).join("pids.current")).unwrap_or(0);
+    Usage {
+        cpu_ns,
+        memory_bytes,
+        pids,
+    }
+}

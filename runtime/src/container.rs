@@ -22,7 +22,7 @@ use nix::unistd::Pid;
 
 use crate::RuntimeError;
 use crate::error::IoContext;
-use crate::logs::{LogConfig, Record, read_tail};
+use crate::logs::{Follower, LogConfig, Record, read_tail};
 use crate::rootfs::{mount_overlay, unmount_overlay};
 use crate::shim::{ExitRecord, ShimRequest, Started, write_atomic};
 use crate::spec::{ContainerSpec, oci_spec};
@@ -268,8 +268,8 @@ impl Runtime {
         }
     }
 
-    /// The log records of a container (the last `tail` when given).
-    pub fn logs(&self, id: &str, tail: Option<usize>) -> Result<Vec<Record>, RuntimeError> {
+    /// Where a container's shim writes its log, and how many rotated files it keeps.
+    pub fn log_config(&self, id: &str) -> Result<LogConfig, RuntimeError> {
         let rp = self.bundle(id).join("request.json");
         let b =
             fs::read(&rp).map_err(|_| RuntimeError::ContainerNotFound { id: id.to_string() })?;
@@ -277,7 +277,19 @@ impl Runtime {
             what: rp.display().to_string(),
             source,
         })?;
-        read_tail(&req.log.path, req.log.keep, tail).at("reading logs of", &req.log.path)
+        Ok(req.log)
+    }
+
+    /// The log records of a container (the last `tail` when given).
+    pub fn logs(&self, id: &str, tail: Option<usize>) -> Result<Vec<Record>, RuntimeError> {
+        let log = self.log_config(id)?;
+        read_tail(&log.path, log.keep, tail).at("reading logs of", &log.path)
+    }
+
+    /// Follows a container's log from now on (`logs -f`): poll the follower for new records.
+    pub fn follow_logs(&self, id: &str) -> Result<Follower, RuntimeError> {
+        let log = self.log_config(id)?;
+        Follower::from_end(&log.path, log.keep).at("following logs of", &log.path)
     }
 
     fn bundle(&self, id: &str) -> PathBuf {

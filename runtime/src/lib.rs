@@ -9,14 +9,15 @@
 //!   read-only.
 //! - [`spec`]: the plain container spec and the OCI runtime spec made from it.
 //! - [`container`]: create, start, signal, wait and delete through youki's libcontainer.
-//! - [`cgroups`]: limits and OOM kills read back, cleanup, on cgroup v1 and v2.
+//! - [`cgroups`]: limits, usage (CPU time, memory, pids) and OOM kills read back, cleanup, on
+//!   cgroup v1 and v2.
 //! - [`shim`]: the per-container process that holds stdio, writes logs and records the exit,
 //!   and how the agent finds it (files in the bundle dir).
-//! - [`logs`]: CRI-format log lines, rotated by size, read back with tail.
+//! - [`logs`]: CRI-format log lines, rotated by size, read back with tail or followed.
 //!
 //! - [`sandbox`]: a pod's shared network, IPC and UTS namespaces, held by bind mounts.
 //!
-//! Still to come (the runtime issue): registry pulls, exec, resource usage stats.
+//! Still to come (the runtime issue): registry pulls and exec.
 
 pub mod cgroups;
 pub mod container;

@@ -57,6 +57,31 @@ fn memory_and_pids_limits_are_in_the_cgroup_and_the_container_is_cleaned_up() {
 }
 
 #[test]
+fn usage_is_read_back_from_the_cgroup() {
+    let n = Node::new();
+    // Burn some CPU, hold some memory, and keep a few processes alive while we look.
+    let s = n.spec("usage", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; x=$(head -c 4000000 /dev/zero | tr '\\0' a); sleep 30 & sleep 30 & sleep 30");
+    n.start(&s);
+    let mut u = cgroups::usage(&s.cgroup_path);
+    for _ in 0..100 {
+        if u.pids >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        u = cgroups::usage(&s.cgroup_path);
+    }
+    assert!(u.cpu_ns > 1_000_000, "at least a millisecond of CPU: {u:?}");
+    assert!(u.memory_bytes > 1 << 20, "some memory charged: {u:?}");
+    assert!(u.pids >= 3, "the shell and its sleeps: {u:?}");
+    n.rt.delete(&s.id, &s.cgroup_path).unwrap();
+    assert_eq!(
+        cgroups::usage(&s.cgroup_path),
+        cgroups::Usage::default(),
+        "nothing left to read"
+    );
+}
+
+#[test]
 fn a_fork_bomb_stops_at_the_pids_limit() {
     let n = Node::new();
     let mut s = n.spec(

@@ -94,6 +94,20 @@ fn a_container_outlives_the_process_that_started_it_and_is_readopted() {
                 after > before,
                 "logs keep growing after the starter died ({before} -> {after})"
             );
+            // Following picks up only what is written from now on, in order.
+            let mut follow = rt.follow_logs(&s.id).unwrap();
+            std::thread::sleep(Duration::from_millis(400));
+            let new: Vec<u64> = follow
+                .poll()
+                .unwrap()
+                .iter()
+                .filter_map(|r| r.content.strip_prefix("tick ")?.parse().ok())
+                .collect();
+            assert!(new.len() >= 3, "ticks while following: {new:?}");
+            assert!(
+                new.windows(2).all(|w| w[1] == w[0] + 1),
+                "in order, none lost: {new:?}"
+            );
             // PID 1 of a container ignores SIGTERM unless it handles it (as sh does not), so
             // stop it as kubelet does after the grace period.
             rt.kill(&s.id, 9).unwrap();
