@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -162,9 +162,4 @@ pub fn is_not_found(e: &anyhow::Error) -> bool {
 pub fn is_conflict(e: &anyhow::Error) -> bool {
     e.downcast_ref::<ApiFailure>()
         .is_some_and(|f| f.code == 409 && f.reason == "Conflict")
-}
-
-/// Makes an error out of a message (for uniform `error: ...` printing).
-pub fn err(msg: impl Into<String>) -> anyhow::Error {
-    anyhow!(msg.into())
 }
