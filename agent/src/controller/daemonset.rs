@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{
     Action, POD_TEMPLATE_HASH, is_terminating, owned_by, pod_finished, pod_from_template,
-    pod_ready, resolve_int_or_percent, template_hash,
+    pod_ready, resolve_int_or_percent, status_update, template_hash,
 };
 use crate::selector::{Selector, string_map};
 use crate::store::Key;
@@ -148,11 +148,7 @@ pub fn plan(ds: &Value, nodes: &[Value], pods: &[Value]) -> Vec<Action> {
         "updatedNumberScheduled": updated,
         "observedGeneration": ds["metadata"]["generation"],
     });
-    if ds["status"] != status {
-        let mut d = ds.clone();
-        d["status"] = status;
-        actions.push(Action::Status(d));
-    }
+    actions.extend(status_update(ds, status));
     actions
 }
 

@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 
 use super::{
-    Action, POD_TEMPLATE_HASH, is_terminating, owned_by, resolve_int_or_percent, template_hash,
+    Action, POD_TEMPLATE_HASH, is_terminating, owned_by, resolve_int_or_percent, status_update,
+    template_hash,
 };
 use crate::store::Key;
 
@@ -175,11 +176,7 @@ pub fn plan(dep: &Value, rss: &[Value]) -> Vec<Action> {
     }
 
     let status = status(dep, new_rs, &owned, desired, unavailable);
-    if dep["status"] != status {
-        let mut d = dep.clone();
-        d["status"] = status;
-        actions.push(Action::Status(d));
-    }
+    actions.extend(status_update(dep, status));
     actions
 }
 

@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::{Action, is_terminating, owned_by, pod_finished, pod_from_template, pod_ready};
+use super::{
+    Action, is_terminating, owned_by, pod_finished, pod_from_template, pod_ready, status_update,
+};
 use crate::store::Key;
 
 fn i(v: &Value) -> i64 {
@@ -95,11 +97,7 @@ pub fn plan(job: &Value, pods: &[Value], now: &str) -> Vec<Action> {
         }
     }
     let status = crate::manifest::strip_empty(status);
-    if job["status"] != status {
-        let mut j = job.clone();
-        j["status"] = status;
-        actions.push(Action::Status(j));
-    }
+    actions.extend(status_update(job, status));
     actions
 }
 

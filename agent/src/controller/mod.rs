@@ -52,6 +52,16 @@ pub enum EventKind {
     Warning,
 }
 
+/// The status write for `obj`, or nothing when its status already is `status` (so that a
+/// converged plan is empty and writes no revision).
+pub fn status_update(obj: &Value, status: Value) -> Option<Action> {
+    (obj["status"] != status).then(|| {
+        let mut o = obj.clone();
+        o["status"] = status;
+        Action::Status(o)
+    })
+}
+
 /// The label holding a pod template's hash, as Kubernetes names it.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 

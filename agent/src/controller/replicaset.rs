@@ -2,7 +2,9 @@
 
 use serde_json::{Value, json};
 
-use super::{Action, is_terminating, owned_by, pod_finished, pod_from_template, pod_ready};
+use super::{
+    Action, is_terminating, owned_by, pod_finished, pod_from_template, pod_ready, status_update,
+};
 use crate::store::Key;
 
 /// Most pods one pass creates for one ReplicaSet (Kubernetes' slow-start burst is similar).
@@ -73,11 +75,7 @@ pub fn plan(rs: &Value, pods: &[Value]) -> Vec<Action> {
         "availableReplicas": ready,
         "observedGeneration": rs["metadata"]["generation"],
     });
-    if rs["status"] != status {
-        let mut s = rs.clone();
-        s["status"] = status;
-        actions.push(Action::Status(s));
-    }
+    actions.extend(status_update(rs, status));
     actions
 }
 
