@@ -268,6 +268,25 @@ impl Runtime {
         }
     }
 
+    /// Stops a container under its shim as kubelet does: SIGTERM, then SIGKILL once `grace`
+    /// has passed. Returns its exit record (`None` if the shim never recorded one).
+    pub fn stop(
+        &self,
+        id: &str,
+        grace: std::time::Duration,
+    ) -> Result<Option<ExitRecord>, RuntimeError> {
+        if let ContainerStatus::Exited(r) = self.status(id)? {
+            return Ok(Some(r));
+        }
+        // A container that is already gone cannot take signals; that is fine here.
+        let _ = self.kill(id, libc::SIGTERM);
+        if let Some(r) = self.wait_exit(id, grace)? {
+            return Ok(Some(r));
+        }
+        let _ = self.kill(id, libc::SIGKILL);
+        self.wait_exit(id, std::time::Duration::from_secs(10))
+    }
+
     /// Where a container's shim writes its log, and how many rotated files it keeps.
     pub fn log_config(&self, id: &str) -> Result<LogConfig, RuntimeError> {
         let rp = self.bundle(id).join("request.json");

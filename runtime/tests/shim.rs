@@ -179,3 +179,47 @@ fn a_shim_that_cannot_start_its_container_says_why_and_leaves_nothing() {
     assert!(rt.list().unwrap().is_empty(), "no bundle left");
     assert!(!cgroups::dir("memory", &s.cgroup_path).exists());
 }
+
+#[test]
+fn stop_sends_sigterm_then_sigkill_after_the_grace_period() {
+    let n = Node::new();
+    let rt = runtime(&n.root());
+    // Handles SIGTERM: ends cleanly within the grace period.
+    let polite = n.spec(
+        "polite",
+        "trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done",
+    );
+    rt.start(&polite, &n.layers, n.log(&polite.id, 1 << 20, 1))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = std::time::Instant::now();
+    let exit = rt
+        .stop(&polite.id, Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    assert_eq!((exit.code, exit.signal), (0, None));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "did not wait for the grace period"
+    );
+    assert!(
+        rt.logs(&polite.id, None)
+            .unwrap()
+            .iter()
+            .any(|r| r.content == "bye")
+    );
+    // Ignores SIGTERM (PID 1 without a handler): killed once the grace period is over.
+    let stubborn = n.spec("stubborn", "while true; do sleep 0.1; done");
+    rt.start(&stubborn, &n.layers, n.log(&stubborn.id, 1 << 20, 1))
+        .unwrap();
+    let t = std::time::Instant::now();
+    let exit = rt
+        .stop(&stubborn.id, Duration::from_millis(700))
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.signal, Some(9));
+    assert!(
+        t.elapsed() >= Duration::from_millis(700),
+        "the grace period was given"
+    );
+}
