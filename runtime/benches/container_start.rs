@@ -234,7 +234,6 @@ fn main() {
     let _ = unmount_overlay(&bundle, true);
     flotilla_runtime::cgroups::remove("/flotilla-bench");
 
-    let (fm, fp) = stats(flotilla.clone());
     println!();
     println!(
         "Container start benchmark: /bin/true from flotilla.local/busybox:1, {runs} runs each, {} CPUs",
@@ -265,7 +264,6 @@ fn main() {
     row("flotilla (libcontainer 0.7)", &flotilla);
     row(&format!("runc ({})", version_of("runc")), &runc);
     row(&format!("crun ({})", version_of("crun")), &crun);
-    let _ = (fm, fp);
     let (im, ip) = stats(imports);
     let (tm, tp) = stats(tars);
     println!();
