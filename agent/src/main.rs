@@ -6,6 +6,11 @@ fn main() {
     let cli = flotilla::cli::Cli::parse();
     // The shim forks, so it must run before any thread exists (no async runtime, no logging).
     if let flotilla::cli::Command::Shim(a) = &cli.command {
+        if a.exec {
+            std::process::exit(flotilla_runtime::exec::exec_main(
+                &a.root, &a.id, &a.command,
+            ));
+        }
         std::process::exit(flotilla_runtime::shim::shim_main(&a.root, &a.id));
     }
     // One crypto provider for every TLS user in the process (API server, CLI client).

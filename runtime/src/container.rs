@@ -108,6 +108,18 @@ impl Runtime {
         self
     }
 
+    /// The shim program and its leading arguments.
+    pub(crate) fn shim_program(&self, id: &str) -> Result<(PathBuf, Vec<String>), RuntimeError> {
+        self.shim.clone().ok_or_else(|| RuntimeError::ShimFailed {
+            id: id.to_string(),
+            message: "no shim program configured".into(),
+        })
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Starts a container under its own shim (see [`crate::shim`]); returns its pid. The
     /// container keeps running, and its logs keep being written, whatever happens to the caller.
     pub fn start(
@@ -116,10 +128,7 @@ impl Runtime {
         layers: &[PathBuf],
         log: LogConfig,
     ) -> Result<i32, RuntimeError> {
-        let (exe, prefix) = self.shim.clone().ok_or_else(|| RuntimeError::ShimFailed {
-            id: spec.id.clone(),
-            message: "no shim program configured".into(),
-        })?;
+        let (exe, prefix) = self.shim_program(&spec.id)?;
         if !valid_id(&spec.id) {
             return Err(RuntimeError::BadContainerId {
                 id: spec.id.clone(),

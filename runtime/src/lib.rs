@@ -17,11 +17,14 @@
 //!
 //! - [`sandbox`]: a pod's shared network, IPC and UTS namespaces, held by bind mounts.
 //!
-//! Still to come (the runtime issue): registry pulls and exec.
+//! - [`exec`]: a command run inside a running container's namespaces and cgroups.
+//!
+//! Still to come (the runtime issue): registry pulls.
 
 pub mod cgroups;
 pub mod container;
 pub mod error;
+pub mod exec;
 pub mod image;
 pub mod logs;
 pub mod rootfs;

@@ -223,3 +223,64 @@ fn stop_sends_sigterm_then_sigkill_after_the_grace_period() {
         "the grace period was given"
     );
 }
+
+#[test]
+fn exec_runs_inside_the_container_and_returns_output_and_code() {
+    let n = Node::new();
+    let rt = runtime(&n.root());
+    let mut s = n.spec("exec", "echo hello > /tmp/marker; exec sleep 60");
+    s.env.push("GREETING=from-the-spec".into());
+    rt.start(&s, &n.layers, n.log(&s.id, 1 << 20, 2)).unwrap();
+    let secs = Duration::from_secs(10);
+    let sh = |script: &str| vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+    // Wait until the container has written its marker (it runs its first line right away).
+    let deadline = std::time::Instant::now() + secs;
+    loop {
+        let o = rt.exec(&s.id, &sh("cat /tmp/marker"), secs).unwrap();
+        if o.code == Some(0) {
+            assert_eq!(String::from_utf8_lossy(&o.stdout), "hello\n");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "marker never appeared: {o:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Same filesystem, env, PID namespace (the container's init is pid 1) and cgroup.
+    let o = rt
+        .exec(
+            &s.id,
+            &sh("echo $GREETING; cat /proc/1/cmdline | tr '\\0' ' '; echo; echo err >&2; exit 3"),
+            secs,
+        )
+        .unwrap();
+    assert_eq!(o.code, Some(3), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("from-the-spec\nsleep 60"), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    // The capability bounding set is the default one: no CAP_SYS_ADMIN (bit 21).
+    let o = rt
+        .exec(&s.id, &sh("grep CapBnd /proc/self/status"), secs)
+        .unwrap();
+    let bnd = String::from_utf8_lossy(&o.stdout);
+    let mask = u64::from_str_radix(bnd.split_whitespace().last().unwrap(), 16).unwrap();
+    assert_eq!(mask & (1 << 21), 0, "{bnd}");
+    assert_ne!(mask & 1, 0, "CAP_CHOWN kept: {bnd}");
+    // A missing command is 127, as in a shell; a timeout kills the command.
+    let o = rt.exec(&s.id, &["no-such-cmd".to_string()], secs).unwrap();
+    assert_eq!(o.code, Some(127), "{o:?}");
+    let o = rt
+        .exec(&s.id, &sh("sleep 30; true"), Duration::from_millis(300))
+        .unwrap();
+    assert_eq!(o.code, None);
+    // Nothing of it runs on (a zombie may stay: the container's init does not reap orphans).
+    let o = rt
+        .exec(&s.id, &sh("cat /proc/[0-9]*/cmdline | tr '\\0' ' '"), secs)
+        .unwrap();
+    let procs = String::from_utf8_lossy(&o.stdout);
+    assert!(procs.contains("sleep 60"), "{procs:?}");
+    assert!(!procs.contains("sleep 30"), "{procs:?}");
+    rt.stop(&s.id, Duration::from_secs(1)).unwrap();
+    assert!(rt.exec(&s.id, &sh("true"), secs).is_err());
+}

@@ -59,6 +59,11 @@ pub struct ShimArgs {
     pub root: PathBuf,
     #[arg(long)]
     pub id: String,
+    /// Run a command inside the running container instead (the exec helper).
+    #[arg(long)]
+    pub exec: bool,
+    #[arg(last = true)]
+    pub command: Vec<String>,
 }
 
 /// Runs a parsed command line; returns the process exit code.
