@@ -15,10 +15,11 @@ fn main() {
     }
     // One crypto provider for every TLS user in the process (API server, CLI client).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // libcontainer's cgroup code warns about every v1 controller the host lacks, each time.
     let default_level = if matches!(cli.command, flotilla::cli::Command::Agent(_)) {
-        "info"
+        "info,libcgroups=error,libcontainer=warn"
     } else {
-        "warn"
+        "warn,libcgroups=error"
     };
     tracing_subscriber::fmt()
         .with_env_filter(

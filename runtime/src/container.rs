@@ -448,7 +448,9 @@ impl Runtime {
 
     /// Best-effort removal of everything a container may have left.
     fn cleanup(&self, id: &str, cgroup_path: &str) {
-        if let Ok(mut c) = Container::load(self.state(id)) {
+        if self.state(id).join("state.json").exists()
+            && let Ok(mut c) = Container::load(self.state(id))
+        {
             let _ = c.delete(true);
         }
         let _ = fs::remove_dir_all(self.state(id));

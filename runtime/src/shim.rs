@@ -54,6 +54,9 @@ pub struct ExitRecord {
     pub code: i32,
     pub signal: Option<i32>,
     pub oom_killed: bool,
+    /// Unix time in milliseconds when it started (0 when unknown).
+    #[serde(default)]
+    pub started_at_ms: u64,
     pub finished_at_ms: u64,
 }
 
@@ -203,12 +206,14 @@ pub fn shim_main(root: &Path, id: &str) -> i32 {
             code: e.code,
             signal: e.signal,
             oom_killed: crate::cgroups::oom_kills(&req.spec.cgroup_path) > 0,
+            started_at_ms: started.started_at_ms,
             finished_at_ms: now_ms(),
         },
         Err(_) => ExitRecord {
             code: 255,
             signal: None,
             oom_killed: false,
+            started_at_ms: started.started_at_ms,
             finished_at_ms: now_ms(),
         },
     };

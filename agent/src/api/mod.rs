@@ -16,6 +16,7 @@ pub mod error;
 pub mod images;
 pub mod objects;
 pub mod path;
+pub mod pods;
 pub mod services;
 pub mod watch;
 
@@ -52,6 +53,8 @@ pub struct ApiState {
     pub images: Arc<flotilla_runtime::image::ImageStore>,
     /// Where the image store lives (uploads are staged in its `tmp/`).
     pub images_dir: std::path::PathBuf,
+    /// This node's containers, for logs and exec.
+    pub pods: crate::node::pods::Node,
 }
 
 impl ApiState {
@@ -61,6 +64,7 @@ impl ApiState {
         node: &str,
         images: Arc<flotilla_runtime::image::ImageStore>,
         images_dir: std::path::PathBuf,
+        pods: crate::node::pods::Node,
     ) -> ApiState {
         ApiState {
             store,
@@ -69,6 +73,7 @@ impl ApiState {
             alloc_lock: Default::default(),
             images,
             images_dir,
+            pods,
         }
     }
 

@@ -54,6 +54,15 @@ pub async fn dispatch(
             Ok(Json(put_scale(&s, &rp, obj).await?).into_response())
         }
         (&Method::DELETE, true, None) => Ok(Json(delete(&s, &rp, &q).await?).into_response()),
+        (&Method::GET, true, Some("log")) if rp.info.kind == "Pod" => {
+            let ns = rp.namespace.as_deref().unwrap_or("default");
+            super::pods::logs(&s, ns, rp.name.as_deref().unwrap_or(""), &q).await
+        }
+        (&Method::POST | &Method::GET, true, Some("exec")) if rp.info.kind == "Pod" => {
+            let ns = rp.namespace.as_deref().unwrap_or("default");
+            let name = rp.name.as_deref().unwrap_or("");
+            super::pods::exec(&s, ns, name, uri.query().unwrap_or(""), body).await
+        }
         _ => Err(ApiError::MethodNotAllowed(format!(
             "{method} is not supported on {}",
             uri.path()

@@ -74,6 +74,10 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     let store = Store::open(&a.data_dir.join("flotilla.db"), cipher)
         .await
         .with_context(|| format!("opening {}", a.data_dir.join("flotilla.db").display()))?;
+    let host_ip = a
+        .advertise_address
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "127.0.0.1".into());
     bootstrap(&store, &node, a.advertise_address)
         .await
         .context("writing the node's bootstrap objects")?;
@@ -85,14 +89,31 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     info!(node = %node, addr = %listener.local_addr()?, config = %admin.display(), "API listening");
 
     let images_dir = a.data_dir.join("images");
-    let images = flotilla_runtime::image::ImageStore::open(&images_dir)
-        .with_context(|| format!("opening the image store {}", images_dir.display()))?;
+    let images = std::sync::Arc::new(
+        flotilla_runtime::image::ImageStore::open(&images_dir)
+            .with_context(|| format!("opening the image store {}", images_dir.display()))?,
+    );
+    let runtime_root = crate::node::pods::Node::runtime_root(&a.data_dir);
+    let exe = std::env::current_exe().context("finding this program for the shims")?;
+    let runtime = std::sync::Arc::new(
+        flotilla_runtime::container::Runtime::open(&runtime_root)
+            .with_context(|| format!("opening the runtime at {}", runtime_root.display()))?
+            .with_shim(exe, vec!["shim".into()]),
+    );
+    let pods_node = crate::node::pods::Node {
+        name: node.clone(),
+        data: a.data_dir.clone(),
+        host_ip: host_ip.clone(),
+        runtime,
+        images: images.clone(),
+    };
     let state = ApiState::new(
         store.clone(),
         &identity.api_token,
         &node,
-        std::sync::Arc::new(images),
+        images,
         images_dir,
+        pods_node.clone(),
     );
     let handle = axum_server::Handle::new();
     let tls = api::tls_config(&identity.cert_pem, &identity.key_pem)?;
@@ -102,6 +123,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     );
 
     let controllers = crate::controller::spawn_all(store.clone(), node.clone());
+    let pods = crate::node::pods::spawn(store.clone(), pods_node);
 
     let compactor = {
         let store = store.clone();
@@ -137,6 +159,8 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     }
     handle.graceful_shutdown(Some(Duration::from_secs(5)));
     controllers.shutdown().await;
+    // The containers keep running under their shims; a new agent re-adopts them.
+    pods.shutdown().await;
     compactor.abort();
     store.close().await;
     Ok(())

@@ -105,11 +105,12 @@ impl Client {
         Err(failure(code, &text).into())
     }
 
-    /// Sends a request with a raw body (an image tarball, streamed).
+    /// Sends a request with a raw body (an image tarball, streamed; an exec's stdin).
     pub async fn send_body(
         &self,
         method: Method,
         path: &str,
+        content_type: &str,
         body: reqwest::Body,
     ) -> Result<reqwest::Response> {
         let url = format!("{}{}", self.base, path);
@@ -117,7 +118,7 @@ impl Client {
             .http
             .request(method, &url)
             .bearer_auth(&self.token)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
+            .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body);
         self.finish(req).await
     }

@@ -52,6 +52,7 @@ pub async fn run(cfg: &Path, a: ImageArgs) -> Result<i32> {
                 .send_body(
                     Method::POST,
                     "/apis/flotilla.io/v1/images/import",
+                    "application/x-tar",
                     reqwest::Body::from(f),
                 )
                 .await?;

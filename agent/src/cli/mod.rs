@@ -8,8 +8,10 @@ pub mod apply;
 pub mod client;
 pub mod delete;
 pub mod describe;
+pub mod exec;
 pub mod get;
 pub mod image;
+pub mod logs;
 pub mod printers;
 pub mod rollout;
 pub mod scale;
@@ -46,6 +48,10 @@ pub enum Command {
     Scale(scale::ScaleArgs),
     /// Watch, list or undo a Deployment's rollouts.
     Rollout(rollout::RolloutArgs),
+    /// Print the logs of a pod's container.
+    Logs(logs::LogsArgs),
+    /// Run a command in a pod's container.
+    Exec(exec::ExecArgs),
     /// Import, list and remove the images of a node.
     Image(image::ImageArgs),
     /// The per-container shim (started by the agent, not by people).
@@ -78,6 +84,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Scale(a) => scale::run(&cfg, a).await,
         Command::Rollout(a) => rollout::run(&cfg, a).await,
         Command::Image(a) => image::run(&cfg, a).await,
+        Command::Logs(a) => logs::run(&cfg, a).await,
+        Command::Exec(a) => exec::run(&cfg, a).await,
         Command::Shim(_) => {
             anyhow::bail!("the shim runs before the async runtime starts (see main.rs)")
         }

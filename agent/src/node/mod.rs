@@ -10,10 +10,14 @@
 //! DIR/api-token        bearer token the API accepts (0600)
 //! DIR/admin.yaml       CLI config for this node's API: server URL, CA, token
 //! DIR/join-token       K10<sha256 of CA>::<secret>, for `agent --join`
+//! DIR/images/          the image store (blobs, unpacked layers)
+//! DIR/runtime/         containers (bundles, shims' files) and pod sandboxes
+//! DIR/pods/<uid>/      each pod's volumes, /etc files and logs (see [`pods::volumes`])
 //! ```
 
 pub mod identity;
 pub mod memory;
+pub mod pods;
 pub mod status;
 
 pub use identity::{AdminConfig, Identity};

@@ -144,6 +144,8 @@ fn unsafe_sigterm(pid: u32) {
 impl Drop for Agent {
     fn drop(&mut self) {
         self.kill9();
+        // Containers outlive the agent (their shims own them): remove them too.
+        flotilla::node::pods::remove_all(self.dir.path());
         let _ = std::fs::remove_file(self.dir.path().with_extension("log"));
     }
 }

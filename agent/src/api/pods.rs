@@ -1,0 +1,256 @@
+//! A pod's logs and exec, at Kubernetes' paths: `GET .../pods/NAME/log` (text, streamed with
+//! `follow=true`) and `POST .../pods/NAME/exec?command=...` (buffered: the answer carries the
+//! exit code and both streams, base64; stdin is the request body when `stdin=true`). Only the
+//! node running the pod answers them until the cluster issue forwards them.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::error::ApiError;
+use super::{ApiState, read_body};
+use crate::node::pods::pick_instance;
+
+/// The pod, its uid and the container asked for (or its only one).
+async fn locate(
+    s: &ApiState,
+    ns: &str,
+    name: &str,
+    container: Option<&str>,
+) -> Result<(Value, String, String), ApiError> {
+    let pod = s
+        .store
+        .get(&crate::store::Key::new("Pod", ns, name))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("pods {name:?} not found")))?;
+    let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
+    if node.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "pod {name:?} is not scheduled to a node yet"
+        )));
+    }
+    if node != &*s.node {
+        return Err(ApiError::BadRequest(format!(
+            "pod {name:?} runs on node {node:?}; ask that node's API (forwarding comes with clustering)"
+        )));
+    }
+    let names = |k: &str| -> Vec<String> {
+        pod["spec"][k]
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| c["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (apps, inits) = (names("containers"), names("initContainers"));
+    let c = match container {
+        Some(c) if apps.iter().chain(&inits).any(|n| n == c) => c.to_string(),
+        Some(c) => {
+            return Err(ApiError::BadRequest(format!(
+                "container {c} is not valid for pod {name}"
+            )));
+        }
+        None if apps.len() == 1 => apps[0].clone(),
+        None => {
+            return Err(ApiError::BadRequest(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                apps.join(" ")
+            )));
+        }
+    };
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    Ok((pod, uid, c))
+}
+
+fn flag(q: &HashMap<String, String>, k: &str) -> bool {
+    q.get(k).is_some_and(|v| v == "true" || v == "1")
+}
+
+pub async fn logs(
+    s: &ApiState,
+    ns: &str,
+    name: &str,
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let (_, uid, c) = locate(s, ns, name, q.get("container").map(String::as_str)).await?;
+    let previous = flag(q, "previous");
+    let instances = s.pods.instances(&uid, &c);
+    let id = pick_instance(&instances, previous).ok_or_else(|| {
+        ApiError::BadRequest(if previous {
+            format!("previous terminated container {c:?} in pod {name:?} not found")
+        } else {
+            format!("container {c:?} in pod {name:?} is waiting to start")
+        })
+    })?;
+    let tail = match q.get("tailLines") {
+        Some(t) => Some(t.parse::<usize>().map_err(|_| {
+            ApiError::BadRequest(format!("tailLines: {t:?} is not a non-negative number"))
+        })?),
+        None => None,
+    };
+    let timestamps = flag(q, "timestamps");
+    let render = move |recs: Vec<flotilla_runtime::logs::Record>| -> Vec<u8> {
+        let mut out = Vec::new();
+        for r in recs {
+            if timestamps {
+                out.extend_from_slice(r.time.as_bytes());
+                out.push(b' ');
+            }
+            out.extend_from_slice(r.content.as_bytes());
+            if !r.partial {
+                out.push(b'\n');
+            }
+        }
+        out
+    };
+    let rt = s.pods.runtime.clone();
+    let (rt2, id2) = (rt.clone(), id.clone());
+    let (first, follower) = tokio::task::spawn_blocking(move || {
+        // The follower starts where the read ends, so no line is lost or shown twice.
+        let follower = rt2.follow_logs(&id2);
+        (rt2.logs(&id2, tail), follower)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let first = first.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let head = render(first);
+    if !flag(q, "follow") || previous {
+        return Ok(([("content-type", "text/plain")], head).into_response());
+    }
+    let mut follower = follower.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let stream = async_stream(head, move || {
+        let recs = follower.poll().unwrap_or_default();
+        let running = matches!(
+            rt.status(&id),
+            Ok(flotilla_runtime::container::ContainerStatus::Running { .. }
+                | flotilla_runtime::container::ContainerStatus::Starting)
+        );
+        (render(recs), running)
+    });
+    Ok(([("content-type", "text/plain")], Body::from_stream(stream)).into_response())
+}
+
+/// A body that sends `head`, then whatever `poll` returns every 200 ms until it says the
+/// container stopped (and one last poll found nothing new).
+fn async_stream(
+    head: Vec<u8>,
+    mut poll: impl FnMut() -> (Vec<u8>, bool) + Send + 'static,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
+    tokio::spawn(async move {
+        if !head.is_empty() && tx.send(Ok(head)).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let (bytes, running) = poll();
+            if !bytes.is_empty() && tx.send(Ok(bytes)).await.is_err() {
+                return;
+            }
+            if tx.is_closed() {
+                return;
+            }
+            if !running {
+                let (last, _) = poll();
+                if !last.is_empty() {
+                    let _ = tx.send(Ok(last)).await;
+                }
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+pub async fn exec(
+    s: &ApiState,
+    ns: &str,
+    name: &str,
+    raw_query: &str,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw_query)
+        .map_err(|e| ApiError::BadRequest(format!("query: {e}")))?;
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let command: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "command")
+        .map(|(_, v)| v.clone())
+        .collect();
+    if command.is_empty() {
+        return Err(ApiError::BadRequest(
+            "command: at least one is required".into(),
+        ));
+    }
+    let (_, uid, c) = locate(s, ns, name, get("container")).await?;
+    let id = pick_instance(&s.pods.instances(&uid, &c), false).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "container {c:?} in pod {name:?} is waiting to start"
+        ))
+    })?;
+    let stdin = if get("stdin").is_some_and(|v| v == "true" || v == "1") {
+        Some(read_body(body).await?)
+    } else {
+        None
+    };
+    let cmd = s
+        .pods
+        .runtime
+        .exec_command(&id, &command)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.stdin(if stdin.is_some() {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::null()
+    })
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| ApiError::Internal(format!("starting exec: {e}")))?;
+    if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
+        tokio::spawn(async move {
+            let _ = w.write_all(&data).await;
+        });
+    }
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let (mut so, mut se) = (child.stdout.take(), child.stderr.take());
+    let read_out = async {
+        if let Some(s) = so.as_mut() {
+            let _ = s.read_to_end(&mut out).await;
+        }
+    };
+    let read_err = async {
+        if let Some(s) = se.as_mut() {
+            let _ = s.read_to_end(&mut err).await;
+        }
+    };
+    tokio::join!(read_out, read_err);
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| ApiError::Internal(format!("waiting for exec: {e}")))?;
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Ok(Json(json!({
+        "kind": "ExecResult",
+        "apiVersion": "flotilla.io/v1",
+        "container": c,
+        "exitCode": code,
+        "stdout": b64.encode(&out),
+        "stderr": b64.encode(&err),
+    }))
+    .into_response())
+}

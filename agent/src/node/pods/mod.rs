@@ -1,0 +1,811 @@
+//! The pod manager (the kubelet's job): makes the pods bound to this node real, keeps them so,
+//! and reports their status.
+//!
+//! One task, level-triggered: on every store change, every probe verdict change, every
+//! finished action and once a second, it reads the desired pods of this node (from the local
+//! store) and what the runtime observes (sandboxes, container instances and their shims'
+//! files), asks [`plan::plan`] what to do for each pod, runs those actions on a small pool of
+//! blocking workers (at most [`WORKERS`] at once, never two on one object), and writes the
+//! statuses that changed in one store write. Everything it needs to carry on is on disk
+//! (the runtime's files and `DIR/pods/<uid>/`), so killing the agent at any moment loses
+//! nothing: a new agent re-adopts the running containers and plans from what it finds. A pod
+//! deleted from the store leaves its containers as orphans, which are stopped (with the
+//! grace period recorded when the pod started) and removed with their sandbox and files.
+
+pub mod containers;
+pub mod plan;
+pub mod probe;
+pub mod volumes;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use flotilla_runtime::container::{ContainerStatus, Runtime};
+use flotilla_runtime::image::ImageStore;
+use flotilla_runtime::logs::LogConfig;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, info, warn};
+
+use self::containers::{PodContext, cgroup_path, parse_instance_id, pod_cgroup};
+use self::plan::{Action, Ended, Instance, InstanceState, Observed, StartFailure};
+use self::volumes::{PodRecord, Sources, pod_dir};
+use crate::controller::EventKind;
+use crate::controller::events::event;
+use crate::manifest::types::Pod;
+use crate::store::{Op, Store, Write, new_uid, now_rfc3339};
+
+/// Actions run at once.
+pub const WORKERS: usize = 4;
+/// How often the manager plans with nothing else waking it.
+const RESYNC: Duration = Duration::from_secs(1);
+/// Container logs: rotate at 10 MiB, keep 3 rotated files (as the kubelet's defaults, 10Mi/5).
+const LOG_MAX_BYTES: u64 = 10 << 20;
+const LOG_KEEP: u32 = 3;
+
+/// Where a node's pods live.
+#[derive(Clone)]
+pub struct Node {
+    pub name: String,
+    pub data: PathBuf,
+    pub host_ip: String,
+    pub runtime: Arc<Runtime>,
+    pub images: Arc<ImageStore>,
+}
+
+impl Node {
+    pub fn runtime_root(data: &Path) -> PathBuf {
+        data.join("runtime")
+    }
+
+    /// The runtime ids of a pod's instances of `container`, oldest first.
+    pub fn instances(&self, uid: &str, container: &str) -> Vec<(u32, String)> {
+        let mut v: Vec<(u32, String)> = self
+            .runtime
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|id| {
+                let (u, c, a) = parse_instance_id(&id)?;
+                (u == uid && c == container).then_some((a, id.clone()))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// The running pod manager; [`PodManager::shutdown`] stops it (the containers keep running).
+pub struct PodManager {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl PodManager {
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Shared between the loop and its workers.
+#[derive(Default)]
+struct Memory {
+    inflight: HashSet<String>,
+    failures: HashMap<(String, String), StartFailure>,
+    streaks: HashMap<(String, String), u32>,
+    /// Events to record, made by workers.
+    events: Vec<Value>,
+}
+
+pub fn spawn(store: Store, node: Node) -> PodManager {
+    let (stop, mut stop_rx) = watch::channel(false);
+    let span = tracing::info_span!("pods", node = %node.name);
+    let task = tokio::spawn(
+        async move {
+            let wake = Arc::new(Notify::new());
+            let mut m = Manager {
+                prober: probe::Prober::new(node.runtime.clone(), wake.clone()),
+                store: store.clone(),
+                node,
+                mem: Arc::default(),
+                sem: Arc::new(Semaphore::new(WORKERS)),
+                wake: wake.clone(),
+                cache: None,
+            };
+            let mut changes = store.subscribe();
+            loop {
+                changes.mark_unchanged();
+                if let Err(e) = m.pass().await {
+                    warn!(error = %e, "pod sync failed");
+                }
+                crate::node::memory::release_free_memory();
+                tokio::select! {
+                    _ = changes.changed() => {}
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(RESYNC) => {}
+                    _ = stop_rx.changed() => return,
+                }
+            }
+        }
+        .instrument(span),
+    );
+    PodManager { stop, task }
+}
+
+struct Manager {
+    store: Store,
+    node: Node,
+    mem: Arc<Mutex<Memory>>,
+    sem: Arc<Semaphore>,
+    wake: Arc<Notify>,
+    prober: probe::Prober,
+    /// This node's pods as of a store revision.
+    cache: Option<(i64, Vec<Value>)>,
+}
+
+/// What the runtime shows: instances by pod uid and container name, and sandboxes.
+#[derive(Default)]
+struct Seen {
+    instances: BTreeMap<String, BTreeMap<String, Vec<Instance>>>,
+    sandboxes: HashSet<String>,
+    pod_dirs: HashSet<String>,
+}
+
+fn observe(node: &Node) -> Seen {
+    let mut seen = Seen::default();
+    for id in node.runtime.list().unwrap_or_default() {
+        let Some((uid, name, attempt)) = parse_instance_id(&id) else {
+            continue;
+        };
+        let state = match node.runtime.status(&id) {
+            Ok(ContainerStatus::Starting) => InstanceState::Starting,
+            Ok(ContainerStatus::Running { started_at_ms, .. }) => InstanceState::Running {
+                started_ms: started_at_ms,
+            },
+            Ok(ContainerStatus::Exited(r)) => InstanceState::Exited(Ended {
+                code: r.code,
+                signal: r.signal,
+                oom_killed: r.oom_killed,
+                started_ms: r.started_at_ms,
+                finished_ms: r.finished_at_ms,
+                lost: false,
+            }),
+            Ok(ContainerStatus::Lost) | Err(_) => InstanceState::Exited(Ended {
+                code: 255,
+                signal: None,
+                oom_killed: false,
+                started_ms: 0,
+                finished_ms: 0,
+                lost: true,
+            }),
+        };
+        seen.instances
+            .entry(uid.to_string())
+            .or_default()
+            .entry(name.to_string())
+            .or_default()
+            .push(Instance {
+                attempt,
+                id: id.clone(),
+                state,
+            });
+    }
+    for m in seen.instances.values_mut() {
+        for v in m.values_mut() {
+            v.sort_by_key(|i| i.attempt);
+        }
+    }
+    let names = |d: PathBuf| -> HashSet<String> {
+        std::fs::read_dir(d)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().to_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    seen.sandboxes = names(Node::runtime_root(&node.data).join("sandboxes"));
+    seen.pod_dirs = names(node.data.join("pods"));
+    seen
+}
+
+fn now_ms() -> u64 {
+    flotilla_runtime::shim::now_ms()
+}
+
+/// Decoded data of a namespace's ConfigMaps and Secrets.
+type DataByName = BTreeMap<String, BTreeMap<String, String>>;
+
+impl Manager {
+    async fn desired(&mut self) -> anyhow::Result<Vec<Value>> {
+        let rev = self.store.revision();
+        if let Some((r, pods)) = &self.cache
+            && *r == rev
+        {
+            return Ok(pods.clone());
+        }
+        let (pods, _) = self.store.list("Pod", None).await?;
+        let mine: Vec<Value> = pods
+            .into_iter()
+            .filter(|p| p["spec"]["nodeName"] == self.node.name.as_str())
+            .collect();
+        self.cache = Some((rev, mine.clone()));
+        Ok(mine)
+    }
+
+    async fn sources(&self, ns: &str) -> anyhow::Result<(DataByName, DataByName)> {
+        let (cms, _) = self.store.list("ConfigMap", Some(ns)).await?;
+        let (secrets, _) = self.store.list("Secret", Some(ns)).await?;
+        let strings = |v: &Value| -> BTreeMap<String, String> {
+            v.as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let cm = cms
+            .iter()
+            .map(|c| {
+                let name = c["metadata"]["name"].as_str().unwrap_or("").to_string();
+                let mut d = strings(&c["data"]);
+                for (k, v) in strings(&c["binaryData"]) {
+                    if let Ok(b) = base64::engine::general_purpose::STANDARD.decode(v) {
+                        d.insert(k, String::from_utf8_lossy(&b).into_owned());
+                    }
+                }
+                (name, d)
+            })
+            .collect();
+        let sec = secrets
+            .iter()
+            .map(|s| {
+                let name = s["metadata"]["name"].as_str().unwrap_or("").to_string();
+                let mut d: BTreeMap<String, String> = strings(&s["data"])
+                    .into_iter()
+                    .filter_map(|(k, v)| {
+                        let b = base64::engine::general_purpose::STANDARD.decode(v).ok()?;
+                        Some((k, String::from_utf8_lossy(&b).into_owned()))
+                    })
+                    .collect();
+                d.extend(strings(&s["stringData"]));
+                (name, d)
+            })
+            .collect();
+        Ok((cm, sec))
+    }
+
+    async fn pass(&mut self) -> anyhow::Result<()> {
+        let desired = self.desired().await?;
+        let node = self.node.clone();
+        let seen = tokio::task::spawn_blocking(move || observe(&node)).await?;
+        let now = now_ms();
+        let mut statuses = Vec::new();
+        let mut running_ids = HashSet::new();
+        let mut sources: HashMap<String, (DataByName, DataByName)> = HashMap::new();
+        let mut desired_uids = HashSet::new();
+        for raw in &desired {
+            let Some(uid) = raw["metadata"]["uid"].as_str().map(String::from) else {
+                continue;
+            };
+            desired_uids.insert(uid.clone());
+            let pod: Pod = match serde_json::from_value(raw.clone()) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(pod = %raw["metadata"]["name"], error = %e, "cannot read pod");
+                    continue;
+                }
+            };
+            let ns = pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            if !sources.contains_key(&ns) {
+                sources.insert(ns.clone(), self.sources(&ns).await?);
+            }
+            let (cms, secrets) = &sources[&ns];
+            let instances = seen.instances.get(&uid).cloned().unwrap_or_default();
+            let has_sandbox = seen.sandboxes.contains(&uid);
+            let dir = pod_dir(&self.node.data, &uid);
+            // Volumes and /etc files are kept up to date while the pod runs.
+            let mut volume_error = None;
+            let mut volume_dirs = BTreeMap::new();
+            let hostname = pod
+                .spec
+                .hostname
+                .clone()
+                .unwrap_or_else(|| pod.metadata.name.chars().take(63).collect());
+            let mut etc = Vec::new();
+            if has_sandbox {
+                let src = Sources {
+                    config_maps: cms,
+                    secrets,
+                };
+                // Small file writes; done inline to keep one pass one consistent view.
+                match volumes::sync_volumes(&dir, &pod, &src) {
+                    Ok(v) => volume_dirs = v,
+                    Err(e) => volume_error = Some(e),
+                }
+                match volumes::write_etc(&dir, &hostname, "") {
+                    Ok(e) => etc = e,
+                    Err(e) => volume_error = Some(format!("writing /etc files: {e}")),
+                }
+            }
+            let mut obs = Observed {
+                sandbox: has_sandbox,
+                instances,
+                ..Default::default()
+            };
+            {
+                let mem = self.mem.lock().expect("pod memory");
+                for c in pod.spec.containers.iter().chain(&pod.spec.init_containers) {
+                    let key = (uid.clone(), c.name.clone());
+                    if let Some(f) = mem.failures.get(&key) {
+                        obs.start_failures.insert(c.name.clone(), f.clone());
+                    }
+                    let streak = mem.streaks.get(&key).copied().unwrap_or_else(|| {
+                        // After an agent restart: as many as its restarts, capped.
+                        obs.instances
+                            .get(&c.name)
+                            .and_then(|v| v.last())
+                            .map(|i| i.attempt.min(6))
+                            .unwrap_or(0)
+                    });
+                    obs.streaks.insert(c.name.clone(), streak);
+                    if let Some(e) = &volume_error {
+                        obs.start_failures
+                            .entry(c.name.clone())
+                            .or_insert(StartFailure {
+                                reason: "ContainerCreating".into(),
+                                message: e.clone(),
+                                at_ms: now,
+                                count: 1,
+                            });
+                    }
+                }
+            }
+            for v in obs.instances.values() {
+                for i in v {
+                    if let Some(p) = self.prober.get(&i.id) {
+                        obs.probes.insert(i.id.clone(), p);
+                    }
+                }
+            }
+            let prev = raw.get("status").cloned().unwrap_or(Value::Null);
+            let p = plan::plan(&pod.spec, &obs, &prev, now);
+
+            // Probes for running instances.
+            let sandbox = flotilla_runtime::sandbox::Sandbox {
+                dir: Node::runtime_root(&self.node.data)
+                    .join("sandboxes")
+                    .join(&uid),
+            };
+            for c in pod.spec.containers.iter() {
+                if let Some(Instance {
+                    id,
+                    state: InstanceState::Running { .. },
+                    ..
+                }) = obs.instances.get(&c.name).and_then(|v| v.last())
+                {
+                    running_ids.insert(id.clone());
+                    let was = prev["containerStatuses"]
+                        .as_array()
+                        .and_then(|cs| {
+                            cs.iter().find(|s| {
+                                s["name"] == c.name.as_str()
+                                    && s["containerID"] == format!("flotilla://{id}").as_str()
+                            })
+                        })
+                        .map(|s| (s["ready"] == true, s["started"] == true))
+                        .unwrap_or((false, false));
+                    self.prober.ensure(
+                        c,
+                        probe::Target {
+                            id: id.clone(),
+                            netns: sandbox.net(),
+                            ip: "127.0.0.1".into(),
+                        },
+                        was,
+                    );
+                }
+            }
+
+            for a in p.actions {
+                let ctx = PodContext {
+                    pod: &pod,
+                    uid: &uid,
+                    node: &self.node.name,
+                    pod_ip: "",
+                    host_ip: &self.node.host_ip,
+                    sandbox: &sandbox,
+                    volumes: &volume_dirs,
+                    etc_files: &etc,
+                    config_maps: cms,
+                    secrets,
+                };
+                self.dispatch(a, &ctx, raw, &hostname);
+            }
+
+            let mut status = p.status;
+            status["hostIP"] = json!(self.node.host_ip);
+            status["startTime"] = prev
+                .get("startTime")
+                .cloned()
+                .unwrap_or_else(|| json!(now_rfc3339()));
+            if status != prev {
+                let mut o = raw.clone();
+                o["status"] = status;
+                if let Some(m) = o["metadata"].as_object_mut() {
+                    m.remove("resourceVersion");
+                }
+                statuses.push(Op::Status { object: o });
+            }
+        }
+        self.prober.retain(&running_ids);
+
+        // Orphans: what runs here for pods no longer in the store.
+        let orphans: HashSet<&String> = seen
+            .instances
+            .keys()
+            .chain(&seen.sandboxes)
+            .chain(&seen.pod_dirs)
+            .filter(|u| !desired_uids.contains(*u))
+            .collect();
+        for uid in orphans {
+            self.cleanup(
+                uid.clone(),
+                seen.instances.get(uid).cloned().unwrap_or_default(),
+            );
+        }
+
+        let mut ops = statuses;
+        let events = std::mem::take(&mut self.mem.lock().expect("pod memory").events);
+        for mut e in events {
+            let name = format!(
+                "{}{}",
+                e["metadata"]["generateName"].as_str().unwrap_or("pod."),
+                &new_uid()[..8]
+            );
+            e["metadata"]["name"] = json!(name);
+            ops.push(Op::Create {
+                object: e,
+                uid: new_uid(),
+            });
+        }
+        if !ops.is_empty() {
+            // A pod deleted meanwhile makes its status write fail; write the others alone.
+            let w = Write {
+                now: now_rfc3339(),
+                ops: ops.clone(),
+            };
+            if self.store.write(&w).await.is_err() {
+                for op in ops {
+                    let _ = self
+                        .store
+                        .write(&Write {
+                            now: now_rfc3339(),
+                            ops: vec![op],
+                        })
+                        .await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `job` on a worker unless something is already in flight for `key`.
+    fn run(&self, key: String, job: impl FnOnce() + Send + 'static) {
+        {
+            let mut mem = self.mem.lock().expect("pod memory");
+            if !mem.inflight.insert(key.clone()) {
+                return;
+            }
+        }
+        let (sem, mem, wake) = (self.sem.clone(), self.mem.clone(), self.wake.clone());
+        tokio::spawn(
+            async move {
+                let _permit = sem.acquire_owned().await;
+                let _ = tokio::task::spawn_blocking(job).await;
+                mem.lock().expect("pod memory").inflight.remove(&key);
+                wake.notify_one();
+            }
+            .in_current_span(),
+        );
+    }
+
+    fn dispatch(&self, a: Action, ctx: &PodContext<'_>, raw: &Value, hostname: &str) {
+        let (node, mem) = (self.node.clone(), self.mem.clone());
+        let uid = ctx.uid.to_string();
+        let pod_name = ctx.pod.metadata.name.clone();
+        let grace = ctx
+            .pod
+            .spec
+            .termination_grace_period_seconds
+            .unwrap_or(30)
+            .max(0) as u64;
+        match a {
+            Action::CreateSandbox => {
+                let rec = PodRecord {
+                    namespace: ctx.pod.metadata.namespace.clone().unwrap_or_default(),
+                    name: pod_name.clone(),
+                    grace_seconds: grace,
+                };
+                let host = hostname.to_string();
+                self.run(format!("sandbox:{uid}"), move || {
+                    let dir = pod_dir(&node.data, &uid);
+                    let made = std::fs::create_dir_all(dir.join("logs"))
+                        .map_err(|e| e.to_string())
+                        .and_then(|()| {
+                            std::fs::write(
+                                dir.join("pod.json"),
+                                serde_json::to_vec(&rec).expect("serialises"),
+                            )
+                            .map_err(|e| e.to_string())
+                        })
+                        .and_then(|()| {
+                            flotilla_runtime::sandbox::create(
+                                &Node::runtime_root(&node.data),
+                                &uid,
+                                &host,
+                            )
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                        });
+                    match made {
+                        Ok(()) => debug!(pod = %pod_name, "sandbox made"),
+                        Err(e) => warn!(pod = %pod_name, error = %e, "cannot make the sandbox"),
+                    }
+                });
+            }
+            Action::Start {
+                container,
+                attempt,
+                init,
+                streak,
+            } => {
+                let list = if init {
+                    &ctx.pod.spec.init_containers
+                } else {
+                    &ctx.pod.spec.containers
+                };
+                let Some(c) = list.iter().find(|c| c.name == container).cloned() else {
+                    return;
+                };
+                let key = (uid.clone(), container.clone());
+                let fail = move |mem: &Arc<Mutex<Memory>>, reason: &str, message: String| {
+                    let mut m = mem.lock().expect("pod memory");
+                    let count = m.failures.get(&key).map(|f| f.count + 1).unwrap_or(1);
+                    m.failures.insert(
+                        key.clone(),
+                        StartFailure {
+                            reason: reason.to_string(),
+                            message,
+                            at_ms: now_ms(),
+                            count,
+                        },
+                    );
+                };
+                let image = match node.images.resolve(&c.image) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        let msg = format!(
+                            "image {:?} is not on this node ({e}); registry pulls are not built yet: load it with `flotilla image import`",
+                            c.image
+                        );
+                        self.event(raw, EventKind::Warning, "Failed", &msg);
+                        fail(&mem, "ErrImagePull", msg);
+                        self.wake.notify_one();
+                        return;
+                    }
+                };
+                let spec = match containers::container_spec(ctx, &c, attempt, &image) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.event(raw, EventKind::Warning, "Failed", &e.0);
+                        fail(&mem, "CreateContainerConfigError", e.0);
+                        self.wake.notify_one();
+                        return;
+                    }
+                };
+                let log = LogConfig {
+                    path: pod_dir(&node.data, &uid)
+                        .join("logs")
+                        .join(format!("{container}_{attempt}.log")),
+                    max_bytes: LOG_MAX_BYTES,
+                    keep: LOG_KEEP,
+                };
+                let about = raw.clone();
+                let id = spec.id.clone();
+                self.run(id.clone(), move || {
+                    match node.runtime.start(&spec, &image.layers, log) {
+                        Ok(pid) => {
+                            info!(pod = %pod_name, container = %container, attempt, pid, "started");
+                            let mut m = mem.lock().expect("pod memory");
+                            m.failures.remove(&(uid.clone(), container.clone()));
+                            m.streaks.insert((uid, container.clone()), streak);
+                            let now = now_rfc3339();
+                            m.events.push(event(
+                                &about,
+                                EventKind::Normal,
+                                "Started",
+                                &format!("Started container {container}"),
+                                &now,
+                                "flotilla-node",
+                            ));
+                        }
+                        Err(e) => {
+                            let msg = error_chain(&e);
+                            warn!(pod = %pod_name, container = %container, error = %msg, "start failed");
+                            fail(&mem, "RunContainerError", msg);
+                        }
+                    }
+                });
+            }
+            Action::Kill { id, reason } => {
+                let hook = parse_instance_id(&id)
+                    .and_then(|(_, name, _)| {
+                        ctx.pod.spec.containers.iter().find(|c| c.name == name)
+                    })
+                    .and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref()?.exec.clone())
+                    .map(|e| e.command);
+                self.event(
+                    raw,
+                    EventKind::Normal,
+                    "Killing",
+                    &format!("Stopping container {id}: {reason}"),
+                );
+                self.run(format!("stop:{id}"), move || {
+                    stop_instance(&node.runtime, &id, grace, hook.as_deref());
+                });
+            }
+            Action::Remove { id } => {
+                let cg = cgroup_path(&uid, &id);
+                self.run(format!("remove:{id}"), move || {
+                    if let Err(e) = node.runtime.delete(&id, &cg) {
+                        warn!(container = %id, error = %e, "cannot remove");
+                    }
+                });
+            }
+        }
+    }
+
+    fn event(&self, about: &Value, kind: EventKind, reason: &str, message: &str) {
+        let e = event(
+            about,
+            kind,
+            reason,
+            message,
+            &now_rfc3339(),
+            "flotilla-node",
+        );
+        self.mem.lock().expect("pod memory").events.push(e);
+    }
+
+    /// Stops and removes everything of a pod that is gone from the store.
+    fn cleanup(&self, uid: String, instances: BTreeMap<String, Vec<Instance>>) {
+        let node = self.node.clone();
+        let mem = self.mem.clone();
+        self.run(format!("cleanup:{uid}"), move || {
+            let dir = pod_dir(&node.data, &uid);
+            let rec: PodRecord = std::fs::read(dir.join("pod.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(PodRecord {
+                    grace_seconds: 30,
+                    ..Default::default()
+                });
+            let ids: Vec<String> = instances.values().flatten().map(|i| i.id.clone()).collect();
+            // Stop them all at once, so the grace periods overlap.
+            std::thread::scope(|s| {
+                for id in &ids {
+                    let rt = &node.runtime;
+                    s.spawn(move || stop_instance(rt, id, rec.grace_seconds, None));
+                }
+            });
+            for id in &ids {
+                if let Err(e) = node.runtime.delete(id, &cgroup_path(&uid, id)) {
+                    warn!(container = %id, error = %e, "cannot remove");
+                }
+            }
+            let sb = flotilla_runtime::sandbox::Sandbox {
+                dir: Node::runtime_root(&node.data).join("sandboxes").join(&uid),
+            };
+            if sb.dir.exists()
+                && let Err(e) = flotilla_runtime::sandbox::remove(&sb)
+            {
+                warn!(pod = %rec.name, error = %e, "cannot remove the sandbox");
+            }
+            flotilla_runtime::cgroups::remove(&pod_cgroup(&uid));
+            if let Err(e) = volumes::remove_pod_dir(&dir) {
+                warn!(pod = %rec.name, error = %e, "cannot remove the pod's files");
+            }
+            let mut m = mem.lock().expect("pod memory");
+            m.failures.retain(|(u, _), _| *u != uid);
+            m.streaks.retain(|(u, _), _| *u != uid);
+            info!(pod = %rec.name, namespace = %rec.namespace, uid = %uid, "pod removed from the node");
+        });
+    }
+}
+
+/// Stops and removes every container, sandbox and pod dir of the node at `data` (for
+/// `cluster-in-a-box down`, uninstall and tests); the agent must not be running.
+pub fn remove_all(data: &Path) {
+    let root = Node::runtime_root(data);
+    if let Ok(rt) = Runtime::open(&root) {
+        let ids = rt.list().unwrap_or_default();
+        for id in &ids {
+            if let Ok(ContainerStatus::Running { .. } | ContainerStatus::Starting) = rt.status(id) {
+                let _ = rt.kill(id, libc::SIGKILL);
+            }
+        }
+        for id in &ids {
+            let _ = rt.wait_exit(id, Duration::from_secs(5));
+            let cg = parse_instance_id(id)
+                .map(|(uid, _, _)| cgroup_path(uid, id))
+                .unwrap_or_default();
+            let _ = rt.delete(id, &cg);
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(root.join("sandboxes")) {
+        for e in rd.flatten() {
+            let _ = flotilla_runtime::sandbox::remove(&flotilla_runtime::sandbox::Sandbox {
+                dir: e.path(),
+            });
+            if let Some(uid) = e.file_name().to_str() {
+                flotilla_runtime::cgroups::remove(&pod_cgroup(uid));
+            }
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(data.join("pods")) {
+        for e in rd.flatten() {
+            let _ = volumes::remove_pod_dir(&e.path());
+            if let Some(uid) = e.file_name().to_str() {
+                flotilla_runtime::cgroups::remove(&pod_cgroup(uid));
+            }
+        }
+    }
+}
+
+/// The kubelet's stop: the preStop hook (within the grace period), SIGTERM, then SIGKILL
+/// when the grace period is over.
+fn stop_instance(rt: &Runtime, id: &str, grace_seconds: u64, pre_stop: Option<&[String]>) {
+    let start = std::time::Instant::now();
+    let grace = Duration::from_secs(grace_seconds);
+    if let Some(cmd) = pre_stop
+        && let Ok(ContainerStatus::Running { .. }) = rt.status(id)
+    {
+        match rt.exec(id, cmd, grace) {
+            Ok(o) if o.code == Some(0) => {}
+            Ok(o) => warn!(container = %id, code = ?o.code, "preStop hook failed"),
+            Err(e) => warn!(container = %id, error = %e, "preStop hook failed"),
+        }
+    }
+    let left = grace.saturating_sub(start.elapsed());
+    if let Err(e) = rt.stop(id, left) {
+        warn!(container = %id, error = %e, "cannot stop");
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(&format!(": {x}"));
+        src = x.source();
+    }
+    s
+}
+
+/// The id of the instance `logs`/`exec` should use: the newest, or the one before it with
+/// `previous`.
+pub fn pick_instance(instances: &[(u32, String)], previous: bool) -> Option<String> {
+    let k = instances.len().checked_sub(if previous { 2 } else { 1 })?;
+    instances.get(k).map(|(_, id)| id.clone())
+}

@@ -1,0 +1,501 @@
+//! The pod reconcile plan: a pure function of one pod's spec and what the node observes of it
+//! (its sandbox, its containers' instances, probe results, failed starts, the time) to the
+//! actions that move it on and the status Kubernetes would show for it.
+//!
+//! Every container of a pod is run as a sequence of instances, `<pod uid>_<name>_<attempt>`;
+//! the attempt number is the container's restartCount. The two newest instances of each
+//! container are kept (the running one and the previous, for `logs --previous`); an init
+//! container's last instance shows that it completed, across agent restarts.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::manifest::types::{Container, PodSpec};
+
+/// Kubernetes' restart back-off: 10 s doubling to 5 min, reset after 10 min of running.
+pub const BACKOFF_BASE_MS: u64 = 10_000;
+pub const BACKOFF_MAX_MS: u64 = 300_000;
+pub const BACKOFF_RESET_MS: u64 = 600_000;
+
+/// One instance of a container, as the runtime reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub attempt: u32,
+    pub id: String,
+    pub state: InstanceState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceState {
+    /// Its shim has not reported yet.
+    Starting,
+    Running {
+        started_ms: u64,
+    },
+    Exited(Ended),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub code: i32,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
+    pub started_ms: u64,
+    pub finished_ms: u64,
+    /// Lost: the shim died without recording an exit.
+    pub lost: bool,
+}
+
+/// What the prober knows of a running instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probed {
+    /// The readiness probe's verdict (true when there is none).
+    pub ready: bool,
+    /// Whether the startup probe has passed (true when there is none).
+    pub started: bool,
+    /// The liveness (or startup) probe failed past its threshold: restart it.
+    pub failed: Option<&'static str>,
+}
+
+impl Default for Probed {
+    fn default() -> Probed {
+        Probed {
+            ready: true,
+            started: true,
+            failed: None,
+        }
+    }
+}
+
+/// A start that failed before any instance existed (image missing, bad command, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartFailure {
+    pub reason: String,
+    pub message: String,
+    pub at_ms: u64,
+    /// Failures in a row, for the back-off.
+    pub count: u32,
+}
+
+/// What the node observes of one pod.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub sandbox: bool,
+    /// Instances of each container by name, oldest first.
+    pub instances: BTreeMap<String, Vec<Instance>>,
+    /// By instance id; missing means "nothing known yet" (not ready if it has a probe).
+    pub probes: BTreeMap<String, Probed>,
+    /// By container name.
+    pub start_failures: BTreeMap<String, StartFailure>,
+    /// Restarts in a row without 10 minutes of running, by container name.
+    pub streaks: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    CreateSandbox,
+    Start {
+        container: String,
+        attempt: u32,
+        init: bool,
+        /// The back-off streak once this start is made.
+        streak: u32,
+    },
+    Kill {
+        id: String,
+        reason: String,
+    },
+    Remove {
+        id: String,
+    },
+}
+
+/// A plan for one pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// `status` without podIP, hostIP and startTime (the caller knows those).
+    pub status: Value,
+    /// The pod has ended (Succeeded or Failed): nothing will start again.
+    pub finished: bool,
+}
+
+/// The delay before restart number `streak + 1` of a crash streak (the first is at once).
+pub fn backoff_ms(streak: u32) -> u64 {
+    if streak == 0 {
+        return 0;
+    }
+    BACKOFF_BASE_MS
+        .saturating_mul(1u64 << (streak - 1).min(20))
+        .min(BACKOFF_MAX_MS)
+}
+
+pub fn rfc3339_ms(ms: u64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn container_id(id: &str) -> String {
+    format!("flotilla://{id}")
+}
+
+fn terminated(e: &Ended, id: &str) -> Value {
+    let reason = if e.oom_killed {
+        "OOMKilled"
+    } else if e.lost {
+        "Unknown"
+    } else if e.code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    };
+    let mut t = json!({
+        "exitCode": e.code,
+        "reason": reason,
+        "startedAt": rfc3339_ms(e.started_ms),
+        "finishedAt": rfc3339_ms(e.finished_ms),
+        "containerID": container_id(id),
+    });
+    if let Some(s) = e.signal {
+        t["signal"] = json!(s);
+    }
+    json!({ "terminated": t })
+}
+
+fn waiting(reason: &str, message: Option<String>) -> Value {
+    match message {
+        Some(m) => json!({"waiting": {"reason": reason, "message": m}}),
+        None => json!({"waiting": {"reason": reason}}),
+    }
+}
+
+/// How one container stands after planning.
+struct Standing {
+    status: Value,
+    ready: bool,
+    /// Ended and will not run again.
+    done: Option<i32>,
+    started_once: bool,
+}
+
+/// Whether the restart policy restarts a container that ended with `code`.
+fn restarts(policy: &str, code: i32) -> bool {
+    match policy {
+        "Never" => false,
+        "OnFailure" => code != 0,
+        _ => true,
+    }
+}
+
+/// Plans one container; `init` containers count as done only when they exit 0.
+fn plan_container(
+    c: &Container,
+    init: bool,
+    policy: &str,
+    obs: &Observed,
+    now_ms: u64,
+    actions: &mut Vec<Action>,
+) -> Standing {
+    let instances = obs.instances.get(&c.name).map(Vec::as_slice).unwrap_or(&[]);
+    // Older instances than the newest two go.
+    if instances.len() > 2 {
+        for i in &instances[..instances.len() - 2] {
+            actions.push(Action::Remove { id: i.id.clone() });
+        }
+    }
+    let streak = obs.streaks.get(&c.name).copied().unwrap_or(0);
+    let mut status = json!({
+        "name": c.name,
+        "image": c.image,
+        "imageID": "",
+        "ready": false,
+        "restartCount": instances.last().map(|i| i.attempt).unwrap_or(0),
+        "started": false,
+    });
+    let previous = instances.len().checked_sub(2).map(|k| &instances[k]);
+    if let Some(Instance {
+        state: InstanceState::Exited(e),
+        id,
+        ..
+    }) = previous
+    {
+        status["lastState"] = terminated(e, id);
+    }
+    let Some(latest) = instances.last() else {
+        // Never started: start it, unless an earlier try failed and is backing off.
+        let mut st = Standing {
+            status,
+            ready: false,
+            done: None,
+            started_once: false,
+        };
+        if let Some(f) = obs.start_failures.get(&c.name) {
+            let wait = backoff_ms(f.count);
+            if now_ms < f.at_ms + wait {
+                let reason = match f.reason.as_str() {
+                    "ErrImagePull" => "ImagePullBackOff",
+                    r => r,
+                };
+                st.status["state"] = waiting(reason, Some(f.message.clone()));
+                return st;
+            }
+            st.status["state"] = waiting(&f.reason, Some(f.message.clone()));
+        } else {
+            st.status["state"] = waiting(
+                if init {
+                    "PodInitializing"
+                } else {
+                    "ContainerCreating"
+                },
+                None,
+            );
+        }
+        actions.push(Action::Start {
+            container: c.name.clone(),
+            attempt: 0,
+            init,
+            streak,
+        });
+        return st;
+    };
+    match &latest.state {
+        InstanceState::Starting => {
+            status["state"] = waiting("ContainerCreating", None);
+            status["containerID"] = json!(container_id(&latest.id));
+            Standing {
+                status,
+                ready: false,
+                done: None,
+                started_once: true,
+            }
+        }
+        InstanceState::Running { started_ms } => {
+            let probed = obs.probes.get(&latest.id).copied().unwrap_or(Probed {
+                ready: c.readiness_probe.is_none(),
+                started: c.startup_probe.is_none(),
+                failed: None,
+            });
+            if let Some(why) = probed.failed {
+                actions.push(Action::Kill {
+                    id: latest.id.clone(),
+                    reason: why.to_string(),
+                });
+            }
+            let ready = probed.ready && probed.started && !init;
+            status["state"] = json!({"running": {"startedAt": rfc3339_ms(*started_ms)}});
+            status["ready"] = json!(ready);
+            status["started"] = json!(probed.started);
+            status["containerID"] = json!(container_id(&latest.id));
+            Standing {
+                status,
+                ready,
+                done: None,
+                started_once: true,
+            }
+        }
+        InstanceState::Exited(e) => {
+            let again = if init {
+                e.code != 0 && policy != "Never"
+            } else {
+                restarts(policy, e.code)
+            };
+            if !again {
+                status["state"] = terminated(e, &latest.id);
+                status["containerID"] = json!(container_id(&latest.id));
+                return Standing {
+                    status,
+                    ready: false,
+                    done: Some(e.code),
+                    started_once: true,
+                };
+            }
+            // A run of 10 minutes or more ends the crash streak.
+            let streak = if e.finished_ms.saturating_sub(e.started_ms) >= BACKOFF_RESET_MS {
+                0
+            } else {
+                streak
+            };
+            let wait = backoff_ms(streak);
+            status["lastState"] = terminated(e, &latest.id);
+            if now_ms >= e.finished_ms + wait {
+                status["state"] = waiting("ContainerCreating", None);
+                actions.push(Action::Start {
+                    container: c.name.clone(),
+                    attempt: latest.attempt + 1,
+                    init,
+                    streak: streak + 1,
+                });
+            } else {
+                status["state"] = waiting(
+                    "CrashLoopBackOff",
+                    Some(format!(
+                        "back-off {}s restarting failed container={} pod",
+                        wait / 1000,
+                        c.name
+                    )),
+                );
+            }
+            Standing {
+                status,
+                ready: false,
+                done: None,
+                started_once: true,
+            }
+        }
+    }
+}
+
+fn condition(kind: &str, ok: bool, prev: &Value, now: &str) -> Value {
+    let status = if ok { "True" } else { "False" };
+    // Keep the transition time while the condition holds its value.
+    let since = prev["conditions"]
+        .as_array()
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c["type"] == kind && c["status"] == status)
+        })
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .unwrap_or(now)
+        .to_string();
+    json!({"type": kind, "status": status, "lastTransitionTime": since})
+}
+
+/// Plans one pod. `prev` is its current status (for transition times and a finished phase).
+pub fn plan(spec: &PodSpec, obs: &Observed, prev: &Value, now_ms: u64) -> Plan {
+    let now = rfc3339_ms(now_ms);
+    let policy = spec.restart_policy.as_deref().unwrap_or("Always");
+    let mut actions = Vec::new();
+    let prev_phase = prev["phase"].as_str().unwrap_or("Pending");
+    let already_finished = matches!(prev_phase, "Succeeded" | "Failed");
+    if !obs.sandbox && !already_finished {
+        let pending = |cs: &[Container], reason: &str| -> Vec<Value> {
+            cs.iter()
+                .map(|c| json!({"name": c.name, "image": c.image, "imageID": "", "ready": false, "restartCount": 0, "started": false, "state": waiting(reason, None)}))
+                .collect()
+        };
+        let mut status = json!({
+            "phase": "Pending",
+            "conditions": [
+                condition("PodScheduled", true, prev, &now),
+                condition("Initialized", spec.init_containers.is_empty(), prev, &now),
+                condition("ContainersReady", false, prev, &now),
+                condition("Ready", false, prev, &now),
+            ],
+            "containerStatuses": pending(&spec.containers, "ContainerCreating"),
+        });
+        if !spec.init_containers.is_empty() {
+            status["initContainerStatuses"] =
+                json!(pending(&spec.init_containers, "PodInitializing"));
+        }
+        return Plan {
+            actions: vec![Action::CreateSandbox],
+            status,
+            finished: false,
+        };
+    }
+
+    // Init containers, one at a time, in order.
+    let mut init_statuses = Vec::new();
+    let mut initialized = true;
+    let mut init_failed = None;
+    for c in &spec.init_containers {
+        if !initialized {
+            init_statuses.push(json!({"name": c.name, "image": c.image, "imageID": "", "ready": false, "restartCount": 0, "started": false, "state": waiting("PodInitializing", None)}));
+            continue;
+        }
+        let mut own = Vec::new();
+        let st = plan_container(c, true, policy, obs, now_ms, &mut own);
+        match st.done {
+            Some(0) => {}
+            Some(code) => {
+                initialized = false;
+                init_failed = Some(code);
+            }
+            None => initialized = false,
+        }
+        if !already_finished {
+            actions.extend(own);
+        } else {
+            actions.extend(
+                own.into_iter()
+                    .filter(|a| matches!(a, Action::Remove { .. })),
+            );
+        }
+        init_statuses.push(st.status);
+    }
+
+    let mut statuses = Vec::new();
+    let mut all_ready = true;
+    let mut all_started = true;
+    let mut ended = Vec::new();
+    for c in &spec.containers {
+        if !initialized {
+            statuses.push(json!({"name": c.name, "image": c.image, "imageID": "", "ready": false, "restartCount": 0, "started": false, "state": waiting("PodInitializing", None)}));
+            all_ready = false;
+            all_started = false;
+            continue;
+        }
+        let mut own = Vec::new();
+        let st = plan_container(c, false, policy, obs, now_ms, &mut own);
+        if already_finished {
+            // A finished pod starts nothing again; it only tidies and stops strays.
+            own.retain(|a| !matches!(a, Action::Start { .. }));
+        }
+        actions.extend(own);
+        all_ready &= st.ready;
+        all_started &= st.started_once;
+        if let Some(code) = st.done {
+            ended.push(code);
+        }
+        statuses.push(st.status);
+    }
+
+    let phase = if init_failed.is_some() {
+        "Failed"
+    } else if initialized && !spec.containers.is_empty() && ended.len() == spec.containers.len() {
+        if ended.iter().all(|c| *c == 0) {
+            "Succeeded"
+        } else {
+            "Failed"
+        }
+    } else if already_finished {
+        prev_phase
+    } else if initialized && all_started {
+        "Running"
+    } else {
+        "Pending"
+    };
+    let finished = matches!(phase, "Succeeded" | "Failed");
+    if finished {
+        actions.retain(|a| !matches!(a, Action::Start { .. }));
+    }
+    let ready = all_ready && phase == "Running";
+    let mut status = json!({
+        "phase": phase,
+        "conditions": [
+            condition("PodScheduled", true, prev, &now),
+            condition("Initialized", initialized, prev, &now),
+            condition("ContainersReady", ready, prev, &now),
+            condition("Ready", ready, prev, &now),
+        ],
+        "containerStatuses": statuses,
+    });
+    if !init_statuses.is_empty() {
+        status["initContainerStatuses"] = json!(init_statuses);
+    }
+    if let Some(code) = init_failed {
+        status["reason"] = json!("InitError");
+        status["message"] = json!(format!("an init container exited with code {code}"));
+    }
+    Plan {
+        actions,
+        status,
+        finished,
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,445 @@
+//! Probes: liveness, readiness and startup, by exec, httpGet or tcpSocket, with Kubernetes'
+//! timing fields and thresholds. Each probe of a running instance is one small tokio task;
+//! results land in a shared table the reconciler reads ([`super::plan::Probed`]).
+//!
+//! TCP and HTTP probes connect from inside the pod's network namespace: the socket is made by
+//! a short-lived thread that enters the namespace (a socket belongs to the namespace it was
+//! made in), then used from async code. So a probe reaches the pod whatever the node's routing,
+//! at the pod's IP when it has one, else at 127.0.0.1.
+
+use std::collections::HashMap;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::plan::Probed;
+use crate::manifest::types::{Container, IntOrString, Probe};
+
+/// Where a probe reaches its container.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The runtime id of the instance.
+    pub id: String,
+    pub netns: PathBuf,
+    pub ip: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Startup,
+    Liveness,
+    Readiness,
+}
+
+/// The probe tasks of every running instance and their verdicts.
+pub struct Prober {
+    results: Arc<Mutex<HashMap<String, Probed>>>,
+    tasks: HashMap<String, Vec<JoinHandle<()>>>,
+    runtime: Arc<flotilla_runtime::container::Runtime>,
+    wake: Arc<Notify>,
+}
+
+impl Prober {
+    pub fn new(runtime: Arc<flotilla_runtime::container::Runtime>, wake: Arc<Notify>) -> Prober {
+        Prober {
+            results: Arc::default(),
+            tasks: HashMap::new(),
+            runtime,
+            wake,
+        }
+    }
+
+    /// The verdicts for an instance (`None` before any probe of it has run).
+    pub fn get(&self, id: &str) -> Option<Probed> {
+        self.results.lock().expect("probe results").get(id).copied()
+    }
+
+    /// Makes sure the probes of a running instance run. `before` is what the pod's status said
+    /// of it (ready, started), so that an agent restart does not flap a ready pod to unready.
+    pub fn ensure(&mut self, c: &Container, target: Target, before: (bool, bool)) {
+        if self.tasks.contains_key(&target.id) {
+            return;
+        }
+        let has_probe =
+            c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some();
+        if !has_probe {
+            return;
+        }
+        self.results.lock().expect("probe results").insert(
+            target.id.clone(),
+            Probed {
+                ready: c.readiness_probe.is_none() || before.0,
+                started: c.startup_probe.is_none() || before.1,
+                failed: None,
+            },
+        );
+        let mut handles = Vec::new();
+        for (kind, p) in [
+            (Kind::Startup, &c.startup_probe),
+            (Kind::Liveness, &c.liveness_probe),
+            (Kind::Readiness, &c.readiness_probe),
+        ] {
+            if let Some(p) = p {
+                let task = ProbeTask {
+                    kind,
+                    probe: p.clone(),
+                    ports: c
+                        .ports
+                        .iter()
+                        .filter_map(|p| p.name.clone().map(|n| (n, p.container_port)))
+                        .collect(),
+                    target: target.clone(),
+                    results: self.results.clone(),
+                    runtime: self.runtime.clone(),
+                    wake: self.wake.clone(),
+                };
+                handles.push(tokio::spawn(task.run()));
+            }
+        }
+        self.tasks.insert(target.id, handles);
+    }
+
+    /// Stops the probes of instances not in `running`.
+    pub fn retain(&mut self, running: &std::collections::HashSet<String>) {
+        self.tasks.retain(|id, hs| {
+            let keep = running.contains(id);
+            if !keep {
+                for h in hs.iter() {
+                    h.abort();
+                }
+            }
+            keep
+        });
+        self.results
+            .lock()
+            .expect("probe results")
+            .retain(|id, _| running.contains(id));
+    }
+}
+
+struct ProbeTask {
+    kind: Kind,
+    probe: Probe,
+    ports: Vec<(String, i64)>,
+    target: Target,
+    results: Arc<Mutex<HashMap<String, Probed>>>,
+    runtime: Arc<flotilla_runtime::container::Runtime>,
+    wake: Arc<Notify>,
+}
+
+fn secs(v: Option<i64>, default: i64, min: i64) -> Duration {
+    Duration::from_secs(v.unwrap_or(default).max(min) as u64)
+}
+
+impl ProbeTask {
+    async fn run(self) {
+        let p = &self.probe;
+        let period = secs(p.period_seconds, 10, 1);
+        let timeout = secs(p.timeout_seconds, 1, 1);
+        let failure_threshold = p.failure_threshold.unwrap_or(3).max(1);
+        let success_threshold = p.success_threshold.unwrap_or(1).max(1);
+        tokio::time::sleep(secs(p.initial_delay_seconds, 0, 0)).await;
+        let (mut successes, mut failures) = (0i64, 0i64);
+        loop {
+            let state = self.state();
+            let Some(state) = state else { return };
+            if state.failed.is_some() {
+                return;
+            }
+            // Liveness and readiness wait for the startup probe; the startup probe ends.
+            match self.kind {
+                Kind::Startup if state.started => return,
+                Kind::Liveness | Kind::Readiness if !state.started => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                _ => {}
+            }
+            let outcome = match tokio::time::timeout(timeout, self.check(timeout)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("timed out after {}s", timeout.as_secs())),
+            };
+            match &outcome {
+                Ok(()) => {
+                    successes += 1;
+                    failures = 0;
+                }
+                Err(why) => {
+                    failures += 1;
+                    successes = 0;
+                    tracing::debug!(container = %self.target.id, probe = ?self.kind, error = %why, "probe failed");
+                }
+            }
+            let changed = self.update(|s| match self.kind {
+                Kind::Readiness => {
+                    if successes >= success_threshold {
+                        s.ready = true;
+                    } else if failures >= failure_threshold {
+                        s.ready = false;
+                    }
+                }
+                Kind::Liveness => {
+                    if failures >= failure_threshold {
+                        s.failed = Some("Liveness probe failed");
+                    }
+                }
+                Kind::Startup => {
+                    if successes >= 1 {
+                        s.started = true;
+                    } else if failures >= failure_threshold {
+                        s.failed = Some("Startup probe failed");
+                    }
+                }
+            });
+            if changed {
+                if let Err(why) = &outcome {
+                    tracing::info!(container = %self.target.id, probe = ?self.kind, error = %why, "probe verdict changed");
+                }
+                self.wake.notify_one();
+            }
+            tokio::time::sleep(period).await;
+        }
+    }
+
+    fn state(&self) -> Option<Probed> {
+        self.results
+            .lock()
+            .expect("probe results")
+            .get(&self.target.id)
+            .copied()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Probed)) -> bool {
+        let mut r = self.results.lock().expect("probe results");
+        let Some(s) = r.get_mut(&self.target.id) else {
+            return false;
+        };
+        let before = *s;
+        f(s);
+        before != *s
+    }
+
+    fn port(&self, p: &IntOrString) -> Result<u16, String> {
+        match p {
+            IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("bad port {n}")),
+            IntOrString::Str(name) => self
+                .ports
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, p)| u16::try_from(*p).ok())
+                .ok_or_else(|| format!("no container port named {name:?}")),
+        }
+    }
+
+    async fn check(&self, timeout: Duration) -> Result<(), String> {
+        let p = &self.probe;
+        if let Some(e) = &p.exec {
+            return exec_probe(&self.runtime, &self.target.id, &e.command, timeout).await;
+        }
+        let ip = |host: &Option<String>| {
+            host.clone()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| self.target.ip.clone())
+        };
+        if let Some(t) = &p.tcp_socket {
+            let addr = format!("{}:{}", ip(&t.host), self.port(&t.port)?);
+            connect_in(&self.target.netns, &addr).await?;
+            return Ok(());
+        }
+        if let Some(h) = &p.http_get {
+            if h.scheme
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case("https"))
+            {
+                return Err("httpGet with scheme HTTPS is not supported yet".into());
+            }
+            let host = ip(&h.host);
+            let port = self.port(&h.port)?;
+            let path = h.path.clone().unwrap_or_else(|| "/".into());
+            let headers: Vec<(String, String)> = h
+                .http_headers
+                .iter()
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect();
+            let code = http_get(&self.target.netns, &host, port, &path, &headers).await?;
+            return if (200..400).contains(&code) {
+                Ok(())
+            } else {
+                Err(format!("HTTP probe failed with statuscode: {code}"))
+            };
+        }
+        Err("the probe has no handler".into())
+    }
+}
+
+/// Runs a command in the container; success is exit code 0.
+pub async fn exec_probe(
+    rt: &flotilla_runtime::container::Runtime,
+    id: &str,
+    command: &[String],
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut cmd =
+        tokio::process::Command::from(rt.exec_command(id, command).map_err(|e| e.to_string())?);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    let pid = child.id();
+    let mut err = Vec::new();
+    let mut stderr = child.stderr.take();
+    let work = async {
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut err).await;
+        }
+        child.wait().await
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(st)) if st.success() => Ok(()),
+        Ok(Ok(st)) => Err(format!(
+            "command {command:?} exited with {}: {}",
+            st.code().unwrap_or(-1),
+            String::from_utf8_lossy(&err).trim()
+        )),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => {
+            if let Some(pid) = pid {
+                // The helper kills and reaps the command on SIGTERM.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            Err(format!("command {command:?} timed out"))
+        }
+    }
+}
+
+/// A TCP socket made inside the network namespace at `netns`.
+fn socket_in(netns: &Path, v6: bool) -> std::io::Result<OwnedFd> {
+    let netns = netns.to_owned();
+    std::thread::Builder::new()
+        .name("netns-socket".into())
+        .stack_size(64 * 1024)
+        .spawn(move || -> std::io::Result<OwnedFd> {
+            let f = std::fs::File::open(&netns)?;
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)?;
+            let family = if v6 { libc::AF_INET6 } else { libc::AF_INET };
+            // SAFETY: socket(2) with constant arguments; the fd is owned right away.
+            let fd = unsafe {
+                libc::socket(
+                    family,
+                    libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    0,
+                )
+            };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: fd is a fresh socket owned by nobody else.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        })?
+        .join()
+        .map_err(|_| std::io::Error::other("the netns thread panicked"))?
+}
+
+/// Connects to `addr` from inside the namespace at `netns`.
+pub async fn connect_in(netns: &Path, addr: &str) -> Result<tokio::net::TcpStream, String> {
+    let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let fd = socket_in(netns, addr.is_ipv6())
+        .map_err(|e| format!("socket in {}: {e}", netns.display()))?;
+    let sock = tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
+    sock.connect(addr)
+        .await
+        .map_err(|e| format!("dial tcp {addr}: {e}"))
+}
+
+/// A minimal HTTP/1.1 GET; returns the status code.
+pub async fn http_get(
+    netns: &Path,
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+) -> Result<u16, String> {
+    let mut s = connect_in(netns, &format!("{host}:{port}")).await?;
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: flotilla-probe/1\r\nAccept: */*\r\nConnection: close\r\n"
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 256];
+    let mut got = 0;
+    while got < buf.len() {
+        let n = s.read(&mut buf[got..]).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+        if buf[..got].windows(2).any(|w| w == b"\r\n") {
+            break;
+        }
+    }
+    parse_status_line(&buf[..got])
+}
+
+fn parse_status_line(b: &[u8]) -> Result<u16, String> {
+    let line = String::from_utf8_lossy(b);
+    let first = line.lines().next().unwrap_or("");
+    let mut parts = first.split_whitespace();
+    match (parts.next(), parts.next()) {
+        (Some(v), Some(code)) if v.starts_with("HTTP/") => code
+            .parse()
+            .map_err(|_| format!("bad HTTP status line {first:?}")),
+        _ => Err(format!("not an HTTP response: {first:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_parse() {
+        assert_eq!(parse_status_line(b"HTTP/1.0 200 OK\r\n"), Ok(200));
+        assert_eq!(
+            parse_status_line(b"HTTP/1.1 404 Not Found\r\nX: y"),
+            Ok(404)
+        );
+        assert!(parse_status_line(b"SSH-2.0-OpenSSH").is_err());
+    }
+
+    #[tokio::test]
+    async fn connects_from_inside_a_network_namespace() {
+        // This process's own namespace stands in for a pod's: a listener on 127.0.0.1.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut b = [0u8; 512];
+            let _ = s.read(&mut b).await;
+            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
+        });
+        let me = Path::new("/proc/self/ns/net");
+        let code = http_get(me, "127.0.0.1", addr.port(), "/healthz", &[])
+            .await
+            .unwrap();
+        assert_eq!(code, 204);
+        server.await.unwrap();
+        let closed = connect_in(me, "127.0.0.1:1").await;
+        assert!(closed.unwrap_err().contains("dial tcp 127.0.0.1:1"));
+    }
+}
