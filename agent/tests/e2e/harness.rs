@@ -30,6 +30,29 @@ impl Agent {
         a
     }
 
+    /// An agent with the project's busybox test image imported.
+    pub fn with_image() -> Agent {
+        let a = Agent::start();
+        let tar = flotilla_runtime::testing::test_image(a.data_dir());
+        a.ok(&["image", "import", tar.to_str().unwrap()]);
+        a
+    }
+
+    /// A pod as JSON (`None` when it does not exist).
+    pub fn pod(&self, name: &str) -> Option<Value> {
+        let out = self.cli(&["get", "pod", name, "-o", "json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).unwrap())
+    }
+
+    /// The status of a pod's first container.
+    pub fn container_status(&self, pod: &str) -> Value {
+        self.pod(pod)
+            .map(|p| p["status"]["containerStatuses"][0].clone())
+            .unwrap_or(Value::Null)
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }

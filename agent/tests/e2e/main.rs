@@ -5,4 +5,5 @@ mod api;
 mod cli;
 mod harness;
 mod images;
+mod pods;
 mod restart;

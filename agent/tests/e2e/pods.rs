@@ -1,0 +1,287 @@
+//! Pods as real containers under a real agent: they run, serve, restart, probe, take their
+//! configuration, end, get OOM-killed, and survive a `kill -9` of the agent untouched.
+
+use serde_json::Value;
+
+use crate::harness::{Agent, examples, manifest};
+
+fn pods_with(a: &Agent, selector: &str) -> Vec<Value> {
+    a.json(&["get", "pods", "-l", selector])["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn ready(p: &Value) -> bool {
+    p["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+fn name(p: &Value) -> String {
+    p["metadata"]["name"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_deployment_serves_its_page_follows_its_configmap_and_survives_kill_9() {
+    let mut a = Agent::with_image();
+    a.ok(&["apply", "-f", examples().join("web.yaml").to_str().unwrap()]);
+    a.eventually(60, "3 web pods Running and Ready", || {
+        let ps = pods_with(&a, "app=web");
+        ps.len() == 3
+            && ps
+                .iter()
+                .all(|p| p["status"]["phase"] == "Running" && ready(p))
+    });
+    let pods = pods_with(&a, "app=web");
+    let first = name(&pods[0]);
+    let page = a.ok(&[
+        "exec",
+        &first,
+        "--",
+        "wget",
+        "-qO-",
+        "http://127.0.0.1:8080/",
+    ]);
+    assert_eq!(page, "<h1>Hello from Flotilla</h1>\n");
+    // exec passes the command's exit code back.
+    let out = a.cli(&[
+        "exec",
+        &first,
+        "--",
+        "sh",
+        "-c",
+        "echo to-stderr >&2; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "to-stderr\n");
+    // The probe's requests are in the logs.
+    let logs = a.ok(&["logs", &first, "--tail", "1"]);
+    assert!(logs.contains("response:200"), "{logs:?}");
+
+    // A configMap volume follows the ConfigMap.
+    let cm = manifest(
+        &a,
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-content}\ndata: {index.html: \"version two\"}\n",
+    );
+    a.ok(&["apply", "-f", &cm]);
+    a.eventually(20, "the new page", || {
+        a.cli(&["exec", &first, "--", "cat", "/www/index.html"])
+            .stdout
+            == b"version two"
+    });
+
+    // kill -9 the agent and start it again: nothing restarts, status stays true.
+    let started = |a: &Agent| -> Vec<(String, Value, Value)> {
+        pods_with(a, "app=web")
+            .iter()
+            .map(|p| {
+                let c = &p["status"]["containerStatuses"][0];
+                (
+                    name(p),
+                    c["state"]["running"]["startedAt"].clone(),
+                    c["containerID"].clone(),
+                )
+            })
+            .collect()
+    };
+    let before = started(&a);
+    a.kill9();
+    a.spawn(false);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let after = started(&a);
+    assert_eq!(before, after, "same containers, same start times");
+    let pods = pods_with(&a, "app=web");
+    assert!(
+        pods.iter()
+            .all(|p| ready(p) && p["status"]["containerStatuses"][0]["restartCount"] == 0)
+    );
+    assert_eq!(
+        a.ok(&[
+            "exec",
+            &first,
+            "--",
+            "wget",
+            "-qO-",
+            "http://127.0.0.1:8080/"
+        ]),
+        "version two"
+    );
+
+    // Deleting the Deployment stops and removes its containers and sandboxes.
+    a.ok(&["delete", "deployment", "web"]);
+    let runtime = a.data_dir().join("runtime");
+    a.eventually(60, "containers and sandboxes removed", || {
+        let n = |d: &str| {
+            std::fs::read_dir(runtime.join(d))
+                .map(|r| r.count())
+                .unwrap_or(0)
+        };
+        n("containers") == 0 && n("sandboxes") == 0
+    });
+}
+
+#[test]
+fn crashes_back_off_liveness_restarts_readiness_gates_and_emptydir_stays() {
+    let a = Agent::with_image();
+    let m = manifest(
+        &a,
+        "pods.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: crash}
+spec:
+  containers:
+  - name: app
+    image: flotilla.local/busybox:1
+    command: ["sh", "-c", "echo crashing; exit 1"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: live}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: scratch
+    emptyDir: {}
+  containers:
+  - name: app
+    image: flotilla.local/busybox:1
+    command: ["sh", "-c", "echo start >> /data/starts; touch /tmp/healthy; sleep 2; rm /tmp/healthy; exec sleep 600"]
+    volumeMounts:
+    - {name: scratch, mountPath: /data}
+    livenessProbe:
+      exec: {command: ["cat", "/tmp/healthy"]}
+      periodSeconds: 1
+      failureThreshold: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unready}
+spec:
+  containers:
+  - name: app
+    image: flotilla.local/busybox:1
+    command: ["sleep", "600"]
+    readinessProbe:
+      tcpSocket: {port: 9999}
+      periodSeconds: 1
+"#,
+    );
+    a.ok(&["apply", "-f", &m]);
+
+    // Crash loop: restart at once, then wait 10 s, then 20 s.
+    let mut messages = Vec::new();
+    a.eventually(40, "a 20s back-off after two restarts", || {
+        let c = a.container_status("crash");
+        if let Some(m) = c["state"]["waiting"]["message"].as_str()
+            && !messages.contains(&m.to_string())
+        {
+            messages.push(m.to_string());
+        }
+        c["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+            && c["restartCount"] == 2
+            && c["state"]["waiting"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("back-off 20s"))
+    });
+    assert!(
+        messages.iter().any(|m| m.starts_with("back-off 10s")),
+        "the delay grew from 10s: {messages:?}"
+    );
+    let c = a.container_status("crash");
+    assert_eq!(c["lastState"]["terminated"]["exitCode"], 1);
+    assert_eq!(c["lastState"]["terminated"]["reason"], "Error");
+    assert_eq!(a.ok(&["logs", "crash", "--previous"]), "crashing\n");
+    let table = a.ok(&["get", "pod", "crash"]);
+    assert!(table.contains("CrashLoopBackOff"), "{table}");
+
+    // The liveness probe fails after 2 s: the container restarts, its emptyDir stays.
+    a.eventually(30, "a liveness restart", || {
+        a.container_status("live")["restartCount"]
+            .as_u64()
+            .is_some_and(|n| n >= 1)
+    });
+    a.eventually(20, "the restarted container running", || {
+        !a.container_status("live")["state"]["running"].is_null()
+    });
+    let starts = a.ok(&["exec", "live", "--", "cat", "/data/starts"]);
+    assert!(starts.starts_with("start\nstart\n"), "{starts:?}");
+    let events = a.ok(&["describe", "pod", "live"]);
+    assert!(events.contains("Liveness probe failed"), "{events}");
+
+    // Nothing listens on 9999: running, never ready.
+    let p = a.pod("unready").unwrap();
+    assert_eq!(p["status"]["phase"], "Running");
+    assert!(!ready(&p));
+    assert_eq!(p["status"]["containerStatuses"][0]["ready"], false);
+}
+
+#[test]
+fn jobs_succeed_secrets_reach_env_and_memory_hogs_are_oomkilled() {
+    let a = Agent::with_image();
+    let m = manifest(
+        &a,
+        "job.yaml",
+        r#"apiVersion: v1
+kind: Secret
+metadata: {name: db}
+stringData: {password: hunter2}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: check}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: check
+        image: flotilla.local/busybox:1
+        command: ["sh", "-c", "test \"$PASSWORD\" = hunter2 && echo secret-ok"]
+        env:
+        - name: PASSWORD
+          valueFrom:
+            secretKeyRef: {name: db, key: password}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: flotilla.local/busybox:1
+    command: ["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"]
+    resources:
+      limits: {memory: 24Mi}
+"#,
+    );
+    a.ok(&["apply", "-f", &m]);
+    a.eventually(60, "the Job's pod Succeeded", || {
+        pods_with(&a, "batch.kubernetes.io/job-name=check")
+            .first()
+            .is_some_and(|p| p["status"]["phase"] == "Succeeded")
+    });
+    let p = &pods_with(&a, "batch.kubernetes.io/job-name=check")[0];
+    assert_eq!(a.ok(&["logs", &name(p)]), "secret-ok\n");
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"],
+        "Completed"
+    );
+    a.eventually(30, "the Job complete", || {
+        a.json(&["get", "job", "check"])["status"]["succeeded"] == 1
+    });
+
+    a.eventually(30, "the hog OOMKilled", || {
+        a.pod("hog")
+            .is_some_and(|p| p["status"]["phase"] == "Failed")
+    });
+    let t = &a.container_status("hog")["state"]["terminated"];
+    assert_eq!(t["reason"], "OOMKilled", "{t}");
+    assert_eq!(t["exitCode"], 137);
+    assert!(a.ok(&["get", "pod", "hog"]).contains("OOMKilled"));
+    assert!(a.ok(&["describe", "pod", "hog"]).contains("OOMKilled"));
+}
