@@ -116,6 +116,7 @@ pub fn spawn(store: Store, node: Node) -> PodManager {
                 sem: Arc::new(Semaphore::new(WORKERS)),
                 wake: wake.clone(),
                 cache: None,
+                sources_cache: HashMap::new(),
             };
             let mut changes = store.subscribe();
             loop {
@@ -146,6 +147,8 @@ struct Manager {
     prober: probe::Prober,
     /// This node's pods as of a store revision.
     cache: Option<(i64, Vec<Value>)>,
+    /// ConfigMaps and Secrets by namespace, as of a store revision.
+    sources_cache: HashMap<String, (i64, Arc<(DataByName, DataByName)>)>,
 }
 
 /// What the runtime shows: instances by pod uid and container name, and sandboxes.
@@ -288,7 +291,7 @@ impl Manager {
         let now = now_ms();
         let mut statuses = Vec::new();
         let mut running_ids = HashSet::new();
-        let mut sources: HashMap<String, (DataByName, DataByName)> = HashMap::new();
+        let mut sources: HashMap<String, Arc<(DataByName, DataByName)>> = HashMap::new();
         let mut desired_uids = HashSet::new();
         for raw in &desired {
             let Some(uid) = raw["metadata"]["uid"].as_str().map(String::from) else {
@@ -308,9 +311,18 @@ impl Manager {
                 .clone()
                 .unwrap_or_else(|| "default".into());
             if !sources.contains_key(&ns) {
-                sources.insert(ns.clone(), self.sources(&ns).await?);
+                let rev = self.store.revision();
+                let data = match self.sources_cache.get(&ns) {
+                    Some((r, d)) if *r == rev => d.clone(),
+                    _ => {
+                        let d = Arc::new(self.sources(&ns).await?);
+                        self.sources_cache.insert(ns.clone(), (rev, d.clone()));
+                        d
+                    }
+                };
+                sources.insert(ns.clone(), data);
             }
-            let (cms, secrets) = &sources[&ns];
+            let (cms, secrets) = &*sources[&ns].clone();
             let instances = seen.instances.get(&uid).cloned().unwrap_or_default();
             let has_sandbox = seen.sandboxes.contains(&uid);
             let dir = pod_dir(&self.node.data, &uid);
