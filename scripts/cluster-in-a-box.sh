@@ -3,7 +3,7 @@
 # that lives in a namespace of its own (fbox-hub), so the host's network is never touched.
 #
 #   scripts/cluster-in-a-box.sh up N     start N agents (node 1 inits the cluster)
-#   scripts/cluster-in-a-box.sh down     stop them and remove every namespace, process and dir
+#   scripts/cluster-in-a-box.sh down     stop them and remove every namespace, process, container and dir
 #   scripts/cluster-in-a-box.sh status   list what is running
 #
 # Node I has address 10.99.0.I/24 on the box network and its data dir at $FLOTILLA_BOX_DIR/nodeI
@@ -77,6 +77,12 @@ down() {
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
+  done
+  # Containers outlive their agent (their shims own them): remove them with the nodes.
+  local flotilla; flotilla=$(bin 2>/dev/null || true)
+  for dir in "$BOX_DIR"/node*/; do
+    [[ -d $dir && -n $flotilla ]] || continue
+    "$flotilla" reset --data-dir "${dir%/}" >/dev/null 2>&1 || echo "cluster-in-a-box: could not reset ${dir%/}" >&2
   done
   for ns in $(ip netns list | awk '{print $1}' | grep -E '^fbox-' || true); do
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true

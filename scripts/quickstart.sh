@@ -28,8 +28,9 @@ fl image import "$target/flotilla-test-image.tar"
 
 echo "== flotilla apply -f examples/web.yaml"
 fl apply -f examples/web.yaml
-for _ in $(seq 1 50); do
-  [[ $(fl get pods -l app=web -o name | wc -l) -ge 3 ]] && break
+echo "== waiting for the 3 web pods to run"
+for _ in $(seq 1 150); do
+  [[ $(fl get pods -l app=web | grep -c ' Running ') -ge 3 ]] && break
   sleep 0.2
 done
 echo "== flotilla get nodes,deployments,replicasets,pods,services"
@@ -38,12 +39,18 @@ echo
 fl get deployments,replicasets,services
 echo
 fl get pods -o wide
+pod=$(fl get pods -l app=web -o name | head -1)
+echo
+echo "== flotilla exec $pod -- wget -qO- http://127.0.0.1:8080/"
+fl exec "$pod" -- wget -qO- http://127.0.0.1:8080/
 cat <<MSG
 
-The control plane is running: the Deployment made a ReplicaSet, which made 3 pods, which the
-scheduler bound to node-1. Pods stay Pending until the node runtime (containers) lands; see
-README.md for what works today.
+The Deployment made a ReplicaSet, which made 3 pods, which the scheduler bound to node-1, whose
+agent runs them as real containers (each under its own shim, in its own sandbox) and probes
+them. Pod IPs and the Service's ClusterIP come with the pod network (see README.md for what
+works today).
 
-Try:  ip netns exec fbox-1 $FLOTILLA_BIN --config $box/node1/admin.yaml describe deployment web
+Try:  ip netns exec fbox-1 $FLOTILLA_BIN --config $box/node1/admin.yaml logs $pod
+      ip netns exec fbox-1 $FLOTILLA_BIN --config $box/node1/admin.yaml describe deployment web
 Stop: scripts/cluster-in-a-box.sh down
 MSG

@@ -78,7 +78,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         .advertise_address
         .map(|a| a.to_string())
         .unwrap_or_else(|| "127.0.0.1".into());
-    bootstrap(&store, &node, a.advertise_address)
+    bootstrap(&store, &node, a.advertise_address, &a.data_dir)
         .await
         .context("writing the node's bootstrap objects")?;
 
@@ -125,6 +125,38 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     let controllers = crate::controller::spawn_all(store.clone(), node.clone());
     let pods = crate::node::pods::spawn(store.clone(), pods_node);
 
+    // The node's status (resources, pressure, heartbeat) every 10 s.
+    let heartbeat = {
+        let (store, node, dir, addr) = (
+            store.clone(),
+            node.clone(),
+            a.data_dir.clone(),
+            host_ip.clone(),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let key = Key::new("Node", "", &node);
+                let Ok(Some(prev)) = store.get(&key).await else {
+                    continue;
+                };
+                let now = crate::store::now_rfc3339();
+                let fresh = crate::node::status::keep_transitions(
+                    node_object(&node, &addr, HostResources::read_with_disk(&dir), &now),
+                    &prev,
+                );
+                let w = Write {
+                    now,
+                    ops: vec![Op::Status { object: fresh }],
+                };
+                if let Err(e) = store.write(&w).await {
+                    warn!(error = %e, "cannot write the node's status");
+                }
+            }
+        })
+    };
     let compactor = {
         let store = store.clone();
         let (keep, every) = (
@@ -162,12 +194,18 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     // The containers keep running under their shims; a new agent re-adopts them.
     pods.shutdown().await;
     compactor.abort();
+    heartbeat.abort();
     store.close().await;
     Ok(())
 }
 
 /// Makes sure the built-in namespaces and this node's Node object exist.
-async fn bootstrap(store: &Store, node: &str, address: Option<IpAddr>) -> Result<()> {
+async fn bootstrap(
+    store: &Store,
+    node: &str,
+    address: Option<IpAddr>,
+    data_dir: &std::path::Path,
+) -> Result<()> {
     let now = crate::store::now_rfc3339();
     let mut ops = Vec::new();
     for ns in ["default", "kube-system"] {
@@ -182,7 +220,7 @@ async fn bootstrap(store: &Store, node: &str, address: Option<IpAddr>) -> Result
     let addr = address
         .map(|a| a.to_string())
         .unwrap_or_else(|| "127.0.0.1".into());
-    let node_obj = node_object(node, &addr, HostResources::read(), &now);
+    let node_obj = node_object(node, &addr, HostResources::read_with_disk(data_dir), &now);
     let mut spec_only = node_obj.clone();
     spec_only
         .as_object_mut()

@@ -13,6 +13,7 @@ pub mod get;
 pub mod image;
 pub mod logs;
 pub mod printers;
+pub mod reset;
 pub mod rollout;
 pub mod scale;
 
@@ -54,6 +55,8 @@ pub enum Command {
     Exec(exec::ExecArgs),
     /// Import, list and remove the images of a node.
     Image(image::ImageArgs),
+    /// Stop and remove every container and pod of a stopped node (identity and store stay).
+    Reset(reset::ResetArgs),
     /// The per-container shim (started by the agent, not by people).
     #[command(hide = true)]
     Shim(ShimArgs),
@@ -86,6 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Image(a) => image::run(&cfg, a).await,
         Command::Logs(a) => logs::run(&cfg, a).await,
         Command::Exec(a) => exec::run(&cfg, a).await,
+        Command::Reset(a) => reset::run(a),
         Command::Shim(_) => {
             anyhow::bail!("the shim runs before the async runtime starts (see main.rs)")
         }

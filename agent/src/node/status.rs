@@ -7,6 +7,10 @@ use serde_json::{Value, json};
 pub struct HostResources {
     pub cpus: u64,
     pub memory_bytes: u64,
+    /// `MemAvailable` (0 when unknown).
+    pub memory_available: u64,
+    /// Free space of the data dir's filesystem, in percent (100 when unknown).
+    pub disk_free_percent: u64,
 }
 
 impl HostResources {
@@ -18,15 +22,53 @@ impl HostResources {
         HostResources {
             cpus,
             memory_bytes: parse_meminfo_total(&meminfo).unwrap_or(0),
+            memory_available: meminfo_field(&meminfo, "MemAvailable:").unwrap_or(0),
+            disk_free_percent: 100,
         }
     }
+
+    /// Also reads how full the filesystem holding `dir` is.
+    pub fn read_with_disk(dir: &std::path::Path) -> HostResources {
+        let mut r = HostResources::read();
+        if let Ok(st) = nix::sys::statvfs::statvfs(dir)
+            && st.blocks() > 0
+        {
+            r.disk_free_percent = st.blocks_available() as u64 * 100 / st.blocks() as u64;
+        }
+        r
+    }
+}
+
+fn meminfo_field(meminfo: &str, field: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// `MemTotal:  24575880 kB` -> bytes.
 pub fn parse_meminfo_total(meminfo: &str) -> Option<u64> {
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    meminfo_field(meminfo, "MemTotal:")
+}
+
+/// The kubelet's default hard eviction thresholds: under 100 MiB of memory available, or under
+/// 10% of the node's filesystem free, the node reports pressure.
+pub const MEMORY_PRESSURE_BELOW: u64 = 100 << 20;
+pub const DISK_PRESSURE_BELOW_PERCENT: u64 = 10;
+
+/// Carries each condition's `lastTransitionTime` over from `prev` while its status holds.
+pub fn keep_transitions(mut fresh: Value, prev: &Value) -> Value {
+    if let Some(cs) = fresh["status"]["conditions"].as_array_mut() {
+        for c in cs {
+            let before = prev["status"]["conditions"].as_array().and_then(|p| {
+                p.iter()
+                    .find(|o| o["type"] == c["type"] && o["status"] == c["status"])
+            });
+            if let Some(t) = before.and_then(|b| b.get("lastTransitionTime")) {
+                c["lastTransitionTime"] = t.clone();
+            }
+        }
+    }
+    fresh
 }
 
 /// Memory kept back from pods for the system and the agent, as kubelet's reservations do.
@@ -37,6 +79,8 @@ pub const MAX_PODS: u64 = 110;
 /// The Node object for this host as of `now`.
 pub fn node_object(name: &str, address: &str, res: HostResources, now: &str) -> Value {
     let alloc_mem = res.memory_bytes.saturating_sub(RESERVED_MEMORY);
+    let mem_pressure = res.memory_available > 0 && res.memory_available < MEMORY_PRESSURE_BELOW;
+    let disk_pressure = res.disk_free_percent < DISK_PRESSURE_BELOW_PERCENT;
     json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -63,8 +107,16 @@ pub fn node_object(name: &str, address: &str, res: HostResources, now: &str) -> 
             },
             "conditions": [
                 {"type": "Ready", "status": "True", "reason": "AgentReady", "message": "flotilla agent is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now},
-                {"type": "MemoryPressure", "status": "False", "reason": "AgentHasSufficientMemory", "lastHeartbeatTime": now, "lastTransitionTime": now},
-                {"type": "DiskPressure", "status": "False", "reason": "AgentHasNoDiskPressure", "lastHeartbeatTime": now, "lastTransitionTime": now},
+                if mem_pressure {
+                    json!({"type": "MemoryPressure", "status": "True", "reason": "AgentHasInsufficientMemory", "message": format!("{} MiB of memory available", res.memory_available >> 20), "lastHeartbeatTime": now, "lastTransitionTime": now})
+                } else {
+                    json!({"type": "MemoryPressure", "status": "False", "reason": "AgentHasSufficientMemory", "lastHeartbeatTime": now, "lastTransitionTime": now})
+                },
+                if disk_pressure {
+                    json!({"type": "DiskPressure", "status": "True", "reason": "AgentHasDiskPressure", "message": format!("{}% of the data dir's filesystem free", res.disk_free_percent), "lastHeartbeatTime": now, "lastTransitionTime": now})
+                } else {
+                    json!({"type": "DiskPressure", "status": "False", "reason": "AgentHasNoDiskPressure", "lastHeartbeatTime": now, "lastTransitionTime": now})
+                },
             ],
             "addresses": [
                 {"type": "InternalIP", "address": address},
@@ -101,9 +153,47 @@ mod tests {
             HostResources {
                 cpus: 4,
                 memory_bytes: 1 << 30,
+                memory_available: 50 << 20,
+                disk_free_percent: 50,
             },
             "t",
         );
+        let cond = |t: &str| {
+            n["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == t)
+                .unwrap()["status"]
+                .clone()
+        };
+        assert_eq!(cond("MemoryPressure"), "True");
+        assert_eq!(cond("DiskPressure"), "False");
+        let later = keep_transitions(
+            node_object(
+                "n1",
+                "10.0.0.1",
+                HostResources {
+                    cpus: 4,
+                    memory_bytes: 1 << 30,
+                    memory_available: 50 << 20,
+                    disk_free_percent: 5,
+                },
+                "t2",
+            ),
+            &n,
+        );
+        let since = |v: &Value, t: &str| {
+            v["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == t)
+                .unwrap()["lastTransitionTime"]
+                .clone()
+        };
+        assert_eq!(since(&later, "MemoryPressure"), "t", "unchanged: kept");
+        assert_eq!(since(&later, "DiskPressure"), "t2", "changed: now");
         assert_eq!(n["status"]["capacity"]["memory"], "1048576Ki");
         assert_eq!(n["status"]["allocatable"]["memory"], "786432Ki");
         assert_eq!(n["status"]["allocatable"]["cpu"], "4");

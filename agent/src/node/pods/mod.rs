@@ -117,14 +117,18 @@ pub fn spawn(store: Store, node: Node) -> PodManager {
                 wake: wake.clone(),
                 cache: None,
                 sources_cache: HashMap::new(),
+                synced: HashMap::new(),
+                dispatched: std::sync::atomic::AtomicBool::new(false),
             };
             let mut changes = store.subscribe();
             loop {
                 changes.mark_unchanged();
-                if let Err(e) = m.pass().await {
-                    warn!(error = %e, "pod sync failed");
+                match m.pass().await {
+                    // Give back what a busy pass allocated; an idle pass allocates little.
+                    Ok(true) => crate::node::memory::release_free_memory(),
+                    Ok(false) => {}
+                    Err(e) => warn!(error = %e, "pod sync failed"),
                 }
-                crate::node::memory::release_free_memory();
                 tokio::select! {
                     _ = changes.changed() => {}
                     _ = wake.notified() => {}
@@ -147,6 +151,10 @@ struct Manager {
     prober: probe::Prober,
     /// This node's pods as of a store revision.
     cache: Option<(i64, Vec<Value>)>,
+    /// Whether this pass handed work to the workers.
+    dispatched: std::sync::atomic::AtomicBool,
+    /// Each pod's volume dirs and /etc files, as of the store revision they were synced at.
+    synced: HashMap<String, (i64, BTreeMap<String, PathBuf>, EtcFiles)>,
     /// ConfigMaps and Secrets by namespace, as of a store revision.
     sources_cache: HashMap<String, (i64, Arc<(DataByName, DataByName)>)>,
 }
@@ -221,6 +229,8 @@ fn now_ms() -> u64 {
     flotilla_runtime::shim::now_ms()
 }
 
+type EtcFiles = Vec<(PathBuf, &'static str)>;
+
 /// Decoded data of a namespace's ConfigMaps and Secrets.
 type DataByName = BTreeMap<String, BTreeMap<String, String>>;
 
@@ -284,7 +294,8 @@ impl Manager {
         Ok((cm, sec))
     }
 
-    async fn pass(&mut self) -> anyhow::Result<()> {
+    /// One pass; returns whether it did anything (dispatched actions or wrote statuses).
+    async fn pass(&mut self) -> anyhow::Result<bool> {
         let desired = self.desired().await?;
         let node = self.node.clone();
         let seen = tokio::task::spawn_blocking(move || observe(&node)).await?;
@@ -335,19 +346,33 @@ impl Manager {
                 .clone()
                 .unwrap_or_else(|| pod.metadata.name.chars().take(63).collect());
             let mut etc = Vec::new();
+            let rev = self.store.revision();
             if has_sandbox {
-                let src = Sources {
-                    config_maps: cms,
-                    secrets,
-                };
-                // Small file writes; done inline to keep one pass one consistent view.
-                match volumes::sync_volumes(&dir, &pod, &src) {
-                    Ok(v) => volume_dirs = v,
-                    Err(e) => volume_error = Some(e),
-                }
-                match volumes::write_etc(&dir, &hostname, "") {
-                    Ok(e) => etc = e,
-                    Err(e) => volume_error = Some(format!("writing /etc files: {e}")),
+                // Volumes follow the store: brought up to date when the pod is new here and
+                // whenever the store changed since (a ConfigMap or Secret may have).
+                match self.synced.get(&uid) {
+                    Some(s) if s.0 == rev => {
+                        (volume_dirs, etc) = (s.1.clone(), s.2.clone());
+                    }
+                    _ => {
+                        let src = Sources {
+                            config_maps: cms,
+                            secrets,
+                        };
+                        // Small file writes, inline: one pass, one consistent view.
+                        match volumes::sync_volumes(&dir, &pod, &src) {
+                            Ok(v) => volume_dirs = v,
+                            Err(e) => volume_error = Some(e),
+                        }
+                        match volumes::write_etc(&dir, &hostname, "") {
+                            Ok(e) => etc = e,
+                            Err(e) => volume_error = Some(format!("writing /etc files: {e}")),
+                        }
+                        if volume_error.is_none() {
+                            self.synced
+                                .insert(uid.clone(), (rev, volume_dirs.clone(), etc.clone()));
+                        }
+                    }
                 }
             }
             let mut obs = Observed {
@@ -461,6 +486,7 @@ impl Manager {
             }
         }
         self.prober.retain(&running_ids);
+        self.synced.retain(|uid, _| desired_uids.contains(uid));
 
         // Orphans: what runs here for pods no longer in the store.
         let orphans: HashSet<&String> = seen
@@ -477,6 +503,10 @@ impl Manager {
             );
         }
 
+        let busy = !statuses.is_empty()
+            || self
+                .dispatched
+                .swap(false, std::sync::atomic::Ordering::Relaxed);
         let mut ops = statuses;
         let events = std::mem::take(&mut self.mem.lock().expect("pod memory").events);
         for mut e in events {
@@ -509,11 +539,13 @@ impl Manager {
                 }
             }
         }
-        Ok(())
+        Ok(busy)
     }
 
     /// Runs `job` on a worker unless something is already in flight for `key`.
     fn run(&self, key: String, job: impl FnOnce() + Send + 'static) {
+        self.dispatched
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         {
             let mut mem = self.mem.lock().expect("pod memory");
             if !mem.inflight.insert(key.clone()) {

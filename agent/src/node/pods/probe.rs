@@ -2,9 +2,9 @@
 //! timing fields and thresholds. Each probe of a running instance is one small tokio task;
 //! results land in a shared table the reconciler reads ([`super::plan::Probed`]).
 //!
-//! TCP and HTTP probes connect from inside the pod's network namespace: the socket is made by
-//! a short-lived thread that enters the namespace (a socket belongs to the namespace it was
-//! made in), then used from async code. So a probe reaches the pod whatever the node's routing,
+//! TCP and HTTP probes connect from inside the pod's network namespace: sockets are made by a
+//! small thread per probed instance that entered the namespace once ([`Dialer`]; a socket
+//! belongs to the namespace it was made in), then used from async code. So a probe reaches the pod whatever the node's routing,
 //! at the pod's IP when it has one, else at 127.0.0.1.
 
 use std::collections::HashMap;
@@ -78,6 +78,13 @@ impl Prober {
                 failed: None,
             },
         );
+        let dialer = match Dialer::new(&target.netns) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(container = %target.id, error = %e, "cannot enter the pod's network namespace for probes");
+                return;
+            }
+        };
         let mut handles = Vec::new();
         for (kind, p) in [
             (Kind::Startup, &c.startup_probe),
@@ -86,6 +93,7 @@ impl Prober {
         ] {
             if let Some(p) = p {
                 let task = ProbeTask {
+                    dialer: dialer.clone(),
                     kind,
                     probe: p.clone(),
                     ports: c
@@ -123,6 +131,7 @@ impl Prober {
 }
 
 struct ProbeTask {
+    dialer: Dialer,
     kind: Kind,
     probe: Probe,
     ports: Vec<(String, i64)>,
@@ -248,7 +257,7 @@ impl ProbeTask {
         };
         if let Some(t) = &p.tcp_socket {
             let addr = format!("{}:{}", ip(&t.host), self.port(&t.port)?);
-            connect_in(&self.target.netns, &addr).await?;
+            self.dialer.connect(&addr).await?;
             return Ok(());
         }
         if let Some(h) = &p.http_get {
@@ -266,7 +275,7 @@ impl ProbeTask {
                 .iter()
                 .map(|h| (h.name.clone(), h.value.clone()))
                 .collect();
-            let code = http_get(&self.target.netns, &host, port, &path, &headers).await?;
+            let code = http_get(&self.dialer, &host, port, &path, &headers).await?;
             return if (200..400).contains(&code) {
                 Ok(())
             } else {
@@ -320,55 +329,87 @@ pub async fn exec_probe(
     }
 }
 
-/// A TCP socket made inside the network namespace at `netns`.
-fn socket_in(netns: &Path, v6: bool) -> std::io::Result<OwnedFd> {
-    let netns = netns.to_owned();
-    std::thread::Builder::new()
-        .name("netns-socket".into())
-        .stack_size(64 * 1024)
-        .spawn(move || -> std::io::Result<OwnedFd> {
-            let f = std::fs::File::open(&netns)?;
-            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(std::io::Error::from)?;
-            let family = if v6 { libc::AF_INET6 } else { libc::AF_INET };
-            // SAFETY: socket(2) with constant arguments; the fd is owned right away.
-            let fd = unsafe {
-                libc::socket(
-                    family,
-                    libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                    0,
-                )
-            };
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // SAFETY: fd is a fresh socket owned by nobody else.
-            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-        })?
-        .join()
-        .map_err(|_| std::io::Error::other("the netns thread panicked"))?
+type SocketRequest = (bool, tokio::sync::oneshot::Sender<std::io::Result<OwnedFd>>);
+
+/// Makes TCP sockets inside one network namespace: a small thread that entered the namespace
+/// once and makes a socket per request (a socket belongs to the namespace it was made in). The
+/// thread ends when the last handle is dropped.
+#[derive(Clone)]
+pub struct Dialer {
+    tx: std::sync::mpsc::Sender<SocketRequest>,
 }
 
-/// Connects to `addr` from inside the namespace at `netns`.
-pub async fn connect_in(netns: &Path, addr: &str) -> Result<tokio::net::TcpStream, String> {
-    let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-    let fd = socket_in(netns, addr.is_ipv6())
-        .map_err(|e| format!("socket in {}: {e}", netns.display()))?;
-    let sock = tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
-    sock.connect(addr)
-        .await
-        .map_err(|e| format!("dial tcp {addr}: {e}"))
+impl Dialer {
+    pub fn new(netns: &Path) -> std::io::Result<Dialer> {
+        let f = std::fs::File::open(netns)?;
+        let (tx, rx) = std::sync::mpsc::channel::<SocketRequest>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("netns-dialer".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let entered = nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from);
+                drop(f);
+                let ok = entered.is_ok();
+                let _ = ready_tx.send(entered);
+                if !ok {
+                    return;
+                }
+                while let Ok((v6, reply)) = rx.recv() {
+                    let _ = reply.send(raw_socket(v6));
+                }
+            })?;
+        ready_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("the dialer thread ended"))??;
+        Ok(Dialer { tx })
+    }
+
+    /// Connects to `addr` from inside the namespace.
+    pub async fn connect(&self, addr: &str) -> Result<tokio::net::TcpStream, String> {
+        let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((addr.is_ipv6(), reply))
+            .map_err(|_| "the namespace's dialer is gone".to_string())?;
+        let fd = rx
+            .await
+            .map_err(|_| "the namespace's dialer is gone".to_string())?
+            .map_err(|e| format!("socket: {e}"))?;
+        let sock = tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
+        sock.connect(addr)
+            .await
+            .map_err(|e| format!("dial tcp {addr}: {e}"))
+    }
+}
+
+fn raw_socket(v6: bool) -> std::io::Result<OwnedFd> {
+    let family = if v6 { libc::AF_INET6 } else { libc::AF_INET };
+    // SAFETY: socket(2) with constant arguments; the fd is owned right away.
+    let fd = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh socket owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// A minimal HTTP/1.1 GET; returns the status code.
 pub async fn http_get(
-    netns: &Path,
+    dialer: &Dialer,
     host: &str,
     port: u16,
     path: &str,
     headers: &[(String, String)],
 ) -> Result<u16, String> {
-    let mut s = connect_in(netns, &format!("{host}:{port}")).await?;
+    let mut s = dialer.connect(&format!("{host}:{port}")).await?;
     let mut req = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: flotilla-probe/1\r\nAccept: */*\r\nConnection: close\r\n"
     );
@@ -433,13 +474,13 @@ mod tests {
                 .await
                 .unwrap();
         });
-        let me = Path::new("/proc/self/ns/net");
-        let code = http_get(me, "127.0.0.1", addr.port(), "/healthz", &[])
+        let me = Dialer::new(Path::new("/proc/self/ns/net")).unwrap();
+        let code = http_get(&me, "127.0.0.1", addr.port(), "/healthz", &[])
             .await
             .unwrap();
         assert_eq!(code, 204);
         server.await.unwrap();
-        let closed = connect_in(me, "127.0.0.1:1").await;
+        let closed = me.connect("127.0.0.1:1").await;
         assert!(closed.unwrap_err().contains("dial tcp 127.0.0.1:1"));
     }
 }
