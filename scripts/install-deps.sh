@@ -14,6 +14,8 @@ PACKAGES=(
   libseccomp-dev
   tar
   gzip
+  docker-registry # a real registry on 127.0.0.1 for the pull tests (its service is not started)
+  apache2-utils   # htpasswd: the registry's basic-auth file in the pull tests
 )
 
 missing=()
@@ -28,7 +30,16 @@ if ((${#missing[@]})); then
   echo "install-deps: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Install without starting services (docker-registry's): the tests run their own on loopback.
+  made_policy=
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [[ -n $made_policy ]] && rm -f /usr/sbin/policy-rc.d
+  trap - EXIT
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

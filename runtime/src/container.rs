@@ -296,6 +296,17 @@ impl Runtime {
         self.wait_exit(id, std::time::Duration::from_secs(10))
     }
 
+    /// The image layers the containers on this node are made of (an image removal keeps them).
+    pub fn layers_in_use(&self) -> std::collections::BTreeSet<PathBuf> {
+        self.list()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|id| fs::read(self.bundle(id).join("request.json")).ok())
+            .filter_map(|b| serde_json::from_slice::<ShimRequest>(&b).ok())
+            .flat_map(|r| r.layers)
+            .collect()
+    }
+
     /// Where a container's shim writes its log, and how many rotated files it keeps.
     pub fn log_config(&self, id: &str) -> Result<LogConfig, RuntimeError> {
         let rp = self.bundle(id).join("request.json");

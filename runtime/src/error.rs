@@ -55,6 +55,8 @@ pub enum RuntimeError {
     Sandbox { id: String, message: String },
     #[error("starting the shim of container {id}: {message}")]
     ShimFailed { id: String, message: String },
+    #[error("pulling {reference}: {message}")]
+    PullFailed { reference: String, message: String },
     #[error("exec in container {id}: {message}")]
     ExecFailed { id: String, message: String },
     #[error("container {id} already exists")]

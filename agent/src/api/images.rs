@@ -1,5 +1,6 @@
 //! Images on this node: `POST /apis/flotilla.io/v1/images/import` (the body is the tarball,
-//! streamed to disk), `GET /apis/flotilla.io/v1/images`, `DELETE .../images?ref=REF`.
+//! streamed to disk), `POST .../images/pull`, `GET /apis/flotilla.io/v1/images`,
+//! `DELETE .../images?ref=REF` (layers that containers use stay).
 
 use std::collections::HashMap;
 
@@ -21,6 +22,7 @@ impl From<RuntimeError> for ApiError {
             | RuntimeError::BadArchive { .. }
             | RuntimeError::DigestMismatch { .. }
             | RuntimeError::NoPlatform { .. }
+            | RuntimeError::PullFailed { .. }
             | RuntimeError::UnsupportedMediaType { .. } => ApiError::BadRequest(e.to_string()),
             other => ApiError::Internal(format!("{other}: {}", source_chain(&other))),
         }
@@ -70,6 +72,31 @@ pub async fn import(State(s): State<ApiState>, body: Body) -> Result<Json<Value>
     Ok(Json(json!({"kind": "ImageList", "items": got})))
 }
 
+/// `POST .../images/pull` with `{"reference": R, "username": U, "password": P}` (credentials
+/// optional).
+pub async fn pull(State(s): State<ApiState>, body: Body) -> Result<Json<Value>, ApiError> {
+    let v = super::parse_body(&super::read_body(body).await?)?;
+    let reference = v["reference"]
+        .as_str()
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("reference: required".into()))?;
+    let creds = match (v["username"].as_str(), v["password"].as_str()) {
+        (Some(u), Some(p)) => Some(flotilla_runtime::image::Credentials {
+            username: u.into(),
+            password: p.into(),
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "username and password: give both or neither".into(),
+            ));
+        }
+    };
+    let got = s.images.pull(reference, creds.as_ref()).await?;
+    tracing::info!(node = %s.node, image = %got.reference, digest = %got.digest, "pulled");
+    Ok(Json(json!({"kind": "ImageList", "items": [got]})))
+}
+
 pub async fn list(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let images = s.images.clone();
     let items = tokio::task::spawn_blocking(move || images.list())
@@ -88,7 +115,8 @@ pub async fn remove(
         .ok_or_else(|| ApiError::BadRequest("ref: required".into()))?;
     let images = s.images.clone();
     let r = reference.clone();
-    tokio::task::spawn_blocking(move || images.remove(&r, &Default::default()))
+    let in_use = s.pods.runtime.layers_in_use();
+    tokio::task::spawn_blocking(move || images.remove(&r, &in_use))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok(Json(

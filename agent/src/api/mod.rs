@@ -106,6 +106,7 @@ pub fn router(state: ApiState) -> Router {
             get(images::list).delete(images::remove),
         )
         .route("/apis/flotilla.io/v1/images/import", post(images::import))
+        .route("/apis/flotilla.io/v1/images/pull", post(images::pull))
         .fallback(objects::dispatch)
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .route("/healthz", get(|| async { "ok" }))

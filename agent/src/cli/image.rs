@@ -1,4 +1,4 @@
-//! `flotilla image import FILE | ls | rm REF`: the images of the node the CLI talks to.
+//! `flotilla image import FILE | pull REF | ls | rm REF`: the images of the node the CLI talks to.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +19,15 @@ pub struct ImageArgs {
 pub enum ImageAction {
     /// Import an OCI image layout or `docker save` tarball (for air-gapped nodes).
     Import { file: PathBuf },
+    /// Pull an image from its registry (HTTPS; plain HTTP for registries on 127.0.0.1).
+    Pull {
+        reference: String,
+        /// Registry user (the password is read from stdin with --password-stdin).
+        #[arg(long, requires = "password_stdin")]
+        username: Option<String>,
+        #[arg(long, requires = "username")]
+        password_stdin: bool,
+    },
     /// List the node's images.
     #[command(alias = "list")]
     Ls,
@@ -60,6 +69,40 @@ pub async fn run(cfg: &Path, a: ImageArgs) -> Result<i32> {
             for i in v["items"].as_array().into_iter().flatten() {
                 println!(
                     "{} imported ({}, {} layers, {})",
+                    i["reference"].as_str().unwrap_or(""),
+                    i["digest"].as_str().unwrap_or(""),
+                    i["layers"],
+                    human_size(i["size"].as_u64().unwrap_or(0))
+                );
+            }
+        }
+        ImageAction::Pull {
+            reference,
+            username,
+            password_stdin,
+        } => {
+            let mut body = serde_json::json!({ "reference": reference });
+            if let Some(u) = username {
+                let mut p = String::new();
+                if password_stdin {
+                    std::io::stdin()
+                        .read_line(&mut p)
+                        .context("reading the password from stdin")?;
+                }
+                body["username"] = u.into();
+                body["password"] = p.trim_end_matches(['\n', '\r']).into();
+            }
+            let v = client
+                .json(
+                    Method::POST,
+                    "/apis/flotilla.io/v1/images/pull",
+                    &[],
+                    Some(&body),
+                )
+                .await?;
+            for i in v["items"].as_array().into_iter().flatten() {
+                println!(
+                    "{} pulled ({}, {} layers, {})",
                     i["reference"].as_str().unwrap_or(""),
                     i["digest"].as_str().unwrap_or(""),
                     i["layers"],

@@ -9,6 +9,7 @@
 //! A layer directory or blob appears only by `rename` once complete, so a crash mid-import
 //! leaves nothing half-written in place; `tmp/` is cleared when the store opens.
 
+pub mod pull;
 pub mod reference;
 pub mod unpack;
 
@@ -24,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::RuntimeError;
 use crate::error::IoContext;
+pub use pull::Credentials;
 pub use reference::{Reference, normalize};
 use unpack::{Compression, unpack_layer};
 

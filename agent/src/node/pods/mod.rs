@@ -638,14 +638,17 @@ impl Manager {
                 };
                 let image = match node.images.resolve(&c.image) {
                     Ok(i) => i,
-                    Err(e) => {
+                    Err(_) if c.image_pull_policy.as_deref() == Some("Never") => {
                         let msg = format!(
-                            "image {:?} is not on this node ({e}); registry pulls are not built yet: load it with `flotilla image import`",
+                            "image {:?} is not on this node and imagePullPolicy is Never",
                             c.image
                         );
-                        self.event(raw, EventKind::Warning, "Failed", &msg);
-                        fail(&mem, "ErrImagePull", msg);
+                        fail(&mem, "ErrImageNeverPull", msg);
                         self.wake.notify_one();
+                        return;
+                    }
+                    Err(_) => {
+                        self.pull(raw, &c.image, fail);
                         return;
                     }
                 };
@@ -718,6 +721,78 @@ impl Manager {
                 });
             }
         }
+    }
+
+    /// Pulls an image in the background (once at a time per image); a failure is the start
+    /// failure `ErrImagePull` of the container that wanted it.
+    fn pull(
+        &self,
+        about: &Value,
+        image: &str,
+        fail: impl FnOnce(&Arc<Mutex<Memory>>, &str, String) + Send + 'static,
+    ) {
+        let key = format!("pull:{image}");
+        {
+            let mut mem = self.mem.lock().expect("pod memory");
+            if !mem.inflight.insert(key.clone()) {
+                return;
+            }
+        }
+        self.event(
+            about,
+            EventKind::Normal,
+            "Pulling",
+            &format!("Pulling image {image:?}"),
+        );
+        let (images, mem, wake) = (
+            self.node.images.clone(),
+            self.mem.clone(),
+            self.wake.clone(),
+        );
+        let (image, about) = (image.to_string(), about.clone());
+        tokio::spawn(
+            async move {
+                let t = std::time::Instant::now();
+                let result = images.pull(&image, None).await;
+                let now = now_rfc3339();
+                match result {
+                    Ok(got) => {
+                        let msg = format!(
+                            "Successfully pulled image {image:?} in {:.3}s ({})",
+                            t.elapsed().as_secs_f64(),
+                            got.digest
+                        );
+                        info!(image = %image, digest = %got.digest, "pulled");
+                        let e = event(
+                            &about,
+                            EventKind::Normal,
+                            "Pulled",
+                            &msg,
+                            &now,
+                            "flotilla-node",
+                        );
+                        mem.lock().expect("pod memory").events.push(e);
+                    }
+                    Err(e) => {
+                        let msg = error_chain(&e);
+                        warn!(image = %image, error = %msg, "pull failed");
+                        let ev = event(
+                            &about,
+                            EventKind::Warning,
+                            "Failed",
+                            &msg,
+                            &now,
+                            "flotilla-node",
+                        );
+                        mem.lock().expect("pod memory").events.push(ev);
+                        fail(&mem, "ErrImagePull", msg);
+                    }
+                }
+                mem.lock().expect("pod memory").inflight.remove(&key);
+                wake.notify_one();
+            }
+            .in_current_span(),
+        );
     }
 
     fn event(&self, about: &Value, kind: EventKind, reason: &str, message: &str) {
