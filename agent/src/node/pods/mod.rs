@@ -108,8 +108,12 @@ pub fn spawn(store: Store, node: Node) -> PodManager {
     let task = tokio::spawn(
         async move {
             let wake = Arc::new(Notify::new());
+            let changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let mut m = Manager {
-                prober: probe::Prober::new(node.runtime.clone(), wake.clone()),
+                prober: probe::Prober::new(node.runtime.clone(), wake.clone(), changes.clone()),
+                changes,
+                last: None,
+                wake_at: None,
                 store: store.clone(),
                 node,
                 mem: Arc::default(),
@@ -151,6 +155,14 @@ struct Manager {
     prober: probe::Prober,
     /// This node's pods as of a store revision.
     cache: Option<(i64, Vec<Value>)>,
+    /// Bumped by every finished action, pull and probe verdict change.
+    changes: Arc<std::sync::atomic::AtomicU64>,
+    /// What the last full pass planned from: a hash of the observed containers, the store
+    /// revision and `changes`. A resync that finds the same, before any back-off ends, skips
+    /// planning.
+    last: Option<(u64, i64, u64)>,
+    /// The earliest end of a back-off the last full pass saw.
+    wake_at: Option<u64>,
     /// Whether this pass handed work to the workers.
     dispatched: std::sync::atomic::AtomicBool,
     /// Each pod's volume dirs and /etc files, as of the store revision they were synced at.
@@ -300,6 +312,26 @@ impl Manager {
         let node = self.node.clone();
         let seen = tokio::task::spawn_blocking(move || observe(&node)).await?;
         let now = now_ms();
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            seen.instances.hash(&mut h);
+            let mut sb: Vec<&String> = seen.sandboxes.iter().chain(&seen.pod_dirs).collect();
+            sb.sort();
+            sb.hash(&mut h);
+            (
+                h.finish(),
+                self.store.revision(),
+                self.changes.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        };
+        let due = self.wake_at.is_some_and(|w| now >= w);
+        if self.last == Some(fingerprint) && !due {
+            // Nothing changed since the last plan: the same plan would come out.
+            return Ok(false);
+        }
+        self.last = Some(fingerprint);
+        self.wake_at = None;
         let mut statuses = Vec::new();
         let mut running_ids = HashSet::new();
         let mut sources: HashMap<String, Arc<(DataByName, DataByName)>> = HashMap::new();
@@ -417,6 +449,9 @@ impl Manager {
             }
             let prev = raw.get("status").cloned().unwrap_or(Value::Null);
             let p = plan::plan(&pod.spec, &obs, &prev, now);
+            if let Some(w) = p.wake_at {
+                self.wake_at = Some(self.wake_at.map_or(w, |x| x.min(w)));
+            }
 
             // Probes for running instances.
             let sandbox = flotilla_runtime::sandbox::Sandbox {
@@ -528,6 +563,8 @@ impl Manager {
                 ops: ops.clone(),
             };
             if self.store.write(&w).await.is_err() {
+                // Plan again next time whatever else happens.
+                self.last = None;
                 for op in ops {
                     let _ = self
                         .store
@@ -553,11 +590,13 @@ impl Manager {
             }
         }
         let (sem, mem, wake) = (self.sem.clone(), self.mem.clone(), self.wake.clone());
+        let changes = self.changes.clone();
         tokio::spawn(
             async move {
                 let _permit = sem.acquire_owned().await;
                 let _ = tokio::task::spawn_blocking(job).await;
                 mem.lock().expect("pod memory").inflight.remove(&key);
+                changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 wake.notify_one();
             }
             .in_current_span(),
@@ -749,6 +788,7 @@ impl Manager {
             self.mem.clone(),
             self.wake.clone(),
         );
+        let changes = self.changes.clone();
         let (image, about) = (image.to_string(), about.clone());
         tokio::spawn(
             async move {
@@ -789,6 +829,7 @@ impl Manager {
                     }
                 }
                 mem.lock().expect("pod memory").inflight.remove(&key);
+                changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 wake.notify_one();
             }
             .in_current_span(),

@@ -19,14 +19,14 @@ pub const BACKOFF_MAX_MS: u64 = 300_000;
 pub const BACKOFF_RESET_MS: u64 = 600_000;
 
 /// One instance of a container, as the runtime reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Instance {
     pub attempt: u32,
     pub id: String,
     pub state: InstanceState,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum InstanceState {
     /// Its shim has not reported yet.
     Starting,
@@ -36,7 +36,7 @@ pub enum InstanceState {
     Exited(Ended),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Ended {
     pub code: i32,
     pub signal: Option<i32>,
@@ -119,6 +119,8 @@ pub struct Plan {
     pub status: Value,
     /// The pod has ended (Succeeded or Failed): nothing will start again.
     pub finished: bool,
+    /// When the plan would change with nothing else changing (a back-off ends), in ms.
+    pub wake_at: Option<u64>,
 }
 
 /// The delay before restart number `streak + 1` of a crash streak (the first is at once).
@@ -197,7 +199,9 @@ fn plan_container(
     obs: &Observed,
     now_ms: u64,
     actions: &mut Vec<Action>,
+    wake_at: &mut Option<u64>,
 ) -> Standing {
+    let mut wake = |at: u64| *wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
     let instances = obs.instances.get(&c.name).map(Vec::as_slice).unwrap_or(&[]);
     // Older instances than the newest two go.
     if instances.len() > 2 {
@@ -234,6 +238,7 @@ fn plan_container(
         if let Some(f) = obs.start_failures.get(&c.name) {
             let wait = backoff_ms(f.count);
             if now_ms < f.at_ms + wait {
+                wake(f.at_ms + wait);
                 let reason = match f.reason.as_str() {
                     "ErrImagePull" => "ImagePullBackOff",
                     r => r,
@@ -328,6 +333,7 @@ fn plan_container(
                     streak: streak + 1,
                 });
             } else {
+                wake(e.finished_ms + wait);
                 status["state"] = waiting(
                     "CrashLoopBackOff",
                     Some(format!(
@@ -393,10 +399,12 @@ pub fn plan(spec: &PodSpec, obs: &Observed, prev: &Value, now_ms: u64) -> Plan {
             actions: vec![Action::CreateSandbox],
             status,
             finished: false,
+            wake_at: None,
         };
     }
 
     // Init containers, one at a time, in order.
+    let mut wake_at = None;
     let mut init_statuses = Vec::new();
     let mut initialized = true;
     let mut init_failed = None;
@@ -406,7 +414,7 @@ pub fn plan(spec: &PodSpec, obs: &Observed, prev: &Value, now_ms: u64) -> Plan {
             continue;
         }
         let mut own = Vec::new();
-        let st = plan_container(c, true, policy, obs, now_ms, &mut own);
+        let st = plan_container(c, true, policy, obs, now_ms, &mut own, &mut wake_at);
         match st.done {
             Some(0) => {}
             Some(code) => {
@@ -438,7 +446,7 @@ pub fn plan(spec: &PodSpec, obs: &Observed, prev: &Value, now_ms: u64) -> Plan {
             continue;
         }
         let mut own = Vec::new();
-        let st = plan_container(c, false, policy, obs, now_ms, &mut own);
+        let st = plan_container(c, false, policy, obs, now_ms, &mut own, &mut wake_at);
         if already_finished {
             // A finished pod starts nothing again; it only tidies and stops strays.
             own.retain(|a| !matches!(a, Action::Start { .. }));
@@ -493,6 +501,7 @@ pub fn plan(spec: &PodSpec, obs: &Observed, prev: &Value, now_ms: u64) -> Plan {
         actions,
         status,
         finished,
+        wake_at: if finished { None } else { wake_at },
     }
 }
 

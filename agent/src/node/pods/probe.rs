@@ -42,15 +42,22 @@ pub struct Prober {
     tasks: HashMap<String, Vec<JoinHandle<()>>>,
     runtime: Arc<flotilla_runtime::container::Runtime>,
     wake: Arc<Notify>,
+    changes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Prober {
-    pub fn new(runtime: Arc<flotilla_runtime::container::Runtime>, wake: Arc<Notify>) -> Prober {
+    /// `changes` is bumped whenever a verdict changes.
+    pub fn new(
+        runtime: Arc<flotilla_runtime::container::Runtime>,
+        wake: Arc<Notify>,
+        changes: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Prober {
         Prober {
             results: Arc::default(),
             tasks: HashMap::new(),
             runtime,
             wake,
+            changes,
         }
     }
 
@@ -105,6 +112,7 @@ impl Prober {
                     results: self.results.clone(),
                     runtime: self.runtime.clone(),
                     wake: self.wake.clone(),
+                    changes: self.changes.clone(),
                 };
                 handles.push(tokio::spawn(task.run()));
             }
@@ -139,6 +147,7 @@ struct ProbeTask {
     results: Arc<Mutex<HashMap<String, Probed>>>,
     runtime: Arc<flotilla_runtime::container::Runtime>,
     wake: Arc<Notify>,
+    changes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn secs(v: Option<i64>, default: i64, min: i64) -> Duration {
@@ -206,6 +215,8 @@ impl ProbeTask {
                 }
             });
             if changed {
+                self.changes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if let Err(why) = &outcome {
                     tracing::info!(container = %self.target.id, probe = ?self.kind, error = %why, "probe verdict changed");
                 }
