@@ -285,3 +285,104 @@ spec:
     assert!(a.ok(&["get", "pod", "hog"]).contains("OOMKilled"));
     assert!(a.ok(&["describe", "pod", "hog"]).contains("OOMKilled"));
 }
+
+#[test]
+fn init_containers_memory_emptydirs_hostpaths_and_following_logs() {
+    let a = Agent::with_image();
+    let host = a.data_dir().join("host-share");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("greeting"), "from the host\n").unwrap();
+    let m = manifest(
+        &a,
+        "init.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: staged}}
+spec:
+  initContainers:
+  - name: first
+    image: flotilla.local/busybox:1
+    command: ["sh", "-c", "echo one > /work/steps"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  - name: second
+    image: flotilla.local/busybox:1
+    command: ["sh", "-c", "echo two >> /work/steps"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  containers:
+  - name: app
+    image: flotilla.local/busybox:1
+    command: ["sh", "-c", "cat /work/steps /host/greeting; i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done"]
+    volumeMounts:
+    - {{name: work, mountPath: /work}}
+    - {{name: share, mountPath: /host, readOnly: true}}
+  volumes:
+  - name: work
+    emptyDir: {{medium: Memory}}
+  - name: share
+    hostPath: {{path: {}}}
+"#,
+            host.display()
+        ),
+    );
+    a.ok(&["apply", "-f", &m]);
+    a.eventually(60, "the app running after both init containers", || {
+        a.pod("staged")
+            .is_some_and(|p| p["status"]["phase"] == "Running")
+    });
+    let p = a.pod("staged").unwrap();
+    let inits = p["status"]["initContainerStatuses"].as_array().unwrap();
+    assert!(
+        inits
+            .iter()
+            .all(|c| c["state"]["terminated"]["reason"] == "Completed")
+    );
+    a.eventually(10, "the first lines", || {
+        a.ok(&["logs", "staged", "-c", "app"])
+            .starts_with("one\ntwo\nfrom the host\n")
+    });
+    // The Memory emptyDir is a tmpfs; the hostPath is read-only inside.
+    let mounts = a.ok(&["exec", "staged", "--", "cat", "/proc/mounts"]);
+    assert!(
+        mounts.lines().any(|l| l.starts_with("tmpfs /work ")),
+        "{mounts}"
+    );
+    let denied = a.cli(&["exec", "staged", "--", "sh", "-c", "echo x > /host/new"]);
+    assert_ne!(denied.status.code(), Some(0));
+    // logs -f keeps printing new lines.
+    let mut follow = std::process::Command::new(crate::harness::BIN)
+        .args(["logs", "staged", "-f", "--tail", "1"])
+        .env("FLOTILLA_CONFIG", a.config())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = follow.stdout.take().unwrap();
+    let mut buf = Vec::new();
+    let start = std::time::Instant::now();
+    while buf.iter().filter(|b| **b == b'\n').count() < 4 {
+        let mut chunk = [0u8; 256];
+        let n = std::io::Read::read(&mut out, &mut chunk).unwrap();
+        assert!(
+            n > 0 && start.elapsed().as_secs() < 20,
+            "logs -f ended: {buf:?}"
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let text = String::from_utf8_lossy(&buf);
+    let ticks: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("tick-")?.parse().ok())
+        .collect();
+    assert!(
+        ticks.len() >= 4 && ticks.windows(2).all(|w| w[1] == w[0] + 1),
+        "{text}"
+    );
+
+    // The node reports its capacity and conditions.
+    let node = a.ok(&["describe", "node", "node-1"]);
+    for want in ["MemoryPressure", "DiskPressure", "Ready", "pods:"] {
+        assert!(node.contains(want), "{want} missing from:\n{node}");
+    }
+}

@@ -150,6 +150,20 @@ struct ProbeTask {
     changes: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Probes wake on a shared 250 ms grid, so that the probes of many pods run in a few batches
+/// per second rather than each on its own wake-up.
+const GRID: Duration = Duration::from_millis(250);
+
+fn on_grid(after: Duration) -> tokio::time::Instant {
+    static BASE: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(tokio::time::Instant::now);
+    let target = tokio::time::Instant::now() + after;
+    let since = target.saturating_duration_since(base).as_millis();
+    let grid = GRID.as_millis();
+    let rounded = since.div_ceil(grid) * grid;
+    base + Duration::from_millis(rounded as u64)
+}
+
 fn secs(v: Option<i64>, default: i64, min: i64) -> Duration {
     Duration::from_secs(v.unwrap_or(default).max(min) as u64)
 }
@@ -162,6 +176,7 @@ impl ProbeTask {
         let failure_threshold = p.failure_threshold.unwrap_or(3).max(1);
         let success_threshold = p.success_threshold.unwrap_or(1).max(1);
         tokio::time::sleep(secs(p.initial_delay_seconds, 0, 0)).await;
+        let mut next = on_grid(Duration::ZERO);
         let (mut successes, mut failures) = (0i64, 0i64);
         loop {
             let state = self.state();
@@ -173,7 +188,7 @@ impl ProbeTask {
             match self.kind {
                 Kind::Startup if state.started => return,
                 Kind::Liveness | Kind::Readiness if !state.started => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::time::sleep_until(on_grid(Duration::from_millis(1))).await;
                     continue;
                 }
                 _ => {}
@@ -222,7 +237,11 @@ impl ProbeTask {
                 }
                 self.wake.notify_one();
             }
-            tokio::time::sleep(period).await;
+            next += period;
+            if next < tokio::time::Instant::now() {
+                next = on_grid(Duration::ZERO);
+            }
+            tokio::time::sleep_until(next).await;
         }
     }
 
@@ -340,14 +359,24 @@ pub async fn exec_probe(
     }
 }
 
-type SocketRequest = (bool, tokio::sync::oneshot::Sender<std::io::Result<OwnedFd>>);
+/// A request for `count` sockets of one family.
+type SocketRequest = (
+    bool,
+    usize,
+    tokio::sync::oneshot::Sender<std::io::Result<Vec<OwnedFd>>>,
+);
+
+/// Sockets fetched from the namespace's thread at once: probes then connect without a
+/// thread hand-off most of the time.
+const SOCKET_BATCH: usize = 8;
 
 /// Makes TCP sockets inside one network namespace: a small thread that entered the namespace
-/// once and makes a socket per request (a socket belongs to the namespace it was made in). The
-/// thread ends when the last handle is dropped.
+/// once and makes sockets on request (a socket belongs to the namespace it was made in), in
+/// batches kept in a stash. The thread ends when the last handle is dropped.
 #[derive(Clone)]
 pub struct Dialer {
     tx: std::sync::mpsc::Sender<SocketRequest>,
+    stash: Arc<Mutex<Vec<OwnedFd>>>,
 }
 
 impl Dialer {
@@ -367,27 +396,41 @@ impl Dialer {
                 if !ok {
                     return;
                 }
-                while let Ok((v6, reply)) = rx.recv() {
-                    let _ = reply.send(raw_socket(v6));
+                while let Ok((v6, count, reply)) = rx.recv() {
+                    let _ = reply.send((0..count).map(|_| raw_socket(v6)).collect());
                 }
             })?;
         ready_rx
             .recv()
             .map_err(|_| std::io::Error::other("the dialer thread ended"))??;
-        Ok(Dialer { tx })
+        Ok(Dialer {
+            tx,
+            stash: Arc::default(),
+        })
+    }
+
+    async fn socket(&self, v6: bool) -> Result<OwnedFd, String> {
+        if !v6 && let Some(fd) = self.stash.lock().expect("socket stash").pop() {
+            return Ok(fd);
+        }
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let count = if v6 { 1 } else { SOCKET_BATCH };
+        self.tx
+            .send((v6, count, reply))
+            .map_err(|_| "the namespace's dialer is gone".to_string())?;
+        let mut fds = rx
+            .await
+            .map_err(|_| "the namespace's dialer is gone".to_string())?
+            .map_err(|e| format!("socket: {e}"))?;
+        let fd = fds.pop().ok_or("no socket made")?;
+        self.stash.lock().expect("socket stash").extend(fds);
+        Ok(fd)
     }
 
     /// Connects to `addr` from inside the namespace.
     pub async fn connect(&self, addr: &str) -> Result<tokio::net::TcpStream, String> {
         let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .send((addr.is_ipv6(), reply))
-            .map_err(|_| "the namespace's dialer is gone".to_string())?;
-        let fd = rx
-            .await
-            .map_err(|_| "the namespace's dialer is gone".to_string())?
-            .map_err(|e| format!("socket: {e}"))?;
+        let fd = self.socket(addr.is_ipv6()).await?;
         let sock = tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
         sock.connect(addr)
             .await
@@ -396,6 +439,7 @@ impl Dialer {
 }
 
 fn raw_socket(v6: bool) -> std::io::Result<OwnedFd> {
+    // (made in the dialer thread, inside the pod's network namespace)
     let family = if v6 { libc::AF_INET6 } else { libc::AF_INET };
     // SAFETY: socket(2) with constant arguments; the fd is owned right away.
     let fd = unsafe {
