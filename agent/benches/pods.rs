@@ -18,6 +18,8 @@ const IMAGE: &str = "flotilla.local/busybox:1";
 struct Agent {
     dir: tempfile::TempDir,
     child: Child,
+    /// The agent runs in a network namespace of its own, where its pod network lives.
+    netns: String,
 }
 
 impl Agent {
@@ -26,7 +28,15 @@ impl Agent {
             .prefix("flotilla-bench-")
             .tempdir()
             .unwrap();
-        let child = Command::new(BIN)
+        let netns = format!("flt-bench-{}", std::process::id());
+        let made = Command::new("ip").args(["netns", "add", &netns]).status();
+        assert!(made.is_ok_and(|s| s.success()), "ip netns add {netns}");
+        let _ = Command::new("ip")
+            .args(["-n", &netns, "link", "set", "lo", "up"])
+            .status();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{netns}"))
+            .arg(BIN)
             .args([
                 "agent",
                 "--init",
@@ -42,7 +52,7 @@ impl Agent {
             .env("RUST_LOG", "warn")
             .spawn()
             .expect("starting the agent");
-        let a = Agent { dir, child };
+        let a = Agent { dir, child, netns };
         let t = Instant::now();
         while !(a.config().exists() && a.cli(&["get", "nodes"]).is_some()) {
             assert!(t.elapsed() < Duration::from_secs(30), "agent not ready");
@@ -56,7 +66,9 @@ impl Agent {
     }
 
     fn cli(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new(BIN)
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .arg(BIN)
             .args(args)
             .env("FLOTILLA_CONFIG", self.config())
             .output()
@@ -91,6 +103,9 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
         flotilla::node::pods::remove_all(self.dir.path());
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
     }
 }
 

@@ -1,1 +1,25 @@
+//! Flotilla's networking: plain Rust inputs (a pod id and its namespace; later, tables of
+//! services and endpoints), never a manifest.
+//!
+//! - [`podnet`]: the node's pod network: a bridge with the pod CIDR's gateway, a veth per pod
+//!   sandbox, addresses from a persisted IPAM table, over netlink.
+//!
+//! Still to come (the networking issue): VXLAN between nodes, the nftables service proxy,
+//! masquerade, DNS.
 
+pub mod podnet;
+
+/// What went wrong, and with which link, address or file.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {message}")]
+    Netlink { what: String, message: String },
+    #[error("no free address left in the pod network {cidr}")]
+    PoolExhausted { cidr: String },
+}

@@ -44,6 +44,13 @@ pub struct AgentArgs {
     /// Seconds between compactions of the log (and WAL checkpoints).
     #[arg(long, default_value_t = 300)]
     pub compact_interval: u64,
+    /// This node's pod addresses (a /24 of 10.42.0.0/16 per node in a cluster).
+    #[arg(long, default_value = "10.42.0.0/24")]
+    pub pod_cidr: flotilla_netproxy::podnet::Cidr,
+    /// `bridge`: pods get an address on the bridge `flotilla0`; `none`: pods only have
+    /// loopback (no network devices are made in the agent's namespace).
+    #[arg(long, default_value = "bridge", value_parser = ["bridge", "none"])]
+    pub pod_network: String,
 }
 
 pub async fn run(a: AgentArgs) -> Result<()> {
@@ -100,12 +107,30 @@ pub async fn run(a: AgentArgs) -> Result<()> {
             .with_context(|| format!("opening the runtime at {}", runtime_root.display()))?
             .with_shim(exe, vec!["shim".into()]),
     );
+    let net = if a.pod_network == "bridge" {
+        let net = flotilla_netproxy::podnet::PodNetwork::new(
+            crate::node::pods::BRIDGE,
+            a.pod_cidr,
+            &a.data_dir.join("net"),
+        );
+        net.ensure_bridge().with_context(|| {
+            format!(
+                "making the pod network bridge {} with {} (or start with --pod-network none)",
+                crate::node::pods::BRIDGE,
+                a.pod_cidr
+            )
+        })?;
+        Some(std::sync::Arc::new(net))
+    } else {
+        None
+    };
     let pods_node = crate::node::pods::Node {
         name: node.clone(),
         data: a.data_dir.clone(),
         host_ip: host_ip.clone(),
         runtime,
         images: images.clone(),
+        net,
     };
     let state = ApiState::new(
         store.clone(),

@@ -17,6 +17,10 @@ pub fn examples() -> PathBuf {
 pub struct Agent {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The network namespace the agent (and the CLI) run in, when it has its own: then its
+    /// pods get addresses on its pod network. Without one the agent shares the test's
+    /// namespace and runs with `--pod-network none`, so that tests never add devices there.
+    pub netns: Option<String>,
 }
 
 impl Agent {
@@ -25,9 +29,54 @@ impl Agent {
             .prefix("flotilla-e2e-")
             .tempdir()
             .unwrap();
-        let mut a = Agent { dir, child: None };
+        let mut a = Agent {
+            dir,
+            child: None,
+            netns: None,
+        };
         a.spawn(true);
         a
+    }
+
+    /// An agent in a network namespace of its own (removed on drop), with the pod network.
+    pub fn start_in_netns() -> Agent {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let ns = format!(
+            "flt-e2e-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let ok = Command::new("ip")
+            .args(["netns", "add", &ns])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "ip netns add {ns}");
+        let _ = Command::new("ip")
+            .args(["-n", &ns, "link", "set", "lo", "up"])
+            .status();
+        let dir = tempfile::Builder::new()
+            .prefix("flotilla-e2e-")
+            .tempdir()
+            .unwrap();
+        let mut a = Agent {
+            dir,
+            child: None,
+            netns: Some(ns),
+        };
+        a.spawn(true);
+        a
+    }
+
+    /// A command that runs `program` in the agent's network namespace.
+    pub fn command(&self, program: &str) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
     }
 
     /// An agent with the project's busybox test image imported.
@@ -64,10 +113,18 @@ impl Agent {
     /// Starts the agent process (with `--init` the first time; a restart resumes).
     pub fn spawn(&mut self, init: bool) {
         let _ = std::fs::remove_file(self.config());
-        let mut cmd = Command::new(BIN);
-        cmd.args(["agent", "--data-dir"])
-            .arg(self.dir.path())
-            .args(["--api-addr", "127.0.0.1:0", "--node-name", "node-1"]);
+        let mut cmd = self.command(BIN);
+        if self.netns.is_none() {
+            cmd.args(["agent", "--pod-network", "none"]);
+        } else {
+            cmd.arg("agent");
+        }
+        cmd.arg("--data-dir").arg(self.dir.path()).args([
+            "--api-addr",
+            "127.0.0.1:0",
+            "--node-name",
+            "node-1",
+        ]);
         if init {
             cmd.arg("--init");
         }
@@ -119,7 +176,7 @@ impl Agent {
 
     /// Runs the CLI against this agent.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
+        self.command(BIN)
             .args(args)
             .env("FLOTILLA_CONFIG", self.config())
             .output()
@@ -169,6 +226,9 @@ impl Drop for Agent {
         self.kill9();
         // Containers outlive the agent (their shims own them): remove them too.
         flotilla::node::pods::remove_all(self.dir.path());
+        if let Some(ns) = &self.netns {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
         let _ = std::fs::remove_file(self.dir.path().with_extension("log"));
     }
 }

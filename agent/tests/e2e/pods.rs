@@ -350,7 +350,8 @@ spec:
     let denied = a.cli(&["exec", "staged", "--", "sh", "-c", "echo x > /host/new"]);
     assert_ne!(denied.status.code(), Some(0));
     // logs -f keeps printing new lines.
-    let mut follow = std::process::Command::new(crate::harness::BIN)
+    let mut follow = a
+        .command(crate::harness::BIN)
         .args(["logs", "staged", "-f", "--tail", "1"])
         .env("FLOTILLA_CONFIG", a.config())
         .stdout(std::process::Stdio::piped())
@@ -385,4 +386,75 @@ spec:
     for want in ["MemoryPressure", "DiskPressure", "Ready", "pods:"] {
         assert!(node.contains(want), "{want} missing from:\n{node}");
     }
+}
+
+#[test]
+fn pods_get_addresses_on_the_node_network_and_reach_each_other() {
+    let mut a = Agent::start_in_netns();
+    let tar = flotilla_runtime::testing::test_image(a.data_dir());
+    a.ok(&["image", "import", tar.to_str().unwrap()]);
+    a.ok(&["apply", "-f", examples().join("web.yaml").to_str().unwrap()]);
+    a.eventually(60, "3 web pods Running and Ready", || {
+        let ps = pods_with(&a, "app=web");
+        ps.len() == 3
+            && ps
+                .iter()
+                .all(|p| p["status"]["phase"] == "Running" && ready(p))
+    });
+    let pods = pods_with(&a, "app=web");
+    let ips: Vec<String> = pods
+        .iter()
+        .map(|p| p["status"]["podIP"].as_str().unwrap_or("").to_string())
+        .collect();
+    for ip in &ips {
+        assert!(ip.starts_with("10.42.0."), "{ips:?}");
+    }
+    let mut distinct = ips.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "{ips:?}");
+    // The node (the agent's namespace) reaches a pod by its IP...
+    let from_node = a
+        .command("busybox")
+        .args(["wget", "-qO-", &format!("http://{}:8080/", ips[0])])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&from_node.stdout),
+        "<h1>Hello from Flotilla</h1>\n"
+    );
+    // ...and a pod reaches another.
+    let first = name(&pods[0]);
+    let page = a.ok(&[
+        "exec",
+        &first,
+        "--",
+        "wget",
+        "-qO-",
+        &format!("http://{}:8080/", ips[1]),
+    ]);
+    assert_eq!(page, "<h1>Hello from Flotilla</h1>\n");
+    let hosts = a.ok(&["exec", &first, "--", "cat", "/etc/hosts"]);
+    assert!(hosts.contains(&format!("{}\t{first}", ips[0])), "{hosts}");
+    let wide = a.ok(&["get", "pods", "-o", "wide"]);
+    assert!(wide.contains(&ips[2]), "{wide}");
+
+    // Addresses survive an agent restart.
+    a.kill9();
+    a.spawn(false);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let again: Vec<String> = pods_with(&a, "app=web")
+        .iter()
+        .map(|p| p["status"]["podIP"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(again, ips);
+
+    // Deleting the pods frees their addresses and removes their veths.
+    a.ok(&["delete", "deployment", "web"]);
+    a.eventually(60, "veths and addresses released", || {
+        let links = a.command("ip").args(["-o", "link"]).output().unwrap();
+        let links = String::from_utf8_lossy(&links.stdout).to_string();
+        let ipam = std::fs::read_to_string(a.data_dir().join("net/ipam.json")).unwrap_or_default();
+        !links.contains(" vf") && (ipam.is_empty() || ipam == "{}")
+    });
 }

@@ -47,6 +47,9 @@ const RESYNC: Duration = Duration::from_secs(1);
 const LOG_MAX_BYTES: u64 = 10 << 20;
 const LOG_KEEP: u32 = 3;
 
+/// The pod network's bridge in the agent's network namespace.
+pub const BRIDGE: &str = "flotilla0";
+
 /// Where a node's pods live.
 #[derive(Clone)]
 pub struct Node {
@@ -55,6 +58,8 @@ pub struct Node {
     pub host_ip: String,
     pub runtime: Arc<Runtime>,
     pub images: Arc<ImageStore>,
+    /// The pod network (`None`: pods have loopback only).
+    pub net: Option<Arc<flotilla_netproxy::podnet::PodNetwork>>,
 }
 
 impl Node {
@@ -166,7 +171,7 @@ struct Manager {
     /// Whether this pass handed work to the workers.
     dispatched: std::sync::atomic::AtomicBool,
     /// Each pod's volume dirs and /etc files, as of the store revision they were synced at.
-    synced: HashMap<String, (i64, BTreeMap<String, PathBuf>, EtcFiles)>,
+    synced: HashMap<String, (i64, BTreeMap<String, PathBuf>, EtcFiles, String)>,
     /// ConfigMaps and Secrets by namespace, as of a store revision.
     sources_cache: HashMap<String, (i64, Arc<(DataByName, DataByName)>)>,
 }
@@ -378,12 +383,19 @@ impl Manager {
                 .clone()
                 .unwrap_or_else(|| pod.metadata.name.chars().take(63).collect());
             let mut etc = Vec::new();
+            let pod_ip = self
+                .node
+                .net
+                .as_ref()
+                .and_then(|n| n.address_of(&uid))
+                .map(|ip| ip.to_string())
+                .unwrap_or_default();
             let rev = self.store.revision();
             if has_sandbox {
                 // Volumes follow the store: brought up to date when the pod is new here and
                 // whenever the store changed since (a ConfigMap or Secret may have).
                 match self.synced.get(&uid) {
-                    Some(s) if s.0 == rev => {
+                    Some(s) if s.0 == rev && s.3 == pod_ip => {
                         (volume_dirs, etc) = (s.1.clone(), s.2.clone());
                     }
                     _ => {
@@ -396,13 +408,15 @@ impl Manager {
                             Ok(v) => volume_dirs = v,
                             Err(e) => volume_error = Some(e),
                         }
-                        match volumes::write_etc(&dir, &hostname, "") {
+                        match volumes::write_etc(&dir, &hostname, &pod_ip) {
                             Ok(e) => etc = e,
                             Err(e) => volume_error = Some(format!("writing /etc files: {e}")),
                         }
                         if volume_error.is_none() {
-                            self.synced
-                                .insert(uid.clone(), (rev, volume_dirs.clone(), etc.clone()));
+                            self.synced.insert(
+                                uid.clone(),
+                                (rev, volume_dirs.clone(), etc.clone(), pod_ip.clone()),
+                            );
                         }
                     }
                 }
@@ -482,7 +496,11 @@ impl Manager {
                         probe::Target {
                             id: id.clone(),
                             netns: sandbox.net(),
-                            ip: "127.0.0.1".into(),
+                            ip: if pod_ip.is_empty() {
+                                "127.0.0.1".into()
+                            } else {
+                                pod_ip.clone()
+                            },
                         },
                         was,
                     );
@@ -494,7 +512,7 @@ impl Manager {
                     pod: &pod,
                     uid: &uid,
                     node: &self.node.name,
-                    pod_ip: "",
+                    pod_ip: &pod_ip,
                     host_ip: &self.node.host_ip,
                     sandbox: &sandbox,
                     volumes: &volume_dirs,
@@ -507,6 +525,10 @@ impl Manager {
 
             let mut status = p.status;
             status["hostIP"] = json!(self.node.host_ip);
+            if !pod_ip.is_empty() && has_sandbox {
+                status["podIP"] = json!(pod_ip);
+                status["podIPs"] = json!([{ "ip": pod_ip }]);
+            }
             status["startTime"] = prev
                 .get("startTime")
                 .cloned()
@@ -638,8 +660,21 @@ impl Manager {
                                 &uid,
                                 &host,
                             )
-                            .map(|_| ())
                             .map_err(|e| e.to_string())
+                        })
+                        .and_then(|sb| {
+                            let Some(net) = &node.net else { return Ok(()) };
+                            match net.attach(&uid, &sb.net()) {
+                                Ok(ip) => {
+                                    debug!(pod = %pod_name, ip = %ip, "pod network attached");
+                                    Ok(())
+                                }
+                                Err(e) => {
+                                    // Without its network the sandbox is no use: try again.
+                                    let _ = flotilla_runtime::sandbox::remove(&sb);
+                                    Err(format!("attaching the pod network: {e}"))
+                                }
+                            }
                         });
                     match made {
                         Ok(()) => debug!(pod = %pod_name, "sandbox made"),
@@ -874,6 +909,11 @@ impl Manager {
                     warn!(container = %id, error = %e, "cannot remove");
                 }
             }
+            if let Some(net) = &node.net
+                && let Err(e) = net.detach(&uid)
+            {
+                warn!(pod = %rec.name, error = %e, "cannot release the pod's address");
+            }
             let sb = flotilla_runtime::sandbox::Sandbox {
                 dir: Node::runtime_root(&node.data).join("sandboxes").join(&uid),
             };
@@ -923,6 +963,8 @@ pub fn remove_all(data: &Path) {
             }
         }
     }
+    // Addresses go with the pods (their veths went with their namespaces).
+    let _ = std::fs::remove_file(data.join("net/ipam.json"));
     if let Ok(rd) = std::fs::read_dir(data.join("pods")) {
         for e in rd.flatten() {
             let _ = volumes::remove_pod_dir(&e.path());

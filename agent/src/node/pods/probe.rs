@@ -85,12 +85,18 @@ impl Prober {
                 failed: None,
             },
         );
-        let dialer = match Dialer::new(&target.netns) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(container = %target.id, error = %e, "cannot enter the pod's network namespace for probes");
-                return;
+        // With a pod IP the agent reaches the pod from its own namespace, as the kubelet does;
+        // without one, from inside the pod's namespace.
+        let dialer = if target.ip == "127.0.0.1" {
+            match Dialer::new(&target.netns) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(container = %target.id, error = %e, "cannot enter the pod's network namespace for probes");
+                    return;
+                }
             }
+        } else {
+            None
         };
         let mut handles = Vec::new();
         for (kind, p) in [
@@ -139,7 +145,7 @@ impl Prober {
 }
 
 struct ProbeTask {
-    dialer: Dialer,
+    dialer: Option<Dialer>,
     kind: Kind,
     probe: Probe,
     ports: Vec<(String, i64)>,
@@ -287,7 +293,7 @@ impl ProbeTask {
         };
         if let Some(t) = &p.tcp_socket {
             let addr = format!("{}:{}", ip(&t.host), self.port(&t.port)?);
-            self.dialer.connect(&addr).await?;
+            connect(self.dialer.as_ref(), &addr).await?;
             return Ok(());
         }
         if let Some(h) = &p.http_get {
@@ -305,7 +311,7 @@ impl ProbeTask {
                 .iter()
                 .map(|h| (h.name.clone(), h.value.clone()))
                 .collect();
-            let code = http_get(&self.dialer, &host, port, &path, &headers).await?;
+            let code = http_get(self.dialer.as_ref(), &host, port, &path, &headers).await?;
             return if (200..400).contains(&code) {
                 Ok(())
             } else {
@@ -456,15 +462,25 @@ fn raw_socket(v6: bool) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Connects to `addr` through `dialer` (inside a pod's namespace), or from the agent's own.
+pub async fn connect(dialer: Option<&Dialer>, addr: &str) -> Result<tokio::net::TcpStream, String> {
+    match dialer {
+        Some(d) => d.connect(addr).await,
+        None => tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("dial tcp {addr}: {e}")),
+    }
+}
+
 /// A minimal HTTP/1.1 GET; returns the status code.
 pub async fn http_get(
-    dialer: &Dialer,
+    dialer: Option<&Dialer>,
     host: &str,
     port: u16,
     path: &str,
     headers: &[(String, String)],
 ) -> Result<u16, String> {
-    let mut s = dialer.connect(&format!("{host}:{port}")).await?;
+    let mut s = connect(dialer, &format!("{host}:{port}")).await?;
     let mut req = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: flotilla-probe/1\r\nAccept: */*\r\nConnection: close\r\n"
     );
@@ -530,7 +546,7 @@ mod tests {
                 .unwrap();
         });
         let me = Dialer::new(Path::new("/proc/self/ns/net")).unwrap();
-        let code = http_get(&me, "127.0.0.1", addr.port(), "/healthz", &[])
+        let code = http_get(Some(&me), "127.0.0.1", addr.port(), "/healthz", &[])
             .await
             .unwrap();
         assert_eq!(code, 204);

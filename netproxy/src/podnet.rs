@@ -1,0 +1,415 @@
+//! The node's pod network: a Linux bridge holding the gateway address of the node's pod CIDR,
+//! and for each pod a veth pair whose host end is on the bridge and whose pod end is `eth0` in
+//! the pod's network namespace, with an address from the CIDR and a default route via the
+//! bridge. Addresses come from a small IPAM table kept in a file, so an agent restart never
+//! hands out an address twice. Everything is done over netlink (rtnetlink), never by running
+//! `ip`.
+//!
+//! Netlink sockets belong to the namespace they were made in, so work inside a pod's namespace
+//! runs on a short-lived thread that entered it, with its own single-threaded tokio runtime.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use futures::TryStreamExt;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::NetError;
+
+/// An IPv4 network: its address and prefix length (`10.42.0.0/24`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not ADDRESS/PREFIX"))?;
+        let addr: Ipv4Addr = a
+            .parse()
+            .map_err(|_| format!("{a:?} is not an IPv4 address"))?;
+        let prefix: u8 = p
+            .parse()
+            .ok()
+            .filter(|p| (8..=30).contains(p))
+            .ok_or_else(|| format!("prefix {p:?} must be 8 to 30"))?;
+        let mask = u32::MAX << (32 - prefix);
+        Ok(Cidr {
+            addr: Ipv4Addr::from(u32::from(addr) & mask),
+            prefix,
+        })
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Cidr {
+    /// The first host address: the bridge's, the pods' gateway.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) + 1)
+    }
+
+    fn hosts(&self) -> impl Iterator<Item = Ipv4Addr> {
+        let base = u32::from(self.addr);
+        let size = 1u32 << (32 - self.prefix);
+        // Skip the network, the gateway and the broadcast address.
+        (base + 2..base + size - 1).map(Ipv4Addr::from)
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::MAX << (32 - self.prefix);
+        u32::from(ip) & mask == u32::from(self.addr)
+    }
+}
+
+/// The lowest address of `cidr` not in `used`: pure, so it is tested on its own.
+pub fn allocate(cidr: &Cidr, used: &BTreeMap<String, Ipv4Addr>) -> Option<Ipv4Addr> {
+    let taken: std::collections::BTreeSet<&Ipv4Addr> = used.values().collect();
+    cidr.hosts().find(|ip| !taken.contains(ip))
+}
+
+/// The host-side veth name of a pod (at most 15 bytes, as the kernel wants).
+pub fn host_ifname(pod: &str) -> String {
+    let id: String = pod
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect();
+    format!("vf{id}")
+}
+
+/// The node's pod network.
+pub struct PodNetwork {
+    pub bridge: String,
+    pub cidr: Cidr,
+    /// `ipam.json`: pod id -> address.
+    state: PathBuf,
+    lock: Mutex<()>,
+}
+
+/// Runs `f` with a netlink handle made inside the namespace at `netns` (the caller's own
+/// namespace when `None`), on a thread of its own.
+fn netlink<T, F, Fut>(netns: Option<&Path>, f: F) -> Result<T, NetError>
+where
+    T: Send + 'static,
+    F: FnOnce(Handle) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, NetError>>,
+{
+    let netns = netns.map(Path::to_owned);
+    std::thread::spawn(move || -> Result<T, NetError> {
+        if let Some(ns) = &netns {
+            let file = std::fs::File::open(ns).map_err(|e| NetError::Io {
+                what: format!("opening {}", ns.display()),
+                source: e,
+            })?;
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                NetError::Io {
+                    what: format!("entering {}", ns.display()),
+                    source: e.into(),
+                }
+            })?;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(|e| NetError::Io {
+                what: "starting a netlink runtime".into(),
+                source: e,
+            })?;
+        rt.block_on(async move {
+            let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| NetError::Io {
+                what: "opening a netlink socket".into(),
+                source: e,
+            })?;
+            let task = tokio::spawn(conn);
+            let out = f(handle).await;
+            task.abort();
+            out
+        })
+    })
+    .join()
+    .map_err(|_| NetError::Netlink {
+        what: "netlink thread".into(),
+        message: "panicked".into(),
+    })?
+}
+
+fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
+    let what = what.into();
+    move |e| NetError::Netlink {
+        what,
+        message: e.to_string(),
+    }
+}
+
+async fn index_of(h: &Handle, name: &str) -> Result<Option<u32>, NetError> {
+    let mut links = h.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(l)) => Ok(Some(l.header.index)),
+        Ok(None) => Ok(None),
+        // ENODEV: no such link.
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(nl(format!("looking up {name}"))(e)),
+    }
+}
+
+impl PodNetwork {
+    pub fn new(bridge: &str, cidr: Cidr, state_dir: &Path) -> PodNetwork {
+        PodNetwork {
+            bridge: bridge.to_string(),
+            cidr,
+            state: state_dir.join("ipam.json"),
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn read_ipam(&self) -> BTreeMap<String, Ipv4Addr> {
+        std::fs::read(&self.state)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn write_ipam(&self, m: &BTreeMap<String, Ipv4Addr>) -> Result<(), NetError> {
+        let tmp = self.state.with_extension("tmp");
+        let io = |e| NetError::Io {
+            what: format!("writing {}", self.state.display()),
+            source: e,
+        };
+        if let Some(d) = self.state.parent() {
+            std::fs::create_dir_all(d).map_err(io)?;
+        }
+        std::fs::write(&tmp, serde_json::to_vec(m).expect("serialises")).map_err(io)?;
+        std::fs::rename(&tmp, &self.state).map_err(io)
+    }
+
+    /// The address a pod holds, if any.
+    pub fn address_of(&self, pod: &str) -> Option<Ipv4Addr> {
+        self.read_ipam().get(pod).copied()
+    }
+
+    /// Makes the bridge (if missing) with the gateway address, up. Idempotent.
+    pub fn ensure_bridge(&self) -> Result<(), NetError> {
+        let (bridge, gw, prefix) = (self.bridge.clone(), self.cidr.gateway(), self.cidr.prefix);
+        netlink(None, move |h| async move {
+            let index = match index_of(&h, &bridge).await? {
+                Some(i) => i,
+                None => {
+                    h.link()
+                        .add(LinkBridge::new(&bridge).up().build())
+                        .execute()
+                        .await
+                        .map_err(nl(format!("creating bridge {bridge}")))?;
+                    index_of(&h, &bridge)
+                        .await?
+                        .ok_or_else(|| NetError::Netlink {
+                            what: format!("bridge {bridge}"),
+                            message: "missing after creation".into(),
+                        })?
+                }
+            };
+            let mut addrs = h.address().get().set_link_index_filter(index).execute();
+            let mut has = false;
+            while let Some(a) = addrs.try_next().await.map_err(nl("listing addresses"))? {
+                for attr in a.attributes {
+                    if let rtnetlink::packet_route::address::AddressAttribute::Address(ip) = attr
+                        && ip == std::net::IpAddr::V4(gw)
+                    {
+                        has = true;
+                    }
+                }
+            }
+            if !has {
+                h.address()
+                    .add(index, gw.into(), prefix)
+                    .execute()
+                    .await
+                    .map_err(nl(format!("adding {gw}/{prefix} to {bridge}")))?;
+            }
+            h.link()
+                .set(LinkUnspec::new_with_index(index).up().build())
+                .execute()
+                .await
+                .map_err(nl(format!("bringing {bridge} up")))?;
+            Ok(())
+        })
+    }
+
+    /// Gives the pod `pod` an address and wires its namespace at `netns` to the bridge.
+    /// Called again for the same pod, it rewires it with the same address.
+    pub fn attach(&self, pod: &str, netns: &Path) -> Result<Ipv4Addr, NetError> {
+        let ip = {
+            let _g = self.lock.lock().expect("ipam lock");
+            let mut m = self.read_ipam();
+            let ip = match m.get(pod) {
+                Some(ip) => *ip,
+                None => {
+                    let ip = allocate(&self.cidr, &m).ok_or(NetError::PoolExhausted {
+                        cidr: self.cidr.to_string(),
+                    })?;
+                    m.insert(pod.to_string(), ip);
+                    self.write_ipam(&m)?;
+                    ip
+                }
+            };
+            ip
+        };
+        let host = host_ifname(pod);
+        let peer = format!("vp{}", &host[2..]);
+        let bridge = self.bridge.clone();
+        let ns_file = std::fs::File::open(netns).map_err(|e| NetError::Io {
+            what: format!("opening {}", netns.display()),
+            source: e,
+        })?;
+        let fd = ns_file.as_raw_fd();
+        netlink(None, move |h| async move {
+            if let Some(old) = index_of(&h, &host).await? {
+                h.link()
+                    .del(old)
+                    .execute()
+                    .await
+                    .map_err(nl(format!("removing stale {host}")))?;
+            }
+            h.link()
+                .add(LinkVeth::new(&host, &peer).build())
+                .execute()
+                .await
+                .map_err(nl(format!("creating veth {host}")))?;
+            let bridge_index = index_of(&h, &bridge)
+                .await?
+                .ok_or_else(|| NetError::Netlink {
+                    what: format!("bridge {bridge}"),
+                    message: "does not exist".into(),
+                })?;
+            let host_index = index_of(&h, &host).await?.unwrap_or(0);
+            h.link()
+                .set(
+                    LinkUnspec::new_with_index(host_index)
+                        .controller(bridge_index)
+                        .up()
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(nl(format!("attaching {host} to {bridge}")))?;
+            let peer_index = index_of(&h, &peer).await?.unwrap_or(0);
+            h.link()
+                .set(
+                    LinkUnspec::new_with_index(peer_index)
+                        .setns_by_fd(fd)
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(nl(format!("moving {peer} into the pod")))?;
+            Ok(())
+        })?;
+        drop(ns_file);
+        let (gw, prefix) = (self.cidr.gateway(), self.cidr.prefix);
+        let peer = format!("vp{}", &host_ifname(pod)[2..]);
+        netlink(Some(netns), move |h| async move {
+            let index = index_of(&h, &peer)
+                .await?
+                .ok_or_else(|| NetError::Netlink {
+                    what: format!("{peer} in the pod"),
+                    message: "missing".into(),
+                })?;
+            h.link()
+                .set(LinkUnspec::new_with_index(index).name("eth0").up().build())
+                .execute()
+                .await
+                .map_err(nl("naming eth0"))?;
+            h.address()
+                .add(index, ip.into(), prefix)
+                .execute()
+                .await
+                .map_err(nl(format!("adding {ip}/{prefix} to eth0")))?;
+            h.route()
+                .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build())
+                .execute()
+                .await
+                .map_err(nl(format!("adding the default route via {gw}")))?;
+            Ok(())
+        })?;
+        Ok(ip)
+    }
+
+    /// Unwires a pod and frees its address. Missing pieces are fine (already gone).
+    pub fn detach(&self, pod: &str) -> Result<(), NetError> {
+        let host = host_ifname(pod);
+        netlink(None, move |h| async move {
+            if let Some(i) = index_of(&h, &host).await? {
+                h.link()
+                    .del(i)
+                    .execute()
+                    .await
+                    .map_err(nl(format!("removing {host}")))?;
+            }
+            Ok(())
+        })?;
+        let _g = self.lock.lock().expect("ipam lock");
+        let mut m = self.read_ipam();
+        if m.remove(pod).is_some() {
+            self.write_ipam(&m)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the bridge (uninstall, tests).
+    pub fn remove_bridge(&self) -> Result<(), NetError> {
+        let bridge = self.bridge.clone();
+        netlink(None, move |h| async move {
+            if let Some(i) = index_of(&h, &bridge).await? {
+                h.link()
+                    .del(i)
+                    .execute()
+                    .await
+                    .map_err(nl(format!("removing {bridge}")))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_parse_and_allocate_lowest_free() {
+        let c: Cidr = "10.42.0.7/24".parse().unwrap();
+        assert_eq!(c.to_string(), "10.42.0.0/24");
+        assert_eq!(c.gateway(), Ipv4Addr::new(10, 42, 0, 1));
+        assert!("10.42.0.0".parse::<Cidr>().is_err());
+        assert!("10.42.0.0/31".parse::<Cidr>().is_err());
+        let mut used = BTreeMap::new();
+        assert_eq!(allocate(&c, &used), Some(Ipv4Addr::new(10, 42, 0, 2)));
+        used.insert("a".to_string(), Ipv4Addr::new(10, 42, 0, 2));
+        used.insert("b".to_string(), Ipv4Addr::new(10, 42, 0, 4));
+        assert_eq!(allocate(&c, &used), Some(Ipv4Addr::new(10, 42, 0, 3)));
+        let small: Cidr = "10.0.0.0/30".parse().unwrap();
+        let full: BTreeMap<String, Ipv4Addr> =
+            [("x".to_string(), Ipv4Addr::new(10, 0, 0, 2))].into();
+        assert_eq!(allocate(&small, &full), None, "a /30 holds one pod");
+        assert!(c.contains(Ipv4Addr::new(10, 42, 0, 200)));
+        assert!(!c.contains(Ipv4Addr::new(10, 42, 1, 2)));
+    }
+
+    #[test]
+    fn interface_names_fit_the_kernel_limit() {
+        let n = host_ifname("3f2b9c1e-7a4d-4e0b-9c61-2f1d5b7a9e00");
+        assert!(n.len() <= 15, "{n}");
+        assert_eq!(n, "vf3f2b9c1e7a4d");
+    }
+}
