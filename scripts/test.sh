@@ -16,14 +16,14 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== build"
 cargo build --locked --workspace --all-targets
 
-echo "== cluster-in-a-box smoke test"
-scripts/box-smoke.sh
-
 echo "== test image (flotilla.local/busybox:1)"
 target=${CARGO_TARGET_DIR:-$PWD/target}
 mkdir -p "$target"
 scripts/test-image.sh "$target/flotilla-test-image.tar"
 export FLOTILLA_TEST_IMAGE=$target/flotilla-test-image.tar
+
+echo "== cluster-in-a-box smoke test"
+scripts/box-smoke.sh
 
 echo "== unit, property and end-to-end tests"
 if cargo nextest --version >/dev/null 2>&1; then
