@@ -40,15 +40,18 @@ fl get deployments,replicasets,services
 echo
 fl get pods -o wide
 pod=$(fl get pods -l app=web -o name | head -1)
+ip=$(fl get pods -l app=web -o wide | awk 'NR==2 {print $6}')
 echo
+echo "== from node-1: wget -qO- http://$ip:8080/   (a pod's address on the node's pod network)"
+ip netns exec fbox-1 busybox wget -qO- "http://$ip:8080/"
 echo "== flotilla exec $pod -- wget -qO- http://127.0.0.1:8080/"
 fl exec "$pod" -- wget -qO- http://127.0.0.1:8080/
 cat <<MSG
 
 The Deployment made a ReplicaSet, which made 3 pods, which the scheduler bound to node-1, whose
-agent runs them as real containers (each under its own shim, in its own sandbox) and probes
-them. Pod IPs and the Service's ClusterIP come with the pod network (see README.md for what
-works today).
+agent runs them as real containers (each under its own shim, in its own sandbox with an address
+on the node's bridge flotilla0) and probes them. The Service's ClusterIP comes with the
+nftables service proxy (see README.md for what works today).
 
 Try:  ip netns exec fbox-1 $FLOTILLA_BIN --config $box/node1/admin.yaml logs $pod
       ip netns exec fbox-1 $FLOTILLA_BIN --config $box/node1/admin.yaml describe deployment web

@@ -252,7 +252,7 @@ impl PodNetwork {
         let ip = {
             let _g = self.lock.lock().expect("ipam lock");
             let mut m = self.read_ipam();
-            let ip = match m.get(pod) {
+            match m.get(pod) {
                 Some(ip) => *ip,
                 None => {
                     let ip = allocate(&self.cidr, &m).ok_or(NetError::PoolExhausted {
@@ -262,8 +262,7 @@ impl PodNetwork {
                     self.write_ipam(&m)?;
                     ip
                 }
-            };
-            ip
+            }
         };
         let host = host_ifname(pod);
         let peer = format!("vp{}", &host[2..]);

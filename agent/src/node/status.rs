@@ -33,7 +33,10 @@ impl HostResources {
         if let Ok(st) = nix::sys::statvfs::statvfs(dir)
             && st.blocks() > 0
         {
-            r.disk_free_percent = st.blocks_available() as u64 * 100 / st.blocks() as u64;
+            // fsblkcnt_t is 32 bits on some 32-bit targets (armv7 Pi OS).
+            #[allow(clippy::unnecessary_cast)]
+            let (free, all) = (st.blocks_available() as u64, st.blocks() as u64);
+            r.disk_free_percent = free * 100 / all;
         }
         r
     }

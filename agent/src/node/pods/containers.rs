@@ -414,10 +414,12 @@ mod tests {
 
     impl Fixture {
         fn new() -> Fixture {
-            let mut pod = Pod::default();
-            pod.metadata = ObjectMeta {
-                name: "web-1".into(),
-                namespace: Some("shop".into()),
+            let mut pod = Pod {
+                metadata: ObjectMeta {
+                    name: "web-1".into(),
+                    namespace: Some("shop".into()),
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             pod.metadata.labels.insert("app".into(), "web".into());
