@@ -68,6 +68,76 @@ pub fn oom_kills(path: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Limits for a parent cgroup (a pod's): memory in bytes, CPU as a CFS quota over a period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParentLimits {
+    pub memory_bytes: Option<i64>,
+    pub cpu_quota_us: Option<i64>,
+    pub cpu_period_us: Option<u64>,
+}
+
+/// Makes the parent cgroup `path` (a pod's, whose containers' cgroups go below it) with
+/// `limits`, on v1 under the memory and cpu controllers, on v2 in the unified hierarchy with
+/// those controllers enabled for its children. Idempotent.
+pub fn ensure_parent(path: &str, limits: &ParentLimits) -> Result<(), crate::RuntimeError> {
+    use crate::error::IoContext;
+    let write = |file: PathBuf, value: String| -> Result<(), crate::RuntimeError> {
+        fs::write(&file, value).at("writing", &file)
+    };
+    match layout() {
+        Layout::V1 => {
+            let mem = dir("memory", path);
+            fs::create_dir_all(&mem).at("creating", &mem)?;
+            if let Some(m) = limits.memory_bytes {
+                write(mem.join("memory.limit_in_bytes"), m.to_string())?;
+            }
+            let cpu = dir("cpu", path);
+            fs::create_dir_all(&cpu).at("creating", &cpu)?;
+            if let (Some(q), Some(p)) = (limits.cpu_quota_us, limits.cpu_period_us) {
+                write(cpu.join("cpu.cfs_period_us"), p.to_string())?;
+                write(cpu.join("cpu.cfs_quota_us"), q.to_string())?;
+            }
+        }
+        Layout::V2 => {
+            // Every level from the root down delegates memory, cpu and pids to its children.
+            let mut at = PathBuf::from(ROOT);
+            for part in path.trim_start_matches('/').split('/') {
+                let _ = fs::write(at.join("cgroup.subtree_control"), "+memory +cpu +pids");
+                at = at.join(part);
+                fs::create_dir_all(&at).at("creating", &at)?;
+            }
+            let _ = fs::write(at.join("cgroup.subtree_control"), "+memory +cpu +pids");
+            if let Some(m) = limits.memory_bytes {
+                write(at.join("memory.max"), m.to_string())?;
+            }
+            if let (Some(q), Some(p)) = (limits.cpu_quota_us, limits.cpu_period_us) {
+                write(at.join("cpu.max"), format!("{q} {p}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The CFS quota and period of `path`, if it has a quota.
+pub fn cpu_quota(path: &str) -> Option<(i64, u64)> {
+    match layout() {
+        Layout::V2 => {
+            let v = fs::read_to_string(dir("cpu", path).join("cpu.max")).ok()?;
+            let (q, p) = v.trim().split_once(' ')?;
+            Some((q.parse().ok()?, p.parse().ok()?))
+        }
+        Layout::V1 => {
+            let q: i64 = fs::read_to_string(dir("cpu", path).join("cpu.cfs_quota_us"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            let p = read_u64(dir("cpu", path).join("cpu.cfs_period_us"))?;
+            (q > 0).then_some((q, p))
+        }
+    }
+}
+
 /// Removes the cgroup directory of `path` under every controller (best effort: a cgroup with
 /// processes in it cannot be removed).
 pub fn remove(path: &str) {

@@ -283,6 +283,16 @@ spec:
     assert_eq!(t["reason"], "OOMKilled", "{t}");
     assert_eq!(t["exitCode"], 137);
     assert!(a.ok(&["get", "pod", "hog"]).contains("OOMKilled"));
+    // The pod has a cgroup of its own, limited to the sum of its containers' limits.
+    let uid = a.pod("hog").unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pod_cg = flotilla::node::pods::containers::pod_cgroup(&uid);
+    assert_eq!(
+        flotilla_runtime::cgroups::memory_limit(&pod_cg),
+        Some(24 << 20)
+    );
     assert!(a.ok(&["describe", "pod", "hog"]).contains("OOMKilled"));
 }
 

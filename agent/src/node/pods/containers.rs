@@ -190,6 +190,38 @@ pub fn resources(c: &Container) -> Resources {
     }
 }
 
+/// The pod's own cgroup limits, as the kubelet sets them: the sum of its app containers'
+/// limits, or the largest init container's if that is more (they run one at a time). A
+/// resource is limited only when every container limits it.
+pub fn pod_limits(
+    spec: &crate::manifest::types::PodSpec,
+) -> flotilla_runtime::cgroups::ParentLimits {
+    let sum_or_none = |f: &dyn Fn(&Resources) -> Option<i64>| -> Option<i64> {
+        let apps: Option<i64> = spec
+            .containers
+            .iter()
+            .map(|c| f(&resources(c)))
+            .sum::<Option<i64>>();
+        let init: Option<i64> = spec
+            .init_containers
+            .iter()
+            .map(|c| f(&resources(c)))
+            .try_fold(0i64, |m, v| v.map(|v| m.max(v)));
+        match (apps, init) {
+            (Some(a), Some(i)) => Some(a.max(i)),
+            (Some(a), None) if spec.init_containers.is_empty() => Some(a),
+            _ => None,
+        }
+    };
+    let memory = sum_or_none(&|r| r.memory_bytes);
+    let quota = sum_or_none(&|r| r.cpu_quota_us);
+    flotilla_runtime::cgroups::ParentLimits {
+        memory_bytes: memory,
+        cpu_quota_us: quota,
+        cpu_period_us: quota.map(|_| 100_000),
+    }
+}
+
 /// The container's environment, in Kubernetes' order: the image's, then envFrom, then env
 /// (later wins), with `$(VAR)` in values expanded from what came before.
 fn environment(
@@ -615,6 +647,42 @@ mod tests {
         c.volume_mounts[0].name = "nope".into();
         let e = container_spec(&f.ctx(), &c, 0, &img).unwrap_err();
         assert!(e.0.contains("names no volume"), "{e:?}");
+    }
+
+    #[test]
+    fn pod_limits_sum_the_containers_when_all_have_them() {
+        let c = |name: &str, mem: &str, cpu: &str| {
+            let mut c = Container {
+                name: name.into(),
+                ..Default::default()
+            };
+            c.resources
+                .limits
+                .insert("memory".into(), Quantity(mem.into()));
+            c.resources
+                .limits
+                .insert("cpu".into(), Quantity(cpu.into()));
+            c
+        };
+        let mut spec = crate::manifest::types::PodSpec {
+            containers: vec![c("a", "16Mi", "100m"), c("b", "32Mi", "250m")],
+            ..Default::default()
+        };
+        let l = pod_limits(&spec);
+        assert_eq!(l.memory_bytes, Some(48 << 20));
+        assert_eq!(
+            (l.cpu_quota_us, l.cpu_period_us),
+            (Some(35_000), Some(100_000))
+        );
+        // A bigger init container raises the pod's limit.
+        spec.init_containers = vec![c("init", "64Mi", "100m")];
+        assert_eq!(pod_limits(&spec).memory_bytes, Some(64 << 20));
+        // A container without a limit leaves the pod unlimited.
+        spec.containers.push(Container {
+            name: "free".into(),
+            ..Default::default()
+        });
+        assert_eq!(pod_limits(&spec), Default::default());
     }
 
     #[test]

@@ -643,8 +643,15 @@ impl Manager {
                     grace_seconds: grace,
                 };
                 let host = hostname.to_string();
+                let limits = containers::pod_limits(&ctx.pod.spec);
                 self.run(format!("sandbox:{uid}"), move || {
                     let dir = pod_dir(&node.data, &uid);
+                    // The pod's own cgroup, with the sum of its containers' limits.
+                    if let Err(e) =
+                        flotilla_runtime::cgroups::ensure_parent(&pod_cgroup(&uid), &limits)
+                    {
+                        warn!(pod = %pod_name, error = %e, "cannot make the pod's cgroup");
+                    }
                     let made = std::fs::create_dir_all(dir.join("logs"))
                         .map_err(|e| e.to_string())
                         .and_then(|()| {
