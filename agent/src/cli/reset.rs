@@ -14,6 +14,9 @@ pub struct ResetArgs {
 }
 
 pub fn run(a: ResetArgs) -> Result<i32> {
+    if !a.data_dir.is_dir() {
+        bail!("--data-dir: {} is not a directory", a.data_dir.display());
+    }
     let pid_busy = std::fs::read_dir("/proc")?
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
