@@ -25,6 +25,15 @@ export FLOTILLA_TEST_IMAGE=$target/flotilla-test-image.tar
 echo "== cluster-in-a-box smoke test"
 scripts/box-smoke.sh
 
+# Pod cgroups live under /flotilla; tests remove their own, and the empty parent goes when the
+# tests end, passed or failed (not per test: a parallel test may be making a child then).
+remove_cgroup_parent() {
+  for d in /sys/fs/cgroup/*/flotilla /sys/fs/cgroup/flotilla; do
+    if [[ -d $d ]]; then rmdir "$d" 2>/dev/null || true; fi
+  done
+}
+trap remove_cgroup_parent EXIT
+
 echo "== unit, property and end-to-end tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --workspace --no-fail-fast

@@ -38,6 +38,8 @@ pub fn run(a: ResetArgs) -> Result<i32> {
         );
     }
     crate::node::pods::remove_all(&a.data_dir);
+    // The parent of every pod cgroup, once empty (removal fails while other pods use it).
+    flotilla_runtime::cgroups::remove("/flotilla");
     println!(
         "removed every container and pod of {}",
         a.data_dir.display()

@@ -19,6 +19,19 @@ fn ready(p: &Value) -> bool {
     })
 }
 
+/// Applies examples/web.yaml and waits for its 3 pods to be Running and Ready.
+fn apply_web(a: &Agent) -> Vec<Value> {
+    a.ok(&["apply", "-f", examples().join("web.yaml").to_str().unwrap()]);
+    a.eventually(60, "3 web pods Running and Ready", || {
+        let ps = pods_with(a, "app=web");
+        ps.len() == 3
+            && ps
+                .iter()
+                .all(|p| p["status"]["phase"] == "Running" && ready(p))
+    });
+    pods_with(a, "app=web")
+}
+
 fn name(p: &Value) -> String {
     p["metadata"]["name"].as_str().unwrap().to_string()
 }
@@ -26,15 +39,7 @@ fn name(p: &Value) -> String {
 #[test]
 fn a_deployment_serves_its_page_follows_its_configmap_and_survives_kill_9() {
     let mut a = Agent::with_image();
-    a.ok(&["apply", "-f", examples().join("web.yaml").to_str().unwrap()]);
-    a.eventually(60, "3 web pods Running and Ready", || {
-        let ps = pods_with(&a, "app=web");
-        ps.len() == 3
-            && ps
-                .iter()
-                .all(|p| p["status"]["phase"] == "Running" && ready(p))
-    });
-    let pods = pods_with(&a, "app=web");
+    let pods = apply_web(&a);
     let first = name(&pods[0]);
     let page = a.ok(&[
         "exec",
@@ -403,15 +408,7 @@ fn pods_get_addresses_on_the_node_network_and_reach_each_other() {
     let mut a = Agent::start_in_netns();
     let tar = flotilla_runtime::testing::test_image(a.data_dir());
     a.ok(&["image", "import", tar.to_str().unwrap()]);
-    a.ok(&["apply", "-f", examples().join("web.yaml").to_str().unwrap()]);
-    a.eventually(60, "3 web pods Running and Ready", || {
-        let ps = pods_with(&a, "app=web");
-        ps.len() == 3
-            && ps
-                .iter()
-                .all(|p| p["status"]["phase"] == "Running" && ready(p))
-    });
-    let pods = pods_with(&a, "app=web");
+    let pods = apply_web(&a);
     let ips: Vec<String> = pods
         .iter()
         .map(|p| p["status"]["podIP"].as_str().unwrap_or("").to_string())

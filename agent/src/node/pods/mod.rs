@@ -271,15 +271,7 @@ impl Manager {
     async fn sources(&self, ns: &str) -> anyhow::Result<(DataByName, DataByName)> {
         let (cms, _) = self.store.list("ConfigMap", Some(ns)).await?;
         let (secrets, _) = self.store.list("Secret", Some(ns)).await?;
-        let strings = |v: &Value| -> BTreeMap<String, String> {
-            v.as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let strings = crate::selector::string_map;
         let cm = cms
             .iter()
             .map(|c| {
