@@ -16,6 +16,7 @@ PACKAGES=(
   gzip
   docker-registry # a real registry on 127.0.0.1 for the pull tests (its service is not started)
   apache2-utils   # htpasswd: the registry's basic-auth file in the pull tests
+  nftables        # nft: the service proxy applies its table with `nft -f -` (netproxy)
 )
 
 missing=()

@@ -4,10 +4,14 @@
 //! - [`podnet`]: the node's pod network: a bridge with the pod CIDR's gateway, a veth per pod
 //!   sandbox, addresses from a persisted IPAM table, over netlink.
 //!
-//! Still to come (the networking issue): VXLAN between nodes, the nftables service proxy,
-//! masquerade, DNS.
+//! - [`services`]: the nftables service proxy: a table of services and ready endpoints becomes
+//!   the `inet flotilla` table (ClusterIP, NodePort, ClientIP affinity, masquerade), each sync
+//!   one atomic transaction.
+//!
+//! Still to come (the networking issue): VXLAN between nodes, DNS.
 
 pub mod podnet;
+pub mod services;
 
 /// What went wrong, and with which link, address or file.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +24,8 @@ pub enum NetError {
     },
     #[error("{what}: {message}")]
     Netlink { what: String, message: String },
+    #[error("nft refused the ruleset: {message}")]
+    Nft { message: String },
     #[error("no free address left in the pod network {cidr}")]
     PoolExhausted { cidr: String },
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use futures::TryStreamExt;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::NetError;
 
@@ -302,6 +302,13 @@ impl PodNetwork {
                 .execute()
                 .await
                 .map_err(nl(format!("attaching {host} to {bridge}")))?;
+            // Hairpin: a pod reaching itself through a service address comes back out of the
+            // port it went in by (bridged traffic passes the nftables DNAT via br_netfilter).
+            h.link()
+                .set_port(LinkBridgePort::new(host_index).hairpin(true).build())
+                .execute()
+                .await
+                .map_err(nl(format!("turning hairpin on for {host}")))?;
             let peer_index = index_of(&h, &peer).await?.unwrap_or(0);
             h.link()
                 .set(
@@ -318,6 +325,10 @@ impl PodNetwork {
         let (gw, prefix) = (self.cidr.gateway(), self.cidr.prefix);
         let peer = format!("vp{}", &host_ifname(pod)[2..]);
         netlink(Some(netns), move |h| async move {
+            // The node forwards service traffic back out of the bridge it came in by, and
+            // would tell the pod by ICMP redirect to reach the service address directly on
+            // the link, where nothing answers. Pods ignore redirects (this runs inside the
+            // pod's namespace, so /proc/sys/net is the pod's).
             let index = index_of(&h, &peer)
                 .await?
                 .ok_or_else(|| NetError::Netlink {
@@ -329,6 +340,13 @@ impl PodNetwork {
                 .execute()
                 .await
                 .map_err(nl("naming eth0"))?;
+            for conf in ["all", "eth0"] {
+                let f = format!("/proc/sys/net/ipv4/conf/{conf}/accept_redirects");
+                std::fs::write(&f, "0").map_err(|e| NetError::Io {
+                    what: format!("writing {f} in the pod"),
+                    source: e,
+                })?;
+            }
             h.address()
                 .add(index, ip.into(), prefix)
                 .execute()
@@ -363,6 +381,32 @@ impl PodNetwork {
             self.write_ipam(&m)?;
         }
         Ok(())
+    }
+
+    /// Routes `cidr` (the service CIDR) to the bridge, so that a node with no default route (an
+    /// air-gapped site, a test namespace) still sends service traffic where the proxy's rules
+    /// see it; with a default route it changes nothing but the path's first hop. Idempotent.
+    pub fn route_to_bridge(&self, cidr: Cidr) -> Result<(), NetError> {
+        let bridge = self.bridge.clone();
+        netlink(None, move |h| async move {
+            let index = index_of(&h, &bridge)
+                .await?
+                .ok_or_else(|| NetError::Netlink {
+                    what: format!("bridge {bridge}"),
+                    message: "does not exist".into(),
+                })?;
+            h.route()
+                .add(
+                    RouteMessageBuilder::<Ipv4Addr>::new()
+                        .destination_prefix(cidr.addr, cidr.prefix)
+                        .output_interface(index)
+                        .build(),
+                )
+                .replace()
+                .execute()
+                .await
+                .map_err(nl(format!("routing {cidr} to {bridge}")))
+        })
     }
 
     /// Removes the bridge (uninstall, tests).

@@ -63,8 +63,10 @@ fn usage_is_read_back_from_the_cgroup() {
     let s = n.spec("usage", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; x=$(head -c 4000000 /dev/zero | tr '\\0' a); sleep 30 & sleep 30 & sleep 30");
     n.start(&s);
     let mut u = cgroups::usage(&s.cgroup_path);
+    // While the 4 MB string is built, `head` and `tr` count as pids too: wait
+    // for the steady state (string held, sleeps running) rather than any 3 pids.
     for _ in 0..100 {
-        if u.pids >= 3 {
+        if u.pids >= 3 && u.memory_bytes > 1 << 20 {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));

@@ -1,0 +1,377 @@
+//! The service proxy for real: a node namespace with the pod bridge, backend pods serving HTTP
+//! with busybox httpd in their own namespaces, a client pod, and another host on a link to the
+//! node. Requests go through the kernel's nftables rules the proxy wrote. Everything is made in
+//! namespaces this test creates, and a Drop guard removes them (and the servers) even on failure.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flotilla_netproxy::podnet::{Cidr, PodNetwork};
+use flotilla_netproxy::services::{
+    Endpoint, Protocol, ProxyConfig, Service, ServicePort, ServiceProxy, nft,
+};
+
+const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 5);
+const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
+
+fn sh(args: &[&str]) -> std::process::Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn must(args: &[&str]) {
+    let o = sh(args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn netns(name: &str) -> PathBuf {
+    Path::new("/run/netns").join(name)
+}
+
+/// Runs `f` on a thread inside the namespace named `ns`.
+fn inside<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = netns(ns);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap();
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// A node namespace with the pod bridge, backend pods serving `backend-I` on port 8080 with
+/// busybox httpd, a client pod, and another host on a veth link to the node.
+struct Lab {
+    namespaces: Vec<String>,
+    servers: Vec<Child>,
+    _dir: tempfile::TempDir,
+    node: String,
+    host: String,
+    client: String,
+    /// Backend pods: namespace and address.
+    backends: Vec<(String, Ipv4Addr)>,
+    cfg: ProxyConfig,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::env::var_os("FLOTILLA_KEEP_LAB").is_some() {
+            eprintln!("FLOTILLA_KEEP_LAB: leaving {:?}", self.namespaces);
+            return;
+        }
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = sh(&["ip", "netns", "del", ns]);
+        }
+    }
+}
+
+impl Lab {
+    fn new(n: usize) -> Lab {
+        // Unique per test process (nextest runs each test in its own), short enough for ifnames.
+        let tag = format!("fpx{}", std::process::id() % 1_000_000);
+        let mut lab = Lab {
+            namespaces: vec![],
+            servers: vec![],
+            _dir: tempfile::tempdir().unwrap(),
+            node: format!("{tag}n"),
+            host: format!("{tag}h"),
+            client: format!("{tag}c"),
+            backends: vec![],
+            cfg: ProxyConfig {
+                cluster_cidr: "10.42.0.0/16".parse().unwrap(),
+                egress: Some(("10.42.0.0/24".parse().unwrap(), "flotilla0".into())),
+            },
+        };
+        for ns in [lab.node.clone(), lab.host.clone(), lab.client.clone()] {
+            lab.add_ns(&ns);
+        }
+        // The other host: a veth from the node's namespace, 192.168.77.0/24.
+        let (a, b) = (format!("{tag}a"), format!("{tag}b"));
+        must(&[
+            "ip", "link", "add", &a, "netns", &lab.node, "type", "veth", "peer", "name", &b,
+            "netns", &lab.host,
+        ]);
+        must(&[
+            "ip",
+            "-n",
+            &lab.node,
+            "addr",
+            "add",
+            "192.168.77.1/24",
+            "dev",
+            &a,
+        ]);
+        must(&["ip", "-n", &lab.node, "link", "set", &a, "up"]);
+        must(&[
+            "ip",
+            "-n",
+            &lab.host,
+            "addr",
+            "add",
+            "192.168.77.2/24",
+            "dev",
+            &b,
+        ]);
+        must(&["ip", "-n", &lab.host, "link", "set", &b, "up"]);
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &lab.node,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        let mut pods = vec![lab.client.clone()];
+        for i in 0..n {
+            let ns = format!("{tag}p{i}");
+            lab.add_ns(&ns);
+            pods.push(ns);
+        }
+        let state = lab._dir.path().to_owned();
+        let cidr: Cidr = "10.42.0.0/24".parse().unwrap();
+        let addrs = inside(&lab.node, move || {
+            let net = PodNetwork::new("flotilla0", cidr, &state);
+            net.ensure_bridge().unwrap();
+            net.route_to_bridge("10.43.0.0/16".parse().unwrap())
+                .unwrap();
+            pods.iter()
+                .map(|p| (p.clone(), net.attach(p, &netns(p)).unwrap()))
+                .collect::<Vec<_>>()
+        });
+        for (i, (ns, ip)) in addrs.into_iter().skip(1).enumerate() {
+            let www = lab._dir.path().join(format!("www{i}"));
+            std::fs::create_dir_all(&www).unwrap();
+            std::fs::write(www.join("index.html"), format!("backend-{i}\n")).unwrap();
+            let child = Command::new("ip")
+                .args([
+                    "netns", "exec", &ns, "busybox", "httpd", "-f", "-p", "8080", "-h",
+                ])
+                .arg(&www)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            lab.servers.push(child);
+            lab.backends.push((ns, ip));
+        }
+        for (ns, ip) in lab.backends.clone() {
+            lab.wait_serving(&ns, ip);
+        }
+        lab
+    }
+
+    fn add_ns(&mut self, ns: &str) {
+        must(&["ip", "netns", "add", ns]);
+        must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        self.namespaces.push(ns.to_string());
+    }
+
+    fn wait_serving(&self, ns: &str, ip: Ipv4Addr) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.get(ns, &format!("http://{ip}:8080/")).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("backend {ip} in {ns} never served");
+    }
+
+    /// One HTTP GET from namespace `ns` with busybox wget: the body, or wget's error. (Debian's
+    /// static busybox crashes on `wget -T`, so `timeout` bounds it.)
+    fn get(&self, ns: &str, url: &str) -> Result<String, String> {
+        let o = sh(&[
+            "ip", "netns", "exec", ns, "timeout", "5", "busybox", "wget", "-q", "-O", "-", url,
+        ]);
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
+        }
+    }
+
+    fn endpoints(&self, which: &[usize]) -> Vec<Endpoint> {
+        which
+            .iter()
+            .map(|i| Endpoint {
+                ip: self.backends[*i].1,
+                port: 8080,
+            })
+            .collect()
+    }
+
+    fn proxy(&self) -> ServiceProxy {
+        ServiceProxy::new(self.cfg.clone(), Some(&netns(&self.node)))
+    }
+
+    /// Counts which backend answered each of `n` requests from `ns` to `url`.
+    fn spread(&self, ns: &str, url: &str, n: usize) -> Vec<usize> {
+        let mut counts = vec![0; self.backends.len()];
+        for _ in 0..n {
+            let body = self
+                .get(ns, url)
+                .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            let i: usize = body
+                .strip_prefix("backend-")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected body {body:?}"));
+            counts[i] += 1;
+        }
+        counts
+    }
+
+    fn list(&self, table: &str) -> String {
+        let o = sh(&[
+            "ip", "netns", "exec", &self.node, "nft", "list", "table", "inet", table,
+        ]);
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+}
+
+fn web(endpoints: Vec<Endpoint>, node_port: Option<u16>, affinity: Option<u32>) -> Service {
+    Service {
+        namespace: "default".into(),
+        name: "web".into(),
+        cluster_ip: CLUSTER_IP,
+        affinity_timeout: affinity,
+        ports: vec![ServicePort {
+            name: "http".into(),
+            protocol: Protocol::Tcp,
+            port: 80,
+            node_port,
+            endpoints,
+        }],
+    }
+}
+
+#[test]
+fn a_cluster_ip_spreads_requests_over_ready_backends_and_rejects_when_none() {
+    let lab = Lab::new(3);
+    let mut proxy = lab.proxy();
+    let r = proxy
+        .sync(&[web(lab.endpoints(&[0, 1, 2]), None, None)])
+        .unwrap();
+    assert!(r.full);
+    let url = format!("http://{CLUSTER_IP}/");
+    let counts = lab.spread(&lab.client, &url, 60);
+    assert!(
+        counts.iter().all(|c| *c >= 5),
+        "every backend gets a share of 60 requests: {counts:?}"
+    );
+
+    // Backend 1 goes unready: it leaves the rules, in a small transaction.
+    let r = proxy
+        .sync(&[web(lab.endpoints(&[0, 2]), None, None)])
+        .unwrap();
+    assert!(!r.full && r.commands < 10, "incremental: {r:?}");
+    let counts = lab.spread(&lab.client, &url, 30);
+    assert_eq!(
+        counts[1], 0,
+        "no request reaches the unready backend: {counts:?}"
+    );
+
+    // No ready endpoint: refused at once, not a black hole.
+    proxy.sync(&[web(vec![], None, None)]).unwrap();
+    let t = Instant::now();
+    let err = lab.get(&lab.client, &url).unwrap_err();
+    assert!(err.contains("refused"), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "rejected, not timed out"
+    );
+}
+
+#[test]
+fn a_node_port_answers_another_host_and_the_node_itself() {
+    let lab = Lab::new(2);
+    let mut proxy = lab.proxy();
+    proxy
+        .sync(&[web(lab.endpoints(&[0, 1]), Some(30080), None)])
+        .unwrap();
+    let counts = lab.spread(&lab.host, &format!("http://{NODE_IP}:30080/"), 30);
+    assert!(counts.iter().all(|c| *c > 0), "{counts:?}");
+    // From the node's own namespace, through the ClusterIP and the NodePort.
+    for url in [
+        format!("http://{CLUSTER_IP}/"),
+        format!("http://{NODE_IP}:30080/"),
+    ] {
+        let body = lab.get(&lab.node, &url).unwrap();
+        assert!(body.starts_with("backend-"), "{url}: {body}");
+    }
+    // Another port on the node is not a NodePort.
+    assert!(
+        lab.get(&lab.host, &format!("http://{NODE_IP}:30081/"))
+            .is_err()
+    );
+}
+
+#[test]
+fn client_ip_affinity_pins_a_client_to_one_backend() {
+    let lab = Lab::new(3);
+    let mut proxy = lab.proxy();
+    proxy
+        .sync(&[web(lab.endpoints(&[0, 1, 2]), None, Some(600))])
+        .unwrap();
+    let counts = lab.spread(&lab.client, &format!("http://{CLUSTER_IP}/"), 20);
+    assert_eq!(
+        counts.iter().filter(|c| **c > 0).count(),
+        1,
+        "one backend serves every request: {counts:?}"
+    );
+}
+
+#[test]
+fn a_pod_reaches_itself_through_its_service() {
+    let lab = Lab::new(1);
+    let mut proxy = lab.proxy();
+    proxy.sync(&[web(lab.endpoints(&[0]), None, None)]).unwrap();
+    let me = &lab.backends[0].0;
+    assert_eq!(
+        lab.get(me, &format!("http://{CLUSTER_IP}/")).unwrap(),
+        "backend-0"
+    );
+}
+
+#[test]
+fn the_first_sync_removes_stale_rules_and_leaves_other_tables_alone() {
+    let lab = Lab::new(1);
+    let ns = netns(&lab.node);
+    nft(
+        Some(&ns),
+        "add table inet other\nadd chain inet other keep\n\
+         add table inet flotilla\nadd chain inet flotilla stale\n\
+         add map inet flotilla service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; }\n\
+         add element inet flotilla service-ips { 10.43.0.99 . tcp . 80 : goto stale }\n",
+    )
+    .unwrap();
+    let mut proxy = lab.proxy();
+    proxy.sync(&[web(lab.endpoints(&[0]), None, None)]).unwrap();
+    let ours = lab.list("flotilla");
+    assert!(
+        !ours.contains("stale") && !ours.contains("10.43.0.99"),
+        "{ours}"
+    );
+    assert!(ours.contains("10.43.0.5"), "{ours}");
+    assert!(lab.list("other").contains("chain keep"));
+    // A second proxy (an agent restart) rebuilds the same rules; remove takes the table away.
+    let mut again = lab.proxy();
+    again.sync(&[web(lab.endpoints(&[0]), None, None)]).unwrap();
+    assert_eq!(lab.list("flotilla"), ours);
+    again.remove().unwrap();
+    assert_eq!(lab.list("flotilla"), "");
+}
