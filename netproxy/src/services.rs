@@ -344,7 +344,8 @@ pub fn transaction(cfg: &ProxyConfig, prev: Option<&Ruleset>, next: &Ruleset) ->
             let _ = writeln!(out, "add rule {t} {c} {r}");
         }
     }
-    let maps: [(&str, &BTreeMap<String, String>, &BTreeMap<String, String>); 2] = [
+    type Elements<'a> = &'a BTreeMap<String, String>;
+    let maps: [(&str, Elements, Elements); 2] = [
         ("service-ips", &prev.service_ips, &next.service_ips),
         (
             "service-nodeports",
