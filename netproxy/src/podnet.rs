@@ -89,6 +89,32 @@ pub fn host_ifname(pod: &str) -> String {
     format!("vf{id}")
 }
 
+/// Turns on what the node needs to route pods' and services' traffic in the caller's network
+/// namespace: IPv4 forwarding, and nftables seeing bridged traffic (br_netfilter), which a pod
+/// reaching a service backed by a pod on the same bridge needs. Returns false when
+/// br_netfilter is missing (its sysctl is absent and `modprobe` could not load it).
+pub fn enable_forwarding() -> Result<bool, NetError> {
+    let write = |f: &str| {
+        std::fs::write(f, "1").map_err(|e| NetError::Io {
+            what: format!("writing 1 to {f}"),
+            source: e,
+        })
+    };
+    write("/proc/sys/net/ipv4/ip_forward")?;
+    let bridge_nf = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+    if !Path::new(bridge_nf).exists() {
+        let _ = std::process::Command::new("modprobe")
+            .arg("br_netfilter")
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    if !Path::new(bridge_nf).exists() {
+        return Ok(false);
+    }
+    write(bridge_nf)?;
+    Ok(true)
+}
+
 /// The node's pod network.
 pub struct PodNetwork {
     pub bridge: String,

@@ -47,8 +47,13 @@ pub struct AgentArgs {
     /// This node's pod addresses (a /24 of 10.42.0.0/16 per node in a cluster).
     #[arg(long, default_value = "10.42.0.0/24")]
     pub pod_cidr: flotilla_netproxy::podnet::Cidr,
-    /// `bridge`: pods get an address on the bridge `flotilla0`; `none`: pods only have
-    /// loopback (no network devices are made in the agent's namespace).
+    /// Every pod address of the cluster (each node's --pod-cidr lies inside it): service
+    /// traffic from outside it is masqueraded, pods' traffic to outside it too.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: flotilla_netproxy::podnet::Cidr,
+    /// `bridge`: pods get an address on the bridge `flotilla0`, and Services are programmed in
+    /// nftables (table `inet flotilla`); `none`: pods only have loopback, and no network
+    /// device, route or rule is made in the agent's namespace.
     #[arg(long, default_value = "bridge", value_parser = ["bridge", "none"])]
     pub pod_network: String,
 }
@@ -120,10 +125,38 @@ pub async fn run(a: AgentArgs) -> Result<()> {
                 a.pod_cidr
             )
         })?;
+        if !a.cluster_cidr.contains(a.pod_cidr.addr) || a.cluster_cidr.prefix > a.pod_cidr.prefix {
+            bail!(
+                "--pod-cidr {} is not inside --cluster-cidr {}",
+                a.pod_cidr,
+                a.cluster_cidr
+            );
+        }
+        let bridged = flotilla_netproxy::podnet::enable_forwarding()
+            .context("turning on IPv4 forwarding for the pod network")?;
+        if !bridged {
+            warn!(
+                "br_netfilter is not available: a pod reaching a Service whose endpoint is on this node may fail (load the br_netfilter module)"
+            );
+        }
+        let (addr, prefix) = crate::api::services::SERVICE_CIDR;
+        let service_cidr = flotilla_netproxy::podnet::Cidr { addr, prefix };
+        net.route_to_bridge(service_cidr)
+            .with_context(|| format!("routing the service network {service_cidr}"))?;
         Some(std::sync::Arc::new(net))
     } else {
         None
     };
+    let proxy = net.is_some().then(|| {
+        crate::node::services::spawn(
+            store.clone(),
+            node.clone(),
+            flotilla_netproxy::services::ProxyConfig {
+                cluster_cidr: a.cluster_cidr,
+                egress: Some((a.pod_cidr, crate::node::pods::BRIDGE.to_string())),
+            },
+        )
+    });
     let pods_node = crate::node::pods::Node {
         name: node.clone(),
         data: a.data_dir.clone(),
@@ -220,6 +253,10 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     pods.shutdown().await;
     compactor.abort();
     heartbeat.abort();
+    // The rules stay in the kernel: pods keep reaching Services while the agent is away.
+    if let Some(p) = proxy {
+        p.abort();
+    }
     store.close().await;
     Ok(())
 }

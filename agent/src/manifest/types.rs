@@ -164,6 +164,7 @@ manifest_struct! {
         pub dns_policy: Option<String>,
         pub service_account_name: Option<String>,
         pub priority: Option<i32>,
+        pub enable_service_links: Option<bool>,
     }
 }
 

@@ -18,6 +18,7 @@
 pub mod identity;
 pub mod memory;
 pub mod pods;
+pub mod services;
 pub mod status;
 
 pub use identity::{AdminConfig, Identity};

@@ -239,3 +239,37 @@ pub fn manifest(a: &Agent, name: &str, yaml: &str) -> String {
     std::fs::write(&p, yaml).unwrap();
     p.display().to_string()
 }
+
+/// The pods a label selector picks, as JSON.
+pub fn pods_with(a: &Agent, selector: &str) -> Vec<Value> {
+    a.json(&["get", "pods", "-l", selector])["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Whether a pod's Ready condition is True.
+pub fn ready(p: &Value) -> bool {
+    p["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// Applies examples/web.yaml and waits for its 3 pods to be Running and Ready.
+/// Applies examples/web.yaml and waits for its 3 pods to be Running and Ready.
+pub fn apply_web(a: &Agent) -> Vec<Value> {
+    a.ok(&["apply", "-f", examples().join("web.yaml").to_str().unwrap()]);
+    a.eventually(60, "3 web pods Running and Ready", || {
+        let ps = pods_with(a, "app=web");
+        ps.len() == 3
+            && ps
+                .iter()
+                .all(|p| p["status"]["phase"] == "Running" && ready(p))
+    });
+    pods_with(a, "app=web")
+}
+
+pub fn name(p: &Value) -> String {
+    p["metadata"]["name"].as_str().unwrap().to_string()
+}

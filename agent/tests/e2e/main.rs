@@ -7,3 +7,4 @@ mod harness;
 mod images;
 mod pods;
 mod restart;
+mod services;

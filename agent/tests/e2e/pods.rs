@@ -3,38 +3,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{Agent, examples, manifest};
-
-fn pods_with(a: &Agent, selector: &str) -> Vec<Value> {
-    a.json(&["get", "pods", "-l", selector])["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn ready(p: &Value) -> bool {
-    p["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
-}
-
-/// Applies examples/web.yaml and waits for its 3 pods to be Running and Ready.
-fn apply_web(a: &Agent) -> Vec<Value> {
-    a.ok(&["apply", "-f", examples().join("web.yaml").to_str().unwrap()]);
-    a.eventually(60, "3 web pods Running and Ready", || {
-        let ps = pods_with(a, "app=web");
-        ps.len() == 3
-            && ps
-                .iter()
-                .all(|p| p["status"]["phase"] == "Running" && ready(p))
-    });
-    pods_with(a, "app=web")
-}
-
-fn name(p: &Value) -> String {
-    p["metadata"]["name"].as_str().unwrap().to_string()
-}
+use crate::harness::{Agent, apply_web, manifest, name, pods_with, ready};
 
 #[test]
 fn a_deployment_serves_its_page_follows_its_configmap_and_survives_kill_9() {

@@ -28,6 +28,8 @@ pub struct PodContext<'a> {
     /// ConfigMaps' and Secrets' data (Secrets decoded) of the pod's namespace, by name.
     pub config_maps: &'a BTreeMap<String, BTreeMap<String, String>>,
     pub secrets: &'a BTreeMap<String, BTreeMap<String, String>>,
+    /// `WEB_SERVICE_HOST` and the like for the Services of the pod's namespace.
+    pub service_env: &'a [(String, String)],
 }
 
 /// Why a container cannot be made (Kubernetes' `CreateContainerConfigError`).
@@ -222,7 +224,8 @@ pub fn pod_limits(
     }
 }
 
-/// The container's environment, in Kubernetes' order: the image's, then envFrom, then env
+/// The container's environment, in Kubernetes' order: the image's, the Services', then
+/// envFrom, then env
 /// (later wins), with `$(VAR)` in values expanded from what came before.
 fn environment(
     ctx: &PodContext<'_>,
@@ -241,6 +244,12 @@ fn environment(
             vars.push((k, v));
         }
     };
+    // Services' variables come before the pod's own, which may override them.
+    if ctx.pod.spec.enable_service_links != Some(false) {
+        for (k, v) in ctx.service_env {
+            set(&mut vars, k.clone(), v.clone());
+        }
+    }
     let missing = |what: &str, name: &str| {
         ConfigError(format!("container {:?}: {what} {name:?} not found", c.name))
     };
@@ -480,6 +489,7 @@ mod tests {
                 etc_files: &[],
                 config_maps: &self.cms,
                 secrets: &self.secrets,
+                service_env: &[],
             }
         }
     }

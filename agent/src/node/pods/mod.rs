@@ -173,7 +173,7 @@ struct Manager {
     /// Each pod's volume dirs and /etc files, as of the store revision they were synced at.
     synced: HashMap<String, (i64, BTreeMap<String, PathBuf>, EtcFiles, String)>,
     /// ConfigMaps and Secrets by namespace, as of a store revision.
-    sources_cache: HashMap<String, (i64, Arc<(DataByName, DataByName)>)>,
+    sources_cache: HashMap<String, (i64, Arc<NamespaceData>)>,
 }
 
 /// What the runtime shows: instances by pod uid and container name, and sandboxes.
@@ -250,6 +250,8 @@ type EtcFiles = Vec<(PathBuf, &'static str)>;
 
 /// Decoded data of a namespace's ConfigMaps and Secrets.
 type DataByName = BTreeMap<String, BTreeMap<String, String>>;
+/// What a namespace gives its pods: ConfigMaps, Secrets, and the Services' env vars.
+type NamespaceData = (DataByName, DataByName, Vec<(String, String)>);
 
 impl Manager {
     async fn desired(&mut self) -> anyhow::Result<Vec<Value>> {
@@ -268,7 +270,7 @@ impl Manager {
         Ok(mine)
     }
 
-    async fn sources(&self, ns: &str) -> anyhow::Result<(DataByName, DataByName)> {
+    async fn sources(&self, ns: &str) -> anyhow::Result<NamespaceData> {
         let (cms, _) = self.store.list("ConfigMap", Some(ns)).await?;
         let (secrets, _) = self.store.list("Secret", Some(ns)).await?;
         let strings = crate::selector::string_map;
@@ -300,7 +302,8 @@ impl Manager {
                 (name, d)
             })
             .collect();
-        Ok((cm, sec))
+        let (services, _) = self.store.list("Service", Some(ns)).await?;
+        Ok((cm, sec, crate::node::services::service_env(&services)))
     }
 
     /// One pass; returns whether it did anything (dispatched actions or wrote statuses).
@@ -331,7 +334,7 @@ impl Manager {
         self.wake_at = None;
         let mut statuses = Vec::new();
         let mut running_ids = HashSet::new();
-        let mut sources: HashMap<String, Arc<(DataByName, DataByName)>> = HashMap::new();
+        let mut sources: HashMap<String, Arc<NamespaceData>> = HashMap::new();
         let mut desired_uids = HashSet::new();
         for raw in &desired {
             let Some(uid) = raw["metadata"]["uid"].as_str().map(String::from) else {
@@ -362,7 +365,7 @@ impl Manager {
                 };
                 sources.insert(ns.clone(), data);
             }
-            let (cms, secrets) = &*sources[&ns].clone();
+            let (cms, secrets, service_env) = &*sources[&ns].clone();
             let instances = seen.instances.get(&uid).cloned().unwrap_or_default();
             let has_sandbox = seen.sandboxes.contains(&uid);
             let dir = pod_dir(&self.node.data, &uid);
@@ -511,6 +514,7 @@ impl Manager {
                     etc_files: &etc,
                     config_maps: cms,
                     secrets,
+                    service_env,
                 };
                 self.dispatch(a, &ctx, raw, &hostname);
             }

@@ -1,0 +1,140 @@
+//! Services through a real agent: it computes endpoints from its ready pods and programs
+//! nftables in its own network namespace; pods and the node reach a Service by its ClusterIP
+//! and NodePort, and a pod that goes unready leaves the rotation.
+
+use std::collections::BTreeMap;
+
+use crate::harness::{Agent, manifest, name, pods_with, ready};
+
+/// Three pods that serve their own name, Ready while /tmp/ready exists, behind a NodePort
+/// Service whose targetPort is a port name.
+const WHO: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: who
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: who}
+  template:
+    metadata:
+      labels: {app: who}
+    spec:
+      containers:
+      - name: httpd
+        image: flotilla.local/busybox:1
+        command: ["sh", "-c", "mkdir -p /tmp/www && hostname > /tmp/www/index.html && touch /tmp/ready && exec httpd -f -p 8080 -h /tmp/www"]
+        ports:
+        - {name: web, containerPort: 8080}
+        readinessProbe:
+          exec: {command: ["cat", "/tmp/ready"]}
+          periodSeconds: 1
+          failureThreshold: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: who
+spec:
+  type: NodePort
+  selector: {app: who}
+  ports:
+  - {name: http, port: 80, targetPort: web, nodePort: 30080}
+"#;
+
+/// GETs `url` from the agent's namespace: the body, or None when it fails.
+fn get(a: &Agent, url: &str) -> Option<String> {
+    let o = a
+        .command("timeout")
+        .args(["5", "busybox", "wget", "-qO-", url])
+        .output()
+        .unwrap();
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// Which pod answered each of `n` requests.
+fn spread(a: &Agent, url: &str, n: usize) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for _ in 0..n {
+        let body = get(a, url).unwrap_or_else(|| panic!("GET {url} failed"));
+        *m.entry(body).or_default() += 1;
+    }
+    m
+}
+
+#[test]
+fn services_reach_ready_pods_by_cluster_ip_and_node_port() {
+    let a = Agent::start_in_netns();
+    let tar = flotilla_runtime::testing::test_image(a.data_dir());
+    a.ok(&["image", "import", tar.to_str().unwrap()]);
+    a.ok(&["apply", "-f", &manifest(&a, "who.yaml", WHO)]);
+    a.eventually(60, "3 pods Ready", || {
+        let ps = pods_with(&a, "app=who");
+        ps.len() == 3 && ps.iter().all(ready)
+    });
+    let svc = a.json(&["get", "service", "who"]);
+    let ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let names: Vec<String> = pods_with(&a, "app=who").iter().map(name).collect();
+    let url = format!("http://{ip}/");
+
+    // From the node: every ready pod gets a share.
+    a.eventually(10, "the service answers", || get(&a, &url).is_some());
+    let counts = spread(&a, &url, 30);
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    for n in &names {
+        assert!(counts.contains_key(n), "{n} never answered: {counts:?}");
+    }
+    // Through the NodePort on the node's pod-network address, and from inside a pod.
+    let np = get(&a, "http://10.42.0.1:30080/").expect("NodePort answers");
+    assert!(names.contains(&np), "{np}");
+    let from_pod = a.ok(&["exec", &names[0], "--", "wget", "-qO-", &url]);
+    assert!(names.contains(&from_pod.trim().to_string()), "{from_pod}");
+
+    // A pod made after the Service gets its variables.
+    let client = "apiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec:\n  containers:\n  - {name: c, image: flotilla.local/busybox:1, command: [sleep, '3600']}\n";
+    a.ok(&["apply", "-f", &manifest(&a, "client.yaml", client)]);
+    a.eventually(30, "client running", || {
+        a.pod("client")
+            .is_some_and(|p| p["status"]["phase"] == "Running")
+    });
+    let env = a.ok(&["exec", "client", "--", "env"]);
+    assert!(env.contains(&format!("WHO_SERVICE_HOST={ip}\n")), "{env}");
+    assert!(env.contains("WHO_SERVICE_PORT=80\n"), "{env}");
+
+    // Readiness gates the endpoints: an unready pod gets no more requests.
+    a.ok(&["exec", &names[0], "--", "rm", "/tmp/ready"]);
+    a.eventually(20, "the pod unready", || {
+        a.pod(&names[0]).is_some_and(|p| !ready(&p))
+    });
+    a.eventually(10, "the unready pod out of rotation", || {
+        !spread(&a, &url, 10).contains_key(&names[0])
+    });
+    let counts = spread(&a, &url, 20);
+    assert!(!counts.contains_key(&names[0]), "{counts:?}");
+
+    // No ready pod at all: refused at once rather than hanging.
+    for n in &names[1..] {
+        a.ok(&["exec", n, "--", "rm", "/tmp/ready"]);
+    }
+    a.eventually(20, "connections refused", || {
+        let o = a
+            .command("timeout")
+            .args(["5", "busybox", "wget", "-qO-", &url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stderr).contains("refused")
+    });
+    let table = a
+        .command("nft")
+        .args(["list", "table", "inet", "flotilla"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains(&format!("{ip} . tcp . 80 : goto reject-chain")),
+        "{table}"
+    );
+}
