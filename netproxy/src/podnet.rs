@@ -435,6 +435,26 @@ impl PodNetwork {
         })
     }
 
+    /// Puts `ip`/32 on the bridge, as a local address of the node that pods reach through
+    /// their gateway (the cluster DNS address). Idempotent.
+    pub fn add_bridge_address(&self, ip: Ipv4Addr) -> Result<(), NetError> {
+        let bridge = self.bridge.clone();
+        netlink(None, move |h| async move {
+            let index = index_of(&h, &bridge)
+                .await?
+                .ok_or_else(|| NetError::Netlink {
+                    what: format!("bridge {bridge}"),
+                    message: "does not exist".into(),
+                })?;
+            h.address()
+                .add(index, ip.into(), 32)
+                .replace()
+                .execute()
+                .await
+                .map_err(nl(format!("adding {ip}/32 to {bridge}")))
+        })
+    }
+
     /// Removes the bridge (uninstall, tests).
     pub fn remove_bridge(&self) -> Result<(), NetError> {
         let bridge = self.bridge.clone();

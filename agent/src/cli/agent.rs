@@ -147,16 +147,33 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     } else {
         None
     };
-    let proxy = net.is_some().then(|| {
-        crate::node::services::spawn(
+    // Services in nftables, and cluster DNS for this node's pods on an address of the bridge.
+    let mut proxy = None;
+    let mut dns = None;
+    if let Some(net) = &net {
+        let (zones, zone) = tokio::sync::watch::channel(Default::default());
+        proxy = Some(crate::node::services::spawn(
             store.clone(),
             node.clone(),
             flotilla_netproxy::services::ProxyConfig {
                 cluster_cidr: a.cluster_cidr,
                 egress: Some((a.pod_cidr, crate::node::pods::BRIDGE.to_string())),
             },
-        )
-    });
+            zones,
+        ));
+        let dns_ip = crate::api::services::DNS_IP;
+        net.add_bridge_address(dns_ip)
+            .with_context(|| format!("adding the cluster DNS address {dns_ip}"))?;
+        let upstreams = crate::node::dns::upstreams(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        );
+        let addr = std::net::SocketAddr::from((dns_ip, 53));
+        dns = Some(
+            crate::node::dns::serve(addr, zone, upstreams)
+                .await
+                .with_context(|| format!("serving cluster DNS on {addr}"))?,
+        );
+    }
     let pods_node = crate::node::pods::Node {
         name: node.clone(),
         data: a.data_dir.clone(),
@@ -254,8 +271,8 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     compactor.abort();
     heartbeat.abort();
     // The rules stay in the kernel: pods keep reaching Services while the agent is away.
-    if let Some(p) = proxy {
-        p.abort();
+    for task in [proxy, dns].into_iter().flatten() {
+        task.abort();
     }
     store.close().await;
     Ok(())

@@ -15,6 +15,7 @@
 //! DIR/pods/<uid>/      each pod's volumes, /etc files and logs (see [`pods::volumes`])
 //! ```
 
+pub mod dns;
 pub mod identity;
 pub mod memory;
 pub mod pods;

@@ -7,13 +7,17 @@
 //! change.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_netproxy::services::{
     Endpoint, Protocol, ProxyConfig, Service, ServicePort, ServiceProxy,
 };
 use serde_json::Value;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use super::dns::Zone;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::selector::{Selector, string_map};
@@ -56,9 +60,9 @@ fn target_port(port: &Value, protocol: &str, pod: &Value) -> Option<u16> {
     }
 }
 
-/// The proxy's table: each Service with a ClusterIP and, for each of its ports, the ready pods
-/// of its namespace that its selector matches.
-pub fn table(services: &[Value], pods: &[Value]) -> Vec<Service> {
+/// For each Service (same order), the ready pods of its namespace its selector matches. A
+/// Service without a selector has none of ours.
+pub fn ready_members<'a>(services: &[Value], pods: &'a [Value]) -> Vec<Vec<&'a Value>> {
     let mut by_ns: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
     for p in pods.iter().filter(|p| is_ready(p)) {
         by_ns
@@ -66,19 +70,14 @@ pub fn table(services: &[Value], pods: &[Value]) -> Vec<Service> {
             .or_default()
             .push(p);
     }
-    let mut out = Vec::new();
-    for s in services {
-        let Some(ip) = s["spec"]["clusterIP"]
-            .as_str()
-            .and_then(|ip| ip.parse().ok())
-        else {
-            continue; // headless, or not allocated
-        };
-        let ns = s["metadata"]["namespace"].as_str().unwrap_or("default");
-        let selector = string_map(&s["spec"]["selector"]);
-        let members: Vec<&Value> = if selector.is_empty() {
-            vec![] // no selector: no endpoints of ours
-        } else {
+    services
+        .iter()
+        .map(|s| {
+            let ns = s["metadata"]["namespace"].as_str().unwrap_or("default");
+            let selector = string_map(&s["spec"]["selector"]);
+            if selector.is_empty() {
+                return vec![];
+            }
             let sel = Selector::from_map(&selector);
             by_ns
                 .get(ns)
@@ -87,7 +86,22 @@ pub fn table(services: &[Value], pods: &[Value]) -> Vec<Service> {
                 .filter(|p| sel.matches(&string_map(&p["metadata"]["labels"])))
                 .copied()
                 .collect()
+        })
+        .collect()
+}
+
+/// The proxy's table: each Service with a ClusterIP and, for each of its ports, the ready pods
+/// of its namespace that its selector matches.
+pub fn table(services: &[Value], pods: &[Value]) -> Vec<Service> {
+    let mut out = Vec::new();
+    for (s, members) in services.iter().zip(ready_members(services, pods)) {
+        let Some(ip) = s["spec"]["clusterIP"]
+            .as_str()
+            .and_then(|ip| ip.parse().ok())
+        else {
+            continue; // headless, or not allocated
         };
+        let ns = s["metadata"]["namespace"].as_str().unwrap_or("default");
         let node_port_type = s["spec"]["type"] == "NodePort";
         let mut ports = Vec::new();
         for p in s["spec"]["ports"].as_array().into_iter().flatten() {
@@ -193,7 +207,13 @@ pub fn service_env(services: &[Value]) -> Vec<(String, String)> {
 /// Keeps the node's `inet flotilla` table equal to [`table`] of the store: a full rebuild at
 /// start (removing whatever a previous run left), then one small transaction per change. A
 /// failed sync is retried, as a full rebuild, a second later.
-pub fn spawn(store: Store, node: String, cfg: ProxyConfig) -> JoinHandle<()> {
+/// Each read's cluster DNS zone goes to `zones`.
+pub fn spawn(
+    store: Store,
+    node: String,
+    cfg: ProxyConfig,
+    zones: watch::Sender<Arc<Zone>>,
+) -> JoinHandle<()> {
     tokio::spawn(
         async move {
             let mut proxy = Some(ServiceProxy::new(cfg, None));
@@ -204,7 +224,14 @@ pub fn spawn(store: Store, node: String, cfg: ProxyConfig) -> JoinHandle<()> {
                 let rev = store.revision();
                 if rev != last_rev || failed {
                     match read(&store).await {
-                        Ok(t) => {
+                        Ok((t, zone)) => {
+                            zones.send_if_modified(|z| {
+                                let changed = **z != zone;
+                                if changed {
+                                    *z = Arc::new(zone);
+                                }
+                                changed
+                            });
                             let mut p = proxy.take().expect("proxy is back after each sync");
                             let (p, r) = tokio::task::spawn_blocking(move || {
                                 let r = p.sync(&t);
@@ -243,10 +270,10 @@ pub fn spawn(store: Store, node: String, cfg: ProxyConfig) -> JoinHandle<()> {
     )
 }
 
-async fn read(store: &Store) -> anyhow::Result<Vec<Service>> {
+async fn read(store: &Store) -> anyhow::Result<(Vec<Service>, Zone)> {
     let (services, _) = store.list("Service", None).await?;
     let (pods, _) = store.list("Pod", None).await?;
-    Ok(table(&services, &pods))
+    Ok((table(&services, &pods), super::dns::zone(&services, &pods)))
 }
 
 #[cfg(test)]

@@ -104,6 +104,41 @@ fn services_reach_ready_pods_by_cluster_ip_and_node_port() {
     assert!(env.contains(&format!("WHO_SERVICE_HOST={ip}\n")), "{env}");
     assert!(env.contains("WHO_SERVICE_PORT=80\n"), "{env}");
 
+    // Cluster DNS: the full name, the short name through the search path, SRV for the named
+    // port, and the page through the name.
+    let resolv = a.ok(&["exec", "client", "--", "cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv.starts_with("nameserver 10.43.0.10\nsearch default.svc.cluster.local"),
+        "{resolv}"
+    );
+    let full = a.ok(&[
+        "exec",
+        "client",
+        "--",
+        "nslookup",
+        "who.default.svc.cluster.local",
+    ]);
+    assert!(full.contains(&format!("Address: {ip}")), "{full}");
+    let srv = a.ok(&[
+        "exec",
+        "client",
+        "--",
+        "nslookup",
+        "-type=srv",
+        "_http._tcp.who.default.svc.cluster.local",
+    ]);
+    assert!(srv.contains("80 who.default.svc.cluster.local"), "{srv}");
+    let page = a.ok(&["exec", "client", "--", "wget", "-qO-", "http://who/"]);
+    assert!(names.contains(&page.trim().to_string()), "{page}");
+    let missing = a.cli(&[
+        "exec",
+        "client",
+        "--",
+        "nslookup",
+        "nope.default.svc.cluster.local",
+    ]);
+    assert!(!missing.status.success());
+
     // Readiness gates the endpoints: an unready pod gets no more requests.
     a.ok(&["exec", &names[0], "--", "rm", "/tmp/ready"]);
     a.eventually(20, "the pod unready", || {

@@ -403,7 +403,15 @@ impl Manager {
                             Ok(v) => volume_dirs = v,
                             Err(e) => volume_error = Some(e),
                         }
-                        match volumes::write_etc(&dir, &hostname, &pod_ip) {
+                        // ClusterFirst (the default) asks the node's cluster DNS, when the
+                        // node has a pod network; `Default` takes the node's own resolv.conf.
+                        let resolv = match (&self.node.net, pod.spec.dns_policy.as_deref()) {
+                            (Some(_), None | Some("ClusterFirst")) => {
+                                crate::node::dns::pod_resolv_conf(&ns, crate::api::services::DNS_IP)
+                            }
+                            _ => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                        };
+                        match volumes::write_etc(&dir, &hostname, &pod_ip, &resolv) {
                             Ok(e) => etc = e,
                             Err(e) => volume_error = Some(format!("writing /etc files: {e}")),
                         }

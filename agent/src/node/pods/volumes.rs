@@ -253,6 +253,7 @@ pub fn write_etc(
     dir: &Path,
     hostname: &str,
     pod_ip: &str,
+    resolv: &str,
 ) -> std::io::Result<Vec<(PathBuf, &'static str)>> {
     let etc = dir.join("etc");
     fs::create_dir_all(&etc)?;
@@ -263,11 +264,10 @@ pub fn write_etc(
     } else {
         hosts.push_str(&format!("127.0.1.1\t{hostname}\n"));
     }
-    let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let files = [
         ("hosts", hosts, "/etc/hosts"),
         ("hostname", format!("{hostname}\n"), "/etc/hostname"),
-        ("resolv.conf", resolv, "/etc/resolv.conf"),
+        ("resolv.conf", resolv.to_string(), "/etc/resolv.conf"),
     ];
     let mut out = Vec::new();
     for (name, content, dest) in files {
