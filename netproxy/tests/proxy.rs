@@ -375,3 +375,51 @@ fn the_first_sync_removes_stale_rules_and_leaves_other_tables_alone() {
     again.remove().unwrap();
     assert_eq!(lab.list("flotilla"), "");
 }
+
+#[test]
+fn a_client_looping_through_a_cluster_ip_never_fails_during_100_syncs() {
+    let lab = std::sync::Arc::new(Lab::new(3));
+    let mut proxy = lab.proxy();
+    proxy
+        .sync(&[web(lab.endpoints(&[0, 1, 2]), None, None)])
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let (lab, stop) = (lab.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let url = format!("http://{CLUSTER_IP}/");
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match lab.get(&lab.client, &url) {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push(e),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    // Endpoints come and go (never all at once) while other services churn around them.
+    let sets: [&[usize]; 4] = [&[0, 1], &[1, 2], &[0, 2], &[0, 1, 2]];
+    for i in 0..100 {
+        let mut table = vec![web(lab.endpoints(sets[i % 4]), Some(30080), None)];
+        for k in 0..(i % 7) * 10 {
+            table.push(Service {
+                name: format!("other-{k}"),
+                cluster_ip: Ipv4Addr::new(10, 43, 1, k as u8),
+                ..web(lab.endpoints(&[k % 3]), None, None)
+            });
+        }
+        let r = proxy.sync(&table).unwrap();
+        assert!(!r.full);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = client.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        ok + failed.len()
+    );
+    assert!(ok >= 20, "the client kept requesting: {ok}");
+}
