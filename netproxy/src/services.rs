@@ -1,27 +1,29 @@
 //! The service proxy: a table of services and their ready endpoints becomes one nftables table,
-//! `inet flotilla`, laid out as kube-proxy's nftables mode lays out its own.
+//! `inet flotilla`, in the spirit of kube-proxy's nftables mode, with fewer chains:
 //!
-//! - One verdict map from `ClusterIP . protocol . port` to the service port's chain, and one from
+//! - One verdict map from `ClusterIP . protocol . port` to a chain, and one from
 //!   `protocol . NodePort`, so a packet costs one map lookup however many services there are.
-//! - A service port's chain picks an endpoint with `numgen random mod N` over an anonymous
-//!   verdict map; with ClientIP affinity it first sends a client seen recently (a dynamic set per
-//!   endpoint with the affinity timeout) to the same endpoint.
-//! - An endpoint's chain DNATs to the pod, and marks for masquerade a pod reaching itself
-//!   through its service (hairpin), so the reply comes back through the node.
-//! - Traffic from outside the pod network to a ClusterIP, and all NodePort traffic, is marked
-//!   for masquerade; pods' traffic leaving the node is masqueraded behind the node's address.
+//! - The chain is `pick-PROTO-N`, shared by every service port of that protocol with N ready
+//!   endpoints: it DNATs to the endpoint found in the `endpoints-PROTO` map under
+//!   `ClusterIP . port . (numgen random mod N)`. An endpoint change only rewrites elements.
+//! - A service with ClientIP affinity has its own chain and a chain per endpoint instead: a
+//!   dynamic set per endpoint (with the affinity timeout) sends a client seen recently back to
+//!   the same endpoint.
+//! - A pod reaching itself through its service (hairpin) is masqueraded so the reply comes back
+//!   through the node; traffic from outside the pod network to a ClusterIP, and all NodePort
+//!   traffic, is masqueraded; pods' traffic leaving the node is masqueraded behind the node.
 //! - A service port with no ready endpoint is in a second pair of maps whose verdict rejects new
 //!   connections at once (a TCP reset, or ICMP port unreachable for UDP and SCTP: the client
 //!   sees "connection refused").
 //!
 //! Every sync is one `nft -f -` transaction, so the kernel never holds half a ruleset. The first
 //! sync (and any after a failure) deletes and rebuilds the whole table, removing whatever stale
-//! rules a previous run left; later syncs only touch the chains and map elements that changed.
+//! rules a previous run left; later syncs only touch the chains and elements that changed.
 //! The proxy owns the one table and never touches another.
 //!
 //! [`render`] and [`transaction`] are pure functions of data; [`ServiceProxy`] runs `nft`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::Ipv4Addr;
@@ -109,23 +111,71 @@ pub struct ProxyConfig {
 /// The objects the table holds beyond its fixed skeleton: what a sync compares.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ruleset {
-    /// Service, external and endpoint chains, with their rules.
+    /// Chains made on demand (`pick-N`, `nodeport-pick-N`, and the chains of services with
+    /// ClientIP affinity), with their rules.
     pub chains: BTreeMap<String, Vec<String>>,
     /// Affinity sets and their timeout in seconds.
     pub sets: BTreeMap<String, u32>,
-    /// `service-ips` elements: key -> verdict.
-    pub service_ips: BTreeMap<String, String>,
-    pub service_nodeports: BTreeMap<String, String>,
-    /// Keys of service ports with no endpoint.
-    pub no_endpoint_ips: BTreeSet<String>,
-    pub no_endpoint_nodeports: BTreeSet<String>,
+    /// Elements of the skeleton's maps and sets: name -> key -> value (empty for a set).
+    pub elements: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Ruleset {
-    /// How many endpoint chains (one per service port and endpoint) the ruleset has.
-    pub fn endpoint_chains(&self) -> usize {
-        self.chains.keys().filter(|c| c.starts_with("sep/")).count()
+    fn put(&mut self, map: &str, key: String, value: String) {
+        self.elements
+            .entry(map.to_string())
+            .or_default()
+            .insert(key, value);
     }
+
+    /// The elements of one of the skeleton's maps or sets.
+    pub fn elements_of(&self, map: &str) -> BTreeMap<String, String> {
+        self.elements.get(map).cloned().unwrap_or_default()
+    }
+}
+
+const PROTOCOLS: [&str; 3] = ["tcp", "udp", "sctp"];
+
+/// The skeleton's maps and sets, with their declarations. The endpoint maps are one per
+/// protocol (`tcp dport`, not `th dport`): Debian's nft 1.0.6 cannot add a rule against a map
+/// whose key mixes `meta l4proto` and `th dport` once that map is in the kernel.
+fn maps() -> Vec<(String, String)> {
+    let mut m: Vec<(String, String)> = [
+        (
+            "service-ips",
+            "type ipv4_addr . inet_proto . inet_service : verdict",
+        ),
+        (
+            "service-nodeports",
+            "type inet_proto . inet_service : verdict",
+        ),
+        (
+            "no-endpoint-services",
+            "type ipv4_addr . inet_proto . inet_service : verdict",
+        ),
+        (
+            "no-endpoint-nodeports",
+            "type inet_proto . inet_service : verdict",
+        ),
+        // endpoint . endpoint: a pod reaching itself through a service.
+        ("hairpin", "type ipv4_addr . ipv4_addr"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    for p in PROTOCOLS {
+        // ClusterIP . port . pick -> endpoint address . port
+        m.push((
+            format!("endpoints-{p}"),
+            format!("typeof ip daddr . {p} dport . numgen random mod 2 : ip daddr . {p} dport"),
+        ));
+        // NodePort . pick -> endpoint address . port
+        m.push((
+            format!("nodeport-endpoints-{p}"),
+            format!("typeof {p} dport . numgen random mod 2 : ip daddr . {p} dport"),
+        ));
+    }
+    m
 }
 
 fn port_id(s: &Service, p: &ServicePort) -> String {
@@ -139,93 +189,120 @@ fn port_id(s: &Service, p: &ServicePort) -> String {
 }
 
 /// The rules for `services`: a pure function.
+///
+/// A service port with N endpoints is N elements of the `endpoints-PROTO` map and one verdict
+/// `goto pick-PROTO-N`; that chain is shared by every service with N endpoints and picks with
+/// `numgen random mod N`. So an endpoint change only touches map elements, and the number of
+/// chains stays small whatever the number of services: `nft` reads every chain of the table
+/// before each transaction, and that read, not the kernel's commit, is what grows with chains.
+/// Services with ClientIP affinity keep a chain per service and per endpoint (the affinity
+/// sets need them).
 pub fn render(cfg: &ProxyConfig, services: &[Service]) -> Ruleset {
     let mut r = Ruleset::default();
+    let masq_outside = format!("ip saddr != {} jump mark-for-masquerade", cfg.cluster_cidr);
     for s in services {
         for p in &s.ports {
             let id = port_id(s, p);
-            let svc_chain = format!("svc/{id}");
-            let key = format!("{} . {} . {}", s.cluster_ip, p.protocol.as_str(), p.port);
-            let np_key = p
-                .node_port
-                .map(|np| format!("{} . {np}", p.protocol.as_str()));
+            let proto = p.protocol.as_str();
+            let key = format!("{} . {proto} . {}", s.cluster_ip, p.port);
+            let np_key = p.node_port.map(|np| format!("{proto} . {np}"));
             let mut eps = p.endpoints.clone();
             eps.sort();
             eps.dedup();
             if eps.is_empty() {
-                r.no_endpoint_ips.insert(key);
+                r.put("no-endpoint-services", key, String::new());
                 if let Some(k) = np_key {
-                    r.no_endpoint_nodeports.insert(k);
+                    r.put("no-endpoint-nodeports", k, String::new());
                 }
                 continue;
             }
-            let mut rules = vec![format!(
-                "ip daddr {} ip saddr != {} jump mark-for-masquerade",
-                s.cluster_ip, cfg.cluster_cidr
-            )];
-            let mut picks = Vec::new();
-            for (i, ep) in eps.iter().enumerate() {
-                let sep = format!("sep/{id}/{}/{}", ep.ip, ep.port);
-                let mut sep_rules = vec![format!("ip saddr {} jump mark-for-masquerade", ep.ip)];
-                if let Some(t) = s.affinity_timeout {
+            for ep in &eps {
+                r.put("hairpin", format!("{} . {}", ep.ip, ep.ip), String::new());
+            }
+            if let Some(t) = s.affinity_timeout {
+                let svc_chain = format!("svc/{id}");
+                let mut rules = vec![masq_outside.clone()];
+                let mut picks = Vec::new();
+                for (i, ep) in eps.iter().enumerate() {
+                    let sep = format!("sep/{id}/{}/{}", ep.ip, ep.port);
                     let set = format!("aff/{id}/{}/{}/{t}", ep.ip, ep.port);
                     rules.push(format!("ip saddr @{set} goto {sep}"));
-                    sep_rules.push(format!("update @{set} {{ ip saddr }}"));
+                    r.chains.insert(
+                        sep.clone(),
+                        vec![
+                            format!("update @{set} {{ ip saddr }}"),
+                            format!("meta l4proto {proto} dnat ip to {}:{}", ep.ip, ep.port),
+                        ],
+                    );
                     r.sets.insert(set, t);
+                    picks.push(format!("{i} : goto {sep}"));
                 }
-                sep_rules.push(format!(
-                    "meta l4proto {} dnat ip to {}:{}",
-                    p.protocol.as_str(),
-                    ep.ip,
-                    ep.port
+                rules.push(format!(
+                    "numgen random mod {} vmap {{ {} }}",
+                    eps.len(),
+                    picks.join(", ")
                 ));
-                r.chains.insert(sep.clone(), sep_rules);
-                picks.push(format!("{i} : goto {sep}"));
+                r.chains.insert(svc_chain.clone(), rules);
+                r.put("service-ips", key, format!("goto {svc_chain}"));
+                if let Some(k) = np_key {
+                    let ext = format!("ext/{id}");
+                    r.chains.insert(
+                        ext.clone(),
+                        vec![
+                            "jump mark-for-masquerade".to_string(),
+                            format!("goto {svc_chain}"),
+                        ],
+                    );
+                    r.put("service-nodeports", k, format!("goto {ext}"));
+                }
+                continue;
             }
-            rules.push(format!(
-                "numgen random mod {} vmap {{ {} }}",
-                eps.len(),
-                picks.join(", ")
-            ));
-            r.chains.insert(svc_chain.clone(), rules);
-            r.service_ips.insert(key, format!("goto {svc_chain}"));
-            if let Some(k) = np_key {
-                let ext = format!("ext/{id}");
+            let n = eps.len();
+            let pick = format!("pick-{proto}-{n}");
+            r.chains.insert(
+                pick.clone(),
+                vec![
+                    masq_outside.clone(),
+                    format!("meta l4proto {proto} dnat ip to ip daddr . {proto} dport . numgen random mod {n} map @endpoints-{proto}"),
+                ],
+            );
+            for (i, ep) in eps.iter().enumerate() {
+                r.put(
+                    &format!("endpoints-{proto}"),
+                    format!("{} . {} . {i}", s.cluster_ip, p.port),
+                    format!("{} . {}", ep.ip, ep.port),
+                );
+            }
+            r.put("service-ips", key, format!("goto {pick}"));
+            if let (Some(k), Some(np)) = (np_key, p.node_port) {
+                let np_pick = format!("nodeport-pick-{proto}-{n}");
                 r.chains.insert(
-                    ext.clone(),
+                    np_pick.clone(),
                     vec![
                         "jump mark-for-masquerade".to_string(),
-                        format!("goto {svc_chain}"),
+                        format!("meta l4proto {proto} dnat ip to {proto} dport . numgen random mod {n} map @nodeport-endpoints-{proto}"),
                     ],
                 );
-                r.service_nodeports.insert(k, format!("goto {ext}"));
+                for (i, ep) in eps.iter().enumerate() {
+                    r.put(
+                        &format!("nodeport-endpoints-{proto}"),
+                        format!("{np} . {i}"),
+                        format!("{} . {}", ep.ip, ep.port),
+                    );
+                }
+                r.put("service-nodeports", k, format!("goto {np_pick}"));
             }
         }
     }
     r
 }
 
-const MAPS: [(&str, &str); 4] = [
-    (
-        "service-ips",
-        "ipv4_addr . inet_proto . inet_service : verdict",
-    ),
-    ("service-nodeports", "inet_proto . inet_service : verdict"),
-    (
-        "no-endpoint-services",
-        "ipv4_addr . inet_proto . inet_service : verdict",
-    ),
-    (
-        "no-endpoint-nodeports",
-        "inet_proto . inet_service : verdict",
-    ),
-];
-
 /// The fixed part of the table: base chains hooked into the kernel, helper chains and maps.
 fn skeleton(cfg: &ProxyConfig, out: &mut String) {
     let t = format!("inet {TABLE}");
-    for (name, ty) in MAPS {
-        let _ = writeln!(out, "add map {t} {name} {{ type {ty} ; }}");
+    for (name, ty) in maps() {
+        let kind = if ty.contains(':') { "map" } else { "set" };
+        let _ = writeln!(out, "add {kind} {t} {name} {{ {ty} ; }}");
     }
     let base = [
         ("nat-prerouting", "nat", "prerouting", "dstnat"),
@@ -274,6 +351,11 @@ fn skeleton(cfg: &ProxyConfig, out: &mut String) {
         ("masquerading", "masquerade fully-random".into()),
         ("nat-prerouting", "jump services".into()),
         ("nat-output", "jump services".into()),
+        // Hairpin: the reply must come back through the node to be un-NATed.
+        (
+            "nat-postrouting",
+            "ct status dnat ip saddr . ip daddr @hairpin masquerade".into(),
+        ),
         ("nat-postrouting", "jump masquerading".into()),
         ("filter-input", "ct state new jump endpoints-check".into()),
         ("filter-forward", "ct state new jump endpoints-check".into()),
@@ -344,45 +426,41 @@ pub fn transaction(cfg: &ProxyConfig, prev: Option<&Ruleset>, next: &Ruleset) ->
             let _ = writeln!(out, "add rule {t} {c} {r}");
         }
     }
-    type Elements<'a> = &'a BTreeMap<String, String>;
-    let maps: [(&str, Elements, Elements); 2] = [
-        ("service-ips", &prev.service_ips, &next.service_ips),
-        (
-            "service-nodeports",
-            &prev.service_nodeports,
-            &next.service_nodeports,
-        ),
-    ];
-    for (map, old, new) in maps {
-        for (k, v) in old {
-            if new.get(k) != Some(v) {
-                let _ = writeln!(out, "delete element {t} {map} {{ {k} }}");
-            }
-        }
-        for (k, v) in new {
-            if old.get(k) != Some(v) {
-                let _ = writeln!(out, "add element {t} {map} {{ {k} : {v} }}");
-            }
+    let none = BTreeMap::new();
+    let maps = maps();
+    // Removals first, then additions: a key whose value changes is deleted and added again.
+    for (map, _) in &maps {
+        let (old, new) = (
+            prev.elements.get(map).unwrap_or(&none),
+            next.elements.get(map).unwrap_or(&none),
+        );
+        let gone: Vec<&String> = old
+            .iter()
+            .filter(|(k, v)| new.get(*k) != Some(*v))
+            .map(|(k, _)| k)
+            .collect();
+        if !gone.is_empty() {
+            let keys: Vec<&str> = gone.iter().map(|k| k.as_str()).collect();
+            let _ = writeln!(out, "delete element {t} {map} {{ {} }}", keys.join(", "));
         }
     }
-    let sets: [(&str, &BTreeSet<String>, &BTreeSet<String>); 2] = [
-        (
-            "no-endpoint-services",
-            &prev.no_endpoint_ips,
-            &next.no_endpoint_ips,
-        ),
-        (
-            "no-endpoint-nodeports",
-            &prev.no_endpoint_nodeports,
-            &next.no_endpoint_nodeports,
-        ),
-    ];
-    for (map, old, new) in sets {
-        for k in old.difference(new) {
-            let _ = writeln!(out, "delete element {t} {map} {{ {k} }}");
-        }
-        for k in new.difference(old) {
-            let _ = writeln!(out, "add element {t} {map} {{ {k} : goto reject-chain }}");
+    for (map, ty) in &maps {
+        let (old, new) = (
+            prev.elements.get(map).unwrap_or(&none),
+            next.elements.get(map).unwrap_or(&none),
+        );
+        let reject = map.starts_with("no-endpoint");
+        let added: Vec<String> = new
+            .iter()
+            .filter(|(k, v)| old.get(*k) != Some(*v))
+            .map(|(k, v)| match (reject, ty.contains(':')) {
+                (true, _) => format!("{k} : goto reject-chain"),
+                (false, true) => format!("{k} : {v}"),
+                (false, false) => k.clone(),
+            })
+            .collect();
+        if !added.is_empty() {
+            let _ = writeln!(out, "add element {t} {map} {{ {} }}", added.join(", "));
         }
     }
     let gone: Vec<&String> = prev
@@ -413,11 +491,110 @@ pub struct SyncReport {
     pub commands: usize,
 }
 
+/// What is in the kernel, by object, with how many services use each (a `pick-` chain or a
+/// hairpin element is shared), so that a sync only looks at the services that changed.
+#[derive(Debug, Default)]
+struct Counted {
+    chains: HashMap<String, (Vec<String>, usize)>,
+    sets: HashMap<String, (u32, usize)>,
+    elements: HashMap<(String, String), (String, usize)>,
+}
+
+/// The objects of a ruleset, by identity.
+#[derive(Default)]
+struct Ids {
+    chains: HashSet<String>,
+    sets: HashSet<String>,
+    elements: HashSet<(String, String)>,
+}
+
+impl Ids {
+    fn add(&mut self, r: &Ruleset) {
+        self.chains.extend(r.chains.keys().cloned());
+        self.sets.extend(r.sets.keys().cloned());
+        for (map, els) in &r.elements {
+            for k in els.keys() {
+                self.elements.insert((map.clone(), k.clone()));
+            }
+        }
+    }
+}
+
+impl Counted {
+    fn add(&mut self, r: &Ruleset) {
+        for (c, rules) in &r.chains {
+            self.chains.entry(c.clone()).or_insert((rules.clone(), 0)).1 += 1;
+        }
+        for (set, t) in &r.sets {
+            self.sets.entry(set.clone()).or_insert((*t, 0)).1 += 1;
+        }
+        for (map, els) in &r.elements {
+            for (k, v) in els {
+                self.elements
+                    .entry((map.clone(), k.clone()))
+                    .or_insert((v.clone(), 0))
+                    .1 += 1;
+            }
+        }
+    }
+
+    fn sub(&mut self, r: &Ruleset) {
+        fn dec<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, (V, usize)>, k: K) {
+            if let Some(e) = m.get_mut(&k) {
+                e.1 -= 1;
+                if e.1 == 0 {
+                    m.remove(&k);
+                }
+            }
+        }
+        for c in r.chains.keys() {
+            dec(&mut self.chains, c.clone());
+        }
+        for set in r.sets.keys() {
+            dec(&mut self.sets, set.clone());
+        }
+        for (map, els) in &r.elements {
+            for k in els.keys() {
+                dec(&mut self.elements, (map.clone(), k.clone()));
+            }
+        }
+    }
+
+    /// The objects among `ids` that are present, as a ruleset.
+    fn snapshot(&self, ids: &Ids) -> Ruleset {
+        let mut r = Ruleset::default();
+        for c in &ids.chains {
+            if let Some((rules, _)) = self.chains.get(c) {
+                r.chains.insert(c.clone(), rules.clone());
+            }
+        }
+        for set in &ids.sets {
+            if let Some((t, _)) = self.sets.get(set) {
+                r.sets.insert(set.clone(), *t);
+            }
+        }
+        for id in &ids.elements {
+            if let Some((v, _)) = self.elements.get(id) {
+                r.put(&id.0, id.1.clone(), v.clone());
+            }
+        }
+        r
+    }
+}
+
+/// The services last applied (in the order given), each with its own rendering, and the
+/// kernel's objects counted.
+#[derive(Debug, Default)]
+struct Applied {
+    services: Vec<(Service, Ruleset)>,
+    counted: Counted,
+}
+
 /// Keeps the kernel's `inet flotilla` table equal to a table of services.
 pub struct ServiceProxy {
     cfg: ProxyConfig,
     netns: Option<PathBuf>,
-    applied: Option<Ruleset>,
+    applied: Option<Applied>,
 }
 
 impl ServiceProxy {
@@ -431,15 +608,86 @@ impl ServiceProxy {
         }
     }
 
+    /// The transaction that takes the table to `services` (one entry per namespace and name),
+    /// and the state it leaves. Only services that differ from the last sync are rendered and
+    /// compared, so a one-endpoint change costs the same with 10 services or 5,000.
+    fn plan(&mut self, services: &[Service]) -> (String, bool, Applied) {
+        let mut next = Applied {
+            services: Vec::with_capacity(services.len()),
+            counted: Counted::default(),
+        };
+        let Some(mut prev) = self.applied.take() else {
+            for s in services {
+                let r = render(&self.cfg, std::slice::from_ref(s));
+                next.counted.add(&r);
+                next.services.push((s.clone(), r));
+            }
+            let all = render(&self.cfg, services);
+            return (transaction(&self.cfg, None, &all), true, next);
+        };
+        // The caller usually lists services in the same order every time: match them by
+        // position, and only fall back to an index by name when the order moved.
+        let mut slots: Vec<Option<(Service, Ruleset)>> = std::mem::take(&mut prev.services)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut index: Option<HashMap<(String, String), usize>> = None;
+        let (mut old, mut new) = (Vec::new(), Vec::new());
+        for (i, s) in services.iter().enumerate() {
+            let in_place = slots
+                .get(i)
+                .and_then(Option::as_ref)
+                .is_some_and(|(p, _)| p.namespace == s.namespace && p.name == s.name);
+            let j = if in_place {
+                Some(i)
+            } else {
+                let idx = index.get_or_insert_with(|| {
+                    slots
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(j, x)| {
+                            x.as_ref()
+                                .map(|(p, _)| ((p.namespace.clone(), p.name.clone()), j))
+                        })
+                        .collect()
+                });
+                idx.get(&(s.namespace.clone(), s.name.clone())).copied()
+            };
+            match j.and_then(|j| slots[j].take()) {
+                Some((was, r)) if was == *s => next.services.push((was, r)),
+                stale => {
+                    if let Some((_, r)) = stale {
+                        old.push(r);
+                    }
+                    let r = render(&self.cfg, std::slice::from_ref(s));
+                    new.push(r.clone());
+                    next.services.push((s.clone(), r));
+                }
+            }
+        }
+        old.extend(slots.into_iter().flatten().map(|(_, r)| r));
+        let mut ids = Ids::default();
+        for r in old.iter().chain(&new) {
+            ids.add(r);
+        }
+        let before = prev.counted.snapshot(&ids);
+        for r in &old {
+            prev.counted.sub(r);
+        }
+        for r in &new {
+            prev.counted.add(r);
+        }
+        let after = prev.counted.snapshot(&ids);
+        next.counted = prev.counted;
+        (transaction(&self.cfg, Some(&before), &after), false, next)
+    }
+
     /// Makes the table match `services` in one transaction. On failure the next sync rebuilds
     /// the table from nothing, so a failed sync never leaves the proxy believing a wrong state.
     pub fn sync(&mut self, services: &[Service]) -> Result<SyncReport, NetError> {
-        let next = render(&self.cfg, services);
-        let full = self.applied.is_none();
-        let script = transaction(&self.cfg, self.applied.as_ref(), &next);
+        let (script, full, next) = self.plan(services);
         let commands = script.lines().count();
         if commands > 0 {
-            self.applied = None;
             nft(self.netns.as_deref(), &script)?;
         }
         self.applied = Some(next);

@@ -30,55 +30,89 @@ fn web(eps: Vec<Endpoint>, node_port: Option<u16>, affinity: Option<u32>) -> Ser
     }
 }
 
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[test]
-fn a_service_gets_one_map_element_and_a_chain_per_endpoint() {
+fn a_service_is_map_elements_and_a_shared_pick_chain() {
     let r = render(&cfg(), &[web(vec![ep(3, 8080), ep(2, 8080)], None, None)]);
     assert_eq!(
-        r.service_ips
-            .get("10.43.0.5 . tcp . 80")
-            .map(String::as_str),
-        Some("goto svc/default/web/tcp/http")
+        r.elements_of("service-ips"),
+        map(&[("10.43.0.5 . tcp . 80", "goto pick-tcp-2")])
     );
-    assert_eq!(r.endpoint_chains(), 2);
-    let svc = &r.chains["svc/default/web/tcp/http"];
     assert_eq!(
-        svc.last().unwrap(),
-        "numgen random mod 2 vmap { 0 : goto sep/default/web/tcp/http/10.42.0.2/8080, 1 : goto sep/default/web/tcp/http/10.42.0.3/8080 }"
+        r.elements_of("endpoints-tcp"),
+        map(&[
+            ("10.43.0.5 . 80 . 0", "10.42.0.2 . 8080"),
+            ("10.43.0.5 . 80 . 1", "10.42.0.3 . 8080"),
+        ])
     );
-    let sep = &r.chains["sep/default/web/tcp/http/10.42.0.2/8080"];
     assert_eq!(
-        sep[0], "ip saddr 10.42.0.2 jump mark-for-masquerade",
-        "hairpin"
+        r.chains.keys().collect::<Vec<_>>(),
+        vec!["pick-tcp-2"],
+        "no chain per service or endpoint"
     );
-    assert_eq!(sep[1], "meta l4proto tcp dnat ip to 10.42.0.2:8080");
-    assert!(r.no_endpoint_ips.is_empty());
-    assert!(r.service_nodeports.is_empty());
+    assert!(r.chains["pick-tcp-2"][1].contains("numgen random mod 2 map @endpoints-tcp"));
+    assert_eq!(
+        r.elements_of("hairpin").keys().collect::<Vec<_>>(),
+        vec!["10.42.0.2 . 10.42.0.2", "10.42.0.3 . 10.42.0.3"]
+    );
+    assert!(r.elements_of("no-endpoint-services").is_empty());
 }
 
 #[test]
-fn no_endpoints_means_reject_not_a_chain() {
+fn services_with_as_many_endpoints_share_one_chain() {
+    let other = Service {
+        name: "db".into(),
+        cluster_ip: Ipv4Addr::new(10, 43, 0, 6),
+        ..web(vec![ep(7, 5432), ep(8, 5432)], None, None)
+    };
+    let r = render(
+        &cfg(),
+        &[web(vec![ep(2, 80), ep(3, 80)], None, None), other],
+    );
+    assert_eq!(r.chains.len(), 1);
+    assert_eq!(r.elements_of("endpoints-tcp").len(), 4);
+}
+
+#[test]
+fn no_endpoints_means_reject() {
     let r = render(&cfg(), &[web(vec![], Some(30080), None)]);
     assert!(r.chains.is_empty());
-    assert!(r.service_ips.is_empty());
-    assert!(r.no_endpoint_ips.contains("10.43.0.5 . tcp . 80"));
-    assert!(r.no_endpoint_nodeports.contains("tcp . 30080"));
+    assert!(r.elements_of("service-ips").is_empty());
+    assert!(
+        r.elements_of("no-endpoint-services")
+            .contains_key("10.43.0.5 . tcp . 80")
+    );
+    assert!(
+        r.elements_of("no-endpoint-nodeports")
+            .contains_key("tcp . 30080")
+    );
 }
 
 #[test]
-fn node_ports_masquerade_then_go_to_the_service_chain() {
+fn node_ports_masquerade_and_pick_from_their_own_map() {
     let r = render(&cfg(), &[web(vec![ep(2, 8080)], Some(30080), None)]);
     assert_eq!(
-        r.service_nodeports.get("tcp . 30080").map(String::as_str),
-        Some("goto ext/default/web/tcp/http")
+        r.elements_of("service-nodeports"),
+        map(&[("tcp . 30080", "goto nodeport-pick-tcp-1")])
     );
     assert_eq!(
-        r.chains["ext/default/web/tcp/http"],
-        vec!["jump mark-for-masquerade", "goto svc/default/web/tcp/http"]
+        r.elements_of("nodeport-endpoints-tcp"),
+        map(&[("30080 . 0", "10.42.0.2 . 8080")])
+    );
+    assert_eq!(
+        r.chains["nodeport-pick-tcp-1"][0],
+        "jump mark-for-masquerade"
     );
 }
 
 #[test]
-fn affinity_adds_a_timed_set_per_endpoint() {
+fn affinity_adds_a_chain_and_a_timed_set_per_endpoint() {
     let r = render(
         &cfg(),
         &[web(vec![ep(2, 8080), ep(3, 8080)], None, Some(60))],
@@ -94,6 +128,7 @@ fn affinity_adds_a_timed_set_per_endpoint() {
         r.chains["sep/default/web/tcp/http/10.42.0.2/8080"]
             .contains(&format!("update @{set} {{ ip saddr }}"))
     );
+    assert!(r.elements_of("endpoints-tcp").is_empty());
 }
 
 #[test]
@@ -114,7 +149,7 @@ fn the_first_sync_rebuilds_the_table_and_an_unchanged_one_is_empty() {
 }
 
 #[test]
-fn an_endpoint_leaving_touches_only_its_service() {
+fn an_endpoint_leaving_changes_only_elements() {
     let other = Service {
         name: "db".into(),
         cluster_ip: Ipv4Addr::new(10, 43, 0, 6),
@@ -123,21 +158,29 @@ fn an_endpoint_leaving_touches_only_its_service() {
     let before = render(
         &cfg(),
         &[
-            web(vec![ep(2, 8080), ep(3, 8080)], None, None),
+            web(vec![ep(2, 8080), ep(3, 8080), ep(4, 8080)], None, None),
             other.clone(),
         ],
     );
-    let after = render(&cfg(), &[web(vec![ep(2, 8080)], None, None), other]);
+    let after = render(
+        &cfg(),
+        &[web(vec![ep(2, 8080), ep(4, 8080)], None, None), other],
+    );
     let tx = transaction(&cfg(), Some(&before), &after);
     let lines: Vec<&str> = tx.lines().collect();
     assert_eq!(
         lines,
         vec![
-            "flush chain inet flotilla svc/default/web/tcp/http",
-            "add rule inet flotilla svc/default/web/tcp/http ip daddr 10.43.0.5 ip saddr != 10.42.0.0/16 jump mark-for-masquerade",
-            "add rule inet flotilla svc/default/web/tcp/http numgen random mod 1 vmap { 0 : goto sep/default/web/tcp/http/10.42.0.2/8080 }",
-            "flush chain inet flotilla sep/default/web/tcp/http/10.42.0.3/8080",
-            "delete chain inet flotilla sep/default/web/tcp/http/10.42.0.3/8080",
+            "add chain inet flotilla pick-tcp-2",
+            "add rule inet flotilla pick-tcp-2 ip saddr != 10.42.0.0/16 jump mark-for-masquerade",
+            "add rule inet flotilla pick-tcp-2 meta l4proto tcp dnat ip to ip daddr . tcp dport . numgen random mod 2 map @endpoints-tcp",
+            "delete element inet flotilla service-ips { 10.43.0.5 . tcp . 80 }",
+            "delete element inet flotilla hairpin { 10.42.0.3 . 10.42.0.3 }",
+            "delete element inet flotilla endpoints-tcp { 10.43.0.5 . 80 . 1, 10.43.0.5 . 80 . 2 }",
+            "add element inet flotilla service-ips { 10.43.0.5 . tcp . 80 : goto pick-tcp-2 }",
+            "add element inet flotilla endpoints-tcp { 10.43.0.5 . 80 . 1 : 10.42.0.4 . 8080 }",
+            "flush chain inet flotilla pick-tcp-3",
+            "delete chain inet flotilla pick-tcp-3",
         ]
     );
 }
@@ -156,9 +199,52 @@ fn the_last_endpoint_leaving_swaps_the_verdict_for_a_reject() {
     let rej = at(
         "add element inet flotilla no-endpoint-services { 10.43.0.5 . tcp . 80 : goto reject-chain }",
     );
-    let gone = at("delete chain inet flotilla svc/default/web/tcp/http");
+    let gone = at("delete chain inet flotilla pick-tcp-1");
     assert!(
         del < gone && rej < gone,
         "chains go after what points at them"
     );
+}
+
+#[test]
+fn incremental_plans_equal_the_diff_of_whole_renderings() {
+    let svc = |name: &str, last: u8, eps: &[u8], np: Option<u16>, aff: Option<u32>| Service {
+        name: name.into(),
+        cluster_ip: Ipv4Addr::new(10, 43, 0, last),
+        ..web(eps.iter().map(|e| ep(*e, 8080)).collect(), np, aff)
+    };
+    let steps: Vec<Vec<Service>> = vec![
+        vec![
+            svc("a", 1, &[2, 3], None, None),
+            svc("b", 2, &[3, 4], Some(30001), None),
+        ],
+        // a loses an endpoint (pick-2 still used by b), b unchanged
+        vec![
+            svc("a", 1, &[2], None, None),
+            svc("b", 2, &[3, 4], Some(30001), None),
+        ],
+        // a gone: endpoint 2's hairpin goes, 3's stays (b)
+        vec![svc("b", 2, &[3, 4], Some(30001), None)],
+        // c arrives with affinity; b loses its endpoints
+        vec![
+            svc("b", 2, &[], Some(30001), None),
+            svc("c", 3, &[5, 6], None, Some(30)),
+        ],
+        vec![svc("c", 3, &[5], None, Some(60))],
+        vec![],
+    ];
+    let mut proxy = ServiceProxy::new(cfg(), None);
+    let mut prev: Option<Vec<Service>> = None;
+    for step in steps {
+        let (script, full, applied) = proxy.plan(&step);
+        let expected = transaction(
+            &cfg(),
+            prev.as_ref().map(|p| render(&cfg(), p)).as_ref(),
+            &render(&cfg(), &step),
+        );
+        assert_eq!(full, prev.is_none());
+        assert_eq!(script, expected, "step {step:?}");
+        proxy.applied = Some(applied);
+        prev = Some(step);
+    }
 }
