@@ -8,8 +8,12 @@
 //!   the `inet flotilla` table (ClusterIP, NodePort, ClientIP affinity, masquerade), each sync
 //!   one atomic transaction.
 //!
-//! Still to come (the networking issue): VXLAN between nodes, DNS.
+//! - [`overlay`]: pods across nodes: a VXLAN device (or host-gw routes) driven by a table of
+//!   peers (node address, pod CIDR).
+//!
+//! Cluster DNS is answered by the agent (it knows the Services); see `agent/src/node/dns.rs`.
 
+pub mod overlay;
 pub mod podnet;
 pub mod services;
 

@@ -20,7 +20,7 @@ use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteM
 use crate::NetError;
 
 /// An IPv4 network: its address and prefix length (`10.42.0.0/24`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cidr {
     pub addr: Ipv4Addr,
     pub prefix: u8,
@@ -126,7 +126,7 @@ pub struct PodNetwork {
 
 /// Runs `f` with a netlink handle made inside the namespace at `netns` (the caller's own
 /// namespace when `None`), on a thread of its own.
-fn netlink<T, F, Fut>(netns: Option<&Path>, f: F) -> Result<T, NetError>
+pub(crate) fn netlink<T, F, Fut>(netns: Option<&Path>, f: F) -> Result<T, NetError>
 where
     T: Send + 'static,
     F: FnOnce(Handle) -> Fut + Send + 'static,
@@ -171,7 +171,7 @@ where
     })?
 }
 
-fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
+pub(crate) fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
     let what = what.into();
     move |e| NetError::Netlink {
         what,
@@ -179,7 +179,7 @@ fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
     }
 }
 
-async fn index_of(h: &Handle, name: &str) -> Result<Option<u32>, NetError> {
+pub(crate) async fn index_of(h: &Handle, name: &str) -> Result<Option<u32>, NetError> {
     let mut links = h.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
         Ok(Some(l)) => Ok(Some(l.header.index)),
