@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flotilla_netproxy::overlay::{Backend, Overlay, Peer};
-use flotilla_netproxy::podnet::{Cidr, PodNetwork};
+use flotilla_netproxy::podnet::PodNetwork;
 
 fn must(args: &[&str]) {
     let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
@@ -187,7 +187,7 @@ fn pods_talk_across_nodes(backend: Backend) {
         t.routes(0)
     );
     let via = match backend {
-        Backend::Vxlan => "10.42.2.0/24 via 10.42.2.0 dev flotilla.1 onlink",
+        Backend::Vxlan => "10.42.2.0/24 via 10.42.2.0 dev flotilla.1",
         Backend::HostGw => "10.42.2.0/24 via 192.168.80.2",
     };
     assert!(t.routes(0).contains(via), "{}", t.routes(0));
