@@ -31,6 +31,15 @@ done
 ip=$(fl get pods -l app=web -o wide | awk 'NR==2 {print $6}')
 page=$(ip netns exec fbox-1 busybox wget -qO- "http://$ip:8080/")
 [[ $page == "<h1>Hello from Flotilla</h1>" ]] || { echo "box-smoke: pod $ip answered '$page'" >&2; exit 1; }
+# The Service, by name from inside a pod (cluster DNS, then the nftables proxy), once the pods
+# are Ready (their readiness probe gates the endpoints).
+pod=$(fl get pods -l app=web -o name | head -1)
+page=
+for _ in $(seq 1 150); do
+  page=$(fl exec "$pod" -- wget -qO- http://web/ 2>/dev/null) && break
+  sleep 0.2
+done
+[[ $page == "<h1>Hello from Flotilla</h1>" ]] || { echo "box-smoke: the web Service answered '$page'" >&2; cat "$FLOTILLA_BOX_DIR/node1.log" >&2; exit 1; }
 scripts/cluster-in-a-box.sh down
 trap - EXIT
 ip netns list | grep -q '^fbox-' && { echo "box-smoke: namespaces left after down" >&2; exit 1; }

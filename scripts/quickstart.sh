@@ -44,14 +44,17 @@ ip=$(fl get pods -l app=web -o wide | awk 'NR==2 {print $6}')
 echo
 echo "== from node-1: wget -qO- http://$ip:8080/   (a pod's address on the node's pod network)"
 ip netns exec fbox-1 busybox wget -qO- "http://$ip:8080/"
-echo "== flotilla exec $pod -- wget -qO- http://127.0.0.1:8080/"
-fl exec "$pod" -- wget -qO- http://127.0.0.1:8080/
+cip=$(fl get service web -o json | grep -o '"clusterIP": *"[0-9.]*"' | grep -o '[0-9.]*$' | head -1)
+echo "== from node-1: wget -qO- http://$cip/   (the Service's ClusterIP, load-balanced by nftables)"
+for _ in $(seq 1 50); do ip netns exec fbox-1 busybox wget -qO- "http://$cip/" 2>/dev/null && break; sleep 0.2; done
+echo "== flotilla exec $pod -- wget -qO- http://web/   (the Service by name: cluster DNS)"
+fl exec "$pod" -- wget -qO- http://web/
 cat <<MSG
 
 The Deployment made a ReplicaSet, which made 3 pods, which the scheduler bound to node-1, whose
 agent runs them as real containers (each under its own shim, in its own sandbox with an address
-on the node's bridge flotilla0) and probes them. The Service's ClusterIP comes with the
-nftables service proxy (see README.md for what works today).
+on the node's bridge flotilla0) and probes them. The agent programs the Service in nftables
+(table inet flotilla) from its Ready pods and answers the pods' DNS at 10.43.0.10.
 
 Try:  ip netns exec fbox-1 $FLOTILLA_BIN --config $box/node1/admin.yaml logs $pod
       ip netns exec fbox-1 $FLOTILLA_BIN --config $box/node1/admin.yaml describe deployment web
