@@ -114,6 +114,8 @@ async fn main() {
                 "--init",
                 "--node-name",
                 "bench",
+                "--cluster-addr",
+                "127.0.0.1:0",
                 "--api-addr",
                 "127.0.0.1:0",
                 "--data-dir",

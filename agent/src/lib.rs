@@ -9,10 +9,12 @@
 //! - [`store`]: the SQLite store, an ordered log of object revisions.
 //! - [`controller`]: reconcile loops (Deployment, ReplicaSet, Job, DaemonSet, garbage
 //!   collection, namespaces) as pure planning functions plus a thin async runner.
+//! - [`cluster`]: node-to-node QUIC with mutual TLS, joining by token.
 //! - [`node`]: this node's identity: data dir, certificates, tokens, its Node object.
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod controller;
 pub mod manifest;
 pub mod node;

@@ -35,6 +35,10 @@ pub struct AgentArgs {
     /// Address the HTTPS API listens on.
     #[arg(long, default_value = "0.0.0.0:7443")]
     pub api_addr: SocketAddr,
+    /// Address (UDP) the cluster's QUIC endpoint listens on: joins, and later gossip and Raft.
+    /// The address it bound is written to DIR/cluster-addr.
+    #[arg(long, default_value = "0.0.0.0:7946")]
+    pub cluster_addr: SocketAddr,
     /// Address other nodes and users reach this node at (added to its certificate).
     #[arg(long)]
     pub advertise_address: Option<IpAddr>,
@@ -93,6 +97,22 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     bootstrap(&store, &node, a.advertise_address, &a.data_dir)
         .await
         .context("writing the node's bootstrap objects")?;
+
+    // The cluster endpoint: QUIC with mutual TLS against the cluster CA. A node holding the CA
+    // key admits joiners whose token secret matches DIR/join-token.
+    let transport = crate::cluster::transport::Transport::bind(
+        a.cluster_addr,
+        &crate::cluster::transport::Credentials::load(&a.data_dir)?,
+    )?;
+    let cluster_addr = transport.local_addr()?;
+    std::fs::write(a.data_dir.join("cluster-addr"), format!("{cluster_addr}\n"))
+        .context("writing DIR/cluster-addr")?;
+    let admission = crate::cluster::join::Admission::load(&a.data_dir, &identity.api_token)?;
+    let cluster = transport.serve(crate::cluster::handler(
+        node.clone(),
+        admission.map(std::sync::Arc::new),
+    ));
+    info!(node = %node, addr = %cluster_addr, "cluster endpoint listening (QUIC)");
 
     let listener = std::net::TcpListener::bind(a.api_addr)
         .with_context(|| format!("binding the API to {}", a.api_addr))?;
@@ -274,6 +294,8 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     for task in [proxy, dns].into_iter().flatten() {
         task.abort();
     }
+    transport.close();
+    cluster.abort();
     store.close().await;
     Ok(())
 }

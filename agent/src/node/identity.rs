@@ -8,11 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use rand::RngCore;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// What `DIR/node.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,21 +148,13 @@ impl Identity {
         let issuer = Issuer::new(ca_params, ca_key);
 
         let node_key = KeyPair::generate().context("generating the node key")?;
-        let mut p = CertificateParams::new(vec![node_name.to_string(), "localhost".to_string()])?;
-        p.distinguished_name.push(DnType::CommonName, node_name);
-        let mut ips: Vec<IpAddr> = vec!["127.0.0.1".parse()?, "::1".parse()?];
-        ips.extend(extra_addrs.iter().copied());
-        for ip in ips {
-            p.subject_alt_names.push(SanType::IpAddress(ip));
-        }
-        p.not_before = rcgen::date_time_ymd(2024, 1, 1);
-        p.not_after = rcgen::date_time_ymd(2124, 1, 1);
+        let p = crate::cluster::join::node_cert_params(node_name, extra_addrs)?;
         let node_cert = p
             .signed_by(&node_key, &issuer)
             .context("signing the node certificate")?;
 
         let api_token = random_hex(24);
-        let ca_hash = hex::encode(Sha256::digest(ca_pem.as_bytes()));
+        let ca_hash = hex::encode(crate::cluster::join::ca_hash(ca_cert.der()));
         let join_token = format!("K10{ca_hash}::{}", random_hex(16));
         let node = NodeFile {
             name: node_name.to_string(),

@@ -9,7 +9,8 @@
 //! DIR/pki/node.{crt,key} this node's certificate, signed by the CA; serves the API
 //! DIR/api-token        bearer token the API accepts (0600)
 //! DIR/admin.yaml       CLI config for this node's API: server URL, CA, token
-//! DIR/join-token       K10<sha256 of CA>::<secret>, for `agent --join`
+//! DIR/join-token       K10<sha256 of the CA certificate, DER>::<secret>, for `agent --join`
+//! DIR/cluster-addr     the UDP address the cluster endpoint (QUIC) bound, written at start
 //! DIR/images/          the image store (blobs, unpacked layers)
 //! DIR/runtime/         containers (bundles, shims' files) and pod sandboxes
 //! DIR/pods/<uid>/      each pod's volumes, /etc files and logs (see [`pods::volumes`])

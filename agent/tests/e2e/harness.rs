@@ -122,6 +122,8 @@ impl Agent {
         cmd.arg("--data-dir").arg(self.dir.path()).args([
             "--api-addr",
             "127.0.0.1:0",
+            "--cluster-addr",
+            "127.0.0.1:0",
             "--node-name",
             "node-1",
         ]);
