@@ -111,6 +111,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     let cluster = transport.serve(crate::cluster::handler(
         node.clone(),
         admission.map(std::sync::Arc::new),
+        None,
     ));
     info!(node = %node, addr = %cluster_addr, "cluster endpoint listening (QUIC)");
 

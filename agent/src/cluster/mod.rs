@@ -1,10 +1,18 @@
-//! The cluster plane: node-to-node QUIC with mutual TLS ([`transport`]) and joining by token
-//! ([`join`]). Membership (chitchat) and the quorum (openraft) build on the same endpoint.
+//! The cluster plane: node-to-node QUIC with mutual TLS ([`transport`]), joining by token
+//! ([`join`]) and membership by gossip ([`gossip`], chitchat over the same endpoint). The
+//! quorum (openraft) is next, on the same endpoint.
 
+pub mod gossip;
 pub mod join;
 pub mod transport;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
+use tokio::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,10 +50,24 @@ fn error(message: impl Into<String>) -> Response {
 
 /// The node's request handler. Only a join is answered for a peer without a cluster
 /// certificate; a join is answered only by a node that holds the CA key (`admission`).
-pub fn handler(node: String, admission: Option<Arc<Admission>>) -> Handler {
+/// Gossip frames from members go to `gossip` (chitchat's inbox) and get an empty answer.
+pub fn handler(
+    node: String,
+    admission: Option<Arc<Admission>>,
+    gossip: Option<mpsc::Sender<(SocketAddr, Vec<u8>)>>,
+) -> Handler {
     Arc::new(move |peer: Peer, body: Vec<u8>| {
-        let (node, admission) = (node.clone(), admission.clone());
+        let (node, admission, gossip) = (node.clone(), admission.clone(), gossip.clone());
         Box::pin(async move {
+            if body.first() == Some(&gossip::GOSSIP_TAG) {
+                if let (Some(tx), Some(_), Some((from, _))) =
+                    (&gossip, &peer.node, gossip::unframe(&body))
+                {
+                    // A full inbox drops the message: gossip repeats itself.
+                    let _ = tx.try_send((from, body));
+                }
+                return Vec::new();
+            }
             let resp = match (serde_json::from_slice::<Request>(&body), &peer.node) {
                 (Err(e), _) => error(format!("unreadable request: {e}")),
                 (Ok(Request::Join(req)), _) => match &admission {
@@ -70,6 +92,64 @@ pub fn handler(node: String, admission: Option<Arc<Admission>>) -> Handler {
             serde_json::to_vec(&resp).expect("responses serialise")
         })
     })
+}
+
+/// Who this node is in gossip, whom it starts from, and the timing; [`GossipConfig::new`]'s
+/// defaults suit a Raspberry Pi on a lossy link.
+#[derive(Debug, Clone)]
+pub struct GossipConfig {
+    pub node: String,
+    pub cluster_id: String,
+    /// The address peers reach this node's endpoint at.
+    pub advertise: SocketAddr,
+    pub seeds: Vec<SocketAddr>,
+    pub interval: Duration,
+    pub phi_threshold: f64,
+}
+
+impl GossipConfig {
+    pub fn new(node: &str, cluster_id: &str, advertise: SocketAddr) -> GossipConfig {
+        GossipConfig {
+            node: node.to_string(),
+            cluster_id: cluster_id.to_string(),
+            advertise,
+            seeds: Vec::new(),
+            interval: Duration::from_millis(500),
+            phi_threshold: 8.0,
+        }
+    }
+}
+
+/// Starts chitchat on `transport`, fed by `inbox` (the handler's gossip channel), publishing
+/// `key_values`.
+pub async fn start_gossip(
+    transport: &transport::Transport,
+    inbox: gossip::Inbox,
+    cfg: &GossipConfig,
+    key_values: Vec<(String, String)>,
+) -> Result<ChitchatHandle> {
+    let generation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let config = ChitchatConfig {
+        chitchat_id: ChitchatId::new(cfg.node.clone(), generation, cfg.advertise),
+        cluster_id: cfg.cluster_id.clone(),
+        gossip_interval: cfg.interval,
+        listen_addr: cfg.advertise,
+        seed_nodes: cfg.seeds.iter().map(|s| s.to_string()).collect(),
+        failure_detector_config: FailureDetectorConfig {
+            phi_threshold: cfg.phi_threshold,
+            initial_interval: cfg.interval * 2,
+            ..FailureDetectorConfig::default()
+        },
+        marked_for_deletion_grace_period: Duration::from_secs(3600),
+        catchup_callback: None,
+        extra_liveness_predicate: None,
+        protocol_version: chitchat::ProtocolVersion::V0,
+    };
+    let t = gossip::QuicGossip::new(transport.clone(), cfg.advertise, inbox);
+    chitchat::spawn_chitchat(config, key_values, &t).await
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ async fn nodes_of_one_ca_talk_and_know_who_asks() {
     install_provider();
     let ca = ca();
     let a = Transport::bind(any_port(), &node_creds(&ca, "node-a")).unwrap();
-    a.serve(handler("node-a".into(), None));
+    a.serve(handler("node-a".into(), None, None));
     let b = Transport::bind(any_port(), &node_creds(&ca, "node-b")).unwrap();
     for _ in 0..3 {
         let r = answer(b.request(a.local_addr().unwrap(), &ping()).await.unwrap());
@@ -77,7 +77,7 @@ async fn a_certificate_from_another_ca_gets_nothing_and_no_certificate_gets_only
     install_provider();
     let ca1 = ca();
     let a = Transport::bind(any_port(), &node_creds(&ca1, "node-a")).unwrap();
-    a.serve(handler("node-a".into(), None));
+    a.serve(handler("node-a".into(), None, None));
     let to = a.local_addr().unwrap();
 
     // Another cluster's node: neither side trusts the other.
@@ -108,7 +108,7 @@ async fn a_node_joins_by_token_and_then_talks_as_a_member() {
         api_token: "api".into(),
     });
     let member = Transport::bind(any_port(), &node_creds(&ca, "node-1")).unwrap();
-    member.serve(handler("node-1".into(), Some(admission)));
+    member.serve(handler("node-1".into(), Some(admission), None));
     let to = member.local_addr().unwrap();
     let ca_der = node_creds(&ca, "x").ca;
     let hash = hex::encode(join::ca_hash(&ca_der));
@@ -143,4 +143,86 @@ async fn a_node_joins_by_token_and_then_talks_as_a_member() {
     assert!(format!("{e:#}").contains("TLS"), "{e:#}");
     assert!("K10abc::x".parse::<JoinToken>().is_err());
     assert!(format!("K10{hash}::").parse::<JoinToken>().is_err());
+}
+
+#[tokio::test]
+async fn members_see_each_other_by_gossip_and_a_dead_one_goes_dead() {
+    install_provider();
+    let ca = ca();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let name = format!("node-{i}");
+        let t = Transport::bind(any_port(), &node_creds(&ca, &name)).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        t.serve(handler(name.clone(), None, Some(tx)));
+        let addr = t.local_addr().unwrap();
+        let seeds: Vec<SocketAddr> = nodes
+            .iter()
+            .map(|(_, a, _): &(Transport, SocketAddr, _)| *a)
+            .take(1)
+            .collect();
+        let mut cfg = GossipConfig::new(&name, "c1", addr);
+        cfg.seeds = seeds;
+        cfg.interval = std::time::Duration::from_millis(100);
+        let h = start_gossip(&t, rx, &cfg, vec![("role".into(), format!("r{i}"))])
+            .await
+            .unwrap();
+        nodes.push((t, addr, h));
+    }
+    let live = |h: &chitchat::ChitchatHandle| {
+        let h = h.chitchat();
+        async move {
+            let c = h.lock().await;
+            let mut v: Vec<String> = c.live_nodes().map(|id| id.node_id.to_string()).collect();
+            v.sort();
+            v
+        }
+    };
+    let all = vec!["node-0", "node-1", "node-2"];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut ok = true;
+        for (_, _, h) in &nodes {
+            ok &= live(h).await == all;
+        }
+        if ok {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "membership did not converge"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Key-values travel too.
+    {
+        let c = nodes[0].2.chitchat();
+        let c = c.lock().await;
+        let n2 = c
+            .live_nodes()
+            .find(|id| &*id.node_id == "node-2")
+            .unwrap()
+            .clone();
+        assert_eq!(c.node_state(&n2).unwrap().get("role"), Some("r2"));
+    }
+    // node-2 stops: the others see it dead within seconds.
+    let (t2, _, h2) = nodes.pop().unwrap();
+    h2.shutdown().await.ok();
+    t2.close();
+    let t0 = std::time::Instant::now();
+    loop {
+        let mut ok = true;
+        for (_, _, h) in &nodes {
+            ok &= live(h).await == vec!["node-0", "node-1"];
+        }
+        if ok {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "node-2 never went dead"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    eprintln!("node-2 seen dead after {:?}", t0.elapsed());
 }
