@@ -224,17 +224,22 @@ impl Overlay {
         if self.backend == Backend::HostGw {
             return self.sync(&[]);
         }
-        netlink(None, move |h| async move {
-            if let Some(i) = index_of(&h, VXLAN_DEV).await? {
-                h.link()
-                    .del(i)
-                    .execute()
-                    .await
-                    .map_err(nl(format!("removing {VXLAN_DEV}")))?;
-            }
-            Ok(())
-        })
+        remove_device()
     }
+}
+
+/// Removes the vxlan device `flotilla.1` if there is one.
+pub fn remove_device() -> Result<(), NetError> {
+    netlink(None, move |h| async move {
+        if let Some(i) = index_of(&h, VXLAN_DEV).await? {
+            h.link()
+                .del(i)
+                .execute()
+                .await
+                .map_err(nl(format!("removing {VXLAN_DEV}")))?;
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! `flotilla reset [--data-dir DIR]`: stops and removes every container, pod sandbox and pod
 //! file of a node whose agent is stopped (containers outlive their agent by design). The node's
-//! identity and store stay; `cluster-in-a-box.sh down` and uninstalling use this.
+//! identity and store stay; `cluster-in-a-box.sh down` and uninstalling use this. With
+//! `--network` it also removes what the agent made in the network namespace it is run in: the
+//! nftables table `inet flotilla`, the pod bridge (with the cluster DNS address and the
+//! service route) and the VXLAN device. Run it where the agent ran.
 
 use std::path::PathBuf;
 
@@ -11,6 +14,10 @@ use clap::Args;
 pub struct ResetArgs {
     #[arg(long, default_value = "/var/lib/flotilla", value_name = "DIR")]
     pub data_dir: PathBuf,
+    /// Also remove the agent's network pieces in this network namespace (nftables table
+    /// `inet flotilla`, bridge `flotilla0`, device `flotilla.1`).
+    #[arg(long)]
+    pub network: bool,
 }
 
 pub fn run(a: ResetArgs) -> Result<i32> {
@@ -44,5 +51,40 @@ pub fn run(a: ResetArgs) -> Result<i32> {
         "removed every container and pod of {}",
         a.data_dir.display()
     );
+    if a.network {
+        let mut failed = false;
+        let mut report = |what: &str, r: Result<(), flotilla_netproxy::NetError>| match r {
+            Ok(()) => println!("removed {what}"),
+            Err(e) => {
+                eprintln!("could not remove {what}: {e}");
+                failed = true;
+            }
+        };
+        let table = flotilla_netproxy::services::TABLE;
+        report(
+            &format!("the nftables table inet {table}"),
+            flotilla_netproxy::services::nft(
+                None,
+                &format!("add table inet {table}\ndelete table inet {table}\n"),
+            ),
+        );
+        let cidr = "10.42.0.0/24".parse().expect("a CIDR");
+        let net = flotilla_netproxy::podnet::PodNetwork::new(
+            crate::node::pods::BRIDGE,
+            cidr,
+            &a.data_dir.join("net"),
+        );
+        report(
+            &format!("the bridge {}", crate::node::pods::BRIDGE),
+            net.remove_bridge(),
+        );
+        report(
+            &format!("the device {}", flotilla_netproxy::overlay::VXLAN_DEV),
+            flotilla_netproxy::overlay::remove_device(),
+        );
+        if failed {
+            return Ok(1);
+        }
+    }
     Ok(0)
 }

@@ -173,3 +173,59 @@ fn services_reach_ready_pods_by_cluster_ip_and_node_port() {
         "{table}"
     );
 }
+
+#[test]
+fn service_rules_outlive_the_agent_are_rebuilt_at_start_and_reset_network_removes_them() {
+    let mut a = Agent::start_in_netns();
+    let tar = flotilla_runtime::testing::test_image(a.data_dir());
+    a.ok(&["image", "import", tar.to_str().unwrap()]);
+    a.ok(&["apply", "-f", &manifest(&a, "who.yaml", WHO)]);
+    a.eventually(60, "3 pods Ready", || {
+        let ps = pods_with(&a, "app=who");
+        ps.len() == 3 && ps.iter().all(ready)
+    });
+    let ip = a.json(&["get", "service", "who"])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = format!("http://{ip}/");
+    a.eventually(10, "the service answers", || get(&a, &url).is_some());
+
+    // The agent dies: the kernel keeps serving the Service.
+    a.kill9();
+    assert!(get(&a, &url).is_some(), "answered while the agent is down");
+    // A new agent rebuilds the table from nothing and it keeps answering.
+    a.spawn(false);
+    // (The log is the new agent's own.)
+    a.eventually(10, "the rules rebuilt", || {
+        a.log().contains("service rules rebuilt")
+    });
+    assert_eq!(spread(&a, &url, 10).values().sum::<usize>(), 10);
+
+    // Stopped for good: `reset --network` in its namespace removes what it made there.
+    a.kill9();
+    let out = a
+        .command(crate::harness::BIN)
+        .args(["reset", "--network", "--data-dir"])
+        .arg(a.data_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = a
+        .command("nft")
+        .args(["list", "table", "inet", "flotilla"])
+        .output()
+        .unwrap();
+    assert!(!table.status.success(), "the table is gone");
+    let link = a
+        .command("ip")
+        .args(["link", "show", "flotilla0"])
+        .output()
+        .unwrap();
+    assert!(!link.status.success(), "the bridge is gone");
+    assert!(get(&a, &url).is_none());
+}
