@@ -17,6 +17,7 @@ PACKAGES=(
   docker-registry # a real registry on 127.0.0.1 for the pull tests (its service is not started)
   apache2-utils   # htpasswd: the registry's basic-auth file in the pull tests
   nftables        # nft: the service proxy applies its table with `nft -f -` (netproxy)
+  conntrack       # conntrack -D: the service proxy forgets UDP flows to endpoints that left
 )
 
 missing=()

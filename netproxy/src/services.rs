@@ -588,6 +588,8 @@ impl Counted {
 struct Applied {
     services: Vec<(Service, Ruleset)>,
     counted: Counted,
+    /// UDP endpoints the last plan took out of every service.
+    gone_udp: Vec<Endpoint>,
 }
 
 /// Keeps the kernel's `inet flotilla` table equal to a table of services.
@@ -615,6 +617,7 @@ impl ServiceProxy {
         let mut next = Applied {
             services: Vec::with_capacity(services.len()),
             counted: Counted::default(),
+            gone_udp: Vec::new(),
         };
         let Some(mut prev) = self.applied.take() else {
             for s in services {
@@ -679,6 +682,7 @@ impl ServiceProxy {
         }
         let after = prev.counted.snapshot(&ids);
         next.counted = prev.counted;
+        next.gone_udp = gone_udp_endpoints(&before, &after);
         (transaction(&self.cfg, Some(&before), &after), false, next)
     }
 
@@ -689,6 +693,11 @@ impl ServiceProxy {
         let commands = script.lines().count();
         if commands > 0 {
             nft(self.netns.as_deref(), &script)?;
+        }
+        // A UDP flow keeps its conntrack entry (and so its old endpoint) as long as packets
+        // keep coming; forget the flows to endpoints that left, as kube-proxy does.
+        for ep in &next.gone_udp {
+            forget_udp_flows(self.netns.as_deref(), *ep);
         }
         self.applied = Some(next);
         Ok(SyncReport { full, commands })
@@ -709,6 +718,64 @@ impl ServiceProxy {
     }
 }
 
+/// The UDP endpoints (address . port values of the UDP endpoint maps) in `before` and in no
+/// UDP endpoint map of `after`.
+fn gone_udp_endpoints(before: &Ruleset, after: &Ruleset) -> Vec<Endpoint> {
+    let values = |r: &Ruleset| -> HashSet<String> {
+        ["endpoints-udp", "nodeport-endpoints-udp"]
+            .iter()
+            .flat_map(|m| r.elements_of(m).into_values())
+            .collect()
+    };
+    let (was, is) = (values(before), values(after));
+    let mut gone: Vec<Endpoint> = was
+        .difference(&is)
+        .filter_map(|v| {
+            let (ip, port) = v.split_once(" . ")?;
+            Some(Endpoint {
+                ip: ip.parse().ok()?,
+                port: port.parse().ok()?,
+            })
+        })
+        .collect();
+    gone.sort();
+    gone
+}
+
+/// Deletes the UDP conntrack entries whose replies come from `ep` (flows DNATed to it), with
+/// the `conntrack` tool, inside the namespace at `netns`. Best effort: no entry is fine.
+fn forget_udp_flows(netns: Option<&Path>, ep: Endpoint) {
+    let mut cmd = Command::new("conntrack");
+    cmd.args(["-D", "-p", "udp", "--reply-src"])
+        .arg(ep.ip.to_string())
+        .arg("--reply-port-src")
+        .arg(ep.port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let ns = netns.and_then(|p| std::fs::File::open(p).ok());
+    if let Some(f) = &ns {
+        enter_before_exec(&mut cmd, f);
+    }
+    if let Err(e) = cmd.status() {
+        tracing::warn!(error = %e, "cannot run conntrack to forget UDP flows");
+    }
+}
+
+/// Makes `cmd`'s child enter the network namespace `ns` before it runs (the file must stay
+/// open until the child is spawned).
+fn enter_before_exec(cmd: &mut Command, ns: &std::fs::File) {
+    let fd = ns.as_raw_fd();
+    // SAFETY: setns(2) is async-signal-safe; the child only calls it before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Runs `nft -f -` with `script` on its standard input, inside the namespace at `netns`.
 pub fn nft(netns: Option<&Path>, script: &str) -> Result<(), NetError> {
     let mut cmd = Command::new("nft");
@@ -724,16 +791,7 @@ pub fn nft(netns: Option<&Path>, script: &str) -> Result<(), NetError> {
         None => None,
     };
     if let Some(f) = &ns {
-        let fd = f.as_raw_fd();
-        // SAFETY: setns(2) is async-signal-safe; the child only calls it before exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        enter_before_exec(&mut cmd, f);
     }
     let mut child = cmd.spawn().map_err(|e| NetError::Io {
         what: "running nft (is the nftables package installed?)".into(),

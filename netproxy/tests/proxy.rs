@@ -428,3 +428,55 @@ fn a_client_looping_through_a_cluster_ip_never_fails_during_100_syncs() {
     );
     assert!(ok >= 20, "the client kept requesting: {ok}");
 }
+
+#[test]
+fn a_udp_flow_moves_to_a_new_endpoint_when_its_endpoint_leaves() {
+    let lab = Lab::new(2);
+    // A UDP echo in each backend pod answering its name (sockets keep the namespace they were
+    // made in, so they are made inside and served from here).
+    for (i, (ns, _)) in lab.backends.iter().enumerate() {
+        let sock = inside(ns, || std::net::UdpSocket::bind("0.0.0.0:5353").unwrap());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((_, from)) = sock.recv_from(&mut buf) {
+                let _ = sock.send_to(format!("backend-{i}").as_bytes(), from);
+            }
+        });
+    }
+    let udp = |eps: &[usize]| Service {
+        ports: vec![ServicePort {
+            name: "dns".into(),
+            protocol: Protocol::Udp,
+            port: 53,
+            node_port: None,
+            endpoints: eps
+                .iter()
+                .map(|i| Endpoint {
+                    ip: lab.backends[*i].1,
+                    port: 5353,
+                })
+                .collect(),
+        }],
+        ..web(vec![], None, None)
+    };
+    let client = inside(&lab.client, || {
+        std::net::UdpSocket::bind("0.0.0.0:0").unwrap()
+    });
+    client
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let ask = || -> Option<String> {
+        client.send_to(b"?", (CLUSTER_IP, 53)).ok()?;
+        let mut buf = [0u8; 64];
+        let n = client.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).to_string())
+    };
+    let mut proxy = lab.proxy();
+    proxy.sync(&[udp(&[0])]).unwrap();
+    for _ in 0..3 {
+        assert_eq!(ask().as_deref(), Some("backend-0"));
+    }
+    // The same flow (same client port), after its endpoint is replaced.
+    proxy.sync(&[udp(&[1])]).unwrap();
+    assert_eq!(ask().as_deref(), Some("backend-1"));
+}
