@@ -44,9 +44,11 @@ ip=$(fl get pods -l app=web -o wide | awk 'NR==2 {print $6}')
 echo
 echo "== from node-1: wget -qO- http://$ip:8080/   (a pod's address on the node's pod network)"
 ip netns exec fbox-1 busybox wget -qO- "http://$ip:8080/"
-cip=$(fl get service web -o json | grep -o '"clusterIP": *"[0-9.]*"' | grep -o '[0-9.]*$' | head -1)
+cip=$(fl get service web | awk 'NR==2 {print $3}')
 echo "== from node-1: wget -qO- http://$cip/   (the Service's ClusterIP, load-balanced by nftables)"
-for _ in $(seq 1 50); do ip netns exec fbox-1 busybox wget -qO- "http://$cip/" 2>/dev/null && break; sleep 0.2; done
+ok=
+for _ in $(seq 1 50); do ip netns exec fbox-1 busybox wget -qO- "http://$cip/" 2>/dev/null && { ok=1; break; }; sleep 0.2; done
+[[ -n $ok ]] || echo "(the Service did not answer yet: its pods may not be Ready; try again in a few seconds)"
 echo "== flotilla exec $pod -- wget -qO- http://web/   (the Service by name: cluster DNS)"
 fl exec "$pod" -- wget -qO- http://web/
 cat <<MSG
