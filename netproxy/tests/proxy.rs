@@ -166,6 +166,50 @@ impl Lab {
                 .map(|p| (p.clone(), net.attach(p, &netns(p)).unwrap()))
                 .collect::<Vec<_>>()
         });
+        // Permanent neighbour entries both ways across the bridge, so that address
+        // resolution under a loaded machine (CI) is not what a test measures. A packet that
+        // misses the rules still fails: nothing answers for a ClusterIP on the link.
+        let mac = |ns: &str, dev: &str| -> String {
+            let o = sh(&["ip", "-n", ns, "-o", "link", "show", dev]);
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            text.split_whitespace()
+                .skip_while(|w| *w != "link/ether")
+                .nth(1)
+                .unwrap_or_else(|| panic!("no MAC for {dev} in {ns}: {text}"))
+                .to_string()
+        };
+        let bridge_mac = mac(&lab.node, "flotilla0");
+        for (ns, ip) in &addrs {
+            let pod_mac = mac(ns, "eth0");
+            must(&[
+                "ip",
+                "-n",
+                &lab.node,
+                "neigh",
+                "replace",
+                &ip.to_string(),
+                "lladdr",
+                &pod_mac,
+                "dev",
+                "flotilla0",
+                "nud",
+                "permanent",
+            ]);
+            must(&[
+                "ip",
+                "-n",
+                ns,
+                "neigh",
+                "replace",
+                "10.42.0.1",
+                "lladdr",
+                &bridge_mac,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ]);
+        }
         for (i, (ns, ip)) in addrs.into_iter().skip(1).enumerate() {
             let www = lab._dir.path().join(format!("www{i}"));
             std::fs::create_dir_all(&www).unwrap();
