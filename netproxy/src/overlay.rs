@@ -21,7 +21,7 @@ use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{LinkUnspec, LinkVxlan, RouteMessageBuilder};
 
 use crate::NetError;
-use crate::podnet::{Cidr, index_of, netlink, nl};
+use crate::podnet::{Cidr, index_of, netlink, nl, require_index};
 
 pub const VXLAN_DEV: &str = "flotilla.1";
 pub const VXLAN_VNI: u32 = 1;
@@ -195,12 +195,7 @@ impl Overlay {
                 .await
                 .map_err(nl(format!("creating {VXLAN_DEV}")))?;
         }
-        let index = index_of(h, VXLAN_DEV)
-            .await?
-            .ok_or_else(|| NetError::Netlink {
-                what: VXLAN_DEV.into(),
-                message: "missing after creation".into(),
-            })?;
+        let index = require_index(h, VXLAN_DEV).await?;
         h.address()
             .add(index, self.pod_cidr.addr.into(), 32)
             .replace()

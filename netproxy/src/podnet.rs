@@ -190,6 +190,14 @@ pub(crate) async fn index_of(h: &Handle, name: &str) -> Result<Option<u32>, NetE
     }
 }
 
+/// The index of the link `name`, which must exist.
+pub(crate) async fn require_index(h: &Handle, name: &str) -> Result<u32, NetError> {
+    index_of(h, name).await?.ok_or_else(|| NetError::Netlink {
+        what: name.to_string(),
+        message: "no such link".into(),
+    })
+}
+
 impl PodNetwork {
     pub fn new(bridge: &str, cidr: Cidr, state_dir: &Path) -> PodNetwork {
         PodNetwork {
@@ -237,12 +245,7 @@ impl PodNetwork {
                         .execute()
                         .await
                         .map_err(nl(format!("creating bridge {bridge}")))?;
-                    index_of(&h, &bridge)
-                        .await?
-                        .ok_or_else(|| NetError::Netlink {
-                            what: format!("bridge {bridge}"),
-                            message: "missing after creation".into(),
-                        })?
+                    require_index(&h, &bridge).await?
                 }
             };
             let mut addrs = h.address().get().set_link_index_filter(index).execute();
@@ -311,12 +314,7 @@ impl PodNetwork {
                 .execute()
                 .await
                 .map_err(nl(format!("creating veth {host}")))?;
-            let bridge_index = index_of(&h, &bridge)
-                .await?
-                .ok_or_else(|| NetError::Netlink {
-                    what: format!("bridge {bridge}"),
-                    message: "does not exist".into(),
-                })?;
+            let bridge_index = require_index(&h, &bridge).await?;
             let host_index = index_of(&h, &host).await?.unwrap_or(0);
             h.link()
                 .set(
@@ -355,12 +353,7 @@ impl PodNetwork {
             // would tell the pod by ICMP redirect to reach the service address directly on
             // the link, where nothing answers. Pods ignore redirects (this runs inside the
             // pod's namespace, so /proc/sys/net is the pod's).
-            let index = index_of(&h, &peer)
-                .await?
-                .ok_or_else(|| NetError::Netlink {
-                    what: format!("{peer} in the pod"),
-                    message: "missing".into(),
-                })?;
+            let index = require_index(&h, &peer).await?;
             h.link()
                 .set(LinkUnspec::new_with_index(index).name("eth0").up().build())
                 .execute()
@@ -415,12 +408,7 @@ impl PodNetwork {
     pub fn route_to_bridge(&self, cidr: Cidr) -> Result<(), NetError> {
         let bridge = self.bridge.clone();
         netlink(None, move |h| async move {
-            let index = index_of(&h, &bridge)
-                .await?
-                .ok_or_else(|| NetError::Netlink {
-                    what: format!("bridge {bridge}"),
-                    message: "does not exist".into(),
-                })?;
+            let index = require_index(&h, &bridge).await?;
             h.route()
                 .add(
                     RouteMessageBuilder::<Ipv4Addr>::new()
@@ -440,12 +428,7 @@ impl PodNetwork {
     pub fn add_bridge_address(&self, ip: Ipv4Addr) -> Result<(), NetError> {
         let bridge = self.bridge.clone();
         netlink(None, move |h| async move {
-            let index = index_of(&h, &bridge)
-                .await?
-                .ok_or_else(|| NetError::Netlink {
-                    what: format!("bridge {bridge}"),
-                    message: "does not exist".into(),
-                })?;
+            let index = require_index(&h, &bridge).await?;
             h.address()
                 .add(index, ip.into(), 32)
                 .replace()

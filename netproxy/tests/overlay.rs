@@ -3,50 +3,14 @@
 //! routes. A Drop guard removes every namespace (and the pod's server) even on failure.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flotilla_netproxy::overlay::{Backend, Overlay, Peer};
 use flotilla_netproxy::podnet::PodNetwork;
 
-fn must(args: &[&str]) {
-    let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn netns(name: &str) -> PathBuf {
-    Path::new("/run/netns").join(name)
-}
-
-fn inside<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = netns(ns);
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap();
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
-fn get(ns: &str, url: &str) -> Result<String, String> {
-    let o = Command::new("ip")
-        .args([
-            "netns", "exec", ns, "timeout", "3", "busybox", "wget", "-q", "-O", "-", url,
-        ])
-        .output()
-        .unwrap();
-    if o.status.success() {
-        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
-    }
-}
+mod common;
+use common::{get, inside, must, netns};
 
 struct TwoNodes {
     namespaces: Vec<String>,

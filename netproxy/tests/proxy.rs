@@ -4,63 +4,19 @@
 //! namespaces this test creates, and a Drop guard removes them (and the servers) even on failure.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flotilla_netproxy::podnet::{Cidr, PodNetwork};
+
+mod common;
+use common::{get, inside, must, netns, sh};
 use flotilla_netproxy::services::{
     Endpoint, Protocol, ProxyConfig, Service, ServicePort, ServiceProxy, nft,
 };
 
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 5);
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
-
-fn sh(args: &[&str]) -> std::process::Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn must(args: &[&str]) {
-    let o = sh(args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn netns(name: &str) -> PathBuf {
-    Path::new("/run/netns").join(name)
-}
-
-/// Runs `f` on a thread inside the namespace named `ns`.
-fn inside<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = netns(ns);
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap();
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
-/// One HTTP GET from namespace `ns` with busybox wget: the body, or wget's error. (Debian's
-/// static busybox crashes on `wget -T`, so `timeout` bounds it.)
-fn get(ns: &str, url: &str) -> Result<String, String> {
-    let o = sh(&[
-        "ip", "netns", "exec", ns, "timeout", "5", "busybox", "wget", "-q", "-O", "-", url,
-    ]);
-    if o.status.success() {
-        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
-    }
-}
 
 /// A node namespace with the pod bridge, backend pods serving `backend-I` on port 8080 with
 /// busybox httpd, a client pod, and another host on a veth link to the node.
