@@ -65,8 +65,8 @@ fn spread(a: &Agent, url: &str, n: usize) -> BTreeMap<String, usize> {
     m
 }
 
-#[test]
-fn services_reach_ready_pods_by_cluster_ip_and_node_port() {
+/// An agent in its own namespace running [`WHO`] with its 3 pods Ready, and the ClusterIP.
+fn who_agent() -> (Agent, String) {
     let a = Agent::start_in_netns();
     let tar = flotilla_runtime::testing::test_image(a.data_dir());
     a.ok(&["image", "import", tar.to_str().unwrap()]);
@@ -75,8 +75,16 @@ fn services_reach_ready_pods_by_cluster_ip_and_node_port() {
         let ps = pods_with(&a, "app=who");
         ps.len() == 3 && ps.iter().all(ready)
     });
-    let svc = a.json(&["get", "service", "who"]);
-    let ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let ip = a.json(&["get", "service", "who"])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (a, ip)
+}
+
+#[test]
+fn services_reach_ready_pods_by_cluster_ip_and_node_port() {
+    let (a, ip) = who_agent();
     let names: Vec<String> = pods_with(&a, "app=who").iter().map(name).collect();
     let url = format!("http://{ip}/");
 
@@ -176,18 +184,7 @@ fn services_reach_ready_pods_by_cluster_ip_and_node_port() {
 
 #[test]
 fn service_rules_outlive_the_agent_are_rebuilt_at_start_and_reset_network_removes_them() {
-    let mut a = Agent::start_in_netns();
-    let tar = flotilla_runtime::testing::test_image(a.data_dir());
-    a.ok(&["image", "import", tar.to_str().unwrap()]);
-    a.ok(&["apply", "-f", &manifest(&a, "who.yaml", WHO)]);
-    a.eventually(60, "3 pods Ready", || {
-        let ps = pods_with(&a, "app=who");
-        ps.len() == 3 && ps.iter().all(ready)
-    });
-    let ip = a.json(&["get", "service", "who"])["spec"]["clusterIP"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (mut a, ip) = who_agent();
     let url = format!("http://{ip}/");
     a.eventually(10, "the service answers", || get(&a, &url).is_some());
 
