@@ -588,7 +588,14 @@ impl Counted {
 struct Applied {
     services: Vec<(Service, Ruleset)>,
     counted: Counted,
-    /// UDP endpoints the last plan took out of every service.
+}
+
+/// What a sync will do: the transaction, whether it rebuilds the table, the state it leaves,
+/// and the UDP endpoints it takes out of every service (their flows are forgotten after).
+struct Plan {
+    script: String,
+    full: bool,
+    next: Applied,
     gone_udp: Vec<Endpoint>,
 }
 
@@ -613,11 +620,10 @@ impl ServiceProxy {
     /// The transaction that takes the table to `services` (one entry per namespace and name),
     /// and the state it leaves. Only services that differ from the last sync are rendered and
     /// compared, so a one-endpoint change costs the same with 10 services or 5,000.
-    fn plan(&mut self, services: &[Service]) -> (String, bool, Applied) {
+    fn plan(&mut self, services: &[Service]) -> Plan {
         let mut next = Applied {
             services: Vec::with_capacity(services.len()),
             counted: Counted::default(),
-            gone_udp: Vec::new(),
         };
         let Some(mut prev) = self.applied.take() else {
             for s in services {
@@ -626,7 +632,12 @@ impl ServiceProxy {
                 next.services.push((s.clone(), r));
             }
             let all = render(&self.cfg, services);
-            return (transaction(&self.cfg, None, &all), true, next);
+            return Plan {
+                script: transaction(&self.cfg, None, &all),
+                full: true,
+                next,
+                gone_udp: Vec::new(),
+            };
         };
         // The caller usually lists services in the same order every time: match them by
         // position, and only fall back to an index by name when the order moved.
@@ -682,21 +693,30 @@ impl ServiceProxy {
         }
         let after = prev.counted.snapshot(&ids);
         next.counted = prev.counted;
-        next.gone_udp = gone_udp_endpoints(&before, &after);
-        (transaction(&self.cfg, Some(&before), &after), false, next)
+        Plan {
+            script: transaction(&self.cfg, Some(&before), &after),
+            full: false,
+            next,
+            gone_udp: gone_udp_endpoints(&before, &after),
+        }
     }
 
     /// Makes the table match `services` in one transaction. On failure the next sync rebuilds
     /// the table from nothing, so a failed sync never leaves the proxy believing a wrong state.
     pub fn sync(&mut self, services: &[Service]) -> Result<SyncReport, NetError> {
-        let (script, full, next) = self.plan(services);
+        let Plan {
+            script,
+            full,
+            next,
+            gone_udp,
+        } = self.plan(services);
         let commands = script.lines().count();
         if commands > 0 {
             nft(self.netns.as_deref(), &script)?;
         }
         // A UDP flow keeps its conntrack entry (and so its old endpoint) as long as packets
         // keep coming; forget the flows to endpoints that left, as kube-proxy does.
-        for ep in &next.gone_udp {
+        for ep in &gone_udp {
             forget_udp_flows(self.netns.as_deref(), *ep);
         }
         self.applied = Some(next);

@@ -236,7 +236,12 @@ fn incremental_plans_equal_the_diff_of_whole_renderings() {
     let mut proxy = ServiceProxy::new(cfg(), None);
     let mut prev: Option<Vec<Service>> = None;
     for step in steps {
-        let (script, full, applied) = proxy.plan(&step);
+        let Plan {
+            script,
+            full,
+            next: applied,
+            ..
+        } = proxy.plan(&step);
         let expected = transaction(
             &cfg(),
             prev.as_ref().map(|p| render(&cfg(), p)).as_ref(),
