@@ -60,7 +60,9 @@ fn memory_and_pids_limits_are_in_the_cgroup_and_the_container_is_cleaned_up() {
 fn usage_is_read_back_from_the_cgroup() {
     let n = Node::new();
     // Burn some CPU, hold some memory, and keep a few processes alive while we look.
-    let s = n.spec("usage", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; x=$(head -c 4000000 /dev/zero | tr '\\0' a); sleep 30 & sleep 30 & sleep 30");
+    // The script ends in `wait`: a last plain command would be exec'd by the shell, freeing
+    // the string it holds.
+    let s = n.spec("usage", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; x=$(head -c 4000000 /dev/zero | tr '\\0' a); sleep 30 & sleep 30 & sleep 30 & wait");
     n.start(&s);
     let mut u = cgroups::usage(&s.cgroup_path);
     // While the 4 MB string is built, `head` and `tr` count as pids too: wait
