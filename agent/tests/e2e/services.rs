@@ -104,9 +104,9 @@ fn services_reach_ready_pods_by_cluster_ip_and_node_port() {
     // A pod made after the Service gets its variables.
     let client = "apiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec:\n  containers:\n  - {name: c, image: flotilla.local/busybox:1, command: [sleep, '3600']}\n";
     a.ok(&["apply", "-f", &manifest(&a, "client.yaml", client)]);
-    a.eventually(30, "client running", || {
-        a.pod("client")
-            .is_some_and(|p| p["status"]["phase"] == "Running")
+    // Ready, not only Running: exec needs the container itself started.
+    a.eventually(30, "client ready", || {
+        a.pod("client").is_some_and(|p| ready(&p))
     });
     let env = a.ok(&["exec", "client", "--", "env"]);
     assert!(env.contains(&format!("WHO_SERVICE_HOST={ip}\n")), "{env}");
