@@ -55,6 +55,8 @@ pub struct ApiState {
     pub images_dir: std::path::PathBuf,
     /// This node's containers, for logs and exec.
     pub pods: crate::node::pods::Node,
+    /// Nodes that gossip says are unreachable: shown with Ready Unknown.
+    pub unreachable: tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>,
 }
 
 impl ApiState {
@@ -74,11 +76,31 @@ impl ApiState {
             images,
             images_dir,
             pods,
+            unreachable: tokio::sync::watch::channel(Default::default()).1,
         }
     }
 
-    /// Commits a write. Today the local store is the whole cluster; the cluster issue routes this
-    /// through the leader.
+    /// Shows the nodes in `unreachable` as not Ready.
+    pub fn with_unreachable(
+        mut self,
+        unreachable: tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>,
+    ) -> ApiState {
+        self.unreachable = unreachable;
+        self
+    }
+
+    /// A Node as this node sees it (Ready Unknown when gossip does not hear it).
+    pub fn node_view(&self, node: Value) -> Value {
+        let name = node["metadata"]["name"].as_str().unwrap_or("");
+        if self.unreachable.borrow().contains(name) {
+            crate::node::status::unreachable_view(node)
+        } else {
+            node
+        }
+    }
+
+    /// Commits a write: on a cluster the store hands it to the quorum's leader and returns
+    /// once it is committed and applied here.
     pub async fn commit(&self, w: Write) -> Result<Vec<Applied>, ApiError> {
         Ok(self.store.write(&w).await?)
     }

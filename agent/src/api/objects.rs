@@ -91,7 +91,16 @@ fn not_found(rp: &ResourcePath) -> ApiError {
 }
 
 async fn get(s: &ApiState, rp: &ResourcePath) -> Result<Value, ApiError> {
-    s.store.get(&key_of(rp)).await?.ok_or_else(|| not_found(rp))
+    let obj = s
+        .store
+        .get(&key_of(rp))
+        .await?
+        .ok_or_else(|| not_found(rp))?;
+    Ok(if rp.info.kind == "Node" {
+        s.node_view(obj)
+    } else {
+        obj
+    })
 }
 
 /// Label and field selectors from the query string.
@@ -146,7 +155,13 @@ async fn list(
     } else {
         Some("")
     };
-    let (items, rev) = s.store.list_raw(rp.info.kind, ns).await?;
+    let (mut items, rev) = s.store.list_raw(rp.info.kind, ns).await?;
+    if rp.info.kind == "Node" && !s.unreachable.borrow().is_empty() {
+        for raw in items.iter_mut() {
+            let obj: Value = serde_json::from_slice(raw).map_err(crate::store::StoreError::from)?;
+            *raw = serde_json::to_vec(&s.node_view(obj)).map_err(crate::store::StoreError::from)?;
+        }
+    }
     let mut body = Vec::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 256);
     body.extend_from_slice(
         format!(

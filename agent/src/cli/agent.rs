@@ -42,6 +42,19 @@ pub struct AgentArgs {
     /// Address other nodes and users reach this node at (added to its certificate).
     #[arg(long)]
     pub advertise_address: Option<IpAddr>,
+    /// Most voters of the quorum (1, 3 or 5); further nodes are learners that only follow.
+    #[arg(long, default_value_t = 3, value_parser = parse_voters)]
+    pub max_voters: usize,
+    /// Milliseconds a follower waits without hearing from the leader before it stands for
+    /// election (each waits up to twice this, at random). Raise it on slow SD cards and links.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub election_timeout_ms: u64,
+    /// Milliseconds between the leader's heartbeats (well below the election timeout).
+    #[arg(long, default_value_t = 250, value_name = "MS")]
+    pub heartbeat_ms: u64,
+    /// Seconds a voter may be unreachable before the leader gives its vote to a healthy node.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub replace_voter_after: u64,
     /// Log revisions kept for watches before compaction.
     #[arg(long, default_value_t = 10_000)]
     pub keep_revisions: i64,
@@ -63,9 +76,11 @@ pub struct AgentArgs {
 }
 
 pub async fn run(a: AgentArgs) -> Result<()> {
-    if a.join.is_some() && !Identity::exists(&a.data_dir) {
+    if a.heartbeat_ms == 0 || a.heartbeat_ms * 2 > a.election_timeout_ms {
         bail!(
-            "--join: joining an existing cluster is not available in this build yet; start a one-node cluster with --init"
+            "--heartbeat-ms {} must be above 0 and at most half of --election-timeout-ms {}",
+            a.heartbeat_ms,
+            a.election_timeout_ms
         );
     }
     let identity = if Identity::exists(&a.data_dir) {
@@ -77,6 +92,23 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         let extra: Vec<IpAddr> = a.advertise_address.into_iter().collect();
         let id = Identity::init(&a.data_dir, &name, &extra)?;
         info!(node = %id.node.name, dir = %a.data_dir.display(), "initialised a new cluster");
+        id
+    } else if let Some(member) = &a.join {
+        let token: crate::cluster::join::JoinToken = a
+            .token
+            .as_deref()
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--token: {e}"))?;
+        let member = resolve(member).with_context(|| format!("--join {member}"))?;
+        let name = a.node_name.clone().unwrap_or_else(default_node_name);
+        let addrs: Vec<IpAddr> = a.advertise_address.into_iter().collect();
+        let joined = crate::cluster::join::join(member, &token, &name, &addrs).await?;
+        let id = Identity::from_join(&a.data_dir, &name, &joined)?;
+        std::fs::write(a.data_dir.join("join-addr"), format!("{member}\n"))
+            .context("writing DIR/join-addr")?;
+        info!(node = %name, via = %member, "joined the cluster");
         id
     } else {
         bail!(
@@ -94,9 +126,6 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         .advertise_address
         .map(|a| a.to_string())
         .unwrap_or_else(|| "127.0.0.1".into());
-    bootstrap(&store, &node, a.advertise_address, &a.data_dir)
-        .await
-        .context("writing the node's bootstrap objects")?;
 
     // The cluster endpoint: QUIC with mutual TLS against the cluster CA. A node holding the CA
     // key admits joiners whose token secret matches DIR/join-token.
@@ -108,12 +137,107 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     std::fs::write(a.data_dir.join("cluster-addr"), format!("{cluster_addr}\n"))
         .context("writing DIR/cluster-addr")?;
     let admission = crate::cluster::join::Admission::load(&a.data_dir, &identity.api_token)?;
+    let quorum_cell = crate::cluster::QuorumCell::default();
+    let (gossip_tx, gossip_rx) = tokio::sync::mpsc::channel(1024);
     let cluster = transport.serve(crate::cluster::handler(
         node.clone(),
         admission.map(std::sync::Arc::new),
-        None,
+        Some(gossip_tx),
+        quorum_cell.clone(),
     ));
     info!(node = %node, addr = %cluster_addr, "cluster endpoint listening (QUIC)");
+
+    // The quorum: every write of the store goes through it (a one-voter cluster commits at
+    // once). The first node initialises it; a joined node asks to be enrolled until it is.
+    let advertised = match (a.advertise_address, cluster_addr.ip().is_unspecified()) {
+        (Some(ip), _) => SocketAddr::new(ip, cluster_addr.port()),
+        (None, true) => SocketAddr::from(([127, 0, 0, 1], cluster_addr.port())),
+        (None, false) => cluster_addr,
+    };
+    let quorum = crate::cluster::raft::Quorum::start(
+        &store,
+        transport.clone(),
+        crate::cluster::raft::Member {
+            name: node.clone(),
+            addr: advertised.to_string(),
+        },
+        crate::cluster::raft::RaftSettings {
+            heartbeat: Duration::from_millis(a.heartbeat_ms),
+            election_timeout: Duration::from_millis(a.election_timeout_ms),
+            max_voters: a.max_voters,
+            replace_after: Duration::from_secs(a.replace_voter_after),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let _ = quorum_cell.set(quorum.clone());
+    store.set_proposer(std::sync::Arc::new(crate::cluster::raft::quorum::Propose(
+        quorum.clone(),
+    )));
+    let founder = a.data_dir.join("pki/ca.key").exists();
+    let join_seeds: Vec<SocketAddr> = std::fs::read_to_string(a.data_dir.join("join-addr"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    if founder {
+        quorum.initialize().await?;
+    } else if !quorum.is_member() {
+        let (q, seeds) = (quorum.clone(), join_seeds.clone());
+        tokio::spawn(async move { q.enroll_through(seeds).await });
+    }
+    // Gossip: membership and liveness, seeded by the members Raft knows and the join address.
+    let mut gossip_cfg =
+        crate::cluster::GossipConfig::new(&node, &identity.node.cluster_id, advertised);
+    gossip_cfg.seeds = quorum
+        .metrics()
+        .membership_config
+        .membership()
+        .nodes()
+        .filter(|(id, _)| **id != quorum.id)
+        .filter_map(|(_, m)| m.addr.parse().ok())
+        .chain(join_seeds)
+        .collect();
+    let gossip = crate::cluster::start_gossip(
+        &transport,
+        gossip_rx,
+        &gossip_cfg,
+        vec![
+            ("pod_cidr".into(), a.pod_cidr.to_string()),
+            ("address".into(), host_ip.clone()),
+        ],
+    )
+    .await
+    .context("starting gossip")?;
+    let (unreachable, liveness) = crate::cluster::watch_unreachable(
+        &gossip,
+        store.clone(),
+        node.clone(),
+        Duration::from_secs(5),
+    );
+    // The namespaces and this node's Node object; retried in the background, since a node
+    // that cannot reach a quorum still runs its pods.
+    let bootstrapper = {
+        let (store, node, addr, dir) = (
+            store.clone(),
+            node.clone(),
+            a.advertise_address,
+            a.data_dir.clone(),
+        );
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(200);
+            loop {
+                match bootstrap(&store, &node, addr, &dir, founder).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        warn!(error = %format!("{e:#}"), "writing the node's bootstrap objects; retrying")
+                    }
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        })
+    };
 
     let listener = std::net::TcpListener::bind(a.api_addr)
         .with_context(|| format!("binding the API to {}", a.api_addr))?;
@@ -210,7 +334,8 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         images,
         images_dir,
         pods_node.clone(),
-    );
+    )
+    .with_unreachable(unreachable);
     let handle = axum_server::Handle::new();
     let tls = api::tls_config(&identity.cert_pem, &identity.key_pem)?;
     let server = tokio::spawn(
@@ -218,7 +343,8 @@ pub async fn run(a: AgentArgs) -> Result<()> {
             .instrument(tracing::info_span!("api", node = %node)),
     );
 
-    let controllers = crate::controller::spawn_all(store.clone(), node.clone());
+    // Controllers and the scheduler run on the leader only.
+    let controllers = crate::controller::spawn_all(store.clone(), node.clone(), quorum.leading());
     let pods = crate::node::pods::spawn(store.clone(), pods_node);
 
     // The node's status (resources, pressure, heartbeat) every 10 s.
@@ -291,6 +417,10 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     pods.shutdown().await;
     compactor.abort();
     heartbeat.abort();
+    bootstrapper.abort();
+    liveness.abort();
+    let _ = gossip.shutdown().await;
+    quorum.shutdown().await;
     // The rules stay in the kernel: pods keep reaching Services while the agent is away.
     for task in [proxy, dns].into_iter().flatten() {
         task.abort();
@@ -301,17 +431,29 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     Ok(())
 }
 
-/// Makes sure the built-in namespaces and this node's Node object exist.
+/// `HOST:PORT` to a socket address (the first the resolver gives).
+fn resolve(hostport: &str) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    hostport
+        .to_socket_addrs()
+        .context("expected HOST:PORT")?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no address for {hostport}"))
+}
+
+/// Makes sure the built-in namespaces (on the founding node) and this node's Node object
+/// exist.
 async fn bootstrap(
     store: &Store,
     node: &str,
     address: Option<IpAddr>,
     data_dir: &std::path::Path,
+    founder: bool,
 ) -> Result<()> {
     let now = crate::store::now_rfc3339();
     let mut ops = Vec::new();
     for ns in ["default", "kube-system"] {
-        if store.get(&Key::new("Namespace", "", ns)).await?.is_none() {
+        if founder && store.get(&Key::new("Namespace", "", ns)).await?.is_none() {
             let obj = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "status": {"phase": "Active"}});
             ops.push(Op::Create {
                 object: obj,
@@ -330,9 +472,11 @@ async fn bootstrap(
         .remove("status");
     // Keep what users set on the node (labels, cordon) when resuming.
     if store.get(&Key::new("Node", "", node)).await?.is_none() {
-        ops.push(Op::Create {
+        // Put-or-create: a joined node's copy of the store may still lag behind the cluster.
+        ops.push(Op::Put {
             object: spec_only,
             uid: new_uid(),
+            create: true,
         })
     }
     store
@@ -348,4 +492,11 @@ async fn bootstrap(
         })
         .await?;
     Ok(())
+}
+
+fn parse_voters(s: &str) -> Result<usize, String> {
+    match s {
+        "1" | "3" | "5" => Ok(s.parse().expect("a digit")),
+        _ => Err(format!("must be 1, 3 or 5 (an odd count), not {s:?}")),
+    }
 }

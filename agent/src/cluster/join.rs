@@ -76,6 +76,9 @@ pub struct JoinResponse {
     pub cert: String,
     pub ca: String,
     pub api_token: String,
+    /// The cluster's id (gossip keeps clusters apart by it).
+    #[serde(default)]
+    pub cluster_id: String,
 }
 
 /// What a member holding the CA key needs to admit nodes.
@@ -85,6 +88,7 @@ pub struct Admission {
     /// Secrets of the valid join tokens.
     pub secrets: Vec<String>,
     pub api_token: String,
+    pub cluster_id: String,
 }
 
 impl Admission {
@@ -101,7 +105,10 @@ impl Admission {
         let token: JoinToken = read(&dir.join("join-token"))?
             .parse()
             .map_err(|e| anyhow!("{}: {e}", dir.join("join-token").display()))?;
+        let node: crate::node::identity::NodeFile =
+            serde_json::from_str(&read(&dir.join("node.json"))?).context("parsing node.json")?;
         Ok(Some(Admission {
+            cluster_id: node.cluster_id,
             ca_cert_pem: read(&dir.join("pki/ca.crt"))?,
             ca_key_pem: read(&key)?,
             secrets: vec![token.secret],
@@ -160,6 +167,7 @@ impl Admission {
             cert: cert.pem(),
             ca: self.ca_cert_pem.clone(),
             api_token: self.api_token.clone(),
+            cluster_id: self.cluster_id.clone(),
         })
     }
 }

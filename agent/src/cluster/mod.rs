@@ -1,10 +1,14 @@
 //! The cluster plane: node-to-node QUIC with mutual TLS ([`transport`]), joining by token
-//! ([`join`]) and membership by gossip ([`gossip`], chitchat over the same endpoint). The
-//! quorum (openraft) is next, on the same endpoint.
+//! ([`join`]), membership by gossip ([`gossip`], chitchat over the same endpoint) and the
+//! quorum that orders every write ([`raft`], openraft over the same endpoint).
 
 pub mod gossip;
 pub mod join;
+pub mod raft;
 pub mod transport;
+
+/// Where the handler finds the quorum once it has started (the endpoint serves before).
+pub type QuorumCell = Arc<std::sync::OnceLock<Arc<raft::Quorum>>>;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,15 +54,30 @@ fn error(message: impl Into<String>) -> Response {
 
 /// The node's request handler. Only a join is answered for a peer without a cluster
 /// certificate; a join is answered only by a node that holds the CA key (`admission`).
-/// Gossip frames from members go to `gossip` (chitchat's inbox) and get an empty answer.
+/// Gossip frames from members go to `gossip` (chitchat's inbox) and get an empty answer; Raft
+/// frames from members go to the quorum (an empty answer before it has started).
 pub fn handler(
     node: String,
     admission: Option<Arc<Admission>>,
     gossip: Option<mpsc::Sender<(SocketAddr, Vec<u8>)>>,
+    quorum: QuorumCell,
 ) -> Handler {
     Arc::new(move |peer: Peer, body: Vec<u8>| {
         let (node, admission, gossip) = (node.clone(), admission.clone(), gossip.clone());
+        let quorum = quorum.clone();
         Box::pin(async move {
+            if body.first() == Some(&raft::RAFT_TAG) {
+                let (Some(q), Some(_)) = (quorum.get(), &peer.node) else {
+                    return Vec::new();
+                };
+                return match serde_json::from_slice::<raft::RaftRpc>(&body[1..]) {
+                    Ok(rpc) => q.handle(rpc).await,
+                    Err(e) => {
+                        tracing::warn!(addr = %peer.addr, error = %e, "unreadable Raft message");
+                        Vec::new()
+                    }
+                };
+            }
             if body.first() == Some(&gossip::GOSSIP_TAG) {
                 if let (Some(tx), Some(_), Some((from, _))) =
                     (&gossip, &peer.node, gossip::unframe(&body))
@@ -154,3 +173,60 @@ pub async fn start_gossip(
 
 #[cfg(test)]
 mod tests;
+
+/// The nodes this node does not hear by gossip: every Node object of the store whose name is
+/// not among chitchat's live nodes, once gossip has run for `settle` (so a starting node does
+/// not call everyone unreachable). Refreshed twice a second.
+pub fn watch_unreachable(
+    gossip: &ChitchatHandle,
+    store: crate::store::Store,
+    me: String,
+    settle: Duration,
+) -> (
+    tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(std::collections::BTreeSet::new());
+    let chitchat = gossip.chitchat();
+    let task = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            if started.elapsed() < settle {
+                continue;
+            }
+            let live: std::collections::BTreeSet<String> = chitchat
+                .lock()
+                .await
+                .live_nodes()
+                .map(|id| id.node_id.to_string())
+                .collect();
+            #[derive(Deserialize)]
+            struct Named {
+                metadata: NameOnly,
+            }
+            #[derive(Deserialize)]
+            struct NameOnly {
+                name: String,
+            }
+            let Ok((nodes, _)) = store.list_as::<Named>("Node", Some("")).await else {
+                continue;
+            };
+            let gone: std::collections::BTreeSet<String> = nodes
+                .into_iter()
+                .map(|n| n.metadata.name)
+                .filter(|n| *n != me && !live.contains(n))
+                .collect();
+            tx.send_if_modified(|cur| {
+                let changed = *cur != gone;
+                if changed {
+                    tracing::info!(node = %me, unreachable = ?gone, "gossip liveness changed");
+                    *cur = gone;
+                }
+                changed
+            });
+        }
+    });
+    (rx, task)
+}

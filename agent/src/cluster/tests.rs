@@ -9,13 +9,13 @@ use super::join::{self, Admission, JoinToken};
 use super::transport::{Credentials, Transport};
 use super::*;
 
-struct Ca {
+pub(crate) struct Ca {
     pem: String,
     key_pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
-fn ca() -> Ca {
+pub(crate) fn ca() -> Ca {
     let key = KeyPair::generate().unwrap();
     let key_pem = key.serialize_pem();
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -29,7 +29,7 @@ fn ca() -> Ca {
     }
 }
 
-fn node_creds(ca: &Ca, name: &str) -> Credentials {
+pub(crate) fn node_creds(ca: &Ca, name: &str) -> Credentials {
     let key = KeyPair::generate().unwrap();
     let cert = join::node_cert_params(name, &[])
         .unwrap()
@@ -38,7 +38,7 @@ fn node_creds(ca: &Ca, name: &str) -> Credentials {
     Credentials::from_pem(&ca.pem, &cert.pem(), &key.serialize_pem()).unwrap()
 }
 
-fn any_port() -> SocketAddr {
+pub(crate) fn any_port() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
@@ -50,7 +50,7 @@ fn answer(body: Vec<u8>) -> Response {
     serde_json::from_slice(&body).unwrap()
 }
 
-fn install_provider() {
+pub(crate) fn install_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
@@ -59,7 +59,7 @@ async fn nodes_of_one_ca_talk_and_know_who_asks() {
     install_provider();
     let ca = ca();
     let a = Transport::bind(any_port(), &node_creds(&ca, "node-a")).unwrap();
-    a.serve(handler("node-a".into(), None, None));
+    a.serve(handler("node-a".into(), None, None, Default::default()));
     let b = Transport::bind(any_port(), &node_creds(&ca, "node-b")).unwrap();
     for _ in 0..3 {
         let r = answer(b.request(a.local_addr().unwrap(), &ping()).await.unwrap());
@@ -77,7 +77,7 @@ async fn a_certificate_from_another_ca_gets_nothing_and_no_certificate_gets_only
     install_provider();
     let ca1 = ca();
     let a = Transport::bind(any_port(), &node_creds(&ca1, "node-a")).unwrap();
-    a.serve(handler("node-a".into(), None, None));
+    a.serve(handler("node-a".into(), None, None, Default::default()));
     let to = a.local_addr().unwrap();
 
     // Another cluster's node: neither side trusts the other.
@@ -106,9 +106,15 @@ async fn a_node_joins_by_token_and_then_talks_as_a_member() {
         ca_key_pem: ca.key_pem.clone(),
         secrets: vec!["s3cret".into()],
         api_token: "api".into(),
+        cluster_id: "c1".into(),
     });
     let member = Transport::bind(any_port(), &node_creds(&ca, "node-1")).unwrap();
-    member.serve(handler("node-1".into(), Some(admission), None));
+    member.serve(handler(
+        "node-1".into(),
+        Some(admission),
+        None,
+        Default::default(),
+    ));
     let to = member.local_addr().unwrap();
     let ca_der = node_creds(&ca, "x").ca;
     let hash = hex::encode(join::ca_hash(&ca_der));
@@ -154,7 +160,7 @@ async fn members_see_each_other_by_gossip_and_a_dead_one_goes_dead() {
         let name = format!("node-{i}");
         let t = Transport::bind(any_port(), &node_creds(&ca, &name)).unwrap();
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
-        t.serve(handler(name.clone(), None, Some(tx)));
+        t.serve(handler(name.clone(), None, Some(tx), Default::default()));
         let addr = t.local_addr().unwrap();
         let seeds: Vec<SocketAddr> = nodes
             .iter()

@@ -95,6 +95,14 @@ impl Credentials {
     }
 }
 
+/// A failed request: `sent` is false when it surely never reached the peer (so it can be
+/// sent again without doing anything twice).
+#[derive(Debug)]
+pub struct RequestError {
+    pub sent: bool,
+    pub error: anyhow::Error,
+}
+
 /// Who sent a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
@@ -200,18 +208,37 @@ impl Transport {
 
     /// Sends `body` to the node at `to` and returns its answer.
     pub async fn request(&self, to: SocketAddr, body: &[u8]) -> Result<Vec<u8>> {
-        let conn = self.connection(to).await?;
+        self.try_request(to, body).await.map_err(|e| e.error)
+    }
+
+    /// Like [`Transport::request`], telling apart a request that never left this node from one
+    /// that may have reached the peer.
+    pub async fn try_request(&self, to: SocketAddr, body: &[u8]) -> Result<Vec<u8>, RequestError> {
+        let conn = self
+            .connection(to)
+            .await
+            .map_err(|error| RequestError { sent: false, error })?;
         let r = async {
-            let (mut send, mut recv) = conn.open_bi().await?;
-            send.write_all(body).await?;
-            send.finish()?;
-            anyhow::Ok(recv.read_to_end(MAX_MESSAGE).await?)
+            let (mut send, mut recv) = conn
+                .open_bi()
+                .await
+                .map_err(|e| (false, anyhow::Error::from(e)))?;
+            send.write_all(body)
+                .await
+                .map_err(|e| (false, anyhow::Error::from(e)))?;
+            send.finish().map_err(|e| (false, anyhow::Error::from(e)))?;
+            recv.read_to_end(MAX_MESSAGE)
+                .await
+                .map_err(|e| (true, anyhow::Error::from(e)))
         }
         .await;
-        if r.is_err() {
+        r.map_err(|(sent, e)| {
             self.conns.lock().expect("conns").remove(&to);
-        }
-        r.with_context(|| format!("request to {to}"))
+            RequestError {
+                sent,
+                error: e.context(format!("request to {to}")),
+            }
+        })
     }
 
     /// Serves requests with `handler` until the endpoint closes.

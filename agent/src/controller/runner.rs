@@ -31,8 +31,9 @@ impl Controllers {
     }
 }
 
-/// Starts the controllers of this node.
-pub fn spawn_all(store: Store, node: String) -> Controllers {
+/// Starts the controllers of this node; they work while `leading` is true (the leader of the
+/// quorum runs them for the whole cluster) and idle otherwise.
+pub fn spawn_all(store: Store, node: String, mut leading: watch::Receiver<bool>) -> Controllers {
     let (stop, mut stop_rx) = watch::channel(false);
     let span = tracing::info_span!("controllers", node = %node);
     let task = tokio::spawn(
@@ -40,6 +41,13 @@ pub fn spawn_all(store: Store, node: String) -> Controllers {
             let mut changes = store.subscribe();
             let mut passes: u64 = 0;
             loop {
+                if !*leading.borrow_and_update() {
+                    tokio::select! {
+                        r = leading.changed() => if r.is_err() { return },
+                        _ = stop_rx.changed() => return,
+                    }
+                    continue;
+                }
                 changes.mark_unchanged();
                 let retry = match reconcile_once(&store, passes.is_multiple_of(120)).await {
                     Ok(p) => {
@@ -68,6 +76,7 @@ pub fn spawn_all(store: Store, node: String) -> Controllers {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                     _ = tokio::time::sleep(RESYNC) => {}
+                    _ = leading.changed() => {}
                     _ = stop_rx.changed() => return,
                 }
             }

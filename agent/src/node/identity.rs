@@ -188,6 +188,38 @@ impl Identity {
         Identity::load(dir)
     }
 
+    /// Writes what a join brought (`joined`: key, CA-signed certificate, CA, API token) as the
+    /// identity of node `node_name` in `dir`, and a key of its own for Secrets.
+    pub fn from_join(
+        dir: &Path,
+        node_name: &str,
+        joined: &crate::cluster::join::Joined,
+    ) -> Result<Identity> {
+        if Identity::exists(dir) {
+            bail!("{} already holds a node", dir.display());
+        }
+        fs::create_dir_all(dir.join("pki"))
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let r = &joined.response;
+        fs::write(dir.join("pki/ca.crt"), &r.ca)?;
+        fs::write(dir.join("pki/node.crt"), &r.cert)?;
+        write_private(&dir.join("pki/node.key"), joined.key_pem.as_bytes())?;
+        write_private(&dir.join("api-token"), r.api_token.as_bytes())?;
+        let key_path = dir.join("secrets.key");
+        if !key_path.exists() {
+            crate::store::SecretCipher::create_key(&key_path).context("creating secrets.key")?;
+        }
+        let node = NodeFile {
+            name: node_name.to_string(),
+            cluster_id: r.cluster_id.clone(),
+        };
+        write_private(
+            &dir.join("node.json"),
+            serde_json::to_string_pretty(&node)?.as_bytes(),
+        )?;
+        Identity::load(dir)
+    }
+
     /// Writes `DIR/admin.yaml` for the API at `server`.
     pub fn write_admin_config(&self, server: &str) -> Result<PathBuf> {
         let cfg = AdminConfig {

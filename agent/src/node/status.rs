@@ -59,6 +59,19 @@ pub const MEMORY_PRESSURE_BELOW: u64 = 100 << 20;
 pub const DISK_PRESSURE_BELOW_PERCENT: u64 = 10;
 
 /// Carries each condition's `lastTransitionTime` over from `prev` while its status holds.
+/// A Node as seen by a node that has not heard from it by gossip: Ready becomes Unknown, as
+/// Kubernetes shows a node whose kubelet stopped posting status.
+pub fn unreachable_view(mut node: Value) -> Value {
+    if let Some(conds) = node["status"]["conditions"].as_array_mut() {
+        for c in conds.iter_mut().filter(|c| c["type"] == "Ready") {
+            c["status"] = Value::from("Unknown");
+            c["reason"] = Value::from("NodeUnreachable");
+            c["message"] = Value::from("no member of the cluster hears this node's gossip");
+        }
+    }
+    node
+}
+
 pub fn keep_transitions(mut fresh: Value, prev: &Value) -> Value {
     if let Some(cs) = fresh["status"]["conditions"].as_array_mut() {
         for c in cs {

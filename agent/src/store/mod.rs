@@ -76,6 +76,146 @@ pub enum StoreError {
     Decrypt { object: String },
     #[error("database integrity check failed: {0}")]
     Integrity(String),
+    /// The cluster cannot commit a write now (no leader, or the leader lost its quorum).
+    #[error("{0}")]
+    NoQuorum(String),
+    /// Another node failed the write for a reason this one cannot name more precisely.
+    #[error("{0}")]
+    Remote(String),
+}
+
+/// Why a write was refused, in a form that crosses the network (the answer of a replicated
+/// write, applied on another node).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Rejection {
+    NotFound {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
+    AlreadyExists {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
+    Conflict {
+        kind: String,
+        name: String,
+        expected: i64,
+        actual: i64,
+    },
+    Incomplete(String),
+    NoQuorum(String),
+    Other(String),
+}
+
+impl From<&StoreError> for Rejection {
+    fn from(e: &StoreError) -> Rejection {
+        match e.clone_plain() {
+            Some(r) => r,
+            None => Rejection::Other(e.to_string()),
+        }
+    }
+}
+
+impl StoreError {
+    fn clone_plain(&self) -> Option<Rejection> {
+        Some(match self {
+            StoreError::NotFound {
+                kind,
+                namespace,
+                name,
+            } => Rejection::NotFound {
+                kind: kind.clone(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+            },
+            StoreError::AlreadyExists {
+                kind,
+                namespace,
+                name,
+            } => Rejection::AlreadyExists {
+                kind: kind.clone(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+            },
+            StoreError::Conflict {
+                kind,
+                name,
+                expected,
+                actual,
+            } => Rejection::Conflict {
+                kind: kind.clone(),
+                name: name.clone(),
+                expected: *expected,
+                actual: *actual,
+            },
+            StoreError::Incomplete(what) => Rejection::Incomplete(what.to_string()),
+            StoreError::NoQuorum(m) => Rejection::NoQuorum(m.clone()),
+            _ => return None,
+        })
+    }
+}
+
+impl From<Rejection> for StoreError {
+    fn from(r: Rejection) -> StoreError {
+        match r {
+            Rejection::NotFound {
+                kind,
+                namespace,
+                name,
+            } => StoreError::NotFound {
+                kind,
+                namespace,
+                name,
+            },
+            Rejection::AlreadyExists {
+                kind,
+                namespace,
+                name,
+            } => StoreError::AlreadyExists {
+                kind,
+                namespace,
+                name,
+            },
+            Rejection::Conflict {
+                kind,
+                name,
+                expected,
+                actual,
+            } => StoreError::Conflict {
+                kind,
+                name,
+                expected,
+                actual,
+            },
+            Rejection::Incomplete(what) => match what.as_str() {
+                "kind" => StoreError::Incomplete("kind"),
+                "metadata.name" => StoreError::Incomplete("metadata.name"),
+                _ => StoreError::Remote(format!("object has no {what}")),
+            },
+            Rejection::NoQuorum(m) => StoreError::NoQuorum(m),
+            Rejection::Other(m) => StoreError::Remote(m),
+        }
+    }
+}
+
+/// Where writes go when this store is one replica of a cluster: the quorum orders them, and
+/// every replica (this one too) applies them through [`Store::apply_replicated`].
+pub trait Proposer: Send + Sync {
+    fn propose(
+        &self,
+        w: Write,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<Applied>, StoreError>> + Send>>;
+}
+
+/// Everything a replica holds, as a snapshot carries it (Secrets decrypted: each node seals
+/// them with its own key).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dump {
+    pub revision: i64,
+    /// `(kind, namespace, name, revision, object)`.
+    pub objects: Vec<(String, String, String, i64, Value)>,
 }
 
 fn ns_suffix(ns: &str) -> String {
@@ -217,7 +357,7 @@ pub struct Change {
 }
 
 /// The result of one op: what happened and the object as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Applied {
     pub outcome: Outcome,
     pub object: Value,
@@ -232,16 +372,24 @@ pub struct Store {
     write_lock: std::sync::Arc<Mutex<()>>,
     /// The latest committed revision, for watches to wait on.
     latest: watch::Sender<i64>,
+    /// Set when the store is a replica: writes go to the quorum.
+    proposer: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<dyn Proposer>>>,
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("migrations/0001_init.sql")),
-        false,
-    )])
+    let m = |version, name, sql| {
+        Migration::new(
+            version,
+            Cow::Borrowed(name),
+            MigrationType::Simple,
+            SqlStr::from_static(sql),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        m(1, "init", include_str!("migrations/0001_init.sql")),
+        m(2, "raft", include_str!("migrations/0002_raft.sql")),
+    ])
 }
 
 impl Store {
@@ -278,6 +426,7 @@ impl Store {
             cipher,
             write_lock: Default::default(),
             latest,
+            proposer: Default::default(),
         })
     }
 
@@ -433,8 +582,140 @@ impl Store {
             .collect()
     }
 
-    /// Applies a write atomically: either every op takes effect, or none does.
+    /// Makes this store a replica: from now on [`Store::write`] hands writes to `p`. Once only.
+    pub fn set_proposer(&self, p: std::sync::Arc<dyn Proposer>) {
+        let _ = self.proposer.set(p);
+    }
+
+    /// The SQLite pool, for the cluster's Raft log that lives in the same file.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// The lock every writer of the file holds (SQLite has one writer at a time; a
+    /// transaction that read first and then writes would fail with "database is locked"
+    /// rather than wait).
+    pub(crate) fn writer(&self) -> std::sync::Arc<Mutex<()>> {
+        self.write_lock.clone()
+    }
+
+    /// Applies a write atomically: either every op takes effect, or none does. On a replica the
+    /// write is first committed by the cluster's quorum.
     pub async fn write(&self, w: &Write) -> Result<Vec<Applied>, StoreError> {
+        if let Some(p) = self.proposer.get() {
+            return p.propose(w.clone()).await;
+        }
+        self.write_local(w, &[]).await
+    }
+
+    /// Applies one committed entry of the cluster's log: `w` (if any) and, in the same
+    /// transaction, `state` (`raft_state` rows such as the applied log id). The outer error is
+    /// the disk's; the inner one is the write's own refusal (a conflict, say), after which
+    /// only `state` is written, so every replica refuses alike and still moves on.
+    pub(crate) async fn apply_replicated(
+        &self,
+        w: Option<&Write>,
+        state: &[(&str, Vec<u8>)],
+    ) -> Result<Result<Vec<Applied>, StoreError>, sqlx::Error> {
+        if let Some(w) = w {
+            match self.write_local(w, state).await {
+                Ok(applied) => return Ok(Ok(applied)),
+                Err(StoreError::Sqlite(e)) => return Err(e),
+                Err(refused) => {
+                    self.write_local(&Write::new(Vec::new()), state)
+                        .await
+                        .map_err(|e| match e {
+                            StoreError::Sqlite(e) => e,
+                            other => sqlx::Error::Protocol(other.to_string()),
+                        })?;
+                    return Ok(Err(refused));
+                }
+            }
+        }
+        self.write_local(&Write::new(Vec::new()), state)
+            .await
+            .map_err(|e| match e {
+                StoreError::Sqlite(e) => e,
+                other => sqlx::Error::Protocol(other.to_string()),
+            })?;
+        Ok(Ok(Vec::new()))
+    }
+
+    /// Every object and the revision, read in one snapshot of the database.
+    pub async fn dump(&self) -> Result<Dump, StoreError> {
+        Ok(self.dump_with_state(&[]).await?.0)
+    }
+
+    /// [`Store::dump`] and some `raft_state` values, read in the same snapshot.
+    pub(crate) async fn dump_with_state(
+        &self,
+        keys: &[&str],
+    ) -> Result<(Dump, Vec<Option<Vec<u8>>>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut state = Vec::with_capacity(keys.len());
+        for k in keys {
+            state.push(
+                sqlx::query_scalar("SELECT value FROM raft_state WHERE key = ?")
+                    .bind(*k)
+                    .fetch_optional(&mut *tx)
+                    .await?,
+            );
+        }
+        let revision: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+            .fetch_one(&mut *tx)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT kind, namespace, name, revision, body FROM objects ORDER BY kind, namespace, name",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut objects = Vec::with_capacity(rows.len());
+        for r in rows {
+            let key = Key::new(r.get(0), r.get(1), r.get(2));
+            let obj = self.decode(&key, r.get::<&[u8], _>(4))?;
+            objects.push((key.kind, key.namespace, key.name, r.get(3), obj));
+        }
+        Ok((Dump { revision, objects }, state))
+    }
+
+    /// Replaces every object with `dump`'s, with `state` in the same transaction. The change
+    /// log restarts at the dump's revision: a watch from before it must list again.
+    pub(crate) async fn restore(
+        &self,
+        dump: &Dump,
+        state: &[(&str, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        let _guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM objects").execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM log").execute(&mut *tx).await?;
+        for (kind, ns, name, rev, obj) in &dump.objects {
+            let key = Key::new(kind, ns, name);
+            sqlx::query("INSERT INTO objects (kind, namespace, name, revision, body) VALUES (?, ?, ?, ?, ?)")
+                .bind(kind)
+                .bind(ns)
+                .bind(name)
+                .bind(rev)
+                .bind(self.encode(&key, obj)?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE meta SET value = ? WHERE key IN ('revision', 'compacted')")
+            .bind(dump.revision)
+            .execute(&mut *tx)
+            .await?;
+        put_state(&mut tx, state).await?;
+        tx.commit().await?;
+        self.latest.send_replace(dump.revision);
+        Ok(())
+    }
+
+    async fn write_local(
+        &self,
+        w: &Write,
+        state: &[(&str, Vec<u8>)],
+    ) -> Result<Vec<Applied>, StoreError> {
         let _guard = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         let mut rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
@@ -506,6 +787,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        put_state(&mut tx, state).await?;
         tx.commit().await?;
         if rev != start {
             self.latest.send_replace(rev);
@@ -559,6 +841,20 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+async fn put_state(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    state: &[(&str, Vec<u8>)],
+) -> Result<(), sqlx::Error> {
+    for (k, v) in state {
+        sqlx::query("INSERT OR REPLACE INTO raft_state (key, value) VALUES (?, ?)")
+            .bind(*k)
+            .bind(v)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The fields of `metadata` the store owns; users cannot set them.

@@ -1,0 +1,465 @@
+//! [`Quorum`]: this node's Raft member. It takes writes from anywhere in the node (the store's
+//! [`Proposer`]), commits them when it leads and forwards them to the leader when it does not,
+//! answers the RPCs of the other members, admits new members as learners and, while it leads,
+//! keeps the voter set healthy ([`super::voters::plan`]).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Raft, RaftMetrics, ServerState, SnapshotPolicy};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::log::LogStore;
+use super::machine::StateMachine;
+use super::network::{Contacts, Network};
+use super::{EnrollAnswer, Member, RaftRpc, TypeConfig, WriteAnswer, frame, node_id, voters};
+use crate::cluster::transport::Transport;
+use crate::store::{Applied, Proposer, Rejection, Store, StoreError, Write};
+
+/// Timing and sizing of the quorum. The defaults hold on a Raspberry Pi with an SD card: an
+/// fsync that takes a few hundred milliseconds does not cost the leader its lease.
+#[derive(Debug, Clone)]
+pub struct RaftSettings {
+    /// How often the leader tells the others it is alive.
+    pub heartbeat: Duration,
+    /// A follower that hears nothing for this long (up to twice as long, at random) stands
+    /// for election.
+    pub election_timeout: Duration,
+    /// Most voters (1, 3 or 5); other members are learners.
+    pub max_voters: usize,
+    /// A voter silent this long is replaced by a healthy learner.
+    pub replace_after: Duration,
+    /// Entries between snapshots (the log before a snapshot is purged).
+    pub snapshot_every: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> RaftSettings {
+        RaftSettings {
+            heartbeat: Duration::from_millis(250),
+            election_timeout: Duration::from_millis(1000),
+            max_voters: 3,
+            replace_after: Duration::from_secs(60),
+            snapshot_every: 5000,
+        }
+    }
+}
+
+impl RaftSettings {
+    /// How long a member may be silent and still count as reachable.
+    fn liveness(&self) -> Duration {
+        self.election_timeout.max(self.heartbeat * 4)
+    }
+
+    /// How long a write waits for a leader to appear before it fails.
+    fn write_wait(&self) -> Duration {
+        self.election_timeout * 4
+    }
+}
+
+/// This node's member of the quorum.
+pub struct Quorum {
+    pub raft: Raft<TypeConfig>,
+    pub id: u64,
+    pub me: Member,
+    transport: Transport,
+    contacts: Contacts,
+    settings: RaftSettings,
+    /// Members to forward to before this node knows a leader (the address it joined through).
+    seeds: Mutex<Vec<SocketAddr>>,
+    leading: watch::Sender<bool>,
+}
+
+impl Quorum {
+    /// Starts the member on `store` (whose SQLite file holds the log too), talking over
+    /// `transport`. A new node is not a member of anything until [`Quorum::initialize`] (the
+    /// first node) or an enrollment through a member ([`Quorum::enroll_through`]).
+    pub async fn start(
+        store: &Store,
+        transport: Transport,
+        me: Member,
+        settings: RaftSettings,
+    ) -> Result<Arc<Quorum>> {
+        let election_ms = settings.election_timeout.as_millis() as u64;
+        let config = openraft::Config {
+            cluster_name: "flotilla".into(),
+            heartbeat_interval: settings.heartbeat.as_millis() as u64,
+            election_timeout_min: election_ms,
+            election_timeout_max: election_ms * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
+            max_in_snapshot_log_to_keep: 1000,
+            install_snapshot_timeout: 10_000,
+            ..Default::default()
+        }
+        .validate()
+        .context("Raft settings")?;
+        let contacts = Contacts::default();
+        let id = node_id(&me.name);
+        let raft = Raft::new(
+            id,
+            Arc::new(config),
+            Network {
+                transport: transport.clone(),
+                contacts: contacts.clone(),
+            },
+            LogStore::new(store),
+            StateMachine::new(store.clone()),
+        )
+        .await
+        .context("starting Raft")?;
+        let (leading, _) = watch::channel(false);
+        let q = Arc::new(Quorum {
+            raft,
+            id,
+            me,
+            transport,
+            contacts,
+            settings,
+            seeds: Mutex::default(),
+            leading,
+        });
+        tokio::spawn(watch_leadership(Arc::downgrade(&q)));
+        tokio::spawn(keep_voters(Arc::downgrade(&q)));
+        Ok(q)
+    }
+
+    /// Makes this node a one-voter cluster, unless it already is a member of one.
+    pub async fn initialize(&self) -> Result<()> {
+        if self.raft.is_initialized().await? {
+            return Ok(());
+        }
+        let members = BTreeMap::from([(self.id, self.me.clone())]);
+        self.raft
+            .initialize(members)
+            .await
+            .context("initialising the quorum")?;
+        info!(node = %self.me.name, id = self.id, "initialised a one-voter quorum");
+        Ok(())
+    }
+
+    /// Whether this node is in the cluster's membership (as it last learned it).
+    pub fn is_member(&self) -> bool {
+        self.metrics()
+            .membership_config
+            .membership()
+            .get_node(&self.id)
+            .is_some()
+    }
+
+    pub fn metrics(&self) -> RaftMetrics<u64, Member> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// True while this node leads.
+    pub fn leading(&self) -> watch::Receiver<bool> {
+        self.leading.subscribe()
+    }
+
+    /// The leader, as this node knows it.
+    pub fn leader(&self) -> Option<(u64, Member)> {
+        let m = self.metrics();
+        let id = m.current_leader?;
+        let member = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, member))
+    }
+
+    /// Asks the members at `seeds` until one admits this node (they forward to the leader).
+    /// Returns at once when the node already is a member.
+    pub async fn enroll_through(&self, seeds: Vec<SocketAddr>) {
+        *self.seeds.lock().expect("seeds") = seeds.clone();
+        let mut wait = Duration::from_millis(200);
+        while !self.is_member() {
+            for s in &seeds {
+                let rpc = RaftRpc::Enroll {
+                    id: self.id,
+                    member: self.me.clone(),
+                    hops: 0,
+                };
+                match self
+                    .ask::<EnrollAnswer>(*s, &rpc, Duration::from_secs(10))
+                    .await
+                {
+                    Ok(Ok(())) => {
+                        info!(node = %self.me.name, via = %s, "enrolled in the quorum");
+                        return;
+                    }
+                    Ok(Err(e)) => warn!(via = %s, error = %e, "enrollment refused"),
+                    Err(e) => debug!(via = %s, error = %format!("{e:#}"), "enrollment failed"),
+                }
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn ask<T: serde::de::DeserializeOwned>(
+        &self,
+        to: SocketAddr,
+        rpc: &RaftRpc,
+        within: Duration,
+    ) -> Result<T> {
+        let body = tokio::time::timeout(within, self.transport.request(to, &frame(rpc)))
+            .await
+            .map_err(|_| anyhow::anyhow!("{to} did not answer within {within:?}"))??;
+        serde_json::from_slice(&body).with_context(|| format!("reading {to}'s answer"))
+    }
+
+    /// Adds `member` as a learner (on the leader; others forward). Idempotent.
+    pub async fn enroll(&self, id: u64, member: Member, hops: u8) -> EnrollAnswer {
+        match self.leader() {
+            Some((l, _)) if l == self.id => {
+                let m = self.metrics();
+                if m.membership_config.membership().get_node(&id) == Some(&member) {
+                    return Ok(());
+                }
+                self.raft
+                    .add_learner(id, member.clone(), false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                info!(joiner = %member, id, "added a learner");
+                Ok(())
+            }
+            Some((_, leader)) if hops < 2 => {
+                let addr: SocketAddr = leader.addr.parse().map_err(|_| "bad leader address")?;
+                let rpc = RaftRpc::Enroll {
+                    id,
+                    member,
+                    hops: hops + 1,
+                };
+                self.ask(addr, &rpc, Duration::from_secs(10))
+                    .await
+                    .map_err(|e| format!("forwarding to the leader {}: {e:#}", leader.name))?
+            }
+            _ => Err("no leader known here yet; retry".into()),
+        }
+    }
+
+    /// `reachable of voters`, as this node sees them.
+    fn reachable(&self, m: &RaftMetrics<u64, Member>) -> (usize, usize) {
+        let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+        let live = voters
+            .iter()
+            .filter(|&&v| {
+                v == self.id
+                    || self
+                        .contacts
+                        .last(v)
+                        .is_some_and(|t| t.elapsed() < self.settings.liveness())
+            })
+            .count();
+        (live, voters.len())
+    }
+
+    fn no_quorum(&self, m: &RaftMetrics<u64, Member>) -> StoreError {
+        let (live, all) = self.reachable(m);
+        StoreError::NoQuorum(format!("no quorum: {live} of {all} voters reachable"))
+    }
+
+    /// Commits `w` through the leader and returns what applying it did.
+    pub async fn write(&self, w: Write, hops: u8) -> Result<Vec<Applied>, StoreError> {
+        let deadline = Instant::now() + self.settings.write_wait();
+        let mut metrics = self.raft.metrics();
+        loop {
+            let m = metrics.borrow_and_update().clone();
+            let target = match m.current_leader {
+                Some(l) if l == self.id => {
+                    let voters = m.membership_config.membership().voter_ids().count();
+                    if voters > 1
+                        && m.millis_since_quorum_ack
+                            .is_some_and(|ms| ms > self.settings.liveness().as_millis() as u64)
+                    {
+                        return Err(self.no_quorum(&m));
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(left, self.raft.client_write(w.clone())).await {
+                        Err(_) => return Err(self.no_quorum(&m)),
+                        Ok(Ok(resp)) => return resp.data.map_err(StoreError::from),
+                        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => None,
+                        Ok(Err(e)) => return Err(StoreError::NoQuorum(e.to_string())),
+                    }
+                }
+                Some(l) if hops < 2 => m
+                    .membership_config
+                    .membership()
+                    .get_node(&l)
+                    .and_then(|n| n.addr.parse::<SocketAddr>().ok()),
+                None if hops < 2 && !self.is_member() => {
+                    self.seeds.lock().expect("seeds").first().copied()
+                }
+                _ => None,
+            };
+            if let Some(addr) = target {
+                let rpc = frame(&RaftRpc::Write {
+                    write: w.clone(),
+                    hops: hops + 1,
+                });
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_secs(1));
+                match tokio::time::timeout(left, self.transport.try_request(addr, &rpc)).await {
+                    Ok(Ok(body)) => {
+                        let r: WriteAnswer = serde_json::from_slice(&body).map_err(|e| {
+                            StoreError::Remote(format!("unreadable answer from {addr}: {e}"))
+                        })?;
+                        return r.map_err(StoreError::from);
+                    }
+                    // Never reached the leader: wait for a (new) leader and try again.
+                    Ok(Err(e)) if !e.sent => {
+                        debug!(leader = %addr, error = %format!("{:#}", e.error), "leader unreachable")
+                    }
+                    Ok(Err(e)) => {
+                        return Err(StoreError::Remote(format!(
+                            "the leader at {addr} failed during the write (it may or may not have been applied): {:#}",
+                            e.error
+                        )));
+                    }
+                    Err(_) => {
+                        return Err(StoreError::Remote(format!(
+                            "the leader at {addr} did not answer within {left:?} (the write may or may not have been applied)"
+                        )));
+                    }
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(if m.current_leader.is_none() {
+                    let (live, all) = self.reachable(&m);
+                    StoreError::NoQuorum(format!(
+                        "no quorum: no leader elected; {live} of {all} voters reachable"
+                    ))
+                } else {
+                    self.no_quorum(&m)
+                });
+            }
+            let _ =
+                tokio::time::timeout(left.min(Duration::from_millis(200)), metrics.changed()).await;
+        }
+    }
+
+    /// Answers one RPC from another member.
+    pub async fn handle(&self, rpc: RaftRpc) -> Vec<u8> {
+        let enc = |v: serde_json::Result<Vec<u8>>| v.expect("raft answers serialise");
+        match rpc {
+            RaftRpc::Append(r) => enc(serde_json::to_vec(&self.raft.append_entries(r).await)),
+            RaftRpc::Vote(r) => enc(serde_json::to_vec(&self.raft.vote(r).await)),
+            RaftRpc::Snapshot(r) => enc(serde_json::to_vec(&self.raft.install_snapshot(r).await)),
+            RaftRpc::Write { write, hops } => {
+                let r: WriteAnswer = self
+                    .write(write, hops)
+                    .await
+                    .map_err(|e| Rejection::from(&e));
+                enc(serde_json::to_vec(&r))
+            }
+            RaftRpc::Enroll { id, member, hops } => {
+                enc(serde_json::to_vec(&self.enroll(id, member, hops).await))
+            }
+        }
+    }
+
+    /// Stops Raft (the log and store stay as they are on disk).
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}
+
+/// The store's way to the quorum.
+pub struct Propose(pub Arc<Quorum>);
+
+impl Proposer for Propose {
+    fn propose(
+        &self,
+        w: Write,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<Applied>, StoreError>> + Send>> {
+        let q = self.0.clone();
+        Box::pin(async move { q.write(w, 0).await })
+    }
+}
+
+async fn watch_leadership(q: Weak<Quorum>) {
+    let Some(mut metrics) = q.upgrade().map(|q| q.raft.metrics()) else {
+        return;
+    };
+    loop {
+        {
+            let Some(q) = q.upgrade() else { return };
+            let leads = metrics.borrow_and_update().state == ServerState::Leader;
+            q.leading.send_if_modified(|l| {
+                let changed = *l != leads;
+                *l = leads;
+                changed
+            });
+            if leads {
+                debug!(node = %q.me.name, "leading");
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// While leading: every second, plans the voter set and changes it when the plan says so.
+async fn keep_voters(q: Weak<Quorum>) {
+    let mut since: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(q) = q.upgrade() else { return };
+        let m = q.metrics();
+        if m.current_leader != Some(q.id) {
+            since = None;
+            continue;
+        }
+        let lead_start = *since.get_or_insert_with(Instant::now);
+        let membership = m.membership_config.membership();
+        if m.membership_config.membership().get_joint_config().len() > 1 {
+            continue; // a change is under way
+        }
+        let voters = membership.voter_ids().collect();
+        let last = m.last_log_index.unwrap_or(0);
+        let health: Vec<voters::Health> = membership
+            .nodes()
+            .map(|(&id, _)| {
+                if id == q.id {
+                    return voters::Health {
+                        id,
+                        ready: true,
+                        silent_for: Duration::ZERO,
+                    };
+                }
+                let silent_for = q
+                    .contacts
+                    .last(id)
+                    .map(|t| t.elapsed())
+                    .unwrap_or_else(|| lead_start.elapsed());
+                let caught_up = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .is_some_and(|l| l.index + 100 >= last);
+                voters::Health {
+                    id,
+                    ready: silent_for < q.settings.liveness() && caught_up,
+                    silent_for,
+                }
+            })
+            .collect();
+        let Some(next) = voters::plan(
+            &voters,
+            &health,
+            q.id,
+            q.settings.max_voters,
+            q.settings.replace_after,
+        ) else {
+            continue;
+        };
+        info!(node = %q.me.name, from = ?voters, to = ?next, "changing the voters");
+        if let Err(e) = q.raft.change_membership(next, true).await {
+            warn!(error = %e, "changing the voters failed");
+        }
+    }
+}

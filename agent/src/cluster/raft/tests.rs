@@ -1,0 +1,224 @@
+//! openraft's storage suite against the SQLite log and store, and real quorums: members in
+//! this process, each with its own SQLite file, talking QUIC over 127.0.0.1.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::StorageError;
+use openraft::testing::{StoreBuilder, Suite};
+use serde_json::json;
+use tempfile::TempDir;
+
+use super::log::LogStore;
+use super::machine::StateMachine;
+use super::quorum::Propose;
+use super::*;
+use crate::cluster::tests::{ca, install_provider, node_creds};
+use crate::cluster::transport::Transport;
+use crate::cluster::{QuorumCell, handler};
+use crate::store::{Key, Op, SecretCipher, Store, StoreError, new_uid};
+
+async fn open_store(dir: &std::path::Path) -> Store {
+    Store::open(
+        &dir.join("flotilla.db"),
+        SecretCipher::from_key(&[7; 32]).unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+struct Builder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<u64>> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path()).await;
+        Ok((dir, LogStore::new(&store), StateMachine::new(store)))
+    }
+}
+
+#[test]
+fn the_sqlite_log_and_store_pass_openraft_storage_suite() {
+    Suite::test_all(Builder).unwrap();
+}
+
+fn fast() -> RaftSettings {
+    RaftSettings {
+        heartbeat: Duration::from_millis(100),
+        election_timeout: Duration::from_millis(500),
+        max_voters: 3,
+        replace_after: Duration::from_secs(3600),
+        snapshot_every: 5000,
+    }
+}
+
+struct Node {
+    name: String,
+    store: Store,
+    quorum: Arc<Quorum>,
+    transport: Transport,
+    _dir: TempDir,
+}
+
+async fn node(ca: &crate::cluster::tests::Ca, name: &str, settings: RaftSettings) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path()).await;
+    let t = Transport::bind("127.0.0.1:0".parse().unwrap(), &node_creds(ca, name)).unwrap();
+    let cell = QuorumCell::default();
+    t.serve(handler(name.into(), None, None, cell.clone()));
+    let member = Member {
+        name: name.into(),
+        addr: t.local_addr().unwrap().to_string(),
+    };
+    let quorum = Quorum::start(&store, t.clone(), member, settings)
+        .await
+        .unwrap();
+    let _ = cell.set(quorum.clone());
+    store.set_proposer(Arc::new(Propose(quorum.clone())));
+    Node {
+        name: name.into(),
+        store,
+        quorum,
+        transport: t,
+        _dir: dir,
+    }
+}
+
+fn config_map(name: &str) -> Write {
+    Write::new(vec![Op::Create {
+        object: json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default"}, "data": {"k": name}}),
+        uid: new_uid(),
+    }])
+}
+
+async fn eventually<F: AsyncFn() -> bool>(what: &str, within: Duration, f: F) {
+    let end = std::time::Instant::now() + within;
+    while !f().await {
+        assert!(std::time::Instant::now() < end, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn has(store: &Store, name: &str) -> bool {
+    store
+        .get(&Key::new("ConfigMap", "default", name))
+        .await
+        .unwrap()
+        .is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_replicate_writes_from_any_of_them_and_survive_losing_the_leader() {
+    install_provider();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let ca = ca();
+    let mut nodes = Vec::new();
+    for n in ["n1", "n2", "n3"] {
+        nodes.push(node(&ca, n, fast()).await);
+    }
+    nodes[0].quorum.initialize().await.unwrap();
+    let seed: std::net::SocketAddr = nodes[0].quorum.me.addr.parse().unwrap();
+    for n in &nodes[1..] {
+        n.quorum.enroll_through(vec![seed]).await;
+    }
+    // The leader promotes both learners once they caught up: three voters.
+    eventually("three voters", Duration::from_secs(20), async || {
+        nodes[0]
+            .quorum
+            .metrics()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .count()
+            == 3
+    })
+    .await;
+
+    // A write on a follower is forwarded, committed, and applied everywhere.
+    let applied = nodes[2].store.write(&config_map("from-n3")).await.unwrap();
+    assert_eq!(applied[0].object["metadata"]["name"], "from-n3");
+    for n in &nodes {
+        eventually(
+            &format!("{} has from-n3", n.name),
+            Duration::from_secs(5),
+            async || has(&n.store, "from-n3").await,
+        )
+        .await;
+    }
+    // A refusal comes back as the store's own error, from every member alike.
+    let again = nodes[1].store.write(&config_map("from-n3")).await;
+    assert!(
+        matches!(again, Err(StoreError::AlreadyExists { .. })),
+        "{again:?}"
+    );
+    // Same revision on every node.
+    let revs: Vec<i64> = nodes.iter().map(|n| n.store.revision()).collect();
+    eventually("same revision", Duration::from_secs(5), async || {
+        nodes.iter().all(|n| n.store.revision() == revs[0])
+    })
+    .await;
+
+    // The leader dies: the others elect a new one, and writes go on.
+    let (lid, _) = nodes[0].quorum.leader().unwrap();
+    let li = nodes.iter().position(|n| n.quorum.id == lid).unwrap();
+    let dead = nodes.remove(li);
+    dead.quorum.shutdown().await;
+    dead.transport.close();
+    let started = std::time::Instant::now();
+    let mut wrote = false;
+    while started.elapsed() < Duration::from_secs(15) {
+        match nodes[0].store.write(&config_map("after-failover")).await {
+            Ok(_) => {
+                wrote = true;
+                break;
+            }
+            Err(StoreError::AlreadyExists { .. }) => {
+                wrote = true;
+                break;
+            }
+            Err(e) => eprintln!("while electing: {e}"),
+        }
+    }
+    assert!(wrote, "no write succeeded after the leader died");
+    eprintln!("failover: first write after {:?}", started.elapsed());
+    for n in &nodes {
+        eventually(
+            "after-failover everywhere",
+            Duration::from_secs(5),
+            async || has(&n.store, "after-failover").await,
+        )
+        .await;
+    }
+
+    // Down to one of three voters: a write fails with a clear error, and does not hang.
+    let (lid, _) = nodes[0].quorum.leader().unwrap();
+    let li = nodes.iter().position(|n| n.quorum.id == lid).unwrap();
+    let survivor = nodes.remove(1 - li);
+    let other = nodes.remove(0);
+    other.quorum.shutdown().await;
+    other.transport.close();
+    let t = std::time::Instant::now();
+    let err = survivor
+        .store
+        .write(&config_map("no-quorum"))
+        .await
+        .unwrap_err();
+    // Either it knew the quorum was gone, or its write was cut off mid-way when the last
+    // other voter died; both say so.
+    assert!(
+        err.to_string()
+            .starts_with("no quorum: 1 of 3 voters reachable")
+            || err.to_string().starts_with("no quorum: no leader")
+            || err.to_string().contains("may or may not have been applied"),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    // Reads carry on.
+    assert!(has(&survivor.store, "after-failover").await);
+    assert!(!has(&survivor.store, "no-quorum").await);
+    survivor.quorum.shutdown().await;
+}
