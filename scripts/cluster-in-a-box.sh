@@ -6,8 +6,9 @@
 #   scripts/cluster-in-a-box.sh down     stop them and remove every namespace, process, container and dir
 #   scripts/cluster-in-a-box.sh status   list what is running
 #
-# Node I has address 10.99.0.I/24 on the box network and its data dir at $FLOTILLA_BOX_DIR/nodeI
-# (default /tmp/flotilla-box). Every data dir holds admin.yaml for that node's own API:
+# Node I has address 10.99.0.I/24 on the box network, pod CIDR 10.42.(I-1).0/24 and its data dir
+# at $FLOTILLA_BOX_DIR/nodeI (default /tmp/flotilla-box). Node 1 inits the cluster; the others join
+# through it with its join token (any member would do). Extra agent flags: $FLOTILLA_AGENT_ARGS. Every data dir holds admin.yaml for that node's own API:
 #   ip netns exec fbox-1 flotilla --config /tmp/flotilla-box/node1/admin.yaml get nodes
 # The agent binary is $FLOTILLA_BIN, else target/release/flotilla, else flotilla on PATH.
 set -euo pipefail
@@ -30,10 +31,6 @@ need_root() {
 up() {
   local n=${1:-1}
   [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "cluster-in-a-box: N must be a positive number, got '$n'" >&2; exit 2; }
-  if ((n > 1)); then
-    echo "cluster-in-a-box: joining more nodes needs the cluster layer (agent --join), which this build does not have yet; use 'up 1'" >&2
-    exit 2
-  fi
   need_root
   local flotilla; flotilla=$(bin)
   if ip netns list | grep -qw "$HUB"; then
@@ -56,15 +53,24 @@ up() {
     ip -n "$ns" addr add "10.99.0.$i/24" dev eth0
     ip -n "$ns" link set eth0 up
     mkdir -p "$dir"
-    local args=(agent --data-dir "$dir" --node-name "node-$i" --advertise-address "10.99.0.$i")
-    ((i == 1)) && args+=(--init)
+    local args=(agent --data-dir "$dir" --node-name "node-$i" --advertise-address "10.99.0.$i"
+      --pod-cidr "10.42.$((i - 1)).0/24")
+    if ((i == 1)); then
+      args+=(--init)
+    else
+      args+=(--join 10.99.0.1:7946 --token "$(cat "$BOX_DIR/node1/join-token")")
+    fi
+    # shellcheck disable=SC2206
+    args+=(${FLOTILLA_AGENT_ARGS:-})
     nsenter --net="/run/netns/$ns" "$flotilla" "${args[@]}" >"$BOX_DIR/node$i.log" 2>&1 &
     echo $! >"$BOX_DIR/node$i.pid"
-    for _ in $(seq 1 100); do
-      [[ -s $dir/admin.yaml ]] && ip netns exec "$ns" "$flotilla" --config "$dir/admin.yaml" get nodes >/dev/null 2>&1 && break
+    local up=
+    for _ in $(seq 1 300); do
+      [[ -s $dir/admin.yaml ]] && ip netns exec "$ns" "$flotilla" --config "$dir/admin.yaml" get nodes 2>/dev/null | grep -q "^node-$i " && { up=1; break; }
       kill -0 "$(cat "$BOX_DIR/node$i.pid")" 2>/dev/null || { cat "$BOX_DIR/node$i.log" >&2; echo "cluster-in-a-box: node $i exited" >&2; exit 1; }
       sleep 0.1
     done
+    [[ -n $up ]] || { tail -20 "$BOX_DIR/node$i.log" >&2; echo "cluster-in-a-box: node $i did not come up within 30 s" >&2; exit 1; }
     echo "node-$i up in netns $ns (10.99.0.$i), config $dir/admin.yaml, log $BOX_DIR/node$i.log"
   done
 }

@@ -73,6 +73,10 @@ pub struct AgentArgs {
     /// device, route or rule is made in the agent's namespace.
     #[arg(long, default_value = "bridge", value_parser = ["bridge", "none"])]
     pub pod_network: String,
+    /// How pod networks of different nodes reach each other: `vxlan` (an overlay that works
+    /// across any IP network) or `host-gw` (plain routes; the nodes share one link).
+    #[arg(long, default_value = "vxlan")]
+    pub backend: flotilla_netproxy::overlay::Backend,
 }
 
 pub async fn run(a: AgentArgs) -> Result<()> {
@@ -218,16 +222,17 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     // The namespaces and this node's Node object; retried in the background, since a node
     // that cannot reach a quorum still runs its pods.
     let bootstrapper = {
-        let (store, node, addr, dir) = (
+        let (store, node, addr, dir, cidr) = (
             store.clone(),
             node.clone(),
             a.advertise_address,
             a.data_dir.clone(),
+            a.pod_cidr,
         );
         tokio::spawn(async move {
             let mut wait = Duration::from_millis(200);
             loop {
-                match bootstrap(&store, &node, addr, &dir, founder).await {
+                match bootstrap(&store, &node, addr, &dir, cidr, founder).await {
                     Ok(()) => return,
                     Err(e) => {
                         warn!(error = %format!("{e:#}"), "writing the node's bootstrap objects; retrying")
@@ -319,6 +324,19 @@ pub async fn run(a: AgentArgs) -> Result<()> {
                 .with_context(|| format!("serving cluster DNS on {addr}"))?,
         );
     }
+    // The overlay to the other nodes' pod networks, from their Node objects.
+    let overlay = match (&net, a.advertise_address) {
+        (Some(_), Some(IpAddr::V4(ip))) => Some(crate::node::overlay::spawn(
+            store.clone(),
+            node.clone(),
+            flotilla_netproxy::overlay::Overlay {
+                backend: a.backend,
+                node_ip: ip,
+                pod_cidr: a.pod_cidr,
+            },
+        )),
+        _ => None,
+    };
     let pods_node = crate::node::pods::Node {
         name: node.clone(),
         data: a.data_dir.clone(),
@@ -422,7 +440,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     let _ = gossip.shutdown().await;
     quorum.shutdown().await;
     // The rules stay in the kernel: pods keep reaching Services while the agent is away.
-    for task in [proxy, dns].into_iter().flatten() {
+    for task in [proxy, dns, overlay].into_iter().flatten() {
         task.abort();
     }
     transport.close();
@@ -448,6 +466,7 @@ async fn bootstrap(
     node: &str,
     address: Option<IpAddr>,
     data_dir: &std::path::Path,
+    pod_cidr: flotilla_netproxy::podnet::Cidr,
     founder: bool,
 ) -> Result<()> {
     let now = crate::store::now_rfc3339();
@@ -470,6 +489,7 @@ async fn bootstrap(
         .as_object_mut()
         .expect("node object is a map")
         .remove("status");
+    spec_only["spec"]["podCIDR"] = serde_json::Value::from(pod_cidr.to_string());
     // Keep what users set on the node (labels, cordon) when resuming.
     if store.get(&Key::new("Node", "", node)).await?.is_none() {
         // Put-or-create: a joined node's copy of the store may still lag behind the cluster.

@@ -19,6 +19,7 @@
 pub mod dns;
 pub mod identity;
 pub mod memory;
+pub mod overlay;
 pub mod pods;
 pub mod services;
 pub mod status;

@@ -57,3 +57,163 @@ fn a_node_joins_a_running_agent_by_token_over_quic() {
     });
     assert!(a.log().contains("admitted a node"), "{}", a.log());
 }
+
+fn node_ready(a: &crate::harness::Agent) -> std::collections::BTreeMap<String, String> {
+    a.json(&["get", "nodes"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let ready = n["status"]["conditions"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                .map(|c| c["status"].as_str().unwrap_or("").to_string())
+                .unwrap_or_default();
+            (n["metadata"]["name"].as_str().unwrap().to_string(), ready)
+        })
+        .collect()
+}
+
+fn config_map(name: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","namespace":"default"}},"data":{{"from":"{name}"}}}}"#
+    )
+}
+
+fn apply(a: &crate::harness::Agent, yaml: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = a
+        .command(crate::harness::BIN)
+        .args(["apply", "-f", "-"])
+        .env("FLOTILLA_CONFIG", a.config())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn has_config_map(a: &crate::harness::Agent, name: &str) -> bool {
+    a.cli(&["get", "configmap", name]).status.success()
+}
+
+/// Writes through `a` until one succeeds; returns how long it took.
+fn write_until_ok(a: &crate::harness::Agent, name: &str, secs: u64) -> std::time::Duration {
+    let t = std::time::Instant::now();
+    loop {
+        let out = apply(a, &config_map(name));
+        if out.status.success() {
+            return t.elapsed();
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(secs),
+            "no write through {} within {secs} s: {}\n{}",
+            a.name,
+            String::from_utf8_lossy(&out.stderr),
+            a.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn five_nodes_join_replicate_fail_over_and_replace_a_lost_voter() {
+    let mut b =
+        crate::harness::Box::start(5, &["--pod-network", "none", "--replace-voter-after", "4"]);
+    // Every node sees every node Ready.
+    for a in &b.nodes {
+        a.eventually(30, "5 Ready nodes", || {
+            let r = node_ready(a);
+            r.len() == 5 && r.values().all(|s| s == "True")
+        });
+    }
+    // A write on a worker is on every node.
+    let out = apply(&b.nodes[4], &config_map("from-node-5"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for a in &b.nodes {
+        a.eventually(10, "from-node-5 everywhere", || {
+            has_config_map(a, "from-node-5")
+        });
+    }
+
+    // A worker cut off: the others show it not Ready; it keeps answering reads from its own
+    // store; when its link returns it catches up.
+    b.link(5, false);
+    write_until_ok(&b.nodes[3], "while-node-5-away", 10);
+    b.nodes[2].eventually(20, "node-5 not Ready on node-3", || {
+        node_ready(&b.nodes[2]).get("node-5").map(String::as_str) == Some("Unknown")
+    });
+    assert!(has_config_map(&b.nodes[4], "from-node-5"));
+    assert!(!has_config_map(&b.nodes[4], "while-node-5-away"));
+    b.link(5, true);
+    b.nodes[4].eventually(20, "node-5 catches up", || {
+        has_config_map(&b.nodes[4], "while-node-5-away")
+    });
+
+    // kill -9 of node-1 (the founder, leading since the start): writes through any other node
+    // succeed again after a new election.
+    b.nodes[0].kill9();
+    let failover = write_until_ok(&b.nodes[2], "after-leader-died", 20);
+    eprintln!("failover: first successful write {failover:?} after kill -9");
+    b.nodes[1].eventually(20, "node-1 not Ready on node-2", || {
+        node_ready(&b.nodes[1]).get("node-1").map(String::as_str) == Some("Unknown")
+    });
+
+    // node-1 is gone for good: after --replace-voter-after its vote goes to a healthy worker,
+    // so the cluster now survives losing another of the first three voters.
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    b.nodes[1].kill9();
+    write_until_ok(&b.nodes[4], "after-second-loss", 20);
+
+    // The three survivors end on the same contents and revision.
+    let revs: Vec<String> = b.nodes[2..]
+        .iter()
+        .map(|a| {
+            a.eventually(10, "after-second-loss everywhere", || {
+                has_config_map(a, "after-second-loss")
+            });
+            let v = a.json(&["get", "configmaps"]);
+            let names: Vec<&str> = v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    "after-leader-died",
+                    "after-second-loss",
+                    "from-node-5",
+                    "while-node-5-away"
+                ],
+                "on {}",
+                a.name
+            );
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    i["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    assert!(revs.windows(2).all(|w| w[0] == w[1]), "{revs:?}");
+}

@@ -21,6 +21,10 @@ pub struct Agent {
     /// pods get addresses on its pod network. Without one the agent shares the test's
     /// namespace and runs with `--pod-network none`, so that tests never add devices there.
     pub netns: Option<String>,
+    /// The node's name.
+    pub name: String,
+    /// More arguments for `flotilla agent` (a member of a [`Box`] gets its join flags here).
+    pub extra: Vec<String>,
 }
 
 impl Agent {
@@ -33,6 +37,8 @@ impl Agent {
             dir,
             child: None,
             netns: None,
+            name: "node-1".into(),
+            extra: Vec::new(),
         };
         a.spawn(true);
         a
@@ -62,6 +68,8 @@ impl Agent {
             dir,
             child: None,
             netns: Some(ns),
+            name: "node-1".into(),
+            extra: Vec::new(),
         };
         a.spawn(true);
         a
@@ -122,15 +130,21 @@ impl Agent {
         cmd.arg("--data-dir").arg(self.dir.path()).args([
             "--api-addr",
             "127.0.0.1:0",
-            "--cluster-addr",
-            "127.0.0.1:0",
             "--node-name",
-            "node-1",
+            &self.name,
         ]);
+        if self.extra.is_empty() {
+            cmd.args(["--cluster-addr", "127.0.0.1:0"]);
+        }
+        cmd.args(&self.extra);
         if init {
             cmd.arg("--init");
         }
-        let log = std::fs::File::create(self.dir.path().with_extension("log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().with_extension("log"))
+            .unwrap();
         cmd.stdout(Stdio::null())
             .stderr(log)
             .env("RUST_LOG", "info,flotilla::controller=debug");
@@ -232,6 +246,124 @@ impl Drop for Agent {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
         let _ = std::fs::remove_file(self.dir.path().with_extension("log"));
+    }
+}
+
+/// A cluster in a box for one test: a hub namespace holding a bridge, and one namespace per
+/// node on it (`10.99.0.I/24`, no route out). Node 1 inits, the others join through it. Agents
+/// drop first (killed, data removed), then the namespaces.
+pub struct Box {
+    pub nodes: Vec<Agent>,
+    hub: NetnsGuard,
+}
+
+struct NetnsGuard(String);
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Box {
+    /// Starts `n` agents with `extra` flags each (`--pod-network none` keeps them light).
+    pub fn start(n: usize, extra: &[&str]) -> Box {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let tag = format!(
+            "flt-box-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let hub = NetnsGuard(format!("{tag}-hub"));
+        ip(&["netns", "add", &hub.0]);
+        ip(&["-n", &hub.0, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &hub.0, "link", "set", "br0", "up"]);
+        let mut b = Box {
+            nodes: Vec::new(),
+            hub,
+        };
+        for i in 1..=n {
+            let ns = format!("{tag}-{i}");
+            ip(&["netns", "add", &ns]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            let port = format!("v{i}");
+            ip(&[
+                "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
+                &b.hub.0,
+            ]);
+            ip(&["-n", &b.hub.0, "link", "set", &port, "master", "br0", "up"]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("10.99.0.{i}/24"),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            let dir = tempfile::Builder::new()
+                .prefix("flotilla-e2e-")
+                .tempdir()
+                .unwrap();
+            let mut args: Vec<String> = [
+                "--advertise-address",
+                &format!("10.99.0.{i}"),
+                "--pod-cidr",
+                &format!("10.42.{}.0/24", i - 1),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            args.extend(extra.iter().map(|s| s.to_string()));
+            if i > 1 {
+                let token =
+                    std::fs::read_to_string(b.nodes[0].data_dir().join("join-token")).unwrap();
+                args.extend([
+                    "--join".into(),
+                    "10.99.0.1:7946".into(),
+                    "--token".into(),
+                    token.trim().to_string(),
+                ]);
+            }
+            let mut a = Agent {
+                dir,
+                child: None,
+                netns: Some(ns),
+                name: format!("node-{i}"),
+                extra: args,
+            };
+            a.spawn(i == 1);
+            b.nodes.push(a);
+        }
+        b
+    }
+
+    /// Takes node `i`'s (1-based) link to the box down or up.
+    pub fn link(&self, i: usize, up: bool) {
+        ip(&[
+            "-n",
+            &self.hub.0,
+            "link",
+            "set",
+            &format!("v{i}"),
+            if up { "up" } else { "down" },
+        ]);
+    }
+}
+
+impl Drop for Box {
+    fn drop(&mut self) {
+        self.nodes.clear();
     }
 }
 
