@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Smoke test of the cluster in a box with the real binary: up 1, import the test image, apply
-# the example from inside the node's namespace, see its pods run with addresses on the node's
-# pod network and serve the page to the node, down. The box is removed even on failure.
+# Smoke test of the cluster in a box with the real binary: up 3 (node 1 inits, 2 and 3 join),
+# import the test image on every node, apply the example through node 3, see its pods spread
+# over the nodes with addresses on each node's pod network, reach a pod on another node over
+# the VXLAN overlay, and the Service by name from a pod; down. The box is removed even on
+# failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,26 +16,37 @@ if ip netns list | grep -qw fbox-hub; then
   echo "box-smoke: a cluster in a box is already up; not touching it" >&2
   exit 1
 fi
-scripts/cluster-in-a-box.sh up 1
-fl() { ip netns exec fbox-1 "$FLOTILLA_BIN" --config "$FLOTILLA_BOX_DIR/node1/admin.yaml" "$@"; }
+scripts/cluster-in-a-box.sh up 3
+fln() { local i=$1; shift; ip netns exec "fbox-$i" "$FLOTILLA_BIN" --config "$FLOTILLA_BOX_DIR/node$i/admin.yaml" "$@"; }
+fl() { fln 1 "$@"; }
 
-fl get nodes | grep -q "node-1 .*Ready" || { echo "box-smoke: node-1 is not Ready" >&2; fl get nodes >&2; exit 1; }
+ok=
+for _ in $(seq 1 100); do
+  [[ $(fln 3 get nodes | grep -c '^node-[123] *Ready') -eq 3 ]] && { ok=1; break; }
+  sleep 0.2
+done
+[[ -n $ok ]] || { echo "box-smoke: node-3 does not see 3 Ready nodes" >&2; fln 3 get nodes >&2; exit 1; }
 image=${FLOTILLA_TEST_IMAGE:-$target/flotilla-test-image.tar}
 [[ -s $image ]] || scripts/test-image.sh "$image"
-fl image import "$image" >/dev/null
-fl apply -f examples/web.yaml
+for i in 1 2 3; do fln "$i" image import "$image" >/dev/null; done
+fln 3 apply -f examples/web.yaml
 ok=
 for _ in $(seq 1 300); do
-  if [[ $(fl get pods -l app=web -o wide | grep -c ' Running .* 10\.42\.0\.[0-9]* *node-1') -eq 3 ]]; then ok=1; break; fi
-  sleep 0.1
+  wide=$(fl get pods -l app=web -o wide 2>/dev/null)
+  if [[ $(grep -c ' Running .* 10\.42\.[0-2]\.[0-9]* *node-[123]' <<<"$wide") -eq 3 &&
+        $(awk 'NR>1 {print $7}' <<<"$wide" | sort -u | wc -l) -ge 2 ]]; then ok=1; break; fi
+  sleep 0.2
 done
-[[ -n $ok ]] || { echo "box-smoke: expected 3 running web pods with addresses on node-1" >&2; fl get pods -o wide >&2; cat "$FLOTILLA_BOX_DIR/node1.log" >&2; exit 1; }
-ip=$(fl get pods -l app=web -o wide | awk 'NR==2 {print $6}')
-page=$(ip netns exec fbox-1 busybox wget -qO- "http://$ip:8080/")
-[[ $page == "<h1>Hello from Flotilla</h1>" ]] || { echo "box-smoke: pod $ip answered '$page'" >&2; exit 1; }
+[[ -n $ok ]] || { echo "box-smoke: expected 3 running web pods spread over the nodes" >&2; fl get pods -o wide >&2; tail -20 "$FLOTILLA_BOX_DIR"/node*.log >&2; exit 1; }
+# Every pod answers node 1, also those on other nodes (the VXLAN overlay).
+for ip in $(fl get pods -l app=web -o wide | awk 'NR>1 {print $6}'); do
+  page=$(ip netns exec fbox-1 timeout 5 busybox wget -qO- "http://$ip:8080/" || true)
+  [[ $page == "<h1>Hello from Flotilla</h1>" ]] || { echo "box-smoke: pod $ip answered '$page' to node 1" >&2; exit 1; }
+done
 # The Service, by name from inside a pod (cluster DNS, then the nftables proxy), once the pods
 # are Ready (their readiness probe gates the endpoints).
-pod=$(fl get pods -l app=web -o name | head -1)
+pod=$(fl get pods -l app=web -o wide | awk '$7 == "node-1" {print $1; exit}')
+[[ -n $pod ]] || pod=$(fl get pods -l app=web -o name | head -1)
 page=
 for _ in $(seq 1 150); do
   page=$(fl exec "$pod" -- wget -qO- http://web/ 2>/dev/null) && break
