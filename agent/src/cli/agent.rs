@@ -140,12 +140,17 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     let cluster_addr = transport.local_addr()?;
     std::fs::write(a.data_dir.join("cluster-addr"), format!("{cluster_addr}\n"))
         .context("writing DIR/cluster-addr")?;
-    let admission = crate::cluster::join::Admission::load(&a.data_dir, &identity.api_token)?;
+    // Any member admits joiners, with the CA and tokens the founder put in the store.
+    let admission = crate::cluster::Admit::Store(crate::cluster::tokens::Admitter {
+        store: store.clone(),
+        api_token: identity.api_token.clone(),
+        cluster_id: identity.node.cluster_id.clone(),
+    });
     let quorum_cell = crate::cluster::QuorumCell::default();
     let (gossip_tx, gossip_rx) = tokio::sync::mpsc::channel(1024);
     let cluster = transport.serve(crate::cluster::handler(
         node.clone(),
-        admission.map(std::sync::Arc::new),
+        Some(std::sync::Arc::new(admission)),
         Some(gossip_tx),
         quorum_cell.clone(),
     ));
@@ -478,6 +483,32 @@ async fn bootstrap(
                 object: obj,
                 uid: new_uid(),
             });
+        }
+    }
+    // The founder puts the CA and its join token in the store, so any member can admit.
+    use crate::cluster::tokens;
+    if founder && let Some(adm) = crate::cluster::join::Admission::load(data_dir, "")? {
+        let ca_key = Key::new("Secret", tokens::NAMESPACE, tokens::CA_SECRET);
+        if store.get(&ca_key).await?.is_none() {
+            ops.push(Op::Put {
+                object: tokens::ca_secret(&adm.ca_cert_pem, &adm.ca_key_pem),
+                uid: new_uid(),
+                create: true,
+            });
+        }
+        for secret in &adm.secrets {
+            let name = format!("bootstrap-token-{}", tokens::token_id(secret));
+            if store
+                .get(&Key::new("Secret", tokens::NAMESPACE, &name))
+                .await?
+                .is_none()
+            {
+                ops.push(Op::Put {
+                    object: tokens::token_secret(secret, None, "made at --init", &now),
+                    uid: new_uid(),
+                    create: true,
+                });
+            }
         }
     }
     let addr = address

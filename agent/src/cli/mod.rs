@@ -16,6 +16,7 @@ pub mod printers;
 pub mod reset;
 pub mod rollout;
 pub mod scale;
+pub mod token;
 
 use std::path::PathBuf;
 
@@ -55,6 +56,8 @@ pub enum Command {
     Exec(exec::ExecArgs),
     /// Import, list and remove the images of a node.
     Image(image::ImageArgs),
+    /// Create, list and revoke join tokens.
+    Token(token::TokenArgs),
     /// Stop and remove every container and pod of a stopped node (identity and store stay).
     Reset(reset::ResetArgs),
     /// The per-container shim (started by the agent, not by people).
@@ -87,6 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Scale(a) => scale::run(&cfg, a).await,
         Command::Rollout(a) => rollout::run(&cfg, a).await,
         Command::Image(a) => image::run(&cfg, a).await,
+        Command::Token(a) => token::run(&cfg, a).await,
         Command::Logs(a) => logs::run(&cfg, a).await,
         Command::Exec(a) => exec::run(&cfg, a).await,
         Command::Reset(a) => reset::run(a),

@@ -5,6 +5,7 @@
 pub mod gossip;
 pub mod join;
 pub mod raft;
+pub mod tokens;
 pub mod transport;
 
 /// Where the handler finds the quorum once it has started (the endpoint serves before).
@@ -22,6 +23,21 @@ use serde::{Deserialize, Serialize};
 
 use self::join::{Admission, JoinRequest, JoinResponse};
 use self::transport::{Handler, Peer};
+
+/// Who admits joiners on this node: fixed material, or the replicated store.
+pub enum Admit {
+    Fixed(Admission),
+    Store(tokens::Admitter),
+}
+
+impl Admit {
+    pub async fn admit(&self, req: &JoinRequest) -> Result<JoinResponse> {
+        match self {
+            Admit::Fixed(a) => a.admit(req),
+            Admit::Store(s) => s.admit(req).await,
+        }
+    }
+}
 
 /// What one node asks another.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,7 +74,7 @@ fn error(message: impl Into<String>) -> Response {
 /// frames from members go to the quorum (an empty answer before it has started).
 pub fn handler(
     node: String,
-    admission: Option<Arc<Admission>>,
+    admission: Option<Arc<Admit>>,
     gossip: Option<mpsc::Sender<(SocketAddr, Vec<u8>)>>,
     quorum: QuorumCell,
 ) -> Handler {
@@ -90,7 +106,7 @@ pub fn handler(
             let resp = match (serde_json::from_slice::<Request>(&body), &peer.node) {
                 (Err(e), _) => error(format!("unreadable request: {e}")),
                 (Ok(Request::Join(req)), _) => match &admission {
-                    Some(a) => match a.admit(&req) {
+                    Some(a) => match a.admit(&req).await {
                         Ok(r) => {
                             tracing::info!(joiner = %req.node, addr = %peer.addr, "admitted a node");
                             Response::Joined(r)

@@ -101,13 +101,13 @@ async fn a_certificate_from_another_ca_gets_nothing_and_no_certificate_gets_only
 async fn a_node_joins_by_token_and_then_talks_as_a_member() {
     install_provider();
     let ca = ca();
-    let admission = Arc::new(Admission {
+    let admission = Arc::new(Admit::Fixed(Admission {
         ca_cert_pem: ca.pem.clone(),
         ca_key_pem: ca.key_pem.clone(),
         secrets: vec!["s3cret".into()],
         api_token: "api".into(),
         cluster_id: "c1".into(),
-    });
+    }));
     let member = Transport::bind(any_port(), &node_creds(&ca, "node-1")).unwrap();
     member.serve(handler(
         "node-1".into(),

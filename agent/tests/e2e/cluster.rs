@@ -217,3 +217,46 @@ fn five_nodes_join_replicate_fail_over_and_replace_a_lost_voter() {
         .collect();
     assert!(revs.windows(2).all(|w| w[0] == w[1]), "{revs:?}");
 }
+
+#[test]
+fn tokens_admit_through_any_member_until_revoked_or_expired() {
+    let mut b = crate::harness::Box::start(2, &["--pod-network", "none"]);
+    // A new token, used through node-2 (not the founder): any member admits.
+    let token = b.nodes[0].ok(&["token", "create", "--description", "for node-3"]);
+    let token = token.trim().to_string();
+    assert!(token.starts_with("K10"), "{token}");
+    b.add(Some((2, token.clone())), &["--pod-network", "none"])
+        .unwrap();
+    b.nodes[2].eventually(30, "node-3 sees 3 nodes", || {
+        node_ready(&b.nodes[2]).len() == 3
+    });
+    let list = b.nodes[1].ok(&["token", "list"]);
+    let id = &token.rsplit("::").next().unwrap()[..6];
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(id) && l.contains("valid") && l.contains("for node-3")),
+        "{list}"
+    );
+    assert!(list.contains("made at --init"), "{list}");
+
+    // Revoked: the next node is refused, and says so.
+    assert!(b.nodes[2].ok(&["token", "revoke", id]).contains("revoked"));
+    let refused = b.add(Some((3, token)), &["--pod-network", "none"]);
+    let log = refused.expect_err("a revoked token admitted a node");
+    assert!(log.contains("refused the join"), "{log}");
+    assert!(log.contains("secret is not valid"), "{log}");
+
+    // Expired: refused too.
+    let short = b.nodes[0].ok(&["token", "create", "--ttl", "1s"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(b.nodes[0].ok(&["token", "list"]).contains("expired"));
+    let refused = b.add(
+        Some((1, short.trim().to_string())),
+        &["--pod-network", "none"],
+    );
+    assert!(refused.is_err(), "an expired token admitted a node");
+    // Bad input: a clear error naming the flag.
+    let out = b.nodes[0].cli(&["token", "create", "--ttl", "5y"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ttl"));
+}

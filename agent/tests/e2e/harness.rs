@@ -160,9 +160,15 @@ impl Agent {
             {
                 panic!("agent exited early with {status}: {}", self.log());
             }
+            // Ready once its own Node is stored (the bootstrap write goes through the quorum
+            // in the background).
             if self.config().exists() {
                 let out = self.cli(&["get", "nodes"]);
-                if out.status.success() {
+                if out.status.success()
+                    && String::from_utf8_lossy(&out.stdout)
+                        .lines()
+                        .any(|l| l.starts_with(&format!("{} ", self.name)))
+                {
                     return;
                 }
             }
@@ -292,60 +298,94 @@ impl Box {
             hub,
         };
         for i in 1..=n {
-            let ns = format!("{tag}-{i}");
-            ip(&["netns", "add", &ns]);
-            ip(&["-n", &ns, "link", "set", "lo", "up"]);
-            let port = format!("v{i}");
-            ip(&[
-                "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
-                &b.hub.0,
-            ]);
-            ip(&["-n", &b.hub.0, "link", "set", &port, "master", "br0", "up"]);
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("10.99.0.{i}/24"),
-                "dev",
-                "eth0",
-            ]);
-            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-            let dir = tempfile::Builder::new()
-                .prefix("flotilla-e2e-")
-                .tempdir()
-                .unwrap();
-            let mut args: Vec<String> = [
-                "--advertise-address",
-                &format!("10.99.0.{i}"),
-                "--pod-cidr",
-                &format!("10.42.{}.0/24", i - 1),
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            args.extend(extra.iter().map(|s| s.to_string()));
-            if i > 1 {
+            let join = (i > 1).then(|| {
                 let token =
                     std::fs::read_to_string(b.nodes[0].data_dir().join("join-token")).unwrap();
-                args.extend([
-                    "--join".into(),
-                    "10.99.0.1:7946".into(),
-                    "--token".into(),
-                    token.trim().to_string(),
-                ]);
-            }
-            let mut a = Agent {
-                dir,
-                child: None,
-                netns: Some(ns),
-                name: format!("node-{i}"),
-                extra: args,
-            };
-            a.spawn(i == 1);
-            b.nodes.push(a);
+                (1, token.trim().to_string())
+            });
+            let out = b.add(join, extra);
+            assert!(out.is_ok(), "{}", out.unwrap_err());
         }
         b
+    }
+
+    /// Starts one more node; `join` is `(member, token)`: join through node `member`
+    /// (1-based) with `token`; `None` inits. Returns the agent's log when it fails to start.
+    pub fn add(&mut self, join: Option<(usize, String)>, extra: &[&str]) -> Result<(), String> {
+        let i = self.nodes.len() + 1;
+        let tag = self.hub.0.trim_end_matches("-hub").to_string();
+        let ns = format!("{tag}-{i}");
+        ip(&["netns", "add", &ns]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        let port = format!("v{i}");
+        ip(&[
+            "-n",
+            &ns,
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &port,
+            "netns",
+            &self.hub.0,
+        ]);
+        ip(&[
+            "-n",
+            &self.hub.0,
+            "link",
+            "set",
+            &port,
+            "master",
+            "br0",
+            "up",
+        ]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("10.99.0.{i}/24"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+        let dir = tempfile::Builder::new()
+            .prefix("flotilla-e2e-")
+            .tempdir()
+            .unwrap();
+        let mut args: Vec<String> = [
+            "--advertise-address",
+            &format!("10.99.0.{i}"),
+            "--pod-cidr",
+            &format!("10.42.{}.0/24", i - 1),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let init = join.is_none();
+        if let Some((member, token)) = join {
+            args.extend([
+                "--join".into(),
+                format!("10.99.0.{member}:7946"),
+                "--token".into(),
+                token,
+            ]);
+        }
+        let mut a = Agent {
+            dir,
+            child: None,
+            netns: Some(ns),
+            name: format!("node-{i}"),
+            extra: args,
+        };
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a.spawn(init)));
+        let log = a.log();
+        self.nodes.push(a);
+        started.map_err(|_| log)
     }
 
     /// Takes node `i`'s (1-based) link to the box down or up.
