@@ -57,6 +57,9 @@ pub struct ApiState {
     pub pods: crate::node::pods::Node,
     /// Nodes that gossip says are unreachable: shown with Ready Unknown.
     pub unreachable: tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>,
+    /// The quorum's members by node name: `true` for a voter, `false` for a learner. Shown
+    /// as the control-plane role (empty: no quorum information, leave the labels alone).
+    pub voters: tokio::sync::watch::Receiver<std::collections::BTreeMap<String, bool>>,
 }
 
 impl ApiState {
@@ -77,7 +80,17 @@ impl ApiState {
             images_dir,
             pods,
             unreachable: tokio::sync::watch::channel(Default::default()).1,
+            voters: tokio::sync::watch::channel(Default::default()).1,
         }
+    }
+
+    /// Shows the quorum's voters with the control-plane role.
+    pub fn with_voters(
+        mut self,
+        voters: tokio::sync::watch::Receiver<std::collections::BTreeMap<String, bool>>,
+    ) -> ApiState {
+        self.voters = voters;
+        self
     }
 
     /// Shows the nodes in `unreachable` as not Ready.
@@ -90,9 +103,19 @@ impl ApiState {
     }
 
     /// A Node as this node sees it (Ready Unknown when gossip does not hear it).
-    pub fn node_view(&self, node: Value) -> Value {
-        let name = node["metadata"]["name"].as_str().unwrap_or("");
-        if self.unreachable.borrow().contains(name) {
+    pub fn node_view(&self, mut node: Value) -> Value {
+        let name = node["metadata"]["name"].as_str().unwrap_or("").to_string();
+        if let Some(&voter) = self.voters.borrow().get(&name)
+            && let Some(labels) = node["metadata"]["labels"].as_object_mut()
+        {
+            const ROLE: &str = "node-role.kubernetes.io/control-plane";
+            if voter {
+                labels.insert(ROLE.into(), Value::from("true"));
+            } else {
+                labels.remove(ROLE);
+            }
+        }
+        if self.unreachable.borrow().contains(&name) {
             crate::node::status::unreachable_view(node)
         } else {
             node
@@ -171,15 +194,15 @@ pub fn tls_config(cert_pem: &str, key_pem: &str) -> anyhow::Result<rustls::Serve
 }
 
 /// Serves the API on an already-bound listener until `handle` is told to shut down.
+/// `tls` can be reloaded while serving (a renewed certificate).
 pub async fn serve(
     listener: std::net::TcpListener,
-    tls: rustls::ServerConfig,
+    tls: axum_server::tls_rustls::RustlsConfig,
     state: ApiState,
     handle: axum_server::Handle<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
-    let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
-    axum_server::from_tcp_rustls(listener, config)?
+    axum_server::from_tcp_rustls(listener, tls)?
         .handle(handle)
         .serve(router(state).into_make_service())
         .await

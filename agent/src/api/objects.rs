@@ -156,7 +156,7 @@ async fn list(
         Some("")
     };
     let (mut items, rev) = s.store.list_raw(rp.info.kind, ns).await?;
-    if rp.info.kind == "Node" && !s.unreachable.borrow().is_empty() {
+    if rp.info.kind == "Node" {
         for raw in items.iter_mut() {
             let obj: Value = serde_json::from_slice(raw).map_err(crate::store::StoreError::from)?;
             *raw = serde_json::to_vec(&s.node_view(obj)).map_err(crate::store::StoreError::from)?;

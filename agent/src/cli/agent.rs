@@ -52,6 +52,10 @@ pub struct AgentArgs {
     /// Milliseconds between the leader's heartbeats (well below the election timeout).
     #[arg(long, default_value_t = 250, value_name = "MS")]
     pub heartbeat_ms: u64,
+    /// Days before its certificate ends that a node renews it (certificates last 365 days;
+    /// the node checks hourly and swaps to the new one without a restart).
+    #[arg(long, default_value_t = 120, value_name = "DAYS")]
+    pub renew_cert_within_days: u64,
     /// Seconds a voter may be unreachable before the leader gives its vote to a healthy node.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub replace_voter_after: u64,
@@ -358,9 +362,24 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         images_dir,
         pods_node.clone(),
     )
-    .with_unreachable(unreachable);
+    .with_unreachable(unreachable)
+    .with_voters(quorum.roles());
     let handle = axum_server::Handle::new();
-    let tls = api::tls_config(&identity.cert_pem, &identity.key_pem)?;
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(
+        api::tls_config(&identity.cert_pem, &identity.key_pem)?,
+    ));
+    let renewer = tokio::spawn(
+        renew_certificates(
+            a.data_dir.clone(),
+            node.clone(),
+            a.advertise_address.into_iter().collect(),
+            Duration::from_secs(a.renew_cert_within_days * 86_400),
+            store.clone(),
+            transport.clone(),
+            tls.clone(),
+        )
+        .instrument(tracing::info_span!("certificates", node = %node)),
+    );
     let server = tokio::spawn(
         api::serve(listener, tls, state, handle.clone())
             .instrument(tracing::info_span!("api", node = %node)),
@@ -441,6 +460,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     compactor.abort();
     heartbeat.abort();
     bootstrapper.abort();
+    renewer.abort();
     liveness.abort();
     let _ = gossip.shutdown().await;
     quorum.shutdown().await;
@@ -452,6 +472,57 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     cluster.abort();
     store.close().await;
     Ok(())
+}
+
+/// Checks the node certificate at start and hourly; renews it (signed by the CA from the
+/// store) when less than `within` is left, and reloads the QUIC endpoint and the API.
+async fn renew_certificates(
+    dir: PathBuf,
+    node: String,
+    addresses: Vec<IpAddr>,
+    within: Duration,
+    store: Store,
+    transport: crate::cluster::transport::Transport,
+    api_tls: axum_server::tls_rustls::RustlsConfig,
+) {
+    use crate::cluster::{certs, tokens};
+    let mut wait = Duration::from_secs(5);
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = Duration::from_secs(3600);
+        let r: Result<()> = async {
+            let pem = std::fs::read_to_string(dir.join("pki/node.crt"))?;
+            let (_, not_after) = certs::validity(&pem)?;
+            if !certs::needs_renewal(not_after, chrono::Utc::now().timestamp(), within) {
+                return Ok(());
+            }
+            let ca = store
+                .get(&Key::new("Secret", tokens::NAMESPACE, tokens::CA_SECRET))
+                .await?
+                .context("no copy of the cluster CA in the store yet")?;
+            let (cert, key) = certs::issue(
+                &node,
+                &addresses,
+                &tokens::field(&ca, "ca.crt").context("ca.crt")?,
+                &tokens::field(&ca, "ca.key").context("ca.key")?,
+            )?;
+            certs::install(&dir, &cert, &key)?;
+            transport.reload(&crate::cluster::transport::Credentials::load(&dir)?)?;
+            api_tls
+                .reload_from_config(std::sync::Arc::new(api::tls_config(&cert, &key)?));
+            let (_, until) = certs::validity(&cert)?;
+            info!(
+                until = %chrono::DateTime::from_timestamp(until, 0).map(|t| t.to_rfc3339()).unwrap_or_default(),
+                "renewed the node certificate"
+            );
+            Ok(())
+        }
+        .await;
+        if let Err(e) = r {
+            warn!(error = %format!("{e:#}"), "checking the node certificate");
+            wait = Duration::from_secs(60);
+        }
+    }
 }
 
 /// `HOST:PORT` to a socket address (the first the resolver gives).

@@ -121,7 +121,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Parameters of a node certificate: its name, `flotilla`, localhost and its addresses.
+/// Parameters of a node certificate: its name, `flotilla`, localhost and its addresses, valid
+/// for [`super::certs::CERT_DAYS`] from now (renewed by the node itself before it ends).
 pub fn node_cert_params(node: &str, addresses: &[IpAddr]) -> Result<CertificateParams> {
     let mut p = CertificateParams::new(vec![
         node.to_string(),
@@ -135,8 +136,9 @@ pub fn node_cert_params(node: &str, addresses: &[IpAddr]) -> Result<CertificateP
     for ip in ips {
         p.subject_alt_names.push(SanType::IpAddress(ip));
     }
-    p.not_before = rcgen::date_time_ymd(2024, 1, 1);
-    p.not_after = rcgen::date_time_ymd(2124, 1, 1);
+    let now = time::OffsetDateTime::now_utc();
+    p.not_before = now - time::Duration::hours(1);
+    p.not_after = now + time::Duration::days(super::certs::CERT_DAYS);
     Ok(p)
 }
 

@@ -2,6 +2,7 @@
 //! ([`join`]), membership by gossip ([`gossip`], chitchat over the same endpoint) and the
 //! quorum that orders every write ([`raft`], openraft over the same endpoint).
 
+pub mod certs;
 pub mod gossip;
 pub mod join;
 pub mod raft;

@@ -126,6 +126,28 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
+/// The endpoint's server and client configurations for `creds`.
+fn configs(creds: &Credentials) -> Result<(quinn::ServerConfig, quinn::ClientConfig)> {
+    let verifier = WebPkiClientVerifier::builder(creds.roots()?)
+        .allow_unauthenticated()
+        .build()
+        .context("client certificate verifier")?;
+    let mut server = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(creds.chain.clone(), creds.key.clone_key())
+        .context("the node certificate")?;
+    server.alpn_protocols = vec![ALPN.to_vec()];
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(
+        QuicServerConfig::try_from(server).context("QUIC server config")?,
+    ));
+    server.transport_config(transport_config());
+    let client = rustls::ClientConfig::builder()
+        .with_root_certificates(creds.roots()?)
+        .with_client_auth_cert(creds.chain.clone(), creds.key.clone_key())
+        .context("client certificate")?;
+    Ok((server, client_config(client)?))
+}
+
 /// A client configuration from a rustls one.
 pub fn client_config(mut tls: rustls::ClientConfig) -> Result<quinn::ClientConfig> {
     tls.alpn_protocols = vec![ALPN.to_vec()];
@@ -146,30 +168,25 @@ pub struct Transport {
 impl Transport {
     /// Binds `addr` (UDP) with the node's credentials.
     pub fn bind(addr: SocketAddr, creds: &Credentials) -> Result<Transport> {
-        let verifier = WebPkiClientVerifier::builder(creds.roots()?)
-            .allow_unauthenticated()
-            .build()
-            .context("client certificate verifier")?;
-        let mut server = rustls::ServerConfig::builder()
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(creds.chain.clone(), creds.key.clone_key())
-            .context("the node certificate")?;
-        server.alpn_protocols = vec![ALPN.to_vec()];
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(
-            QuicServerConfig::try_from(server).context("QUIC server config")?,
-        ));
-        server.transport_config(transport_config());
-        let client = rustls::ClientConfig::builder()
-            .with_root_certificates(creds.roots()?)
-            .with_client_auth_cert(creds.chain.clone(), creds.key.clone_key())
-            .context("client certificate")?;
+        let (server, client) = configs(creds)?;
         let mut endpoint = quinn::Endpoint::server(server, addr)
             .with_context(|| format!("binding the cluster port {addr} (UDP)"))?;
-        endpoint.set_default_client_config(client_config(client)?);
+        endpoint.set_default_client_config(client);
         Ok(Transport {
             endpoint,
             conns: Arc::default(),
         })
+    }
+
+    /// Uses new credentials (a renewed certificate) for every connection from now on;
+    /// connections already open keep theirs until they close.
+    pub fn reload(&self, creds: &Credentials) -> Result<()> {
+        let (server, client) = configs(creds)?;
+        self.endpoint.set_server_config(Some(server));
+        let mut endpoint = self.endpoint.clone();
+        endpoint.set_default_client_config(client);
+        self.conns.lock().expect("conns").clear();
+        Ok(())
     }
 
     /// A client-only endpoint with its own client configuration (a node joining).

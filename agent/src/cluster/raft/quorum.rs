@@ -160,6 +160,32 @@ impl Quorum {
         self.leading.subscribe()
     }
 
+    /// The members by node name, `true` for voters, kept up to date.
+    pub fn roles(&self) -> watch::Receiver<BTreeMap<String, bool>> {
+        let mut metrics = self.raft.metrics();
+        let (tx, rx) = watch::channel(BTreeMap::new());
+        tokio::spawn(async move {
+            loop {
+                let m = metrics.borrow_and_update().clone();
+                let membership = m.membership_config.membership();
+                let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+                let roles: BTreeMap<String, bool> = membership
+                    .nodes()
+                    .map(|(id, n)| (n.name.clone(), voters.contains(id)))
+                    .collect();
+                tx.send_if_modified(|r| {
+                    let changed = *r != roles;
+                    *r = roles;
+                    changed
+                });
+                if metrics.changed().await.is_err() || tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
     /// The leader, as this node knows it.
     pub fn leader(&self) -> Option<(u64, Member)> {
         let m = self.metrics();
