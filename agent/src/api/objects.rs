@@ -25,6 +25,9 @@ pub async fn dispatch(
 ) -> Result<Response, ApiError> {
     let rp = path::parse(uri.path()).ok_or_else(|| ApiError::NoRoute(uri.path().to_string()))?;
     let sub = rp.sub.as_deref();
+    if method == Method::GET && q.get("consistent").is_some_and(|c| c == "true" || c == "1") {
+        s.store.read_barrier().await?;
+    }
     match (&method, rp.name.is_some(), sub) {
         (&Method::GET, false, None) => {
             if q.get("watch").is_some_and(|w| w == "true" || w == "1") {

@@ -37,6 +37,10 @@ pub struct GetArgs {
     /// Field selector (spec.nodeName=n1, status.phase!=Running).
     #[arg(long)]
     pub field_selector: Option<String>,
+    /// Read what the cluster has committed (the leader confirms its lead and this node
+    /// catches up first) instead of this node's replica as it is. Fails without a quorum.
+    #[arg(long)]
+    pub consistent: bool,
     /// Output format.
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<Output>,
@@ -83,6 +87,12 @@ pub async fn run(cfg: &Path, a: GetArgs) -> Result<i32> {
     if let Some(f) = &a.field_selector {
         query.push(("fieldSelector", f.clone()));
     }
+    let by_name: Vec<(&str, String)> = if a.consistent {
+        query.push(("consistent", "true".into()));
+        vec![("consistent", "true".into())]
+    } else {
+        Vec::new()
+    };
     let now = chrono::Utc::now();
     let mut objects: Vec<Value> = Vec::new();
     let mut code = 0;
@@ -101,7 +111,10 @@ pub async fn run(cfg: &Path, a: GetArgs) -> Result<i32> {
             Some(ns.as_str())
         };
         let items = match name {
-            Some(n) => match client.get(&object_path(info, scope_ns, Some(n)), &[]).await {
+            Some(n) => match client
+                .get(&object_path(info, scope_ns, Some(n)), &by_name)
+                .await
+            {
                 Ok(o) => vec![o],
                 Err(e) => {
                     eprintln!("Error from server (NotFound): {e}");

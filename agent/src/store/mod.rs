@@ -207,6 +207,11 @@ pub trait Proposer: Send + Sync {
         &self,
         w: Write,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<Applied>, StoreError>> + Send>>;
+
+    /// Returns once this replica holds everything the cluster committed before the call.
+    fn read_barrier(
+        &self,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 }
 
 /// Everything a replica holds, as a snapshot carries it (Secrets decrypted: each node seals
@@ -585,6 +590,15 @@ impl Store {
     /// Makes this store a replica: from now on [`Store::write`] hands writes to `p`. Once only.
     pub fn set_proposer(&self, p: std::sync::Arc<dyn Proposer>) {
         let _ = self.proposer.set(p);
+    }
+
+    /// Waits until this replica holds every write the cluster committed before now (a
+    /// linearizable read follows). Immediate on a store that is not a replica.
+    pub async fn read_barrier(&self) -> Result<(), StoreError> {
+        match self.proposer.get() {
+            Some(p) => p.read_barrier().await,
+            None => Ok(()),
+        }
     }
 
     /// The SQLite pool, for the cluster's Raft log that lives in the same file.

@@ -171,10 +171,22 @@ fn five_nodes_join_replicate_fail_over_and_replace_a_lost_voter() {
     });
     assert!(has_config_map(&b.nodes[4], "from-node-5"));
     assert!(!has_config_map(&b.nodes[4], "while-node-5-away"));
+    // A consistent read cannot be had there, and says why.
+    let out = b.nodes[4].cli(&["get", "configmap", "from-node-5", "--consistent"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no quorum"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     b.link(5, true);
     b.nodes[4].eventually(20, "node-5 catches up", || {
         has_config_map(&b.nodes[4], "while-node-5-away")
     });
+    // A write through one node is seen at once by a consistent read through another.
+    write_until_ok(&b.nodes[0], "read-your-write", 10);
+    let got = b.nodes[3].ok(&["get", "configmap", "read-your-write", "--consistent"]);
+    assert!(got.contains("read-your-write"), "{got}");
 
     // kill -9 of node-1 (the founder, leading since the start): writes through any other node
     // succeed again after a new election.
@@ -214,6 +226,7 @@ fn five_nodes_join_replicate_fail_over_and_replace_a_lost_voter() {
                     "after-leader-died",
                     "after-second-loss",
                     "from-node-5",
+                    "read-your-write",
                     "while-node-5-away"
                 ],
                 "on {}",

@@ -81,6 +81,9 @@ pub enum RaftRpc {
         member: Member,
         hops: u8,
     },
+    /// The leader confirms it still leads and answers the log index a linearizable read on
+    /// another member must wait for.
+    ReadIndex,
 }
 
 pub type AppendAnswer = Result<AppendEntriesResponse<u64>, RaftError<u64>>;
@@ -89,6 +92,7 @@ pub type SnapshotAnswer =
     Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>;
 pub type WriteAnswer = Result<Vec<Applied>, Rejection>;
 pub type EnrollAnswer = Result<(), String>;
+pub type ReadIndexAnswer = Result<u64, Rejection>;
 
 pub fn frame(rpc: &RaftRpc) -> Vec<u8> {
     let mut b = vec![RAFT_TAG];

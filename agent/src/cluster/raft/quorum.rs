@@ -17,7 +17,9 @@ use tracing::{debug, info, warn};
 use super::log::LogStore;
 use super::machine::StateMachine;
 use super::network::{Contacts, Network};
-use super::{EnrollAnswer, Member, RaftRpc, TypeConfig, WriteAnswer, frame, node_id, voters};
+use super::{
+    EnrollAnswer, Member, RaftRpc, ReadIndexAnswer, TypeConfig, WriteAnswer, frame, node_id, voters,
+};
 use crate::cluster::transport::Transport;
 use crate::store::{Applied, Proposer, Rejection, Store, StoreError, Write};
 
@@ -367,6 +369,74 @@ impl Quorum {
         }
     }
 
+    /// On the leader: confirms the lead with a quorum and returns the index every read must
+    /// see.
+    async fn read_index(&self) -> Result<u64, StoreError> {
+        let m = self.metrics();
+        match tokio::time::timeout(self.settings.write_wait(), self.raft.ensure_linearizable())
+            .await
+        {
+            Ok(Ok(id)) => Ok(id.map(|l| l.index).unwrap_or(0)),
+            Ok(Err(e)) => Err(StoreError::NoQuorum(format!(
+                "cannot confirm the leader for a consistent read: {e}"
+            ))),
+            Err(_) => Err(self.no_quorum(&m)),
+        }
+    }
+
+    /// Returns once this member has applied everything committed before the call.
+    pub async fn read_barrier(&self) -> Result<(), StoreError> {
+        let deadline = Instant::now() + self.settings.write_wait();
+        let index = loop {
+            let m = self.metrics();
+            match m.current_leader {
+                Some(l) if l == self.id => break self.read_index().await?,
+                Some(l) => {
+                    let Some(addr) = m
+                        .membership_config
+                        .membership()
+                        .get_node(&l)
+                        .and_then(|n| n.addr.parse::<SocketAddr>().ok())
+                    else {
+                        return Err(self.no_quorum(&m));
+                    };
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match self
+                        .ask::<ReadIndexAnswer>(
+                            addr,
+                            &RaftRpc::ReadIndex,
+                            left.max(Duration::from_secs(1)),
+                        )
+                        .await
+                    {
+                        Ok(r) => break r.map_err(StoreError::from)?,
+                        Err(e) if Instant::now() < deadline => {
+                            debug!(error = %format!("{e:#}"), "read index from the leader");
+                        }
+                        Err(_) => return Err(self.no_quorum(&m)),
+                    }
+                }
+                None if Instant::now() >= deadline => {
+                    let (live, all) = self.reachable(&m);
+                    return Err(StoreError::NoQuorum(format!(
+                        "no quorum: no leader elected; {live} of {all} voters reachable"
+                    )));
+                }
+                None => {}
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        self.raft
+            .wait(Some(left))
+            .applied_index_at_least(Some(index), "consistent read")
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::NoQuorum(format!("catching up for a consistent read: {e}")))
+    }
+
     /// Answers one RPC from another member.
     pub async fn handle(&self, rpc: RaftRpc) -> Vec<u8> {
         let enc = |v: serde_json::Result<Vec<u8>>| v.expect("raft answers serialise");
@@ -383,6 +453,10 @@ impl Quorum {
             }
             RaftRpc::Enroll { id, member, hops } => {
                 enc(serde_json::to_vec(&self.enroll(id, member, hops).await))
+            }
+            RaftRpc::ReadIndex => {
+                let r: ReadIndexAnswer = self.read_index().await.map_err(|e| Rejection::from(&e));
+                enc(serde_json::to_vec(&r))
             }
         }
     }
@@ -403,6 +477,13 @@ impl Proposer for Propose {
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<Applied>, StoreError>> + Send>> {
         let q = self.0.clone();
         Box::pin(async move { q.write(w, 0).await })
+    }
+
+    fn read_barrier(
+        &self,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>> {
+        let q = self.0.clone();
+        Box::pin(async move { q.read_barrier().await })
     }
 }
 

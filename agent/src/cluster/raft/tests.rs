@@ -141,6 +141,15 @@ async fn three_members_replicate_writes_from_any_of_them_and_survive_losing_the_
     // A write on a follower is forwarded, committed, and applied everywhere.
     let applied = nodes[2].store.write(&config_map("from-n3")).await.unwrap();
     assert_eq!(applied[0].object["metadata"]["name"], "from-n3");
+    // A consistent read on another member sees it at once.
+    for n in &nodes {
+        n.store.read_barrier().await.unwrap();
+        assert!(
+            has(&n.store, "from-n3").await,
+            "{} after the barrier",
+            n.name
+        );
+    }
     for n in &nodes {
         eventually(
             &format!("{} has from-n3", n.name),
@@ -217,8 +226,10 @@ async fn three_members_replicate_writes_from_any_of_them_and_survive_losing_the_
         "{err}"
     );
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
-    // Reads carry on.
+    // Plain reads carry on; a consistent read says it cannot be.
     assert!(has(&survivor.store, "after-failover").await);
+    let e = survivor.store.read_barrier().await.unwrap_err();
+    assert!(e.to_string().contains("no quorum"), "{e}");
     assert!(!has(&survivor.store, "no-quorum").await);
     survivor.quorum.shutdown().await;
 }
