@@ -56,6 +56,10 @@ pub struct AgentArgs {
     /// the node checks hourly and swaps to the new one without a restart).
     #[arg(long, default_value_t = 120, value_name = "DAYS")]
     pub renew_cert_within_days: u64,
+    /// Seconds a node may be unreachable before its controller-owned pods are replaced on
+    /// other nodes (Kubernetes waits 300 s).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub node_grace: u64,
     /// Seconds a voter may be unreachable before the leader gives its vote to a healthy node.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub replace_voter_after: u64,
@@ -362,7 +366,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         images_dir,
         pods_node.clone(),
     )
-    .with_unreachable(unreachable)
+    .with_unreachable(unreachable.clone())
     .with_voters(quorum.roles());
     let handle = axum_server::Handle::new();
     let tls = axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(
@@ -386,7 +390,15 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     );
 
     // Controllers and the scheduler run on the leader only.
-    let controllers = crate::controller::spawn_all(store.clone(), node.clone(), quorum.leading());
+    let controllers = crate::controller::spawn_all(
+        store.clone(),
+        node.clone(),
+        quorum.leading(),
+        crate::controller::runner::Lifecycle {
+            unreachable: unreachable.clone(),
+            grace: Duration::from_secs(a.node_grace),
+        },
+    );
     let pods = crate::node::pods::spawn(store.clone(), pods_node);
 
     // The node's status (resources, pressure, heartbeat) every 10 s.

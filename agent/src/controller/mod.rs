@@ -16,6 +16,7 @@ pub mod deployment;
 pub mod events;
 pub mod gc;
 pub mod job;
+pub mod nodes;
 pub mod replicaset;
 pub mod runner;
 

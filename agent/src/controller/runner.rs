@@ -31,17 +31,34 @@ impl Controllers {
     }
 }
 
+/// What the node lifecycle needs: the nodes gossip does not hear, and how long they may be
+/// silent before their pods are replaced.
+#[derive(Clone)]
+pub struct Lifecycle {
+    pub unreachable: watch::Receiver<std::collections::BTreeSet<String>>,
+    pub grace: Duration,
+}
+
 /// Starts the controllers of this node; they work while `leading` is true (the leader of the
 /// quorum runs them for the whole cluster) and idle otherwise.
-pub fn spawn_all(store: Store, node: String, mut leading: watch::Receiver<bool>) -> Controllers {
+pub fn spawn_all(
+    store: Store,
+    node: String,
+    mut leading: watch::Receiver<bool>,
+    mut lifecycle: Lifecycle,
+) -> Controllers {
     let (stop, mut stop_rx) = watch::channel(false);
     let span = tracing::info_span!("controllers", node = %node);
     let task = tokio::spawn(
         async move {
             let mut changes = store.subscribe();
             let mut passes: u64 = 0;
+            // Since when each node has been silent, as this leader saw it (a new leader starts
+            // counting afresh: it waits a whole grace period before evicting).
+            let mut silent_since: BTreeMap<String, std::time::Instant> = BTreeMap::new();
             loop {
                 if !*leading.borrow_and_update() {
+                    silent_since.clear();
                     tokio::select! {
                         r = leading.changed() => if r.is_err() { return },
                         _ = stop_rx.changed() => return,
@@ -49,7 +66,23 @@ pub fn spawn_all(store: Store, node: String, mut leading: watch::Receiver<bool>)
                     continue;
                 }
                 changes.mark_unchanged();
-                let retry = match reconcile_once(&store, passes.is_multiple_of(120)).await {
+                let now_silent = lifecycle.unreachable.borrow_and_update().clone();
+                silent_since.retain(|n, _| now_silent.contains(n));
+                for n in now_silent {
+                    silent_since.entry(n).or_insert_with(std::time::Instant::now);
+                }
+                let silent: BTreeMap<String, Duration> = silent_since
+                    .iter()
+                    .map(|(n, t)| (n.clone(), t.elapsed()))
+                    .collect();
+                let retry = match reconcile_once(
+                    &store,
+                    passes.is_multiple_of(120),
+                    &silent,
+                    lifecycle.grace,
+                )
+                .await
+                {
                     Ok(p) => {
                         if p.done > 0 {
                             debug!(actions = p.done, stale = p.stale, "reconciled");
@@ -75,8 +108,9 @@ pub fn spawn_all(store: Store, node: String, mut leading: watch::Receiver<bool>)
                         // Let a burst of writes land before planning again.
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    _ = tokio::time::sleep(RESYNC) => {}
+                    _ = tokio::time::sleep(if silent_since.is_empty() { RESYNC } else { Duration::from_secs(1) }) => {}
                     _ = leading.changed() => {}
+                    _ = lifecycle.unreachable.changed() => {}
                     _ = stop_rx.changed() => return,
                 }
             }
@@ -112,7 +146,12 @@ pub struct Pass {
 }
 
 /// One pass of every controller and the scheduler.
-pub async fn reconcile_once(store: &Store, collect_events: bool) -> Result<Pass, StoreError> {
+pub async fn reconcile_once(
+    store: &Store,
+    collect_events: bool,
+    silent: &BTreeMap<String, Duration>,
+    grace: Duration,
+) -> Result<Pass, StoreError> {
     let now = now_rfc3339();
     let (deployments, _) = store.list("Deployment", None).await?;
     let (rss, _) = store.list("ReplicaSet", None).await?;
@@ -157,6 +196,7 @@ pub async fn reconcile_once(store: &Store, collect_events: bool) -> Result<Pass,
             daemonset::plan(ds, &nodes, pods_ns.get(&ns_of(ds)).unwrap_or(&empty)),
         ));
     }
+    work.extend(super::nodes::plan(&nodes, &pods, silent, grace));
     for (owner, actions) in work {
         if actions.is_empty() {
             continue;
