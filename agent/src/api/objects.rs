@@ -293,10 +293,63 @@ async fn create(s: &ApiState, rp: &ResourcePath, obj: Value) -> Result<Value, Ap
 }
 
 async fn replace(s: &ApiState, rp: &ResourcePath, obj: Value) -> Result<Value, ApiError> {
+    if rp.info.kind == "Node" {
+        let mut obj = node_user_part(rp, obj)?;
+        // The pod CIDR is the agent's: kept as stored.
+        if let Some(cur) = s.store.get(&key_of(rp)).await?
+            && let Some(cidr) = cur["spec"].get("podCIDR")
+        {
+            obj["spec"]["podCIDR"] = cidr.clone();
+        }
+        return update(s, obj).await;
+    }
     let mut obj = prepare_user_object(rp, obj)?;
     let _alloc = s.alloc_lock.lock().await;
     allocate_one(s, rp, &mut obj).await?;
     update(s, obj).await
+}
+
+/// What users may write of a Node (as `kubectl cordon`, `label` and `taint` do): labels,
+/// annotations, `spec.unschedulable` and `spec.taints`. The agent owns the rest.
+fn node_user_part(rp: &ResourcePath, obj: Value) -> Result<Value, ApiError> {
+    let name = rp.name.as_deref().unwrap_or("");
+    if obj["metadata"]["name"] != name {
+        return Err(ApiError::BadRequest(format!(
+            "metadata.name {} does not match the URL's node {name:?}",
+            obj["metadata"]["name"]
+        )));
+    }
+    let mut problems = Vec::new();
+    let u = &obj["spec"]["unschedulable"];
+    if !(u.is_null() || u.is_boolean()) {
+        problems.push(crate::manifest::FieldError {
+            path: "spec.unschedulable".into(),
+            message: format!("{u} is not true or false"),
+        });
+    }
+    let t = &obj["spec"]["taints"];
+    if !(t.is_null() || t.is_array()) {
+        problems.push(crate::manifest::FieldError {
+            path: "spec.taints".into(),
+            message: format!("{t} is not a list"),
+        });
+    }
+    if !problems.is_empty() {
+        return Err(invalid("Node", Some(name), problems));
+    }
+    let mut spec = serde_json::Map::new();
+    for (k, v) in obj["spec"].as_object().into_iter().flatten() {
+        if ["unschedulable", "taints"].contains(&k.as_str()) && !v.is_null() {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    let mut meta = serde_json::Map::new();
+    for k in ["name", "labels", "annotations", "resourceVersion"] {
+        if let Some(v) = obj["metadata"].get(k) {
+            meta.insert(k.into(), v.clone());
+        }
+    }
+    Ok(serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": spec}))
 }
 
 /// Writes what users own of an existing object (no create).

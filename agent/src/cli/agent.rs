@@ -401,7 +401,9 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     );
     let pods = crate::node::pods::spawn(store.clone(), pods_node);
 
-    // The node's status (resources, pressure, heartbeat) every 10 s.
+    // The node's status (resources, pressure) checked every 10 s and written when it changed,
+    // or every 5 minutes (liveness is gossip's job: a write per node every 10 s would cost
+    // every node an fsync per node and tick).
     let heartbeat = {
         let (store, node, dir, addr) = (
             store.clone(),
@@ -412,6 +414,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(10));
             tick.tick().await;
+            let mut last_write = std::time::Instant::now();
             loop {
                 tick.tick().await;
                 let key = Key::new("Node", "", &node);
@@ -423,12 +426,18 @@ pub async fn run(a: AgentArgs) -> Result<()> {
                     node_object(&node, &addr, HostResources::read_with_disk(&dir), &now),
                     &prev,
                 );
+                if !crate::node::status::status_changed(&fresh, &prev)
+                    && last_write.elapsed() < Duration::from_secs(300)
+                {
+                    continue;
+                }
                 let w = Write {
                     now,
                     ops: vec![Op::Status { object: fresh }],
                 };
-                if let Err(e) = store.write(&w).await {
-                    warn!(error = %e, "cannot write the node's status");
+                match store.write(&w).await {
+                    Ok(_) => last_write = std::time::Instant::now(),
+                    Err(e) => warn!(error = %e, "cannot write the node's status"),
                 }
             }
         })

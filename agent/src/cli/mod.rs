@@ -12,6 +12,7 @@ pub mod exec;
 pub mod get;
 pub mod image;
 pub mod logs;
+pub mod node;
 pub mod printers;
 pub mod reset;
 pub mod rollout;
@@ -56,6 +57,12 @@ pub enum Command {
     Exec(exec::ExecArgs),
     /// Import, list and remove the images of a node.
     Image(image::ImageArgs),
+    /// Mark a node unschedulable: no new pods go there.
+    Cordon(node::CordonArgs),
+    /// Make a cordoned node schedulable again.
+    Uncordon(node::CordonArgs),
+    /// Cordon a node and move its pods elsewhere, within each Deployment's maxUnavailable.
+    Drain(node::DrainArgs),
     /// Create, list and revoke join tokens.
     Token(token::TokenArgs),
     /// Stop and remove every container and pod of a stopped node (identity and store stay).
@@ -91,6 +98,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Rollout(a) => rollout::run(&cfg, a).await,
         Command::Image(a) => image::run(&cfg, a).await,
         Command::Token(a) => token::run(&cfg, a).await,
+        Command::Cordon(a) => node::cordon(&cfg, a, true).await,
+        Command::Uncordon(a) => node::cordon(&cfg, a, false).await,
+        Command::Drain(a) => node::drain(&cfg, a).await,
         Command::Logs(a) => logs::run(&cfg, a).await,
         Command::Exec(a) => exec::run(&cfg, a).await,
         Command::Reset(a) => reset::run(a),

@@ -41,7 +41,7 @@ fn scaled(rs: &Value, n: i64) -> Action {
 }
 
 /// maxSurge and maxUnavailable as numbers for `desired` replicas.
-fn surge_and_unavailable(dep: &Value, desired: i64) -> (i64, i64) {
+pub fn surge_and_unavailable(dep: &Value, desired: i64) -> (i64, i64) {
     let ru = &dep["spec"]["strategy"]["rollingUpdate"];
     let surge = resolve_int_or_percent(&ru["maxSurge"], desired, true);
     let mut unavailable = resolve_int_or_percent(&ru["maxUnavailable"], desired, false);

@@ -87,6 +87,24 @@ pub fn keep_transitions(mut fresh: Value, prev: &Value) -> Value {
     fresh
 }
 
+/// Whether a fresh status says something the stored one does not (heartbeat times aside).
+/// Liveness travels by gossip, so an unchanged status is written only now and then (as the
+/// kubelet reports an unchanged status every 5 minutes and renews a Lease for liveness).
+pub fn status_changed(fresh: &Value, prev: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut s = v["status"].clone();
+        if let Some(cs) = s["conditions"].as_array_mut() {
+            for c in cs {
+                if let Some(m) = c.as_object_mut() {
+                    m.remove("lastHeartbeatTime");
+                }
+            }
+        }
+        s
+    };
+    strip(fresh) != strip(prev)
+}
+
 /// Memory kept back from pods for the system and the agent, as kubelet's reservations do.
 const RESERVED_MEMORY: u64 = 256 << 20;
 /// The most pods a node takes (kubelet's default).
@@ -146,6 +164,36 @@ pub fn node_object(name: &str, address: &str, res: HostResources, now: &str) -> 
             },
         },
     })
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_real_change_is_a_change() {
+        let res = HostResources {
+            cpus: 2,
+            memory_bytes: 4 << 30,
+            memory_available: 2 << 30,
+            disk_free_percent: 50,
+        };
+        let a = node_object("n", "10.0.0.1", res, "2026-01-01T00:00:00Z");
+        let b = keep_transitions(
+            node_object("n", "10.0.0.1", res, "2026-01-01T00:00:10Z"),
+            &a,
+        );
+        assert!(!status_changed(&b, &a));
+        let low = HostResources {
+            disk_free_percent: 1,
+            ..res
+        };
+        let c = keep_transitions(
+            node_object("n", "10.0.0.1", low, "2026-01-01T00:00:20Z"),
+            &a,
+        );
+        assert!(status_changed(&c, &a));
+    }
 }
 
 #[cfg(test)]

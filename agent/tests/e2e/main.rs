@@ -9,3 +9,4 @@ mod images;
 mod pods;
 mod restart;
 mod services;
+mod workloads;
