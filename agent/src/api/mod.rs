@@ -60,6 +60,8 @@ pub struct ApiState {
     /// The quorum's members by node name: `true` for a voter, `false` for a learner. Shown
     /// as the control-plane role (empty: no quorum information, leave the labels alone).
     pub voters: tokio::sync::watch::Receiver<std::collections::BTreeMap<String, bool>>,
+    /// HTTPS to other nodes' APIs (trusting the cluster CA), for logs and exec of their pods.
+    pub peers: Option<reqwest::Client>,
 }
 
 impl ApiState {
@@ -81,7 +83,29 @@ impl ApiState {
             pods,
             unreachable: tokio::sync::watch::channel(Default::default()).1,
             voters: tokio::sync::watch::channel(Default::default()).1,
+            peers: None,
         }
+    }
+
+    /// Lets this node forward logs and exec to the node a pod runs on.
+    pub fn with_peers(mut self, ca_pem: &str) -> anyhow::Result<ApiState> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+            roots.add(cert?)?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        self.peers = Some(
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(tls)
+                .no_proxy()
+                .build()?,
+        );
+        Ok(self)
     }
 
     /// Shows the quorum's voters with the control-plane role.

@@ -59,11 +59,18 @@ pub async fn dispatch(
         (&Method::DELETE, true, None) => Ok(Json(delete(&s, &rp, &q).await?).into_response()),
         (&Method::GET, true, Some("log")) if rp.info.kind == "Pod" => {
             let ns = rp.namespace.as_deref().unwrap_or("default");
-            super::pods::logs(&s, ns, rp.name.as_deref().unwrap_or(""), &q).await
+            let name = rp.name.as_deref().unwrap_or("");
+            if let Some(node) = super::pods::elsewhere(&s, ns, name).await? {
+                return super::pods::forward(&s, &node, method, &uri, body).await;
+            }
+            super::pods::logs(&s, ns, name, &q).await
         }
         (&Method::POST | &Method::GET, true, Some("exec")) if rp.info.kind == "Pod" => {
             let ns = rp.namespace.as_deref().unwrap_or("default");
             let name = rp.name.as_deref().unwrap_or("");
+            if let Some(node) = super::pods::elsewhere(&s, ns, name).await? {
+                return super::pods::forward(&s, &node, method, &uri, body).await;
+            }
             super::pods::exec(&s, ns, name, uri.query().unwrap_or(""), body).await
         }
         _ => Err(ApiError::MethodNotAllowed(format!(

@@ -17,6 +17,72 @@ use super::error::ApiError;
 use super::{ApiState, read_body};
 use crate::node::pods::pick_instance;
 
+/// The node a pod is bound to, when it is another node than this one.
+pub async fn elsewhere(s: &ApiState, ns: &str, name: &str) -> Result<Option<String>, ApiError> {
+    let pod = s
+        .store
+        .get(&crate::store::Key::new("Pod", ns, name))
+        .await?;
+    Ok(pod
+        .and_then(|p| p["spec"]["nodeName"].as_str().map(String::from))
+        .filter(|n| !n.is_empty() && n != &*s.node))
+}
+
+/// Sends a logs or exec request on to the API of the node that runs the pod, and streams its
+/// answer back (the CLI can talk to any node).
+pub async fn forward(
+    s: &ApiState,
+    node: &str,
+    method: axum::http::Method,
+    uri: &axum::http::Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let n = s
+        .store
+        .get(&crate::store::Key::new("Node", "", node))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("node {node:?} not found")))?;
+    let ip = n["status"]["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+        .and_then(|a| a["address"].as_str())
+        .ok_or_else(|| ApiError::Internal(format!("node {node:?} has no InternalIP")))?;
+    let port = n["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_u64()
+        .ok_or_else(|| {
+            ApiError::Internal(format!("node {node:?} has not published its API port"))
+        })?;
+    let peers = s
+        .peers
+        .as_ref()
+        .ok_or_else(|| ApiError::Internal("this node cannot reach other nodes' APIs".into()))?;
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let url = format!("https://{ip}:{port}{path}");
+    let resp = peers
+        .request(method, &url)
+        .bearer_auth(&*s.token)
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
+        .send()
+        .await
+        .map_err(|e| {
+            ApiError::Internal(format!("node {node:?} ({ip}:{port}) is unreachable: {e}"))
+        })?;
+    let status = axum::http::StatusCode::from_u16(resp.status().as_u16())
+        .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+    let ctype = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    Ok((
+        status,
+        [(axum::http::header::CONTENT_TYPE, ctype)],
+        Body::from_stream(resp.bytes_stream()),
+    )
+        .into_response())
+}
+
 /// The pod, its uid and the container asked for (or its only one).
 async fn locate(
     s: &ApiState,
@@ -37,7 +103,7 @@ async fn locate(
     }
     if node != &*s.node {
         return Err(ApiError::BadRequest(format!(
-            "pod {name:?} runs on node {node:?}; ask that node's API (forwarding comes with clustering)"
+            "pod {name:?} runs on node {node:?}"
         )));
     }
     let names = |k: &str| -> Vec<String> {

@@ -234,6 +234,12 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     );
     // The namespaces and this node's Node object; retried in the background, since a node
     // that cannot reach a quorum still runs its pods.
+    let listener = std::net::TcpListener::bind(a.api_addr)
+        .with_context(|| format!("binding the API to {}", a.api_addr))?;
+    let port = listener.local_addr()?.port();
+    let admin = identity.write_admin_config(&format!("https://127.0.0.1:{port}"))?;
+    info!(node = %node, addr = %listener.local_addr()?, config = %admin.display(), "API listening");
+
     let bootstrapper = {
         let (store, node, addr, dir, cidr) = (
             store.clone(),
@@ -245,7 +251,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         tokio::spawn(async move {
             let mut wait = Duration::from_millis(200);
             loop {
-                match bootstrap(&store, &node, addr, &dir, cidr, founder).await {
+                match bootstrap(&store, &node, addr, port, &dir, cidr, founder).await {
                     Ok(()) => return,
                     Err(e) => {
                         warn!(error = %format!("{e:#}"), "writing the node's bootstrap objects; retrying")
@@ -256,12 +262,6 @@ pub async fn run(a: AgentArgs) -> Result<()> {
             }
         })
     };
-
-    let listener = std::net::TcpListener::bind(a.api_addr)
-        .with_context(|| format!("binding the API to {}", a.api_addr))?;
-    let port = listener.local_addr()?.port();
-    let admin = identity.write_admin_config(&format!("https://127.0.0.1:{port}"))?;
-    info!(node = %node, addr = %listener.local_addr()?, config = %admin.display(), "API listening");
 
     let images_dir = a.data_dir.join("images");
     let images = std::sync::Arc::new(
@@ -367,6 +367,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         pods_node.clone(),
     )
     .with_unreachable(unreachable.clone())
+    .with_peers(&identity.ca_pem)?
     .with_voters(quorum.roles());
     let handle = axum_server::Handle::new();
     let tls = axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(
@@ -423,7 +424,10 @@ pub async fn run(a: AgentArgs) -> Result<()> {
                 };
                 let now = crate::store::now_rfc3339();
                 let fresh = crate::node::status::keep_transitions(
-                    node_object(&node, &addr, HostResources::read_with_disk(&dir), &now),
+                    with_api_port(
+                        node_object(&node, &addr, HostResources::read_with_disk(&dir), &now),
+                        port,
+                    ),
                     &prev,
                 );
                 if !crate::node::status::status_changed(&fresh, &prev)
@@ -546,6 +550,13 @@ async fn renew_certificates(
     }
 }
 
+/// Records the node's API port where Kubernetes keeps the kubelet's
+/// (`status.daemonEndpoints.kubeletEndpoint.Port`): other nodes forward logs and exec there.
+fn with_api_port(mut node: serde_json::Value, port: u16) -> serde_json::Value {
+    node["status"]["daemonEndpoints"] = serde_json::json!({"kubeletEndpoint": {"Port": port}});
+    node
+}
+
 /// `HOST:PORT` to a socket address (the first the resolver gives).
 fn resolve(hostport: &str) -> Result<SocketAddr> {
     use std::net::ToSocketAddrs;
@@ -562,6 +573,7 @@ async fn bootstrap(
     store: &Store,
     node: &str,
     address: Option<IpAddr>,
+    api_port: u16,
     data_dir: &std::path::Path,
     pod_cidr: flotilla_netproxy::podnet::Cidr,
     founder: bool,
@@ -606,7 +618,10 @@ async fn bootstrap(
     let addr = address
         .map(|a| a.to_string())
         .unwrap_or_else(|| "127.0.0.1".into());
-    let node_obj = node_object(node, &addr, HostResources::read_with_disk(data_dir), &now);
+    let node_obj = with_api_port(
+        node_object(node, &addr, HostResources::read_with_disk(data_dir), &now),
+        api_port,
+    );
     let mut spec_only = node_obj.clone();
     spec_only
         .as_object_mut()

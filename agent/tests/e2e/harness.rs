@@ -127,9 +127,16 @@ impl Agent {
         } else {
             cmd.arg("agent");
         }
+        // In a namespace of its own the API listens on every address there, so other nodes
+        // of a box can forward logs and exec to it.
+        let api = if self.netns.is_some() {
+            "0.0.0.0:0"
+        } else {
+            "127.0.0.1:0"
+        };
         cmd.arg("--data-dir").arg(self.dir.path()).args([
             "--api-addr",
-            "127.0.0.1:0",
+            api,
             "--node-name",
             &self.name,
         ]);

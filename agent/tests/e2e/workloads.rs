@@ -52,6 +52,13 @@ fn a_dead_nodes_pods_run_elsewhere_within_the_grace_and_it_stops_its_copies_on_r
         assert_eq!(on_node(&pods, n).len(), 1, "on {n}: {pods:#?}");
     }
     assert!(running_containers(&b.nodes[2]) >= 1);
+    // Logs and exec of a pod on node-3, asked of node-1: forwarded to node-3's API.
+    let remote = crate::harness::name(on_node(&pods, "node-3")[0]);
+    let page = b.nodes[0].ok(&["exec", &remote, "--", "cat", "/www/index.html"]);
+    assert!(page.contains("Hello from Flotilla"), "{page}");
+    let out = b.nodes[0].cli(&["exec", &remote, "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    b.nodes[0].ok(&["logs", &remote, "--tail", "5"]);
 
     // node-3 dies: its agent is killed and its link goes down (its containers keep running,
     // cut off, as on a real machine that lost its network).
