@@ -38,6 +38,13 @@ up() {
     exit 1
   fi
   mkdir -p "$BOX_DIR"
+  # The kernel has one ARP table for all namespaces (limit gc_thresh3, 1,024 by default) and
+  # N nodes that all talk need N² entries: raise it for big boxes, restored by down.
+  local arp=/proc/sys/net/ipv4/neigh/default/gc_thresh3
+  if ((n > 20)) && [[ $(cat $arp) -lt $((n * n * 2)) ]]; then
+    cat $arp >"$BOX_DIR/gc_thresh3.orig"
+    echo $((n * n * 2)) >$arp
+  fi
   ip netns add "$HUB"
   ip -n "$HUB" link set lo up
   ip -n "$HUB" link add fbox-br type bridge
@@ -94,6 +101,9 @@ down() {
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
     ip netns del "$ns"
   done
+  if [[ -s $BOX_DIR/gc_thresh3.orig ]]; then
+    cat "$BOX_DIR/gc_thresh3.orig" >/proc/sys/net/ipv4/neigh/default/gc_thresh3
+  fi
   rm -rf "$BOX_DIR"
   echo "cluster-in-a-box: down"
 }

@@ -51,6 +51,11 @@ fn sh(args: &[&str]) {
 /// The box: a hub namespace with the bridge (and 10.99.0.254 for the measuring side), and one
 /// namespace per agent. Dropping it kills the agents and removes every namespace and dir.
 struct Box {
+    /// The kernel's ARP table limit (`gc_thresh3`) before this run. The neighbour table is
+    /// one for every network namespace of the machine, and a box of N nodes that all talk
+    /// to each other needs N² entries: 50 nodes overflow the default 1,024 ("neighbor table
+    /// overflow"), which real machines, each with its own kernel, never share.
+    arp_limit: Option<String>,
     tag: String,
     agents: Vec<Child>,
     dirs: Vec<tempfile::TempDir>,
@@ -75,7 +80,10 @@ impl Box {
             "br0",
         ]);
         sh(&["ip", "-n", &hub, "link", "set", "br0", "up"]);
+        let arp_limit = std::fs::read_to_string(ARP_LIMIT).ok();
+        let _ = std::fs::write(ARP_LIMIT, "16384");
         Box {
+            arp_limit,
             tag,
             agents: Vec::new(),
             dirs: Vec::new(),
@@ -211,8 +219,13 @@ impl Drop for Box {
         for d in &self.dirs {
             let _ = std::fs::remove_file(d.path().with_extension("log"));
         }
+        if let Some(v) = &self.arp_limit {
+            let _ = std::fs::write(ARP_LIMIT, v.trim());
+        }
     }
 }
+
+const ARP_LIMIT: &str = "/proc/sys/net/ipv4/neigh/default/gc_thresh3";
 
 /// Enters a network namespace for the rest of this (still single-threaded) process.
 fn enter_netns(name: &str) {
