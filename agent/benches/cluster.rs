@@ -55,7 +55,7 @@ struct Box {
     /// one for every network namespace of the machine, and a box of N nodes that all talk
     /// to each other needs N² entries: 50 nodes overflow the default 1,024 ("neighbor table
     /// overflow"), which real machines, each with its own kernel, never share.
-    arp_limit: Option<String>,
+    arp_limit: Option<(String, std::fs::File)>,
     tag: String,
     agents: Vec<Child>,
     dirs: Vec<tempfile::TempDir>,
@@ -80,7 +80,15 @@ impl Box {
             "br0",
         ]);
         sh(&["ip", "-n", &hub, "link", "set", "br0", "up"]);
-        let arp_limit = std::fs::read_to_string(ARP_LIMIT).ok();
+        // Opened here, in the host's namespace: the sysctl exists only there, and the drop
+        // runs after this process has moved into the hub.
+        let arp_limit = std::fs::read_to_string(ARP_LIMIT).ok().and_then(|v| {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(ARP_LIMIT)
+                .ok()?;
+            Some((v, f))
+        });
         let _ = std::fs::write(ARP_LIMIT, "16384");
         Box {
             arp_limit,
@@ -219,8 +227,9 @@ impl Drop for Box {
         for d in &self.dirs {
             let _ = std::fs::remove_file(d.path().with_extension("log"));
         }
-        if let Some(v) = &self.arp_limit {
-            let _ = std::fs::write(ARP_LIMIT, v.trim());
+        if let Some((v, f)) = &mut self.arp_limit {
+            use std::io::Write as _;
+            let _ = f.write_all(v.trim().as_bytes());
         }
     }
 }
