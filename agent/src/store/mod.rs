@@ -631,28 +631,22 @@ impl Store {
         w: Option<&Write>,
         state: &[(&str, Vec<u8>)],
     ) -> Result<Result<Vec<Applied>, StoreError>, sqlx::Error> {
-        if let Some(w) = w {
-            match self.write_local(w, state).await {
+        let refused = match w {
+            Some(w) => match self.write_local(w, state).await {
                 Ok(applied) => return Ok(Ok(applied)),
                 Err(StoreError::Sqlite(e)) => return Err(e),
-                Err(refused) => {
-                    self.write_local(&Write::new(Vec::new()), state)
-                        .await
-                        .map_err(|e| match e {
-                            StoreError::Sqlite(e) => e,
-                            other => sqlx::Error::Protocol(other.to_string()),
-                        })?;
-                    return Ok(Err(refused));
-                }
-            }
-        }
+                Err(refused) => Some(refused),
+            },
+            None => None,
+        };
+        // Nothing to apply (or refused): only the Raft state moves.
         self.write_local(&Write::new(Vec::new()), state)
             .await
             .map_err(|e| match e {
                 StoreError::Sqlite(e) => e,
                 other => sqlx::Error::Protocol(other.to_string()),
             })?;
-        Ok(Ok(Vec::new()))
+        Ok(refused.map_or(Ok(Vec::new()), Err))
     }
 
     /// Every object and the revision, read in one snapshot of the database.

@@ -92,23 +92,10 @@ fn config_map(name: &str) -> String {
 }
 
 fn apply(a: &crate::harness::Agent, yaml: &str) -> std::process::Output {
-    use std::io::Write as _;
-    let mut child = a
-        .command(crate::harness::BIN)
-        .args(["apply", "-f", "-"])
-        .env("FLOTILLA_CONFIG", a.config())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let mut cmd = a.command(crate::harness::BIN);
+    cmd.args(["apply", "-f", "-"])
+        .env("FLOTILLA_CONFIG", a.config());
+    crate::harness::with_stdin(cmd, yaml)
 }
 
 fn has_config_map(a: &crate::harness::Agent, name: &str) -> bool {
@@ -295,24 +282,14 @@ fn tokens_admit_through_any_member_until_revoked_or_expired() {
 /// A write through the CLI in a node's namespace, without borrowing the node (the chaos
 /// thread owns the agents).
 fn write_cm(netns: &str, config: &std::path::Path, name: &str) -> bool {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{netns}"))
+    let mut cmd = std::process::Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{netns}"))
         .arg(crate::harness::BIN)
         .args(["apply", "-f", "-"])
-        .env("FLOTILLA_CONFIG", config)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(config_map(name).as_bytes())
-        .unwrap();
-    child.wait().unwrap().success()
+        .env("FLOTILLA_CONFIG", config);
+    crate::harness::with_stdin(cmd, &config_map(name))
+        .status
+        .success()
 }
 
 /// The names and resourceVersions of every ConfigMap a node holds.

@@ -414,6 +414,24 @@ impl Drop for Box {
     }
 }
 
+/// Runs `cmd` (a CLI command line) with `input` on its stdin; returns its output.
+pub fn with_stdin(mut cmd: Command, input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Writes a manifest to a file in the agent's temp dir and returns its path.
 pub fn manifest(a: &Agent, name: &str, yaml: &str) -> String {
     let p = a.data_dir().join(name);
