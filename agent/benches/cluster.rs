@@ -8,6 +8,8 @@
 //! and the time for one change to reach every node. Prints figures; asserts nothing about time.
 //! Everything it makes (namespaces, processes, data dirs) goes when it ends, even on a panic.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -15,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use clap::Parser;
+use common::{Box, enter_netns};
 use flotilla::cli::client::Client;
-use flotilla::node::identity::AdminConfig;
 use reqwest::Method;
 use serde_json::json;
 
@@ -37,209 +39,6 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The box: a hub namespace with the bridge (and 10.99.0.254 for the measuring side), and one
-/// namespace per agent. Dropping it kills the agents and removes every namespace and dir.
-struct Box {
-    /// The kernel's ARP table limit (`gc_thresh3`) before this run. The neighbour table is
-    /// one for every network namespace of the machine, and a box of N nodes that all talk
-    /// to each other needs N² entries: 50 nodes overflow the default 1,024 ("neighbor table
-    /// overflow"), which real machines, each with its own kernel, never share.
-    arp_limit: Option<(String, std::fs::File)>,
-    tag: String,
-    agents: Vec<Child>,
-    dirs: Vec<tempfile::TempDir>,
-    bin: PathBuf,
-}
-
-impl Box {
-    fn new(bin: &Path) -> Box {
-        let tag = format!("fbench-{}", std::process::id());
-        let hub = format!("{tag}-hub");
-        sh(&["ip", "netns", "add", &hub]);
-        sh(&["ip", "-n", &hub, "link", "set", "lo", "up"]);
-        sh(&["ip", "-n", &hub, "link", "add", "br0", "type", "bridge"]);
-        sh(&[
-            "ip",
-            "-n",
-            &hub,
-            "addr",
-            "add",
-            "10.99.0.254/16",
-            "dev",
-            "br0",
-        ]);
-        sh(&["ip", "-n", &hub, "link", "set", "br0", "up"]);
-        // Opened here, in the host's namespace: the sysctl exists only there, and the drop
-        // runs after this process has moved into the hub.
-        let arp_limit = std::fs::read_to_string(ARP_LIMIT).ok().and_then(|v| {
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(ARP_LIMIT)
-                .ok()?;
-            Some((v, f))
-        });
-        let _ = std::fs::write(ARP_LIMIT, "16384");
-        Box {
-            arp_limit,
-            tag,
-            agents: Vec::new(),
-            dirs: Vec::new(),
-            bin: bin.to_path_buf(),
-        }
-    }
-
-    fn hub(&self) -> String {
-        format!("{}-hub", self.tag)
-    }
-
-    fn ip(i: usize) -> String {
-        format!("10.99.{}.{}", i / 250, i % 250 + 1)
-    }
-
-    /// Starts node `i` (0-based; node 0 inits) and returns when its API answers.
-    fn add(&mut self) -> usize {
-        let i = self.agents.len();
-        let ns = format!("{}-{i}", self.tag);
-        sh(&["ip", "netns", "add", &ns]);
-        sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-        let port = format!("v{i}");
-        sh(&[
-            "ip",
-            "-n",
-            &ns,
-            "link",
-            "add",
-            "eth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &port,
-            "netns",
-            &self.hub(),
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &self.hub(),
-            "link",
-            "set",
-            &port,
-            "master",
-            "br0",
-            "up",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{}/16", Box::ip(i)),
-            "dev",
-            "eth0",
-        ]);
-        sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
-        let dir = tempfile::Builder::new()
-            .prefix("fbench-")
-            .tempdir()
-            .unwrap();
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{ns}"))
-            .arg(&self.bin)
-            .args([
-                "agent",
-                "--pod-network",
-                "none",
-                "--api-addr",
-                "0.0.0.0:7443",
-            ])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--node-name", &format!("node-{i}")])
-            .args(["--advertise-address", &Box::ip(i)]);
-        if i == 0 {
-            cmd.arg("--init");
-        } else {
-            let token = std::fs::read_to_string(self.dirs[0].path().join("join-token")).unwrap();
-            cmd.args(["--join", &format!("{}:7946", Box::ip(0))])
-                .args(["--token", token.trim()]);
-        }
-        let log = std::fs::File::create(dir.path().with_extension("log")).unwrap();
-        cmd.stdout(Stdio::null())
-            .stderr(log)
-            .env("RUST_LOG", "warn");
-        self.agents.push(cmd.spawn().expect("starting an agent"));
-        self.dirs.push(dir);
-        i
-    }
-
-    fn client(&self, i: usize) -> Client {
-        let start = Instant::now();
-        let cfg = loop {
-            if let Ok(c) = AdminConfig::load(&self.dirs[i].path().join("admin.yaml")) {
-                break c;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "node {i} wrote no config"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Client::new(&AdminConfig {
-            server: format!("https://{}:7443", Box::ip(i)),
-            ..cfg
-        })
-        .unwrap()
-    }
-
-    fn kill9(&mut self, i: usize) {
-        let _ = self.agents[i].kill();
-        let _ = self.agents[i].wait();
-    }
-}
-
-impl Drop for Box {
-    fn drop(&mut self) {
-        for a in &mut self.agents {
-            let _ = a.kill();
-            let _ = a.wait();
-        }
-        for i in 0..self.agents.len() {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &format!("{}-{i}", self.tag)])
-                .status();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.hub()])
-            .status();
-        for d in &self.dirs {
-            let _ = std::fs::remove_file(d.path().with_extension("log"));
-        }
-        if let Some((v, f)) = &mut self.arp_limit {
-            use std::io::Write as _;
-            let _ = f.write_all(v.trim().as_bytes());
-        }
-    }
-}
-
-const ARP_LIMIT: &str = "/proc/sys/net/ipv4/neigh/default/gc_thresh3";
-
-/// Enters a network namespace for the rest of this (still single-threaded) process.
-fn enter_netns(name: &str) {
-    let f = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
-    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns into the hub");
 }
 
 fn config_map(name: &str) -> serde_json::Value {
@@ -409,7 +208,7 @@ fn main() {
     let args = Args::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_flotilla"));
-    let mut b = Box::new(&bin);
+    let mut b = Box::new(&bin, false, &[]);
     // The measuring side lives in the hub: it reaches every node, and nothing is on the host's
     // network. Done before any thread exists (setns affects only the calling thread).
     enter_netns(&b.hub());

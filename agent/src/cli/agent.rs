@@ -60,6 +60,11 @@ pub struct AgentArgs {
     /// other nodes (Kubernetes waits 300 s).
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub node_grace: u64,
+    /// Seconds a deleted pod that backs a Service keeps running before its preStop hook and
+    /// SIGTERM, so every node has taken it out of the Service first (no failed request during
+    /// a rollout). Bounded by the pod's termination grace period.
+    #[arg(long, default_value_t = 2, value_name = "SECONDS")]
+    pub endpoint_drain: u64,
     /// Seconds a voter may be unreachable before the leader gives its vote to a healthy node.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub replace_voter_after: u64,
@@ -357,6 +362,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         runtime,
         images: images.clone(),
         net,
+        endpoint_drain: Duration::from_secs(a.endpoint_drain),
     };
     let state = ApiState::new(
         store.clone(),

@@ -11,6 +11,7 @@ pub mod describe;
 pub mod exec;
 pub mod get;
 pub mod image;
+pub mod label;
 pub mod logs;
 pub mod node;
 pub mod printers;
@@ -57,6 +58,8 @@ pub enum Command {
     Exec(exec::ExecArgs),
     /// Import, list and remove the images of a node.
     Image(image::ImageArgs),
+    /// Set (key=value) or remove (key-) labels of an object, e.g. a node.
+    Label(label::LabelArgs),
     /// Mark a node unschedulable: no new pods go there.
     Cordon(node::CordonArgs),
     /// Make a cordoned node schedulable again.
@@ -98,6 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Rollout(a) => rollout::run(&cfg, a).await,
         Command::Image(a) => image::run(&cfg, a).await,
         Command::Token(a) => token::run(&cfg, a).await,
+        Command::Label(a) => label::run(&cfg, a).await,
         Command::Cordon(a) => node::cordon(&cfg, a, true).await,
         Command::Uncordon(a) => node::cordon(&cfg, a, false).await,
         Command::Drain(a) => node::drain(&cfg, a).await,

@@ -10,14 +10,16 @@ use super::{
     Action, POD_TEMPLATE_HASH, is_terminating, owned_by, pod_finished, pod_from_template,
     pod_ready, resolve_int_or_percent, status_update, template_hash,
 };
-use crate::selector::{Selector, string_map};
+use crate::selector::string_map;
 use crate::store::Key;
 
 /// Whether the DaemonSet's pods belong on `node`.
 pub fn node_matches(ds: &Value, node: &Value) -> bool {
-    let sel = Selector::from_map(&string_map(&ds["spec"]["template"]["spec"]["nodeSelector"]));
-    sel.matches(&string_map(&node["metadata"]["labels"]))
-        && tolerates_taints(&ds["spec"]["template"]["spec"]["tolerations"], node)
+    crate::scheduler::affinity::required_matches(
+        &ds["spec"]["template"]["spec"],
+        &string_map(&node["metadata"]["labels"]),
+        node["metadata"]["name"].as_str().unwrap_or(""),
+    ) && tolerates_taints(&ds["spec"]["template"]["spec"]["tolerations"], node)
 }
 
 /// Whether tolerations cover the node's NoSchedule and NoExecute taints.

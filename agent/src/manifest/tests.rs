@@ -279,6 +279,26 @@ fn pod_rules() {
         ),
         &["spec.tolerations[0].value: must be empty when operator is Exists"],
     );
+    check(
+        &pod(
+            "{containers: [{name: c, image: x}], affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: cores, operator: Gt, values: [many]}, {key: zone, operator: Near, values: [a]}]}]}, preferredDuringSchedulingIgnoredDuringExecution: [{weight: 0, preference: {matchFields: [{key: metadata.labels, operator: In, values: [x]}]}}]}}}",
+        ),
+        &[
+            "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].values: must be one integer for Gt",
+            "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[1].operator: \"Near\" is not one of In, NotIn, Exists, DoesNotExist, Gt, Lt",
+            "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight: 0 is not in 1-100",
+            "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].preference.matchFields[0].key: \"metadata.labels\" is not supported: only metadata.name",
+        ],
+    );
+    check(
+        &pod(
+            "{containers: [{name: c, image: x}], topologySpreadConstraints: [{maxSkew: 0, topologyKey: zone, whenUnsatisfiable: Sometimes}]}",
+        ),
+        &[
+            "spec.topologySpreadConstraints[0].maxSkew: 0 must be greater than 0",
+            "spec.topologySpreadConstraints[0].whenUnsatisfiable: \"Sometimes\" is not one of DoNotSchedule, ScheduleAnyway",
+        ],
+    );
     let v = prep(&pod("{containers: [{name: c, image: busybox, ports: [{containerPort: 80}]}], volumes: [{name: cfg, configMap: {name: c}}]}")).unwrap();
     assert_eq!(
         v["spec"]["containers"][0]["imagePullPolicy"], "Always",

@@ -156,6 +156,8 @@ manifest_struct! {
         pub node_selector: BTreeMap<String, String>,
         pub node_name: Option<String>,
         pub tolerations: Vec<Toleration>,
+        pub affinity: Option<Affinity>,
+        pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
         pub termination_grace_period_seconds: Option<i64>,
         pub active_deadline_seconds: Option<i64>,
         pub hostname: Option<String>,
@@ -393,6 +395,61 @@ manifest_struct! {
         pub value: Option<String>,
         pub effect: Option<String>,
         pub toleration_seconds: Option<i64>,
+    }
+}
+
+manifest_struct! {
+    /// Node affinity only: pod (anti-)affinity is not supported and is refused as an unknown
+    /// field rather than ignored.
+    pub struct Affinity {
+        pub node_affinity: Option<NodeAffinity>,
+    }
+}
+
+manifest_struct! {
+    pub struct NodeAffinity {
+        pub required_during_scheduling_ignored_during_execution: Option<NodeSelector>,
+        pub preferred_during_scheduling_ignored_during_execution: Vec<PreferredSchedulingTerm>,
+    }
+}
+
+manifest_struct! {
+    /// Terms ORed; within a term, every requirement must hold.
+    pub struct NodeSelector {
+        pub node_selector_terms: Vec<NodeSelectorTerm>,
+    }
+}
+
+manifest_struct! {
+    pub struct NodeSelectorTerm {
+        pub match_expressions: Vec<NodeSelectorRequirement>,
+        pub match_fields: Vec<NodeSelectorRequirement>,
+    }
+}
+
+manifest_struct! {
+    /// Operators In, NotIn, Exists, DoesNotExist, Gt, Lt (evaluated by
+    /// [`crate::scheduler::affinity`]).
+    pub struct NodeSelectorRequirement {
+        pub key: String,
+        pub operator: String,
+        pub values: Vec<String>,
+    }
+}
+
+manifest_struct! {
+    pub struct PreferredSchedulingTerm {
+        pub weight: i64,
+        pub preference: NodeSelectorTerm,
+    }
+}
+
+manifest_struct! {
+    pub struct TopologySpreadConstraint {
+        pub max_skew: i64,
+        pub topology_key: String,
+        pub when_unsatisfiable: String,
+        pub label_selector: Option<LabelSelector>,
     }
 }
 

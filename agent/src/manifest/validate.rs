@@ -401,6 +401,12 @@ fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Option<&[&str
     for (i, t) in s.tolerations.iter().enumerate() {
         toleration(e, &format!("{p}.tolerations[{i}]"), t);
     }
+    if let Some(na) = s.affinity.as_ref().and_then(|a| a.node_affinity.as_ref()) {
+        node_affinity(e, &format!("{p}.affinity.nodeAffinity"), na);
+    }
+    for (i, c) in s.topology_spread_constraints.iter().enumerate() {
+        spread_constraint(e, &format!("{p}.topologySpreadConstraints[{i}]"), c);
+    }
 
     // Volumes: unique names, exactly one source each.
     let mut volumes = BTreeSet::new();
@@ -575,6 +581,114 @@ fn toleration(e: &mut Errors, p: &str, t: &Toleration) {
                 "only allowed with effect NoExecute",
             );
         }
+    }
+}
+
+fn node_affinity(e: &mut Errors, p: &str, na: &NodeAffinity) {
+    if let Some(req) = &na.required_during_scheduling_ignored_during_execution {
+        let rp = format!("{p}.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms");
+        if req.node_selector_terms.is_empty() {
+            e.add(&rp, "must have at least one term");
+        }
+        for (i, t) in req.node_selector_terms.iter().enumerate() {
+            node_selector_term(e, &format!("{rp}[{i}]"), t);
+        }
+    }
+    for (i, t) in na
+        .preferred_during_scheduling_ignored_during_execution
+        .iter()
+        .enumerate()
+    {
+        let tp = format!("{p}.preferredDuringSchedulingIgnoredDuringExecution[{i}]");
+        if !(1..=100).contains(&t.weight) {
+            e.add(
+                format!("{tp}.weight"),
+                format!("{} is not in 1-100", t.weight),
+            );
+        }
+        node_selector_term(e, &format!("{tp}.preference"), &t.preference);
+    }
+}
+
+fn node_selector_term(e: &mut Errors, p: &str, t: &NodeSelectorTerm) {
+    if t.match_expressions.is_empty() && t.match_fields.is_empty() {
+        e.add(p, "must have matchExpressions or matchFields");
+    }
+    for (i, r) in t.match_expressions.iter().enumerate() {
+        let rp = format!("{p}.matchExpressions[{i}]");
+        if r.key.is_empty() {
+            e.add(format!("{rp}.key"), "required");
+        } else if let Some(err) = label_key_error(&r.key) {
+            e.add(format!("{rp}.key"), format!("{:?} {err}", r.key));
+        }
+        match r.operator.as_str() {
+            "In" | "NotIn" if r.values.is_empty() => e.add(
+                format!("{rp}.values"),
+                format!("must be non-empty for {}", r.operator),
+            ),
+            "Exists" | "DoesNotExist" if !r.values.is_empty() => e.add(
+                format!("{rp}.values"),
+                format!("must be empty for {}", r.operator),
+            ),
+            "Gt" | "Lt" if r.values.len() != 1 || r.values[0].parse::<i64>().is_err() => e.add(
+                format!("{rp}.values"),
+                format!("must be one integer for {}", r.operator),
+            ),
+            "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt" => {}
+            "" => e.add(format!("{rp}.operator"), "required"),
+            other => e.add(
+                format!("{rp}.operator"),
+                format!("{other:?} is not one of In, NotIn, Exists, DoesNotExist, Gt, Lt"),
+            ),
+        }
+    }
+    for (i, r) in t.match_fields.iter().enumerate() {
+        let rp = format!("{p}.matchFields[{i}]");
+        if r.key != "metadata.name" {
+            e.add(
+                format!("{rp}.key"),
+                format!("{:?} is not supported: only metadata.name", r.key),
+            );
+        }
+        if !["In", "NotIn"].contains(&r.operator.as_str()) {
+            e.add(
+                format!("{rp}.operator"),
+                format!("{:?} is not one of In, NotIn", r.operator),
+            );
+        }
+        if r.values.is_empty() {
+            e.add(format!("{rp}.values"), "must be non-empty");
+        }
+    }
+}
+
+fn spread_constraint(e: &mut Errors, p: &str, c: &TopologySpreadConstraint) {
+    if c.max_skew < 1 {
+        e.add(
+            format!("{p}.maxSkew"),
+            format!("{} must be greater than 0", c.max_skew),
+        );
+    }
+    if c.topology_key.is_empty() {
+        e.add(format!("{p}.topologyKey"), "required");
+    } else if let Some(err) = label_key_error(&c.topology_key) {
+        e.add(
+            format!("{p}.topologyKey"),
+            format!("{:?} {err}", c.topology_key),
+        );
+    }
+    match c.when_unsatisfiable.as_str() {
+        "DoNotSchedule" | "ScheduleAnyway" => {}
+        "" => e.add(format!("{p}.whenUnsatisfiable"), "required"),
+        other => e.add(
+            format!("{p}.whenUnsatisfiable"),
+            format!("{other:?} is not one of DoNotSchedule, ScheduleAnyway"),
+        ),
+    }
+    if let Some(ls) = &c.label_selector
+        && let Err(err) = Selector::from_label_selector(ls)
+    {
+        e.add(format!("{p}.labelSelector"), err);
     }
 }
 

@@ -1,9 +1,10 @@
 //! The scheduler: places pods that have no node. A pure function of (pods, nodes); the
 //! controller runner writes its bindings.
 //!
-//! Filters: node Ready, not cordoned, nodeSelector, taints/tolerations, requested CPU, memory
-//! and pod count within allocatable, host ports free. Score: least allocated, then fewest pods of
-//! the same owner (spread). Usage is updated as pods are placed, so one pass never overcommits.
+//! Filters: node Ready, not cordoned, nodeSelector and required node affinity,
+//! taints/tolerations, requested CPU, memory and pod count within allocatable, host ports free,
+//! hard topology spread. Scores: preferred node affinity, soft topology spread, spread of one
+//! owner's pods over zones and nodes, least allocated (see [`place`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,8 +13,11 @@ use serde_json::Value;
 use crate::controller::daemonset::tolerates_taints;
 use crate::controller::{is_terminating, pod_finished};
 use crate::manifest::quantity::{parse_milli, parse_units};
+use crate::manifest::types::LabelSelector;
 use crate::selector::{Selector, string_map};
 use crate::store::Key;
+
+pub mod affinity;
 
 /// What the scheduler decided for one pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,12 +85,27 @@ pub fn pod_request(pod: &Value) -> Request {
 struct NodeState<'a> {
     node: &'a Value,
     name: String,
+    labels: BTreeMap<String, String>,
+    /// Ready and not cordoned, or why not.
+    unfit: Option<&'static str>,
     alloc: Request,
     max_pods: i64,
     used: Request,
     pods: i64,
     host_ports: BTreeSet<(i64, String)>,
     owners: BTreeMap<String, i64>,
+}
+
+impl NodeState<'_> {
+    fn take(&mut self, p: &Value, req: Request, owner: Option<&str>) {
+        self.used.cpu_milli += req.cpu_milli;
+        self.used.memory += req.memory;
+        self.pods += 1;
+        self.host_ports.extend(host_ports(p));
+        if let Some(o) = owner {
+            *self.owners.entry(o.to_string()).or_default() += 1;
+        }
+    }
 }
 
 fn node_ready(n: &Value) -> bool {
@@ -96,13 +115,12 @@ fn node_ready(n: &Value) -> bool {
     })
 }
 
-fn owner_uid(p: &Value) -> Option<String> {
+fn owner_uid(p: &Value) -> Option<&str> {
     p["metadata"]["ownerReferences"]
         .as_array()?
         .iter()
         .find(|r| r["controller"] == true)?["uid"]
         .as_str()
-        .map(String::from)
 }
 
 fn host_ports(p: &Value) -> Vec<(i64, String)> {
@@ -120,8 +138,70 @@ fn host_ports(p: &Value) -> Vec<(i64, String)> {
         .collect()
 }
 
+/// A pod's `topologySpreadConstraints`, parsed.
+struct Spread {
+    key: String,
+    max_skew: i64,
+    hard: bool,
+    selector: Selector,
+}
+
+fn spread_constraints(p: &Value) -> Vec<Spread> {
+    p["spec"]["topologySpreadConstraints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let ls: LabelSelector = serde_json::from_value(c["labelSelector"].clone()).ok()?;
+            Some(Spread {
+                key: c["topologyKey"].as_str()?.to_string(),
+                max_skew: c["maxSkew"].as_i64().unwrap_or(1).max(1),
+                hard: c["whenUnsatisfiable"] == "DoNotSchedule",
+                selector: Selector::from_label_selector(&ls).ok()?,
+            })
+        })
+        .collect()
+}
+
+/// For one constraint: how many matching pods of the namespace each domain (value of the
+/// topology key, among the nodes the pod may go to) holds, and the smallest count.
+fn domain_counts(
+    c: &Spread,
+    ns: &str,
+    eligible: &[bool],
+    states: &[NodeState],
+    placed: &[(usize, &Value)],
+) -> (BTreeMap<String, i64>, i64) {
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    for (i, s) in states.iter().enumerate() {
+        if eligible[i]
+            && let Some(d) = s.labels.get(&c.key)
+        {
+            counts.entry(d.clone()).or_default();
+        }
+    }
+    for (i, p) in placed {
+        if p["metadata"]["namespace"].as_str().unwrap_or("default") == ns
+            && let Some(d) = states[*i].labels.get(&c.key)
+            && let Some(n) = counts.get_mut(d)
+            && c.selector.matches(&string_map(&p["metadata"]["labels"]))
+        {
+            *n += 1;
+        }
+    }
+    let min = counts.values().copied().min().unwrap_or(0);
+    (counts, min)
+}
+
 /// Places every pod in `pods` that has no node yet, given all pods (for current usage) and the
 /// nodes. Pods are taken in the order given.
+///
+/// Filters, in Kubernetes' order and words: readiness, cordon, `nodeSelector` and required node
+/// affinity, taints, pod count, CPU, memory, host ports, then hard topology spread. Among the
+/// nodes left, lower is better, compared in turn: preferred node affinity (more weight first),
+/// soft topology spread, the owner's pods in the node's zone, the owner's pods on the node, the
+/// most loaded resource share once the pod is on it, and the name. Usage is updated as pods are
+/// placed, so one pass never overcommits.
 pub fn place(pods: &[Value], nodes: &[Value]) -> Vec<Decision> {
     let mut states: Vec<NodeState> = nodes
         .iter()
@@ -130,6 +210,14 @@ pub fn place(pods: &[Value], nodes: &[Value]) -> Vec<Decision> {
             NodeState {
                 node: n,
                 name: n["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                labels: string_map(&n["metadata"]["labels"]),
+                unfit: if !node_ready(n) {
+                    Some("node(s) were not ready")
+                } else if n["spec"]["unschedulable"] == true {
+                    Some("node(s) were unschedulable")
+                } else {
+                    None
+                },
                 alloc: Request {
                     cpu_milli: a["cpu"]
                         .as_str()
@@ -151,39 +239,60 @@ pub fn place(pods: &[Value], nodes: &[Value]) -> Vec<Decision> {
             }
         })
         .collect();
+    // Ties go to the first name.
+    states.sort_by(|a, b| a.name.cmp(&b.name));
+    let index: BTreeMap<&str, usize> = states
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.node["metadata"]["name"].as_str().unwrap_or(""), i))
+        .collect();
+    // The pods on each node (kept only for topology spread constraints) and, per zone, how many
+    // pods of each owner it runs.
+    let mut placed: Vec<(usize, &Value)> = Vec::new();
+    let mut zone_owners: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let any_spread = pods
+        .iter()
+        .any(|p| !p["spec"]["topologySpreadConstraints"].is_null());
     for p in pods.iter().filter(|p| !pod_finished(p)) {
-        let Some(node) = p["spec"]["nodeName"].as_str() else {
+        let Some(&i) = p["spec"]["nodeName"].as_str().and_then(|n| index.get(n)) else {
             continue;
         };
-        if let Some(s) = states.iter_mut().find(|s| s.name == node) {
-            let r = pod_request(p);
-            s.used.cpu_milli += r.cpu_milli;
-            s.used.memory += r.memory;
-            s.pods += 1;
-            s.host_ports.extend(host_ports(p));
-            if let Some(o) = owner_uid(p) {
-                *s.owners.entry(o).or_default() += 1;
-            }
+        let owner = owner_uid(p);
+        states[i].take(p, pod_request(p), owner);
+        if let (Some(o), Some(z)) = (owner, states[i].labels.get(affinity::ZONE)) {
+            *zone_owners.entry((z.clone(), o.to_string())).or_default() += 1;
+        }
+        if any_spread {
+            placed.push((i, p));
         }
     }
     let mut out = Vec::new();
+    let mut eligible = vec![false; states.len()];
     for p in pods.iter().filter(|p| {
         p["spec"]["nodeName"].as_str().is_none() && !is_terminating(p) && !pod_finished(p)
     }) {
         let Ok(key) = Key::of(p) else { continue };
+        let spec = &p["spec"];
         let req = pod_request(p);
-        let sel = Selector::from_map(&string_map(&p["spec"]["nodeSelector"]));
+        let owner = owner_uid(p);
         let ports = host_ports(p);
+        let spreads = spread_constraints(p);
         let mut reasons: BTreeMap<&'static str, usize> = BTreeMap::new();
-        let mut best: Option<(usize, (i64, i64, String))> = None;
         for (i, s) in states.iter().enumerate() {
-            let why = if !node_ready(s.node) {
-                Some("node(s) were not ready")
-            } else if s.node["spec"]["unschedulable"] == true {
-                Some("node(s) were unschedulable")
-            } else if !sel.matches(&string_map(&s.node["metadata"]["labels"])) {
+            eligible[i] = affinity::required_matches(spec, &s.labels, &s.name);
+        }
+        let counts: Vec<(BTreeMap<String, i64>, i64)> = spreads
+            .iter()
+            .map(|c| domain_counts(c, &key.namespace, &eligible, &states, &placed))
+            .collect();
+        let mut best: Option<(usize, [i64; 5])> = None;
+        for (i, s) in states.iter().enumerate() {
+            let mut soft_spread = 0;
+            let why = if let Some(w) = s.unfit {
+                Some(w)
+            } else if !eligible[i] {
                 Some("node(s) didn't match Pod's node affinity/selector")
-            } else if !tolerates_taints(&p["spec"]["tolerations"], s.node) {
+            } else if !tolerates_taints(&spec["tolerations"], s.node) {
                 Some("node(s) had untolerated taint")
             } else if s.pods + 1 > s.max_pods {
                 Some("Too many pods")
@@ -194,21 +303,46 @@ pub fn place(pods: &[Value], nodes: &[Value]) -> Vec<Decision> {
             } else if ports.iter().any(|hp| s.host_ports.contains(hp)) {
                 Some("node(s) didn't have free ports for the requested pod ports")
             } else {
-                None
+                let mut why = None;
+                for (c, (domains, min)) in spreads.iter().zip(&counts) {
+                    match s.labels.get(&c.key).and_then(|d| domains.get(d)) {
+                        None if c.hard => {
+                            why = Some(
+                                "node(s) didn't match pod topology spread constraints (missing required label)",
+                            );
+                        }
+                        None => soft_spread += i64::from(u16::MAX),
+                        Some(n) if c.hard && n + 1 - min > c.max_skew => {
+                            why = Some("node(s) didn't match pod topology spread constraints");
+                        }
+                        Some(n) => soft_spread += n,
+                    }
+                }
+                why
             };
             if let Some(w) = why {
                 *reasons.entry(w).or_default() += 1;
                 continue;
             }
-            // Lower is better: most loaded resource share (per mille), same-owner pods, name.
             let share = |used: i64, alloc: i64| if alloc > 0 { used * 1000 / alloc } else { 0 };
             let load = share(s.used.cpu_milli + req.cpu_milli, s.alloc.cpu_milli)
                 .max(share(s.used.memory + req.memory, s.alloc.memory))
                 .max(share(s.pods + 1, s.max_pods));
-            let spread = owner_uid(p)
-                .and_then(|o| s.owners.get(&o).copied())
-                .unwrap_or(0);
-            let score = (spread, load, s.name.clone());
+            let in_zone = match (owner, s.labels.get(affinity::ZONE)) {
+                (Some(o), Some(z)) => zone_owners
+                    .get(&(z.clone(), o.to_string()))
+                    .copied()
+                    .unwrap_or(0),
+                _ => 0,
+            };
+            let on_node = owner.and_then(|o| s.owners.get(o).copied()).unwrap_or(0);
+            let score = [
+                -affinity::preferred_weight(spec, &s.labels, &s.name),
+                soft_spread,
+                in_zone,
+                on_node,
+                load,
+            ];
             if best.as_ref().is_none_or(|(_, b)| score < *b) {
                 best = Some((i, score));
             }
@@ -216,12 +350,12 @@ pub fn place(pods: &[Value], nodes: &[Value]) -> Vec<Decision> {
         match best {
             Some((i, _)) => {
                 let s = &mut states[i];
-                s.used.cpu_milli += req.cpu_milli;
-                s.used.memory += req.memory;
-                s.pods += 1;
-                s.host_ports.extend(ports);
-                if let Some(o) = owner_uid(p) {
-                    *s.owners.entry(o).or_default() += 1;
+                s.take(p, req, owner);
+                if let (Some(o), Some(z)) = (owner, s.labels.get(affinity::ZONE)) {
+                    *zone_owners.entry((z.clone(), o.to_string())).or_default() += 1;
+                }
+                if any_spread {
+                    placed.push((i, p));
                 }
                 out.push(Decision::Bind {
                     pod: key,

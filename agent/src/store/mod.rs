@@ -201,7 +201,7 @@ impl From<Rejection> for StoreError {
 }
 
 /// Where writes go when this store is one replica of a cluster: the quorum orders them, and
-/// every replica (this one too) applies them through [`Store::apply_replicated`].
+/// every replica (this one too) applies them through [`Store::apply_replicated_batch`].
 pub trait Proposer: Send + Sync {
     fn propose(
         &self,
@@ -622,33 +622,6 @@ impl Store {
         self.write_local(w, &[]).await
     }
 
-    /// Applies one committed entry of the cluster's log: `w` (if any) and, in the same
-    /// transaction, `state` (`raft_state` rows such as the applied log id). The outer error is
-    /// the disk's; the inner one is the write's own refusal (a conflict, say), after which
-    /// only `state` is written, so every replica refuses alike and still moves on.
-    pub(crate) async fn apply_replicated(
-        &self,
-        w: Option<&Write>,
-        state: &[(&str, Vec<u8>)],
-    ) -> Result<Result<Vec<Applied>, StoreError>, sqlx::Error> {
-        let refused = match w {
-            Some(w) => match self.write_local(w, state).await {
-                Ok(applied) => return Ok(Ok(applied)),
-                Err(StoreError::Sqlite(e)) => return Err(e),
-                Err(refused) => Some(refused),
-            },
-            None => None,
-        };
-        // Nothing to apply (or refused): only the Raft state moves.
-        self.write_local(&Write::new(Vec::new()), state)
-            .await
-            .map_err(|e| match e {
-                StoreError::Sqlite(e) => e,
-                other => sqlx::Error::Protocol(other.to_string()),
-            })?;
-        Ok(refused.map_or(Ok(Vec::new()), Err))
-    }
-
     /// Every object and the revision, read in one snapshot of the database.
     pub async fn dump(&self) -> Result<Dump, StoreError> {
         Ok(self.dump_with_state(&[]).await?.0)
@@ -726,10 +699,88 @@ impl Store {
     ) -> Result<Vec<Applied>, StoreError> {
         let _guard = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        let mut rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+        let start: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
             .fetch_one(&mut *tx)
             .await?;
-        let start = rev;
+        let mut rev = start;
+        let results = self.apply_ops(&mut tx, w, &mut rev).await?;
+        self.finish(tx, start, rev, state).await?;
+        Ok(results)
+    }
+
+    /// Applies committed entries of the cluster's log in one transaction (one disk sync for
+    /// them all): each entry's write, or its refusal (a conflict, say) after which that write
+    /// leaves nothing, and `state` with them. The outer error is the disk's; the inner ones are
+    /// each write's own refusal, so every replica refuses alike and still moves on.
+    #[allow(clippy::type_complexity)]
+    pub(crate) async fn apply_replicated_batch(
+        &self,
+        writes: &[Option<&Write>],
+        state: &[(&str, Vec<u8>)],
+    ) -> Result<Vec<Result<Vec<Applied>, StoreError>>, sqlx::Error> {
+        let sqlite = |e: StoreError| match e {
+            StoreError::Sqlite(e) => e,
+            other => sqlx::Error::Protocol(other.to_string()),
+        };
+        let _guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let start: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut rev = start;
+        let mut out = Vec::with_capacity(writes.len());
+        for w in writes {
+            let Some(w) = w else {
+                out.push(Ok(Vec::new()));
+                continue;
+            };
+            sqlx::query("SAVEPOINT entry").execute(&mut *tx).await?;
+            let before = rev;
+            match self.apply_ops(&mut tx, w, &mut rev).await {
+                Ok(applied) => out.push(Ok(applied)),
+                Err(StoreError::Sqlite(e)) => return Err(e),
+                Err(refused) => {
+                    sqlx::query("ROLLBACK TO entry").execute(&mut *tx).await?;
+                    rev = before;
+                    out.push(Err(refused));
+                }
+            }
+            sqlx::query("RELEASE entry").execute(&mut *tx).await?;
+        }
+        self.finish(tx, start, rev, state).await.map_err(sqlite)?;
+        Ok(out)
+    }
+
+    /// Ends a write transaction: the new revision, `state`, commit, then tells watchers.
+    async fn finish(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+        start: i64,
+        rev: i64,
+        state: &[(&str, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        if rev != start {
+            sqlx::query("UPDATE meta SET value = ? WHERE key = 'revision'")
+                .bind(rev)
+                .execute(&mut *tx)
+                .await?;
+        }
+        put_state(&mut tx, state).await?;
+        tx.commit().await?;
+        if rev != start {
+            self.latest.send_replace(rev);
+        }
+        Ok(())
+    }
+
+    /// The ops of `w` inside `tx`, revisions counted from `rev`; an op the write may not do
+    /// refuses the whole write (the caller rolls back).
+    async fn apply_ops(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        w: &Write,
+        rev: &mut i64,
+    ) -> Result<Vec<Applied>, StoreError> {
         let mut results = Vec::with_capacity(w.ops.len());
         for op in &w.ops {
             let key = match op {
@@ -744,13 +795,13 @@ impl Store {
             .bind(&key.kind)
             .bind(&key.namespace)
             .bind(&key.name)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?
             {
                 Some(r) => Some((r.get::<i64, _>(0), self.decode(&key, r.get::<&[u8], _>(1))?)),
                 None => None,
             };
-            let planned = plan_op(op, &key, current.clone(), &w.now, rev + 1)?;
+            let planned = plan_op(op, &key, current.clone(), &w.now, *rev + 1)?;
             let Some((event, object, outcome)) = planned else {
                 let object = current.map(|(_, v)| v).unwrap_or(Value::Null);
                 results.push(Applied {
@@ -759,46 +810,35 @@ impl Store {
                 });
                 continue;
             };
-            rev += 1;
+            *rev += 1;
             let body = self.encode(&key, &object)?;
             if event == EventType::Deleted {
                 sqlx::query("DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?")
                     .bind(&key.kind)
                     .bind(&key.namespace)
                     .bind(&key.name)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
             } else {
                 sqlx::query("INSERT OR REPLACE INTO objects (kind, namespace, name, revision, body) VALUES (?, ?, ?, ?, ?)")
                     .bind(&key.kind)
                     .bind(&key.namespace)
                     .bind(&key.name)
-                    .bind(rev)
+                    .bind(*rev)
                     .bind(&body)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
             }
             sqlx::query("INSERT INTO log (revision, kind, namespace, name, event, body) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(rev)
+                .bind(*rev)
                 .bind(&key.kind)
                 .bind(&key.namespace)
                 .bind(&key.name)
                 .bind(event.as_str())
                 .bind(&body)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             results.push(Applied { outcome, object });
-        }
-        if rev != start {
-            sqlx::query("UPDATE meta SET value = ? WHERE key = 'revision'")
-                .bind(rev)
-                .execute(&mut *tx)
-                .await?;
-        }
-        put_state(&mut tx, state).await?;
-        tx.commit().await?;
-        if rev != start {
-            self.latest.send_replace(rev);
         }
         Ok(results)
     }

@@ -129,6 +129,50 @@ async fn a_write_is_all_or_nothing() {
 }
 
 #[tokio::test]
+async fn replicated_entries_apply_in_one_transaction_and_a_refused_one_leaves_nothing() {
+    let (_d, s) = open().await;
+    let first = Write::new(vec![put(cm("a", "1")), put(cm("b", "1"))]);
+    // Refused: its first op would succeed, its second conflicts with `a` just created.
+    let refused = Write::new(vec![
+        put(cm("c", "1")),
+        Op::Create {
+            object: cm("a", "2"),
+            uid: new_uid(),
+        },
+    ]);
+    let last = Write::new(vec![put(cm("d", "1"))]);
+    let out = s
+        .apply_replicated_batch(
+            &[Some(&first), None, Some(&refused), Some(&last)],
+            &[("applied", b"42".to_vec())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 4);
+    assert_eq!(out[0].as_ref().unwrap().len(), 2);
+    assert!(out[1].as_ref().unwrap().is_empty());
+    assert!(
+        matches!(out[2], Err(StoreError::AlreadyExists { .. })),
+        "{:?}",
+        out[2]
+    );
+    let d = out[3].as_ref().unwrap();
+    assert_eq!(d[0].object["metadata"]["resourceVersion"], "3");
+    assert_eq!(s.revision(), 3, "revisions stay consecutive past a refusal");
+    let (items, _) = s.list("ConfigMap", Some("default")).await.unwrap();
+    let names: Vec<&str> = items
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b", "d"]);
+    let applied: Vec<u8> = sqlx::query_scalar("SELECT value FROM raft_state WHERE key = 'applied'")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(applied, b"42");
+}
+
+#[tokio::test]
 async fn status_is_separate_from_spec() {
     let (_d, s) = open().await;
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}, "spec": {"containers": [{"name": "c", "image": "x"}]}});

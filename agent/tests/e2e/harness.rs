@@ -196,6 +196,11 @@ impl Agent {
         }
     }
 
+    /// The agent's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Stops the agent with SIGTERM and waits for it.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("agent running");
@@ -455,7 +460,6 @@ pub fn ready(p: &Value) -> bool {
     })
 }
 
-/// Applies examples/web.yaml and waits for its 3 pods to be Running and Ready.
 /// Applies examples/web.yaml and waits for its 3 pods to be Running and Ready.
 pub fn apply_web(a: &Agent) -> Vec<Value> {
     a.ok(&["apply", "-f", examples().join("web.yaml").to_str().unwrap()]);

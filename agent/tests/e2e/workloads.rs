@@ -152,3 +152,302 @@ fn a_dead_nodes_pods_run_elsewhere_within_the_grace_and_it_stops_its_copies_on_r
     );
     assert!(a.ok(&["uncordon", "node-1"]).contains("uncordoned"));
 }
+
+const PLACEMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: spread}
+spec:
+  replicas: 6
+  selector: {matchLabels: {app: spread}}
+  template:
+    metadata: {labels: {app: spread}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: c, image: flotilla.local/busybox:1, command: [sleep, "3600"],
+         resources: {requests: {cpu: 10m, memory: 8Mi}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: huge}
+spec:
+  containers:
+  - {name: c, image: flotilla.local/busybox:1, command: [sleep, "3600"],
+     resources: {requests: {memory: 1000Ti}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: picky}
+spec:
+  terminationGracePeriodSeconds: 1
+  nodeSelector: {disk: ssd}
+  containers:
+  - {name: c, image: flotilla.local/busybox:1, command: [sleep, "3600"]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: everywhere}
+spec:
+  selector: {matchLabels: {app: everywhere}}
+  template:
+    metadata: {labels: {app: everywhere}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: c, image: flotilla.local/busybox:1, command: [sleep, "3600"]}
+"#;
+
+/// A 4-replica web Deployment behind a Service; `version` goes into the page and the template.
+fn web4(version: u32) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: web4-v{version}}}
+data: {{index.html: "v{version}"}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web4}}
+spec:
+  replicas: 4
+  strategy: {{rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}}}
+  selector: {{matchLabels: {{app: web4}}}}
+  template:
+    metadata: {{labels: {{app: web4}}}}
+    spec:
+      containers:
+      - name: httpd
+        image: flotilla.local/busybox:1
+        command: [httpd, -f, -p, "8080", -h, /www]
+        ports: [{{name: http, containerPort: 8080}}]
+        readinessProbe: {{httpGet: {{path: /, port: http}}, periodSeconds: 1}}
+        volumeMounts: [{{name: www, mountPath: /www}}]
+      volumes: [{{name: www, configMap: {{name: web4-v{version}}}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web4}}
+spec:
+  selector: {{app: web4}}
+  ports: [{{port: 80, targetPort: http}}]
+"#
+    )
+}
+
+/// Stops and continues a process, 1 s stopped and 0.3 s running, until dropped (it is left
+/// running).
+struct Lag {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Lag {
+    fn start(pid: u32) -> Lag {
+        use nix::sys::signal::{Signal, kill};
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        let thread = std::thread::spawn(move || {
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = kill(pid, Signal::SIGSTOP);
+                std::thread::sleep(std::time::Duration::from_millis(1000));
+                let _ = kill(pid, Signal::SIGCONT);
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+        });
+        Lag {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Lag {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The pods the store places on `node`.
+fn pods_on_node_count(a: &Agent, node: &str) -> usize {
+    a.json(&[
+        "get",
+        "pods",
+        "-A",
+        "--field-selector",
+        &format!("spec.nodeName={node}"),
+    ])["items"]
+        .as_array()
+        .map_or(0, |v| v.len())
+}
+
+fn running_and_ready(ps: &[serde_json::Value]) -> bool {
+    ps.iter()
+        .all(|p| p["status"]["phase"] == "Running" && ready(p))
+}
+
+#[test]
+fn pods_land_where_asked_daemonsets_reach_new_nodes_and_a_rollout_fails_no_request() {
+    // With `--endpoint-drain 0` this test sees failed requests: the old pods stop before the
+    // lagging node has dropped them from the Service.
+    let mut b = Box::start(3, &[]);
+    let tar = flotilla_runtime::testing::test_image(b.nodes[0].data_dir());
+    for a in &b.nodes {
+        a.ok(&["image", "import", tar.to_str().unwrap()]);
+    }
+    let a = &b.nodes[0];
+    let out = a.ok(&["label", "node", "node-2", "disk=ssd"]);
+    assert!(out.contains("labeled"), "{out}");
+    let out = a.cli(&["label", "node/node-2", "disk=hdd"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("add --overwrite"),
+        "{out:?}"
+    );
+    let f = crate::harness::manifest(a, "placement.yaml", PLACEMENT);
+    a.ok(&["apply", "-f", &f]);
+
+    // 6 replicas over 3 nodes: 2 on each.
+    a.eventually(90, "6 spread pods Running", || {
+        let ps = pods_with(a, "app=spread");
+        ps.len() == 6 && ps.iter().all(|p| p["status"]["phase"] == "Running")
+    });
+    let ps = pods_with(a, "app=spread");
+    for n in ["node-1", "node-2", "node-3"] {
+        assert_eq!(on_node(&ps, n).len(), 2, "on {n}");
+    }
+    // nodeSelector: on the labelled node.
+    a.eventually(30, "picky Running", || {
+        a.pod("picky")
+            .is_some_and(|p| p["status"]["phase"] == "Running")
+    });
+    assert_eq!(a.pod("picky").unwrap()["spec"]["nodeName"], "node-2");
+    // Too big for every node: Pending, and describe says why.
+    let huge = a.ok(&["describe", "pod", "huge"]);
+    assert!(huge.contains("Pending"), "{huge}");
+    assert!(
+        huge.contains("0/3 nodes are available: 3 Insufficient memory."),
+        "{huge}"
+    );
+    // The DaemonSet runs on every node, and on a node that joins later.
+    a.eventually(60, "a DaemonSet pod on each of 3 nodes", || {
+        let ps = pods_with(a, "app=everywhere");
+        ps.len() == 3 && running_and_ready(&ps)
+    });
+    let token = a.ok(&["token", "create"]);
+    b.add(
+        Some((2, token.trim().to_string())),
+        &["--endpoint-drain", "0"],
+    )
+    .expect("node-4 joins");
+    b.nodes[3].ok(&["image", "import", tar.to_str().unwrap()]);
+    let a = &b.nodes[0];
+    a.eventually(60, "the DaemonSet's pod Running on node-4", || {
+        let ps = pods_with(a, "app=everywhere");
+        ps.len() == 4 && running_and_ready(&ps) && on_node(&ps, "node-4").len() == 1
+    });
+    // Nodes that stop matching lose the pod.
+    let f = crate::harness::manifest(
+        a,
+        "ds-ssd.yaml",
+        &PLACEMENT.split("---").last().unwrap().replace(
+            "      containers:",
+            "      nodeSelector: {disk: ssd}\n      containers:",
+        ),
+    );
+    a.ok(&["apply", "-f", &f]);
+    a.eventually(60, "the DaemonSet only on node-2", || {
+        let ps = pods_with(a, "app=everywhere");
+        ps.len() == 1 && on_node(&ps, "node-2").len() == 1
+    });
+    a.ok(&[
+        "delete",
+        "-f",
+        &crate::harness::manifest(a, "p.yaml", PLACEMENT),
+    ]);
+
+    // A rolling update behind a Service while a client loops requests through the ClusterIP
+    // from another pod: not one fails. (`timeout`, as busybox 1.35's `wget -T` segfaults.)
+    let f = crate::harness::manifest(a, "web4.yaml", &web4(1));
+    a.ok(&["apply", "-f", &f]);
+    a.eventually(90, "4 web4 pods Running and Ready", || {
+        let ps = pods_with(a, "app=web4");
+        ps.len() == 4 && running_and_ready(&ps)
+    });
+    let ip = a.json(&["get", "service", "web4"])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let client = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  nodeName: node-4
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: flotilla.local/busybox:1
+    command: [sh, -c, 'for i in 1 2 3 4; do (while true; do if timeout 3 wget -q -O - http://{ip}/ >/tmp/page$i; then echo "ok $(cat /tmp/page$i)"; else echo FAIL; fi; done) & done; wait']
+"#
+    );
+    a.ok(&[
+        "apply",
+        "-f",
+        &crate::harness::manifest(a, "client.yaml", &client),
+    ]);
+    let count = |what: &str| {
+        a.cli(&["logs", "client"])
+            .stdout
+            .split(|c| *c == b'\n')
+            .filter(|l| l.starts_with(what.as_bytes()))
+            .count()
+    };
+    let t = Instant::now();
+    while count("ok v1") < 10 {
+        assert!(
+            t.elapsed().as_secs() < 60,
+            "the client got no pages from {ip}: {}\n{:#?}",
+            a.ok(&["logs", "client"]),
+            a.json(&["get", "pod", "client"])["status"]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let before = count("ok v");
+    // The client's node lags: its agent stalls for a second at a time (as a Pi stuck on its
+    // SD card), so it learns of each old pod's deletion late. Its kernel keeps sending
+    // requests by the rules it has; the old pods must still answer them.
+    let lag = Lag::start(b.nodes[3].pid().unwrap());
+    let f = crate::harness::manifest(a, "web4-v2.yaml", &web4(2));
+    a.ok(&["apply", "-f", &f]);
+    let t = Instant::now();
+    a.ok(&["rollout", "status", "deployment/web4", "--timeout", "180"]);
+    eprintln!("rollout of 4 replicas took {:?}", t.elapsed());
+    drop(lag);
+    // The old pods are gone once they stop; requests go on meanwhile.
+    a.eventually(60, "only v2 pods, and the client served by them", || {
+        let ps = pods_with(a, "app=web4");
+        ps.len() == 4 && running_and_ready(&ps) && count("ok v2") >= 20
+    });
+    // Every old pod is stopped by now (each waits out the endpoint drain, then stops).
+    a.eventually(30, "no v1 pod left on any node", || {
+        b.nodes.iter().all(|n| {
+            let root = flotilla::node::pods::Node::runtime_root(n.data_dir());
+            std::fs::read_dir(root.join("sandboxes")).map_or(0, |d| d.count())
+                <= pods_on_node_count(a, &n.name)
+        })
+    });
+    let (during, failed) = (count("ok v") - before, count("FAIL"));
+    eprintln!("client: {during} requests served during the rollout, {failed} failed");
+    assert!(
+        during >= 20,
+        "{}",
+        a.ok(&["logs", "client", "--tail", "20"])
+    );
+    assert_eq!(failed, 0, "failed requests during the rollout");
+}

@@ -123,35 +123,35 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut replies = Vec::new();
-        for e in entries {
-            let applied = encode(&Some(e.log_id));
-            let id = e.log_id;
-            let r = match &e.payload {
-                EntryPayload::Blank => self
-                    .store
-                    .apply_replicated(None, &[("applied", applied)])
-                    .await
-                    .map(|_| Ok(Vec::new())),
-                EntryPayload::Normal(w) => self
-                    .store
-                    .apply_replicated(Some(w), &[("applied", applied)])
-                    .await
-                    .map(|r| r.map_err(|e| Rejection::from(&e))),
-                EntryPayload::Membership(m) => {
-                    let stored = StoredMembership::new(Some(id), m.clone());
-                    self.store
-                        .apply_replicated(
-                            None,
-                            &[("applied", applied), ("membership", encode(&stored))],
-                        )
-                        .await
-                        .map(|_| Ok(Vec::new()))
-                }
-            };
-            replies.push(r.map_err(io(move |e| StorageIOError::apply(id, e)))?);
+        // One transaction for the whole batch: under load openraft hands over many entries at
+        // once, and each transaction costs a disk sync.
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            return Ok(Vec::new());
+        };
+        let mut state = vec![("applied", encode(&Some(last)))];
+        if let Some((id, m)) = entries.iter().rev().find_map(|e| match &e.payload {
+            EntryPayload::Membership(m) => Some((e.log_id, m.clone())),
+            _ => None,
+        }) {
+            state.push(("membership", encode(&StoredMembership::new(Some(id), m))));
         }
-        Ok(replies)
+        let writes: Vec<Option<&crate::store::Write>> = entries
+            .iter()
+            .map(|e| match &e.payload {
+                EntryPayload::Normal(w) => Some(w),
+                _ => None,
+            })
+            .collect();
+        let results = self
+            .store
+            .apply_replicated_batch(&writes, &state)
+            .await
+            .map_err(io(move |e| StorageIOError::apply(last, e)))?;
+        Ok(results
+            .into_iter()
+            .map(|r| r.map_err(|e| Rejection::from(&e)))
+            .collect())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

@@ -20,7 +20,8 @@ use serde::de::DeserializeOwned;
 use super::{Member, RaftRpc, TypeConfig, frame};
 use crate::cluster::transport::Transport;
 
-/// When each peer last answered an RPC of this node.
+/// When this node last heard from each peer: an answer to one of its RPCs, or the leader's
+/// append (heartbeat) arriving.
 #[derive(Clone, Default)]
 pub struct Contacts(Arc<Mutex<HashMap<u64, Instant>>>);
 

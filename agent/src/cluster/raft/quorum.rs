@@ -267,6 +267,16 @@ impl Quorum {
         }
     }
 
+    /// Whether this node has heard nothing from member `id` for longer than a live peer
+    /// allows (never having heard from it is not silence: it may be new).
+    fn silent(&self, id: u64) -> bool {
+        id != self.id
+            && self
+                .contacts
+                .last(id)
+                .is_some_and(|t| t.elapsed() > self.settings.liveness())
+    }
+
     /// `reachable of voters`, as this node sees them.
     fn reachable(&self, m: &RaftMetrics<u64, Member>) -> (usize, usize) {
         let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
@@ -311,17 +321,23 @@ impl Quorum {
                         Ok(Err(e)) => return Err(StoreError::NoQuorum(e.to_string())),
                     }
                 }
-                Some(l) if hops < 2 => m
+                // A leader silent for longer than a heartbeat allows is most likely gone: wait
+                // for the election instead of sending it a write it may never answer.
+                Some(l) if hops < 2 && !self.silent(l) => m
                     .membership_config
                     .membership()
                     .get_node(&l)
-                    .and_then(|n| n.addr.parse::<SocketAddr>().ok()),
-                None if hops < 2 && !self.is_member() => {
-                    self.seeds.lock().expect("seeds").first().copied()
-                }
+                    .and_then(|n| n.addr.parse::<SocketAddr>().ok())
+                    .map(|a| (l, a)),
+                None if hops < 2 && !self.is_member() => self
+                    .seeds
+                    .lock()
+                    .expect("seeds")
+                    .first()
+                    .map(|a| (u64::MAX, *a)),
                 _ => None,
             };
-            if let Some(addr) = target {
+            if let Some((leader, addr)) = target {
                 let rpc = frame(&RaftRpc::Write {
                     write: w.clone(),
                     hops: hops + 1,
@@ -329,7 +345,26 @@ impl Quorum {
                 let left = deadline
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_secs(1));
-                match tokio::time::timeout(left, self.transport.try_request(addr, &rpc)).await {
+                let request = tokio::time::timeout(left, self.transport.try_request(addr, &rpc));
+                // Given up early when the leader goes silent meanwhile (killed, cut off): the
+                // caller hears in about a second, not after the whole wait.
+                let gone = async {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        if self.silent(leader) {
+                            return;
+                        }
+                    }
+                };
+                let answer = tokio::select! {
+                    a = request => a,
+                    _ = gone => {
+                        return Err(StoreError::Remote(format!(
+                            "the leader at {addr} went silent during the write (it may or may not have been applied)"
+                        )));
+                    }
+                };
+                match answer {
                     Ok(Ok(body)) => {
                         let r: WriteAnswer = serde_json::from_slice(&body).map_err(|e| {
                             StoreError::Remote(format!("unreadable answer from {addr}: {e}"))
@@ -441,7 +476,12 @@ impl Quorum {
     pub async fn handle(&self, rpc: RaftRpc) -> Vec<u8> {
         let enc = |v: serde_json::Result<Vec<u8>>| v.expect("raft answers serialise");
         match rpc {
-            RaftRpc::Append(r) => enc(serde_json::to_vec(&self.raft.append_entries(r).await)),
+            RaftRpc::Append(r) => {
+                if let Some(leader) = r.vote.leader_id().voted_for() {
+                    self.contacts.touch(leader);
+                }
+                enc(serde_json::to_vec(&self.raft.append_entries(r).await))
+            }
             RaftRpc::Vote(r) => enc(serde_json::to_vec(&self.raft.vote(r).await)),
             RaftRpc::Snapshot(r) => enc(serde_json::to_vec(&self.raft.install_snapshot(r).await)),
             RaftRpc::Write { write, hops } => {

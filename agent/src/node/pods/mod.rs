@@ -60,6 +60,9 @@ pub struct Node {
     pub images: Arc<ImageStore>,
     /// The pod network (`None`: pods have loopback only).
     pub net: Option<Arc<flotilla_netproxy::podnet::PodNetwork>>,
+    /// How long a deleted pod that a Service selects keeps running before it is stopped, so
+    /// every node's proxy has dropped it first (as Nomad's `shutdown_delay`).
+    pub endpoint_drain: Duration,
 }
 
 impl Node {
@@ -558,9 +561,24 @@ impl Manager {
             .filter(|u| !desired_uids.contains(*u))
             .collect();
         for uid in orphans {
+            let rec = read_record(&self.node.data, uid);
+            let drain = if seen.instances.get(uid).is_some_and(|m| {
+                m.values()
+                    .flatten()
+                    .any(|i| matches!(i.state, InstanceState::Running { .. }))
+            }) && self.backs_a_service(&rec).await
+            {
+                self.node
+                    .endpoint_drain
+                    .min(Duration::from_secs(rec.grace_seconds))
+            } else {
+                Duration::ZERO
+            };
             self.cleanup(
                 uid.clone(),
+                rec,
                 seen.instances.get(uid).cloned().unwrap_or_default(),
+                drain,
             );
         }
 
@@ -607,6 +625,11 @@ impl Manager {
 
     /// Runs `job` on a worker unless something is already in flight for `key`.
     fn run(&self, key: String, job: impl FnOnce() + Send + 'static) {
+        self.run_after(Duration::ZERO, key, job)
+    }
+
+    /// As [`Manager::run`], `delay` after now; the wait holds no worker.
+    fn run_after(&self, delay: Duration, key: String, job: impl FnOnce() + Send + 'static) {
         self.dispatched
             .store(true, std::sync::atomic::Ordering::Relaxed);
         {
@@ -619,6 +642,7 @@ impl Manager {
         let changes = self.changes.clone();
         tokio::spawn(
             async move {
+                tokio::time::sleep(delay).await;
                 let _permit = sem.acquire_owned().await;
                 let _ = tokio::task::spawn_blocking(job).await;
                 mem.lock().expect("pod memory").inflight.remove(&key);
@@ -645,6 +669,17 @@ impl Manager {
                     namespace: ctx.pod.metadata.namespace.clone().unwrap_or_default(),
                     name: pod_name.clone(),
                     grace_seconds: grace,
+                    labels: ctx.pod.metadata.labels.clone(),
+                    pre_stop: ctx
+                        .pod
+                        .spec
+                        .containers
+                        .iter()
+                        .filter_map(|c| {
+                            let cmd = c.lifecycle.as_ref()?.pre_stop.as_ref()?.exec.as_ref()?;
+                            Some((c.name.clone(), cmd.command.clone()))
+                        })
+                        .collect(),
                 };
                 let host = hostname.to_string();
                 let limits = containers::pod_limits(&ctx.pod.spec);
@@ -894,25 +929,44 @@ impl Manager {
         self.mem.lock().expect("pod memory").events.push(e);
     }
 
-    /// Stops and removes everything of a pod that is gone from the store.
-    fn cleanup(&self, uid: String, instances: BTreeMap<String, Vec<Instance>>) {
+    /// Whether a Service of the pod's namespace selects the pod `rec` describes.
+    async fn backs_a_service(&self, rec: &PodRecord) -> bool {
+        if rec.labels.is_empty() {
+            return false;
+        }
+        let Ok((services, _)) = self.store.list("Service", Some(&rec.namespace)).await else {
+            return true;
+        };
+        services.iter().any(|s| {
+            let sel = crate::selector::string_map(&s["spec"]["selector"]);
+            !sel.is_empty() && sel.iter().all(|(k, v)| rec.labels.get(k) == Some(v))
+        })
+    }
+
+    /// Stops and removes everything of a pod that is gone from the store: after `drain` (the
+    /// pod still serving while every node drops it from its Services), each container's
+    /// preStop hook and SIGTERM, then SIGKILL when the grace period is over.
+    fn cleanup(
+        &self,
+        uid: String,
+        rec: PodRecord,
+        instances: BTreeMap<String, Vec<Instance>>,
+        drain: Duration,
+    ) {
         let node = self.node.clone();
         let mem = self.mem.clone();
-        self.run(format!("cleanup:{uid}"), move || {
+        self.run_after(drain, format!("cleanup:{uid}"), move || {
             let dir = pod_dir(&node.data, &uid);
-            let rec: PodRecord = std::fs::read(dir.join("pod.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or(PodRecord {
-                    grace_seconds: 30,
-                    ..Default::default()
-                });
             let ids: Vec<String> = instances.values().flatten().map(|i| i.id.clone()).collect();
+            let grace = rec.grace_seconds.saturating_sub(drain.as_secs());
             // Stop them all at once, so the grace periods overlap.
             std::thread::scope(|s| {
                 for id in &ids {
                     let rt = &node.runtime;
-                    s.spawn(move || stop_instance(rt, id, rec.grace_seconds, None));
+                    let hook = parse_instance_id(id)
+                        .and_then(|(_, name, _)| rec.pre_stop.get(name))
+                        .map(|c| c.as_slice());
+                    s.spawn(move || stop_instance(rt, id, grace, hook));
                 }
             });
             for id in &ids {
@@ -984,6 +1038,18 @@ pub fn remove_all(data: &Path) {
             }
         }
     }
+}
+
+/// What the node wrote down about pod `uid` when it made its sandbox (a 30 s grace period
+/// when nothing was written).
+fn read_record(data: &Path, uid: &str) -> PodRecord {
+    std::fs::read(pod_dir(data, uid).join("pod.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(PodRecord {
+            grace_seconds: 30,
+            ..Default::default()
+        })
 }
 
 /// The kubelet's stop: the preStop hook (within the grace period), SIGTERM, then SIGKILL

@@ -1,7 +1,8 @@
 //! A pod's files on the node: its volumes and the /etc files its containers get.
 //!
 //! ```text
-//! DIR/pods/<uid>/pod.json          namespace, name, grace period (for cleanup after deletion)
+//! DIR/pods/<uid>/pod.json          namespace, name, labels, grace period, preStop hooks
+//!                                   (for cleanup after deletion)
 //! DIR/pods/<uid>/etc/{hosts,hostname,resolv.conf}
 //! DIR/pods/<uid>/volumes/<name>/   emptyDir (a tmpfs when medium is Memory), configMap, secret
 //! DIR/pods/<uid>/logs/<container>_<attempt>.log
@@ -22,11 +23,15 @@ use crate::manifest::types::{KeyToPath, Pod, Volume};
 
 /// What the node remembers of a pod it runs, for when the pod is gone from the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct PodRecord {
     pub namespace: String,
     pub name: String,
     pub grace_seconds: u64,
+    /// The pod's labels: which Services it backed.
+    pub labels: BTreeMap<String, String>,
+    /// Each container's preStop exec command, run when the pod is deleted.
+    pub pre_stop: BTreeMap<String, Vec<String>>,
 }
 
 pub fn pod_dir(data: &Path, uid: &str) -> PathBuf {

@@ -1,0 +1,232 @@
+//! Workload benchmark (issue 8's figures):
+//! 1. the pure scheduler placing 5,000 pods onto 100 simulated nodes (pods bound per second),
+//!    and one pass over a full cluster that places 100 more;
+//! 2. apply-to-Running of a 30-replica Deployment across a 3-node cluster in a box (real
+//!    agents, real containers from the test image);
+//! 3. a node's death (kill -9 of its agent and its link down) to its pods Running elsewhere.
+//!
+//! `cargo bench -p flotilla --bench workloads -- [--pods 5000] [--nodes 100] [--replicas 30]
+//! [--grace 10] [--no-box]` (or `scripts/bench/workloads.sh`). Prints figures; asserts nothing
+//! about time. Everything it makes goes when it ends, even on a panic.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use common::{Box, enter_netns};
+use flotilla::scheduler::{Decision, place};
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Pods for the scheduler figure.
+    #[arg(long, default_value_t = 5000)]
+    pods: usize,
+    /// Simulated nodes for the scheduler figure.
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// Replicas of the Deployment applied to the box.
+    #[arg(long, default_value_t = 30)]
+    replicas: usize,
+    /// The agents' --node-grace (seconds) for the node-death figure.
+    #[arg(long, default_value_t = 10)]
+    grace: u64,
+    /// Only the scheduler figure.
+    #[arg(long)]
+    no_box: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn sim_node(i: usize) -> Value {
+    json!({"kind": "Node", "metadata": {"name": format!("node-{i:03}"), "labels": {
+            "kubernetes.io/hostname": format!("node-{i:03}"),
+            "topology.kubernetes.io/zone": format!("zone-{}", i % 3)}},
+           "spec": {},
+           "status": {"allocatable": {"cpu": "16", "memory": "64Gi", "pods": "110"},
+                      "conditions": [{"type": "Ready", "status": "True"}]}})
+}
+
+/// Pods of 50 Deployments (100 each), each asking 100m CPU and 128Mi.
+fn sim_pod(i: usize) -> Value {
+    let owner = i % 50;
+    json!({"kind": "Pod", "metadata": {"name": format!("app-{owner}-{i}"), "namespace": "default",
+            "labels": {"app": format!("app-{owner}")},
+            "ownerReferences": [{"kind": "ReplicaSet", "name": format!("app-{owner}"), "uid": format!("uid-{owner}"), "controller": true}]},
+           "spec": {"containers": [{"name": "c", "image": "x",
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}})
+}
+
+fn scheduler_figures(a: &Args) {
+    let nodes: Vec<Value> = (0..a.nodes).map(sim_node).collect();
+    let pods: Vec<Value> = (0..a.pods).map(sim_pod).collect();
+    let mut times = Vec::new();
+    let mut last = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        last = place(&pods, &nodes);
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let bound: Vec<(&str, &str)> = last
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Bind { pod, node } => Some((pod.name.as_str(), node.as_str())),
+            Decision::Unschedulable { .. } => None,
+        })
+        .collect();
+    let mut per_node = std::collections::BTreeMap::new();
+    for (_, n) in &bound {
+        *per_node.entry(*n).or_insert(0usize) += 1;
+    }
+    let (lo, hi) = (
+        per_node.values().min().copied().unwrap_or(0),
+        per_node.values().max().copied().unwrap_or(0),
+    );
+    let median = times[times.len() / 2];
+    println!(
+        "\nscheduler (pure function, one pass, release build): {} pods onto {} nodes",
+        a.pods, a.nodes
+    );
+    println!(
+        "  bound {} of {} in {:.1} ms (median of 5): {:.0} pods/s; {lo}..{hi} pods per node",
+        bound.len(),
+        a.pods,
+        median.as_secs_f64() * 1000.0,
+        bound.len() as f64 / median.as_secs_f64()
+    );
+    // A full cluster: all but 100 pods already bound, the pass places the rest.
+    let mut full = pods.clone();
+    for (p, d) in full.iter_mut().zip(&last) {
+        if let Decision::Bind { node, .. } = d {
+            p["spec"]["nodeName"] = json!(node);
+        }
+    }
+    for p in full.iter_mut().rev().take(100) {
+        p["spec"].as_object_mut().unwrap().remove("nodeName");
+    }
+    let t = Instant::now();
+    let d = place(&full, &nodes);
+    println!(
+        "  one pass over {} bound pods placing 100 more: {:.1} ms ({} bound)",
+        a.pods - 100,
+        t.elapsed().as_secs_f64() * 1000.0,
+        d.iter()
+            .filter(|d| matches!(d, Decision::Bind { .. }))
+            .count()
+    );
+    println!(
+        "  peer: Nomad's C2M scheduled about 1,500 containers/s across a fleet (published; no \
+         scheduler of a rival runs offline here)"
+    );
+}
+
+fn deployment(replicas: usize) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: bench}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: bench}}}}
+  template:
+    metadata: {{labels: {{app: bench}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {{name: c, image: flotilla.local/busybox:1, command: [sleep, "3600"],
+         resources: {{requests: {{cpu: 10m, memory: 8Mi}}}}}}
+"#
+    )
+}
+
+fn pods(b: &Box, i: usize) -> Vec<Value> {
+    let out = b.cli(i, &["get", "pods", "-l", "app=bench", "-o", "json"]);
+    serde_json::from_slice::<Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v["items"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn running(ps: &[Value], n: usize, not_on: Option<&str>) -> bool {
+    ps.len() == n
+        && ps.iter().all(|p| {
+            p["status"]["phase"] == "Running" && not_on.is_none_or(|x| p["spec"]["nodeName"] != x)
+        })
+}
+
+fn wait(what: &str, secs: u64, mut f: impl FnMut() -> bool) -> Duration {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(secs), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.elapsed()
+}
+
+fn box_figures(a: &Args, image: &std::path::Path) {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_flotilla"));
+    let grace = a.grace.to_string();
+    let mut b = Box::new(&bin, true, &["--node-grace", &grace]);
+    enter_netns(&b.hub());
+    for _ in 0..3 {
+        let i = b.add();
+        wait("a node joins", 60, || {
+            let out = b.cli(0, &["get", "nodes", "-o", "name"]);
+            String::from_utf8_lossy(&out.stdout).lines().count() == i + 1
+        });
+    }
+    for i in 0..3 {
+        let out = b.cli(i, &["image", "import", image.to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let f = b.dirs[0].path().join("bench.yaml");
+    std::fs::write(&f, deployment(a.replicas)).unwrap();
+    let t = Instant::now();
+    let out = b.cli(1, &["apply", "-f", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    wait("all replicas Running", 300, || {
+        running(&pods(&b, 0), a.replicas, None)
+    });
+    let apply = t.elapsed();
+    let ps = pods(&b, 0);
+    let on = |n: &str| ps.iter().filter(|p| p["spec"]["nodeName"] == n).count();
+    let spread = format!("{}/{}/{}", on("node-0"), on("node-1"), on("node-2"));
+
+    // node-2 dies: its agent is killed and its link goes down (its containers run on, cut off).
+    b.kill9(2);
+    b.link(2, false);
+    let t = Instant::now();
+    wait("the dead node's pods Running elsewhere", 300, || {
+        running(&pods(&b, 0), a.replicas, Some("node-2"))
+    });
+    let replaced = t.elapsed();
+    println!("\nworkloads on a 3-node cluster in a box (release agents, real containers, 2 cores)");
+    println!(
+        "  apply of a {}-replica Deployment to all Running: {:.2} s (pods per node {spread})",
+        a.replicas,
+        apply.as_secs_f64()
+    );
+    println!(
+        "  node death (kill -9 and link down) to its {} pods Running elsewhere: {:.1} s \
+         (grace {} s + {:.1} s; target grace + 10 s; Kubernetes' default grace is 300 s)",
+        on("node-2"),
+        replaced.as_secs_f64(),
+        a.grace,
+        replaced.as_secs_f64() - a.grace as f64
+    );
+}
+
+fn main() {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    scheduler_figures(&args);
+    if !args.no_box {
+        let dir = tempfile::tempdir().unwrap();
+        let image = flotilla_runtime::testing::test_image(dir.path());
+        box_figures(&args, &image);
+    }
+}
