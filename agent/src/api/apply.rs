@@ -109,8 +109,13 @@ pub async fn apply(State(s): State<ApiState>, body: Body) -> Result<Json<Value>,
             ));
         }
     }
-    // ClusterIPs and NodePorts, under the allocation lock until the commit.
-    let _alloc = s.alloc_lock.lock().await;
+    // ClusterIPs and NodePorts, under the allocation lock until the commit (only when there is
+    // a Service to allocate for: other applies need not wait for each other).
+    let _alloc = if prepared.iter().any(|(_, o)| o["kind"] == "Service") {
+        Some(s.alloc_lock.lock().await)
+    } else {
+        None
+    };
     if causes.is_empty() {
         let mut objs: Vec<&mut Value> = prepared.iter_mut().map(|(_, o)| o).collect();
         let problems = super::services::allocate_in(&s.store, &mut objs).await?;

@@ -129,16 +129,20 @@ impl ApiState {
     /// A Node as this node sees it (Ready Unknown when gossip does not hear it).
     pub fn node_view(&self, mut node: Value) -> Value {
         let name = node["metadata"]["name"].as_str().unwrap_or("").to_string();
-        if let Some(&voter) = self.voters.borrow().get(&name)
+        let voters = self.voters.borrow();
+        // Known voters get the role; every other node (a learner, or a node that pulls the
+        // log and is in no membership) loses it.
+        if !voters.is_empty()
             && let Some(labels) = node["metadata"]["labels"].as_object_mut()
         {
             const ROLE: &str = "node-role.kubernetes.io/control-plane";
-            if voter {
+            if voters.get(&name) == Some(&true) {
                 labels.insert(ROLE.into(), Value::from("true"));
             } else {
                 labels.remove(ROLE);
             }
         }
+        drop(voters);
         if self.unreachable.borrow().contains(&name) {
             crate::node::status::unreachable_view(node)
         } else {

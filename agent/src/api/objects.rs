@@ -288,7 +288,7 @@ async fn create(s: &ApiState, rp: &ResourcePath, obj: Value) -> Result<Value, Ap
         obj["metadata"]["name"] = Value::from(format!("{prefix}{}", &new_uid()[..5]));
     }
     check_namespace(s, &obj).await?;
-    let _alloc = s.alloc_lock.lock().await;
+    let _alloc = allocation_lock(s, rp).await;
     allocate_one(s, rp, &mut obj).await?;
     let mut r = s
         .commit(Write::new(vec![Op::Create {
@@ -311,7 +311,7 @@ async fn replace(s: &ApiState, rp: &ResourcePath, obj: Value) -> Result<Value, A
         return update(s, obj).await;
     }
     let mut obj = prepare_user_object(rp, obj)?;
-    let _alloc = s.alloc_lock.lock().await;
+    let _alloc = allocation_lock(s, rp).await;
     allocate_one(s, rp, &mut obj).await?;
     update(s, obj).await
 }
@@ -372,6 +372,21 @@ async fn update(s: &ApiState, obj: Value) -> Result<Value, ApiError> {
 }
 
 /// ClusterIP and NodePorts for a Service being written (a no-op for other kinds).
+/// Held from allocating a Service's ClusterIP and NodePort until its write commits, so two
+/// Services written through this node never get the same address. Other kinds allocate
+/// nothing and take no lock: holding one across the commit would queue every write of the
+/// node behind the previous one's quorum round trip.
+async fn allocation_lock<'a>(
+    s: &'a ApiState,
+    rp: &ResourcePath,
+) -> Option<tokio::sync::MutexGuard<'a, ()>> {
+    if rp.info.kind == "Service" {
+        Some(s.alloc_lock.lock().await)
+    } else {
+        None
+    }
+}
+
 async fn allocate_one(s: &ApiState, rp: &ResourcePath, obj: &mut Value) -> Result<(), ApiError> {
     let problems = super::services::allocate_in(&s.store, &mut [obj]).await?;
     if problems.is_empty() {

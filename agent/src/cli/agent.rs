@@ -65,6 +65,10 @@ pub struct AgentArgs {
     /// a rollout). Bounded by the pod's termination grace period.
     #[arg(long, default_value_t = 2, value_name = "SECONDS")]
     pub endpoint_drain: u64,
+    /// Learners the leader keeps beyond the voters, ready to replace one; further nodes pull
+    /// the log from peers (found by gossip), so the voters' load does not grow with the fleet.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub standby_learners: usize,
     /// Seconds a voter may be unreachable before the leader gives its vote to a healthy node.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub replace_voter_after: u64,
@@ -188,6 +192,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
             election_timeout: Duration::from_millis(a.election_timeout_ms),
             max_voters: a.max_voters,
             replace_after: Duration::from_secs(a.replace_voter_after),
+            standby: a.standby_learners,
             ..Default::default()
         },
     )
@@ -231,6 +236,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     )
     .await
     .context("starting gossip")?;
+    let progress = crate::cluster::share_progress(&gossip, store.clone(), quorum.clone());
     let (unreachable, liveness) = crate::cluster::watch_unreachable(
         &gossip,
         store.clone(),
@@ -493,6 +499,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     bootstrapper.abort();
     renewer.abort();
     liveness.abort();
+    progress.abort();
     let _ = gossip.shutdown().await;
     quorum.shutdown().await;
     // The rules stay in the kernel: pods keep reaching Services while the agent is away.

@@ -247,3 +247,36 @@ pub fn watch_unreachable(
     });
     (rx, task)
 }
+
+/// Publishes in gossip the next log index this node needs (`next`, one past the last it
+/// applied) and hands the quorum every live peer's, four times a second: how a node that
+/// pulls the log finds a peer ahead of it ([`raft::pull`]).
+pub fn share_progress(
+    gossip: &ChitchatHandle,
+    store: crate::store::Store,
+    quorum: std::sync::Arc<raft::Quorum>,
+) -> tokio::task::JoinHandle<()> {
+    let chitchat = gossip.chitchat();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            let mine = raft::pull::next_index(&store).await.unwrap_or(0);
+            let peers: Vec<(std::net::SocketAddr, u64)> = {
+                let mut c = chitchat.lock().await;
+                let value = mine.to_string();
+                if c.self_node_state().get("next") != Some(value.as_str()) {
+                    c.self_node_state().set("next", value);
+                }
+                let live: Vec<ChitchatId> = c.live_nodes().cloned().collect();
+                live.iter()
+                    .filter_map(|id| {
+                        let next = c.node_state(id)?.get("next")?.parse().ok()?;
+                        Some((id.gossip_advertise_addr, next))
+                    })
+                    .collect()
+            };
+            quorum.set_peers(peers);
+        }
+    })
+}

@@ -709,15 +709,18 @@ impl Store {
     }
 
     /// Applies committed entries of the cluster's log in one transaction (one disk sync for
-    /// them all): each entry's write, or its refusal (a conflict, say) after which that write
-    /// leaves nothing, and `state` with them. The outer error is the disk's; the inner ones are
-    /// each write's own refusal, so every replica refuses alike and still moves on.
+    /// them all): each entry is its log index and its writes; each write lands whole, or is
+    /// refused (a conflict, say) and leaves nothing; `state` goes with them. Entries at or
+    /// below the index applied before are skipped, so applying the same entry twice (a node
+    /// that pulled entries and then gets them again from the leader) changes nothing. The
+    /// outer error is the disk's; the inner ones are each write's own refusal, so every replica
+    /// refuses alike and still moves on.
     #[allow(clippy::type_complexity)]
     pub(crate) async fn apply_replicated_batch(
         &self,
-        writes: &[Option<&Write>],
+        entries: &[(u64, Vec<&Write>)],
         state: &[(&str, Vec<u8>)],
-    ) -> Result<Vec<Result<Vec<Applied>, StoreError>>, sqlx::Error> {
+    ) -> Result<Vec<Vec<Result<Vec<Applied>, StoreError>>>, sqlx::Error> {
         let sqlite = |e: StoreError| match e {
             StoreError::Sqlite(e) => e,
             other => sqlx::Error::Protocol(other.to_string()),
@@ -728,24 +731,41 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let mut rev = start;
-        let mut out = Vec::with_capacity(writes.len());
-        for w in writes {
-            let Some(w) = w else {
-                out.push(Ok(Vec::new()));
-                continue;
-            };
-            sqlx::query("SAVEPOINT entry").execute(&mut *tx).await?;
-            let before = rev;
-            match self.apply_ops(&mut tx, w, &mut rev).await {
-                Ok(applied) => out.push(Ok(applied)),
-                Err(StoreError::Sqlite(e)) => return Err(e),
-                Err(refused) => {
-                    sqlx::query("ROLLBACK TO entry").execute(&mut *tx).await?;
-                    rev = before;
-                    out.push(Err(refused));
+        let done: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT value FROM raft_state WHERE key = 'applied_index'")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let mut done: Option<u64> = done.and_then(|b| serde_json::from_slice(&b).ok());
+        let mut out = Vec::with_capacity(entries.len());
+        for (index, writes) in entries {
+            let mut results = Vec::with_capacity(writes.len());
+            for w in writes {
+                if done.is_some_and(|d| *index <= d) {
+                    results.push(Ok(Vec::new()));
+                    continue;
                 }
+                sqlx::query("SAVEPOINT entry").execute(&mut *tx).await?;
+                let before = rev;
+                match self.apply_ops(&mut tx, w, &mut rev).await {
+                    Ok(applied) => results.push(Ok(applied)),
+                    Err(StoreError::Sqlite(e)) => return Err(e),
+                    Err(refused) => {
+                        sqlx::query("ROLLBACK TO entry").execute(&mut *tx).await?;
+                        rev = before;
+                        results.push(Err(refused));
+                    }
+                }
+                sqlx::query("RELEASE entry").execute(&mut *tx).await?;
             }
-            sqlx::query("RELEASE entry").execute(&mut *tx).await?;
+            done = Some(done.map_or(*index, |d| d.max(*index)));
+            out.push(results);
+        }
+        if let Some(d) = done {
+            put_state(
+                &mut tx,
+                &[("applied_index", serde_json::to_vec(&d).expect("u64"))],
+            )
+            .await?;
         }
         self.finish(tx, start, rev, state).await.map_err(sqlite)?;
         Ok(out)

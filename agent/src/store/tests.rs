@@ -143,20 +143,20 @@ async fn replicated_entries_apply_in_one_transaction_and_a_refused_one_leaves_no
     let last = Write::new(vec![put(cm("d", "1"))]);
     let out = s
         .apply_replicated_batch(
-            &[Some(&first), None, Some(&refused), Some(&last)],
+            &[(1, vec![&first]), (2, vec![]), (3, vec![&refused, &last])],
             &[("applied", b"42".to_vec())],
         )
         .await
         .unwrap();
-    assert_eq!(out.len(), 4);
-    assert_eq!(out[0].as_ref().unwrap().len(), 2);
-    assert!(out[1].as_ref().unwrap().is_empty());
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[0][0].as_ref().unwrap().len(), 2);
+    assert!(out[1].is_empty());
     assert!(
-        matches!(out[2], Err(StoreError::AlreadyExists { .. })),
+        matches!(out[2][0], Err(StoreError::AlreadyExists { .. })),
         "{:?}",
-        out[2]
+        out[2][0]
     );
-    let d = out[3].as_ref().unwrap();
+    let d = out[2][1].as_ref().unwrap();
     assert_eq!(d[0].object["metadata"]["resourceVersion"], "3");
     assert_eq!(s.revision(), 3, "revisions stay consecutive past a refusal");
     let (items, _) = s.list("ConfigMap", Some("default")).await.unwrap();
@@ -170,6 +170,18 @@ async fn replicated_entries_apply_in_one_transaction_and_a_refused_one_leaves_no
         .await
         .unwrap();
     assert_eq!(applied, b"42");
+    // The same entries again (a node that pulled them, then hears them from the leader):
+    // nothing changes.
+    let again = s
+        .apply_replicated_batch(&[(3, vec![&refused, &last])], &[])
+        .await
+        .unwrap();
+    assert!(
+        again[0]
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|a| a.is_empty()))
+    );
+    assert_eq!(s.revision(), 3);
 }
 
 #[tokio::test]

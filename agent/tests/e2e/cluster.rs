@@ -237,6 +237,61 @@ fn five_nodes_join_replicate_fail_over_and_replace_a_lost_voter() {
 }
 
 #[test]
+fn nodes_beyond_the_quorum_pull_the_log_from_peers() {
+    // One voter and no standby learner: nodes 2-4 are not replicated to by the leader; they
+    // pull from peers gossip shows ahead of them.
+    let mut b = crate::harness::Box::start(
+        4,
+        &[
+            "--pod-network",
+            "none",
+            "--max-voters",
+            "1",
+            "--standby-learners",
+            "0",
+        ],
+    );
+    for a in &b.nodes {
+        a.eventually(30, "4 Ready nodes", || {
+            let r = node_ready(a);
+            r.len() == 4 && r.values().all(|s| s == "True")
+        });
+        a.eventually(20, "node-1 shown as the control plane", || {
+            voters(a) == ["node-1"]
+        });
+    }
+    // A write through a puller reaches every node.
+    let out = apply(&b.nodes[3], &config_map("from-a-puller"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for a in &b.nodes {
+        a.eventually(10, "from-a-puller everywhere", || {
+            has_config_map(a, "from-a-puller")
+        });
+    }
+    // A consistent read through a puller sees a write made through the voter at once.
+    write_until_ok(&b.nodes[0], "fresh", 10);
+    let got = b.nodes[2].ok(&["get", "configmap", "fresh", "--consistent"]);
+    assert!(got.contains("fresh"), "{got}");
+    // One puller dies and another is cut off; writes go on, and the cut-off one catches up
+    // when its link returns.
+    b.nodes[1].kill9();
+    b.link(4, false);
+    write_until_ok(&b.nodes[2], "while-away", 10);
+    b.nodes[2].eventually(10, "while-away on node-3", || {
+        has_config_map(&b.nodes[2], "while-away")
+    });
+    assert!(!has_config_map(&b.nodes[3], "while-away"));
+    b.link(4, true);
+    b.nodes[3].eventually(30, "node-4 catches up", || {
+        has_config_map(&b.nodes[3], "while-away")
+    });
+}
+
+#[test]
 fn tokens_admit_through_any_member_until_revoked_or_expired() {
     let mut b = crate::harness::Box::start(2, &["--pod-network", "none"]);
     // A new token, used through node-2 (not the founder): any member admits.

@@ -118,7 +118,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((applied, self.membership().await?))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, Error>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Reply>>, Error>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -136,21 +136,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }) {
             state.push(("membership", encode(&StoredMembership::new(Some(id), m))));
         }
-        let writes: Vec<Option<&crate::store::Write>> = entries
+        let batch: Vec<(u64, Vec<&crate::store::Write>)> = entries
             .iter()
             .map(|e| match &e.payload {
-                EntryPayload::Normal(w) => Some(w),
-                _ => None,
+                EntryPayload::Normal(b) => (e.log_id.index, b.0.iter().collect()),
+                _ => (e.log_id.index, Vec::new()),
             })
             .collect();
         let results = self
             .store
-            .apply_replicated_batch(&writes, &state)
+            .apply_replicated_batch(&batch, &state)
             .await
             .map_err(io(move |e| StorageIOError::apply(last, e)))?;
         Ok(results
             .into_iter()
-            .map(|r| r.map_err(|e| Rejection::from(&e)))
+            .map(|rs| {
+                rs.into_iter()
+                    .map(|r| r.map_err(|e| Rejection::from(&e)))
+                    .collect()
+            })
             .collect())
     }
 
@@ -176,6 +180,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 &parsed.dump,
                 &[
                     ("applied", encode(&meta.last_log_id)),
+                    (
+                        "applied_index",
+                        encode(&meta.last_log_id.map_or(0, |l| l.index)),
+                    ),
                     ("membership", encode(&meta.last_membership)),
                 ],
             )

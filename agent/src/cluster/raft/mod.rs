@@ -6,6 +6,7 @@
 pub mod log;
 pub mod machine;
 pub mod network;
+pub mod pull;
 pub mod quorum;
 pub mod voters;
 
@@ -23,8 +24,14 @@ use crate::store::{Applied, Rejection, Write};
 
 pub use quorum::{Quorum, RaftSettings};
 
-/// What applying one entry answers: the ops' results, or why the write was refused.
+/// What applying one write answers: the ops' results, or why the write was refused.
 pub type Reply = Result<Vec<Applied>, Rejection>;
+
+/// A log entry's payload: the writes that reached the leader together (group commit), each
+/// applied, or refused, on its own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Batch(pub Vec<Write>);
 
 /// A member as Raft knows it: its node name and the address of its QUIC endpoint.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,10 +47,11 @@ impl std::fmt::Display for Member {
 }
 
 openraft::declare_raft_types!(
-    /// Flotilla's Raft types: a log entry is a store [`Write`].
+    /// Flotilla's Raft types: a log entry is a [`Batch`] of store writes, answered write by
+    /// write.
     pub TypeConfig:
-        D = Write,
-        R = Reply,
+        D = Batch,
+        R = Vec<Reply>,
         NodeId = u64,
         Node = Member,
         Entry = openraft::Entry<TypeConfig>,
@@ -82,8 +90,23 @@ pub enum RaftRpc {
         hops: u8,
     },
     /// The leader confirms it still leads and answers the log index a linearizable read on
-    /// another member must wait for.
+    /// another member must wait for (a member that does not lead asks the leader).
     ReadIndex,
+    /// A node outside the membership asks for the committed entries from index `from` on,
+    /// waiting up to `wait_ms` for some ([`pull`]).
+    Pull {
+        from: u64,
+        wait_ms: u64,
+    },
+}
+
+/// What an enrollment made of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// A learner (and a voter when one is needed): the leader replicates to it.
+    Member,
+    /// The quorum has its voters and standby learners: the node pulls the log from peers.
+    Puller,
 }
 
 pub type AppendAnswer = Result<AppendEntriesResponse<u64>, RaftError<u64>>;
@@ -91,7 +114,7 @@ pub type VoteAnswer = Result<VoteResponse<u64>, RaftError<u64>>;
 pub type SnapshotAnswer =
     Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>;
 pub type WriteAnswer = Result<Vec<Applied>, Rejection>;
-pub type EnrollAnswer = Result<(), String>;
+pub type EnrollAnswer = Result<Role, String>;
 pub type ReadIndexAnswer = Result<u64, Rejection>;
 
 pub fn frame(rpc: &RaftRpc) -> Vec<u8> {

@@ -11,14 +11,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Raft, RaftMetrics, ServerState, SnapshotPolicy};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::log::LogStore;
 use super::machine::StateMachine;
 use super::network::{Contacts, Network};
+use super::pull::{self, PullAnswer};
 use super::{
-    EnrollAnswer, Member, RaftRpc, ReadIndexAnswer, TypeConfig, WriteAnswer, frame, node_id, voters,
+    Batch, EnrollAnswer, Member, RaftRpc, ReadIndexAnswer, Reply, Role, TypeConfig, WriteAnswer,
+    frame, node_id, voters,
 };
 use crate::cluster::transport::Transport;
 use crate::store::{Applied, Proposer, Rejection, Store, StoreError, Write};
@@ -38,6 +40,11 @@ pub struct RaftSettings {
     pub replace_after: Duration,
     /// Entries between snapshots (the log before a snapshot is purged).
     pub snapshot_every: u64,
+    /// Learners kept beyond the voters, ready to replace one; further nodes pull the log from
+    /// peers instead of being replicated to by the leader.
+    pub standby: usize,
+    /// Entries kept behind a snapshot (for members and pullers a little behind).
+    pub keep_logs: u64,
 }
 
 impl Default for RaftSettings {
@@ -48,6 +55,8 @@ impl Default for RaftSettings {
             max_voters: 3,
             replace_after: Duration::from_secs(60),
             snapshot_every: 5000,
+            standby: 3,
+            keep_logs: 1000,
         }
     }
 }
@@ -75,6 +84,73 @@ pub struct Quorum {
     /// Members to forward to before this node knows a leader (the address it joined through).
     seeds: Mutex<Vec<SocketAddr>>,
     leading: watch::Sender<bool>,
+    /// Writes to commit while this node leads, grouped into entries by [`batch_writes`].
+    batcher: mpsc::UnboundedSender<(Write, oneshot::Sender<Batched>)>,
+    store: Store,
+    /// Set when the leader made this node a puller ([`Role::Puller`]).
+    pulling: std::sync::atomic::AtomicBool,
+    /// Peers gossip shows, with the next log index each needs.
+    peers: Mutex<Vec<(SocketAddr, u64)>>,
+    /// The membership as a puller last applied it (a puller's openraft instance stays idle).
+    pulled: watch::Sender<BTreeMap<String, bool>>,
+    /// The voters' addresses, as a puller last applied them.
+    voters: Mutex<Vec<SocketAddr>>,
+}
+
+/// What became of a write handed to [`batch_writes`].
+enum Batched {
+    Done(Reply),
+    /// This node no longer leads: find the leader and try again.
+    NotLeader,
+    /// Not committed in time (`None`), or openraft's error.
+    Failed(Option<String>),
+}
+
+/// Most writes in one entry.
+const MAX_BATCH: usize = 512;
+
+/// Group commit on the leader: writes that arrive while an entry is being committed wait and
+/// go together in the next one, so a burst costs one log append (one fsync on each node) and
+/// one apply transaction instead of one per write. A lone write goes at once.
+async fn batch_writes(
+    raft: Raft<TypeConfig>,
+    mut rx: mpsc::UnboundedReceiver<(Write, oneshot::Sender<Batched>)>,
+    wait: Duration,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut pending = vec![first];
+        while pending.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => pending.push(p),
+                Err(_) => break,
+            }
+        }
+        let (writes, waiters): (Vec<Write>, Vec<oneshot::Sender<Batched>>) =
+            pending.into_iter().unzip();
+        match tokio::time::timeout(wait, raft.client_write(Batch(writes))).await {
+            Ok(Ok(resp)) => {
+                for (w, reply) in waiters.into_iter().zip(resp.data) {
+                    let _ = w.send(Batched::Done(reply));
+                }
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                for w in waiters {
+                    let _ = w.send(Batched::NotLeader);
+                }
+            }
+            Ok(Err(e)) => {
+                let msg = e.to_string();
+                for w in waiters {
+                    let _ = w.send(Batched::Failed(Some(msg.clone())));
+                }
+            }
+            Err(_) => {
+                for w in waiters {
+                    let _ = w.send(Batched::Failed(None));
+                }
+            }
+        }
+    }
 }
 
 impl Quorum {
@@ -94,7 +170,7 @@ impl Quorum {
             election_timeout_min: election_ms,
             election_timeout_max: election_ms * 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
-            max_in_snapshot_log_to_keep: 1000,
+            max_in_snapshot_log_to_keep: settings.keep_logs,
             install_snapshot_timeout: 10_000,
             ..Default::default()
         }
@@ -115,6 +191,8 @@ impl Quorum {
         .await
         .context("starting Raft")?;
         let (leading, _) = watch::channel(false);
+        let (batcher, batches) = mpsc::unbounded_channel();
+        tokio::spawn(batch_writes(raft.clone(), batches, settings.write_wait()));
         let q = Arc::new(Quorum {
             raft,
             id,
@@ -124,8 +202,15 @@ impl Quorum {
             settings,
             seeds: Mutex::default(),
             leading,
+            batcher,
+            store: store.clone(),
+            pulling: std::sync::atomic::AtomicBool::new(false),
+            peers: Mutex::default(),
+            pulled: watch::channel(BTreeMap::new()).0,
+            voters: Mutex::default(),
         });
         tokio::spawn(watch_leadership(Arc::downgrade(&q)));
+        tokio::spawn(follow(Arc::downgrade(&q)));
         tokio::spawn(keep_voters(Arc::downgrade(&q)));
         Ok(q)
     }
@@ -165,22 +250,31 @@ impl Quorum {
     /// The members by node name, `true` for voters, kept up to date.
     pub fn roles(&self) -> watch::Receiver<BTreeMap<String, bool>> {
         let mut metrics = self.raft.metrics();
+        let mut pulled = self.pulled.subscribe();
         let (tx, rx) = watch::channel(BTreeMap::new());
         tokio::spawn(async move {
             loop {
                 let m = metrics.borrow_and_update().clone();
                 let membership = m.membership_config.membership();
                 let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
-                let roles: BTreeMap<String, bool> = membership
+                let mut roles: BTreeMap<String, bool> = membership
                     .nodes()
                     .map(|(id, n)| (n.name.clone(), voters.contains(id)))
                     .collect();
+                // A puller's openraft instance knows no membership: use what it pulled.
+                if roles.is_empty() {
+                    roles = pulled.borrow_and_update().clone();
+                }
                 tx.send_if_modified(|r| {
                     let changed = *r != roles;
                     *r = roles;
                     changed
                 });
-                if metrics.changed().await.is_err() || tx.is_closed() {
+                tokio::select! {
+                    r = metrics.changed() => if r.is_err() { return },
+                    r = pulled.changed() => if r.is_err() { return },
+                }
+                if tx.is_closed() {
                     return;
                 }
             }
@@ -212,8 +306,14 @@ impl Quorum {
                     .ask::<EnrollAnswer>(*s, &rpc, Duration::from_secs(10))
                     .await
                 {
-                    Ok(Ok(())) => {
+                    Ok(Ok(Role::Member)) => {
                         info!(node = %self.me.name, via = %s, "enrolled in the quorum");
+                        return;
+                    }
+                    Ok(Ok(Role::Puller)) => {
+                        info!(node = %self.me.name, via = %s, "enrolled: pulling the log from peers");
+                        self.pulling
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
                         return;
                     }
                     Ok(Err(e)) => warn!(via = %s, error = %e, "enrollment refused"),
@@ -242,15 +342,23 @@ impl Quorum {
         match self.leader() {
             Some((l, _)) if l == self.id => {
                 let m = self.metrics();
-                if m.membership_config.membership().get_node(&id) == Some(&member) {
-                    return Ok(());
+                let membership = m.membership_config.membership();
+                if membership.get_node(&id) == Some(&member) {
+                    return Ok(Role::Member);
+                }
+                // Members up to the voters wanted plus the standby learners; nodes beyond pull.
+                let members = membership.nodes().count();
+                if membership.get_node(&id).is_none()
+                    && members >= self.settings.max_voters + self.settings.standby
+                {
+                    return Ok(Role::Puller);
                 }
                 self.raft
                     .add_learner(id, member.clone(), false)
                     .await
                     .map_err(|e| e.to_string())?;
                 info!(joiner = %member, id, "added a learner");
-                Ok(())
+                Ok(Role::Member)
             }
             Some((_, leader)) if hops < 2 => {
                 let addr: SocketAddr = leader.addr.parse().map_err(|_| "bad leader address")?;
@@ -314,11 +422,18 @@ impl Quorum {
                         return Err(self.no_quorum(&m));
                     }
                     let left = deadline.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(left, self.raft.client_write(w.clone())).await {
-                        Err(_) => return Err(self.no_quorum(&m)),
-                        Ok(Ok(resp)) => return resp.data.map_err(StoreError::from),
-                        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => None,
-                        Ok(Err(e)) => return Err(StoreError::NoQuorum(e.to_string())),
+                    let (tx, rx) = oneshot::channel();
+                    if self.batcher.send((w.clone(), tx)).is_err() {
+                        return Err(StoreError::NoQuorum("the quorum has stopped".into()));
+                    }
+                    match tokio::time::timeout(left, rx).await {
+                        Err(_) | Ok(Ok(Batched::Failed(None))) => return Err(self.no_quorum(&m)),
+                        Ok(Err(_)) => {
+                            return Err(StoreError::NoQuorum("the quorum has stopped".into()));
+                        }
+                        Ok(Ok(Batched::Done(reply))) => return reply.map_err(StoreError::from),
+                        Ok(Ok(Batched::NotLeader)) => None,
+                        Ok(Ok(Batched::Failed(Some(e)))) => return Err(StoreError::NoQuorum(e)),
                     }
                 }
                 // A leader silent for longer than a heartbeat allows is most likely gone: wait
@@ -329,12 +444,9 @@ impl Quorum {
                     .get_node(&l)
                     .and_then(|n| n.addr.parse::<SocketAddr>().ok())
                     .map(|a| (l, a)),
-                None if hops < 2 && !self.is_member() => self
-                    .seeds
-                    .lock()
-                    .expect("seeds")
-                    .first()
-                    .map(|a| (u64::MAX, *a)),
+                None if hops < 2 && !self.is_member() => {
+                    self.live_seeds().first().map(|a| (u64::MAX, *a))
+                }
                 _ => None,
             };
             if let Some((leader, addr)) = target {
@@ -421,6 +533,9 @@ impl Quorum {
 
     /// Returns once this member has applied everything committed before the call.
     pub async fn read_barrier(&self) -> Result<(), StoreError> {
+        if self.is_puller() {
+            return self.pulled_read_barrier().await;
+        }
         let deadline = Instant::now() + self.settings.write_wait();
         let index = loop {
             let m = self.metrics();
@@ -472,6 +587,147 @@ impl Quorum {
             .map_err(|e| StoreError::NoQuorum(format!("catching up for a consistent read: {e}")))
     }
 
+    /// Whether this node pulls the log (it is no member, and the leader said so).
+    pub fn is_puller(&self) -> bool {
+        self.pulling.load(std::sync::atomic::Ordering::Relaxed) && !self.is_member()
+    }
+
+    /// A puller's consistent read: the read index from a voter (which asks its leader), then
+    /// waiting until the pulled log has been applied that far.
+    async fn pulled_read_barrier(&self) -> Result<(), StoreError> {
+        let deadline = Instant::now() + self.settings.write_wait();
+        let seeds = self.live_seeds();
+        let mut index = None;
+        for s in seeds {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self
+                .ask::<ReadIndexAnswer>(s, &RaftRpc::ReadIndex, left.max(Duration::from_secs(1)))
+                .await
+            {
+                Ok(Ok(i)) => {
+                    index = Some(i);
+                    break;
+                }
+                Ok(Err(e)) => debug!(via = %s, error = %StoreError::from(e), "read index"),
+                Err(e) => debug!(via = %s, error = %format!("{e:#}"), "read index"),
+            }
+        }
+        let Some(index) = index else {
+            return Err(StoreError::NoQuorum(
+                "no quorum: no voter answered a consistent read".into(),
+            ));
+        };
+        while pull::next_index(&self.store).await.unwrap_or(0) <= index {
+            if Instant::now() >= deadline {
+                return Err(StoreError::NoQuorum(
+                    "catching up for a consistent read: the pulled log is behind".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Where a node outside the membership sends writes and read-index requests: the voters
+    /// (and the address it joined through), those gossip hears first.
+    fn live_seeds(&self) -> Vec<SocketAddr> {
+        let live: Vec<SocketAddr> = self
+            .peers
+            .lock()
+            .expect("peers")
+            .iter()
+            .map(|(a, _)| *a)
+            .collect();
+        let mut seeds = self.seeds.lock().expect("seeds").clone();
+        seeds.sort_by_key(|s| !live.contains(s));
+        seeds
+    }
+
+    /// Gossip's view of the peers: their QUIC addresses and the next index each needs (one
+    /// past the last it applied).
+    pub fn set_peers(&self, peers: Vec<(SocketAddr, u64)>) {
+        *self.peers.lock().expect("peers") = peers;
+    }
+
+    /// The peer a puller asks next: one gossip shows ahead of `mine`, other pullers and
+    /// learners before voters; when none is ahead, a member or a puller ordered before this
+    /// node (never two pullers waiting on each other).
+    fn upstream(&self, mine: u64, turn: usize) -> Option<SocketAddr> {
+        let voters = self.voters.lock().expect("voters").clone();
+        let me: SocketAddr = self.me.addr.parse().ok()?;
+        let peers: Vec<(SocketAddr, u64)> = self
+            .peers
+            .lock()
+            .expect("peers")
+            .iter()
+            .filter(|(a, _)| *a != me)
+            .copied()
+            .collect();
+        let pick = |c: Vec<SocketAddr>| (!c.is_empty()).then(|| c[turn % c.len()]);
+        let ahead = |skip_voters: bool| -> Vec<SocketAddr> {
+            peers
+                .iter()
+                .filter(|(a, i)| *i > mine && !(skip_voters && voters.contains(a)))
+                .map(|(a, _)| *a)
+                .collect()
+        };
+        pick(ahead(true))
+            .or_else(|| pick(ahead(false)))
+            .or_else(|| {
+                pick(
+                    peers
+                        .iter()
+                        .filter(|(a, i)| *i >= mine && !voters.contains(a) && *a < me)
+                        .map(|(a, _)| *a)
+                        .collect(),
+                )
+            })
+            .or_else(|| pick(voters.clone()))
+            .or_else(|| self.seeds.lock().expect("seeds").first().copied())
+    }
+
+    /// After pulling: the voters' addresses (where writes and consistent reads go) and the
+    /// roles `get nodes` shows, from the membership this node applied.
+    async fn learn_membership(&self) {
+        let Ok(Some(m)) = super::log::get_state::<openraft::StoredMembership<u64, Member>>(
+            self.store.pool(),
+            "membership",
+        )
+        .await
+        else {
+            return;
+        };
+        let membership = m.membership();
+        let voter_ids: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        let voters: Vec<SocketAddr> = membership
+            .nodes()
+            .filter(|(id, _)| voter_ids.contains(id))
+            .filter_map(|(_, n)| n.addr.parse().ok())
+            .collect();
+        let roles: BTreeMap<String, bool> = membership
+            .nodes()
+            .map(|(id, n)| (n.name.clone(), voter_ids.contains(id)))
+            .collect();
+        self.pulled.send_if_modified(|r| {
+            let changed = *r != roles;
+            if changed {
+                info!(node = %self.me.name, roles = ?roles, "pulled a membership");
+            }
+            *r = roles;
+            changed
+        });
+        if !voters.is_empty() {
+            let mut seeds = self.seeds.lock().expect("seeds");
+            let joined: Vec<SocketAddr> = seeds
+                .iter()
+                .filter(|s| !voters.contains(s))
+                .copied()
+                .collect();
+            *seeds = voters.iter().copied().chain(joined).collect();
+        }
+        *self.voters.lock().expect("voters") = voters;
+    }
+
     /// Answers one RPC from another member.
     pub async fn handle(&self, rpc: RaftRpc) -> Vec<u8> {
         let enc = |v: serde_json::Result<Vec<u8>>| v.expect("raft answers serialise");
@@ -495,7 +751,31 @@ impl Quorum {
                 enc(serde_json::to_vec(&self.enroll(id, member, hops).await))
             }
             RaftRpc::ReadIndex => {
-                let r: ReadIndexAnswer = self.read_index().await.map_err(|e| Rejection::from(&e));
+                let r: ReadIndexAnswer = match self.leader() {
+                    Some((l, leader)) if l != self.id => match leader.addr.parse() {
+                        Ok(addr) => self
+                            .ask::<ReadIndexAnswer>(
+                                addr,
+                                &RaftRpc::ReadIndex,
+                                self.settings.write_wait(),
+                            )
+                            .await
+                            .unwrap_or_else(|e| {
+                                Err(Rejection::from(&StoreError::NoQuorum(format!(
+                                    "asking the leader for a read index: {e:#}"
+                                ))))
+                            }),
+                        Err(_) => Err(Rejection::from(&StoreError::NoQuorum(
+                            "bad leader address".into(),
+                        ))),
+                    },
+                    _ => self.read_index().await.map_err(|e| Rejection::from(&e)),
+                };
+                enc(serde_json::to_vec(&r))
+            }
+            RaftRpc::Pull { from, wait_ms } => {
+                let wait = Duration::from_millis(wait_ms.min(30_000));
+                let r: PullAnswer = pull::serve(&self.store, from, wait).await;
                 enc(serde_json::to_vec(&r))
             }
         }
@@ -524,6 +804,74 @@ impl Proposer for Propose {
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>> {
         let q = self.0.clone();
         Box::pin(async move { q.read_barrier().await })
+    }
+}
+
+/// A puller's loop: long-polls a peer for the entries after the last one applied here and
+/// takes them in; every 30 s asks to be enrolled again, to become a learner when the quorum
+/// needs one more.
+async fn follow(q: Weak<Quorum>) {
+    let mut turn = 0usize;
+    let mut last_enroll = Instant::now();
+    loop {
+        let Some(q) = q.upgrade() else { return };
+        if !q.is_puller() {
+            drop(q);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        if last_enroll.elapsed() > Duration::from_secs(30) {
+            last_enroll = Instant::now();
+            let seeds = q.seeds.lock().expect("seeds").clone();
+            let rpc = RaftRpc::Enroll {
+                id: q.id,
+                member: q.me.clone(),
+                hops: 0,
+            };
+            for s in seeds {
+                if let Ok(Ok(Role::Member)) =
+                    q.ask::<EnrollAnswer>(s, &rpc, Duration::from_secs(5)).await
+                {
+                    info!(node = %q.me.name, "made a learner: the leader replicates to it now");
+                    break;
+                }
+            }
+        }
+        let mine = pull::next_index(&q.store).await.unwrap_or(0);
+        turn = turn.wrapping_add(1);
+        let Some(up) = q.upstream(mine, turn) else {
+            drop(q);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        let rpc = RaftRpc::Pull {
+            from: mine,
+            wait_ms: 5000,
+        };
+        match q.ask::<PullAnswer>(up, &rpc, Duration::from_secs(15)).await {
+            Ok(Ok(pulled)) => match pull::absorb(&q.store, pulled, q.settings.keep_logs).await {
+                Ok(index) if index > mine => {
+                    debug!(node = %q.me.name, from = %up, index, "pulled");
+                    q.learn_membership().await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(node = %q.me.name, from = %up, error = %e, "cannot apply pulled entries");
+                    drop(q);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            Ok(Err(e)) => {
+                debug!(from = %up, error = %e, "pull refused");
+                drop(q);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                debug!(from = %up, error = %format!("{e:#}"), "pull failed");
+                drop(q);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
     }
 }
 

@@ -48,7 +48,7 @@ fn fast() -> RaftSettings {
         election_timeout: Duration::from_millis(500),
         max_voters: 3,
         replace_after: Duration::from_secs(3600),
-        snapshot_every: 5000,
+        ..Default::default()
     }
 }
 
@@ -232,4 +232,91 @@ async fn three_members_replicate_writes_from_any_of_them_and_survive_losing_the_
     assert!(e.to_string().contains("no quorum"), "{e}");
     assert!(!has(&survivor.store, "no-quorum").await);
     survivor.quorum.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_beyond_the_quorum_pull_the_log_from_peers_or_a_snapshot() {
+    install_provider();
+    let ca = ca();
+    // One voter, no standby learner: every other node pulls. Snapshots every 20 entries,
+    // keeping 5, so a late joiner finds the start of the log gone.
+    let settings = RaftSettings {
+        max_voters: 1,
+        standby: 0,
+        snapshot_every: 20,
+        keep_logs: 5,
+        ..fast()
+    };
+    let n1 = node(&ca, "n1", settings.clone()).await;
+    n1.quorum.initialize().await.unwrap();
+    for i in 0..40 {
+        n1.store
+            .write(&config_map(&format!("early-{i}")))
+            .await
+            .unwrap();
+    }
+    let seed: std::net::SocketAddr = n1.quorum.me.addr.parse().unwrap();
+    let n2 = node(&ca, "n2", settings.clone()).await;
+    n2.quorum.enroll_through(vec![seed]).await;
+    assert!(n2.quorum.is_puller(), "n2 should pull, not be a member");
+    // The leader's log no longer starts at 1: n2 gets a snapshot, then entries.
+    eventually(
+        "n2 has everything written before it joined",
+        Duration::from_secs(20),
+        async || has(&n2.store, "early-39").await && has(&n2.store, "early-0").await,
+    )
+    .await;
+    // n3 pulls from n2, which gossip would show ahead of it.
+    let n3 = node(&ca, "n3", settings.clone()).await;
+    n3.quorum.enroll_through(vec![seed]).await;
+    assert!(n3.quorum.is_puller());
+    let n2_addr: std::net::SocketAddr = n2.quorum.me.addr.parse().unwrap();
+    n3.quorum.set_peers(vec![(n2_addr, u64::MAX)]);
+    eventually(
+        "n3 caught up through n2",
+        Duration::from_secs(20),
+        async || has(&n3.store, "early-39").await,
+    )
+    .await;
+    // A write through a puller goes to the voter; every node gets it.
+    n3.store.write(&config_map("from-a-puller")).await.unwrap();
+    for n in [&n1, &n2, &n3] {
+        eventually(
+            "the puller's write everywhere",
+            Duration::from_secs(20),
+            async || has(&n.store, "from-a-puller").await,
+        )
+        .await;
+    }
+    // A consistent read on a puller waits for what the voter committed.
+    n1.store.write(&config_map("just-now")).await.unwrap();
+    n2.store.read_barrier().await.unwrap();
+    assert!(has(&n2.store, "just-now").await);
+    // The leader replicates to no one: the pullers cost it only what they ask.
+    let m = n1.quorum.metrics();
+    let targets: Vec<u64> = m
+        .replication
+        .iter()
+        .flat_map(|r| r.keys().copied())
+        .filter(|id| *id != n1.quorum.id)
+        .collect();
+    assert!(targets.is_empty(), "the leader replicates to {targets:?}");
+    // Same contents and revision everywhere.
+    let d1 = n1.store.dump().await.unwrap();
+    for n in [&n2, &n3] {
+        eventually("same revision", Duration::from_secs(20), async || {
+            n.store.revision() == n1.store.revision()
+        })
+        .await;
+        let d = n.store.dump().await.unwrap();
+        assert_eq!(d.objects.len(), d1.objects.len());
+    }
+    // Roles come from the pulled membership.
+    let roles = n3.quorum.roles();
+    eventually(
+        "n3 knows n1 is the voter",
+        Duration::from_secs(5),
+        async || roles.borrow().get("n1") == Some(&true),
+    )
+    .await;
 }
