@@ -35,6 +35,17 @@ pub enum Backend {
     HostGw,
 }
 
+impl Backend {
+    /// The MTU pods should use over this backend (VXLAN's headers take 50 bytes of the
+    /// 1500 a link carries; host-gw routes add none).
+    pub fn pod_mtu(self) -> Option<u32> {
+        match self {
+            Backend::Vxlan => Some(1500 - VXLAN_OVERHEAD),
+            Backend::HostGw => None,
+        }
+    }
+}
+
 impl std::str::FromStr for Backend {
     type Err = String;
     fn from_str(s: &str) -> Result<Backend, String> {

@@ -122,6 +122,9 @@ pub struct PodNetwork {
     /// `ipam.json`: pod id -> address.
     state: PathBuf,
     lock: Mutex<()>,
+    /// The pods' MTU (the kernel's 1500 when `None`); lower under an overlay that adds
+    /// headers, so pods never send what the tunnel cannot carry.
+    mtu: Option<u32>,
 }
 
 /// Runs `f` with a netlink handle made inside the namespace at `netns` (the caller's own
@@ -205,7 +208,14 @@ impl PodNetwork {
             cidr,
             state: state_dir.join("ipam.json"),
             lock: Mutex::new(()),
+            mtu: None,
         }
+    }
+
+    /// Gives the pods' interfaces (both ends of each veth) this MTU.
+    pub fn with_mtu(mut self, mtu: Option<u32>) -> PodNetwork {
+        self.mtu = mtu;
+        self
     }
 
     fn read_ipam(&self) -> BTreeMap<String, Ipv4Addr> {
@@ -296,6 +306,7 @@ impl PodNetwork {
         let host = host_ifname(pod);
         let peer = format!("vp{}", &host[2..]);
         let bridge = self.bridge.clone();
+        let mtu = self.mtu;
         let ns_file = std::fs::File::open(netns).map_err(|e| NetError::Io {
             what: format!("opening {}", netns.display()),
             source: e,
@@ -309,8 +320,12 @@ impl PodNetwork {
                     .await
                     .map_err(nl(format!("removing stale {host}")))?;
             }
+            let mut veth = LinkVeth::new(&host, &peer);
+            if let Some(m) = mtu {
+                veth = veth.mtu(m);
+            }
             h.link()
-                .add(LinkVeth::new(&host, &peer).build())
+                .add(veth.build())
                 .execute()
                 .await
                 .map_err(nl(format!("creating veth {host}")))?;
@@ -346,7 +361,7 @@ impl PodNetwork {
             Ok(())
         })?;
         drop(ns_file);
-        let (gw, prefix) = (self.cidr.gateway(), self.cidr.prefix);
+        let (gw, prefix, mtu) = (self.cidr.gateway(), self.cidr.prefix, self.mtu);
         let peer = format!("vp{}", &host_ifname(pod)[2..]);
         netlink(Some(netns), move |h| async move {
             // The node forwards service traffic back out of the bridge it came in by, and
@@ -354,8 +369,12 @@ impl PodNetwork {
             // the link, where nothing answers. Pods ignore redirects (this runs inside the
             // pod's namespace, so /proc/sys/net is the pod's).
             let index = require_index(&h, &peer).await?;
+            let mut eth0 = LinkUnspec::new_with_index(index).name("eth0").up();
+            if let Some(m) = mtu {
+                eth0 = eth0.mtu(m);
+            }
             h.link()
-                .set(LinkUnspec::new_with_index(index).name("eth0").up().build())
+                .set(eth0.build())
                 .execute()
                 .await
                 .map_err(nl("naming eth0"))?;

@@ -86,7 +86,7 @@ impl TwoNodes {
                 pods[i].clone(),
             );
             let ip = inside(node, move || {
-                let net = PodNetwork::new("flotilla0", cidr, &state);
+                let net = PodNetwork::new("flotilla0", cidr, &state).with_mtu(backend.pod_mtu());
                 net.ensure_bridge().unwrap();
                 net.attach(&pod, &netns(&pod)).unwrap()
             });
@@ -155,6 +155,17 @@ fn pods_talk_across_nodes(backend: Backend) {
         Backend::HostGw => "10.42.2.0/24 via 192.168.80.2",
     };
     assert!(t.routes(0).contains(via), "{}", t.routes(0));
+    // Pods' MTU leaves room for the tunnel's headers.
+    let link = Command::new("ip")
+        .args(["-n", &t.pods[0], "link", "show", "eth0"])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&link.stdout);
+    let mtu = match backend {
+        Backend::Vxlan => "mtu 1450 ",
+        Backend::HostGw => "mtu 1500 ",
+    };
+    assert!(link.contains(mtu), "{link}");
 
     // Node 2 leaves: node 1's route to its pods goes, and so does the traffic.
     t.sync(0, vec![t.peer(0)]);

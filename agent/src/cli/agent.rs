@@ -291,7 +291,8 @@ pub async fn run(a: AgentArgs) -> Result<()> {
             crate::node::pods::BRIDGE,
             a.pod_cidr,
             &a.data_dir.join("net"),
-        );
+        )
+        .with_mtu(a.backend.pod_mtu());
         net.ensure_bridge().with_context(|| {
             format!(
                 "making the pod network bridge {} with {} (or start with --pod-network none)",

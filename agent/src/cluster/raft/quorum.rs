@@ -31,8 +31,8 @@ use crate::store::{Applied, Proposer, Rejection, Store, StoreError, Write};
 pub struct RaftSettings {
     /// How often the leader tells the others it is alive.
     pub heartbeat: Duration,
-    /// A follower that hears nothing for this long (up to twice as long, at random) stands
-    /// for election.
+    /// A follower that hears nothing for this long (up to half as long again, at random)
+    /// stands for election.
     pub election_timeout: Duration,
     /// Most voters (1, 3 or 5); other members are learners.
     pub max_voters: usize,
@@ -168,7 +168,7 @@ impl Quorum {
             cluster_name: "flotilla".into(),
             heartbeat_interval: settings.heartbeat.as_millis() as u64,
             election_timeout_min: election_ms,
-            election_timeout_max: election_ms * 2,
+            election_timeout_max: election_ms * 3 / 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
             max_in_snapshot_log_to_keep: settings.keep_logs,
             install_snapshot_timeout: 10_000,
