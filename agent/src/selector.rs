@@ -245,16 +245,18 @@ fn check_value(v: &str) -> Result<(), String> {
         .map_or(Ok(()), |e| Err(format!("label value {v:?}: {e}")))
 }
 
+/// A label map from pairs (for tests).
+#[cfg(test)]
+pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     /// Checks a selector string against label sets: `(labels, expected match)`.
     fn check(sel: &str, cases: &[(&[(&str, &str)], bool)]) {

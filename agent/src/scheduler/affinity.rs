@@ -101,13 +101,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::selector::labels;
 
     #[test]
     fn required_terms_are_ored_and_their_requirements_anded() {
