@@ -31,8 +31,16 @@ pub struct ApplyRequest {
 
 pub async fn apply(State(s): State<ApiState>, body: Body) -> Result<Json<Value>, ApiError> {
     let bytes = read_body(body).await?;
-    let req: ApplyRequest = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("apply request: {e}")))?;
+    super::retry_taken(|| async {
+        let req: ApplyRequest = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("apply request: {e}")))?;
+        apply_request(&s, req).await
+    })
+    .await
+}
+
+async fn apply_request(s: &ApiState, req: ApplyRequest) -> Result<Json<Value>, ApiError> {
+    let s = s.clone();
     let default_ns = req.namespace.clone().unwrap_or_else(|| "default".into());
 
     let mut causes = Vec::new();

@@ -49,6 +49,7 @@ impl ApiError {
                 StoreError::Conflict { .. } => (StatusCode::CONFLICT, "Conflict"),
                 StoreError::Compacted { .. } => (StatusCode::GONE, "Expired"),
                 StoreError::Incomplete(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
+                StoreError::Taken(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
                 _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
             },
         }

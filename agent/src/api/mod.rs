@@ -273,3 +273,24 @@ pub async fn read_body(body: axum::body::Body) -> Result<axum::body::Bytes, ApiE
 
 /// How much of an oversized body is read before the connection is given up.
 pub const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Runs a write that allocates Service addresses, and runs it again (three times at most) when
+/// the store refused its claim because a Service written through another node took the same
+/// ClusterIP or NodePort a moment before: the next allocation sees that Service. A clusterIP
+/// or nodePort a user asked for that is in use fails the same way each time and is reported.
+pub async fn retry_taken<T, F, Fut>(mut f: F) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let mut tries = 0u64;
+    loop {
+        match f().await {
+            Err(ApiError::Store(crate::store::StoreError::Taken(_))) if tries < 3 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50 * tries)).await;
+            }
+            r => return r,
+        }
+    }
+}

@@ -41,11 +41,12 @@ pub async fn dispatch(
         }
         (&Method::POST, false, None) => {
             let obj = parse_body(&read_body(body).await?)?;
-            Ok((StatusCode::CREATED, Json(create(&s, &rp, obj).await?)).into_response())
+            let made = super::retry_taken(|| create(&s, &rp, obj.clone())).await?;
+            Ok((StatusCode::CREATED, Json(made)).into_response())
         }
         (&Method::PUT, true, None) => {
             let obj = parse_body(&read_body(body).await?)?;
-            Ok(Json(replace(&s, &rp, obj).await?).into_response())
+            Ok(Json(super::retry_taken(|| replace(&s, &rp, obj.clone())).await?).into_response())
         }
         (&Method::PUT, true, Some("status")) => {
             let obj = parse_body(&read_body(body).await?)?;
@@ -371,7 +372,6 @@ async fn update(s: &ApiState, obj: Value) -> Result<Value, ApiError> {
     Ok(r.remove(0).object)
 }
 
-/// ClusterIP and NodePorts for a Service being written (a no-op for other kinds).
 /// Held from allocating a Service's ClusterIP and NodePort until its write commits, so two
 /// Services written through this node never get the same address. Other kinds allocate
 /// nothing and take no lock: holding one across the commit would queue every write of the
@@ -387,6 +387,7 @@ async fn allocation_lock<'a>(
     }
 }
 
+/// ClusterIP and NodePorts for a Service being written (a no-op for other kinds).
 async fn allocate_one(s: &ApiState, rp: &ResourcePath, obj: &mut Value) -> Result<(), ApiError> {
     let problems = super::services::allocate_in(&s.store, &mut [obj]).await?;
     if problems.is_empty() {

@@ -15,6 +15,7 @@
 pub mod crypt;
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -79,6 +80,10 @@ pub enum StoreError {
     /// The cluster cannot commit a write now (no leader, or the leader lost its quorum).
     #[error("{0}")]
     NoQuorum(String),
+    /// A Service claims a ClusterIP or NodePort another Service holds (two nodes allocated
+    /// the same one at the same time, or a user asked for one in use).
+    #[error("{0}")]
+    Taken(String),
     /// Another node failed the write for a reason this one cannot name more precisely.
     #[error("{0}")]
     Remote(String),
@@ -106,6 +111,7 @@ pub enum Rejection {
     },
     Incomplete(String),
     NoQuorum(String),
+    Taken(String),
     Other(String),
 }
 
@@ -152,6 +158,7 @@ impl StoreError {
             },
             StoreError::Incomplete(what) => Rejection::Incomplete(what.to_string()),
             StoreError::NoQuorum(m) => Rejection::NoQuorum(m.clone()),
+            StoreError::Taken(m) => Rejection::Taken(m.clone()),
             _ => return None,
         })
     }
@@ -195,6 +202,7 @@ impl From<Rejection> for StoreError {
                 _ => StoreError::Remote(format!("object has no {what}")),
             },
             Rejection::NoQuorum(m) => StoreError::NoQuorum(m),
+            Rejection::Taken(m) => StoreError::Taken(m),
             Rejection::Other(m) => StoreError::Remote(m),
         }
     }
@@ -814,6 +822,8 @@ impl Store {
         rev: &mut i64,
     ) -> Result<Vec<Applied>, StoreError> {
         let mut results = Vec::with_capacity(w.ops.len());
+        // The ClusterIPs and NodePorts Services hold, read once per write that has a Service.
+        let mut claims: Option<BTreeMap<String, Key>> = None;
         for op in &w.ops {
             let key = match op {
                 Op::Create { object, .. } | Op::Put { object, .. } | Op::Status { object } => {
@@ -842,6 +852,24 @@ impl Store {
                 });
                 continue;
             };
+            if key.kind == "Service" {
+                if claims.is_none() {
+                    claims = Some(self.service_claims(tx).await?);
+                }
+                let held = claims.as_mut().expect("claims read");
+                held.retain(|_, k| *k != key);
+                if event != EventType::Deleted {
+                    for (claim, what) in claims_of(&object) {
+                        if let Some(other) = held.get(&claim) {
+                            return Err(StoreError::Taken(format!(
+                                "{what} is already allocated to Service {}/{}",
+                                other.namespace, other.name
+                            )));
+                        }
+                        held.insert(claim, key.clone());
+                    }
+                }
+            }
             *rev += 1;
             let body = self.encode(&key, &object)?;
             if event == EventType::Deleted {
@@ -873,6 +901,25 @@ impl Store {
             results.push(Applied { outcome, object });
         }
         Ok(results)
+    }
+
+    /// Every claim (see [`claims_of`]) the stored Services hold, inside `tx`.
+    async fn service_claims(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    ) -> Result<BTreeMap<String, Key>, StoreError> {
+        let rows = sqlx::query("SELECT namespace, name, body FROM objects WHERE kind = 'Service'")
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut held = BTreeMap::new();
+        for r in rows {
+            let key = Key::new("Service", r.get::<&str, _>(0), r.get::<&str, _>(1));
+            let svc = self.decode(&key, r.get::<&[u8], _>(2))?;
+            for (claim, _) in claims_of(&svc) {
+                held.insert(claim, key.clone());
+            }
+        }
+        Ok(held)
     }
 
     /// Drops log rows older than the newest `keep` revisions and checkpoints the WAL, so the
@@ -935,6 +982,33 @@ async fn put_state(
             .await?;
     }
     Ok(())
+}
+
+/// What a Service holds that no other may: its ClusterIP and each NodePort (by protocol), with
+/// the field that holds it, for the error.
+fn claims_of(svc: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(ip) = svc["spec"]["clusterIP"].as_str()
+        && !ip.is_empty()
+        && ip != "None"
+    {
+        out.push((format!("ip/{ip}"), format!("spec.clusterIP: {ip}")));
+    }
+    for (i, p) in svc["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if let Some(n) = p["nodePort"].as_i64() {
+            let proto = p["protocol"].as_str().unwrap_or("TCP");
+            out.push((
+                format!("port/{proto}/{n}"),
+                format!("spec.ports[{i}].nodePort: {n}"),
+            ));
+        }
+    }
+    out
 }
 
 /// The fields of `metadata` the store owns; users cannot set them.

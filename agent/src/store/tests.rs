@@ -185,6 +185,60 @@ async fn replicated_entries_apply_in_one_transaction_and_a_refused_one_leaves_no
 }
 
 #[tokio::test]
+async fn two_services_never_hold_the_same_cluster_ip_or_node_port() {
+    let (_d, s) = open().await;
+    let svc = |name: &str, ip: &str, node_port: i64| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
+               "spec": {"clusterIP": ip, "ports": [{"port": 80, "protocol": "TCP", "nodePort": node_port}]}})
+    };
+    s.write(&Write::new(vec![put(svc("a", "10.43.0.5", 30001))]))
+        .await
+        .unwrap();
+    let e = s
+        .write(&Write::new(vec![put(svc("b", "10.43.0.5", 30002))]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "spec.clusterIP: 10.43.0.5 is already allocated to Service default/a"
+    );
+    let e = s
+        .write(&Write::new(vec![put(svc("b", "10.43.0.6", 30001))]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "spec.ports[0].nodePort: 30001 is already allocated to Service default/a"
+    );
+    // Within one write too.
+    let e = s
+        .write(&Write::new(vec![
+            put(svc("c", "10.43.0.7", 30003)),
+            put(svc("d", "10.43.0.7", 30004)),
+        ]))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("already allocated to Service default/c"),
+        "{e}"
+    );
+    // A Service keeps its own; a deleted one frees them.
+    s.write(&Write::new(vec![put(svc("a", "10.43.0.5", 30001))]))
+        .await
+        .unwrap();
+    s.write(&Write::new(vec![Op::Delete {
+        key: Key::new("Service", "default", "a"),
+        resource_version: None,
+    }]))
+    .await
+    .unwrap();
+    s.write(&Write::new(vec![put(svc("b", "10.43.0.5", 30001))]))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn status_is_separate_from_spec() {
     let (_d, s) = open().await;
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}, "spec": {"containers": [{"name": "c", "image": "x"}]}});

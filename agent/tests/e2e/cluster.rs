@@ -292,6 +292,73 @@ fn nodes_beyond_the_quorum_pull_the_log_from_peers() {
 }
 
 #[test]
+fn services_created_through_two_nodes_at_once_get_distinct_addresses() {
+    let b = crate::harness::Box::start(2, &["--pod-network", "none"]);
+    for a in &b.nodes {
+        a.eventually(30, "2 Ready nodes", || node_ready(a).len() == 2);
+    }
+    // Each node allocates from what its replica shows; writing at the same moment, both would
+    // pick the same free ClusterIP and NodePort. The store refuses the second claim and the
+    // node allocates again.
+    let threads: Vec<_> = b
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(n, a)| {
+            let (ns, cfg) = (a.netns.clone().unwrap(), a.config());
+            std::thread::spawn(move || {
+                for i in 0..8 {
+                    let yaml = format!(
+                        "apiVersion: v1\nkind: Service\nmetadata: {{name: s{n}-{i}}}\nspec: {{type: NodePort, selector: {{app: x}}, ports: [{{port: 80}}]}}\n"
+                    );
+                    let mut cmd = std::process::Command::new("nsenter");
+                    cmd.arg(format!("--net=/run/netns/{ns}"))
+                        .arg(crate::harness::BIN)
+                        .args(["apply", "-f", "-"])
+                        .env("FLOTILLA_CONFIG", &cfg);
+                    let out = crate::harness::with_stdin(cmd, &yaml);
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let a = &b.nodes[0];
+    a.eventually(10, "16 services", || {
+        a.json(&["get", "services"])["items"]
+            .as_array()
+            .is_some_and(|v| {
+                v.iter()
+                    .filter(|s| {
+                        s["metadata"]["name"]
+                            .as_str()
+                            .is_some_and(|n| n.starts_with('s'))
+                    })
+                    .count()
+                    == 16
+            })
+    });
+    let v = a.json(&["get", "services"]);
+    let svcs: Vec<&serde_json::Value> = v["items"].as_array().unwrap().iter().collect();
+    let ips: std::collections::BTreeSet<&str> = svcs
+        .iter()
+        .map(|s| s["spec"]["clusterIP"].as_str().unwrap())
+        .collect();
+    let ports: std::collections::BTreeSet<i64> = svcs
+        .iter()
+        .filter_map(|s| s["spec"]["ports"][0]["nodePort"].as_i64())
+        .collect();
+    assert_eq!(ips.len(), svcs.len(), "a ClusterIP given twice: {v:#}");
+    assert_eq!(ports.len(), 16, "a NodePort given twice: {v:#}");
+}
+
+#[test]
 fn tokens_admit_through_any_member_until_revoked_or_expired() {
     let mut b = crate::harness::Box::start(2, &["--pod-network", "none"]);
     // A new token, used through node-2 (not the founder): any member admits.
