@@ -62,6 +62,8 @@ pub struct ApiState {
     pub voters: tokio::sync::watch::Receiver<std::collections::BTreeMap<String, bool>>,
     /// HTTPS to other nodes' APIs (trusting the cluster CA), for logs and exec of their pods.
     pub peers: Option<reqwest::Client>,
+    /// Every live node's gossiped state, summarised on its Node as `flotilla.io/observed`.
+    pub observed: tokio::sync::watch::Receiver<crate::cluster::Observed>,
 }
 
 impl ApiState {
@@ -84,7 +86,17 @@ impl ApiState {
             unreachable: tokio::sync::watch::channel(Default::default()).1,
             voters: tokio::sync::watch::channel(Default::default()).1,
             peers: None,
+            observed: tokio::sync::watch::channel(Default::default()).1,
         }
+    }
+
+    /// Shows what gossip says of each node on its Node object.
+    pub fn with_observed(
+        mut self,
+        observed: tokio::sync::watch::Receiver<crate::cluster::Observed>,
+    ) -> ApiState {
+        self.observed = observed;
+        self
     }
 
     /// Lets this node forward logs and exec to the node a pod runs on.
@@ -143,6 +155,19 @@ impl ApiState {
             }
         }
         drop(voters);
+        if let Some(kv) = self.observed.borrow().get(&name)
+            && let Some(meta) = node["metadata"].as_object_mut()
+        {
+            let annotations = meta
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Some(a) = annotations.as_object_mut() {
+                a.insert(
+                    "flotilla.io/observed".into(),
+                    Value::from(crate::cluster::observed_summary(kv)),
+                );
+            }
+        }
         if self.unreachable.borrow().contains(&name) {
             crate::node::status::unreachable_view(node)
         } else {

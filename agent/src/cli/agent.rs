@@ -236,7 +236,8 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     )
     .await
     .context("starting gossip")?;
-    let progress = crate::cluster::share_progress(&gossip, store.clone(), quorum.clone());
+    let (observed, progress) =
+        crate::cluster::share_progress(&gossip, store.clone(), quorum.clone(), node.clone());
     let (unreachable, liveness) = crate::cluster::watch_unreachable(
         &gossip,
         store.clone(),
@@ -381,7 +382,8 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     )
     .with_unreachable(unreachable.clone())
     .with_peers(&identity.ca_pem)?
-    .with_voters(quorum.roles());
+    .with_voters(quorum.roles())
+    .with_observed(observed);
     let handle = axum_server::Handle::new();
     let tls = axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(
         api::tls_config(&identity.cert_pem, &identity.key_pem)?,

@@ -248,6 +248,67 @@ pub fn watch_unreachable(
     (rx, task)
 }
 
+/// Each live node's gossiped key-values, by node name.
+pub type Observed = std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
+
+/// This node's own observed state as gossip key-values: `pods` (each of its pods with phase,
+/// IP and readiness, as JSON `[[ns/name, phase, ip, ready], ...]`) and `allocatable` (its
+/// Node's, as JSON), from its replica.
+async fn own_state(store: &crate::store::Store, me: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Ok((pods, _)) = store.list("Pod", None).await {
+        let mine: Vec<serde_json::Value> = pods
+            .iter()
+            .filter(|p| p["spec"]["nodeName"] == me)
+            .map(|p| {
+                let ready = p["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                });
+                serde_json::json!([
+                    format!(
+                        "{}/{}",
+                        p["metadata"]["namespace"].as_str().unwrap_or(""),
+                        p["metadata"]["name"].as_str().unwrap_or("")
+                    ),
+                    p["status"]["phase"].as_str().unwrap_or("Pending"),
+                    p["status"]["podIP"].as_str().unwrap_or(""),
+                    ready
+                ])
+            })
+            .collect();
+        out.push(("pods".into(), serde_json::Value::from(mine).to_string()));
+    }
+    if let Ok(Some(node)) = store.get(&crate::store::Key::new("Node", "", me)).await {
+        out.push((
+            "allocatable".into(),
+            node["status"]["allocatable"].to_string(),
+        ));
+    }
+    out
+}
+
+/// A one-line summary of a node's gossiped state, as `get node` shows it in the annotation
+/// `flotilla.io/observed`: `next=N pods=T running=R ready=Y`.
+pub fn observed_summary(kv: &std::collections::BTreeMap<String, String>) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = kv.get("next") {
+        parts.push(format!("next={n}"));
+    }
+    if let Some(pods) = kv
+        .get("pods")
+        .and_then(|p| serde_json::from_str::<Vec<serde_json::Value>>(p).ok())
+    {
+        let running = pods.iter().filter(|p| p[1] == "Running").count();
+        let ready = pods.iter().filter(|p| p[3] == true).count();
+        parts.push(format!(
+            "pods={} running={running} ready={ready}",
+            pods.len()
+        ));
+    }
+    parts.join(" ")
+}
+
 /// Publishes in gossip the next log index this node needs (`next`, one past the last it
 /// applied) and hands the quorum every live peer's, four times a second: how a node that
 /// pulls the log finds a peer ahead of it ([`raft::pull`]).
@@ -255,28 +316,69 @@ pub fn share_progress(
     gossip: &ChitchatHandle,
     store: crate::store::Store,
     quorum: std::sync::Arc<raft::Quorum>,
-) -> tokio::task::JoinHandle<()> {
+    me: String,
+) -> (
+    tokio::sync::watch::Receiver<Observed>,
+    tokio::task::JoinHandle<()>,
+) {
     let chitchat = gossip.chitchat();
-    tokio::spawn(async move {
+    let (tx, rx) = tokio::sync::watch::channel(Observed::new());
+    let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut published_rev = -1;
+        let mut published_at = std::time::Instant::now();
         loop {
             tick.tick().await;
             let mine = raft::pull::next_index(&store).await.unwrap_or(0);
-            let peers: Vec<(std::net::SocketAddr, u64)> = {
+            // Pods and resources when the replica changed, at most once a second.
+            let state = if store.revision() != published_rev
+                && published_at.elapsed() >= Duration::from_secs(1)
+            {
+                published_rev = store.revision();
+                published_at = std::time::Instant::now();
+                Some(own_state(&store, &me).await)
+            } else {
+                None
+            };
+            let (peers, observed): (Vec<(std::net::SocketAddr, u64)>, Observed) = {
                 let mut c = chitchat.lock().await;
                 let value = mine.to_string();
                 if c.self_node_state().get("next") != Some(value.as_str()) {
                     c.self_node_state().set("next", value);
                 }
+                for (k, v) in state.into_iter().flatten() {
+                    if c.self_node_state().get(&k) != Some(v.as_str()) {
+                        c.self_node_state().set(k, v);
+                    }
+                }
                 let live: Vec<ChitchatId> = c.live_nodes().cloned().collect();
-                live.iter()
+                let peers = live
+                    .iter()
                     .filter_map(|id| {
                         let next = c.node_state(id)?.get("next")?.parse().ok()?;
                         Some((id.gossip_advertise_addr, next))
                     })
-                    .collect()
+                    .collect();
+                let observed = live
+                    .iter()
+                    .filter_map(|id| {
+                        let kv = c
+                            .node_state(id)?
+                            .key_values()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect();
+                        Some((id.node_id.to_string(), kv))
+                    })
+                    .collect();
+                (peers, observed)
             };
             quorum.set_peers(peers);
+            tx.send_if_modified(|o| {
+                let changed = *o != observed;
+                *o = observed;
+                changed
+            });
         }
-    })
+    });
+    (rx, task)
 }

@@ -232,3 +232,20 @@ async fn members_see_each_other_by_gossip_and_a_dead_one_goes_dead() {
     }
     eprintln!("node-2 seen dead after {:?}", t0.elapsed());
 }
+
+#[test]
+fn a_nodes_gossiped_state_reads_as_one_line() {
+    let kv: std::collections::BTreeMap<String, String> = [
+        ("next".to_string(), "42".to_string()),
+        (
+            "pods".to_string(),
+            r#"[["default/a","Running","10.42.0.2",true],["default/b","Running","10.42.0.3",false],["default/c","Pending","",false]]"#.to_string(),
+        ),
+    ]
+    .into();
+    assert_eq!(
+        super::observed_summary(&kv),
+        "next=42 pods=3 running=2 ready=1"
+    );
+    assert_eq!(super::observed_summary(&Default::default()), "");
+}

@@ -320,6 +320,15 @@ fn pods_land_where_asked_daemonsets_reach_new_nodes_and_a_rollout_fails_no_reque
     for n in ["node-1", "node-2", "node-3"] {
         assert_eq!(on_node(&ps, n).len(), 2, "on {n}");
     }
+    // Each node gossips its pods' states; node-1 shows node-3's on its Node.
+    a.eventually(20, "node-3's pods as gossip tells them", || {
+        let on_3 = pods_on_node_count(a, "node-3");
+        let n = a.json(&["get", "node", "node-3"]);
+        on_3 >= 2
+            && n["metadata"]["annotations"]["flotilla.io/observed"]
+                .as_str()
+                .is_some_and(|o| o.contains(&format!("pods={on_3} running={on_3}")))
+    });
     // nodeSelector: on the labelled node.
     a.eventually(30, "picky Running", || {
         a.pod("picky")
