@@ -45,6 +45,8 @@ pub struct RaftSettings {
     pub standby: usize,
     /// Entries kept behind a snapshot (for members and pullers a little behind).
     pub keep_logs: u64,
+    /// How often a puller asks again to become a learner.
+    pub reenroll_every: Duration,
 }
 
 impl Default for RaftSettings {
@@ -57,6 +59,7 @@ impl Default for RaftSettings {
             snapshot_every: 5000,
             standby: 3,
             keep_logs: 1000,
+            reenroll_every: Duration::from_secs(30),
         }
     }
 }
@@ -347,7 +350,18 @@ impl Quorum {
                     return Ok(Role::Member);
                 }
                 // Members up to the voters wanted plus the standby learners; nodes beyond pull.
-                let members = membership.nodes().count();
+                // A member silent for longer than a voter may be (gone, kept as a learner by
+                // the voter plan) does not count.
+                let members = membership
+                    .nodes()
+                    .filter(|(m, _)| {
+                        **m == self.id
+                            || self
+                                .contacts
+                                .last(**m)
+                                .is_some_and(|t| t.elapsed() < self.settings.replace_after)
+                    })
+                    .count();
                 if membership.get_node(&id).is_none()
                     && members >= self.settings.max_voters + self.settings.standby
                 {
@@ -820,7 +834,7 @@ async fn follow(q: Weak<Quorum>) {
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
-        if last_enroll.elapsed() > Duration::from_secs(30) {
+        if last_enroll.elapsed() > q.settings.reenroll_every {
             last_enroll = Instant::now();
             let seeds = q.seeds.lock().expect("seeds").clone();
             let rpc = RaftRpc::Enroll {

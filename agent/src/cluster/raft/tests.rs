@@ -320,3 +320,91 @@ async fn nodes_beyond_the_quorum_pull_the_log_from_peers_or_a_snapshot() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_puller_becomes_a_learner_when_a_voter_is_lost_and_applies_nothing_twice() {
+    install_provider();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let ca = ca();
+    // 3 voters + 1 standby learner; the fifth node pulls. A voter dies: the learner replaces
+    // it, and the puller, asking again, becomes the new standby learner; openraft then sends
+    // it entries it already pulled, which change nothing.
+    let settings = RaftSettings {
+        replace_after: Duration::from_secs(2),
+        standby: 1,
+        reenroll_every: Duration::from_millis(500),
+        ..fast()
+    };
+    let mut nodes = Vec::new();
+    for n in ["n1", "n2", "n3", "n4", "n5"] {
+        nodes.push(node(&ca, n, settings.clone()).await);
+    }
+    nodes[0].quorum.initialize().await.unwrap();
+    let seed: std::net::SocketAddr = nodes[0].quorum.me.addr.parse().unwrap();
+    for n in &nodes[1..4] {
+        n.quorum.enroll_through(vec![seed]).await;
+    }
+    let voters = |n: &Node| {
+        n.quorum
+            .metrics()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .count()
+    };
+    eventually("three voters", Duration::from_secs(20), async || {
+        voters(&nodes[0]) == 3
+    })
+    .await;
+    nodes[4].quorum.enroll_through(vec![seed]).await;
+    assert!(nodes[4].quorum.is_puller());
+    for i in 0..20 {
+        nodes[1]
+            .store
+            .write(&config_map(&format!("before-{i}")))
+            .await
+            .unwrap();
+    }
+    eventually(
+        "n5 pulled everything",
+        Duration::from_secs(20),
+        async || has(&nodes[4].store, "before-19").await,
+    )
+    .await;
+    // A voter other than the leader dies.
+    let leader = nodes[0].quorum.leader().unwrap().0;
+    let m = nodes[0].quorum.metrics();
+    let voter_ids: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+    let victim = nodes
+        .iter()
+        .position(|n| n.quorum.id != leader && voter_ids.contains(&n.quorum.id))
+        .unwrap();
+    nodes[victim].quorum.shutdown().await;
+    nodes[victim].transport.close();
+    let live: Vec<usize> = (0..5).filter(|i| *i != victim).collect();
+    eventually("n5 is a member", Duration::from_secs(30), async || {
+        nodes[4].quorum.is_member() && !nodes[4].quorum.is_puller()
+    })
+    .await;
+    // The former puller now gets entries from the leader; nothing is applied twice.
+    let w = live[0];
+    nodes[w].store.write(&config_map("after")).await.unwrap();
+    eventually(
+        "n5 has the new write",
+        Duration::from_secs(20),
+        async || has(&nodes[4].store, "after").await,
+    )
+    .await;
+    let rev = nodes[w].store.revision();
+    for i in &live {
+        eventually(
+            "same revision everywhere",
+            Duration::from_secs(20),
+            async || nodes[*i].store.revision() == rev,
+        )
+        .await;
+    }
+}
