@@ -764,18 +764,28 @@ impl Store {
                     results.push(Ok(Vec::new()));
                     continue;
                 }
-                sqlx::query("SAVEPOINT entry").execute(&mut *tx).await?;
+                // A write of one op is refused before it writes anything; only a write of
+                // several needs a savepoint to undo its first ops (each query is a trip to
+                // SQLite's thread, so they are saved where they are not needed).
+                let guarded = w.ops.len() > 1;
+                if guarded {
+                    sqlx::query("SAVEPOINT entry").execute(&mut *tx).await?;
+                }
                 let before = rev;
                 match self.apply_ops(&mut tx, w, &mut rev).await {
                     Ok(applied) => results.push(Ok(applied)),
                     Err(StoreError::Sqlite(e)) => return Err(e),
                     Err(refused) => {
-                        sqlx::query("ROLLBACK TO entry").execute(&mut *tx).await?;
+                        if guarded {
+                            sqlx::query("ROLLBACK TO entry").execute(&mut *tx).await?;
+                        }
                         rev = before;
                         results.push(Err(refused));
                     }
                 }
-                sqlx::query("RELEASE entry").execute(&mut *tx).await?;
+                if guarded {
+                    sqlx::query("RELEASE entry").execute(&mut *tx).await?;
+                }
             }
             done = Some(done.map_or(*index, |d| d.max(*index)));
             out.push(results);
