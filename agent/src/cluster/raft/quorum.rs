@@ -897,13 +897,13 @@ async fn watch_leadership(q: Weak<Quorum>) {
         {
             let Some(q) = q.upgrade() else { return };
             let leads = metrics.borrow_and_update().state == ServerState::Leader;
-            q.leading.send_if_modified(|l| {
+            let changed = q.leading.send_if_modified(|l| {
                 let changed = *l != leads;
                 *l = leads;
                 changed
             });
-            if leads {
-                debug!(node = %q.me.name, "leading");
+            if changed {
+                info!(node = %q.me.name, leading = leads, "leadership changed");
             }
         }
         if metrics.changed().await.is_err() {
