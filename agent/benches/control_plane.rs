@@ -112,6 +112,10 @@ async fn main() {
             .args([
                 "agent",
                 "--init",
+                // It runs in the host's namespace: no pod network there (no bridge, routes or
+                // nftables table on the host).
+                "--pod-network",
+                "none",
                 "--node-name",
                 "bench",
                 "--cluster-addr",

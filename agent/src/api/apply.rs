@@ -40,7 +40,6 @@ pub async fn apply(State(s): State<ApiState>, body: Body) -> Result<Json<Value>,
 }
 
 async fn apply_request(s: &ApiState, req: ApplyRequest) -> Result<Json<Value>, ApiError> {
-    let s = s.clone();
     let default_ns = req.namespace.clone().unwrap_or_else(|| "default".into());
 
     let mut causes = Vec::new();

@@ -239,7 +239,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     let (observed, progress) =
         crate::cluster::share_progress(&gossip, store.clone(), quorum.clone(), node.clone());
     let (unreachable, liveness) = crate::cluster::watch_unreachable(
-        &gossip,
+        observed.clone(),
         store.clone(),
         node.clone(),
         Duration::from_secs(5),

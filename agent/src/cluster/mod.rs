@@ -192,10 +192,10 @@ pub async fn start_gossip(
 mod tests;
 
 /// The nodes this node does not hear by gossip: every Node object of the store whose name is
-/// not among chitchat's live nodes, once gossip has run for `settle` (so a starting node does
-/// not call everyone unreachable). Refreshed twice a second.
+/// not among the live nodes [`share_progress`] reports, once gossip has run for `settle` (so a
+/// starting node does not call everyone unreachable). Refreshed twice a second.
 pub fn watch_unreachable(
-    gossip: &ChitchatHandle,
+    observed: tokio::sync::watch::Receiver<Observed>,
     store: crate::store::Store,
     me: String,
     settle: Duration,
@@ -204,7 +204,6 @@ pub fn watch_unreachable(
     tokio::task::JoinHandle<()>,
 ) {
     let (tx, rx) = tokio::sync::watch::channel(std::collections::BTreeSet::new());
-    let chitchat = gossip.chitchat();
     let task = tokio::spawn(async move {
         let started = std::time::Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -213,12 +212,8 @@ pub fn watch_unreachable(
             if started.elapsed() < settle {
                 continue;
             }
-            let live: std::collections::BTreeSet<String> = chitchat
-                .lock()
-                .await
-                .live_nodes()
-                .map(|id| id.node_id.to_string())
-                .collect();
+            let live: std::collections::BTreeSet<String> =
+                observed.borrow().keys().cloned().collect();
             #[derive(Deserialize)]
             struct Named {
                 metadata: NameOnly,

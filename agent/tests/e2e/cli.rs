@@ -142,21 +142,13 @@ fn apply_reads_directories_and_stdin_and_checks_namespaces() {
         "v"
     );
 
-    let mut child = std::process::Command::new(crate::harness::BIN)
-        .args(["apply", "-f", "-", "-n", "missing"])
-        .env("FLOTILLA_CONFIG", a.config())
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = std::process::Command::new(crate::harness::BIN);
+    cmd.args(["apply", "-f", "-", "-n", "missing"])
+        .env("FLOTILLA_CONFIG", a.config());
+    let out = crate::harness::with_stdin(
+        cmd,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
