@@ -23,8 +23,9 @@ pub struct AgentArgs {
     /// Join the cluster of the member at HOST:PORT.
     #[arg(long, value_name = "HOST:PORT", requires = "token")]
     pub join: Option<String>,
-    /// Join token printed by the first node (DIR/join-token).
-    #[arg(long)]
+    /// Join token printed by the first node (DIR/join-token). Also read from $FLOTILLA_TOKEN,
+    /// which keeps it off the process list (install.sh puts it in a root-only file).
+    #[arg(long, env = "FLOTILLA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Where the node keeps its state.
     #[arg(long, default_value = "/var/lib/flotilla", value_name = "DIR")]
