@@ -40,3 +40,10 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --locked --workspace --no-fail-fast
 fi
+
+# The VM tests: install.sh on a fresh Debian VM and a 3-VM cluster under QEMU (about 8 minutes
+# here; FLOTILLA_SKIP_VM_TESTS=1 skips them while iterating).
+if [[ -z ${FLOTILLA_SKIP_VM_TESTS:-} ]]; then
+  echo "== VM tests (vm-tests/run.sh)"
+  vm-tests/run.sh
+fi
