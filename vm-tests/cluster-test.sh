@@ -103,6 +103,39 @@ for i in $(seq 1 $N); do
   rss+=("vm$i $(vm_ssh "$i" 'awk "/VmRSS/ {printf \"%.1f MiB\", \$2 / 1024}" /proc/$(systemctl show -p MainPID --value flotilla.service)/status')")
 done
 
+# The peer, in the same VMs and run (scripts/bench/vms.sh sets FLOTILLA_VM_PEER=1): a 3-member
+# etcd cluster (Debian's etcd-server, the store k3s embeds for HA), time to healthy and RSS.
+peer=
+if [[ -n ${FLOTILLA_VM_PEER:-} ]]; then
+  command -v etcd >/dev/null || fail "FLOTILLA_VM_PEER needs etcd on the host (Debian's etcd-server)"
+  members=$(for i in $(seq 1 $N); do printf 'e%s=http://%s:2380,' "$i" "$(vm_ip "$i")"; done)
+  for i in $(seq 1 $N); do vm_put "$i" "$(command -v etcd)" "$P/etcd" & done
+  for i in $(seq 1 $N); do wait -n || fail "copying etcd failed"; done
+  t0=$SECONDS
+  for i in $(seq 1 $N); do
+    vm_ssh "$i" "systemd-run -q --unit etcd-peer $P/etcd --name e$i --data-dir /var/tmp/etcd-peer \
+      --listen-peer-urls http://$(vm_ip "$i"):2380 --initial-advertise-peer-urls http://$(vm_ip "$i"):2380 \
+      --listen-client-urls http://$(vm_ip "$i"):2379 --advertise-client-urls http://$(vm_ip "$i"):2379 \
+      --initial-cluster ${members%,} --initial-cluster-state new --log-level error"
+  done
+  etcd_healthy() {
+    local i
+    for i in $(seq 1 $N); do
+      vm_ssh "$i" "exec 3<>/dev/tcp/$(vm_ip "$i")/2379 && printf 'GET /health HTTP/1.0\r\n\r\n' >&3 && timeout 5 cat <&3" | grep -q '"health":"true"' || return 1
+    done
+  }
+  wait_until 180 "the etcd peer healthy" etcd_healthy
+  t_etcd=$((SECONDS - t0))
+  etcd_rss=()
+  for i in $(seq 1 $N); do
+    etcd_rss+=("vm$i $(vm_ssh "$i" 'awk "/VmRSS/ {printf \"%.1f MiB\", \$2 / 1024}" /proc/$(systemctl show -p MainPID --value etcd-peer.service)/status')")
+    vm_ssh "$i" "systemctl stop etcd-peer.service; rm -rf /var/tmp/etcd-peer $P/etcd"
+  done
+  peer="
+  peer: etcd 3-member cluster started -> healthy ${t_etcd} s (no pods, no API, no proxy)
+  peer: etcd RSS, empty store                   ${etcd_rss[*]}"
+fi
+
 log "upgrade vm1's binary in place (a voter) while writes go through vm2"
 httpd_vm1=$(vm_ssh 1 "pgrep -x httpd | sort | xargs")
 vm_ssh 1 "cp $P/flotilla $P/flotilla-new && printf upgrade >>$P/flotilla-new && $P/install.sh --binary $P/flotilla-new" >/dev/null
@@ -146,6 +179,6 @@ cat <<EOF
   start to a Ready $N-node cluster (install.sh) ${t_ready} s
   6-replica Deployment applied -> all Running   ${t_pods} s
   agent RSS after the Deployment                ${rss[*]}
-  power cut -> its $on_vm3 pods Running elsewhere   ${t_heal} s (node grace 30 s by default)
+  power cut -> its $on_vm3 pods Running elsewhere   ${t_heal} s (node grace 30 s by default)${peer}
 EOF
 log "PASS: 3-VM cluster: install, join, spread, Service from every VM, upgrade in place, power cut"

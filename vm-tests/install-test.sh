@@ -21,10 +21,26 @@ vm_binary
 vm_test_image
 net_up
 VM_ACCEL=${VM_ACCEL:-$(vm_accel)}
-log "booting vm1 (accel $VM_ACCEL)"
+log "booting vm1, and vm2 with its memory cgroup disabled as Raspberry Pi OS ships (accel $VM_ACCEL)"
 vm_boot 1
+vm_boot 2 cgroup_disable=memory
 wait_ssh 1
-log "vm1 is up"
+wait_ssh 2
+log "vm1 and vm2 are up"
+
+log "vm2: no memory controller -> install.sh says what and how, and changes nothing"
+vm_ssh 2 'mkdir -p /root/payload'
+vm_put 2 "$VM_REPO/scripts/install.sh" /root/payload/
+vm2_before=$(vm_ssh 2 'find /usr/local /etc/systemd/system /var/lib -xdev | sort; dpkg -l | wc -l')
+for args in --check "--init --binary /bin/true"; do
+  if out=$(vm_ssh 2 "/root/payload/install.sh $args" 2>&1); then fail "install.sh $args passed without a memory cgroup"; fi
+  grep -q "without the memory controller: add 'cgroup_memory=1 cgroup_enable=memory'" <<<"$out" ||
+    fail "install.sh $args did not explain the missing memory controller: $out"
+done
+echo "$out" >&2
+[[ $(vm_ssh 2 'find /usr/local /etc/systemd/system /var/lib -xdev | sort; dpkg -l | wc -l') == "$vm2_before" ]] ||
+  fail "a refused install changed vm2"
+vm_power_off 2
 
 # What a machine looks like, for comparing before and after. Pseudo-files and logs that change
 # on their own are left out; everything install.sh could make is in.

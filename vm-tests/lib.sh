@@ -54,9 +54,10 @@ net_up() {
   in_ns ip link set flvm-br up
 }
 
-# vm_boot I [DISK]: boots VM I from a copy-on-write overlay of the image (a fresh machine).
+# vm_boot I [KERNEL-ARGS]: boots VM I from a copy-on-write overlay of the image (a fresh
+# machine), with extra kernel command-line arguments if given.
 vm_boot() {
-  local i=$1 ip mac disk=$VM_RUN/vm$1.qcow2 accel cpu
+  local i=$1 extra=${2:-} ip mac disk=$VM_RUN/vm$1.qcow2 accel cpu
   ip=$(vm_ip "$i")
   mac=$(printf '52:54:00:98:00:%02x' "$((10 + i))")
   [[ -f $disk ]] || qemu-img create -q -f qcow2 -F raw -b "$VM_IMAGE/rootfs.img" "$disk"
@@ -70,7 +71,7 @@ vm_boot() {
   in_ns qemu-system-x86_64 -name "vm$i" -machine q35 -accel "$accel" -cpu "$cpu" \
     -smp "${FLOTILLA_VM_CPUS:-1}" -m "$VM_MEM" -nodefaults -display none -no-reboot \
     -kernel "$VM_IMAGE/vmlinuz" -initrd "$VM_IMAGE/initrd.img" \
-    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 ip=$ip::10.98.0.1:255.255.255.0:vm$i:eth0:off systemd.hostname=vm$i panic=-1 quiet" \
+    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 ip=$ip::10.98.0.1:255.255.255.0:vm$i:eth0:off systemd.hostname=vm$i panic=-1 quiet $extra" \
     -drive "file=$disk,if=virtio,format=qcow2,cache=unsafe" \
     -netdev "tap,id=n0,ifname=flvm-tap$i,script=no,downscript=no" \
     -device "virtio-net-pci,netdev=n0,mac=$mac" \
