@@ -15,7 +15,8 @@
 #                           (air-gapped sites; vm-tests/image.sh shows how to gather them)
 #   --data-dir DIR          the node's state (default /var/lib/flotilla)
 #   --node-name NAME, --advertise-address IP, --pod-cidr CIDR
-#                           passed to `flotilla agent`
+#                           passed to `flotilla agent` (without --pod-cidr each node gets a
+#                           free /24 of the cluster's 10.42.0.0/16 by itself)
 #   --agent-arg ARG         any other `flotilla agent` flag (repeat it)
 #   --no-start              write everything but do not start the service
 #   --purge                 with --uninstall: also delete the data dir (the node's identity,

@@ -39,7 +39,8 @@ for i in $(seq 1 $N); do wait -n || fail "copying the payload to a VM failed"; d
 
 install_node() { # I extra-args...
   local i=$1; shift
-  vm_ssh "$i" "$P/install.sh --binary $P/flotilla --packages $P/debs --node-name vm$i --advertise-address $(vm_ip "$i") --pod-cidr 10.42.$((i - 1)).0/24 $*"
+  # No --pod-cidr: each node gets a free /24 of the cluster CIDR by itself.
+  vm_ssh "$i" "$P/install.sh --binary $P/flotilla --packages $P/debs --node-name vm$i --advertise-address $(vm_ip "$i") $*"
 }
 log "vm1: install.sh --init"
 install_node 1 --init
@@ -70,7 +71,9 @@ node_is() { cli get nodes | grep -Eq "^$1 +$2 "; }
 wait_until 180 "$N nodes Ready" all_ready
 t_ready=$((SECONDS - t_start))
 cli get nodes -o wide
-log "a Ready $N-node cluster ${t_ready} s after the first VM was started"
+cidrs=$(cli get nodes -o json | grep -o '"podCIDR": *"[^"]*"' | sort -u | wc -l)
+[[ $cidrs -eq $N ]] || { cli get nodes -o yaml >&2; fail "the $N nodes do not hold $N distinct pod CIDRs"; }
+log "a Ready $N-node cluster ${t_ready} s after the first VM was started, each with its own pod CIDR"
 
 for i in $(seq 1 $N); do
   vm_ssh "$i" "flotilla --config /var/lib/flotilla/admin.yaml image import $P/$(basename "$VM_TEST_IMAGE")" >/dev/null &

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{Instrument, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::api::{self, ApiState};
 use crate::node::Identity;
@@ -79,9 +79,10 @@ pub struct AgentArgs {
     /// Seconds between compactions of the log (and WAL checkpoints).
     #[arg(long, default_value_t = 300)]
     pub compact_interval: u64,
-    /// This node's pod addresses (a /24 of 10.42.0.0/16 per node in a cluster).
-    #[arg(long, default_value = "10.42.0.0/24")]
-    pub pod_cidr: flotilla_netproxy::podnet::Cidr,
+    /// This node's pod addresses. Without it the node keeps the one it had, or gets the
+    /// lowest /24 of --cluster-cidr no other node holds (the first node: 10.42.0.0/24).
+    #[arg(long)]
+    pub pod_cidr: Option<flotilla_netproxy::podnet::Cidr>,
     /// Every pod address of the cluster (each node's --pod-cidr lies inside it): service
     /// traffic from outside it is masqueraded, pods' traffic to outside it too.
     #[arg(long, default_value = "10.42.0.0/16")]
@@ -230,10 +231,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         &transport,
         gossip_rx,
         &gossip_cfg,
-        vec![
-            ("pod_cidr".into(), a.pod_cidr.to_string()),
-            ("address".into(), host_ip.clone()),
-        ],
+        vec![("address".into(), host_ip.clone())],
     )
     .await
     .context("starting gossip")?;
@@ -253,13 +251,22 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     let admin = identity.write_admin_config(&format!("https://127.0.0.1:{port}"))?;
     info!(node = %node, addr = %listener.local_addr()?, config = %admin.display(), "API listening");
 
+    let pod_cidr = resolve_pod_cidr(&a, &store, &node, port, founder).await?;
+    gossip
+        .chitchat()
+        .lock()
+        .await
+        .self_node_state()
+        .set("pod_cidr", pod_cidr.to_string());
+    info!(node = %node, pod_cidr = %pod_cidr, "pod network");
+
     let bootstrapper = {
         let (store, node, addr, dir, cidr) = (
             store.clone(),
             node.clone(),
             a.advertise_address,
             a.data_dir.clone(),
-            a.pod_cidr,
+            pod_cidr,
         );
         tokio::spawn(async move {
             let mut wait = Duration::from_millis(200);
@@ -291,7 +298,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     let net = if a.pod_network == "bridge" {
         let net = flotilla_netproxy::podnet::PodNetwork::new(
             crate::node::pods::BRIDGE,
-            a.pod_cidr,
+            pod_cidr,
             &a.data_dir.join("net"),
         )
         .with_mtu(a.backend.pod_mtu());
@@ -299,13 +306,13 @@ pub async fn run(a: AgentArgs) -> Result<()> {
             format!(
                 "making the pod network bridge {} with {} (or start with --pod-network none)",
                 crate::node::pods::BRIDGE,
-                a.pod_cidr
+                pod_cidr
             )
         })?;
-        if !a.cluster_cidr.contains(a.pod_cidr.addr) || a.cluster_cidr.prefix > a.pod_cidr.prefix {
+        if !a.cluster_cidr.contains(pod_cidr.addr) || a.cluster_cidr.prefix > pod_cidr.prefix {
             bail!(
                 "--pod-cidr {} is not inside --cluster-cidr {}",
-                a.pod_cidr,
+                pod_cidr,
                 a.cluster_cidr
             );
         }
@@ -334,7 +341,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
             node.clone(),
             flotilla_netproxy::services::ProxyConfig {
                 cluster_cidr: a.cluster_cidr,
-                egress: Some((a.pod_cidr, crate::node::pods::BRIDGE.to_string())),
+                egress: Some((pod_cidr, crate::node::pods::BRIDGE.to_string())),
             },
             zones,
         ));
@@ -359,7 +366,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
             flotilla_netproxy::overlay::Overlay {
                 backend: a.backend,
                 node_ip: ip,
-                pod_cidr: a.pod_cidr,
+                pod_cidr,
             },
         )),
         _ => None,
@@ -667,6 +674,76 @@ async fn bootstrap(
         })
         .await?;
     Ok(())
+}
+
+/// This node's pod CIDR: `--pod-cidr`, else the one it had (DIR/pod-cidr), else the cluster's
+/// first (the founder) or the lowest free one, claimed by writing this node's Node object
+/// through the quorum. The store refuses a pod CIDR another Node holds, so two nodes joining
+/// at once never share one; the loser picks again once its replica shows the winner.
+async fn resolve_pod_cidr(
+    a: &AgentArgs,
+    store: &Store,
+    node: &str,
+    api_port: u16,
+    founder: bool,
+) -> Result<flotilla_netproxy::podnet::Cidr> {
+    let file = a.data_dir.join("pod-cidr");
+    let had = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    let full = || {
+        anyhow::anyhow!(
+            "--cluster-cidr {}: every /{} is held by a node (give a bigger --cluster-cidr)",
+            a.cluster_cidr,
+            crate::node::overlay::NODE_PREFIX
+        )
+    };
+    let cidr = match (a.pod_cidr, had) {
+        (Some(c), _) | (None, Some(c)) => c,
+        (None, None) if founder => {
+            crate::node::overlay::free_pod_cidr(a.cluster_cidr, &[]).ok_or_else(full)?
+        }
+        (None, None) => {
+            let mut wait = Duration::from_millis(200);
+            loop {
+                let (nodes, _) = store.list("Node", Some("")).await?;
+                let mine = nodes
+                    .iter()
+                    .find(|n| n["metadata"]["name"] == node)
+                    .and_then(|n| n["spec"]["podCIDR"].as_str()?.parse().ok());
+                if let Some(c) = mine {
+                    break c;
+                }
+                let taken = crate::node::overlay::pod_cidrs(&nodes, node);
+                let pick =
+                    crate::node::overlay::free_pod_cidr(a.cluster_cidr, &taken).ok_or_else(full)?;
+                match bootstrap(
+                    store,
+                    node,
+                    a.advertise_address,
+                    api_port,
+                    &a.data_dir,
+                    pick,
+                    false,
+                )
+                .await
+                {
+                    Ok(()) => break pick,
+                    Err(e) => {
+                        if matches!(e.downcast_ref(), Some(crate::store::StoreError::Taken(_))) {
+                            debug!(node = %node, pod_cidr = %pick, "pod CIDR taken meanwhile; picking again");
+                        } else {
+                            warn!(node = %node, error = %format!("{e:#}"), "claiming a pod CIDR; retrying");
+                        }
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+    };
+    std::fs::write(&file, format!("{cidr}\n")).context("writing DIR/pod-cidr")?;
+    Ok(cidr)
 }
 
 fn parse_voters(s: &str) -> Result<usize, String> {

@@ -31,6 +31,40 @@ pub fn peers(nodes: &[Value], me: &str) -> Vec<Peer> {
         .collect()
 }
 
+/// Each node's share of the cluster CIDR: a /24 (254 pods), or the whole cluster CIDR when it
+/// is smaller than that.
+pub const NODE_PREFIX: u8 = 24;
+
+/// The lowest node-sized subnet of `cluster` that overlaps none of `taken` (other nodes' pod
+/// CIDRs), or None when every one is taken.
+pub fn free_pod_cidr(
+    cluster: flotilla_netproxy::podnet::Cidr,
+    taken: &[flotilla_netproxy::podnet::Cidr],
+) -> Option<flotilla_netproxy::podnet::Cidr> {
+    let prefix = NODE_PREFIX.max(cluster.prefix);
+    let base = u32::from(cluster.addr);
+    let count = 1u64 << (prefix - cluster.prefix);
+    (0..count)
+        .map(|i| flotilla_netproxy::podnet::Cidr {
+            addr: Ipv4Addr::from(base + ((i as u32) << (32 - prefix))),
+            prefix,
+        })
+        .find(|c| {
+            !taken
+                .iter()
+                .any(|t| t.contains(c.addr) || c.contains(t.addr))
+        })
+}
+
+/// The pod CIDRs the Node objects hold, but `me`'s.
+pub fn pod_cidrs(nodes: &[Value], me: &str) -> Vec<flotilla_netproxy::podnet::Cidr> {
+    nodes
+        .iter()
+        .filter(|n| n["metadata"]["name"] != me)
+        .filter_map(|n| n["spec"]["podCIDR"].as_str()?.parse().ok())
+        .collect()
+}
+
 /// Keeps the overlay in step with the store; on every change and every 30 s.
 pub fn spawn(store: Store, node: String, overlay: Overlay) -> tokio::task::JoinHandle<()> {
     let span = tracing::info_span!("overlay", node = %node);
@@ -76,6 +110,38 @@ mod tests {
     fn node(name: &str, cidr: Option<&str>, ip: &str) -> Value {
         json!({"metadata": {"name": name}, "spec": {"podCIDR": cidr},
             "status": {"addresses": [{"type": "Hostname", "address": name}, {"type": "InternalIP", "address": ip}]}})
+    }
+
+    #[test]
+    fn a_new_node_gets_the_lowest_free_subnet_of_the_cluster_cidr() {
+        let c = |s: &str| s.parse::<flotilla_netproxy::podnet::Cidr>().unwrap();
+        let cluster = c("10.42.0.0/16");
+        assert_eq!(free_pod_cidr(cluster, &[]), Some(c("10.42.0.0/24")));
+        assert_eq!(
+            free_pod_cidr(cluster, &[c("10.42.0.0/24"), c("10.42.2.0/24")]),
+            Some(c("10.42.1.0/24"))
+        );
+        // A node given a bigger block by hand covers every /24 inside it.
+        assert_eq!(
+            free_pod_cidr(cluster, &[c("10.42.0.0/23")]),
+            Some(c("10.42.2.0/24"))
+        );
+        // Full: every /24 of a /23 taken.
+        assert_eq!(
+            free_pod_cidr(c("10.42.0.0/23"), &[c("10.42.0.0/24"), c("10.42.1.0/24")]),
+            None
+        );
+        // A cluster CIDR smaller than a /24 is one node's whole.
+        assert_eq!(
+            free_pod_cidr(c("10.42.0.0/25"), &[]),
+            Some(c("10.42.0.0/25"))
+        );
+        let nodes = vec![
+            json!({"metadata": {"name": "a"}, "spec": {"podCIDR": "10.42.0.0/24"}}),
+            json!({"metadata": {"name": "b"}, "spec": {}}),
+            json!({"metadata": {"name": "me"}, "spec": {"podCIDR": "10.42.5.0/24"}}),
+        ];
+        assert_eq!(pod_cidrs(&nodes, "me"), vec![c("10.42.0.0/24")]);
     }
 
     #[test]

@@ -880,6 +880,10 @@ impl Store {
                     }
                 }
             }
+            if key.kind == "Node" && event != EventType::Deleted {
+                self.check_pod_cidr(tx, &key, current.as_ref().map(|(_, v)| v), &object)
+                    .await?;
+            }
             *rev += 1;
             let body = self.encode(&key, &object)?;
             if event == EventType::Deleted {
@@ -911,6 +915,39 @@ impl Store {
             results.push(Applied { outcome, object });
         }
         Ok(results)
+    }
+
+    /// A Node's `spec.podCIDR` is its own: a write giving a Node a pod CIDR another Node holds
+    /// is refused (identically on every replica), so two nodes that pick one at the same time
+    /// cannot both get it. A Node keeping the CIDR it already had is not checked again.
+    async fn check_pod_cidr(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        key: &Key,
+        before: Option<&Value>,
+        after: &Value,
+    ) -> Result<(), StoreError> {
+        let Some(cidr) = after["spec"]["podCIDR"].as_str().filter(|c| !c.is_empty()) else {
+            return Ok(());
+        };
+        if before.and_then(|b| b["spec"]["podCIDR"].as_str()) == Some(cidr) {
+            return Ok(());
+        }
+        let rows = sqlx::query("SELECT name, body FROM objects WHERE kind = 'Node' AND name != ?")
+            .bind(&key.name)
+            .fetch_all(&mut **tx)
+            .await?;
+        for r in rows {
+            let other = Key::new("Node", "", r.get::<&str, _>(0));
+            let node = self.decode(&other, r.get::<&[u8], _>(1))?;
+            if node["spec"]["podCIDR"].as_str() == Some(cidr) {
+                return Err(StoreError::Taken(format!(
+                    "spec.podCIDR: {cidr} is already allocated to Node {}",
+                    other.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Every claim (see [`claims_of`]) the stored Services hold, inside `tx`.

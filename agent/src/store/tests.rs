@@ -239,6 +239,41 @@ async fn two_services_never_hold_the_same_cluster_ip_or_node_port() {
 }
 
 #[tokio::test]
+async fn two_nodes_never_hold_the_same_pod_cidr() {
+    let (_d, s) = open().await;
+    let node = |name: &str, cidr: &str| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": {"podCIDR": cidr}});
+    s.write(&Write::new(vec![put(node("a", "10.42.0.0/24"))]))
+        .await
+        .unwrap();
+    let e = s
+        .write(&Write::new(vec![put(node("b", "10.42.0.0/24"))]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "spec.podCIDR: 10.42.0.0/24 is already allocated to Node a"
+    );
+    assert!(s.get(&Key::new("Node", "", "b")).await.unwrap().is_none());
+    s.write(&Write::new(vec![put(node("b", "10.42.1.0/24"))]))
+        .await
+        .unwrap();
+    // A node rewriting its own (labels, status, a restart) is not refused.
+    let mut relabelled = node("a", "10.42.0.0/24");
+    relabelled["metadata"]["labels"] = json!({"disk": "ssd"});
+    s.write(&Write::new(vec![put(relabelled)])).await.unwrap();
+    // A deleted node frees its CIDR.
+    s.write(&Write::new(vec![Op::Delete {
+        key: Key::new("Node", "", "a"),
+        resource_version: None,
+    }]))
+    .await
+    .unwrap();
+    s.write(&Write::new(vec![put(node("c", "10.42.0.0/24"))]))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn status_is_separate_from_spec() {
     let (_d, s) = open().await;
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}, "spec": {"containers": [{"name": "c", "image": "x"}]}});
