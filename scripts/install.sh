@@ -292,7 +292,13 @@ if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
     for _ in $(seq 1 120); do
       if [[ -s $data_dir/admin.yaml ]] && "$PREFIX_BIN" --config "$data_dir/admin.yaml" get nodes >/dev/null 2>&1; then
         say "the agent answers: $PREFIX_BIN --config $data_dir/admin.yaml get nodes"
-        [[ $mode == init ]] && say "join other nodes with: install.sh --join $(hostname -I 2>/dev/null | awk '{print $1}'):7946 --token \$(cat $data_dir/join-token)"
+        if [[ $mode == init ]]; then
+          addr=$(hostname -I 2>/dev/null | awk '{print $1}')
+          for ((k = 0; k + 1 < ${#agent_args[@]}; k++)); do
+            [[ ${agent_args[k]} == --advertise-address ]] && addr=${agent_args[k + 1]}
+          done
+          say "join other nodes with: install.sh --join $addr:7946 --token \$(cat $data_dir/join-token)"
+        fi
         exit 0
       fi
       systemctl is-failed -q flotilla.service && break

@@ -17,6 +17,7 @@ VM_REPO=$(cd "$VM_HERE/.." && pwd)
 # A failing command in a test names its line, so a red run says where it stopped.
 trap 'log "FAIL: line $LINENO: $BASH_COMMAND (exit $?)"' ERR
 set -o errtrace
+shopt -s inherit_errexit
 
 log() { printf '%s vm-tests: %s\n' "$(date +%T)" "$*" >&2; }
 fail() { log "FAIL: $*"; exit 1; }
