@@ -160,6 +160,8 @@ cleanup() {
   vagrant box remove -f "$BOX_NAME" >/dev/null 2>&1
   rm -rf "$LV_RUN" "$VM_REPO/.vagrant" /var/lib/libvirt/images/main_node*.img /var/lib/libvirt/images/flotilla-VAGRANTSLASH-*
   rm -f /etc/libvirt/qemu/networks/{vagrant-libvirt,flotilla-private}.xml /etc/libvirt/qemu/main_node*.xml
+  # The daemon's own state (the pool vagrant-libvirt defined, network pids and leases).
+  rm -rf /run/libvirt /etc/libvirt/storage/default.xml /etc/libvirt/storage/autostart/default.xml /var/lib/libvirt/dnsmasq/{vagrant-libvirt,flotilla-private}*
   [[ -n ${made_qemu_conf:-} ]] && rm -f /etc/libvirt/qemu.conf
   [[ -n ${placed_bin:-} ]] && rm -f "$VM_REPO/target/release/flotilla"
   [[ -n ${placed_image:-} ]] && rm -f "$VM_REPO/target/flotilla-test-image.tar"
