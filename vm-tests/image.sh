@@ -17,7 +17,16 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 base=${1:-${FLOTILLA_VM_DIR:-/var/tmp/flotilla-vm}}
 suite=${FLOTILLA_VM_SUITE:-bookworm}
-mirror=${FLOTILLA_VM_MIRROR:-http://deb.debian.org/debian}
+# The Debian mirror this machine's apt already uses (its main archive, not security), so a
+# machine that reaches Debian only through its own mirror builds the image too.
+host_mirror() {
+  {
+    awk '/^URIs:/ {u = $2} /^Suites:/ && u !~ /security/ {print u; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null
+    awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null
+  } | head -1
+}
+mirror=${FLOTILLA_VM_MIRROR:-$(host_mirror)}
+mirror=${mirror:-http://deb.debian.org/debian}
 hash=$(cat "$0" | sha256sum | cut -c1-12)
 out=$base/image-$suite-$hash
 
