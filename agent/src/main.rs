@@ -3,15 +3,6 @@
 use clap::Parser;
 
 fn main() {
-    // A shim re-executes itself into its pump mode once its container runs (see
-    // flotilla_runtime::shim): nothing else of this program is needed there.
-    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if raw
-        .get(1)
-        .is_some_and(|a| a == flotilla_runtime::shim::PUMP_ARG)
-    {
-        std::process::exit(flotilla_runtime::shim::pump_main(&raw[2..]));
-    }
     let cli = flotilla::cli::Cli::parse();
     // The shim forks, so it must run before any thread exists (no async runtime, no logging).
     if let flotilla::cli::Command::Shim(a) = &cli.command {

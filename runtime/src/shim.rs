@@ -14,10 +14,7 @@
 //! child and outlives it), starts a new session, creates the container through libcontainer
 //! (its init is the shim's child, so the shim can wait for it), answers `ok PID` or `err MESSAGE`
 //! on fd 3, and closes it. After that the agent and the shim share nothing but the files: a new
-//! agent re-adopts running containers by reading `shim.json` and `exit.json`. Once the
-//! container runs, the shim executes its own program again (same pid, so the container stays
-//! its child) in a pump mode that only copies the logs and waits ([`PUMP_ARG`]): what creating
-//! the container took in memory is not carried for the container's whole life.
+//! agent re-adopts running containers by reading `shim.json` and `exit.json`.
 
 use std::fs;
 use std::io::Write;
@@ -178,115 +175,6 @@ pub fn shim_main(root: &Path, id: &str) -> i32 {
         }
     }
 
-    // Start afresh for the container's lifetime: this program again, in its pump mode, so
-    // what creating the container took (libcontainer, the spec, the allocator's pages) is
-    // gone and only the log pumps and the wait remain. The pid stays, so the container stays
-    // our child. Only if that exec fails does this process pump itself.
-    let err = reexec_pump(root, id, pid, started.started_at_ms, &out_r, &err_r);
-    let _ = err; // nothing to report to: stdio is /dev/null now
-    carry_on(req, log, pid, started.started_at_ms, &bundle, out_r, err_r)
-}
-
-/// The argument that selects the pump mode: `PROGRAM PUMP_ARG ROOT ID PID STARTED_AT_MS`, with
-/// the container's stdout and stderr pipes on fds 3 and 4. The binary's `main` must call
-/// [`pump_main`] before anything else when it sees it.
-pub const PUMP_ARG: &str = "__flotilla_shim_pump";
-
-fn reexec_pump(
-    root: &Path,
-    id: &str,
-    pid: i32,
-    started_at_ms: u64,
-    out_r: &OwnedFd,
-    err_r: &OwnedFd,
-) -> nix::Result<std::convert::Infallible> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    // dup2 leaves the new descriptors open across exec (no close-on-exec flag).
-    nix::unistd::dup2(out_r.as_raw_fd(), 3)?;
-    nix::unistd::dup2(err_r.as_raw_fd(), 4)?;
-    let arg = |s: &[u8]| CString::new(s).map_err(|_| nix::errno::Errno::EINVAL);
-    let argv = [
-        arg(b"flotilla-shim")?,
-        arg(PUMP_ARG.as_bytes())?,
-        arg(root.as_os_str().as_bytes())?,
-        arg(id.as_bytes())?,
-        arg(pid.to_string().as_bytes())?,
-        arg(started_at_ms.to_string().as_bytes())?,
-    ];
-    nix::unistd::execv(c"/proc/self/exe", &argv)
-}
-
-/// The shim after its re-exec (see [`PUMP_ARG`]): pumps the logs, waits for the container and
-/// records its exit. `args` are the ones after `PUMP_ARG`. Returns the process exit code.
-pub fn pump_main(args: &[std::ffi::OsString]) -> i32 {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator tunable; no other thread exists yet.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-    let [root, id, pid, started] = args else {
-        return 2;
-    };
-    let (root, id) = (Path::new(root), id.to_string_lossy().into_owned());
-    let (Some(pid), Some(started_at_ms)) = (
-        pid.to_str().and_then(|p| p.parse::<i32>().ok()),
-        started.to_str().and_then(|s| s.parse::<u64>().ok()),
-    ) else {
-        return 2;
-    };
-    let bundle = root.join("containers").join(&id);
-    // SAFETY: fds 3 and 4 are the pipes the shim moved there before exec; we own them.
-    let (out_r, err_r) = unsafe { (OwnedFd::from_raw_fd(3), OwnedFd::from_raw_fd(4)) };
-    let req: Option<ShimRequest> = fs::read(bundle.join("request.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let Some(req) = req else {
-        // Nothing to log to; still wait, so the exit is recorded.
-        return record_exit(&bundle, "", pid, started_at_ms);
-    };
-    let log = match LogWriter::open(req.log.clone()) {
-        Ok(l) => Arc::new(Mutex::new(l)),
-        Err(_) => return record_exit(&bundle, &req.spec.cgroup_path, pid, started_at_ms),
-    };
-    carry_on(req, log, pid, started_at_ms, &bundle, out_r, err_r)
-}
-
-fn record_exit(bundle: &Path, cgroup: &str, pid: i32, started_at_ms: u64) -> i32 {
-    let record = match wait(pid) {
-        Ok(e) => ExitRecord {
-            code: e.code,
-            signal: e.signal,
-            oom_killed: !cgroup.is_empty() && crate::cgroups::oom_kills(cgroup) > 0,
-            started_at_ms,
-            finished_at_ms: now_ms(),
-        },
-        Err(_) => ExitRecord {
-            code: 255,
-            signal: None,
-            oom_killed: false,
-            started_at_ms,
-            finished_at_ms: now_ms(),
-        },
-    };
-    let _ = write_atomic(
-        &bundle.join("exit.json"),
-        &serde_json::to_vec(&record).expect("serialises"),
-    );
-    0
-}
-
-/// The container's life under its shim: two threads copy its stdout and stderr into the log,
-/// the main thread waits for it and writes `exit.json`.
-fn carry_on(
-    req: ShimRequest,
-    log: Arc<Mutex<LogWriter>>,
-    pid: i32,
-    started_at_ms: u64,
-    bundle: &Path,
-    out_r: OwnedFd,
-    err_r: OwnedFd,
-) -> i32 {
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     for (r, stream) in [(out_r, "stdout"), (err_r, "stderr")] {
         let log = log.clone();
@@ -318,14 +206,14 @@ fn carry_on(
             code: e.code,
             signal: e.signal,
             oom_killed: crate::cgroups::oom_kills(&req.spec.cgroup_path) > 0,
-            started_at_ms,
+            started_at_ms: started.started_at_ms,
             finished_at_ms: now_ms(),
         },
         Err(_) => ExitRecord {
             code: 255,
             signal: None,
             oom_killed: false,
-            started_at_ms,
+            started_at_ms: started.started_at_ms,
             finished_at_ms: now_ms(),
         },
     };

@@ -295,10 +295,7 @@ fn running_and_ready(ps: &[serde_json::Value]) -> bool {
 fn pods_land_where_asked_daemonsets_reach_new_nodes_and_a_rollout_fails_no_request() {
     // With `--endpoint-drain 0` this test sees failed requests: the old pods stop before the
     // lagging node has dropped them from the Service.
-    // The drain must outlast how late the lagging client node (below: its agent stopped 1 s
-    // in every 1.3 s) learns of a deletion; 2 s, the default, is marginal for that on a loaded
-    // 2-core CI machine (1 request in 15,000 failed once), so the servers drain for 4 s.
-    let mut b = Box::start(3, &["--endpoint-drain", "4"]);
+    let mut b = Box::start(3, &[]);
     let tar = flotilla_runtime::testing::test_image(b.nodes[0].data_dir());
     for a in &b.nodes {
         a.ok(&["image", "import", tar.to_str().unwrap()]);

@@ -3,13 +3,6 @@
 //! the same code as `flotilla shim`.
 
 fn main() {
-    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if raw
-        .get(1)
-        .is_some_and(|a| a == flotilla_runtime::shim::PUMP_ARG)
-    {
-        std::process::exit(flotilla_runtime::shim::pump_main(&raw[2..]));
-    }
     let args: Vec<String> = std::env::args().collect();
     let get = |name: &str| {
         args.iter()
