@@ -21,8 +21,8 @@ suite=${FLOTILLA_VM_SUITE:-bookworm}
 # machine that reaches Debian only through its own mirror builds the image too.
 host_mirror() {
   {
-    awk '/^URIs:/ {u = $2} /^Suites:/ && u !~ /security/ {print u; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null
-    awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null
+    awk '/^URIs:/ {u = $2} /^Suites:/ && u !~ /security/ {print u; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true
+    awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true
   } | head -1
 }
 mirror=${FLOTILLA_VM_MIRROR:-$(host_mirror)}
