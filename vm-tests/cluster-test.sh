@@ -14,14 +14,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-[[ $(id -u) -eq 0 ]] || fail "must run as root"
-trap vm_down EXIT
-vm_down
-vm_image
-vm_binary
-vm_test_image
-net_up
-VM_ACCEL=${VM_ACCEL:-$(vm_accel)}
+vm_setup
 N=3
 P=/root/payload
 
@@ -84,10 +77,8 @@ log "a 6-replica Deployment and its Service, from the host through vm2"
 running() { cli get pods -l app=web -o wide | awk '$3 == "Running" && $2 == "1/1"' | wc -l; }
 t0=$SECONDS
 sed 's/replicas: 3/replicas: 6/' "$VM_REPO/examples/web.yaml" | cli apply -f -
-until [[ $(running) -eq 6 ]]; do
-  ((SECONDS - t0 < 300)) || { cli get pods -o wide >&2; fail "6 pods not Running and Ready within 300 s"; }
-  sleep 1
-done
+six_running() { [[ $(running) -eq 6 ]]; }
+wait_until 300 "6 pods Running and Ready" six_running
 t_pods=$((SECONDS - t0))
 cli get pods -l app=web -o wide
 nodes_used=$(cli get pods -l app=web -o wide | awk 'NR > 1 {print $7}' | sort -u | xargs)
@@ -164,10 +155,8 @@ for i in 1 2; do
     fail "a write through vm$i failed with vm3 gone"
 done
 replaced() { cli get pods -l app=web -o wide | awk '$3 == "Running" && $2 == "1/1" && $7 != "vm3"' | wc -l; }
-until [[ $(replaced) -eq 6 ]]; do
-  ((SECONDS - t0 < 240)) || { cli get pods -o wide >&2; fail "vm3's pods were not replaced within 240 s"; }
-  sleep 1
-done
+all_replaced() { [[ $(replaced) -eq 6 ]]; }
+wait_until 240 "vm3's pods replaced" all_replaced
 t_heal=$((SECONDS - t0))
 cli get pods -l app=web -o wide
 log "vm3's $on_vm3 pods replaced on vm1 and vm2 ${t_heal} s after its power cut"

@@ -13,14 +13,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-[[ $(id -u) -eq 0 ]] || fail "must run as root"
-trap vm_down EXIT
-vm_down
-vm_image
-vm_binary
-vm_test_image
-net_up
-VM_ACCEL=${VM_ACCEL:-$(vm_accel)}
+vm_setup
 log "booting vm1, and vm2 with its memory cgroup disabled as Raspberry Pi OS ships (accel $VM_ACCEL)"
 vm_boot 1
 vm_boot 2 cgroup_disable=memory

@@ -150,3 +150,16 @@ vm_test_image() {
   VM_TEST_IMAGE=${FLOTILLA_TEST_IMAGE:-$target/flotilla-test-image.tar}
   [[ -f $VM_TEST_IMAGE ]] || "$VM_REPO/scripts/test-image.sh" "$VM_TEST_IMAGE" >&2
 }
+
+# What every VM test starts with: root, a clean slate (removed again on exit), the image, the
+# binary, the test image, the network and the accelerator.
+vm_setup() {
+  [[ $(id -u) -eq 0 ]] || fail "must run as root"
+  trap vm_down EXIT
+  vm_down
+  vm_image
+  vm_binary
+  vm_test_image
+  net_up
+  VM_ACCEL=${VM_ACCEL:-$(vm_accel)}
+}
