@@ -53,19 +53,17 @@ pub fn pids_limit(path: &str) -> Option<u64> {
 
 /// How many times the kernel's OOM killer killed a process of this cgroup.
 pub fn oom_kills(path: &str) -> u64 {
-    let file = match layout() {
+    fs::read_to_string(oom_file(path))
+        .map(|t| crate::pump::oom_kill_count(&t))
+        .unwrap_or(0)
+}
+
+/// The file holding the `oom_kill` counter of the cgroup at `path`.
+pub fn oom_file(path: &str) -> PathBuf {
+    match layout() {
         Layout::V2 => dir("memory", path).join("memory.events"),
         Layout::V1 => dir("memory", path).join("memory.oom_control"),
-    };
-    fs::read_to_string(file)
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("oom_kill ")
-                    .and_then(|n| n.trim().parse().ok())
-            })
-        })
-        .unwrap_or(0)
+    }
 }
 
 /// Limits for a parent cgroup (a pod's): memory in bytes, CPU as a CFS quota over a period.

@@ -27,6 +27,7 @@ pub mod error;
 pub mod exec;
 pub mod image;
 pub mod logs;
+pub mod pump;
 pub mod rootfs;
 pub mod sandbox;
 pub mod shim;

@@ -5,10 +5,9 @@
 //! the last bytes before the stream ended without a newline), then the bytes as written.
 //! `LOG` grows to `max_bytes`, then becomes `LOG.1` (older ones shift up to `LOG.<keep>`).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 /// Where and how much to keep.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -19,123 +18,15 @@ pub struct LogConfig {
     pub keep: u32,
 }
 
-/// A size-rotated log file shared by the stdout and stderr readers.
-pub struct LogWriter {
-    cfg: LogConfig,
-    file: File,
-    size: u64,
-}
+use crate::pump::rotated;
 
-fn rotated(p: &Path, n: u32) -> PathBuf {
-    PathBuf::from(format!("{}.{n}", p.display()))
-}
+/// The writer: the shim's pump writes the records (see [`crate::pump`], which holds the code so
+/// that the small `flotilla-pump` program is built from it alone).
+pub use crate::pump::LogFile;
 
-impl LogWriter {
-    pub fn open(cfg: LogConfig) -> io::Result<LogWriter> {
-        if let Some(d) = cfg.path.parent() {
-            fs::create_dir_all(d)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&cfg.path)?;
-        let size = file.metadata()?.len();
-        Ok(LogWriter { cfg, file, size })
-    }
-
-    fn rotate(&mut self) -> io::Result<()> {
-        if self.cfg.keep == 0 {
-            self.file.set_len(0)?;
-            self.size = 0;
-            return Ok(());
-        }
-        for n in (1..self.cfg.keep).rev() {
-            let from = rotated(&self.cfg.path, n);
-            if from.exists() {
-                fs::rename(&from, rotated(&self.cfg.path, n + 1))?;
-            }
-        }
-        fs::rename(&self.cfg.path, rotated(&self.cfg.path, 1))?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.cfg.path)?;
-        self.size = 0;
-        Ok(())
-    }
-
-    /// Writes one record.
-    pub fn write_record(&mut self, stream: &str, partial: bool, content: &[u8]) -> io::Result<()> {
-        let ts = humantime_now();
-        let mut rec = Vec::with_capacity(content.len() + 48);
-        rec.extend_from_slice(ts.as_bytes());
-        rec.push(b' ');
-        rec.extend_from_slice(stream.as_bytes());
-        rec.extend_from_slice(if partial { b" P " } else { b" F " });
-        rec.extend_from_slice(content);
-        rec.push(b'\n');
-        if self.size > 0 && self.size + rec.len() as u64 > self.cfg.max_bytes {
-            self.rotate()?;
-        }
-        self.file.write_all(&rec)?;
-        self.size += rec.len() as u64;
-        Ok(())
-    }
-}
-
-/// Now as RFC 3339 UTC with nanoseconds, without a date crate.
-fn humantime_now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    let (y, m, dd) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_nanos()
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Longest line written as one record; longer lines are split into `P` records.
-const MAX_LINE: usize = 16 * 1024;
-
-/// Copies a stream into the log, line by line, until it ends.
-pub fn pump(mut from: impl Read, stream: &'static str, to: Arc<Mutex<LogWriter>>) {
-    let mut reader = BufReader::with_capacity(MAX_LINE, &mut from);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let n = match (&mut reader)
-            .take(MAX_LINE as u64)
-            .read_until(b'\n', &mut buf)
-        {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        };
-        let full = buf.last() == Some(&b'\n');
-        let content = if full { &buf[..n - 1] } else { &buf[..n] };
-        let mut w = to.lock().expect("log writer lock");
-        let _ = w.write_record(stream, !full, content);
+impl LogConfig {
+    pub fn open(&self) -> io::Result<LogFile> {
+        LogFile::open(&self.path, self.max_bytes, self.keep)
     }
 }
 
@@ -266,6 +157,16 @@ impl Follower {
 mod tests {
     use super::*;
 
+    use crate::pump::{civil_from_days, records};
+
+    /// What the pump does with a stream that delivers `input` and ends.
+    fn feed(w: &mut LogFile, stream: &str, input: &[u8]) {
+        let (recs, _) = records(input, true);
+        for (partial, r) in recs {
+            w.write_record(stream, partial, &input[r]).unwrap();
+        }
+    }
+
     #[test]
     fn dates_are_right() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
@@ -282,13 +183,13 @@ mod tests {
             max_bytes: 200,
             keep: 2,
         };
-        let w = Arc::new(Mutex::new(LogWriter::open(cfg.clone()).unwrap()));
+        let mut w = cfg.open().unwrap();
         let input: Vec<u8> = (0..20)
             .flat_map(|i| format!("line {i}\n").into_bytes())
             .chain(b"no newline".to_vec())
             .collect();
-        pump(&input[..], "stdout", w.clone());
-        pump(&b"oops\n"[..], "stderr", w);
+        feed(&mut w, "stdout", &input);
+        feed(&mut w, "stderr", b"oops\n");
         let all = read_tail(&cfg.path, 2, None).unwrap();
         assert!(all.len() < 22, "old lines rotate away: {}", all.len());
         let last = &all[all.len() - 2..];
@@ -331,7 +232,7 @@ mod tests {
             max_bytes: 300,
             keep: 3,
         };
-        let mut w = LogWriter::open(cfg.clone()).unwrap();
+        let mut w = cfg.open().unwrap();
         w.write_record("stdout", false, b"before").unwrap();
         let mut f = Follower::from_end(&cfg.path, cfg.keep).unwrap();
         let mut seen = Vec::new();

@@ -13,21 +13,32 @@
 //! as fd 3. The shim forks and the first process exits at once (so the shim is not the agent's
 //! child and outlives it), starts a new session, creates the container through libcontainer
 //! (its init is the shim's child, so the shim can wait for it), answers `ok PID` or `err MESSAGE`
-//! on fd 3, and closes it. After that the agent and the shim share nothing but the files: a new
-//! agent re-adopts running containers by reading `shim.json` and `exit.json`.
+//! on fd 3, and closes it. Then it becomes the pump ([`crate::pump`]): it executes
+//! `ROOT/bin/flotilla-pump-HASH`, a small program carried inside the runtime and written out
+//! on first use, keeping its pid, so the container stays its child. After that the agent and
+//! the shim share nothing but the files: a new agent re-adopts running containers by reading
+//! `shim.json` and `exit.json`.
 
 use std::fs;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use serde::{Deserialize, Serialize};
 
-use crate::container::{Runtime, Stdio, wait};
-use crate::logs::{LogConfig, LogWriter, pump};
+use crate::container::{Runtime, Stdio};
+use crate::logs::LogConfig;
+use crate::pump::Job;
 use crate::spec::ContainerSpec;
+
+pub use crate::pump::now_ms;
+pub(crate) use crate::pump::write_atomic;
+
+/// The pump program, built from `src/pump.rs` by the build script.
+static PUMP: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/flotilla-pump"));
 
 /// What the agent asks a shim to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,20 +71,26 @@ pub struct ExitRecord {
     pub finished_at_ms: u64,
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Writes a file whole or not at all.
-pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+/// The pump program on disk, `ROOT/bin/flotilla-pump-HASH`, written on first use. Every shim
+/// of a runtime executes the same file, so its pages are shared.
+pub fn pump_program(root: &Path) -> std::io::Result<PathBuf> {
+    use sha2::Digest;
+    let hash = hex::encode(&sha2::Sha256::digest(PUMP)[..8]);
+    let path = root.join("bin").join(format!("flotilla-pump-{hash}"));
+    if fs::metadata(&path).is_ok_and(|m| m.len() == PUMP.len() as u64) {
+        return Ok(path);
+    }
+    fs::create_dir_all(root.join("bin"))?;
+    let tmp = root
+        .join("bin")
+        .join(format!(".flotilla-pump-{hash}.{}", std::process::id()));
     let mut f = fs::File::create(&tmp)?;
-    f.write_all(data)?;
+    f.write_all(PUMP)?;
+    f.set_permissions(fs::Permissions::from_mode(0o755))?;
     f.sync_all()?;
-    fs::rename(&tmp, path)
+    drop(f);
+    fs::rename(&tmp, &path)?;
+    Ok(path)
 }
 
 /// The shim process: `SHIM --root ROOT --id ID`, with the answer pipe on fd 3. Returns the
@@ -111,23 +128,16 @@ pub fn shim_main(root: &Path, id: &str) -> i32 {
             return 1;
         }
     };
-    let log = match LogWriter::open(req.log.clone()) {
-        Ok(l) => Arc::new(Mutex::new(l)),
-        Err(e) => {
-            let _ = writeln!(answer, "err opening log {}: {e}", req.log.path.display());
-            return 1;
-        }
-    };
-    let (out_r, out_w) = match nix::unistd::pipe() {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = writeln!(answer, "err pipe: {e}");
-            return 1;
-        }
-    };
-    let (err_r, err_w) = match nix::unistd::pipe() {
-        Ok(p) => p,
-        Err(e) => {
+    // The pump writes the log; opening it here first makes a bad path the agent's error.
+    if let Err(e) = req.log.open() {
+        let _ = writeln!(answer, "err opening log {}: {e}", req.log.path.display());
+        return 1;
+    }
+    // Close-on-exec everywhere: only the read ends, handed over below, reach the pump.
+    let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC);
+    let ((out_r, out_w), (err_r, err_w)) = match (pipe(), pipe()) {
+        (Ok(o), Ok(e)) => (o, e),
+        (Err(e), _) | (_, Err(e)) => {
             let _ = writeln!(answer, "err pipe: {e}");
             return 1;
         }
@@ -175,51 +185,48 @@ pub fn shim_main(root: &Path, id: &str) -> i32 {
         }
     }
 
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    for (r, stream) in [(out_r, "stdout"), (err_r, "stderr")] {
-        let log = log.clone();
-        let tx = done_tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("shim-{stream}"))
-            .stack_size(128 * 1024)
-            .spawn(move || {
-                pump(fs::File::from(r), stream, log);
-                let _ = tx.send(());
-            });
-        if spawned.is_err() {
-            return 1;
-        }
-    }
-    // What starting the container allocated is not needed any more.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-    let exit = wait(pid);
-    // Give the log pumps a moment to drain what the container wrote last.
-    for _ in 0..2 {
-        let _ = done_rx.recv_timeout(Duration::from_secs(2));
-    }
-    let record = match exit {
-        Ok(e) => ExitRecord {
-            code: e.code,
-            signal: e.signal,
-            oom_killed: crate::cgroups::oom_kills(&req.spec.cgroup_path) > 0,
-            started_at_ms: started.started_at_ms,
-            finished_at_ms: now_ms(),
-        },
-        Err(_) => ExitRecord {
-            code: 255,
-            signal: None,
-            oom_killed: false,
-            started_at_ms: started.started_at_ms,
-            finished_at_ms: now_ms(),
-        },
+    let job = Job {
+        root: root.to_path_buf(),
+        id: id.to_string(),
+        out_fd: out_r.into_raw_fd(),
+        err_fd: err_r.into_raw_fd(),
+        pid,
+        started_at_ms: started.started_at_ms,
+        oom_file: crate::cgroups::oom_file(&req.spec.cgroup_path),
+        log: req.log.path.clone(),
+        max_bytes: req.log.max_bytes,
+        keep: req.log.keep,
     };
-    let _ = write_atomic(
-        &bundle.join("exit.json"),
-        &serde_json::to_vec(&record).expect("serialises"),
-    );
-    0
+    for fd in [job.out_fd, job.err_fd] {
+        let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()));
+    }
+    if let Ok(exe) = pump_program(root) {
+        // Returns only if the pump could not be executed (a noexec data dir, say).
+        let _ = std::process::Command::new(exe).args(job.to_args()).exec();
+    }
+    crate::pump::run(&job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pumps_exit_record_reads_as_the_runtimes() {
+        let json = crate::pump::exit_json(137, Some(9), true, 1_000, 2_000);
+        let read: ExitRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            read,
+            ExitRecord {
+                code: 137,
+                signal: Some(9),
+                oom_killed: true,
+                started_at_ms: 1_000,
+                finished_at_ms: 2_000,
+            }
+        );
+        let json = crate::pump::exit_json(0, None, false, 0, 5);
+        let read: ExitRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!((read.code, read.signal, read.oom_killed), (0, None, false));
+    }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Node, runtime};
 use flotilla_runtime::cgroups;
@@ -35,6 +35,25 @@ fn the_shim_records_output_and_exit() {
         logs.iter()
             .all(|r| r.time.starts_with("20") && r.time.ends_with('Z'))
     );
+}
+
+#[test]
+fn without_the_pump_program_the_shim_pumps_itself() {
+    let n = Node::new();
+    // Where the pump program would be written, a file: the shim cannot write it (as on a data
+    // dir it cannot execute from), so it carries on with the same code in its own process.
+    std::fs::create_dir_all(n.root()).unwrap();
+    std::fs::write(n.root().join("bin"), b"not a directory").unwrap();
+    let rt = runtime(&n.root());
+    let s = n.spec("nopump", "echo still-logged; exit 3");
+    rt.start(&s, &n.layers, n.log(&s.id, 1 << 20, 1)).unwrap();
+    let exit = rt
+        .wait_exit(&s.id, Duration::from_secs(10))
+        .unwrap()
+        .expect("an exit record");
+    assert_eq!((exit.code, exit.signal), (3, None));
+    let logs = rt.logs(&s.id, None).unwrap();
+    assert!(logs.iter().any(|r| r.content == "still-logged"), "{logs:?}");
 }
 
 #[test]
@@ -87,6 +106,21 @@ fn a_container_outlives_the_process_that_started_it_and_is_readopted() {
                 panic!("not running: {:?}", rt.status(&s.id))
             };
             assert_eq!(seen, pid);
+            // The shim became the small pump program, keeping its pid (the container is its
+            // child): what `ps` shows beside each container.
+            let started: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(n.root().join("containers").join(&s.id).join("shim.json")).unwrap(),
+            )
+            .unwrap();
+            let shim_pid = started["shimPid"].as_i64().unwrap();
+            let pump = flotilla_runtime::shim::pump_program(&n.root()).unwrap();
+            let exe = || std::fs::read_link(format!("/proc/{shim_pid}/exe")).unwrap();
+            // It answers the starter first, then executes the pump.
+            let t0 = Instant::now();
+            while exe() != pump && t0.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert_eq!(exe(), pump);
             let before = rt.logs(&s.id, None).unwrap().len();
             std::thread::sleep(Duration::from_millis(500));
             let after = rt.logs(&s.id, None).unwrap().len();
