@@ -152,13 +152,13 @@ vm_test_image() {
 }
 
 # What every VM test starts with: root, a clean slate (removed again on exit), the image, the
-# binary, the test image, the network and the accelerator.
+# release binary (not with --no-binary), the test image, the network and the accelerator.
 vm_setup() {
   [[ $(id -u) -eq 0 ]] || fail "must run as root"
   trap vm_down EXIT
   vm_down
   vm_image
-  vm_binary
+  [[ ${1:-} == --no-binary ]] || vm_binary
   vm_test_image
   net_up
   VM_ACCEL=${VM_ACCEL:-$(vm_accel)}

@@ -82,6 +82,30 @@ pub enum ContainerStatus {
     Lost,
 }
 
+/// How long a start may take before its shim has said who it is (`shim.pid`): the agent
+/// writes `request.json` and runs the shim at once, so only an agent that died in between
+/// leaves a bundle without one.
+const SPAWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The status of a bundle whose shim has not written `shim.json` yet: starting while its shim
+/// lives (or, before the shim has written its pid, for [`SPAWN_GRACE`]), lost once it is gone.
+fn starting(bundle: &Path, alive: impl Fn(i32) -> bool) -> ContainerStatus {
+    if let Ok(pid) = fs::read_to_string(bundle.join("shim.pid")) {
+        return match pid.trim().parse() {
+            Ok(pid) if alive(pid) => ContainerStatus::Starting,
+            _ => ContainerStatus::Lost,
+        };
+    }
+    let young = fs::metadata(bundle.join("request.json"))
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().unwrap_or_default() < SPAWN_GRACE);
+    if young {
+        ContainerStatus::Starting
+    } else {
+        ContainerStatus::Lost
+    }
+}
+
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
@@ -239,14 +263,14 @@ impl Runtime {
         if let Some(rec) = exit()? {
             return Ok(ContainerStatus::Exited(rec));
         }
+        let alive = |pid: i32| nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok();
         let Ok(b) = fs::read(bundle.join("shim.json")) else {
-            return Ok(ContainerStatus::Starting);
+            return Ok(starting(&bundle, alive));
         };
         let s: Started = serde_json::from_slice(&b).map_err(|source| RuntimeError::Json {
             what: format!("{id}/shim.json"),
             source,
         })?;
-        let alive = |pid: i32| nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok();
         if alive(s.pid) || alive(s.shim_pid) {
             // While the shim lives the container runs, or its exit is being recorded.
             return Ok(ContainerStatus::Running {

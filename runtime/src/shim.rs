@@ -6,6 +6,7 @@
 //! Only through files in the container's bundle dir, `ROOT/containers/<id>/`:
 //! ```text
 //! request.json  written by the agent: the ContainerSpec, the image layers, the log config
+//! shim.pid      written by the shim as it begins: its pid, while the container is made
 //! shim.json     written by the shim once the container runs: shim pid, container pid, start
 //! exit.json     written by the shim when the container ends: code, signal, OOM kill, end
 //! ```
@@ -110,6 +111,10 @@ pub fn shim_main(root: &Path, id: &str) -> i32 {
         }
     }
     let _ = nix::unistd::setsid();
+    let bundle = root.join("containers").join(id);
+    // Who is starting the container, until shim.json says it runs: a start whose shim died
+    // (with its agent, or a power cut) then reads as lost rather than starting for ever.
+    let _ = fs::write(bundle.join("shim.pid"), std::process::id().to_string());
     // One malloc arena: the shim's threads only copy bytes, and per-thread arenas would cost
     // each container megabytes.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -117,7 +122,6 @@ pub fn shim_main(root: &Path, id: &str) -> i32 {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
-    let bundle = root.join("containers").join(id);
     let req: ShimRequest = match fs::read(bundle.join("request.json"))
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))

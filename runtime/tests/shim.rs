@@ -318,3 +318,44 @@ fn exec_runs_inside_the_container_and_returns_output_and_code() {
     rt.stop(&s.id, Duration::from_secs(1)).unwrap();
     assert!(rt.exec(&s.id, &sh("true"), secs).is_err());
 }
+
+#[test]
+fn a_start_whose_shim_died_reads_as_lost_not_starting_for_ever() {
+    let n = Node::new();
+    let rt = runtime(&n.root());
+    // What an agent killed in the middle of a start leaves: a bundle with the request, and
+    // perhaps the pid of a shim that never wrote shim.json.
+    let bundle = |id: &str| {
+        let b = n.root().join("containers").join(id);
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(b.join("request.json"), b"{}").unwrap();
+        b
+    };
+    let fresh = bundle("fresh");
+    assert_eq!(rt.status("fresh").unwrap(), ContainerStatus::Starting);
+    std::fs::write(fresh.join("shim.pid"), std::process::id().to_string()).unwrap();
+    assert_eq!(
+        rt.status("fresh").unwrap(),
+        ContainerStatus::Starting,
+        "its shim lives"
+    );
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(fresh.join("shim.pid"), gone_pid.to_string()).unwrap();
+    assert_eq!(rt.status("fresh").unwrap(), ContainerStatus::Lost);
+
+    // No shim ever ran: starting only for a while after the request was written.
+    let old = bundle("old");
+    std::fs::File::options()
+        .write(true)
+        .open(old.join("request.json"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(120))
+        .unwrap();
+    assert_eq!(rt.status("old").unwrap(), ContainerStatus::Lost);
+    for id in ["fresh", "old"] {
+        rt.delete(id, &format!("/flotilla-test/{id}")).unwrap();
+        assert!(!n.root().join("containers").join(id).exists());
+    }
+}
