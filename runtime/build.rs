@@ -50,4 +50,11 @@ fn main() {
     }
     let status = cmd.status().expect("running rustc for flotilla-pump");
     assert!(status.success(), "building flotilla-pump failed: {status}");
+    // Its name on disk carries a hash of its bytes (FNV-1a), so a new build never overwrites
+    // the program that running shims execute.
+    let bytes = std::fs::read(&out).expect("reading flotilla-pump");
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    println!("cargo::rustc-env=FLOTILLA_PUMP_HASH={hash:016x}");
 }

@@ -164,6 +164,11 @@ impl Runtime {
                 id: spec.id.clone(),
             });
         }
+        // Written here, before any shim runs, so that shims starting together do not each
+        // write their own copy.
+        if let Err(e) = crate::shim::pump_program(&self.root) {
+            tracing::warn!(container = %spec.id, error = %e, "cannot write the pump program: shims will pump in-process");
+        }
         fs::create_dir_all(&bundle).at("creating", &bundle)?;
         let req = ShimRequest {
             spec: spec.clone(),

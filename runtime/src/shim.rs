@@ -75,8 +75,7 @@ pub struct ExitRecord {
 /// The pump program on disk, `ROOT/bin/flotilla-pump-HASH`, written on first use. Every shim
 /// of a runtime executes the same file, so its pages are shared.
 pub fn pump_program(root: &Path) -> std::io::Result<PathBuf> {
-    use sha2::Digest;
-    let hash = hex::encode(&sha2::Sha256::digest(PUMP)[..8]);
+    let hash = env!("FLOTILLA_PUMP_HASH");
     let path = root.join("bin").join(format!("flotilla-pump-{hash}"));
     if fs::metadata(&path).is_ok_and(|m| m.len() == PUMP.len() as u64) {
         return Ok(path);

@@ -168,8 +168,10 @@ fn two_containers_of_one_pod_talk_over_localhost() {
     // A container outside the pod's namespaces does not see it.
     let (exit, _, _) = n.run(&n.spec("outside", "wget -T 1 -qO- http://127.0.0.1:8080/"));
     assert_ne!(exit.code, 0);
-    drop(n);
+    // Containers first, then the sandbox's namespace mounts, then the dir they were in.
+    n.delete_containers();
     drop(guard);
+    drop(n);
 }
 
 /// Removes a sandbox on drop.

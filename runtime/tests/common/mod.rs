@@ -114,11 +114,18 @@ impl Node {
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        for (id, cg) in self.made.borrow().iter() {
-            let _ = self.rt.delete(id, cg);
+impl Node {
+    /// Deletes every container the test made (also done on drop).
+    pub fn delete_containers(&self) {
+        for (id, cg) in self.made.borrow_mut().drain(..) {
+            let _ = self.rt.delete(&id, &cg);
         }
         cgroups::remove("/flotilla-test");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.delete_containers();
     }
 }
