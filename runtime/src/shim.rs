@@ -81,9 +81,13 @@ pub fn pump_program(root: &Path) -> std::io::Result<PathBuf> {
         return Ok(path);
     }
     fs::create_dir_all(root.join("bin"))?;
+    // A name of its own for every writer, threads of one process included: a shared one
+    // lets one writer truncate the file another is about to rename into place.
+    static WRITERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = root
         .join("bin")
-        .join(format!(".flotilla-pump-{hash}.{}", std::process::id()));
+        .join(format!(".flotilla-pump-{hash}.{}.{n}", std::process::id()));
     let mut f = fs::File::create(&tmp)?;
     f.write_all(PUMP)?;
     f.set_permissions(fs::Permissions::from_mode(0o755))?;

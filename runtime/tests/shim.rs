@@ -359,3 +359,32 @@ fn a_start_whose_shim_died_reads_as_lost_not_starting_for_ever() {
         assert!(!n.root().join("containers").join(id).exists());
     }
 }
+
+#[test]
+fn shims_starting_together_share_one_whole_pump_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("runtime");
+    let paths: Vec<PathBuf> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| flotilla_runtime::shim::pump_program(&root).unwrap()))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(paths.windows(2).all(|w| w[0] == w[1]), "{paths:?}");
+    let left: Vec<_> = std::fs::read_dir(root.join("bin"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left.len(),
+        1,
+        "one program, no half-written copies: {left:?}"
+    );
+    // It is a whole program: it runs and says what it lacks.
+    let out = std::process::Command::new(&paths[0]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "flotilla-pump: missing --root\n"
+    );
+}

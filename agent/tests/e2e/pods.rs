@@ -193,6 +193,191 @@ spec:
     assert_eq!(p["status"]["containerStatuses"][0]["ready"], false);
 }
 
+/// Seconds since the epoch of an RFC 3339 UTC time (`2026-11-23T23:40:01Z`).
+fn epoch_secs(t: &serde_json::Value) -> i64 {
+    let t = t.as_str().unwrap_or_else(|| panic!("not a time: {t}"));
+    let n = |r: std::ops::Range<usize>| t[r].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    // Days from civil (Howard Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    days * 86400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
+}
+
+#[test]
+fn startup_probes_hold_liveness_back_slow_probes_time_out_and_initial_delays_wait() {
+    let a = Agent::with_image();
+    let pod = |name: &str, command: &str, probes: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: flotilla.local/busybox:1
+    command: ["sh", "-c", "{command}"]
+{probes}"#
+        )
+    };
+    let yaml = [
+        // Up after 4 s; a liveness probe that fails once kills it unless it waits for startup.
+        pod(
+            "slowstart",
+            "sleep 4; touch /tmp/up; exec sleep 600",
+            "    startupProbe: {exec: {command: [test, -f, /tmp/up]}, periodSeconds: 1, failureThreshold: 20}
+    livenessProbe: {exec: {command: [test, -f, /tmp/up]}, periodSeconds: 1, failureThreshold: 1}
+",
+        ),
+        pod(
+            "neverup",
+            "exec sleep 600",
+            "    startupProbe: {exec: {command: [test, -f, /tmp/up]}, periodSeconds: 1, failureThreshold: 2}
+",
+        ),
+        // A probe that takes 3 s against a 1 s timeout always fails.
+        pod(
+            "slowprobe",
+            "exec sleep 600",
+            "    readinessProbe: {exec: {command: [sleep, '3']}, periodSeconds: 1, timeoutSeconds: 1}
+",
+        ),
+        pod(
+            "delayed",
+            "exec sleep 600",
+            "    readinessProbe: {exec: {command: ['true']}, periodSeconds: 1, initialDelaySeconds: 6}
+",
+        ),
+    ]
+    .join("---\n");
+    a.ok(&["apply", "-f", &manifest(&a, "probes.yaml", &yaml)]);
+
+    a.eventually(60, "slowstart Ready", || {
+        a.pod("slowstart").is_some_and(|p| ready(&p))
+    });
+    let c = a.container_status("slowstart");
+    assert_eq!(
+        (c["restartCount"].as_i64(), c["started"].as_bool()),
+        (Some(0), Some(true)),
+        "{c}\n{}",
+        a.log()
+    );
+
+    a.eventually(60, "neverup restarted by its startup probe", || {
+        a.container_status("neverup")["restartCount"]
+            .as_i64()
+            .is_some_and(|n| n >= 1)
+    });
+    let events = a.ok(&["describe", "pod", "neverup"]);
+    assert!(events.contains("Startup probe failed"), "{events}");
+
+    a.eventually(60, "delayed Ready", || {
+        a.pod("delayed").is_some_and(|p| ready(&p))
+    });
+    let p = a.pod("delayed").unwrap();
+    let started = epoch_secs(&p["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]);
+    let ready_at = p["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| epoch_secs(&c["lastTransitionTime"]))
+        .unwrap();
+    // Whole seconds on both sides: at least the delay less one for rounding.
+    assert!(
+        ready_at - started >= 5,
+        "Ready {}s after the start, before initialDelaySeconds 6",
+        ready_at - started
+    );
+
+    // By now slowprobe has been probed for several seconds: never once Ready.
+    let p = a.pod("slowprobe").unwrap();
+    assert_eq!(p["status"]["phase"], "Running");
+    assert!(!ready(&p), "{p}");
+    assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0);
+}
+
+#[test]
+fn deleting_a_pod_runs_its_prestop_hook_then_sigterm_then_sigkill_after_the_grace() {
+    let a = Agent::with_image();
+    let host = a.data_dir().join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    let pod = |name: &str, grace: u32, script: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  terminationGracePeriodSeconds: {grace}
+  volumes: [{{name: h, hostPath: {{path: {}}}}}]
+  containers:
+  - name: app
+    image: flotilla.local/busybox:1
+    command: ["sh", "-c", "{script}"]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    lifecycle:
+      preStop: {{exec: {{command: [sh, -c, "echo prestop >> /h/{name}"]}}}}
+"#,
+            host.display()
+        )
+    };
+    let yaml = [
+        // sh as PID 1 gets SIGTERM only through a trap.
+        pod(
+            "polite",
+            30,
+            "trap 'echo term >> /h/polite; exit 0' TERM; echo up >> /h/polite; while true; do sleep 0.2; done",
+        ),
+        pod(
+            "stubborn",
+            2,
+            "trap '' TERM; echo up >> /h/stubborn; while true; do sleep 0.2; done",
+        ),
+    ]
+    .join("---\n");
+    a.ok(&["apply", "-f", &manifest(&a, "stop.yaml", &yaml)]);
+    let file = |n: &str| std::fs::read_to_string(host.join(n)).unwrap_or_default();
+    a.eventually(60, "both pods up", || {
+        file("polite") == "up\n" && file("stubborn") == "up\n"
+    });
+    let running = || {
+        let rt = flotilla_runtime::container::Runtime::open(
+            &flotilla::node::pods::Node::runtime_root(a.data_dir()),
+        )
+        .unwrap();
+        rt.list()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|id| {
+                matches!(
+                    rt.status(id),
+                    Ok(flotilla_runtime::container::ContainerStatus::Running { .. })
+                )
+            })
+            .count()
+    };
+    assert_eq!(running(), 2);
+    let t = std::time::Instant::now();
+    a.ok(&["delete", "pod", "polite", "stubborn"]);
+    a.eventually(
+        30,
+        "polite stopped by its TERM trap, after its preStop hook",
+        || file("polite") == "up\nprestop\nterm\n",
+    );
+    a.eventually(30, "both containers gone", || running() == 0);
+    // The stubborn one ignores SIGTERM: SIGKILL ends it once its 2 s grace is over.
+    assert!(
+        t.elapsed() >= std::time::Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(file("stubborn"), "up\nprestop\n");
+}
+
 #[test]
 fn jobs_succeed_secrets_reach_env_and_memory_hogs_are_oomkilled() {
     let a = Agent::with_image();
@@ -231,6 +416,17 @@ spec:
     command: ["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"]
     resources:
       limits: {memory: 24Mi}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: vault}
+spec:
+  volumes: [{name: creds, secret: {secretName: db}}]
+  containers:
+  - name: app
+    image: flotilla.local/busybox:1
+    command: ["sleep", "600"]
+    volumeMounts: [{name: creds, mountPath: /creds}]
 "#,
     );
     a.ok(&["apply", "-f", &m]);
@@ -247,6 +443,36 @@ spec:
     );
     a.eventually(30, "the Job complete", || {
         a.json(&["get", "job", "check"])["status"]["succeeded"] == 1
+    });
+    // A Secret volume: the key as a file, read-only inside, following the Secret.
+    a.eventually(60, "the secret as a file", || {
+        a.cli(&["exec", "vault", "--", "cat", "/creds/password"])
+            .stdout
+            .starts_with(b"hunter2")
+    });
+    let denied = a.cli(&[
+        "exec",
+        "vault",
+        "--",
+        "sh",
+        "-c",
+        "echo x > /creds/password",
+    ]);
+    assert_ne!(
+        denied.status.code(),
+        Some(0),
+        "a secret volume is read-only"
+    );
+    let rotated = manifest(
+        &a,
+        "rotated.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: rotated}\n",
+    );
+    a.ok(&["apply", "-f", &rotated]);
+    a.eventually(30, "the file follows the Secret", || {
+        a.cli(&["exec", "vault", "--", "cat", "/creds/password"])
+            .stdout
+            .starts_with(b"rotated")
     });
 
     a.eventually(30, "the hog OOMKilled", || {
@@ -370,6 +596,34 @@ spec:
     for want in ["MemoryPressure", "DiskPressure", "Ready", "pods:"] {
         assert!(node.contains(want), "{want} missing from:\n{node}");
     }
+    let n = a.json(&["get", "node", "node-1"]);
+    let st = &n["status"];
+    assert_eq!(st["allocatable"]["pods"], "110");
+    let mem = |q: &serde_json::Value| {
+        q.as_str()
+            .unwrap()
+            .trim_end_matches("Ki")
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert!(
+        mem(&st["allocatable"]["memory"]) < mem(&st["capacity"]["memory"]),
+        "{st}"
+    );
+    let addresses: Vec<&str> = st["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(addresses, ["InternalIP", "Hostname"]);
+    let version = st["nodeInfo"]["kubeletVersion"].as_str().unwrap();
+    assert!(version.starts_with("flotilla-"), "{version}");
+    let table = a.ok(&["get", "nodes"]);
+    assert!(
+        table.lines().next().unwrap().contains("VERSION") && table.contains(version),
+        "{table}"
+    );
 }
 
 #[test]

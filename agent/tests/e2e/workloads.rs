@@ -460,3 +460,146 @@ spec:
     );
     assert_eq!(failed, 0, "failed requests during the rollout");
 }
+
+/// The lines of a file the pods append to (a hostPath on the node's machine).
+fn lines(p: &std::path::Path) -> usize {
+    std::fs::read_to_string(p).map_or(0, |s| s.lines().count())
+}
+
+fn restarts(a: &Agent, pod: &str) -> i64 {
+    a.pod(pod).map_or(-1, |p| {
+        p["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap_or(-1)
+    })
+}
+
+/// A node cut off from the rest of the cluster runs its pods on its own, from its local
+/// store: a crashing container is restarted on its back-off, one whose liveness probe fails
+/// is restarted, a healthy one is left alone, also across a kill -9 of the node's agent
+/// meanwhile. Back on the network it recreates nothing, and the cluster learns the restarts.
+#[test]
+fn a_cut_off_node_keeps_restarting_and_probing_its_pods_and_recreates_none_on_return() {
+    // A grace longer than the test: the cluster must not move node-3's pods meanwhile.
+    let mut b = Box::start(3, &["--pod-network", "none", "--node-grace", "600"]);
+    let tar = flotilla_runtime::testing::test_image(b.nodes[2].data_dir());
+    b.nodes[2].ok(&["image", "import", tar.to_str().unwrap()]);
+    let starts = b.nodes[2].data_dir().join("starts");
+    std::fs::create_dir_all(&starts).unwrap();
+    let pod = |name: &str, script: &str, probe: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: node-3}}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: flotilla.local/busybox:1
+    command: [sh, -c, "date +%s >> /starts/{name}; {script}"]
+    volumeMounts: [{{name: starts, mountPath: /starts}}]
+{probe}
+  volumes: [{{name: starts, hostPath: {{path: {}}}}}]
+"#,
+            starts.display()
+        )
+    };
+    let yaml = [
+        pod("crasher", "exit 1", ""),
+        pod(
+            "sick",
+            "touch /tmp/ok; sleep 3; rm /tmp/ok; exec sleep 100000",
+            "    livenessProbe: {exec: {command: [test, -f, /tmp/ok]}, periodSeconds: 1, failureThreshold: 2}",
+        ),
+        pod(
+            "steady",
+            "exec sleep 100000",
+            "    readinessProbe: {exec: {command: [\"true\"]}, periodSeconds: 1}",
+        ),
+    ]
+    .join("---\n");
+    let a = &b.nodes[0];
+    a.ok(&[
+        "apply",
+        "-f",
+        &crate::harness::manifest(a, "cutoff.yaml", &yaml),
+    ]);
+    a.eventually(90, "steady Ready, crasher and sick restarted once", || {
+        a.pod("steady").is_some_and(|p| ready(&p))
+            && restarts(a, "crasher") >= 1
+            && restarts(a, "sick") >= 1
+    });
+    let uid = |a: &Agent, name: &str| a.pod(name).unwrap()["metadata"]["uid"].clone();
+    let uids: Vec<_> = ["crasher", "sick", "steady"]
+        .iter()
+        .map(|n| uid(a, n))
+        .collect();
+    let steady = a.container_status("steady");
+
+    // Cut off: node-3's agent and pods live on, alone.
+    b.link(3, false);
+    let cut = Instant::now();
+    let (crashed, sickened) = (lines(&starts.join("crasher")), lines(&starts.join("sick")));
+    let c = &b.nodes[2];
+    c.eventually(60, "node-3 restarts both pods while cut off", || {
+        lines(&starts.join("crasher")) > crashed && lines(&starts.join("sick")) > sickened
+    });
+    eprintln!("restarted both while cut off within {:?}", cut.elapsed());
+    // Its own API still answers from its local store and runtime.
+    assert!(c.ok(&["get", "pods"]).contains("steady"));
+    assert_eq!(
+        c.cli(&["exec", "steady", "--", "true"]).status.code(),
+        Some(0)
+    );
+    // Its agent killed and started again, still cut off: it carries on.
+    b.nodes[2].kill9();
+    b.nodes[2].spawn(false);
+    let (a, c) = (&b.nodes[0], &b.nodes[2]);
+    let (crashed, sickened) = (lines(&starts.join("crasher")), lines(&starts.join("sick")));
+    c.eventually(
+        90,
+        "node-3 restarts both pods again after its agent restarted, still cut off",
+        || lines(&starts.join("crasher")) > crashed && lines(&starts.join("sick")) > sickened,
+    );
+    assert!(
+        a.ok(&["get", "nodes"])
+            .lines()
+            .any(|l| l.starts_with("node-3 ") && l.contains("NotReady")),
+        "the others see node-3 cut off"
+    );
+
+    // Back: nothing recreated, and the cluster catches up with what happened.
+    b.link(3, true);
+    eprintln!("cut off for {:?}", cut.elapsed());
+    let a = &b.nodes[0];
+    a.eventually(60, "the restart counts reach the cluster", || {
+        restarts(a, "crasher") + 1 >= lines(&starts.join("crasher")) as i64
+            && restarts(a, "sick") + 1 >= lines(&starts.join("sick")) as i64
+    });
+    let now: Vec<_> = ["crasher", "sick", "steady"]
+        .iter()
+        .map(|n| uid(a, n))
+        .collect();
+    assert_eq!(now, uids, "the same pods, none recreated");
+    let steady_now = a.container_status("steady");
+    assert_eq!(
+        (
+            &steady_now["containerID"],
+            &steady_now["state"]["running"]["startedAt"],
+            &steady_now["restartCount"]
+        ),
+        (
+            &steady["containerID"],
+            &steady["state"]["running"]["startedAt"],
+            &serde_json::json!(0)
+        ),
+        "the healthy container ran through it all"
+    );
+    assert_eq!(lines(&starts.join("steady")), 1);
+    a.eventually(30, "node-3 Ready again", || {
+        a.ok(&["get", "nodes"])
+            .lines()
+            .any(|l| l.starts_with("node-3 ") && l.contains(" Ready"))
+    });
+}

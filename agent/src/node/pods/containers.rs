@@ -136,10 +136,18 @@ pub fn container_spec(
             }
             None => dir.clone(),
         };
+        // ConfigMap and Secret volumes are the node's projection of an object: always
+        // read-only inside, as Kubernetes mounts them.
+        let projected = ctx
+            .pod
+            .spec
+            .volumes
+            .iter()
+            .any(|v| v.name == m.name && (v.config_map.is_some() || v.secret.is_some()));
         mounts.push(BindMount {
             source,
             destination: m.mount_path.clone(),
-            read_only: m.read_only.unwrap_or(false),
+            read_only: projected || m.read_only.unwrap_or(false),
         });
     }
     let hostname = ctx
@@ -572,6 +580,50 @@ mod tests {
         assert_eq!(s.cgroup_path, "/flotilla/pod-u1/u1_app_3");
         assert_eq!(s.hostname.as_deref(), Some("web-1"));
         assert_eq!(parse_instance_id(&s.id), Some(("u1", "app", 3)));
+    }
+
+    #[test]
+    fn field_refs_name_the_pods_place_and_env_from_reads_secrets_and_config_keys() {
+        let f = Fixture::new();
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "app",
+            "envFrom": [{"secretRef": {"name": "db"}, "prefix": "DB_"}],
+            "env": [
+                {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+                {"name": "UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+                {"name": "SIZE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "SIZE"}}},
+                {"name": "OPT", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "x", "optional": true}}},
+            ],
+        }))
+        .unwrap();
+        let env = env_of(&container_spec(&f.ctx(), &c, 0, &image()).unwrap());
+        assert_eq!(
+            [
+                &env["NS"],
+                &env["IP"],
+                &env["NODE"],
+                &env["HOST"],
+                &env["UID"],
+                &env["SIZE"],
+                &env["DB_password"]
+            ],
+            [
+                "shop",
+                "10.42.0.7",
+                "n1",
+                "10.99.0.1",
+                "u1",
+                "xl",
+                "hunter2"
+            ]
+        );
+        assert!(
+            !env.contains_key("OPT"),
+            "an optional missing key sets nothing"
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ use self::volumes::{PodRecord, Sources, pod_dir};
 use crate::controller::EventKind;
 use crate::controller::events::event;
 use crate::manifest::types::Pod;
-use crate::store::{Op, Store, Write, new_uid, now_rfc3339};
+use crate::store::{Op, Store, StoreError, Write, new_uid, now_rfc3339};
 
 /// Actions run at once.
 pub const WORKERS: usize = 4;
@@ -100,6 +100,38 @@ impl PodManager {
     }
 }
 
+/// Writes a pass's pod statuses and events. When the batch fails, `failed` makes the next pass
+/// plan and write again. A pod deleted meanwhile fails the whole batch, so the others are then
+/// written one by one, unless the cluster cannot commit anything now (no quorum), where each
+/// would only wait and fail the same way.
+async fn write_statuses(
+    store: Store,
+    ops: Vec<Op>,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+    wake: Arc<Notify>,
+) {
+    let w = Write {
+        now: now_rfc3339(),
+        ops,
+    };
+    let Err(e) = store.write(&w).await else {
+        return;
+    };
+    debug!(error = %e, ops = w.ops.len(), "pod status write failed");
+    if !matches!(e, StoreError::NoQuorum(_) | StoreError::Remote(_)) {
+        for op in w.ops {
+            let _ = store
+                .write(&Write {
+                    now: now_rfc3339(),
+                    ops: vec![op],
+                })
+                .await;
+        }
+    }
+    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+    wake.notify_one();
+}
+
 /// Shared between the loop and its workers.
 #[derive(Default)]
 struct Memory {
@@ -131,6 +163,8 @@ pub fn spawn(store: Store, node: Node) -> PodManager {
                 sources_cache: HashMap::new(),
                 synced: HashMap::new(),
                 dispatched: std::sync::atomic::AtomicBool::new(false),
+                writing: None,
+                write_failed: Arc::default(),
             };
             let mut changes = store.subscribe();
             loop {
@@ -173,6 +207,10 @@ struct Manager {
     wake_at: Option<u64>,
     /// Whether this pass handed work to the workers.
     dispatched: std::sync::atomic::AtomicBool,
+    /// The status and event write in flight, if any (see [`write_statuses`]).
+    writing: Option<JoinHandle<()>>,
+    /// Set when that write failed: the next pass plans again and writes anew.
+    write_failed: Arc<std::sync::atomic::AtomicBool>,
     /// Each pod's volume dirs and /etc files, as of the store revision they were synced at.
     synced: HashMap<String, (i64, BTreeMap<String, PathBuf>, EtcFiles, String)>,
     /// ConfigMaps and Secrets by namespace, as of a store revision.
@@ -328,6 +366,12 @@ impl Manager {
                 self.changes.load(std::sync::atomic::Ordering::Relaxed),
             )
         };
+        if self
+            .write_failed
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.last = None;
+        }
         let due = self.wake_at.is_some_and(|w| now >= w);
         if self.last == Some(fingerprint) && !due {
             // Nothing changed since the last plan: the same plan would come out.
@@ -586,6 +630,12 @@ impl Manager {
             || self
                 .dispatched
                 .swap(false, std::sync::atomic::Ordering::Relaxed);
+        // One write at a time, in the background: cut off from the quorum, a write waits
+        // seconds before it fails, and the pods must be restarted and probed meanwhile. A pass
+        // that finds a write in flight leaves its statuses and events for a later one.
+        if self.writing.as_ref().is_some_and(|h| !h.is_finished()) {
+            return Ok(busy);
+        }
         let mut ops = statuses;
         let events = std::mem::take(&mut self.mem.lock().expect("pod memory").events);
         for mut e in events {
@@ -601,24 +651,15 @@ impl Manager {
             });
         }
         if !ops.is_empty() {
-            // A pod deleted meanwhile makes its status write fail; write the others alone.
-            let w = Write {
-                now: now_rfc3339(),
-                ops: ops.clone(),
-            };
-            if self.store.write(&w).await.is_err() {
-                // Plan again next time whatever else happens.
-                self.last = None;
-                for op in ops {
-                    let _ = self
-                        .store
-                        .write(&Write {
-                            now: now_rfc3339(),
-                            ops: vec![op],
-                        })
-                        .await;
-                }
-            }
+            self.writing = Some(tokio::spawn(
+                write_statuses(
+                    self.store.clone(),
+                    ops,
+                    self.write_failed.clone(),
+                    self.wake.clone(),
+                )
+                .in_current_span(),
+            ));
         }
         Ok(busy)
     }

@@ -174,67 +174,108 @@ fn secs(v: Option<i64>, default: i64, min: i64) -> Duration {
     Duration::from_secs(v.unwrap_or(default).max(min) as u64)
 }
 
+/// What a probe task does next, given its container's probe state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    Run,
+    /// Liveness and readiness wait until the startup probe has passed.
+    Wait,
+    /// The container failed a probe (it is being restarted), or the startup probe is done.
+    Stop,
+}
+
+fn gate(kind: Kind, s: &Probed) -> Gate {
+    match kind {
+        _ if s.failed.is_some() => Gate::Stop,
+        Kind::Startup if s.started => Gate::Stop,
+        Kind::Liveness | Kind::Readiness if !s.started => Gate::Wait,
+        _ => Gate::Run,
+    }
+}
+
+/// Kubernetes' thresholds over a run of probe outcomes: readiness turns true after
+/// `successThreshold` successes in a row and false after `failureThreshold` failures in a row;
+/// liveness fails the container after `failureThreshold` failures in a row; startup passes on
+/// one success and fails the container after `failureThreshold` failures in a row.
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    kind: Kind,
+    success_threshold: i64,
+    failure_threshold: i64,
+    successes: i64,
+    failures: i64,
+}
+
+impl Counter {
+    fn new(kind: Kind, p: &Probe) -> Counter {
+        Counter {
+            kind,
+            success_threshold: p.success_threshold.unwrap_or(1).max(1),
+            failure_threshold: p.failure_threshold.unwrap_or(3).max(1),
+            successes: 0,
+            failures: 0,
+        }
+    }
+
+    /// Counts one outcome and applies its verdict to `s`.
+    fn record(&mut self, ok: bool, s: &mut Probed) {
+        if ok {
+            self.successes += 1;
+            self.failures = 0;
+        } else {
+            self.failures += 1;
+            self.successes = 0;
+        }
+        match self.kind {
+            Kind::Readiness => {
+                if self.successes >= self.success_threshold {
+                    s.ready = true;
+                } else if self.failures >= self.failure_threshold {
+                    s.ready = false;
+                }
+            }
+            Kind::Liveness => {
+                if self.failures >= self.failure_threshold {
+                    s.failed = Some("Liveness probe failed");
+                }
+            }
+            Kind::Startup => {
+                if self.successes >= 1 {
+                    s.started = true;
+                } else if self.failures >= self.failure_threshold {
+                    s.failed = Some("Startup probe failed");
+                }
+            }
+        }
+    }
+}
+
 impl ProbeTask {
     async fn run(self) {
         let p = &self.probe;
         let period = secs(p.period_seconds, 10, 1);
         let timeout = secs(p.timeout_seconds, 1, 1);
-        let failure_threshold = p.failure_threshold.unwrap_or(3).max(1);
-        let success_threshold = p.success_threshold.unwrap_or(1).max(1);
+        let mut counter = Counter::new(self.kind, p);
         tokio::time::sleep(secs(p.initial_delay_seconds, 0, 0)).await;
         let mut next = on_grid(Duration::ZERO);
-        let (mut successes, mut failures) = (0i64, 0i64);
         loop {
-            let state = self.state();
-            let Some(state) = state else { return };
-            if state.failed.is_some() {
-                return;
-            }
-            // Liveness and readiness wait for the startup probe; the startup probe ends.
-            match self.kind {
-                Kind::Startup if state.started => return,
-                Kind::Liveness | Kind::Readiness if !state.started => {
+            let Some(state) = self.state() else { return };
+            match gate(self.kind, &state) {
+                Gate::Stop => return,
+                Gate::Wait => {
                     tokio::time::sleep_until(on_grid(Duration::from_millis(1))).await;
                     continue;
                 }
-                _ => {}
+                Gate::Run => {}
             }
             let outcome = match tokio::time::timeout(timeout, self.check(timeout)).await {
                 Ok(r) => r,
                 Err(_) => Err(format!("timed out after {}s", timeout.as_secs())),
             };
-            match &outcome {
-                Ok(()) => {
-                    successes += 1;
-                    failures = 0;
-                }
-                Err(why) => {
-                    failures += 1;
-                    successes = 0;
-                    tracing::debug!(container = %self.target.id, probe = ?self.kind, error = %why, "probe failed");
-                }
+            if let Err(why) = &outcome {
+                tracing::debug!(container = %self.target.id, probe = ?self.kind, error = %why, "probe failed");
             }
-            let changed = self.update(|s| match self.kind {
-                Kind::Readiness => {
-                    if successes >= success_threshold {
-                        s.ready = true;
-                    } else if failures >= failure_threshold {
-                        s.ready = false;
-                    }
-                }
-                Kind::Liveness => {
-                    if failures >= failure_threshold {
-                        s.failed = Some("Liveness probe failed");
-                    }
-                }
-                Kind::Startup => {
-                    if successes >= 1 {
-                        s.started = true;
-                    } else if failures >= failure_threshold {
-                        s.failed = Some("Startup probe failed");
-                    }
-                }
-            });
+            let changed = self.update(|s| counter.record(outcome.is_ok(), s));
             if changed {
                 self.changes
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -521,6 +562,93 @@ fn parse_status_line(b: &[u8]) -> Result<u16, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn probe(success: i64, failure: i64) -> Probe {
+        serde_json::from_value(serde_json::json!({
+            "exec": {"command": ["true"]},
+            "successThreshold": success,
+            "failureThreshold": failure,
+        }))
+        .unwrap()
+    }
+
+    /// Feeds outcomes to a counter; returns the state after each.
+    fn run(kind: Kind, p: &Probe, start: Probed, outcomes: &[bool]) -> Vec<Probed> {
+        let mut c = Counter::new(kind, p);
+        let mut s = start;
+        outcomes
+            .iter()
+            .map(|ok| {
+                c.record(*ok, &mut s);
+                s
+            })
+            .collect()
+    }
+
+    const FRESH: Probed = Probed {
+        ready: false,
+        started: true,
+        failed: None,
+    };
+
+    #[test]
+    fn readiness_needs_success_threshold_in_a_row_and_failure_threshold_to_drop() {
+        let ready: Vec<bool> = run(
+            Kind::Readiness,
+            &probe(3, 2),
+            FRESH,
+            &[
+                true, true, false, true, true, true, false, true, false, false,
+            ],
+        )
+        .iter()
+        .map(|s| s.ready)
+        .collect();
+        assert_eq!(
+            ready,
+            [
+                false, false, false, false, false, true, true, true, true, false
+            ]
+        );
+    }
+
+    #[test]
+    fn liveness_fails_only_after_failure_threshold_failures_in_a_row() {
+        let failed = |outcomes: &[bool]| {
+            run(Kind::Liveness, &probe(1, 3), FRESH, outcomes)
+                .last()
+                .unwrap()
+                .failed
+        };
+        assert_eq!(failed(&[false, false, true, false, false]), None);
+        assert_eq!(
+            failed(&[false, false, true, false, false, false]),
+            Some("Liveness probe failed")
+        );
+    }
+
+    #[test]
+    fn startup_passes_on_one_success_and_holds_the_other_probes_until_then() {
+        let starting = Probed {
+            started: false,
+            ..FRESH
+        };
+        assert_eq!(gate(Kind::Liveness, &starting), Gate::Wait);
+        assert_eq!(gate(Kind::Readiness, &starting), Gate::Wait);
+        assert_eq!(gate(Kind::Startup, &starting), Gate::Run);
+        let states = run(Kind::Startup, &probe(1, 3), starting, &[false, false, true]);
+        assert!(states[2].started && states[2].failed.is_none());
+        assert_eq!(gate(Kind::Startup, &states[2]), Gate::Stop);
+        assert_eq!(gate(Kind::Liveness, &states[2]), Gate::Run);
+        let failed = run(
+            Kind::Startup,
+            &probe(1, 3),
+            starting,
+            &[false, false, false],
+        );
+        assert_eq!(failed[2].failed, Some("Startup probe failed"));
+        assert_eq!(gate(Kind::Liveness, &failed[2]), Gate::Stop);
+    }
 
     #[test]
     fn status_lines_parse() {
