@@ -280,7 +280,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
 fn us(d: Duration) -> String {
@@ -308,26 +308,36 @@ fn main() {
     let lab = Lab::new();
     let ns = netns(&lab.node);
 
-    println!("## Sync time, 10 endpoints per service (nft -f, one transaction each)");
     println!(
-        "| services | full sync | one endpoint changed (median of 20) | iptables-restore, same services |"
+        "## Sync time, 10 endpoints per service (one transaction each: libnftables in-process, and beside it the nft program)"
     );
-    println!("|---:|---:|---:|---:|");
+    println!(
+        "| services | full sync | one endpoint changed, median / max of 20 | same through `nft -f` | iptables-restore, same services |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
     for &n in &sizes {
         let mut table = services(n);
-        let mut proxy = ServiceProxy::new(config(), Some(&ns));
-        let t = Instant::now();
-        proxy.sync(&table).unwrap();
-        let full = t.elapsed();
-        let mut one = Vec::new();
-        for k in 0..20u8 {
-            table[n / 2].ports[0].endpoints[3].ip = Ipv4Addr::new(10, 45, 0, k);
+        // A full sync, then 20 syncs that each change one endpoint of one service.
+        let mut run = |mut proxy: ServiceProxy, salt: u8| {
             let t = Instant::now();
-            let r = proxy.sync(&table).unwrap();
-            one.push(t.elapsed());
-            assert!(!r.full && r.commands > 0);
-        }
-        proxy.remove().unwrap();
+            proxy.sync(&table).unwrap();
+            let full = t.elapsed();
+            let mut one = Vec::new();
+            for k in 0..20u8 {
+                table[n / 2].ports[0].endpoints[3].ip = Ipv4Addr::new(10, 45, salt, k);
+                let t = Instant::now();
+                let r = proxy.sync(&table).unwrap();
+                one.push(t.elapsed());
+                assert!(!r.full && r.commands > 0);
+            }
+            proxy.remove().unwrap();
+            let max = *one.iter().max().unwrap();
+            (full, median(one), max)
+        };
+        let lib = ServiceProxy::new(config(), Some(&ns));
+        assert!(lib.in_process(), "libnftables not found");
+        let (full, one, one_max) = run(lib, 0);
+        let (_, program, _) = run(ServiceProxy::new(config(), Some(&ns)).with_nft_program(), 1);
         let ipt = if have_iptables {
             let rules = iptables_layout(&table);
             let d = ms(in_node(&lab, "iptables-restore", &[], &rules));
@@ -337,7 +347,13 @@ fn main() {
         } else {
             "iptables not installed".into()
         };
-        println!("| {n} | {} | {} | {ipt} |", ms(full), ms(median(one)));
+        println!(
+            "| {n} | {} | {} / {} | {} | {ipt} |",
+            ms(full),
+            ms(one),
+            ms(one_max),
+            ms(program)
+        );
     }
 
     println!();

@@ -13,6 +13,7 @@
 //!
 //! Cluster DNS is answered by the agent (it knows the Services); see `agent/src/node/dns.rs`.
 
+mod nftlib;
 pub mod overlay;
 pub mod podnet;
 pub mod services;

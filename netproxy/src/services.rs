@@ -604,16 +604,41 @@ pub struct ServiceProxy {
     cfg: ProxyConfig,
     netns: Option<PathBuf>,
     applied: Option<Applied>,
+    /// libnftables in-process (see [`crate::nftlib`]); `None`: the `nft` program.
+    lib: Option<crate::nftlib::NftLib>,
 }
 
 impl ServiceProxy {
     /// A proxy for the network namespace at `netns` (the caller's own when `None`). Nothing is
     /// changed until the first [`sync`](Self::sync), which rebuilds the table.
     pub fn new(cfg: ProxyConfig, netns: Option<&Path>) -> ServiceProxy {
+        let lib = crate::nftlib::NftLib::open(netns)
+            .inspect_err(|e| tracing::info!(error = %e, "nftables through the nft program"))
+            .ok();
         ServiceProxy {
             cfg,
             netns: netns.map(Path::to_owned),
             applied: None,
+            lib,
+        }
+    }
+
+    /// Runs every transaction through the `nft` program rather than libnftables (to compare
+    /// the two, and to test the path taken on machines without the library).
+    pub fn with_nft_program(mut self) -> ServiceProxy {
+        self.lib = None;
+        self
+    }
+
+    /// Whether transactions go through libnftables in this process.
+    pub fn in_process(&self) -> bool {
+        self.lib.is_some()
+    }
+
+    fn run(&self, script: &str) -> Result<(), NetError> {
+        match &self.lib {
+            Some(lib) => lib.run(script),
+            None => nft(self.netns.as_deref(), script),
         }
     }
 
@@ -712,7 +737,7 @@ impl ServiceProxy {
         } = self.plan(services);
         let commands = script.lines().count();
         if commands > 0 {
-            nft(self.netns.as_deref(), &script)?;
+            self.run(&script)?;
         }
         // A UDP flow keeps its conntrack entry (and so its old endpoint) as long as packets
         // keep coming; forget the flows to endpoints that left, as kube-proxy does.
@@ -731,10 +756,9 @@ impl ServiceProxy {
     /// Deletes the table, if there is one.
     pub fn remove(&mut self) -> Result<(), NetError> {
         self.applied = None;
-        nft(
-            self.netns.as_deref(),
-            &format!("add table inet {TABLE}\ndelete table inet {TABLE}\n"),
-        )
+        self.run(&format!(
+            "add table inet {TABLE}\ndelete table inet {TABLE}\n"
+        ))
     }
 }
 

@@ -267,6 +267,10 @@ fn web(endpoints: Vec<Endpoint>, node_port: Option<u16>, affinity: Option<u32>) 
 fn a_cluster_ip_spreads_requests_over_ready_backends_and_rejects_when_none() {
     let lab = Lab::new(3);
     let mut proxy = lab.proxy();
+    assert!(
+        proxy.in_process(),
+        "libnftables is loaded where nftables is installed"
+    );
     let r = proxy
         .sync(&[web(lab.endpoints(&[0, 1, 2]), None, None)])
         .unwrap();
@@ -298,6 +302,16 @@ fn a_cluster_ip_spreads_requests_over_ready_backends_and_rejects_when_none() {
         t.elapsed() < Duration::from_secs(2),
         "rejected, not timed out"
     );
+
+    // The same through the nft program, as on a machine without libnftables: a new proxy's
+    // first sync rebuilds the table.
+    let mut program = lab.proxy().with_nft_program();
+    assert!(!program.in_process());
+    let r = program
+        .sync(&[web(lab.endpoints(&[2]), None, None)])
+        .unwrap();
+    assert!(r.full);
+    assert_eq!(lab.spread(&lab.client, &url, 10), [0, 0, 10]);
 }
 
 #[test]
