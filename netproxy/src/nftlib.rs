@@ -28,6 +28,7 @@ struct Api {
     buffer_output: unsafe extern "C" fn(*mut c_void) -> c_int,
     buffer_error: unsafe extern "C" fn(*mut c_void) -> c_int,
     error_buffer: unsafe extern "C" fn(*mut c_void) -> *const c_char,
+    output_buffer: unsafe extern "C" fn(*mut c_void) -> *const c_char,
     run: unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int,
 }
 
@@ -70,6 +71,10 @@ impl Api {
                     *mut c_void,
                     unsafe extern "C" fn(*mut c_void) -> *const c_char,
                 >(sym(c"nft_ctx_get_error_buffer")?),
+                output_buffer: std::mem::transmute::<
+                    *mut c_void,
+                    unsafe extern "C" fn(*mut c_void) -> *const c_char,
+                >(sym(c"nft_ctx_get_output_buffer")?),
                 run: std::mem::transmute::<
                     *mut c_void,
                     unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int,
@@ -117,7 +122,11 @@ impl NftLib {
                         // SAFETY: ctx is live and the script NUL-terminated; the error buffer
                         // is a C string the context owns until its next command.
                         Ok(s) => unsafe {
-                            if (api.run)(ctx, s.as_ptr()) == 0 {
+                            let rc = (api.run)(ctx, s.as_ptr());
+                            // Reading the output buffer empties it: output (of a `list`) is
+                            // not wanted, and must not pile up.
+                            (api.output_buffer)(ctx);
+                            if rc == 0 {
                                 Ok(())
                             } else {
                                 let e = (api.error_buffer)(ctx);

@@ -16,7 +16,10 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::neighbour::{NeighbourFlags, NeighbourState};
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourState,
+};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{LinkUnspec, LinkVxlan, RouteMessageBuilder};
 
@@ -77,6 +80,9 @@ pub struct Overlay {
     /// This node's address, which peers send to.
     pub node_ip: Ipv4Addr,
     pub pod_cidr: Cidr,
+    /// The cluster's pod range (`--cluster-cidr`): host-gw routes inside it that no peer holds
+    /// are removed as stale.
+    pub cluster: Cidr,
 }
 
 impl Overlay {
@@ -178,15 +184,59 @@ impl Overlay {
                     .await
                     .map_err(nl("removing a route to a node that left"))?;
             }
+            if let Some(index) = vxlan {
+                this.remove_stale_entries(&h, index, &peers).await?;
+            }
             Ok(())
         })
     }
 
-    /// host-gw only removes routes inside the cluster's pod range (10.42.0.0/16 by default),
-    /// which it takes as the /16 around this node's CIDR.
+    /// host-gw only removes routes inside the cluster's pod range, never this node's own.
     fn is_pod_route(&self, dst: Ipv4Addr) -> bool {
-        let mask = u32::MAX << 16;
-        u32::from(dst) & mask == u32::from(self.pod_cidr.addr) & mask && dst != self.pod_cidr.addr
+        self.cluster.contains(dst) && dst != self.pod_cidr.addr
+    }
+
+    /// On the vxlan device, the permanent neighbour entries (pod CIDR -> VTEP MAC) and
+    /// forwarding entries (VTEP MAC -> node address) of nodes that left.
+    async fn remove_stale_entries(
+        &self,
+        h: &rtnetlink::Handle,
+        index: u32,
+        peers: &[Peer],
+    ) -> Result<(), NetError> {
+        let nets: BTreeSet<Ipv4Addr> = peers.iter().map(|p| p.pod_cidr.addr).collect();
+        let macs: BTreeSet<Vec<u8>> = peers.iter().map(|p| vtep_mac(p.node_ip).to_vec()).collect();
+        for family in [AddressFamily::Inet, AddressFamily::Bridge] {
+            let mut list = h.neighbours().get().set_address_family(family).execute();
+            let mut stale = Vec::new();
+            while let Some(n) = list.try_next().await.map_err(nl("listing neighbours"))? {
+                if n.header.ifindex != index || n.header.state != NeighbourState::Permanent {
+                    continue;
+                }
+                let keep = n.attributes.iter().any(|a| match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(ip))
+                        if family == AddressFamily::Inet =>
+                    {
+                        nets.contains(ip)
+                    }
+                    NeighbourAttribute::LinkLayerAddress(mac)
+                        if family == AddressFamily::Bridge =>
+                    {
+                        macs.contains(mac)
+                    }
+                    _ => false,
+                });
+                if !keep {
+                    stale.push(n);
+                }
+            }
+            for n in stale {
+                h.neighbours().del(n).execute().await.map_err(nl(format!(
+                    "removing a {VXLAN_DEV} entry of a node that left"
+                )))?;
+            }
+        }
+        Ok(())
     }
 
     async fn ensure_vxlan(&self, h: &rtnetlink::Handle) -> Result<u32, NetError> {

@@ -748,6 +748,22 @@ impl ServiceProxy {
         Ok(SyncReport { full, commands })
     }
 
+    /// Whether the table the last sync left is still there (its base chain exists). Someone's
+    /// `nft flush ruleset` (Debian's `systemctl restart nftables` does one) removes it; then
+    /// this returns false and the next sync rebuilds it whole.
+    pub fn intact(&mut self) -> bool {
+        if self.applied.is_none() {
+            return true;
+        }
+        let there = self
+            .run(&format!("list chain inet {TABLE} nat-prerouting\n"))
+            .is_ok();
+        if !there {
+            self.applied = None;
+        }
+        there
+    }
+
     /// Forces the next sync to rebuild the table (a periodic full resync).
     pub fn invalidate(&mut self) {
         self.applied = None;

@@ -50,6 +50,7 @@ impl TwoNodes {
                 backend,
                 node_ip: Ipv4Addr::new(192, 168, 80, i),
                 pod_cidr: format!("10.42.{i}.0/24").parse().unwrap(),
+                cluster: "10.42.0.0/16".parse().unwrap(),
             }),
         };
         for ns in [&switch, &nodes[0], &nodes[1], &pods[0], &pods[1]] {
@@ -167,10 +168,39 @@ fn pods_talk_across_nodes(backend: Backend) {
     };
     assert!(link.contains(mtu), "{link}");
 
-    // Node 2 leaves: node 1's route to its pods goes, and so does the traffic.
+    // Node 2 leaves: node 1's route to its pods goes, and so does the traffic; with VXLAN
+    // also the device's entries for it.
+    // The vxlan device's neighbour and forwarding entries on node `i`.
+    let entries = |i: usize| {
+        let show = |program: &str, args: &[&str]| {
+            let o = Command::new(program)
+                .args(["-n", &t.nodes[i]])
+                .args(args)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).to_string()
+        };
+        show("ip", &["neigh", "show", "dev", "flotilla.1"])
+            + &show("bridge", &["fdb", "show", "dev", "flotilla.1"])
+    };
+    if backend == Backend::Vxlan {
+        let e = entries(0);
+        assert!(
+            e.contains("10.42.2.0 lladdr 02:66:c0:a8:50:02 PERMANENT"),
+            "{e}"
+        );
+        assert!(e.contains("02:66:c0:a8:50:02 dst 192.168.80.2"), "{e}");
+    }
     t.sync(0, vec![t.peer(0)]);
     assert!(!t.routes(0).contains("10.42.2.0/24"), "{}", t.routes(0));
     assert!(get(&t.pods[0], url).is_err());
+    if backend == Backend::Vxlan {
+        let e = entries(0);
+        assert!(
+            !e.contains("02:66:c0:a8:50:02"),
+            "entries of a node that left: {e}"
+        );
+    }
     // It comes back.
     t.sync(0, vec![t.peer(0), t.peer(1)]);
     assert_eq!(get(&t.pods[0], url), Ok("pod-2".to_string()));

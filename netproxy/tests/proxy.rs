@@ -390,6 +390,15 @@ fn the_first_sync_removes_stale_rules_and_leaves_other_tables_alone() {
     let mut again = lab.proxy();
     again.sync(&[web(lab.endpoints(&[0]), None, None)]).unwrap();
     assert_eq!(lab.list("flotilla"), ours);
+    assert!(again.intact());
+    // Someone flushes the whole ruleset (a firewall restart): the proxy notices, and its next
+    // sync, with nothing changed, rebuilds the table.
+    nft(Some(&ns), "flush ruleset\n").unwrap();
+    assert!(!again.intact());
+    let r = again.sync(&[web(lab.endpoints(&[0]), None, None)]).unwrap();
+    assert!(r.full);
+    assert_eq!(lab.list("flotilla"), ours);
+    assert!(again.intact());
     again.remove().unwrap();
     assert_eq!(lab.list("flotilla"), "");
 }

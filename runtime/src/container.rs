@@ -360,6 +360,17 @@ impl Runtime {
         Follower::from_end(&log.path, log.keep).at("following logs of", &log.path)
     }
 
+    /// When the container's bundle last changed (a file of its shim written), in Unix
+    /// milliseconds, 0 when unknown: for a [`ContainerStatus::Lost`] container, about when it
+    /// was lost.
+    pub fn changed_at_ms(&self, id: &str) -> u64 {
+        fs::metadata(self.bundle(id))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
     fn bundle(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id)
     }

@@ -344,6 +344,9 @@ fn a_start_whose_shim_died_reads_as_lost_not_starting_for_ever() {
     gone.wait().unwrap();
     std::fs::write(fresh.join("shim.pid"), gone_pid.to_string()).unwrap();
     assert_eq!(rt.status("fresh").unwrap(), ContainerStatus::Lost);
+    // About when it was lost: its bundle's last change, which the agent's back-off counts from.
+    let age = flotilla_runtime::shim::now_ms().saturating_sub(rt.changed_at_ms("fresh"));
+    assert!(age < 60_000, "changed {age} ms ago");
 
     // No shim ever ran: starting only for a while after the request was written.
     let old = bundle("old");

@@ -367,6 +367,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
                 backend: a.backend,
                 node_ip: ip,
                 pod_cidr,
+                cluster: a.cluster_cidr,
             },
         )),
         _ => None,

@@ -131,3 +131,58 @@ fn pods_search_their_namespace_first() {
         "nameserver 10.43.0.10\nsearch prod.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
     );
 }
+
+/// A resolver on loopback that answers every A question with 203.0.113.7, as the node's own
+/// resolver would answer a name outside the cluster.
+async fn fake_upstream() -> SocketAddr {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            let q = Message::from_vec(&buf[..n]).unwrap();
+            let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+            let name = q.queries[0].name().clone();
+            r.queries = q.queries;
+            r.add_answer(Record::from_rdata(
+                name,
+                60,
+                RData::A(A(Ipv4Addr::new(203, 0, 113, 7))),
+            ));
+            let _ = sock.send_to(&r.to_vec().unwrap(), from).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn other_names_are_relayed_to_the_upstream_and_answered_servfail_without_one() {
+    let z = zone_fixture();
+    let up = fake_upstream().await;
+    // The first upstream is gone (nothing listens there): the next one answers.
+    let gone = {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        s.local_addr().unwrap()
+    };
+    let b = reply(&ask("example.org.", RecordType::A), &z, &[gone, up])
+        .await
+        .expect("an answer");
+    let m = Message::from_vec(&b).unwrap();
+    assert_eq!(m.metadata.id, 4242, "the client's query id comes back");
+    assert_eq!(a_of(&m), [Ipv4Addr::new(203, 0, 113, 7)]);
+    // Cluster names never leave the node.
+    let b = reply(
+        &ask("web.default.svc.cluster.local.", RecordType::A),
+        &z,
+        &[gone],
+    )
+    .await
+    .unwrap();
+    assert!(!a_of(&Message::from_vec(&b).unwrap()).is_empty());
+    // No upstream answers: SERVFAIL, not silence.
+    let b = reply(&ask("example.org.", RecordType::A), &z, &[gone])
+        .await
+        .unwrap();
+    let m = Message::from_vec(&b).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+}

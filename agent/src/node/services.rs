@@ -204,9 +204,13 @@ pub fn service_env(services: &[Value]) -> Vec<(String, String)> {
     out
 }
 
+/// How often the service loop checks that its table is still in the kernel.
+const CHECK_EVERY: Duration = Duration::from_secs(30);
+
 /// Keeps the node's `inet flotilla` table equal to [`table`] of the store: a full rebuild at
 /// start (removing whatever a previous run left), then one small transaction per change. A
-/// failed sync is retried, as a full rebuild, a second later.
+/// failed sync is retried, as a full rebuild, a second later; a table that disappeared (found
+/// every [`CHECK_EVERY`]) is rebuilt.
 /// Each read's cluster DNS zone goes to `zones`.
 pub fn spawn(
     store: Store,
@@ -261,6 +265,22 @@ pub fn spawn(
                 tokio::select! {
                     c = changes.changed() => if c.is_err() { return },
                     _ = tokio::time::sleep(Duration::from_secs(1)), if failed => {}
+                    // Whether the table is still there (a firewall restart flushes the whole
+                    // ruleset); if not, rebuild it.
+                    _ = tokio::time::sleep(CHECK_EVERY), if !failed => {
+                        let mut p = proxy.take().expect("proxy is back after each sync");
+                        let (p, intact) = tokio::task::spawn_blocking(move || {
+                            let ok = p.intact();
+                            (p, ok)
+                        })
+                        .await
+                        .expect("check task");
+                        proxy = Some(p);
+                        if !intact {
+                            warn!("the service rules' table is gone (someone flushed the ruleset): rebuilding it");
+                            failed = true;
+                        }
+                    }
                 }
                 // Let a burst of writes (a rollout) land before the next sync.
                 tokio::time::sleep(Duration::from_millis(50)).await;

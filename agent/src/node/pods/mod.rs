@@ -244,14 +244,19 @@ fn observe(node: &Node) -> Seen {
                 finished_ms: r.finished_at_ms,
                 lost: false,
             }),
-            Ok(ContainerStatus::Lost) | Err(_) => InstanceState::Exited(Ended {
-                code: 255,
-                signal: None,
-                oom_killed: false,
-                started_ms: 0,
-                finished_ms: 0,
-                lost: true,
-            }),
+            // Its end is not known; its bundle's last change stands in, so that the back-off
+            // holds: a shim that keeps dying must not restart its container in a tight loop.
+            Ok(ContainerStatus::Lost) | Err(_) => {
+                let at = node.runtime.changed_at_ms(&id);
+                InstanceState::Exited(Ended {
+                    code: 255,
+                    signal: None,
+                    oom_killed: false,
+                    started_ms: at,
+                    finished_ms: at,
+                    lost: true,
+                })
+            }
         };
         seen.instances
             .entry(uid.to_string())
