@@ -336,6 +336,43 @@ fn a_node_port_answers_another_host_and_the_node_itself() {
         lab.get(&lab.host, &format!("http://{NODE_IP}:30081/"))
             .is_err()
     );
+
+    // Two ports, each with its own endpoints, on the ClusterIP and on every NodePort.
+    let mut two = web(lab.endpoints(&[0]), Some(30080), None);
+    two.ports.push(ServicePort {
+        name: "admin".into(),
+        port: 81,
+        node_port: Some(30081),
+        endpoints: lab.endpoints(&[1]),
+        ..two.ports[0].clone()
+    });
+    proxy.sync(&[two.clone()]).unwrap();
+    for (url, want) in [
+        (format!("http://{CLUSTER_IP}:80/"), [10, 0]),
+        (format!("http://{CLUSTER_IP}:81/"), [0, 10]),
+    ] {
+        assert_eq!(lab.spread(&lab.client, &url, 10), want, "{url}");
+    }
+    for (url, want) in [
+        (format!("http://{NODE_IP}:30080/"), [10, 0]),
+        (format!("http://{NODE_IP}:30081/"), [0, 10]),
+    ] {
+        assert_eq!(lab.spread(&lab.host, &url, 10), want, "{url}");
+    }
+    // A NodePort whose service has no ready endpoint refuses at once, as a ClusterIP does.
+    for p in two.ports.iter_mut() {
+        p.endpoints.clear();
+    }
+    proxy.sync(&[two]).unwrap();
+    let t = Instant::now();
+    let err = lab
+        .get(&lab.host, &format!("http://{NODE_IP}:30080/"))
+        .unwrap_err();
+    assert!(err.contains("refused"), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "rejected, not timed out"
+    );
 }
 
 #[test]
@@ -351,6 +388,19 @@ fn client_ip_affinity_pins_a_client_to_one_backend() {
         1,
         "one backend serves every request: {counts:?}"
     );
+
+    // With a 1 s timeout the pin lapses between requests 1.2 s apart: over 10 of them a client
+    // reaches more than one backend (all on one by chance: (1/3)^9, about 1 in 20,000).
+    proxy
+        .sync(&[web(lab.endpoints(&[0, 1, 2]), None, Some(1))])
+        .unwrap();
+    let url = format!("http://{CLUSTER_IP}/");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        seen.insert(lab.get(&lab.client, &url).unwrap());
+        std::thread::sleep(Duration::from_millis(1200));
+    }
+    assert!(seen.len() > 1, "the pin never lapsed: {seen:?}");
 }
 
 #[test]
@@ -502,4 +552,40 @@ fn a_udp_flow_moves_to_a_new_endpoint_when_its_endpoint_leaves() {
     // The same flow (same client port), after its endpoint is replaced.
     proxy.sync(&[udp(&[1])]).unwrap();
     assert_eq!(ask().as_deref(), Some("backend-1"));
+}
+
+#[test]
+fn pods_reach_other_hosts_under_the_nodes_address() {
+    let lab = Lab::new(1);
+    let mut proxy = lab.proxy();
+    proxy.sync(&[]).unwrap();
+    // A server on the other host that records who connected (the host has no route to the
+    // pod network, so without masquerade the connection could not even be made).
+    let host = netns(&lab.host);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let f = std::fs::File::open(&host).unwrap();
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let l = std::net::TcpListener::bind("192.168.77.2:9000").unwrap();
+        l.set_nonblocking(true).unwrap();
+        ready_tx.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok((mut s, peer)) = l.accept() {
+                use std::io::Write;
+                let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nhello\n");
+                return Some(peer.ip());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    });
+    ready_rx.recv().unwrap();
+    let body = lab.get(&lab.client, "http://192.168.77.2:9000/");
+    assert_eq!(
+        server.join().unwrap(),
+        Some(std::net::IpAddr::V4(NODE_IP)),
+        "the other host sees the node, not the pod ({body:?})"
+    );
+    assert_eq!(body.as_deref(), Ok("hello"));
 }
