@@ -400,6 +400,12 @@ impl PodNetwork {
         Ok(ip)
     }
 
+    /// The pods that hold an address.
+    pub fn holders(&self) -> Vec<String> {
+        let _g = self.lock.lock().expect("ipam lock");
+        self.read_ipam().into_keys().collect()
+    }
+
     /// Unwires a pod and frees its address. Missing pieces are fine (already gone).
     pub fn detach(&self, pod: &str) -> Result<(), NetError> {
         let host = host_ifname(pod);

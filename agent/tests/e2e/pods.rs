@@ -669,8 +669,14 @@ fn pods_get_addresses_on_the_node_network_and_reach_each_other() {
     let wide = a.ok(&["get", "pods", "-o", "wide"]);
     assert!(wide.contains(&ips[2]), "{wide}");
 
-    // Addresses survive an agent restart.
+    // Addresses survive an agent restart. An address held for a pod that left nothing else
+    // behind (an agent killed between taking it and making the pod) is released.
     a.kill9();
+    let ipam_file = a.data_dir().join("net/ipam.json");
+    let mut held: serde_json::Map<String, Value> =
+        serde_json::from_slice(&std::fs::read(&ipam_file).unwrap()).unwrap();
+    held.insert("no-such-pod".into(), "10.42.0.200".into());
+    std::fs::write(&ipam_file, serde_json::to_vec(&held).unwrap()).unwrap();
     a.spawn(false);
     std::thread::sleep(std::time::Duration::from_secs(2));
     let again: Vec<String> = pods_with(&a, "app=web")
@@ -678,6 +684,29 @@ fn pods_get_addresses_on_the_node_network_and_reach_each_other() {
         .map(|p| p["status"]["podIP"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(again, ips);
+    a.eventually(30, "the stray address released", || {
+        !std::fs::read_to_string(&ipam_file)
+            .unwrap_or_default()
+            .contains("no-such-pod")
+    });
+    // A pod made after the restart gets an address no running pod holds.
+    a.ok(&["scale", "deployment", "web", "--replicas", "4"]);
+    a.eventually(60, "a fourth pod with an address", || {
+        pods_with(&a, "app=web")
+            .iter()
+            .filter(|p| {
+                p["status"]["podIP"]
+                    .as_str()
+                    .is_some_and(|ip| !ip.is_empty())
+            })
+            .count()
+            == 4
+    });
+    let four: std::collections::BTreeSet<String> = pods_with(&a, "app=web")
+        .iter()
+        .map(|p| p["status"]["podIP"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(four.len(), 4, "distinct addresses: {four:?}");
 
     // Deleting the pods frees their addresses and removes their veths.
     a.ok(&["delete", "deployment", "web"]);

@@ -223,10 +223,15 @@ struct Seen {
     instances: BTreeMap<String, BTreeMap<String, Vec<Instance>>>,
     sandboxes: HashSet<String>,
     pod_dirs: HashSet<String>,
+    /// Pods holding an address of the pod network.
+    addresses: HashSet<String>,
 }
 
 fn observe(node: &Node) -> Seen {
     let mut seen = Seen::default();
+    if let Some(net) = &node.net {
+        seen.addresses = net.holders().into_iter().collect();
+    }
     for id in node.runtime.list().unwrap_or_default() {
         let Some((uid, name, attempt)) = parse_instance_id(&id) else {
             continue;
@@ -362,7 +367,12 @@ impl Manager {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
             seen.instances.hash(&mut h);
-            let mut sb: Vec<&String> = seen.sandboxes.iter().chain(&seen.pod_dirs).collect();
+            let mut sb: Vec<&String> = seen
+                .sandboxes
+                .iter()
+                .chain(&seen.pod_dirs)
+                .chain(&seen.addresses)
+                .collect();
             sb.sort();
             sb.hash(&mut h);
             (
@@ -607,6 +617,7 @@ impl Manager {
             .keys()
             .chain(&seen.sandboxes)
             .chain(&seen.pod_dirs)
+            .chain(&seen.addresses)
             .filter(|u| !desired_uids.contains(*u))
             .collect();
         for uid in orphans {
