@@ -370,7 +370,14 @@ pub async fn run(a: AgentArgs) -> Result<()> {
                 cluster: a.cluster_cidr,
             },
         )),
-        _ => None,
+        (Some(_), other) => {
+            warn!(
+                address = ?other,
+                "no IPv4 --advertise-address: pods on other nodes will not be reachable from this node's pods"
+            );
+            None
+        }
+        (None, _) => None,
     };
     let pods_node = crate::node::pods::Node {
         name: node.clone(),

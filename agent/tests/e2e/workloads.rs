@@ -603,3 +603,32 @@ spec:
             .any(|l| l.starts_with("node-3 ") && l.contains(" Ready"))
     });
 }
+
+/// The overlay follows membership: each node routes to the others' pod CIDRs as they join, and
+/// a node removed from the cluster takes its route and its VXLAN entries with it.
+#[test]
+fn routes_to_pod_cidrs_come_as_nodes_join_and_go_when_a_node_is_removed() {
+    let mut b = Box::start(3, &[]);
+    let show = |a: &Agent, program: &str, args: &[&str]| {
+        let o = a.command(program).args(args).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let a = &b.nodes[0];
+    a.eventually(30, "node-1 routes to node-2's and node-3's pods", || {
+        let r = show(a, "ip", &["route"]);
+        r.contains("10.42.1.0/24 via 10.42.1.0 dev flotilla.1")
+            && r.contains("10.42.2.0/24 via 10.42.2.0 dev flotilla.1")
+    });
+    assert!(show(a, "bridge", &["fdb", "show", "dev", "flotilla.1"]).contains("dst 10.99.0.3"));
+
+    // node-3 is gone for good: its agent stopped, its Node deleted.
+    b.nodes[2].kill9();
+    b.nodes[0].ok(&["delete", "node", "node-3"]);
+    let a = &b.nodes[0];
+    a.eventually(30, "node-1's route and entries for node-3 gone", || {
+        let r = show(a, "ip", &["route"]);
+        r.contains("10.42.1.0/24")
+            && !r.contains("10.42.2.0/24")
+            && !show(a, "bridge", &["fdb", "show", "dev", "flotilla.1"]).contains("dst 10.99.0.3")
+    });
+}
