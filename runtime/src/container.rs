@@ -90,10 +90,14 @@ const SPAWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 /// The status of a bundle whose shim has not written `shim.json` yet: starting while its shim
 /// lives (or, before the shim has written its pid, for [`SPAWN_GRACE`]), lost once it is gone.
 fn starting(bundle: &Path, alive: impl Fn(i32) -> bool) -> ContainerStatus {
-    if let Ok(pid) = fs::read_to_string(bundle.join("shim.pid")) {
-        return match pid.trim().parse() {
-            Ok(pid) if alive(pid) => ContainerStatus::Starting,
-            _ => ContainerStatus::Lost,
+    if let Some(pid) = fs::read_to_string(bundle.join("shim.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+    {
+        return if alive(pid) {
+            ContainerStatus::Starting
+        } else {
+            ContainerStatus::Lost
         };
     }
     let young = fs::metadata(bundle.join("request.json"))

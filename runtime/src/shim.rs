@@ -117,7 +117,11 @@ pub fn shim_main(root: &Path, id: &str) -> i32 {
     let bundle = root.join("containers").join(id);
     // Who is starting the container, until shim.json says it runs: a start whose shim died
     // (with its agent, or a power cut) then reads as lost rather than starting for ever.
-    let _ = fs::write(bundle.join("shim.pid"), std::process::id().to_string());
+    // Whole or not at all (a reader must never see it empty): written aside, then renamed.
+    let pid_tmp = bundle.join("shim.pid.tmp");
+    if fs::write(&pid_tmp, std::process::id().to_string()).is_ok() {
+        let _ = fs::rename(&pid_tmp, bundle.join("shim.pid"));
+    }
     // One malloc arena: the shim's threads only copy bytes, and per-thread arenas would cost
     // each container megabytes.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -63,6 +64,9 @@ pub enum StoreError {
     Incomplete(&'static str),
     #[error("database error")]
     Sqlite(#[from] sqlx::Error),
+    /// The same, from a batch run on the connection's handle directly (see [`on_handle`]).
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored object is not valid JSON")]
@@ -706,7 +710,7 @@ impl Store {
             .bind(dump.revision)
             .execute(&mut *tx)
             .await?;
-        put_state(&mut tx, state).await?;
+        put_state_tx(&mut tx, state).await?;
         tx.commit().await?;
         self.latest.send_replace(dump.revision);
         Ok(())
@@ -718,13 +722,20 @@ impl Store {
         state: &[(&str, Vec<u8>)],
     ) -> Result<Vec<Applied>, StoreError> {
         let _guard = self.write_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let start: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
-            .fetch_one(&mut *tx)
-            .await?;
-        let mut rev = start;
-        let results = self.apply_ops(&mut tx, w, &mut rev).await?;
-        self.finish(tx, start, rev, state).await?;
+        let mut conn = self.pool.acquire().await?;
+        let (results, rev) = on_handle(&mut conn, |c| {
+            transaction(c, |c| {
+                let start = revision(c)?;
+                let mut rev = start;
+                let results = self.apply_ops(c, w, &mut rev)?;
+                finish(c, start, rev, state)?;
+                Ok((results, (rev != start).then_some(rev)))
+            })
+        })
+        .await??;
+        if let Some(rev) = rev {
+            self.latest.send_replace(rev);
+        }
         Ok(results)
     }
 
@@ -740,94 +751,76 @@ impl Store {
         &self,
         entries: &[(u64, Vec<&Write>)],
         state: &[(&str, Vec<u8>)],
-    ) -> Result<Vec<Vec<Result<Vec<Applied>, StoreError>>>, sqlx::Error> {
-        let sqlite = |e: StoreError| match e {
-            StoreError::Sqlite(e) => e,
-            other => sqlx::Error::Protocol(other.to_string()),
-        };
+    ) -> Result<Vec<Vec<Result<Vec<Applied>, StoreError>>>, StoreError> {
         let _guard = self.write_lock.lock().await;
-        let mut tx = self.apply_pool.begin().await?;
-        let start: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
-            .fetch_one(&mut *tx)
-            .await?;
-        let mut rev = start;
-        let done: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT value FROM raft_state WHERE key = 'applied_index'")
-                .fetch_optional(&mut *tx)
-                .await?;
-        let mut done: Option<u64> = done.and_then(|b| serde_json::from_slice(&b).ok());
-        let mut out = Vec::with_capacity(entries.len());
-        for (index, writes) in entries {
-            let mut results = Vec::with_capacity(writes.len());
-            for w in writes {
-                if done.is_some_and(|d| *index <= d) {
-                    results.push(Ok(Vec::new()));
-                    continue;
-                }
-                // A write of one op is refused before it writes anything; only a write of
-                // several needs a savepoint to undo its first ops (each query is a trip to
-                // SQLite's thread, so they are saved where they are not needed).
-                let guarded = w.ops.len() > 1;
-                if guarded {
-                    sqlx::query("SAVEPOINT entry").execute(&mut *tx).await?;
-                }
-                let before = rev;
-                match self.apply_ops(&mut tx, w, &mut rev).await {
-                    Ok(applied) => results.push(Ok(applied)),
-                    Err(StoreError::Sqlite(e)) => return Err(e),
-                    Err(refused) => {
-                        if guarded {
-                            sqlx::query("ROLLBACK TO entry").execute(&mut *tx).await?;
+        let mut conn = self.apply_pool.acquire().await?;
+        let (out, rev) = on_handle(&mut conn, |c| {
+            transaction(c, |c| {
+                let start = revision(c)?;
+                let mut rev = start;
+                let done: Option<Vec<u8>> = c
+                    .query_row(
+                        "SELECT value FROM raft_state WHERE key = 'applied_index'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let mut done: Option<u64> = done.and_then(|b| serde_json::from_slice(&b).ok());
+                let mut out = Vec::with_capacity(entries.len());
+                for (index, writes) in entries {
+                    let mut results = Vec::with_capacity(writes.len());
+                    for w in writes {
+                        if done.is_some_and(|d| *index <= d) {
+                            results.push(Ok(Vec::new()));
+                            continue;
                         }
-                        rev = before;
-                        results.push(Err(refused));
+                        // A write of one op is refused before it writes anything; only a
+                        // write of several needs a savepoint to undo its first ops.
+                        let guarded = w.ops.len() > 1;
+                        if guarded {
+                            c.execute_batch("SAVEPOINT entry")?;
+                        }
+                        let before = rev;
+                        match self.apply_ops(c, w, &mut rev) {
+                            Ok(applied) => results.push(Ok(applied)),
+                            Err(e @ (StoreError::Db(_) | StoreError::Sqlite(_))) => return Err(e),
+                            Err(refused) => {
+                                if guarded {
+                                    c.execute_batch("ROLLBACK TO entry")?;
+                                }
+                                rev = before;
+                                results.push(Err(refused));
+                            }
+                        }
+                        if guarded {
+                            c.execute_batch("RELEASE entry")?;
+                        }
                     }
+                    done = Some(done.map_or(*index, |d| d.max(*index)));
+                    out.push(results);
                 }
-                if guarded {
-                    sqlx::query("RELEASE entry").execute(&mut *tx).await?;
+                if let Some(d) = done {
+                    put_state(
+                        c,
+                        &[("applied_index", serde_json::to_vec(&d).expect("u64"))],
+                    )?;
                 }
-            }
-            done = Some(done.map_or(*index, |d| d.max(*index)));
-            out.push(results);
+                finish(c, start, rev, state)?;
+                Ok((out, (rev != start).then_some(rev)))
+            })
+        })
+        .await??;
+        if let Some(rev) = rev {
+            self.latest.send_replace(rev);
         }
-        if let Some(d) = done {
-            put_state(
-                &mut tx,
-                &[("applied_index", serde_json::to_vec(&d).expect("u64"))],
-            )
-            .await?;
-        }
-        self.finish(tx, start, rev, state).await.map_err(sqlite)?;
         Ok(out)
     }
 
-    /// Ends a write transaction: the new revision, `state`, commit, then tells watchers.
-    async fn finish(
+    /// The ops of `w` on `c` (inside a transaction), revisions counted from `rev`; an op the
+    /// write may not do refuses the whole write (the caller rolls back).
+    fn apply_ops(
         &self,
-        mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
-        start: i64,
-        rev: i64,
-        state: &[(&str, Vec<u8>)],
-    ) -> Result<(), StoreError> {
-        if rev != start {
-            sqlx::query("UPDATE meta SET value = ? WHERE key = 'revision'")
-                .bind(rev)
-                .execute(&mut *tx)
-                .await?;
-        }
-        put_state(&mut tx, state).await?;
-        tx.commit().await?;
-        if rev != start {
-            self.latest.send_replace(rev);
-        }
-        Ok(())
-    }
-
-    /// The ops of `w` inside `tx`, revisions counted from `rev`; an op the write may not do
-    /// refuses the whole write (the caller rolls back).
-    async fn apply_ops(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        c: &rusqlite::Connection,
         w: &Write,
         rev: &mut i64,
     ) -> Result<Vec<Applied>, StoreError> {
@@ -841,16 +834,16 @@ impl Store {
                 }
                 Op::Delete { key, .. } => key.clone(),
             };
-            let current = match sqlx::query(
-                "SELECT revision, body FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
-            )
-            .bind(&key.kind)
-            .bind(&key.namespace)
-            .bind(&key.name)
-            .fetch_optional(&mut **tx)
-            .await?
-            {
-                Some(r) => Some((r.get::<i64, _>(0), self.decode(&key, r.get::<&[u8], _>(1))?)),
+            let current: Option<(i64, Vec<u8>)> = c
+                .prepare_cached(
+                    "SELECT revision, body FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                )?
+                .query_row((&key.kind, &key.namespace, &key.name), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            let current = match current {
+                Some((r, body)) => Some((r, self.decode(&key, &body)?)),
                 None => None,
             };
             let planned = plan_op(op, &key, current.clone(), &w.now, *rev + 1)?;
@@ -864,7 +857,7 @@ impl Store {
             };
             if key.kind == "Service" {
                 if claims.is_none() {
-                    claims = Some(self.service_claims(tx).await?);
+                    claims = Some(self.service_claims(c)?);
                 }
                 let held = claims.as_mut().expect("claims read");
                 held.retain(|_, k| *k != key);
@@ -881,37 +874,25 @@ impl Store {
                 }
             }
             if key.kind == "Node" && event != EventType::Deleted {
-                self.check_pod_cidr(tx, &key, current.as_ref().map(|(_, v)| v), &object)
-                    .await?;
+                self.check_pod_cidr(c, &key, current.as_ref().map(|(_, v)| v), &object)?;
             }
             *rev += 1;
             let body = self.encode(&key, &object)?;
             if event == EventType::Deleted {
-                sqlx::query("DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?")
-                    .bind(&key.kind)
-                    .bind(&key.namespace)
-                    .bind(&key.name)
-                    .execute(&mut **tx)
-                    .await?;
+                c.prepare_cached(
+                    "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                )?
+                .execute((&key.kind, &key.namespace, &key.name))?;
             } else {
-                sqlx::query("INSERT OR REPLACE INTO objects (kind, namespace, name, revision, body) VALUES (?, ?, ?, ?, ?)")
-                    .bind(&key.kind)
-                    .bind(&key.namespace)
-                    .bind(&key.name)
-                    .bind(*rev)
-                    .bind(&body)
-                    .execute(&mut **tx)
-                    .await?;
+                c.prepare_cached(
+                    "INSERT OR REPLACE INTO objects (kind, namespace, name, revision, body) VALUES (?, ?, ?, ?, ?)",
+                )?
+                .execute((&key.kind, &key.namespace, &key.name, *rev, &body))?;
             }
-            sqlx::query("INSERT INTO log (revision, kind, namespace, name, event, body) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(*rev)
-                .bind(&key.kind)
-                .bind(&key.namespace)
-                .bind(&key.name)
-                .bind(event.as_str())
-                .bind(&body)
-                .execute(&mut **tx)
-                .await?;
+            c.prepare_cached(
+                "INSERT INTO log (revision, kind, namespace, name, event, body) VALUES (?, ?, ?, ?, ?, ?)",
+            )?
+            .execute((*rev, &key.kind, &key.namespace, &key.name, event.as_str(), &body))?;
             results.push(Applied { outcome, object });
         }
         Ok(results)
@@ -920,9 +901,9 @@ impl Store {
     /// A Node's `spec.podCIDR` is its own: a write giving a Node a pod CIDR another Node holds
     /// is refused (identically on every replica), so two nodes that pick one at the same time
     /// cannot both get it. A Node keeping the CIDR it already had is not checked again.
-    async fn check_pod_cidr(
+    fn check_pod_cidr(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        c: &rusqlite::Connection,
         key: &Key,
         before: Option<&Value>,
         after: &Value,
@@ -933,13 +914,15 @@ impl Store {
         if before.and_then(|b| b["spec"]["podCIDR"].as_str()) == Some(cidr) {
             return Ok(());
         }
-        let rows = sqlx::query("SELECT name, body FROM objects WHERE kind = 'Node' AND name != ?")
-            .bind(&key.name)
-            .fetch_all(&mut **tx)
-            .await?;
-        for r in rows {
-            let other = Key::new("Node", "", r.get::<&str, _>(0));
-            let node = self.decode(&other, r.get::<&[u8], _>(1))?;
+        let mut q =
+            c.prepare_cached("SELECT name, body FROM objects WHERE kind = 'Node' AND name != ?")?;
+        let rows = q.query_map([&key.name], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        for row in rows {
+            let (name, body) = row?;
+            let other = Key::new("Node", "", &name);
+            let node = self.decode(&other, &body)?;
             if node["spec"]["podCIDR"].as_str() == Some(cidr) {
                 return Err(StoreError::Taken(format!(
                     "spec.podCIDR: {cidr} is already allocated to Node {}",
@@ -950,18 +933,25 @@ impl Store {
         Ok(())
     }
 
-    /// Every claim (see [`claims_of`]) the stored Services hold, inside `tx`.
-    async fn service_claims(
+    /// Every claim (see [`claims_of`]) the stored Services hold.
+    fn service_claims(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        c: &rusqlite::Connection,
     ) -> Result<BTreeMap<String, Key>, StoreError> {
-        let rows = sqlx::query("SELECT namespace, name, body FROM objects WHERE kind = 'Service'")
-            .fetch_all(&mut **tx)
-            .await?;
+        let mut q =
+            c.prepare_cached("SELECT namespace, name, body FROM objects WHERE kind = 'Service'")?;
+        let rows = q.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
         let mut held = BTreeMap::new();
-        for r in rows {
-            let key = Key::new("Service", r.get::<&str, _>(0), r.get::<&str, _>(1));
-            let svc = self.decode(&key, r.get::<&[u8], _>(2))?;
+        for row in rows {
+            let (ns, name, body) = row?;
+            let key = Key::new("Service", &ns, &name);
+            let svc = self.decode(&key, &body)?;
             for (claim, _) in claims_of(&svc) {
                 held.insert(claim, key.clone());
             }
@@ -1017,7 +1007,81 @@ impl Store {
     }
 }
 
-async fn put_state(
+/// Runs `f` on `conn`'s SQLite handle, in this thread, through rusqlite. sqlx runs each
+/// connection on a thread of its own and every query is a trip there and back; a write's
+/// queries (a read, the object, the log row, for each op of each entry of a batch) then cost
+/// one trip in all. Under load those trips were most of the agents' CPU (see
+/// docs/DECISIONS.md).
+pub(crate) async fn on_handle<T>(
+    conn: &mut sqlx::SqliteConnection,
+    f: impl FnOnce(&rusqlite::Connection) -> T,
+) -> Result<T, StoreError> {
+    let mut locked = conn.lock_handle().await?;
+    let raw = locked.as_raw_handle().as_ptr();
+    // SAFETY: `locked` keeps sqlx's connection thread off this handle until it drops, after
+    // `c`; the wrapper does not close a handle it did not open; sqlx and rusqlite link the same
+    // libsqlite3-sys.
+    let c = unsafe { rusqlite::Connection::from_handle(raw.cast()) }?;
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    // The batch waits for the disk: the runtime moves this thread's other tasks elsewhere.
+    let out = if multi {
+        tokio::task::block_in_place(|| f(&c))
+    } else {
+        f(&c)
+    };
+    drop(c);
+    drop(locked);
+    Ok(out)
+}
+
+/// `f` inside one transaction on `c` (taking the write lock at once), committed when it
+/// returns Ok and rolled back otherwise.
+pub(crate) fn transaction<T>(
+    c: &rusqlite::Connection,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    c.execute_batch("BEGIN IMMEDIATE")?;
+    match f(c) {
+        Ok(v) => {
+            c.execute_batch("COMMIT")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = c.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn revision(c: &rusqlite::Connection) -> rusqlite::Result<i64> {
+    c.prepare_cached("SELECT value FROM meta WHERE key = 'revision'")?
+        .query_row([], |r| r.get(0))
+}
+
+/// Ends a write: the new revision and `state` (the caller commits).
+fn finish(
+    c: &rusqlite::Connection,
+    start: i64,
+    rev: i64,
+    state: &[(&str, Vec<u8>)],
+) -> rusqlite::Result<()> {
+    if rev != start {
+        c.prepare_cached("UPDATE meta SET value = ? WHERE key = 'revision'")?
+            .execute([rev])?;
+    }
+    put_state(c, state)
+}
+
+fn put_state(c: &rusqlite::Connection, state: &[(&str, Vec<u8>)]) -> rusqlite::Result<()> {
+    for (k, v) in state {
+        c.prepare_cached("INSERT OR REPLACE INTO raft_state (key, value) VALUES (?, ?)")?
+            .execute((k, v))?;
+    }
+    Ok(())
+}
+
+async fn put_state_tx(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     state: &[(&str, Vec<u8>)],
 ) -> Result<(), sqlx::Error> {

@@ -298,7 +298,11 @@ spec:
     let p = a.pod("slowprobe").unwrap();
     assert_eq!(p["status"]["phase"], "Running");
     assert!(!ready(&p), "{p}");
-    assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0);
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["restartCount"], 0,
+        "{}",
+        p["status"]
+    );
 }
 
 #[test]

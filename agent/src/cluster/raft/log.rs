@@ -161,18 +161,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let rows: Vec<(i64, i64, Vec<u8>)> = entries
+            .into_iter()
+            .map(|e| {
+                (
+                    e.log_id.index as i64,
+                    e.log_id.leader_id.term as i64,
+                    encode(&e),
+                )
+            })
+            .collect();
         let _w = self.writer.lock().await;
+        // One trip to SQLite for the whole batch, synced at commit.
         let r = async {
-            let mut tx = self.pool.begin().await?;
-            for e in entries {
-                sqlx::query("INSERT OR REPLACE INTO raft_log (idx, term, entry) VALUES (?, ?, ?)")
-                    .bind(e.log_id.index as i64)
-                    .bind(e.log_id.leader_id.term as i64)
-                    .bind(encode(&e))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await
+            let mut conn = self.pool.acquire().await?;
+            crate::store::on_handle(&mut conn, |c| {
+                crate::store::transaction(c, |c| {
+                    let mut insert = c.prepare_cached(
+                        "INSERT OR REPLACE INTO raft_log (idx, term, entry) VALUES (?, ?, ?)",
+                    )?;
+                    for row in &rows {
+                        insert.execute((row.0, row.1, &row.2))?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?
         }
         .await;
         match r {
