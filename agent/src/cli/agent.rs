@@ -714,6 +714,11 @@ async fn resolve_pod_cidr(
         (None, None) => {
             let mut wait = Duration::from_millis(200);
             loop {
+                // A joiner's replica starts empty: catch up first, so the pick is not one
+                // the cluster already holds (refused, then retried after a wait).
+                if let Err(e) = store.read_barrier().await {
+                    debug!(node = %node, error = %e, "no consistent read before claiming a pod CIDR");
+                }
                 let (nodes, _) = store.list("Node", Some("")).await?;
                 let mine = nodes
                     .iter()
