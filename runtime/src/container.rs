@@ -83,8 +83,8 @@ pub enum ContainerStatus {
 }
 
 /// How long a start may take before its shim has said who it is (`shim.pid`): the agent
-/// writes `request.json` and runs the shim at once, so only an agent that died in between
-/// leaves a bundle without one.
+/// makes the bundle, writes `request.json` and runs the shim at once, so only an agent that
+/// died in between leaves a bundle without one.
 const SPAWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The status of a bundle whose shim has not written `shim.json` yet: starting while its shim
@@ -100,7 +100,9 @@ fn starting(bundle: &Path, alive: impl Fn(i32) -> bool) -> ContainerStatus {
             ContainerStatus::Lost
         };
     }
-    let young = fs::metadata(bundle.join("request.json"))
+    // The bundle dir itself: it exists a moment before request.json does, and its time
+    // changes as files appear in it.
+    let young = fs::metadata(bundle)
         .and_then(|m| m.modified())
         .is_ok_and(|t| t.elapsed().unwrap_or_default() < SPAWN_GRACE);
     if young {

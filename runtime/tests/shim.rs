@@ -348,11 +348,14 @@ fn a_start_whose_shim_died_reads_as_lost_not_starting_for_ever() {
     let age = flotilla_runtime::shim::now_ms().saturating_sub(rt.changed_at_ms("fresh"));
     assert!(age < 60_000, "changed {age} ms ago");
 
-    // No shim ever ran: starting only for a while after the request was written.
+    // A bundle being made, its request not written yet: starting.
+    std::fs::create_dir_all(n.root().join("containers").join("making")).unwrap();
+    assert_eq!(rt.status("making").unwrap(), ContainerStatus::Starting);
+    std::fs::remove_dir(n.root().join("containers").join("making")).unwrap();
+
+    // No shim ever ran: starting only for a while after the bundle was made.
     let old = bundle("old");
-    std::fs::File::options()
-        .write(true)
-        .open(old.join("request.json"))
+    std::fs::File::open(&old)
         .unwrap()
         .set_modified(std::time::SystemTime::now() - Duration::from_secs(120))
         .unwrap();

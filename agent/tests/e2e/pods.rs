@@ -563,6 +563,16 @@ spec:
     );
     let denied = a.cli(&["exec", "staged", "--", "sh", "-c", "echo x > /host/new"]);
     assert_ne!(denied.status.code(), Some(0));
+    // -c names the container; a name the pod does not have is refused, saying so.
+    assert_eq!(
+        a.ok(&["exec", "staged", "-c", "app", "--", "cat", "/proc/1/comm"])
+            .trim(),
+        "sh"
+    );
+    let wrong = a.cli(&["exec", "staged", "-c", "nope", "--", "true"]);
+    assert_ne!(wrong.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(err.contains("nope"), "{err}");
     // logs -f keeps printing new lines.
     let mut follow = a
         .command(crate::harness::BIN)
