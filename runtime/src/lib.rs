@@ -11,15 +11,15 @@
 //! - [`container`]: create, start, signal, wait and delete through youki's libcontainer.
 //! - [`cgroups`]: limits, usage (CPU time, memory, pids) and OOM kills read back, cleanup, on
 //!   cgroup v1 and v2.
-//! - [`shim`]: the per-container process that holds stdio, writes logs and records the exit,
+//! - [`shim`]: the per-container process that starts the container and then becomes the pump,
 //!   and how the agent finds it (files in the bundle dir).
+//! - [`pump`]: what a shim becomes once its container runs: a small static program (built from
+//!   this one file by `build.rs`) that holds stdio, writes logs and records the exit.
 //! - [`logs`]: CRI-format log lines, rotated by size, read back with tail or followed.
-//!
 //! - [`sandbox`]: a pod's shared network, IPC and UTS namespaces, held by bind mounts.
-//!
 //! - [`exec`]: a command run inside a running container's namespaces and cgroups.
-//!
-//! Still to come (the runtime issue): registry pulls.
+//! - [`image::pull`]: registry pulls (HTTPS, plain HTTP on loopback, basic and token auth,
+//!   manifest lists resolved to the node's architecture).
 
 pub mod cgroups;
 pub mod container;
