@@ -100,35 +100,35 @@ impl PodManager {
     }
 }
 
-/// Writes a pass's pod statuses and events. When the batch fails, `failed` makes the next pass
-/// plan and write again. A pod deleted meanwhile fails the whole batch, so the others are then
-/// written one by one, unless the cluster cannot commit anything now (no quorum), where each
-/// would only wait and fail the same way.
+/// Writes a pass's pod statuses and events, then sets `replan` and wakes the loop: the next
+/// pass plans again (statuses computed while this write was in flight were not written, and a
+/// failed write must be made again). A pod deleted meanwhile fails the whole batch, so the
+/// others are then written one by one, unless the cluster cannot commit anything now (no
+/// quorum), where each would only wait and fail the same way.
 async fn write_statuses(
     store: Store,
     ops: Vec<Op>,
-    failed: Arc<std::sync::atomic::AtomicBool>,
+    replan: Arc<std::sync::atomic::AtomicBool>,
     wake: Arc<Notify>,
 ) {
     let w = Write {
         now: now_rfc3339(),
         ops,
     };
-    let Err(e) = store.write(&w).await else {
-        return;
-    };
-    debug!(error = %e, ops = w.ops.len(), "pod status write failed");
-    if !matches!(e, StoreError::NoQuorum(_) | StoreError::Remote(_)) {
-        for op in w.ops {
-            let _ = store
-                .write(&Write {
-                    now: now_rfc3339(),
-                    ops: vec![op],
-                })
-                .await;
+    if let Err(e) = store.write(&w).await {
+        debug!(error = %e, ops = w.ops.len(), "pod status write failed");
+        if !matches!(e, StoreError::NoQuorum(_) | StoreError::Remote(_)) {
+            for op in w.ops {
+                let _ = store
+                    .write(&Write {
+                        now: now_rfc3339(),
+                        ops: vec![op],
+                    })
+                    .await;
+            }
         }
     }
-    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+    replan.store(true, std::sync::atomic::Ordering::Relaxed);
     wake.notify_one();
 }
 
@@ -164,7 +164,7 @@ pub fn spawn(store: Store, node: Node) -> PodManager {
                 synced: HashMap::new(),
                 dispatched: std::sync::atomic::AtomicBool::new(false),
                 writing: None,
-                write_failed: Arc::default(),
+                replan: Arc::default(),
             };
             let mut changes = store.subscribe();
             loop {
@@ -209,8 +209,10 @@ struct Manager {
     dispatched: std::sync::atomic::AtomicBool,
     /// The status and event write in flight, if any (see [`write_statuses`]).
     writing: Option<JoinHandle<()>>,
-    /// Set when that write failed: the next pass plans again and writes anew.
-    write_failed: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when that write ended: the next pass plans again, since statuses planned while it
+    /// was in flight were left for later (and a write that changed nothing moves no revision
+    /// that would wake a pass).
+    replan: Arc<std::sync::atomic::AtomicBool>,
     /// Each pod's volume dirs and /etc files, as of the store revision they were synced at.
     synced: HashMap<String, (i64, BTreeMap<String, PathBuf>, EtcFiles, String)>,
     /// ConfigMaps and Secrets by namespace, as of a store revision.
@@ -382,7 +384,7 @@ impl Manager {
             )
         };
         if self
-            .write_failed
+            .replan
             .swap(false, std::sync::atomic::Ordering::Relaxed)
         {
             self.last = None;
@@ -671,7 +673,7 @@ impl Manager {
                 write_statuses(
                     self.store.clone(),
                     ops,
-                    self.write_failed.clone(),
+                    self.replan.clone(),
                     self.wake.clone(),
                 )
                 .in_current_span(),
