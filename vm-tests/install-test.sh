@@ -55,7 +55,7 @@ vm_put 1 "$VM_BINARY" "$VM_REPO/scripts/install.sh" "$VM_IMAGE/debs" "$VM_TEST_I
 P=/root/payload
 
 log "install.sh --check"
-vm_ssh 1 "$P/install.sh --check" | tee /dev/stderr | grep >/dev/null "cgroup v2 with memory" || fail "--check did not pass on a Debian kernel"
+vm_ssh 1 "$P/install.sh --check" | tee -a /dev/stderr | grep >/dev/null "cgroup v2 with memory" || fail "--check did not pass on a Debian kernel"
 
 log "bad input is refused and changes nothing"
 expect_refused() { # message-substring args...
@@ -74,7 +74,7 @@ install_args="--binary $P/flotilla --packages $P/debs --node-name vm1 --advertis
 t0=$SECONDS
 vm_ssh 1 "$P/install.sh --init $install_args"
 log "installed and answering in $((SECONDS - t0)) s"
-vm_ssh 1 'systemctl is-active flotilla.service; systemctl show -p KillMode flotilla.service' | tee /dev/stderr | grep >/dev/null KillMode=process
+vm_ssh 1 'systemctl is-active flotilla.service; systemctl show -p KillMode flotilla.service' | tee -a /dev/stderr | grep >/dev/null KillMode=process
 F="flotilla --config /var/lib/flotilla/admin.yaml"
 wait_for() { # seconds description command
   local t=$1 what=$2 start=$SECONDS; shift 2
@@ -97,7 +97,7 @@ httpd_before=$(containers)
 
 log "install.sh again with the same arguments changes nothing"
 agent_pid=$(vm_ssh 1 'systemctl show -p MainPID --value flotilla.service')
-vm_ssh 1 "$P/install.sh --init $install_args" | tee /dev/stderr | grep >/dev/null "nothing changed" || fail "a second install did something"
+vm_ssh 1 "$P/install.sh --init $install_args" | tee -a /dev/stderr | grep >/dev/null "nothing changed" || fail "a second install did something"
 [[ $(vm_ssh 1 'systemctl show -p MainPID --value flotilla.service') == "$agent_pid" ]] || fail "a second install restarted the agent"
 
 log "upgrade in place: a new binary, the same pods"
