@@ -260,6 +260,10 @@ impl Drop for Agent {
         self.kill9();
         // Containers outlive the agent (their shims own them): remove them too.
         flotilla::node::pods::remove_all(self.dir.path());
+        // The parent of every pod cgroup: removed once empty (an rmdir, which fails while
+        // another test's pods still use it), so a test run without scripts/test.sh, which
+        // removes it at the end, leaves nothing either.
+        flotilla_runtime::cgroups::remove("/flotilla");
         if let Some(ns) = &self.netns {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
