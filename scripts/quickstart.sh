@@ -39,7 +39,7 @@ echo
 fl get deployments,replicasets,services
 echo
 fl get pods -o wide
-pod=$(fl get pods -l app=web -o name | head -1)
+pod=$(fl get pods -l app=web -o name | awk 'NR==1')
 ip=$(fl get pods -l app=web -o wide | awk 'NR==2 {print $6}')
 echo
 echo "== from node-1: wget -qO- http://$ip:8080/   (a pod's address on the node's pod network)"

@@ -13,6 +13,15 @@ fn main() {
         }
         std::process::exit(flotilla_runtime::shim::shim_main(&a.root, &a.id));
     }
+    // A CLI command whose reader goes away (`flotilla get pods | head -1`) ends quietly, as
+    // Unix tools do, instead of panicking on a broken pipe. The agent keeps Rust's default
+    // (a closed peer is an error to handle, not a reason to die).
+    if !matches!(cli.command, flotilla::cli::Command::Agent(_)) {
+        // SAFETY: setting a signal's disposition before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // One crypto provider for every TLS user in the process (API server, CLI client).
     let _ = rustls::crypto::ring::default_provider().install_default();
     // libcontainer's cgroup code warns about every v1 controller the host lacks, each time.
