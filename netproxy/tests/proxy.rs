@@ -572,8 +572,21 @@ fn pods_reach_other_hosts_under_the_nodes_address() {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok((mut s, peer)) = l.accept() {
-                use std::io::Write;
+                use std::io::{Read, Write};
+                // Read the request before answering: closing a socket with unread bytes
+                // sends a reset, which can reach the client before it reads the answer.
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut request = Vec::new();
+                let mut buf = [0u8; 512];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
                 let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nhello\n");
+                let _ = s.shutdown(std::net::Shutdown::Write);
                 return Some(peer.ip());
             }
             std::thread::sleep(Duration::from_millis(20));
