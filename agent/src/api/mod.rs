@@ -64,6 +64,9 @@ pub struct ApiState {
     pub peers: Option<reqwest::Client>,
     /// Every live node's gossiped state, summarised on its Node as `flotilla.io/observed`.
     pub observed: tokio::sync::watch::Receiver<crate::cluster::Observed>,
+    /// The namespaces' names, as of the revision the Namespaces last changed at: every
+    /// create checks its namespace, and namespaces seldom change.
+    namespaces: Arc<std::sync::Mutex<Option<(i64, std::collections::BTreeSet<String>)>>>,
 }
 
 impl ApiState {
@@ -87,6 +90,7 @@ impl ApiState {
             voters: tokio::sync::watch::channel(Default::default()).1,
             peers: None,
             observed: tokio::sync::watch::channel(Default::default()).1,
+            namespaces: Default::default(),
         }
     }
 
@@ -182,11 +186,20 @@ impl ApiState {
     }
 
     pub async fn namespace_exists(&self, ns: &str) -> Result<bool, ApiError> {
-        Ok(self
-            .store
-            .get(&crate::store::Key::new("Namespace", "", ns))
-            .await?
-            .is_some())
+        let rev = self.store.revision_of(&["Namespace"]);
+        if let Some((r, names)) = &*self.namespaces.lock().expect("namespaces lock")
+            && *r == rev
+        {
+            return Ok(names.contains(ns));
+        }
+        let (all, _) = self.store.list("Namespace", Some("")).await?;
+        let names: std::collections::BTreeSet<String> = all
+            .iter()
+            .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+            .collect();
+        let exists = names.contains(ns);
+        *self.namespaces.lock().expect("namespaces lock") = Some((rev, names));
+        Ok(exists)
     }
 }
 

@@ -17,6 +17,15 @@ use crate::store::{Key, Op, Store, StoreError, Write, new_uid, now_rfc3339};
 
 /// How often controllers re-plan with no store change (catches time-based work).
 const RESYNC: Duration = Duration::from_secs(5);
+/// The kinds a controller pass reads: a change to any other kind does not wake the controllers.
+const CONTROLLED: [&str; 6] = [
+    "Deployment",
+    "ReplicaSet",
+    "Pod",
+    "Job",
+    "DaemonSet",
+    "Node",
+];
 
 /// The running controllers; [`Controllers::shutdown`] stops and joins them.
 pub struct Controllers {
@@ -51,7 +60,8 @@ pub fn spawn_all(
     let span = tracing::info_span!("controllers", node = %node);
     let task = tokio::spawn(
         async move {
-            let mut changes = store.subscribe();
+            // What the passes read (Events are collected on a timer).
+            let mut changes = store.changes(&CONTROLLED);
             let mut passes: u64 = 0;
             // Since when each node has been silent, as this leader saw it (a new leader starts
             // counting afresh: it waits a whole grace period before evicting).
@@ -65,7 +75,7 @@ pub fn spawn_all(
                     }
                     continue;
                 }
-                changes.mark_unchanged();
+                changes.mark_seen();
                 let now_silent = lifecycle.unreachable.borrow_and_update().clone();
                 silent_since.retain(|n, _| now_silent.contains(n));
                 for n in now_silent {

@@ -70,7 +70,7 @@ pub fn spawn(store: Store, node: String, overlay: Overlay) -> tokio::task::JoinH
     let span = tracing::info_span!("overlay", node = %node);
     tokio::spawn(
         async move {
-            let mut changes = store.subscribe();
+            let mut changes = store.changes(&["Node"]);
             let mut applied: Option<Vec<Peer>> = None;
             loop {
                 match store.list("Node", Some("")).await {

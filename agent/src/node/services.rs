@@ -221,11 +221,11 @@ pub fn spawn(
     tokio::spawn(
         async move {
             let mut proxy = Some(ServiceProxy::new(cfg, None));
-            let mut changes = store.subscribe();
+            let mut changes = store.changes(&["Service", "Pod"]);
             let mut last_rev = -1;
             let mut failed = false;
             loop {
-                let rev = store.revision();
+                let rev = changes.revision();
                 if rev != last_rev || failed {
                     match read(&store).await {
                         Ok((t, zone)) => {

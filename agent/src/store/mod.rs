@@ -9,9 +9,11 @@
 //!
 //! Reads never take the write lock; SQLite's WAL gives each read a consistent snapshot.
 //! Watches read `log` from a revision and are woken through a `tokio::sync::watch` of the latest
-//! revision. [`Store::compact`] trims `log` and checkpoints the WAL so the file stays bounded.
+//! revision; loops that care about some kinds only follow those through [`Store::changes`].
+//! [`Store::compact`] trims `log` and checkpoints the WAL so the file stays bounded.
 //! Secret bodies are encrypted with [`crypt::SecretCipher`].
 
+pub mod changes;
 pub mod crypt;
 
 use std::borrow::Cow;
@@ -30,6 +32,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlStr};
 use tokio::sync::{Mutex, watch};
 
+pub use changes::Changes;
 pub use crypt::SecretCipher;
 
 /// What can go wrong in the store. API maps these to HTTP statuses in one place.
@@ -391,6 +394,8 @@ pub struct Store {
     write_lock: std::sync::Arc<Mutex<()>>,
     /// The latest committed revision, for watches to wait on.
     latest: watch::Sender<i64>,
+    /// The revision at which each kind (and kind in a namespace) last changed.
+    topics: watch::Sender<changes::Topics>,
     /// Set when the store is a replica: writes go to the quorum.
     proposer: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<dyn Proposer>>>,
 }
@@ -449,12 +454,14 @@ impl Store {
             .fetch_one(&pool)
             .await?;
         let (latest, _) = watch::channel(rev);
+        let (topics, _) = watch::channel(changes::Topics::new());
         Ok(Store {
             pool,
             apply_pool,
             cipher,
             write_lock: Default::default(),
             latest,
+            topics,
             proposer: Default::default(),
         })
     }
@@ -467,6 +474,27 @@ impl Store {
     /// A receiver that changes whenever a write commits.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.latest.subscribe()
+    }
+
+    /// A follower of the changes to some topics: kinds (`Pod`) or kinds in a namespace
+    /// (`ConfigMap/web`). It wakes for nothing else.
+    pub fn changes(&self, topics: &[&str]) -> Changes {
+        Changes::new(
+            self.topics.subscribe(),
+            topics.iter().map(|t| t.to_string()).collect(),
+        )
+    }
+
+    /// The latest revision at which one of `topics` changed (0 if none did since start).
+    pub fn revision_of(&self, topics: &[&str]) -> i64 {
+        let follow: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        changes::latest(&self.topics.borrow(), &follow)
+    }
+
+    /// Publishes a commit at `rev` that wrote `objects`.
+    fn published<'a>(&self, rev: i64, objects: impl IntoIterator<Item = &'a Value>) {
+        self.topics.send_modify(|t| changes::touch(t, objects, rev));
+        self.latest.send_replace(rev);
     }
 
     fn encode(&self, key: &Key, obj: &Value) -> Result<Vec<u8>, StoreError> {
@@ -630,6 +658,12 @@ impl Store {
         &self.pool
     }
 
+    /// The connection that commits without a sync of its own (see [`Store::open`]), for what
+    /// the next synced commit may make durable.
+    pub(crate) fn unsynced_pool(&self) -> &SqlitePool {
+        &self.apply_pool
+    }
+
     /// The lock every writer of the file holds (SQLite has one writer at a time; a
     /// transaction that read first and then writes would fail with "database is locked"
     /// rather than wait).
@@ -712,6 +746,9 @@ impl Store {
             .await?;
         put_state_tx(&mut tx, state).await?;
         tx.commit().await?;
+        self.topics.send_modify(|t| {
+            t.insert(changes::EVERYTHING.into(), dump.revision);
+        });
         self.latest.send_replace(dump.revision);
         Ok(())
     }
@@ -734,7 +771,7 @@ impl Store {
         })
         .await??;
         if let Some(rev) = rev {
-            self.latest.send_replace(rev);
+            self.published(rev, results.iter().map(|a| &a.object));
         }
         Ok(results)
     }
@@ -811,7 +848,8 @@ impl Store {
         })
         .await??;
         if let Some(rev) = rev {
-            self.latest.send_replace(rev);
+            let written = out.iter().flatten().flatten().flatten();
+            self.published(rev, written.map(|a| &a.object));
         }
         Ok(out)
     }

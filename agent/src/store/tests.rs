@@ -434,3 +434,38 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test]
+async fn followers_hear_only_the_kinds_and_namespaces_they_follow() {
+    let (_d, s) = open().await;
+    let pods = s.changes(&["Pod"]);
+    let mut cms = s.changes(&["ConfigMap/default"]);
+    let other_ns = s.changes(&["ConfigMap/web"]);
+    s.write(&Write::new(vec![put(cm("a", "1"))])).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(1), cms.changed())
+        .await
+        .expect("the ConfigMap follower wakes")
+        .unwrap();
+    assert_eq!(cms.revision(), s.revision());
+    assert_eq!(pods.revision(), 0, "a ConfigMap is not a Pod");
+    assert_eq!(other_ns.revision(), 0, "nor in namespace web");
+    // A delete is heard too, and a refused write is not.
+    s.write(&Write::new(vec![Op::Delete {
+        key: Key::new("ConfigMap", "default", "a"),
+        resource_version: None,
+    }]))
+    .await
+    .unwrap();
+    assert_eq!(s.revision_of(&["ConfigMap"]), s.revision());
+    let before = s.revision_of(&["ConfigMap"]);
+    assert!(
+        s.write(&Write::new(vec![Op::Delete {
+            key: Key::new("ConfigMap", "default", "a"),
+            resource_version: None,
+        }]))
+        .await
+        .is_err()
+    );
+    assert_eq!(s.revision_of(&["ConfigMap"]), before);
+    assert_eq!(pods.revision(), 0);
+}

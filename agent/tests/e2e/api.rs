@@ -96,6 +96,15 @@ fn stale_writes_conflict_and_errors_are_statuses() {
         assert_eq!(e.code, 404);
         let e = failure(c.json(Method::POST, "/api/v1/namespaces/nowhere/configmaps", &[], Some(&cm)).await.unwrap_err());
         assert_eq!(e.code, 404, "{}", e.message);
+        // Once the namespace exists (and after it is gone again), creates in it follow.
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "nowhere"}});
+        c.json(Method::POST, "/api/v1/namespaces", &[], Some(&ns)).await.unwrap();
+        c.json(Method::POST, "/api/v1/namespaces/nowhere/configmaps", &[], Some(&cm)).await.unwrap();
+        c.send(Method::DELETE, "/api/v1/namespaces/nowhere", &[], None).await.unwrap();
+        let mut other = cm.clone();
+        other["metadata"]["name"] = json!("d");
+        let e = failure(c.json(Method::POST, "/api/v1/namespaces/nowhere/configmaps", &[], Some(&other)).await.unwrap_err());
+        assert_eq!(e.code, 404, "{}", e.message);
     });
 }
 

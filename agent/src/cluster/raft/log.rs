@@ -54,6 +54,8 @@ async fn put_state<T: Serialize>(pool: &SqlitePool, key: &str, v: &T) -> Result<
 #[derive(Clone)]
 pub struct LogStore {
     pool: SqlitePool,
+    /// Commits without a sync (the committed index: see [`LogStore::save_committed`]).
+    unsynced: SqlitePool,
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -61,6 +63,7 @@ impl LogStore {
     pub fn new(store: &crate::store::Store) -> LogStore {
         LogStore {
             pool: store.pool().clone(),
+            unsynced: store.unsynced_pool().clone(),
             writer: store.writer(),
         }
     }
@@ -143,9 +146,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         get_state(&self.pool, "vote").await
     }
 
+    /// Not synced: the index is a hint that lets a restarted node apply what it knows was
+    /// committed before it hears from a leader, and openraft calls this on every commit, which
+    /// sits between the log's sync and the apply on the leader's write path. The WAL is one
+    /// sequential file, so the next synced append makes it durable too; a power cut loses at
+    /// most a recent hint, never an entry (the entries themselves are synced).
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), Error> {
         let _w = self.writer.lock().await;
-        put_state(&self.pool, "committed", &committed)
+        put_state(&self.unsynced, "committed", &committed)
             .await
             .map_err(io(StorageIOError::write))
     }

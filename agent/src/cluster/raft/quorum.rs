@@ -112,7 +112,11 @@ enum Batched {
 /// Most writes in one entry.
 const MAX_BATCH: usize = 512;
 
-/// Group commit on the leader: writes that arrive while an entry is being committed wait and
+/// Entries being committed at once: while one is being applied and answered, the next is
+/// already on its way to the followers' disks.
+const IN_FLIGHT: usize = 2;
+
+/// Group commit on the leader: writes that arrive while entries are being committed wait and
 /// go together in the next one, so a burst costs one log append (one fsync on each node) and
 /// one apply transaction instead of one per write. A lone write goes at once.
 async fn batch_writes(
@@ -120,7 +124,12 @@ async fn batch_writes(
     mut rx: mpsc::UnboundedReceiver<(Write, oneshot::Sender<Batched>)>,
     wait: Duration,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        // Whatever came while waiting for a slot goes in the same entry.
         let mut pending = vec![first];
         while pending.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -128,29 +137,42 @@ async fn batch_writes(
                 Err(_) => break,
             }
         }
-        let (writes, waiters): (Vec<Write>, Vec<oneshot::Sender<Batched>>) =
-            pending.into_iter().unzip();
-        match tokio::time::timeout(wait, raft.client_write(Batch(writes))).await {
-            Ok(Ok(resp)) => {
-                for (w, reply) in waiters.into_iter().zip(resp.data) {
-                    let _ = w.send(Batched::Done(reply));
-                }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            commit_batch(&raft, pending, wait).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Commits one entry of writes and tells each writer what became of its write.
+async fn commit_batch(
+    raft: &Raft<TypeConfig>,
+    pending: Vec<(Write, oneshot::Sender<Batched>)>,
+    wait: Duration,
+) {
+    let (writes, waiters): (Vec<Write>, Vec<oneshot::Sender<Batched>>) =
+        pending.into_iter().unzip();
+    match tokio::time::timeout(wait, raft.client_write(Batch(writes))).await {
+        Ok(Ok(resp)) => {
+            for (w, reply) in waiters.into_iter().zip(resp.data) {
+                let _ = w.send(Batched::Done(reply));
             }
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                for w in waiters {
-                    let _ = w.send(Batched::NotLeader);
-                }
+        }
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+            for w in waiters {
+                let _ = w.send(Batched::NotLeader);
             }
-            Ok(Err(e)) => {
-                let msg = e.to_string();
-                for w in waiters {
-                    let _ = w.send(Batched::Failed(Some(msg.clone())));
-                }
+        }
+        Ok(Err(e)) => {
+            let msg = e.to_string();
+            for w in waiters {
+                let _ = w.send(Batched::Failed(Some(msg.clone())));
             }
-            Err(_) => {
-                for w in waiters {
-                    let _ = w.send(Batched::Failed(None));
-                }
+        }
+        Err(_) => {
+            for w in waiters {
+                let _ = w.send(Batched::Failed(None));
             }
         }
     }

@@ -166,10 +166,14 @@ pub fn spawn(store: Store, node: Node) -> PodManager {
                 writing: None,
                 replan: Arc::default(),
             };
-            let mut changes = store.subscribe();
+            // Woken by its pods, and by the ConfigMaps, Secrets and Services of their
+            // namespaces (volumes, env); not by other kinds or namespaces.
+            let mut changes = store.changes(&["Pod"]);
             loop {
-                changes.mark_unchanged();
-                match m.pass().await {
+                changes.mark_seen();
+                let passed = m.pass().await;
+                changes.follow(m.topics());
+                match passed {
                     // Give back what a busy pass allocated; an idle pass allocates little.
                     Ok(true) => crate::node::memory::release_free_memory(),
                     Ok(false) => {}
@@ -307,8 +311,22 @@ type DataByName = BTreeMap<String, BTreeMap<String, String>>;
 type NamespaceData = (DataByName, DataByName, Vec<(String, String)>);
 
 impl Manager {
+    /// What the loop follows: Pods, and what the namespaces of this node's pods give them.
+    fn topics(&self) -> Vec<String> {
+        let mut t = vec!["Pod".to_string()];
+        for ns in self.sources_cache.keys() {
+            t.extend(["ConfigMap", "Secret", "Service"].map(|k| format!("{k}/{ns}")));
+        }
+        t
+    }
+
+    fn sources_revision(&self, ns: &str) -> i64 {
+        let t = ["ConfigMap", "Secret", "Service"].map(|k| format!("{k}/{ns}"));
+        self.store.revision_of(&t.each_ref().map(String::as_str))
+    }
+
     async fn desired(&mut self) -> anyhow::Result<Vec<Value>> {
-        let rev = self.store.revision();
+        let rev = self.store.revision_of(&["Pod"]);
         if let Some((r, pods)) = &self.cache
             && *r == rev
         {
@@ -418,7 +436,7 @@ impl Manager {
                 .clone()
                 .unwrap_or_else(|| "default".into());
             if !sources.contains_key(&ns) {
-                let rev = self.store.revision();
+                let rev = self.sources_revision(&ns);
                 let data = match self.sources_cache.get(&ns) {
                     Some((r, d)) if *r == rev => d.clone(),
                     _ => {
@@ -612,6 +630,7 @@ impl Manager {
         }
         self.prober.retain(&running_ids);
         self.synced.retain(|uid, _| desired_uids.contains(uid));
+        self.sources_cache.retain(|ns, _| sources.contains_key(ns));
 
         // Orphans: what runs here for pods no longer in the store.
         let orphans: HashSet<&String> = seen
