@@ -15,6 +15,7 @@
 
 pub mod changes;
 pub mod crypt;
+mod direct;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -34,6 +35,7 @@ use tokio::sync::{Mutex, watch};
 
 pub use changes::Changes;
 pub use crypt::SecretCipher;
+pub(crate) use direct::Direct;
 
 /// What can go wrong in the store. API maps these to HTTP statuses in one place.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +69,7 @@ pub enum StoreError {
     Incomplete(&'static str),
     #[error("database error")]
     Sqlite(#[from] sqlx::Error),
-    /// The same, from a batch run on the connection's handle directly (see [`on_handle`]).
+    /// The same, from the store's own connections (see `direct`).
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
     #[error("database migration failed")]
@@ -387,8 +389,12 @@ pub struct Applied {
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
-    /// One connection without a sync per commit, for applying the Raft log's entries.
-    apply_pool: SqlitePool,
+    /// The hot paths' own connections (see [`direct`]). Applying committed entries takes the
+    /// one without a sync per commit: the entries are already on disk in the Raft log (synced),
+    /// applying is idempotent by index, and the WAL is one sequential file, so the next synced
+    /// commit (the next log append) makes these frames durable too. A power cut loses at most
+    /// applies whose entries get applied again.
+    pub(crate) direct: std::sync::Arc<direct::Direct>,
     cipher: SecretCipher,
     /// Serialises writers, so revisions are handed out in commit order.
     write_lock: std::sync::Arc<Mutex<()>>,
@@ -434,15 +440,6 @@ impl Store {
             .min_connections(1)
             .connect_with(opts.clone())
             .await?;
-        // Applying committed entries needs no sync of its own: the entries are already on
-        // disk in the Raft log (synced), applying is idempotent by index, and the WAL is one
-        // sequential file, so the next synced commit (the next log append) makes these frames
-        // durable too. A power cut loses at most applies whose entries get applied again.
-        let apply_pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(opts.synchronous(SqliteSynchronous::Normal))
-            .await?;
         let check: String = sqlx::query_scalar("PRAGMA quick_check")
             .fetch_one(&pool)
             .await?;
@@ -455,9 +452,10 @@ impl Store {
             .await?;
         let (latest, _) = watch::channel(rev);
         let (topics, _) = watch::channel(changes::Topics::new());
+        let direct = std::sync::Arc::new(direct::Direct::open(path)?);
         Ok(Store {
             pool,
-            apply_pool,
+            direct,
             cipher,
             write_lock: Default::default(),
             latest,
@@ -518,15 +516,16 @@ impl Store {
 
     /// Reads one object.
     pub async fn get(&self, key: &Key) -> Result<Option<Value>, StoreError> {
-        let row =
-            sqlx::query("SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?")
-                .bind(&key.kind)
-                .bind(&key.namespace)
-                .bind(&key.name)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|r| self.decode(key, r.get::<&[u8], _>(0)))
-            .transpose()
+        self.direct.read(|c| {
+            let mut q = c.prepare_cached(
+                "SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+            )?;
+            let mut rows = q.query((&key.kind, &key.namespace, &key.name))?;
+            match rows.next()? {
+                Some(r) => Ok(Some(self.decode(key, blob(r, 0)?)?)),
+                None => Ok(None),
+            }
+        })
     }
 
     /// Lists objects of a kind, in one namespace or all (`None`), sorted by namespace and name,
@@ -561,37 +560,39 @@ impl Store {
         kind: &str,
         namespace: Option<&str>,
     ) -> Result<(Vec<Vec<u8>>, i64), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let rev: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
-            .fetch_one(&mut *tx)
-            .await?;
-        let rows = match namespace {
-            Some(ns) => {
-                sqlx::query("SELECT namespace, name, body FROM objects WHERE kind = ? AND namespace = ? ORDER BY name")
-                    .bind(kind)
-                    .bind(ns)
-                    .fetch_all(&mut *tx)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT namespace, name, body FROM objects WHERE kind = ? ORDER BY namespace, name")
-                    .bind(kind)
-                    .fetch_all(&mut *tx)
-                    .await?
-            }
-        };
-        tx.commit().await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let body: Vec<u8> = r.get(2);
-            if kind == "Secret" {
-                let key = Key::new(kind, r.get(0), r.get(1));
-                out.push(self.cipher.open(&key.aad(), &body)?);
-            } else {
-                out.push(body);
-            }
-        }
-        Ok((out, rev))
+        // One transaction: the revision and the rows are of the same snapshot.
+        self.direct.read(|c| {
+            c.execute_batch("BEGIN")?;
+            let read = || -> Result<(Vec<Vec<u8>>, i64), StoreError> {
+                let rev = revision(c)?;
+                let mut q = match namespace {
+                    Some(_) => c.prepare_cached(
+                        "SELECT namespace, name, body FROM objects WHERE kind = ?1 AND namespace = ?2 ORDER BY name",
+                    )?,
+                    None => c.prepare_cached(
+                        "SELECT namespace, name, body FROM objects WHERE kind = ?1 ORDER BY namespace, name",
+                    )?,
+                };
+                let mut rows = match namespace {
+                    Some(ns) => q.query((kind, ns))?,
+                    None => q.query([kind])?,
+                };
+                let mut out = Vec::new();
+                while let Some(r) = rows.next()? {
+                    let body = blob(r, 2)?;
+                    if kind == "Secret" {
+                        let key = Key::new(kind, text(r, 0)?, text(r, 1)?);
+                        out.push(self.cipher.open(&key.aad(), body)?);
+                    } else {
+                        out.push(body.to_vec());
+                    }
+                }
+                Ok((out, rev))
+            };
+            let out = read();
+            c.execute_batch("COMMIT")?;
+            out
+        })
     }
 
     /// The changes after `revision` (at most `limit`), oldest first, optionally of one kind.
@@ -656,12 +657,6 @@ impl Store {
     /// The SQLite pool, for the cluster's Raft log that lives in the same file.
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
-    }
-
-    /// The connection that commits without a sync of its own (see [`Store::open`]), for what
-    /// the next synced commit may make durable.
-    pub(crate) fn unsynced_pool(&self) -> &SqlitePool {
-        &self.apply_pool
     }
 
     /// The lock every writer of the file holds (SQLite has one writer at a time; a
@@ -759,8 +754,7 @@ impl Store {
         state: &[(&str, Vec<u8>)],
     ) -> Result<Vec<Applied>, StoreError> {
         let _guard = self.write_lock.lock().await;
-        let mut conn = self.pool.acquire().await?;
-        let (results, rev) = on_handle(&mut conn, |c| {
+        let (results, rev) = self.direct.write(true, |c| {
             transaction(c, |c| {
                 let start = revision(c)?;
                 let mut rev = start;
@@ -768,8 +762,7 @@ impl Store {
                 finish(c, start, rev, state)?;
                 Ok((results, (rev != start).then_some(rev)))
             })
-        })
-        .await??;
+        })?;
         if let Some(rev) = rev {
             self.published(rev, results.iter().map(|a| &a.object));
         }
@@ -790,8 +783,7 @@ impl Store {
         state: &[(&str, Vec<u8>)],
     ) -> Result<Vec<Vec<Result<Vec<Applied>, StoreError>>>, StoreError> {
         let _guard = self.write_lock.lock().await;
-        let mut conn = self.apply_pool.acquire().await?;
-        let (out, rev) = on_handle(&mut conn, |c| {
+        let (out, rev) = self.direct.write(false, |c| {
             transaction(c, |c| {
                 let start = revision(c)?;
                 let mut rev = start;
@@ -845,8 +837,7 @@ impl Store {
                 finish(c, start, rev, state)?;
                 Ok((out, (rev != start).then_some(rev)))
             })
-        })
-        .await??;
+        })?;
         if let Some(rev) = rev {
             let written = out.iter().flatten().flatten().flatten();
             self.published(rev, written.map(|a| &a.object));
@@ -1045,34 +1036,6 @@ impl Store {
     }
 }
 
-/// Runs `f` on `conn`'s SQLite handle, in this thread, through rusqlite. sqlx runs each
-/// connection on a thread of its own and every query is a trip there and back; a write's
-/// queries (a read, the object, the log row, for each op of each entry of a batch) then cost
-/// one trip in all. Under load those trips were most of the agents' CPU (see
-/// docs/DECISIONS.md).
-pub(crate) async fn on_handle<T>(
-    conn: &mut sqlx::SqliteConnection,
-    f: impl FnOnce(&rusqlite::Connection) -> T,
-) -> Result<T, StoreError> {
-    let mut locked = conn.lock_handle().await?;
-    let raw = locked.as_raw_handle().as_ptr();
-    // SAFETY: `locked` keeps sqlx's connection thread off this handle until it drops, after
-    // `c`; the wrapper does not close a handle it did not open; sqlx and rusqlite link the same
-    // libsqlite3-sys.
-    let c = unsafe { rusqlite::Connection::from_handle(raw.cast()) }?;
-    let multi = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    // The batch waits for the disk: the runtime moves this thread's other tasks elsewhere.
-    let out = if multi {
-        tokio::task::block_in_place(|| f(&c))
-    } else {
-        f(&c)
-    };
-    drop(c);
-    drop(locked);
-    Ok(out)
-}
-
 /// `f` inside one transaction on `c` (taking the write lock at once), committed when it
 /// returns Ok and rolled back otherwise.
 pub(crate) fn transaction<T>(
@@ -1090,6 +1053,20 @@ pub(crate) fn transaction<T>(
             Err(e)
         }
     }
+}
+
+/// Column `i` of `r` as bytes, borrowed from the row.
+pub(crate) fn blob<'r>(r: &'r rusqlite::Row, i: usize) -> rusqlite::Result<&'r [u8]> {
+    r.get_ref(i)?.as_blob().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, Box::new(e))
+    })
+}
+
+/// Column `i` of `r` as text, borrowed from the row.
+fn text<'r>(r: &'r rusqlite::Row, i: usize) -> rusqlite::Result<&'r str> {
+    r.get_ref(i)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 fn revision(c: &rusqlite::Connection) -> rusqlite::Result<i64> {

@@ -11,7 +11,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
 
 use super::TypeConfig;
 
@@ -54,8 +54,9 @@ async fn put_state<T: Serialize>(pool: &SqlitePool, key: &str, v: &T) -> Result<
 #[derive(Clone)]
 pub struct LogStore {
     pool: SqlitePool,
-    /// Commits without a sync (the committed index: see [`LogStore::save_committed`]).
-    unsynced: SqlitePool,
+    /// The store's own connections, for the append, the reads of entries and the committed
+    /// index (every write goes through these).
+    direct: std::sync::Arc<crate::store::Direct>,
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -63,7 +64,7 @@ impl LogStore {
     pub fn new(store: &crate::store::Store) -> LogStore {
         LogStore {
             pool: store.pool().clone(),
-            unsynced: store.unsynced_pool().clone(),
+            direct: store.direct.clone(),
             writer: store.writer(),
         }
     }
@@ -92,18 +93,23 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, Error> {
         let (lo, hi) = index_range(&range);
-        let rows =
-            sqlx::query("SELECT entry FROM raft_log WHERE idx >= ? AND idx < ? ORDER BY idx")
-                .bind(lo)
-                .bind(hi)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(io(StorageIOError::read_logs))?;
-        rows.iter()
-            .map(|r| {
-                serde_json::from_slice(r.get::<&[u8], _>(0)).map_err(io(StorageIOError::read_logs))
+        // SQLite's errors outside, the entries' own inside.
+        self.direct
+            .read(|c| {
+                let mut q = c.prepare_cached(
+                    "SELECT entry FROM raft_log WHERE idx >= ? AND idx < ? ORDER BY idx",
+                )?;
+                let mut rows = q.query((lo, hi))?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next()? {
+                    match serde_json::from_slice(crate::store::blob(r, 0)?) {
+                        Ok(e) => out.push(e),
+                        Err(e) => return Ok(Err(io(StorageIOError::read_logs)(e))),
+                    }
+                }
+                Ok::<_, rusqlite::Error>(Ok(out))
             })
-            .collect()
+            .map_err(io(StorageIOError::read_logs))?
     }
 }
 
@@ -153,8 +159,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// most a recent hint, never an entry (the entries themselves are synced).
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), Error> {
         let _w = self.writer.lock().await;
-        put_state(&self.unsynced, "committed", &committed)
-            .await
+        self.direct
+            .write(false, |c| {
+                c.prepare_cached(
+                    "INSERT OR REPLACE INTO raft_state (key, value) VALUES ('committed', ?)",
+                )?
+                .execute([encode(&committed)])
+            })
+            .map(|_| ())
             .map_err(io(StorageIOError::write))
     }
 
@@ -181,22 +193,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .collect();
         let _w = self.writer.lock().await;
         // One trip to SQLite for the whole batch, synced at commit.
-        let r = async {
-            let mut conn = self.pool.acquire().await?;
-            crate::store::on_handle(&mut conn, |c| {
-                crate::store::transaction(c, |c| {
-                    let mut insert = c.prepare_cached(
-                        "INSERT OR REPLACE INTO raft_log (idx, term, entry) VALUES (?, ?, ?)",
-                    )?;
-                    for row in &rows {
-                        insert.execute((row.0, row.1, &row.2))?;
-                    }
-                    Ok(())
-                })
+        let r = self.direct.write(true, |c| {
+            crate::store::transaction(c, |c| {
+                let mut insert = c.prepare_cached(
+                    "INSERT OR REPLACE INTO raft_log (idx, term, entry) VALUES (?, ?, ?)",
+                )?;
+                for row in &rows {
+                    insert.execute((row.0, row.1, &row.2))?;
+                }
+                Ok(())
             })
-            .await?
-        }
-        .await;
+        });
         match r {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));

@@ -1,0 +1,128 @@
+//! Connections of the store's own to its SQLite file, driven through rusqlite on the calling
+//! thread, for the paths every write takes: the Raft log's append and reads, the committed
+//! index, the apply of committed entries, and object reads.
+//!
+//! sqlx runs each of its connections on a thread of its own, so every query is a trip to that
+//! thread and back (two context switches, a channel each way), and reaching the raw handle
+//! (`lock_handle`) is such a trip too. On a small board, or a VM, switches are what a
+//! replicated write spent most of its CPU on (docs/DECISIONS.md). These connections are plain
+//! values behind a mutex: a read runs right where it is asked for (a WAL read never waits for a
+//! writer, and the caller decodes the rows in place anyway); a write, which waits for the disk,
+//! runs under `block_in_place` so the runtime moves this thread's other tasks elsewhere.
+//! Statements stay prepared for the connection's life.
+//!
+//! sqlx still opens the file, checks it, migrates it, and serves the paths that are not hot.
+//! Both link the same libsqlite3-sys, so SQLite's locks see every connection of the process.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+/// Read connections kept for reuse; more are opened when reads overlap, and closed after.
+const KEEP_READERS: usize = 4;
+
+pub(crate) struct Direct {
+    path: PathBuf,
+    /// Commits synced to disk (the Raft log, single-node writes).
+    synced: Mutex<Connection>,
+    /// Commits that the next synced one makes durable (applies of already synced entries).
+    unsynced: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn connect(path: &Path, synchronous: &str) -> rusqlite::Result<Connection> {
+    let c = Connection::open(path)?;
+    c.busy_timeout(Duration::from_secs(10))?;
+    c.execute_batch(&format!(
+        "PRAGMA synchronous = {synchronous}; PRAGMA cache_size = -2000; \
+         PRAGMA journal_size_limit = 67108864;"
+    ))?;
+    c.set_prepared_statement_cache_capacity(32);
+    Ok(c)
+}
+
+/// Runs `f`, which waits for the disk, without holding up the runtime's other tasks.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
+impl Direct {
+    /// Opens the connections to a file that sqlx has already created and migrated (in WAL
+    /// mode, which the file keeps).
+    pub(crate) fn open(path: &Path) -> rusqlite::Result<Direct> {
+        Ok(Direct {
+            path: path.to_path_buf(),
+            synced: Mutex::new(connect(path, "FULL")?),
+            unsynced: Mutex::new(connect(path, "NORMAL")?),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// `f` on the connection whose commits are synced (`synced`) or not. The caller holds the
+    /// store's write lock: SQLite has one writer at a time.
+    pub(crate) fn write<T>(&self, synced: bool, f: impl FnOnce(&Connection) -> T) -> T {
+        let conn = if synced { &self.synced } else { &self.unsynced };
+        blocking(|| {
+            let c = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&c)
+        })
+    }
+
+    /// `f` on a read connection (a statement's snapshot, or a transaction's if `f` opens one).
+    pub(crate) fn read<T, E: From<rusqlite::Error>>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let taken = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let c = match taken {
+            Some(c) => c,
+            None => connect(&self.path, "NORMAL")?,
+        };
+        let out = f(&c);
+        if c.is_autocommit() {
+            let mut keep = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if keep.len() < KEEP_READERS {
+                keep.push(c);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_on_either_connection_are_read_back_and_readers_are_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v INTEGER);")
+            .unwrap();
+        let d = Direct::open(&path).unwrap();
+        d.write(true, |c| c.execute("INSERT INTO t VALUES (1)", []))
+            .unwrap();
+        d.write(false, |c| c.execute("INSERT INTO t VALUES (2)", []))
+            .unwrap();
+        let sum = |d: &Direct| {
+            d.read(|c| c.query_row("SELECT SUM(v) FROM t", [], |r| r.get::<_, i64>(0)))
+                .unwrap()
+        };
+        assert_eq!(sum(&d), 3);
+        // A read that fails leaves its connection usable; one left inside a transaction is
+        // not kept.
+        assert!(d.read(|c| c.execute("SELECT nope FROM t", [])).is_err());
+        d.read(|c| c.execute_batch("BEGIN")).unwrap();
+        assert_eq!(sum(&d), 3);
+        assert_eq!(d.readers.lock().unwrap().len(), 1);
+    }
+}
