@@ -235,6 +235,14 @@ async fn join(b: &mut Box, c0: &Client, n: usize) -> Duration {
 }
 
 async fn run(args: &Args, b: &mut Box) {
+    // The peer first, on an idle machine, as flotilla's writes below are (the agents of the
+    // convergence figures would otherwise still be running).
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = if args.etcd == "none" {
+        None
+    } else {
+        etcd_figures(args, dir.path()).await
+    };
     let first = args.sizes.first().copied().unwrap_or(5).max(3);
     // Join-to-Ready: from starting a joiner to node 0 listing it.
     b.add();
@@ -334,13 +342,6 @@ async fn run(args: &Args, b: &mut Box) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let failover = t.elapsed();
-
-    let dir = tempfile::tempdir().unwrap();
-    let etcd = if args.etcd == "none" {
-        None
-    } else {
-        etcd_figures(args, dir.path()).await
-    };
 
     println!(
         "\ncluster benchmark ({} agents at most, release build)",

@@ -193,7 +193,10 @@ impl Quorum {
             cluster_name: "flotilla".into(),
             heartbeat_interval: settings.heartbeat.as_millis() as u64,
             election_timeout_min: election_ms,
-            election_timeout_max: election_ms * 3 / 2,
+            // A follower that heard a leader waits out the leader's lease (openraft makes it
+            // the maximum) and then its own timeout before it stands: failover takes about
+            // max + a random pick in [min, max], so the spread is kept narrow.
+            election_timeout_max: election_ms * 5 / 4,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
             max_in_snapshot_log_to_keep: settings.keep_logs,
             install_snapshot_timeout: 10_000,
