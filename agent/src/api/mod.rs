@@ -66,8 +66,11 @@ pub struct ApiState {
     pub observed: tokio::sync::watch::Receiver<crate::cluster::Observed>,
     /// The namespaces' names, as of the revision the Namespaces last changed at: every
     /// create checks its namespace, and namespaces seldom change.
-    namespaces: Arc<std::sync::Mutex<Option<(i64, std::collections::BTreeSet<String>)>>>,
+    namespaces: Arc<std::sync::Mutex<Option<NamespaceNames>>>,
 }
+
+/// The namespaces' names, and the revision the Namespaces had changed at when they were read.
+type NamespaceNames = (i64, std::collections::BTreeSet<String>);
 
 impl ApiState {
     pub fn new(
