@@ -7,9 +7,10 @@
 //! (`lock_handle`) is such a trip too. On a small board, or a VM, switches are what a
 //! replicated write spent most of its CPU on (docs/DECISIONS.md). These connections are plain
 //! values behind a mutex: a read runs right where it is asked for (a WAL read never waits for a
-//! writer, and the caller decodes the rows in place anyway); a write, which waits for the disk,
-//! runs under `block_in_place` so the runtime moves this thread's other tasks elsewhere.
-//! Statements stay prepared for the connection's life.
+//! writer, and the caller decodes the rows in place anyway); a synced write, which waits for
+//! the disk, runs under `block_in_place` so the runtime moves this thread's other tasks
+//! elsewhere; an unsynced one runs in place. Statements stay prepared for the connection's
+//! life.
 //!
 //! sqlx still opens the file, checks it, migrates it, and serves the paths that are not hot.
 //! Both link the same libsqlite3-sys, so SQLite's locks see every connection of the process.
@@ -32,12 +33,20 @@ pub(crate) struct Direct {
     readers: Mutex<Vec<Connection>>,
 }
 
-fn connect(path: &Path, synchronous: &str) -> rusqlite::Result<Connection> {
+/// Opens a connection. Only a `synced` one checkpoints the WAL into the database (SQLite does
+/// it in the commit that crosses 1,000 pages, with a sync of the database file), so commits on
+/// the others never wait for the disk.
+fn connect(path: &Path, synced: bool) -> rusqlite::Result<Connection> {
     let c = Connection::open(path)?;
     c.busy_timeout(Duration::from_secs(10))?;
+    let (synchronous, checkpoint) = if synced {
+        ("FULL", 1000)
+    } else {
+        ("NORMAL", 0)
+    };
     c.execute_batch(&format!(
-        "PRAGMA synchronous = {synchronous}; PRAGMA cache_size = -2000; \
-         PRAGMA journal_size_limit = 67108864;"
+        "PRAGMA synchronous = {synchronous}; PRAGMA wal_autocheckpoint = {checkpoint}; \
+         PRAGMA cache_size = -2000; PRAGMA journal_size_limit = 67108864;"
     ))?;
     c.set_prepared_statement_cache_capacity(32);
     Ok(c)
@@ -60,20 +69,23 @@ impl Direct {
     pub(crate) fn open(path: &Path) -> rusqlite::Result<Direct> {
         Ok(Direct {
             path: path.to_path_buf(),
-            synced: Mutex::new(connect(path, "FULL")?),
-            unsynced: Mutex::new(connect(path, "NORMAL")?),
+            synced: Mutex::new(connect(path, true)?),
+            unsynced: Mutex::new(connect(path, false)?),
             readers: Mutex::new(Vec::new()),
         })
     }
 
     /// `f` on the connection whose commits are synced (`synced`) or not. The caller holds the
-    /// store's write lock: SQLite has one writer at a time.
+    /// store's write lock: SQLite has one writer at a time. A synced commit waits for the disk,
+    /// so it runs under `block_in_place`; an unsynced one neither syncs nor checkpoints, and
+    /// runs in place like a read (handing the thread's tasks over would cost more than it).
     pub(crate) fn write<T>(&self, synced: bool, f: impl FnOnce(&Connection) -> T) -> T {
-        let conn = if synced { &self.synced } else { &self.unsynced };
-        blocking(|| {
-            let c = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&c)
-        })
+        let run = || {
+            f(&if synced { &self.synced } else { &self.unsynced }
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()))
+        };
+        if synced { blocking(run) } else { run() }
     }
 
     /// `f` on a read connection (a statement's snapshot, or a transaction's if `f` opens one).
@@ -84,7 +96,7 @@ impl Direct {
         let taken = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let c = match taken {
             Some(c) => c,
-            None => connect(&self.path, "NORMAL")?,
+            None => connect(&self.path, false)?,
         };
         let out = f(&c);
         if c.is_autocommit() {
