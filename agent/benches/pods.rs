@@ -165,14 +165,19 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+/// A field of a `/proc/PID/` file in kB, as MiB.
+fn proc_mib(pid: u32, file: &str, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .unwrap_or(0.0)
         / 1024.0
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    proc_mib(pid, "status", "VmRSS:")
 }
 
 /// The pids of the shims of the node at `dir`.
@@ -326,6 +331,12 @@ fn main() {
     let shim_rss: f64 = shim_pids.iter().map(|p| rss_mib(*p)).sum();
     println!("  agent CPU over {seconds} s: {cpu:.2}% of one core (target < 2%)");
     println!("  agent RSS: {:.1} MiB (target < 64 MiB)", rss_mib(pid));
+    // The rest is file pages: mostly the binary's own code, shared and reclaimable (how much
+    // of it shows depends on how the kernel maps the page cache).
+    println!(
+        "    of which anonymous (heap, stacks): {:.1} MiB",
+        proc_mib(pid, "smaps_rollup", "Anonymous:")
+    );
     println!(
         "  shims: {} processes, {:.1} MiB RSS in all ({:.2} MiB each)",
         shim_pids.len(),
