@@ -325,11 +325,11 @@ pub fn share_progress(
         loop {
             tick.tick().await;
             let mine = raft::pull::next_index(&store).await.unwrap_or(0);
-            // Pods and resources when the replica changed, at most once a second.
-            let state = if store.revision() != published_rev
-                && published_at.elapsed() >= Duration::from_secs(1)
+            // Pods and resources when they changed in the replica, at most once a second.
+            let rev = store.revision_of(&["Pod", "Node"]);
+            let state = if rev != published_rev && published_at.elapsed() >= Duration::from_secs(1)
             {
-                published_rev = store.revision();
+                published_rev = rev;
                 published_at = std::time::Instant::now();
                 Some(own_state(&store, &me).await)
             } else {

@@ -402,7 +402,7 @@ spec:
   containers:
   - name: c
     image: flotilla.local/busybox:1
-    command: [sh, -c, 'for i in 1 2 3 4; do (while true; do if timeout 3 wget -q -O - http://{ip}/ >/tmp/page$i; then echo "ok $(cat /tmp/page$i)"; else echo FAIL; fi; done) & done; wait']
+    command: [sh, -c, 'for i in 1 2 3 4; do (while true; do if timeout 3 wget -q -O - http://{ip}/ >/tmp/page$i 2>/tmp/err$i; then echo "ok $(cat /tmp/page$i)"; else echo "FAIL $(date +%T) $(cat /tmp/err$i)"; fi; done) & done; wait']
 "#
     );
     a.ok(&[
@@ -458,7 +458,15 @@ spec:
         "{}",
         a.ok(&["logs", "client", "--tail", "20"])
     );
-    assert_eq!(failed, 0, "failed requests during the rollout");
+    let failures: Vec<String> = String::from_utf8_lossy(&a.cli(&["logs", "client"]).stdout)
+        .lines()
+        .filter(|l| l.starts_with("FAIL"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        failed, 0,
+        "failed requests during the rollout: {failures:?}"
+    );
 }
 
 /// The lines of a file the pods append to (a hostPath on the node's machine).
