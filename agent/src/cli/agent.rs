@@ -46,8 +46,9 @@ pub struct AgentArgs {
     /// Most voters of the quorum (1, 3 or 5); further nodes are learners that only follow.
     #[arg(long, default_value_t = 3, value_parser = parse_voters)]
     pub max_voters: usize,
-    /// Milliseconds a follower waits without hearing from the leader before it stands for
-    /// election (each waits up to twice this, at random). Raise it on slow SD cards and links.
+    /// Milliseconds of a follower's election timeout (1 to 1.25 times this, at random). After
+    /// hearing a leader, a follower also waits out the leader's lease (1.25 times this) before
+    /// it stands: 2.25-2.5 s of silence at the default. Raise it on slow SD cards and links.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     pub election_timeout_ms: u64,
     /// Milliseconds between the leader's heartbeats (well below the election timeout).
