@@ -33,10 +33,10 @@ pub fn touch<'a>(topics: &mut Topics, objects: impl IntoIterator<Item = &'a Valu
 }
 
 /// The latest revision among `follow` (and [`EVERYTHING`]); 0 when none changed yet.
-pub fn latest(topics: &Topics, follow: &[String]) -> i64 {
+pub fn latest<T: AsRef<str>>(topics: &Topics, follow: &[T]) -> i64 {
     follow
         .iter()
-        .map(String::as_str)
+        .map(AsRef::as_ref)
         .chain([EVERYTHING])
         .filter_map(|t| topics.get(t))
         .copied()
@@ -118,7 +118,7 @@ mod tests {
         assert_eq!(latest(&t, &follow(&["Pod"])), 7);
         t.insert(EVERYTHING.into(), 12);
         assert_eq!(latest(&t, &follow(&["Pod"])), 12);
-        assert_eq!(latest(&t, &[]), 12);
+        assert_eq!(latest::<&str>(&t, &[]), 12);
     }
 
     #[tokio::test]

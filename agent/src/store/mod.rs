@@ -484,9 +484,8 @@ impl Store {
     }
 
     /// The latest revision at which one of `topics` changed (0 if none did since start).
-    pub fn revision_of(&self, topics: &[&str]) -> i64 {
-        let follow: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
-        changes::latest(&self.topics.borrow(), &follow)
+    pub fn revision_of<T: AsRef<str>>(&self, topics: &[T]) -> i64 {
+        changes::latest(&self.topics.borrow(), topics)
     }
 
     /// Publishes a commit at `rev` that wrote `objects`.

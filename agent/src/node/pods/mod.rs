@@ -303,6 +303,11 @@ fn now_ms() -> u64 {
     flotilla_runtime::shim::now_ms()
 }
 
+/// The topics of what a namespace gives its pods ([`NamespaceData`]).
+fn source_topics(ns: &str) -> [String; 3] {
+    ["ConfigMap", "Secret", "Service"].map(|k| format!("{k}/{ns}"))
+}
+
 type EtcFiles = Vec<(PathBuf, &'static str)>;
 
 /// Decoded data of a namespace's ConfigMaps and Secrets.
@@ -315,14 +320,13 @@ impl Manager {
     fn topics(&self) -> Vec<String> {
         let mut t = vec!["Pod".to_string()];
         for ns in self.sources_cache.keys() {
-            t.extend(["ConfigMap", "Secret", "Service"].map(|k| format!("{k}/{ns}")));
+            t.extend(source_topics(ns));
         }
         t
     }
 
     fn sources_revision(&self, ns: &str) -> i64 {
-        let t = ["ConfigMap", "Secret", "Service"].map(|k| format!("{k}/{ns}"));
-        self.store.revision_of(&t.each_ref().map(String::as_str))
+        self.store.revision_of(&source_topics(ns))
     }
 
     async fn desired(&mut self) -> anyhow::Result<Vec<Value>> {
