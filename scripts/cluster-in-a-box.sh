@@ -38,6 +38,8 @@ up() {
     exit 1
   fi
   mkdir -p "$BOX_DIR"
+  # down uses the same binary to reset the nodes, whatever its environment then.
+  echo "$flotilla" >"$BOX_DIR/flotilla.bin"
   # The kernel has one ARP table for all namespaces (limit gc_thresh3, 1,024 by default) and
   # N nodes that all talk need N² entries: raise it for big boxes, restored by down.
   local arp=/proc/sys/net/ipv4/neigh/default/gc_thresh3
@@ -92,9 +94,19 @@ down() {
     kill -KILL "$pid" 2>/dev/null || true
   done
   # Containers outlive their agent (their shims own them): remove them with the nodes.
-  local flotilla; flotilla=$(bin 2>/dev/null || true)
+  local flotilla=""
+  if [[ -s $BOX_DIR/flotilla.bin ]]; then
+    flotilla=$(cat "$BOX_DIR/flotilla.bin")
+  else
+    # (bin exits when it finds none; that must not end down here.)
+    flotilla=$(bin 2>/dev/null) || flotilla=""
+  fi
   for dir in "$BOX_DIR"/node*/; do
-    [[ -d $dir && -n $flotilla ]] || continue
+    [[ -d $dir ]] || continue
+    if [[ ! -x $flotilla ]]; then
+      echo "cluster-in-a-box: no flotilla binary to reset ${dir%/}: its containers are left running" >&2
+      continue
+    fi
     "$flotilla" reset --data-dir "${dir%/}" >/dev/null 2>&1 || echo "cluster-in-a-box: could not reset ${dir%/}" >&2
   done
   for ns in $(ip netns list | awk '{print $1}' | grep -E '^fbox-' || true); do
