@@ -38,7 +38,10 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(match &cli.command {
+            flotilla::cli::Command::Agent(a) => a.worker_threads.into(),
+            _ => 1,
+        })
         .enable_all()
         .build()
         .expect("starting the tokio runtime");

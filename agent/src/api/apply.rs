@@ -6,6 +6,7 @@
 //! leaves a cluster in a state nobody wrote.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
@@ -29,7 +30,7 @@ pub struct ApplyRequest {
     pub dry_run: bool,
 }
 
-pub async fn apply(State(s): State<ApiState>, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn apply(State(s): State<Arc<ApiState>>, body: Body) -> Result<Json<Value>, ApiError> {
     let bytes = read_body(body).await?;
     super::retry_taken(|| async {
         let req: ApplyRequest = serde_json::from_slice(&bytes)

@@ -3,6 +3,7 @@
 //! `DELETE .../images?ref=REF` (layers that containers use stay).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
@@ -39,7 +40,7 @@ fn source_chain(e: &dyn std::error::Error) -> String {
     out.join(": ")
 }
 
-pub async fn import(State(s): State<ApiState>, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn import(State(s): State<Arc<ApiState>>, body: Body) -> Result<Json<Value>, ApiError> {
     let dir = s.images_dir.join("tmp");
     let path = dir.join(format!("upload-{}.tar", crate::store::new_uid()));
     let result = async {
@@ -74,7 +75,7 @@ pub async fn import(State(s): State<ApiState>, body: Body) -> Result<Json<Value>
 
 /// `POST .../images/pull` with `{"reference": R, "username": U, "password": P}` (credentials
 /// optional).
-pub async fn pull(State(s): State<ApiState>, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn pull(State(s): State<Arc<ApiState>>, body: Body) -> Result<Json<Value>, ApiError> {
     let v = super::parse_body(&super::read_body(body).await?)?;
     let reference = v["reference"]
         .as_str()
@@ -97,7 +98,7 @@ pub async fn pull(State(s): State<ApiState>, body: Body) -> Result<Json<Value>, 
     Ok(Json(json!({"kind": "ImageList", "items": [got]})))
 }
 
-pub async fn list(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(s): State<Arc<ApiState>>) -> Result<Json<Value>, ApiError> {
     let images = s.images.clone();
     let items = tokio::task::spawn_blocking(move || images.list())
         .await
@@ -106,7 +107,7 @@ pub async fn list(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
 }
 
 pub async fn remove(
-    State(s): State<ApiState>,
+    State(s): State<Arc<ApiState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let reference = q

@@ -208,6 +208,8 @@ impl ApiState {
 
 /// The API's routes. `/healthz` and `/readyz` answer without a token; everything else needs it.
 pub fn router(state: ApiState) -> Router {
+    // One shared state: axum clones it for every request and extractor.
+    let state = Arc::new(state);
     Router::new()
         .route("/version", get(discovery::version))
         .route("/api", get(discovery::api_versions))
@@ -229,7 +231,11 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-async fn auth(State(s): State<ApiState>, req: Request, next: Next) -> Result<Response, ApiError> {
+async fn auth(
+    State(s): State<Arc<ApiState>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -1,6 +1,7 @@
 //! Object handlers: get, list, create, replace, status, scale and delete.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
@@ -17,7 +18,7 @@ use crate::store::{Key, Op, Write, new_uid};
 
 /// Routes every resource path.
 pub async fn dispatch(
-    State(s): State<ApiState>,
+    State(s): State<Arc<ApiState>>,
     method: Method,
     uri: Uri,
     Query(q): Query<HashMap<String, String>>,

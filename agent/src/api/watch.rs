@@ -24,7 +24,7 @@ use crate::store::{EventType, StoreError};
 const PAGE: i64 = 500;
 
 pub async fn watch(
-    s: ApiState,
+    s: std::sync::Arc<ApiState>,
     rp: ResourcePath,
     q: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {

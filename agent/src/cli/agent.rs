@@ -97,6 +97,12 @@ pub struct AgentArgs {
     /// across any IP network) or `host-gw` (plain routes; the nodes share one link).
     #[arg(long, default_value = "vxlan")]
     pub backend: flotilla_netproxy::overlay::Backend,
+    /// Threads that run the agent's tasks (the API, the quorum, gossip, controllers); disk
+    /// syncs and container work run on threads of their own beside them. One is the lightest
+    /// and fastest on small boards: tasks hand work to each other without waking a thread
+    /// (docs/DECISIONS.md). Raise it for an API serving many clients on a many-core node.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub worker_threads: u16,
 }
 
 pub async fn run(a: AgentArgs) -> Result<()> {

@@ -12,6 +12,13 @@
 //! elsewhere; an unsynced one runs in place. Statements stay prepared for the connection's
 //! life.
 //!
+//! All writes go through one connection, switched between synced and unsynced commits. A
+//! connection that sees the file changed by another connection throws its whole page cache
+//! away at its next transaction, and reads the pages back (a `pread` and an allocation each):
+//! with a connection per kind of commit, the log's append and the apply did that for each
+//! other on every entry. For the same reason the log's entries, which the leader reads back
+//! right after writing them, are read on the writer connection when it is free.
+//!
 //! sqlx still opens the file, checks it, migrates it, and serves the paths that are not hot.
 //! Both link the same libsqlite3-sys, so SQLite's locks see every connection of the process.
 
@@ -26,28 +33,52 @@ const KEEP_READERS: usize = 4;
 
 pub(crate) struct Direct {
     path: PathBuf,
-    /// Commits synced to disk (the Raft log, single-node writes).
-    synced: Mutex<Connection>,
-    /// Commits that the next synced one makes durable (applies of already synced entries).
-    unsynced: Mutex<Connection>,
+    writer: Mutex<Writer>,
     readers: Mutex<Vec<Connection>>,
 }
 
-/// Opens a connection. Only a `synced` one checkpoints the WAL into the database (SQLite does
-/// it in the commit that crosses 1,000 pages, with a sync of the database file), so commits on
-/// the others never wait for the disk.
-fn connect(path: &Path, synced: bool) -> rusqlite::Result<Connection> {
+/// The connection all writes take, and whether its commits are synced now.
+struct Writer {
+    conn: Connection,
+    synced: bool,
+}
+
+impl Writer {
+    /// Synced commits: the Raft log, single-node writes. They checkpoint the WAL into the
+    /// database too (SQLite does it in the commit that crosses 1,000 pages, with a sync of the
+    /// database file). Unsynced commits (applies of entries already synced in the log) neither
+    /// sync nor checkpoint, so they never wait for the disk; the next synced commit makes them
+    /// durable, the WAL being one sequential file.
+    fn set_synced(&mut self, synced: bool) -> rusqlite::Result<()> {
+        if self.synced != synced {
+            let (synchronous, checkpoint) = if synced {
+                (
+                    "PRAGMA synchronous = FULL",
+                    "PRAGMA wal_autocheckpoint = 1000",
+                )
+            } else {
+                (
+                    "PRAGMA synchronous = NORMAL",
+                    "PRAGMA wal_autocheckpoint = 0",
+                )
+            };
+            // The checkpoint pragma answers a row.
+            self.conn.prepare_cached(synchronous)?.execute([])?;
+            self.conn.prepare_cached(checkpoint)?.query([])?.next()?;
+            self.synced = synced;
+        }
+        Ok(())
+    }
+}
+
+/// Opens a connection, with unsynced commits that never checkpoint (see [`Writer`]).
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let c = Connection::open(path)?;
     c.busy_timeout(Duration::from_secs(10))?;
-    let (synchronous, checkpoint) = if synced {
-        ("FULL", 1000)
-    } else {
-        ("NORMAL", 0)
-    };
-    c.execute_batch(&format!(
-        "PRAGMA synchronous = {synchronous}; PRAGMA wal_autocheckpoint = {checkpoint}; \
-         PRAGMA cache_size = -2000; PRAGMA journal_size_limit = 67108864;"
-    ))?;
+    c.execute_batch(
+        "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; \
+         PRAGMA cache_size = -2000; PRAGMA journal_size_limit = 67108864;",
+    )?;
     c.set_prepared_statement_cache_capacity(32);
     Ok(c)
 }
@@ -69,21 +100,27 @@ impl Direct {
     pub(crate) fn open(path: &Path) -> rusqlite::Result<Direct> {
         Ok(Direct {
             path: path.to_path_buf(),
-            synced: Mutex::new(connect(path, true)?),
-            unsynced: Mutex::new(connect(path, false)?),
+            writer: Mutex::new(Writer {
+                conn: connect(path)?,
+                synced: false,
+            }),
             readers: Mutex::new(Vec::new()),
         })
     }
 
-    /// `f` on the connection whose commits are synced (`synced`) or not. The caller holds the
-    /// store's write lock: SQLite has one writer at a time. A synced commit waits for the disk,
-    /// so it runs under `block_in_place`; an unsynced one neither syncs nor checkpoints, and
-    /// runs in place like a read (handing the thread's tasks over would cost more than it).
-    pub(crate) fn write<T>(&self, synced: bool, f: impl FnOnce(&Connection) -> T) -> T {
+    /// `f` on the writer connection, its commits synced (`synced`) or not. The caller holds
+    /// the store's write lock: SQLite has one writer at a time. A synced commit waits for the
+    /// disk, so it runs under `block_in_place`; an unsynced one neither syncs nor checkpoints,
+    /// and runs in place like a read (handing the thread's tasks over would cost more than it).
+    pub(crate) fn write<T, E: From<rusqlite::Error>>(
+        &self,
+        synced: bool,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
         let run = || {
-            f(&if synced { &self.synced } else { &self.unsynced }
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()))
+            let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            w.set_synced(synced)?;
+            f(&w.conn)
         };
         if synced { blocking(run) } else { run() }
     }
@@ -96,7 +133,7 @@ impl Direct {
         let taken = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let c = match taken {
             Some(c) => c,
-            None => connect(&self.path, false)?,
+            None => connect(&self.path)?,
         };
         let out = f(&c);
         if c.is_autocommit() {
@@ -107,6 +144,19 @@ impl Direct {
         }
         out
     }
+
+    /// Like [`Direct::read`], on the writer connection if no write holds it (its page cache
+    /// has what was just written), else on a read connection. `f` must not leave a
+    /// transaction open.
+    pub(crate) fn read_latest<T, E: From<rusqlite::Error>>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self.writer.try_lock() {
+            Ok(w) if w.conn.is_autocommit() => f(&w.conn),
+            _ => self.read(f),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -114,17 +164,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn writes_on_either_connection_are_read_back_and_readers_are_reused() {
+    fn synced_and_unsynced_writes_are_read_back_and_readers_are_reused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let c = Connection::open(&path).unwrap();
         c.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v INTEGER);")
             .unwrap();
         let d = Direct::open(&path).unwrap();
-        d.write(true, |c| c.execute("INSERT INTO t VALUES (1)", []))
+        // SQLite's own word for the commits' syncing: 2 is FULL, 1 NORMAL.
+        let synchronous = |c: &Connection| c.query_row("PRAGMA synchronous", [], |r| r.get(0));
+        let mode: i64 = d
+            .write(true, |c| {
+                c.execute("INSERT INTO t VALUES (1)", [])?;
+                synchronous(c)
+            })
             .unwrap();
-        d.write(false, |c| c.execute("INSERT INTO t VALUES (2)", []))
+        assert_eq!(mode, 2);
+        let mode: i64 = d
+            .write(false, |c| {
+                c.execute("INSERT INTO t VALUES (2)", [])?;
+                synchronous(c)
+            })
             .unwrap();
+        assert_eq!(mode, 1);
+        assert_eq!(
+            d.read_latest(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get::<_, i64>(0)))
+                .unwrap(),
+            2
+        );
         let sum = |d: &Direct| {
             d.read(|c| c.query_row("SELECT SUM(v) FROM t", [], |r| r.get::<_, i64>(0)))
                 .unwrap()

@@ -561,7 +561,7 @@ impl Store {
     ) -> Result<(Vec<Vec<u8>>, i64), StoreError> {
         // One transaction: the revision and the rows are of the same snapshot.
         self.direct.read(|c| {
-            c.execute_batch("BEGIN")?;
+            run(c, "BEGIN")?;
             let read = || -> Result<(Vec<Vec<u8>>, i64), StoreError> {
                 let rev = revision(c)?;
                 let mut q = match namespace {
@@ -589,7 +589,7 @@ impl Store {
                 Ok((out, rev))
             };
             let out = read();
-            c.execute_batch("COMMIT")?;
+            run(c, "COMMIT")?;
             out
         })
     }
@@ -787,11 +787,8 @@ impl Store {
                 let start = revision(c)?;
                 let mut rev = start;
                 let done: Option<Vec<u8>> = c
-                    .query_row(
-                        "SELECT value FROM raft_state WHERE key = 'applied_index'",
-                        [],
-                        |r| r.get(0),
-                    )
+                    .prepare_cached("SELECT value FROM raft_state WHERE key = 'applied_index'")?
+                    .query_row([], |r| r.get(0))
                     .optional()?;
                 let mut done: Option<u64> = done.and_then(|b| serde_json::from_slice(&b).ok());
                 let mut out = Vec::with_capacity(entries.len());
@@ -806,7 +803,7 @@ impl Store {
                         // write of several needs a savepoint to undo its first ops.
                         let guarded = w.ops.len() > 1;
                         if guarded {
-                            c.execute_batch("SAVEPOINT entry")?;
+                            run(c, "SAVEPOINT entry")?;
                         }
                         let before = rev;
                         match self.apply_ops(c, w, &mut rev) {
@@ -814,14 +811,14 @@ impl Store {
                             Err(e @ (StoreError::Db(_) | StoreError::Sqlite(_))) => return Err(e),
                             Err(refused) => {
                                 if guarded {
-                                    c.execute_batch("ROLLBACK TO entry")?;
+                                    run(c, "ROLLBACK TO entry")?;
                                 }
                                 rev = before;
                                 results.push(Err(refused));
                             }
                         }
                         if guarded {
-                            c.execute_batch("RELEASE entry")?;
+                            run(c, "RELEASE entry")?;
                         }
                     }
                     done = Some(done.map_or(*index, |d| d.max(*index)));
@@ -1041,17 +1038,23 @@ pub(crate) fn transaction<T>(
     c: &rusqlite::Connection,
     f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    c.execute_batch("BEGIN IMMEDIATE")?;
+    run(c, "BEGIN IMMEDIATE")?;
     match f(c) {
         Ok(v) => {
-            c.execute_batch("COMMIT")?;
+            run(c, "COMMIT")?;
             Ok(v)
         }
         Err(e) => {
-            let _ = c.execute_batch("ROLLBACK");
+            let _ = run(c, "ROLLBACK");
             Err(e)
         }
     }
+}
+
+/// Runs one statement without parameters or rows (BEGIN, COMMIT, SAVEPOINT ...), prepared
+/// once per connection: these run on every write, and parsing SQL each time showed up.
+fn run(c: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+    c.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// Column `i` of `r` as bytes, borrowed from the row.

@@ -95,7 +95,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let (lo, hi) = index_range(&range);
         // SQLite's errors outside, the entries' own inside.
         self.direct
-            .read(|c| {
+            .read_latest(|c| {
                 let mut q = c.prepare_cached(
                     "SELECT entry FROM raft_log WHERE idx >= ? AND idx < ? ORDER BY idx",
                 )?;
