@@ -28,7 +28,7 @@ struct Args {
     #[arg(long, default_value = "5,20,50", value_delimiter = ',')]
     sizes: Vec<usize>,
     /// Writes timed for throughput and latency.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 20_000)]
     writes: usize,
     /// Concurrent writers.
     #[arg(long, default_value_t = 16)]
@@ -65,10 +65,12 @@ async fn has(c: &Client, name: &str) -> bool {
     .is_ok()
 }
 
+/// Nodes `c` lists (0 when it does not answer within 5 s: a node still catching up).
 async fn node_count(c: &Client) -> usize {
-    c.get("/api/v1/nodes", &[])
+    tokio::time::timeout(Duration::from_secs(5), c.get("/api/v1/nodes", &[]))
         .await
         .ok()
+        .and_then(Result::ok)
         .and_then(|v| v["items"].as_array().map(|a| a.len()))
         .unwrap_or(0)
 }
@@ -84,13 +86,16 @@ struct Throughput {
     p99_ms: f64,
 }
 
-/// `n` puts by `writers` concurrent writers through `put`.
+/// `n` puts by `writers` concurrent writers through `put` (numbered 0..n), after one untimed
+/// put by each writer (numbered from n on), so that connections are open on both sides.
 async fn throughput<F, Fut>(n: usize, writers: usize, put: F) -> Throughput
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let put = Arc::new(put);
+    let warm: Vec<_> = (0..writers).map(|w| put(n + w)).collect();
+    futures::future::join_all(warm).await;
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();

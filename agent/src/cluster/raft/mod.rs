@@ -98,6 +98,12 @@ pub enum RaftRpc {
         from: u64,
         wait_ms: u64,
     },
+    /// The part of this node's snapshot `id` from byte `offset` on, for a puller too far
+    /// behind for entries ([`pull::Pulled::Snapshot`]).
+    PullSnapshot {
+        id: String,
+        offset: u64,
+    },
 }
 
 /// What an enrollment made of a node.

@@ -32,19 +32,48 @@ use crate::store::Store;
 /// Most entries in one answer.
 pub const PULL_BATCH: u64 = 256;
 
+/// Bytes of a snapshot in one answer: a store of tens of thousands of objects is tens of
+/// megabytes, more than one message may carry, and a slow link must still bring a part of it
+/// within a request's time.
+pub const SNAPSHOT_CHUNK: u64 = 1 << 20;
+
 /// What a peer answers a pull with.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Pulled {
     /// Committed entries after the index asked for, in order; none when the wait ran out.
     Entries(Vec<Entry<TypeConfig>>),
-    /// The peer no longer keeps the entries asked for: its snapshot instead.
+    /// The peer no longer keeps the entries asked for: its snapshot instead, of `size` bytes,
+    /// to fetch in parts ([`RaftRpc::PullSnapshot`](super::RaftRpc::PullSnapshot)).
     Snapshot {
         meta: SnapshotMeta<u64, Member>,
-        data: Vec<u8>,
+        size: u64,
     },
 }
 
 pub type PullAnswer = Result<Pulled, String>;
+
+/// A part of a snapshot (base64 in the JSON message).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Chunk(#[serde(with = "base64_bytes")] pub Vec<u8>);
+
+pub type ChunkAnswer = Result<Chunk, String>;
+
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        STANDARD
+            .decode(s.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 /// The index of the first entry this node has not applied: one past the last applied (0
 /// before any; openraft's first entry, the initial membership, is at index 0).
@@ -75,15 +104,24 @@ pub async fn serve(store: &Store, from: u64, wait: Duration) -> PullAnswer {
         if next > from {
             let first = first_log_index(store).await?;
             if first.is_none_or(|f| f > from) {
-                let mut sm = StateMachine::new(store.clone());
-                let current = sm.get_current_snapshot().await.map_err(|e| e.to_string())?;
-                let snap = match current {
-                    Some(s) if s.meta.last_log_id.is_some_and(|l| l.index >= from) => s,
-                    _ => sm.build_snapshot().await.map_err(|e| e.to_string())?,
+                let current = snapshot_meta(store).await?;
+                let meta = match current {
+                    Some(m) if m.last_log_id.is_some_and(|l| l.index >= from) => m,
+                    _ => {
+                        let mut sm = StateMachine::new(store.clone());
+                        sm.build_snapshot().await.map_err(|e| e.to_string())?.meta
+                    }
                 };
+                let size: i64 = sqlx::query_scalar(
+                    "SELECT length(value) FROM raft_state WHERE key = 'snapshot_data'",
+                )
+                .fetch_optional(store.pool())
+                .await
+                .map_err(|e| e.to_string())?
+                .unwrap_or(0);
                 return Ok(Pulled::Snapshot {
-                    meta: snap.meta,
-                    data: snap.snapshot.into_inner(),
+                    meta,
+                    size: size as u64,
                 });
             }
             let upto = next.min(from + PULL_BATCH);
@@ -110,37 +148,81 @@ pub async fn serve(store: &Store, from: u64, wait: Duration) -> PullAnswer {
     }
 }
 
-/// Takes in what a peer sent: appends entries to the log and applies them, or installs the
-/// snapshot (and drops the log it covers). Returns the next index to ask for.
-pub async fn absorb(store: &Store, pulled: Pulled, keep: u64) -> Result<u64, String> {
-    let mut sm = StateMachine::new(store.clone());
-    match pulled {
-        Pulled::Entries(entries) => {
-            let Some(last) = entries.last().map(|e| e.log_id) else {
-                return next_index(store).await;
-            };
-            append_committed(store, &entries).await?;
-            sm.apply(entries).await.map_err(|e| e.to_string())?;
-            // A puller keeps a bounded log, as members do after a snapshot.
-            if let Some(first) = first_log_index(store).await?
-                && last.index > first + 2 * keep
-            {
-                sm.build_snapshot().await.map_err(|e| e.to_string())?;
-                purge(store, last.index - keep, None).await?;
-            }
-            Ok(last.index + 1)
-        }
-        Pulled::Snapshot { meta, data } => {
-            let Some(last) = meta.last_log_id else {
-                return next_index(store).await;
-            };
-            sm.install_snapshot(&meta, Box::new(Cursor::new(data)))
-                .await
-                .map_err(|e| e.to_string())?;
-            purge(store, last.index, Some(last)).await?;
-            Ok(last.index + 1)
-        }
+async fn snapshot_meta(store: &Store) -> Result<Option<SnapshotMeta<u64, Member>>, String> {
+    get_state(store.pool(), "snapshot_meta")
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Serves a part of this node's snapshot: [`SNAPSHOT_CHUNK`] bytes from `offset` (fewer at
+/// the end), if the snapshot is still the one named `id` (a newer one replaces it: the puller
+/// then starts over).
+pub async fn serve_chunk(store: &Store, id: &str, offset: u64) -> ChunkAnswer {
+    // One read transaction: the name and the bytes are of the same snapshot.
+    let mut tx = store.pool().begin().await.map_err(|e| e.to_string())?;
+    let meta: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT value FROM raft_state WHERE key = 'snapshot_meta'")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| e.to_string())?;
+    let meta: Option<SnapshotMeta<u64, Member>> = meta
+        .map(|b| serde_json::from_slice(&b))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    if meta.is_none_or(|m| m.snapshot_id != id) {
+        return Err(format!("snapshot {id} is no longer kept here"));
     }
+    // SQLite counts a blob's bytes from 1.
+    let data: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT substr(value, ?, ?) FROM raft_state WHERE key = 'snapshot_data'",
+    )
+    .bind(offset as i64 + 1)
+    .bind(SNAPSHOT_CHUNK as i64)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(Chunk(data.unwrap_or_default()))
+}
+
+/// Takes in entries a peer sent: appends them to the log and applies them. Returns the next
+/// index to ask for.
+pub async fn absorb(
+    store: &Store,
+    entries: Vec<Entry<TypeConfig>>,
+    keep: u64,
+) -> Result<u64, String> {
+    let Some(last) = entries.last().map(|e| e.log_id) else {
+        return next_index(store).await;
+    };
+    let mut sm = StateMachine::new(store.clone());
+    append_committed(store, &entries).await?;
+    sm.apply(entries).await.map_err(|e| e.to_string())?;
+    // A puller keeps a bounded log, as members do after a snapshot.
+    if let Some(first) = first_log_index(store).await?
+        && last.index > first + 2 * keep
+    {
+        sm.build_snapshot().await.map_err(|e| e.to_string())?;
+        purge(store, last.index - keep, None).await?;
+    }
+    Ok(last.index + 1)
+}
+
+/// Installs a peer's snapshot (and drops the log it covers). Returns the next index to ask
+/// for.
+pub async fn install(
+    store: &Store,
+    meta: &SnapshotMeta<u64, Member>,
+    data: Vec<u8>,
+) -> Result<u64, String> {
+    let Some(last) = meta.last_log_id else {
+        return next_index(store).await;
+    };
+    let mut sm = StateMachine::new(store.clone());
+    sm.install_snapshot(meta, Box::new(Cursor::new(data)))
+        .await
+        .map_err(|e| e.to_string())?;
+    purge(store, last.index, Some(last)).await?;
+    Ok(last.index + 1)
 }
 
 /// Appends committed entries to this node's log, in one transaction.

@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 use super::log::LogStore;
 use super::machine::StateMachine;
 use super::network::{Contacts, Network};
-use super::pull::{self, PullAnswer};
+use super::pull::{self, ChunkAnswer, PullAnswer, Pulled};
 use super::{
     Batch, EnrollAnswer, Member, RaftRpc, ReadIndexAnswer, Reply, Role, TypeConfig, WriteAnswer,
     frame, node_id, voters,
@@ -453,8 +453,11 @@ impl Quorum {
             let m = metrics.borrow_and_update().clone();
             let target = match m.current_leader {
                 Some(l) if l == self.id => {
-                    let voters = m.membership_config.membership().voter_ids().count();
-                    if voters > 1
+                    // Fails at once when no quorum has answered for a while and too few voters
+                    // have been heard from; a quorum that is heard from but slow (a busy disk)
+                    // gets the whole wait.
+                    let (live, all) = self.reachable(&m);
+                    if live <= all / 2
                         && m.millis_since_quorum_ack
                             .is_some_and(|ms| ms > self.settings.liveness().as_millis() as u64)
                     {
@@ -466,7 +469,13 @@ impl Quorum {
                         return Err(StoreError::NoQuorum("the quorum has stopped".into()));
                     }
                     match tokio::time::timeout(left, rx).await {
-                        Err(_) | Ok(Ok(Batched::Failed(None))) => return Err(self.no_quorum(&m)),
+                        Err(_) | Ok(Ok(Batched::Failed(None))) => {
+                            let (live, all) = self.reachable(&m);
+                            return Err(StoreError::NoQuorum(format!(
+                                "no quorum: the write was not committed within {:?}; {live} of {all} voters reachable",
+                                self.settings.write_wait()
+                            )));
+                        }
                         Ok(Err(_)) => {
                             return Err(StoreError::NoQuorum("the quorum has stopped".into()));
                         }
@@ -817,12 +826,55 @@ impl Quorum {
                 let r: PullAnswer = pull::serve(&self.store, from, wait).await;
                 enc(serde_json::to_vec(&r))
             }
+            RaftRpc::PullSnapshot { id, offset } => {
+                let r: ChunkAnswer = pull::serve_chunk(&self.store, &id, offset).await;
+                enc(serde_json::to_vec(&r))
+            }
         }
     }
 
     /// Stops Raft (the log and store stay as they are on disk).
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
+    }
+}
+
+/// What a puller got from a peer, whole.
+enum Absorb {
+    Entries(Vec<openraft::Entry<TypeConfig>>),
+    Snapshot(openraft::SnapshotMeta<u64, Member>, Vec<u8>),
+}
+
+impl Quorum {
+    /// Fetches the peer's snapshot `id` of `size` bytes, part by part.
+    async fn fetch_snapshot(&self, from: SocketAddr, id: &str, size: u64) -> Result<Vec<u8>> {
+        let mut data = Vec::with_capacity(size as usize);
+        while (data.len() as u64) < size {
+            let rpc = RaftRpc::PullSnapshot {
+                id: id.to_string(),
+                offset: data.len() as u64,
+            };
+            let chunk = self
+                .ask::<ChunkAnswer>(from, &rpc, Duration::from_secs(15))
+                .await?
+                .map_err(|e| anyhow::anyhow!(e))?;
+            if chunk.0.is_empty() {
+                anyhow::bail!(
+                    "snapshot {id} from {from} ended at {} of {size} bytes",
+                    data.len()
+                );
+            }
+            data.extend_from_slice(&chunk.0);
+        }
+        debug!(node = %self.me.name, %from, id, size, "fetched a snapshot");
+        Ok(data)
+    }
+
+    async fn absorb(&self, pulled: Absorb) -> Result<u64, String> {
+        match pulled {
+            Absorb::Entries(e) => pull::absorb(&self.store, e, self.settings.keep_logs).await,
+            Absorb::Snapshot(meta, data) => pull::install(&self.store, &meta, data).await,
+        }
     }
 }
 
@@ -887,8 +939,17 @@ async fn follow(q: Weak<Quorum>) {
             from: mine,
             wait_ms: 5000,
         };
-        match q.ask::<PullAnswer>(up, &rpc, Duration::from_secs(15)).await {
-            Ok(Ok(pulled)) => match pull::absorb(&q.store, pulled, q.settings.keep_logs).await {
+        let pulled = match q.ask::<PullAnswer>(up, &rpc, Duration::from_secs(15)).await {
+            Ok(Ok(Pulled::Snapshot { meta, size })) => q
+                .fetch_snapshot(up, &meta.snapshot_id, size)
+                .await
+                .map(|data| Ok(Absorb::Snapshot(meta, data))),
+            Ok(Ok(Pulled::Entries(e))) => Ok(Ok(Absorb::Entries(e))),
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(e) => Err(e),
+        };
+        match pulled {
+            Ok(Ok(pulled)) => match q.absorb(pulled).await {
                 Ok(index) if index > mine => {
                     debug!(node = %q.me.name, from = %up, index, "pulled");
                     q.learn_membership().await;

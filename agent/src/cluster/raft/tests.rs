@@ -255,6 +255,25 @@ async fn nodes_beyond_the_quorum_pull_the_log_from_peers_or_a_snapshot() {
             .await
             .unwrap();
     }
+    // A store larger than one message may carry: the snapshot comes in parts.
+    let big = "x".repeat(1_000_000);
+    for i in 0..6 {
+        n1.store
+            .write(&Write::new(vec![Op::Create {
+                object: json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": format!("big-{i}"), "namespace": "default"},
+                    "data": {"k": big}}),
+                uid: new_uid(),
+            }]))
+            .await
+            .unwrap();
+    }
+    for i in 40..60 {
+        n1.store
+            .write(&config_map(&format!("early-{i}")))
+            .await
+            .unwrap();
+    }
     let seed: std::net::SocketAddr = n1.quorum.me.addr.parse().unwrap();
     let n2 = node(&ca, "n2", settings.clone()).await;
     n2.quorum.enroll_through(vec![seed]).await;
@@ -263,9 +282,18 @@ async fn nodes_beyond_the_quorum_pull_the_log_from_peers_or_a_snapshot() {
     eventually(
         "n2 has everything written before it joined",
         Duration::from_secs(20),
-        async || has(&n2.store, "early-39").await && has(&n2.store, "early-0").await,
+        async || has(&n2.store, "early-59").await && has(&n2.store, "early-0").await,
     )
     .await;
+    for i in 0..6 {
+        let cm = n2
+            .store
+            .get(&Key::new("ConfigMap", "default", &format!("big-{i}")))
+            .await
+            .unwrap()
+            .expect("the big ConfigMap on n2");
+        assert_eq!(cm["data"]["k"].as_str().map(str::len), Some(1_000_000));
+    }
     // n3 pulls from n2, which gossip would show ahead of it.
     let n3 = node(&ca, "n3", settings.clone()).await;
     n3.quorum.enroll_through(vec![seed]).await;
@@ -275,7 +303,7 @@ async fn nodes_beyond_the_quorum_pull_the_log_from_peers_or_a_snapshot() {
     eventually(
         "n3 caught up through n2",
         Duration::from_secs(20),
-        async || has(&n3.store, "early-39").await,
+        async || has(&n3.store, "early-59").await,
     )
     .await;
     // A write through a puller goes to the voter; every node gets it.
