@@ -273,7 +273,6 @@ async fn run(args: &Args, b: &mut Box) {
     for n in 3..first {
         joins.push(join(b, &c0, n).await);
     }
-    joins.sort();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let clients: Arc<Vec<Client>> = Arc::new((0..first).map(|i| b.client(i)).collect());
     let cs = clients.clone();
@@ -352,12 +351,23 @@ async fn run(args: &Args, b: &mut Box) {
         "\ncluster benchmark ({} agents at most, release build)",
         b.agents.len()
     );
+    let ms = |d: &[Duration]| {
+        d.iter()
+            .map(|j| format!("{:.0}", j.as_secs_f64() * 1000.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
-        "join-to-Ready (start of a joiner to listed by node 0), {} joins: median {:.0} ms, max {:.0} ms",
-        joins.len(),
-        joins[joins.len() / 2].as_secs_f64() * 1000.0,
-        joins[joins.len() - 1].as_secs_f64() * 1000.0
+        "join-to-Ready (start of a joiner to listed by node 0): {} ms into a new cluster",
+        ms(&joins[..joins.len().min(2)])
     );
+    if joins.len() > 2 {
+        println!(
+            "  {} ms after the writes through the leader below (a store of {} objects)",
+            ms(&joins[2..]),
+            args.writes
+        );
+    }
     let peer = etcd
         .as_ref()
         .map(|(v, _)| v.clone())
