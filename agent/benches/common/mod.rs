@@ -157,9 +157,10 @@ impl Box {
                 .args(["--token", token.trim()]);
         }
         let log = std::fs::File::create(dir.path().with_extension("log")).unwrap();
-        cmd.stdout(Stdio::null())
-            .stderr(log)
-            .env("RUST_LOG", "warn");
+        cmd.stdout(Stdio::null()).stderr(log).env(
+            "RUST_LOG",
+            std::env::var("FLOTILLA_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        );
         self.agents.push(cmd.spawn().expect("starting an agent"));
         self.dirs.push(dir);
         i
@@ -235,7 +236,10 @@ impl Drop for Box {
             let _ = Command::new("ip")
                 .args(["netns", "del", &format!("{}-{i}", self.tag)])
                 .status();
-            let _ = std::fs::remove_file(d.path().with_extension("log"));
+            // FLOTILLA_BENCH_LOG (agents' log filter) keeps the logs for reading.
+            if std::env::var_os("FLOTILLA_BENCH_LOG").is_none() {
+                let _ = std::fs::remove_file(d.path().with_extension("log"));
+            }
             let _ = std::fs::remove_file(d.path().with_extension("cli.yaml"));
         }
         let _ = Command::new("ip")

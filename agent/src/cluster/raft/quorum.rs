@@ -581,11 +581,14 @@ impl Quorum {
 
     /// Returns once this member has applied everything committed before the call.
     pub async fn read_barrier(&self) -> Result<(), StoreError> {
-        if self.is_puller() {
-            return self.pulled_read_barrier().await;
-        }
         let deadline = Instant::now() + self.settings.write_wait();
         let index = loop {
+            // Checked each time round: a joiner learns it pulls only once enrolled, and its
+            // idle openraft instance would never show a leader (a joiner into a large cluster
+            // waited out the whole deadline here).
+            if self.is_puller() {
+                return self.pulled_read_barrier().await;
+            }
             let m = self.metrics();
             match m.current_leader {
                 Some(l) if l == self.id => break self.read_index().await?,
