@@ -851,7 +851,8 @@ enum Absorb {
 impl Quorum {
     /// Fetches the peer's snapshot `id` of `size` bytes, part by part.
     async fn fetch_snapshot(&self, from: SocketAddr, id: &str, size: u64) -> Result<Vec<u8>> {
-        let mut data = Vec::with_capacity(size as usize);
+        // The size is the peer's word: reserve no more than a large store needs up front.
+        let mut data = Vec::with_capacity(size.min(64 << 20) as usize);
         while (data.len() as u64) < size {
             let rpc = RaftRpc::PullSnapshot {
                 id: id.to_string(),
