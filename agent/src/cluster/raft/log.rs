@@ -24,13 +24,14 @@ pub(super) fn io<E: std::error::Error + 'static>(
     move |e| kind(AnyError::new(&e)).into()
 }
 
-pub(super) async fn get_state<T: DeserializeOwned>(
-    pool: &SqlitePool,
+/// A value of `raft_state`, read through a pool or inside a transaction.
+pub(super) async fn get_state<'e, T: DeserializeOwned>(
+    db: impl sqlx::SqliteExecutor<'e>,
     key: &str,
 ) -> Result<Option<T>, Error> {
     let raw: Option<Vec<u8>> = sqlx::query_scalar("SELECT value FROM raft_state WHERE key = ?")
         .bind(key)
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await
         .map_err(io(StorageIOError::read))?;
     raw.map(|b| serde_json::from_slice(&b).map_err(io(StorageIOError::read)))

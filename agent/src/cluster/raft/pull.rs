@@ -160,14 +160,8 @@ async fn snapshot_meta(store: &Store) -> Result<Option<SnapshotMeta<u64, Member>
 pub async fn serve_chunk(store: &Store, id: &str, offset: u64) -> ChunkAnswer {
     // One read transaction: the name and the bytes are of the same snapshot.
     let mut tx = store.pool().begin().await.map_err(|e| e.to_string())?;
-    let meta: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT value FROM raft_state WHERE key = 'snapshot_meta'")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| e.to_string())?;
-    let meta: Option<SnapshotMeta<u64, Member>> = meta
-        .map(|b| serde_json::from_slice(&b))
-        .transpose()
+    let meta: Option<SnapshotMeta<u64, Member>> = get_state(&mut *tx, "snapshot_meta")
+        .await
         .map_err(|e| e.to_string())?;
     if meta.is_none_or(|m| m.snapshot_id != id) {
         return Err(format!("snapshot {id} is no longer kept here"));
