@@ -720,8 +720,8 @@ impl Store {
         state: &[(&str, Vec<u8>)],
     ) -> Result<(), StoreError> {
         let _guard = self.write_lock.lock().await;
-        // One transaction on the store's own connection: a snapshot of tens of thousands of
-        // objects was as many trips to sqlx's thread (seconds for a joiner).
+        // One transaction on the store's own connection, not a trip to sqlx's thread per
+        // object.
         self.direct.write(true, |c| {
             transaction(c, |c| {
                 run(c, "DELETE FROM objects")?;
