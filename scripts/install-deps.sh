@@ -20,6 +20,12 @@ PACKAGES=(
   conntrack       # conntrack -D: the service proxy forgets UDP flows to endpoints that left
 )
 
+# kubectl, the real client the end-to-end tests drive the API with: the machine's own if it
+# has one, Debian's otherwise.
+if ! command -v kubectl >/dev/null 2>&1; then
+  PACKAGES+=(kubernetes-client)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -30,17 +30,54 @@ pub struct ApplyRequest {
     pub dry_run: bool,
 }
 
-pub async fn apply(State(s): State<Arc<ApiState>>, body: Body) -> Result<Json<Value>, ApiError> {
+/// Takes the parameters of a create (`dryRun`, `fieldManager`, `fieldValidation`, `pretty`,
+/// `timeout`); the body's `dryRun` is the same as `?dryRun=All`.
+pub async fn apply(
+    State(s): State<Arc<ApiState>>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let pairs = super::options::pairs(uri.query())?;
+    super::options::check(super::options::Verb::Create, &pairs)?;
+    super::check_media_type(&headers)?;
+    let user_agent = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let mut opts = super::options::WriteOptions::parse(&pairs, "CreateOptions", user_agent)?;
+    if super::options::get(&pairs, "fieldManager").is_none() {
+        opts.field_manager = "flotilla".into();
+    }
+    let pretty = super::options::flag(&pairs, "pretty")?;
+    let deadline = super::options::timeout(&pairs)?;
     let bytes = read_body(body).await?;
-    super::retry_taken(|| async {
-        let req: ApplyRequest = serde_json::from_slice(&bytes)
+    let work = super::retry_taken(|| async {
+        let mut req: ApplyRequest = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::BadRequest(format!("apply request: {e}")))?;
-        apply_request(&s, req).await
-    })
-    .await
+        req.dry_run |= opts.dry_run;
+        apply_request(&s, req, &opts)
+            .await
+            .map_err(|e| super::options::note_lenient(e, opts.lenient))
+    });
+    let out = match deadline {
+        Some(t) => tokio::time::timeout(t, work)
+            .await
+            .map_err(|_| ApiError::Timeout(format!("the request did not finish within {t:?}")))??,
+        None => work.await?,
+    };
+    let resp = out.into_response();
+    if pretty {
+        return super::prettify(resp).await;
+    }
+    Ok(resp)
 }
 
-async fn apply_request(s: &ApiState, req: ApplyRequest) -> Result<Json<Value>, ApiError> {
+async fn apply_request(
+    s: &ApiState,
+    req: ApplyRequest,
+    opts: &super::options::WriteOptions,
+) -> Result<Json<Value>, ApiError> {
     let default_ns = req.namespace.clone().unwrap_or_else(|| "default".into());
 
     let mut causes = Vec::new();
@@ -154,34 +191,44 @@ async fn apply_request(s: &ApiState, req: ApplyRequest) -> Result<Json<Value>, A
     };
     prepared.sort_by_key(|(i, o)| (rank(o), *i));
     let order: Vec<usize> = prepared.iter().map(|(i, _)| *i).collect();
-    let results: Vec<(Value, &str)> = if req.dry_run {
-        prepared
-            .into_iter()
-            .map(|(_, o)| (o, "unchanged (dry run)"))
-            .collect()
-    } else {
-        let ops = prepared
-            .into_iter()
-            .map(|(_, object)| Op::Put {
+    let w = Write::new(Vec::new());
+    let ops = prepared
+        .into_iter()
+        .map(|(_, mut object)| {
+            super::objects::record_manager(&mut object, opts, &w.now, None);
+            Op::Put {
                 object,
                 uid: new_uid(),
                 create: true,
-            })
-            .collect();
-        let applied = s.commit(Write::new(ops)).await?;
-        applied
-            .into_iter()
-            .map(|a| {
-                let word = match a.outcome {
-                    crate::store::Outcome::Created => "created",
-                    crate::store::Outcome::Configured => "configured",
-                    crate::store::Outcome::Unchanged => "unchanged",
-                    crate::store::Outcome::Deleted => "deleted",
-                };
-                (a.object, word)
-            })
-            .collect()
-    };
+            }
+        })
+        .collect();
+    let w = Write { ops, ..w };
+    // A dry run plans the same write against the store and keeps nothing: conflicts and
+    // address claims are checked, and each outcome is what the real apply would say.
+    let applied = s.commit_or_dry_run(w, req.dry_run).await?;
+    let results: Vec<(Value, String)> = applied
+        .into_iter()
+        .map(|a| {
+            let word = match a.outcome {
+                crate::store::Outcome::Created => "created",
+                crate::store::Outcome::Configured => "configured",
+                crate::store::Outcome::Unchanged => "unchanged",
+                crate::store::Outcome::Deleted => "deleted",
+            };
+            let mut o = a.object;
+            if req.dry_run {
+                if a.outcome == crate::store::Outcome::Created
+                    && let Some(m) = o["metadata"].as_object_mut()
+                {
+                    m.remove("resourceVersion");
+                }
+                (o, format!("{word} (server dry run)"))
+            } else {
+                (o, word.to_string())
+            }
+        })
+        .collect();
     let mut items: Vec<(usize, Value)> = order
         .into_iter()
         .zip(results)

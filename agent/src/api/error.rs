@@ -28,6 +28,11 @@ pub enum ApiError {
     #[error("request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The request's deadline (`timeout`) passed, or a revision it waits for did not come.
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
     Internal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -42,12 +47,19 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             ApiError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
+            }
+            ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
             ApiError::Store(e) => match e {
                 StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "NotFound"),
                 StoreError::AlreadyExists { .. } => (StatusCode::CONFLICT, "AlreadyExists"),
                 StoreError::Conflict { .. } => (StatusCode::CONFLICT, "Conflict"),
-                StoreError::Compacted { .. } => (StatusCode::GONE, "Expired"),
+                StoreError::Compacted { .. } | StoreError::Expired(_) => {
+                    (StatusCode::GONE, "Expired")
+                }
+                StoreError::Precondition(_) => (StatusCode::CONFLICT, "Conflict"),
                 StoreError::Incomplete(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
                 StoreError::Taken(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
                 _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),

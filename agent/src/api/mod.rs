@@ -11,10 +11,12 @@
 //! - [`error`]: the one place errors become HTTP statuses.
 
 pub mod apply;
+pub mod delete;
 pub mod discovery;
 pub mod error;
 pub mod images;
 pub mod objects;
+pub mod options;
 pub mod path;
 pub mod pods;
 pub mod services;
@@ -188,6 +190,20 @@ impl ApiState {
         Ok(self.store.write(&w).await?)
     }
 
+    /// Commits `w`, or with `dry_run` plans it against this replica and writes nothing
+    /// ([`Store::dry_run`]): the answer is the same either way.
+    pub async fn commit_or_dry_run(
+        &self,
+        w: Write,
+        dry_run: bool,
+    ) -> Result<Vec<Applied>, ApiError> {
+        if dry_run {
+            Ok(self.store.dry_run(&w).await?)
+        } else {
+            self.commit(w).await
+        }
+    }
+
     pub async fn namespace_exists(&self, ns: &str) -> Result<bool, ApiError> {
         let rev = self.store.revision_of(&["Namespace"]);
         if let Some((r, names)) = &*self.namespaces.lock().expect("namespaces lock")
@@ -282,6 +298,50 @@ pub async fn serve(
         .serve(router(state).into_make_service())
         .await
         .context("serving the API")
+}
+
+/// The media types a request body may have (kube-apiserver's, less protobuf).
+pub const BODY_TYPES: &[&str] = &["application/json", "application/yaml"];
+
+/// Refuses (415) a body of a media type the API cannot read, naming it. No `Content-Type`
+/// at all is read as JSON, or YAML.
+pub fn check_media_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let ct = ct.to_str().unwrap_or("");
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence.is_empty() || BODY_TYPES.contains(&essence.as_str()) {
+        return Ok(());
+    }
+    Err(ApiError::UnsupportedMediaType(format!(
+        "the body of the request was in an unknown format ({ct}) - accepted media types include: {}",
+        BODY_TYPES.join(", ")
+    )))
+}
+
+/// The same response with its JSON body indented (`?pretty=true`).
+pub async fn prettify(resp: Response) -> Result<Response, ApiError> {
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading the response: {e}")))?;
+    let pretty = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v) => {
+            let mut out = serde_json::to_vec_pretty(&v).unwrap_or_else(|_| bytes.to_vec());
+            out.push(b'\n');
+            out
+        }
+        Err(_) => bytes.to_vec(),
+    };
+    let mut resp = Response::from_parts(parts, axum::body::Body::from(pretty));
+    resp.headers_mut().remove(header::CONTENT_LENGTH);
+    Ok(resp)
 }
 
 /// Parses a request body as JSON, or as YAML when it is not JSON.

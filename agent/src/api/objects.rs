@@ -5,75 +5,179 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::options::{self, Verb};
 use super::path::{self, ResourcePath};
 use super::{ApiError, ApiState, parse_body, read_body};
 use crate::manifest::{self, FieldError};
 use crate::selector::{FieldSelector, Selector};
 use crate::store::{Key, Op, Write, new_uid};
 
-/// Routes every resource path.
+/// Routes every resource path. Every query parameter is checked against the verb first
+/// ([`options::check`]): honoured, or refused by name.
 pub async fn dispatch(
     State(s): State<Arc<ApiState>>,
     method: Method,
     uri: Uri,
-    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let rp = path::parse(uri.path()).ok_or_else(|| ApiError::NoRoute(uri.path().to_string()))?;
+    let pairs = options::pairs(uri.query())?;
+    let verb = verb_of(&method, &rp, &pairs)?;
+    options::check(verb, &pairs)?;
+    if matches!(
+        verb,
+        Verb::Create | Verb::Update | Verb::Delete | Verb::DeleteCollection
+    ) {
+        super::check_media_type(&headers)?;
+    }
+    let pretty = options::flag(&pairs, "pretty")?;
+    // Streams (watches, followed logs, exec) end on their own terms, not at the deadline.
+    let streaming = matches!(verb, Verb::Watch | Verb::Log | Verb::Exec);
+    let deadline = if streaming {
+        None
+    } else {
+        options::timeout(&pairs)?
+    };
+    let work = handle(&s, verb, &method, &uri, &headers, &rp, &pairs, body);
+    let resp = match deadline {
+        Some(t) => tokio::time::timeout(t, work)
+            .await
+            .map_err(|_| ApiError::Timeout(format!("the request did not finish within {t:?}")))??,
+        None => work.await?,
+    };
+    if pretty && !streaming {
+        return super::prettify(resp).await;
+    }
+    Ok(resp)
+}
+
+/// The verb of a request, as kube-apiserver names it.
+fn verb_of(
+    method: &Method,
+    rp: &ResourcePath,
+    pairs: &[(String, String)],
+) -> Result<Verb, ApiError> {
+    let named = rp.name.is_some();
+    Ok(match (method, named, rp.sub.as_deref()) {
+        (&Method::GET, false, None) => {
+            if options::flag(pairs, "watch")? {
+                Verb::Watch
+            } else {
+                Verb::List
+            }
+        }
+        (&Method::GET, true, None | Some("status") | Some("scale")) => Verb::Get,
+        (&Method::GET, true, Some("log")) => Verb::Log,
+        (&Method::GET | &Method::POST, true, Some("exec")) => Verb::Exec,
+        (&Method::GET | &Method::POST, true, Some("attach")) => Verb::Attach,
+        (&Method::GET | &Method::POST, true, Some("portforward")) => Verb::PortForward,
+        (&Method::POST, false, None) => Verb::Create,
+        (&Method::PUT, true, None | Some("status") | Some("scale")) => Verb::Update,
+        (&Method::PATCH, true, _) => Verb::Patch,
+        (&Method::DELETE, true, None) => Verb::Delete,
+        (&Method::DELETE, false, None) => Verb::DeleteCollection,
+        _ => {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "{method} is not supported on {}",
+                rp_path(rp)
+            )));
+        }
+    })
+}
+
+fn rp_path(rp: &ResourcePath) -> String {
+    let mut p = path::object_path(rp.info, rp.namespace.as_deref(), rp.name.as_deref());
+    if let Some(sub) = &rp.sub {
+        p.push('/');
+        p.push_str(sub);
+    }
+    p
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    s: &Arc<ApiState>,
+    verb: Verb,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    rp: &ResourcePath,
+    pairs: &[(String, String)],
+    body: Body,
+) -> Result<Response, ApiError> {
+    let q: HashMap<String, String> = pairs.iter().cloned().collect();
     let sub = rp.sub.as_deref();
-    if method == Method::GET && q.get("consistent").is_some_and(|c| c == "true" || c == "1") {
+    if matches!(verb, Verb::Get | Verb::List)
+        && q.get("consistent").is_some_and(|c| c == "true" || c == "1")
+    {
         s.store.read_barrier().await?;
     }
-    match (&method, rp.name.is_some(), sub) {
-        (&Method::GET, false, None) => {
-            if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
-                Ok(super::watch::watch(s, rp, &q).await?)
-            } else {
-                list(&s, &rp, &q).await
+    let user_agent = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let write_options = |kind: &str| options::WriteOptions::parse(pairs, kind, user_agent);
+    match verb {
+        Verb::Watch => Ok(super::watch::watch(s.clone(), rp.clone(), &q).await?),
+        Verb::List => list(s, rp, pairs).await,
+        Verb::Get => {
+            wait_for_revision(s, pairs).await?;
+            match sub {
+                Some("scale") => Ok(Json(get_scale(s, rp).await?).into_response()),
+                _ => Ok(Json(get(s, rp).await?).into_response()),
             }
         }
-        (&Method::GET, true, None | Some("status")) => {
-            Ok(Json(get(&s, &rp).await?).into_response())
-        }
-        (&Method::POST, false, None) => {
+        Verb::Create => {
+            let opts = write_options("CreateOptions")?;
             let obj = parse_body(&read_body(body).await?)?;
-            let made = super::retry_taken(|| create(&s, &rp, obj.clone())).await?;
+            let made = super::retry_taken(|| create(s, rp, obj.clone(), &opts))
+                .await
+                .map_err(|e| options::note_lenient(e, opts.lenient))?;
             Ok((StatusCode::CREATED, Json(made)).into_response())
         }
-        (&Method::PUT, true, None) => {
+        Verb::Update => {
+            let opts = write_options("UpdateOptions")?;
             let obj = parse_body(&read_body(body).await?)?;
-            Ok(Json(super::retry_taken(|| replace(&s, &rp, obj.clone())).await?).into_response())
+            let out = match sub {
+                None => super::retry_taken(|| replace(s, rp, obj.clone(), &opts)).await,
+                Some("status") => put_status(s, rp, obj, &opts).await,
+                _ => put_scale(s, rp, obj, &opts).await,
+            }
+            .map_err(|e| options::note_lenient(e, opts.lenient))?;
+            Ok(Json(out).into_response())
         }
-        (&Method::PUT, true, Some("status")) => {
-            let obj = parse_body(&read_body(body).await?)?;
-            Ok(Json(put_status(&s, &rp, obj).await?).into_response())
+        Verb::Patch => Err(ApiError::MethodNotAllowed(format!(
+            "PATCH is not supported on {} yet",
+            uri.path()
+        ))),
+        Verb::Delete => {
+            let opts = options::DeleteOptions::parse(pairs, &read_body(body).await?)?;
+            super::delete::delete(s, rp, &opts).await
         }
-        (&Method::GET, true, Some("scale")) => Ok(Json(get_scale(&s, &rp).await?).into_response()),
-        (&Method::PUT, true, Some("scale")) => {
-            let obj = parse_body(&read_body(body).await?)?;
-            Ok(Json(put_scale(&s, &rp, obj).await?).into_response())
+        Verb::DeleteCollection => {
+            let opts = options::DeleteOptions::parse(pairs, &read_body(body).await?)?;
+            super::delete::delete_collection(s, rp, pairs, &opts).await
         }
-        (&Method::DELETE, true, None) => Ok(Json(delete(&s, &rp, &q).await?).into_response()),
-        (&Method::GET, true, Some("log")) if rp.info.kind == "Pod" => {
+        Verb::Log if rp.info.kind == "Pod" => {
             let ns = rp.namespace.as_deref().unwrap_or("default");
             let name = rp.name.as_deref().unwrap_or("");
-            if let Some(node) = super::pods::elsewhere(&s, ns, name).await? {
-                return super::pods::forward(&s, &node, method, &uri, body).await;
+            if let Some(node) = super::pods::elsewhere(s, ns, name).await? {
+                return super::pods::forward(s, &node, method.clone(), uri, body).await;
             }
-            super::pods::logs(&s, ns, name, &q).await
+            super::pods::logs(s, ns, name, &q).await
         }
-        (&Method::POST | &Method::GET, true, Some("exec")) if rp.info.kind == "Pod" => {
+        Verb::Exec if rp.info.kind == "Pod" => {
             let ns = rp.namespace.as_deref().unwrap_or("default");
             let name = rp.name.as_deref().unwrap_or("");
-            if let Some(node) = super::pods::elsewhere(&s, ns, name).await? {
-                return super::pods::forward(&s, &node, method, &uri, body).await;
+            if let Some(node) = super::pods::elsewhere(s, ns, name).await? {
+                return super::pods::forward(s, &node, method.clone(), uri, body).await;
             }
-            super::pods::exec(&s, ns, name, uri.query().unwrap_or(""), body).await
+            super::pods::exec(s, ns, name, uri.query().unwrap_or(""), body).await
         }
         _ => Err(ApiError::MethodNotAllowed(format!(
             "{method} is not supported on {}",
@@ -82,7 +186,48 @@ pub async fn dispatch(
     }
 }
 
-fn key_of(rp: &ResourcePath) -> Key {
+/// `resourceVersion` on a get: the object as of that revision or later (this replica waits,
+/// a few seconds at most, until it has applied that far).
+async fn wait_for_revision(s: &ApiState, pairs: &[(String, String)]) -> Result<(), ApiError> {
+    match options::get(pairs, "resourceVersion") {
+        None | Some("") | Some("0") => Ok(()),
+        Some(v) => {
+            let rv = parse_rv(v)?;
+            at_least(s, rv).await
+        }
+    }
+}
+
+fn parse_rv(v: &str) -> Result<i64, ApiError> {
+    v.parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| ApiError::BadRequest(format!("resourceVersion: {v:?} is not a revision")))
+}
+
+/// Waits (3 s at most, as kube-apiserver) until this replica holds revision `rv`.
+async fn at_least(s: &ApiState, rv: i64) -> Result<(), ApiError> {
+    let mut rx = s.store.subscribe();
+    let wait = async {
+        while *rx.borrow_and_update() < rv {
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(3), wait)
+        .await
+        .is_err()
+    {
+        return Err(ApiError::Timeout(format!(
+            "Too large resource version: {rv}, current: {}",
+            s.store.revision()
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn key_of(rp: &ResourcePath) -> Key {
     Key::new(
         rp.info.kind,
         if rp.info.namespaced {
@@ -94,7 +239,7 @@ fn key_of(rp: &ResourcePath) -> Key {
     )
 }
 
-fn not_found(rp: &ResourcePath) -> ApiError {
+pub(super) fn not_found(rp: &ResourcePath) -> ApiError {
     ApiError::NotFound(format!(
         "{} {:?} not found",
         rp.info.plural,
@@ -154,20 +299,131 @@ struct MetaLabels {
     labels: std::collections::BTreeMap<String, String>,
 }
 
+/// Where a paged list carries on: after this object, of the list read at `rv`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Continue {
+    rv: i64,
+    ns: String,
+    name: String,
+}
+
+fn encode_continue(c: &Continue) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(c).expect("continue token serialises"))
+}
+
+fn decode_continue(t: &str) -> Result<Continue, ApiError> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| ApiError::BadRequest("continue: not a continue token of this API".into()))
+}
+
+/// The 410 kube-apiserver answers for a continue token whose list has since changed.
+fn continue_expired() -> ApiError {
+    ApiError::Store(crate::store::StoreError::Expired(
+        "The provided continue parameter is too old to display a consistent list result. \
+         You can start a new list without the continue parameter."
+            .into(),
+    ))
+}
+
 /// A list response built from the stored JSON text: objects are filtered (labels parsed alone,
 /// the whole object only for a field selector) but never re-encoded.
+///
+/// `limit` and `continue` page it: each page is the objects after the last one of the page
+/// before, and a page is served only while the kind has not changed since the first page was
+/// read, so the pages together are exactly the list at the first page's revision (otherwise
+/// 410, as kube-apiserver once that revision is compacted). `resourceVersion` with
+/// `resourceVersionMatch=NotOlderThan` (the default for a number) waits until this replica
+/// holds that revision; `Exact` serves only a list unchanged since it. Without a
+/// `resourceVersion` the list is this replica's latest (see docs/DECISIONS.md: reads are
+/// local; `consistent=true` asks the leader first).
 async fn list(
     s: &ApiState,
     rp: &ResourcePath,
-    q: &HashMap<String, String>,
+    pairs: &[(String, String)],
 ) -> Result<Response, ApiError> {
-    let (l, f) = selectors(q)?;
+    let q: HashMap<String, String> = pairs.iter().cloned().collect();
+    let (l, f) = selectors(&q)?;
+    let limit = match options::get(pairs, "limit") {
+        None | Some("") => None,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n > 0 => Some(n as usize),
+            Ok(_) => None,
+            Err(_) => {
+                return Err(ApiError::BadRequest(format!(
+                    "limit: {v:?} is not a number"
+                )));
+            }
+        },
+    };
+    let cont = match options::get(pairs, "continue") {
+        None | Some("") => None,
+        Some(t) => Some(decode_continue(t)?),
+    };
+    let rv = options::get(pairs, "resourceVersion").filter(|v| !v.is_empty());
+    let rv_match = options::get(pairs, "resourceVersionMatch").filter(|v| !v.is_empty());
+    let topics = [rp.info.kind];
+    match (rv, rv_match, &cont) {
+        (Some(_), _, Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "resourceVersion: specifying resource version is not allowed when using continue"
+                    .into(),
+            ));
+        }
+        (None, Some(m), _) => {
+            return Err(ApiError::BadRequest(format!(
+                "resourceVersionMatch: {m:?} is forbidden unless resourceVersion is provided"
+            )));
+        }
+        (Some(v), m, None) => {
+            let n = parse_rv(v)?;
+            match m {
+                None | Some("NotOlderThan") => at_least(s, n).await?,
+                Some("Exact") if n == 0 => {
+                    return Err(ApiError::BadRequest(
+                        "resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\""
+                            .into(),
+                    ));
+                }
+                Some("Exact") => {
+                    at_least(s, n).await?;
+                    if !s.store.unchanged_since(&topics, n) {
+                        return Err(ApiError::Store(crate::store::StoreError::Expired(format!(
+                            "The resourceVersion for the provided list is too old: {} changed after {n}",
+                            rp.info.plural
+                        ))));
+                    }
+                }
+                Some(other) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""
+                    )));
+                }
+            }
+        }
+        _ => {}
+    }
     let ns = if rp.info.namespaced {
         rp.namespace.as_deref()
     } else {
         Some("")
     };
     let (mut items, rev) = s.store.list_raw(rp.info.kind, ns).await?;
+    let list_rev = match (&cont, rv_match) {
+        (Some(c), _) => {
+            if !s.store.unchanged_since(&topics, c.rv) {
+                return Err(continue_expired());
+            }
+            c.rv
+        }
+        (None, Some("Exact")) => rv.and_then(|v| v.parse().ok()).unwrap_or(rev),
+        _ => rev,
+    };
     if rp.info.kind == "Node" {
         for raw in items.iter_mut() {
             let obj: Value = serde_json::from_slice(raw).map_err(crate::store::StoreError::from)?;
@@ -175,40 +431,82 @@ async fn list(
         }
     }
     let mut body = Vec::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 256);
-    body.extend_from_slice(
-        format!(
-            r#"{{"apiVersion":{},"kind":"{}List","metadata":{{"resourceVersion":"{rev}"}},"items":["#,
-            Value::from(rp.info.api_version),
-            rp.info.kind
-        )
-        .as_bytes(),
-    );
-    let mut first = true;
+    let mut kept = 0usize;
+    let mut cut = false;
+    let mut last_key: Option<(String, String)> = None;
     for raw in &items {
-        let keep = if !f.0.is_empty() {
+        // Only what a field selector or a page boundary needs is parsed.
+        let needs_key = cont.is_some() || limit.is_some();
+        let (obj, key): (Option<Value>, Option<(String, String)>) = if !f.0.is_empty() || needs_key
+        {
             let obj: Value = serde_json::from_slice(raw).map_err(crate::store::StoreError::from)?;
-            selected(&obj, &l, &f)
-        } else if !l.is_empty() {
-            let lo: LabelsOnly =
-                serde_json::from_slice(raw).map_err(crate::store::StoreError::from)?;
-            l.matches(&lo.metadata.labels)
+            let key = (
+                obj["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                obj["metadata"]["name"].as_str().unwrap_or("").to_string(),
+            );
+            (Some(obj), Some(key))
         } else {
-            true
+            (None, None)
         };
-        if keep {
-            if !first {
-                body.push(b',');
-            }
-            first = false;
-            body.extend_from_slice(raw);
+        if let (Some(c), Some((ns, name))) = (&cont, &key)
+            && (ns.as_str(), name.as_str()) <= (c.ns.as_str(), c.name.as_str())
+        {
+            continue;
         }
+        let keep = match &obj {
+            Some(o) => selected(o, &l, &f),
+            None if !l.is_empty() => {
+                let lo: LabelsOnly =
+                    serde_json::from_slice(raw).map_err(crate::store::StoreError::from)?;
+                l.matches(&lo.metadata.labels)
+            }
+            None => true,
+        };
+        if !keep {
+            continue;
+        }
+        if limit.is_some_and(|n| kept == n) {
+            // One more is selected: the page ends before it.
+            cut = true;
+            break;
+        }
+        if kept > 0 {
+            body.push(b',');
+        }
+        kept += 1;
+        body.extend_from_slice(raw);
+        last_key = key;
     }
-    body.extend_from_slice(b"]}");
+    let token = match (cut, last_key) {
+        (true, Some((ns, name))) => Some(encode_continue(&Continue {
+            rv: list_rev,
+            ns,
+            name,
+        })),
+        _ => None,
+    };
+    let mut head = format!(
+        r#"{{"apiVersion":{},"kind":"{}List","metadata":{{"resourceVersion":"{list_rev}""#,
+        Value::from(rp.info.api_version),
+        rp.info.kind
+    );
+    if let Some(t) = token {
+        head.push_str(&format!(r#","continue":"{t}""#));
+    }
+    head.push_str(r#"},"items":["#);
+    let mut out = Vec::with_capacity(head.len() + body.len() + 2);
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(&body);
+    out.extend_from_slice(b"]}");
+    drop(body);
     let big = items.len() > 1000;
     drop(items);
     let resp = (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
+        out,
     )
         .into_response();
     if big {
@@ -280,7 +578,12 @@ async fn check_namespace(s: &ApiState, obj: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn create(s: &ApiState, rp: &ResourcePath, obj: Value) -> Result<Value, ApiError> {
+async fn create(
+    s: &ApiState,
+    rp: &ResourcePath,
+    obj: Value,
+    opts: &options::WriteOptions,
+) -> Result<Value, ApiError> {
     let mut obj = prepare_user_object(rp, obj)?;
     if obj["metadata"]["name"].as_str().unwrap_or("").is_empty() {
         let prefix = obj["metadata"]["generateName"]
@@ -290,18 +593,55 @@ async fn create(s: &ApiState, rp: &ResourcePath, obj: Value) -> Result<Value, Ap
         obj["metadata"]["name"] = Value::from(format!("{prefix}{}", &new_uid()[..5]));
     }
     check_namespace(s, &obj).await?;
+    let w = Write::new(Vec::new());
+    record_manager(&mut obj, opts, &w.now, None);
     let _alloc = allocation_lock(s, rp).await;
     allocate_one(s, rp, &mut obj).await?;
-    let mut r = s
-        .commit(Write::new(vec![Op::Create {
+    let w = Write {
+        ops: vec![Op::Create {
             object: obj,
             uid: new_uid(),
-        }]))
-        .await?;
-    Ok(r.remove(0).object)
+        }],
+        ..w
+    };
+    let mut r = s.commit_or_dry_run(w, opts.dry_run).await?;
+    let mut made = r.remove(0).object;
+    if opts.dry_run {
+        // Nothing was stored: a dry-run create has no revision (as kube-apiserver answers).
+        if let Some(m) = made["metadata"].as_object_mut() {
+            m.remove("resourceVersion");
+        }
+    }
+    Ok(made)
 }
 
-async fn replace(s: &ApiState, rp: &ResourcePath, obj: Value) -> Result<Value, ApiError> {
+/// Records the writer in `metadata.managedFields` (its entry only; the store merges it with the
+/// entries of the other managers). What a client sent there is replaced: managers are the
+/// API's record of who wrote, and field sets come with server-side apply.
+pub fn record_manager(
+    obj: &mut Value,
+    opts: &options::WriteOptions,
+    now: &str,
+    subresource: Option<&str>,
+) {
+    let mut entry = json!({
+        "manager": opts.field_manager,
+        "operation": "Update",
+        "apiVersion": obj["apiVersion"],
+        "time": now,
+    });
+    if let Some(sub) = subresource {
+        entry["subresource"] = Value::from(sub);
+    }
+    obj["metadata"]["managedFields"] = json!([entry]);
+}
+
+async fn replace(
+    s: &ApiState,
+    rp: &ResourcePath,
+    obj: Value,
+    opts: &options::WriteOptions,
+) -> Result<Value, ApiError> {
     if rp.info.kind == "Node" {
         let mut obj = node_user_part(rp, obj)?;
         // The pod CIDR is the agent's: kept as stored.
@@ -310,12 +650,12 @@ async fn replace(s: &ApiState, rp: &ResourcePath, obj: Value) -> Result<Value, A
         {
             obj["spec"]["podCIDR"] = cidr.clone();
         }
-        return update(s, obj).await;
+        return update(s, obj, opts, None).await;
     }
     let mut obj = prepare_user_object(rp, obj)?;
     let _alloc = allocation_lock(s, rp).await;
     allocate_one(s, rp, &mut obj).await?;
-    update(s, obj).await
+    update(s, obj, opts, None).await
 }
 
 /// What users may write of a Node (as `kubectl cordon`, `label` and `taint` do): labels,
@@ -362,14 +702,23 @@ fn node_user_part(rp: &ResourcePath, obj: Value) -> Result<Value, ApiError> {
 }
 
 /// Writes what users own of an existing object (no create).
-async fn update(s: &ApiState, obj: Value) -> Result<Value, ApiError> {
-    let mut r = s
-        .commit(Write::new(vec![Op::Put {
+async fn update(
+    s: &ApiState,
+    mut obj: Value,
+    opts: &options::WriteOptions,
+    subresource: Option<&str>,
+) -> Result<Value, ApiError> {
+    let w = Write::new(Vec::new());
+    record_manager(&mut obj, opts, &w.now, subresource);
+    let w = Write {
+        ops: vec![Op::Put {
             object: obj,
             uid: new_uid(),
             create: false,
-        }]))
-        .await?;
+        }],
+        ..w
+    };
+    let mut r = s.commit_or_dry_run(w, opts.dry_run).await?;
     Ok(r.remove(0).object)
 }
 
@@ -402,16 +751,25 @@ async fn allocate_one(s: &ApiState, rp: &ResourcePath, obj: &mut Value) -> Resul
     }
 }
 
-async fn put_status(s: &ApiState, rp: &ResourcePath, mut obj: Value) -> Result<Value, ApiError> {
+async fn put_status(
+    s: &ApiState,
+    rp: &ResourcePath,
+    mut obj: Value,
+    opts: &options::WriteOptions,
+) -> Result<Value, ApiError> {
     let key = key_of(rp);
     obj["kind"] = Value::from(key.kind.clone());
     obj["metadata"]["name"] = Value::from(key.name.clone());
     if rp.info.namespaced {
         obj["metadata"]["namespace"] = Value::from(key.namespace.clone());
     }
-    let mut r = s
-        .commit(Write::new(vec![Op::Status { object: obj }]))
-        .await?;
+    let w = Write::new(Vec::new());
+    record_manager(&mut obj, opts, &w.now, Some("status"));
+    let w = Write {
+        ops: vec![Op::Status { object: obj }],
+        ..w
+    };
+    let mut r = s.commit_or_dry_run(w, opts.dry_run).await?;
     Ok(r.remove(0).object)
 }
 
@@ -445,7 +803,12 @@ async fn get_scale(s: &ApiState, rp: &ResourcePath) -> Result<Value, ApiError> {
     Ok(scale_of(&get(s, rp).await?))
 }
 
-async fn put_scale(s: &ApiState, rp: &ResourcePath, scale: Value) -> Result<Value, ApiError> {
+async fn put_scale(
+    s: &ApiState,
+    rp: &ResourcePath,
+    scale: Value,
+    opts: &options::WriteOptions,
+) -> Result<Value, ApiError> {
     scalable(rp)?;
     let replicas = scale["spec"]["replicas"].as_i64().ok_or_else(|| {
         invalid(
@@ -476,55 +839,5 @@ async fn put_scale(s: &ApiState, rp: &ResourcePath, scale: Value) -> Result<Valu
             }
         }
     }
-    Ok(scale_of(&update(s, obj).await?))
-}
-
-/// Deletes an object and, unless `propagationPolicy=Orphan`, everything it owns (and, for a
-/// Namespace, everything in it) in the same write.
-async fn delete(
-    s: &ApiState,
-    rp: &ResourcePath,
-    q: &HashMap<String, String>,
-) -> Result<Value, ApiError> {
-    if !rp.info.user_writable && rp.info.kind != "Node" {
-        return Err(ApiError::MethodNotAllowed(format!(
-            "{} are written by the agents",
-            rp.info.plural
-        )));
-    }
-    let key = key_of(rp);
-    let obj = s.store.get(&key).await?.ok_or_else(|| not_found(rp))?;
-    let mut keys = vec![key];
-    if q.get("propagationPolicy").map(String::as_str) != Some("Orphan") {
-        keys.extend(cascade(s, &obj).await?);
-    }
-    let ops = keys
-        .into_iter()
-        .map(|key| Op::Delete {
-            key,
-            resource_version: None,
-        })
-        .collect();
-    let mut r = s.commit(Write::new(ops)).await?;
-    Ok(r.remove(0).object)
-}
-
-/// The keys of what goes with `obj` when it is deleted.
-async fn cascade(s: &ApiState, obj: &Value) -> Result<Vec<Key>, ApiError> {
-    let mut candidates = Vec::new();
-    if obj["kind"] == "Namespace" {
-        let ns = obj["metadata"]["name"].as_str().unwrap_or("");
-        for k in crate::manifest::kinds::KINDS
-            .iter()
-            .filter(|k| k.namespaced)
-        {
-            candidates.extend(s.store.list(k.kind, Some(ns)).await?.0);
-        }
-        return Ok(candidates.iter().filter_map(|o| Key::of(o).ok()).collect());
-    }
-    for k in crate::controller::gc::DEPENDENT_KINDS {
-        let ns = obj["metadata"]["namespace"].as_str();
-        candidates.extend(s.store.list(k, ns).await?.0);
-    }
-    Ok(crate::controller::gc::dependents(obj, &candidates))
+    Ok(scale_of(&update(s, obj, opts, Some("scale")).await?))
 }

@@ -20,9 +20,19 @@ pub struct ApplyArgs {
     /// Namespace for objects that name none.
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
-    /// Check everything, write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
+    /// Write nothing: `server` has the cluster check everything as for a real apply
+    /// (conflicts, addresses) and say what it would do; `client` checks the files here only;
+    /// `none` applies. `--dry-run` alone is `server`.
+    #[arg(long, value_enum, num_args = 0..=1, default_value_t = DryRun::None, default_missing_value = "server")]
+    pub dry_run: DryRun,
+}
+
+/// `--dry-run=none|client|server`, as kubectl's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DryRun {
+    None,
+    Client,
+    Server,
 }
 
 /// Reads the documents of every `-f` argument, in order.
@@ -148,7 +158,31 @@ pub async fn run(cfg: &Path, a: ApplyArgs) -> Result<i32> {
         return Ok(1);
     }
     let client = Client::from_config_file(cfg)?;
-    let body = json!({"items": values, "namespace": a.namespace, "dryRun": a.dry_run});
+    if a.dry_run == DryRun::Client {
+        // Checked locally above; only whether each object exists is asked.
+        for v in &values {
+            let kind = v["kind"].as_str().unwrap_or("");
+            let info = crate::manifest::kinds::by_kind(kind).context("a checked kind")?;
+            let name = v["metadata"]["name"].as_str().unwrap_or("");
+            let ns = v["metadata"]["namespace"]
+                .as_str()
+                .or(a.namespace.as_deref())
+                .unwrap_or("default");
+            let path = crate::api::path::object_path(info, Some(ns), Some(name));
+            let word = match client.get(&path, &[]).await {
+                Ok(_) => "configured",
+                Err(e) if super::client::is_not_found(&e) => "created",
+                Err(e) => return Err(e),
+            };
+            println!(
+                "{} {word} (dry run)",
+                display_name(kind, v["apiVersion"].as_str().unwrap_or(""), name)
+            );
+        }
+        return Ok(0);
+    }
+    let body =
+        json!({"items": values, "namespace": a.namespace, "dryRun": a.dry_run == DryRun::Server});
     let res = client
         .json(Method::POST, "/apis/flotilla.io/v1/apply", &[], Some(&body))
         .await;

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use clap::Args;
 use reqwest::Method;
+use serde_json::json;
+
+use super::apply::DryRun;
 
 use super::apply::display_name;
 use super::client::{Client, is_not_found};
@@ -28,12 +31,39 @@ pub struct DeleteArgs {
     /// Delete every object of KIND in the namespace.
     #[arg(long)]
     pub all: bool,
-    /// Leave what the objects own (their ReplicaSets, Pods) in place.
-    #[arg(long)]
+    /// What happens to what the objects own (their ReplicaSets, Pods): `background` deletes
+    /// it with them, `orphan` leaves it (without the owner reference), `foreground` keeps
+    /// each object, marked deleted, until what it owns is gone.
+    #[arg(long, value_enum, default_value_t = Cascade::Background)]
+    pub cascade: Cascade,
+    /// The same as `--cascade=orphan`.
+    #[arg(long, conflicts_with = "cascade")]
     pub cascade_orphan: bool,
+    /// Seconds a pod's containers get to stop (instead of its terminationGracePeriodSeconds);
+    /// 0 needs --force. -1: the pod's own.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub grace_period: i64,
+    /// With --grace-period=0: stop the containers at once.
+    #[arg(long)]
+    pub force: bool,
+    /// The same as --grace-period=1.
+    #[arg(long, conflicts_with = "grace_period")]
+    pub now: bool,
+    /// `server`: the cluster checks the delete and says what it would delete, deleting
+    /// nothing; `client`: only say what would be deleted. `--dry-run` alone is `server`.
+    #[arg(long, value_enum, num_args = 0..=1, default_value_t = super::apply::DryRun::None, default_missing_value = "server")]
+    pub dry_run: super::apply::DryRun,
     /// Do not report objects that do not exist.
     #[arg(long)]
     pub ignore_not_found: bool,
+}
+
+/// `--cascade`, as kubectl's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Cascade {
+    Background,
+    Orphan,
+    Foreground,
 }
 
 pub async fn run(cfg: &Path, a: DeleteArgs) -> Result<i32> {
@@ -116,16 +146,58 @@ pub async fn run(cfg: &Path, a: DeleteArgs) -> Result<i32> {
         }
     }
     let mut code = 0;
-    let query: Vec<(&str, String)> = if a.cascade_orphan {
-        vec![("propagationPolicy", "Orphan".to_string())]
+    let cascade = if a.cascade_orphan {
+        Cascade::Orphan
     } else {
-        vec![]
+        a.cascade
+    };
+    let grace = match (a.now, a.grace_period, a.force) {
+        (true, _, _) => Some(1),
+        (false, 0, false) => {
+            bail!("--grace-period=0 stops the containers at once without waiting: give --force too")
+        }
+        (false, g, _) if g < 0 => {
+            if a.force {
+                Some(0)
+            } else {
+                None
+            }
+        }
+        (false, g, _) => Some(g),
+    };
+    let mut options = json!({
+        "kind": "DeleteOptions",
+        "apiVersion": "v1",
+        "propagationPolicy": match cascade {
+            Cascade::Background => "Background",
+            Cascade::Orphan => "Orphan",
+            Cascade::Foreground => "Foreground",
+        },
+    });
+    if let Some(g) = grace {
+        options["gracePeriodSeconds"] = json!(g);
+    }
+    let suffix = match a.dry_run {
+        DryRun::None => "",
+        DryRun::Server => {
+            options["dryRun"] = json!(["All"]);
+            " (server dry run)"
+        }
+        DryRun::Client => " (dry run)",
     };
     for (info, obj_ns, name) in victims {
         let path = object_path(info, Some(&obj_ns), Some(&name));
-        match client.send(Method::DELETE, &path, &query, None).await {
-            Ok(_) => println!(
-                "{} deleted",
+        let sent = if a.dry_run == DryRun::Client {
+            client.get(&path, &[]).await.map(|_| ())
+        } else {
+            client
+                .send(Method::DELETE, &path, &[], Some(&options))
+                .await
+                .map(|_| ())
+        };
+        match sent {
+            Ok(()) => println!(
+                "{} deleted{suffix}",
                 display_name(info.kind, info.api_version, &name)
             ),
             Err(e) if is_not_found(&e) && a.ignore_not_found => {}

@@ -44,6 +44,9 @@ pub struct GetArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<Output>,
+    /// Keep `metadata.managedFields` in -o json|yaml (hidden by default, as kubectl does).
+    #[arg(long)]
+    pub show_managed_fields: bool,
 }
 
 /// Resolves a kind the way kubectl does, with a helpful error.
@@ -188,6 +191,13 @@ pub async fn run(cfg: &Path, a: GetArgs) -> Result<i32> {
             }
         }
         Some(fmt @ (Output::Json | Output::Yaml)) => {
+            if !a.show_managed_fields {
+                for o in objects.iter_mut() {
+                    if let Some(m) = o["metadata"].as_object_mut() {
+                        m.remove("managedFields");
+                    }
+                }
+            }
             let single = targets.len() == 1 && targets[0].1.is_some();
             let doc = if single && objects.len() == 1 {
                 objects.remove(0)

@@ -1,10 +1,158 @@
 //! Garbage collection by `ownerReferences`: what goes with an object when it is deleted.
+//!
+//! Pure planners: [`plan_delete`] turns one delete and its propagation policy into the ops of
+//! one write; [`plan_foreground`] is the collector's step for an object deleted in the
+//! foreground (its dependents first, then the object).
 
 use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::store::Key;
+use super::Action;
+use crate::store::{FOREGROUND_DELETION, Key, Op, new_uid};
+
+/// What happens to the objects an object owns when it is deleted (`propagationPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// The dependents stay, their `ownerReferences` to the deleted object removed.
+    Orphan,
+    /// The object goes now, its dependents with it (in the same write).
+    Background,
+    /// The object stays, with `deletionTimestamp` and the `foregroundDeletion` finalizer,
+    /// until its blocking dependents are gone.
+    Foreground,
+}
+
+/// The conditions and the grace period of one delete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteRequest {
+    /// Precondition on the object's `resourceVersion`.
+    pub resource_version: Option<i64>,
+    /// Precondition on the object's `uid`.
+    pub uid: Option<String>,
+    /// For a Pod: how long its containers get to stop.
+    pub grace_seconds: Option<i64>,
+}
+
+/// The ops of deleting `obj` with `propagation`; `candidates` are the objects that may be its
+/// dependents (the caller reads them). A Namespace takes everything in it whatever the policy.
+pub fn plan_delete(
+    obj: &Value,
+    key: Key,
+    candidates: &[Value],
+    propagation: Propagation,
+    req: &DeleteRequest,
+) -> Vec<Op> {
+    let grace_seconds = if key.kind == "Pod" {
+        req.grace_seconds
+    } else {
+        None
+    };
+    let delete = |foreground| Op::Delete {
+        key: key.clone(),
+        resource_version: req.resource_version,
+        uid: req.uid.clone(),
+        grace_seconds,
+        foreground,
+    };
+    let mut ops = Vec::new();
+    match propagation {
+        _ if obj["kind"] == "Namespace" => {
+            ops.push(delete(false));
+            ops.extend(
+                candidates
+                    .iter()
+                    .filter_map(|c| Key::of(c).ok())
+                    .map(Op::delete),
+            );
+        }
+        Propagation::Orphan => {
+            let uid = obj["metadata"]["uid"].as_str().unwrap_or("");
+            for c in candidates.iter().filter(|c| refers_to(c, uid)) {
+                let mut freed = c.clone();
+                if let Some(refs) = freed["metadata"]["ownerReferences"].as_array_mut() {
+                    refs.retain(|r| r["uid"] != uid);
+                }
+                if let Some(m) = freed["metadata"].as_object_mut() {
+                    // Unconditional: the dependent may have changed since it was read; only
+                    // the reference goes.
+                    m.remove("resourceVersion");
+                    if m["ownerReferences"].as_array().is_some_and(Vec::is_empty) {
+                        m.remove("ownerReferences");
+                    }
+                }
+                ops.push(Op::Put {
+                    object: freed,
+                    uid: new_uid(),
+                    create: false,
+                });
+            }
+            ops.push(delete(false));
+        }
+        Propagation::Background => {
+            ops.push(delete(false));
+            ops.extend(dependents(obj, candidates).into_iter().map(Op::delete));
+        }
+        Propagation::Foreground => ops.push(delete(true)),
+    }
+    ops
+}
+
+/// Whether `obj` names `uid` among its owners.
+fn refers_to(obj: &Value, uid: &str) -> bool {
+    !uid.is_empty()
+        && obj["metadata"]["ownerReferences"]
+            .as_array()
+            .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
+}
+
+/// Whether an object is marked deleted in the foreground and waits for its dependents.
+pub fn deleting_in_foreground(obj: &Value) -> bool {
+    !obj["metadata"]["deletionTimestamp"].is_null()
+        && obj["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == FOREGROUND_DELETION))
+}
+
+/// The collector's step for `owner`, deleted in the foreground: its direct dependents are
+/// deleted (in the foreground too, so theirs go first), and once none with
+/// `blockOwnerDeletion` is left, the `foregroundDeletion` finalizer is removed, which lets the
+/// store delete the owner. Nothing while dependents are still going.
+pub fn plan_foreground(owner: &Value, candidates: &[&Value]) -> Vec<Action> {
+    if !deleting_in_foreground(owner) {
+        return Vec::new();
+    }
+    let uid = owner["metadata"]["uid"].as_str().unwrap_or("");
+    let direct: Vec<&&Value> = candidates.iter().filter(|c| refers_to(c, uid)).collect();
+    let mut actions: Vec<Action> = direct
+        .iter()
+        .filter(|c| c["metadata"]["deletionTimestamp"].is_null())
+        .filter_map(|c| Key::of(c).ok())
+        // Pods own nothing: they go at once (their containers stop on their node).
+        .map(|k| {
+            if k.kind == "Pod" {
+                Action::Delete(k)
+            } else {
+                Action::DeleteInForeground(k)
+            }
+        })
+        .collect();
+    let blocking = direct.iter().any(|c| {
+        c["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["uid"] == uid && r["blockOwnerDeletion"] == true)
+    });
+    if !blocking {
+        let mut done = owner.clone();
+        if let Some(f) = done["metadata"]["finalizers"].as_array_mut() {
+            f.retain(|f| f != FOREGROUND_DELETION);
+        }
+        actions.push(Action::Update(done));
+    }
+    actions
+}
 
 /// Kinds that controllers create with owner references.
 pub const DEPENDENT_KINDS: &[&str] = &["ReplicaSet", "Pod"];
@@ -52,6 +200,131 @@ pub fn dependents(root: &Value, candidates: &[Value]) -> Vec<Key> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn owned(kind: &str, name: &str, uid: &str, owner: &str, block: bool) -> Value {
+        json!({"kind": kind, "metadata": {"name": name, "namespace": "d", "uid": uid,
+            "resourceVersion": "9",
+            "ownerReferences": [{"uid": owner, "kind": "Deployment", "name": "web",
+                "controller": true, "blockOwnerDeletion": block}]}})
+    }
+
+    fn keys(ops: &[Op]) -> Vec<String> {
+        ops.iter()
+            .map(|o| match o {
+                Op::Put { object, .. } => {
+                    format!("put {}", object["metadata"]["name"].as_str().unwrap())
+                }
+                Op::Delete {
+                    key, foreground, ..
+                } => {
+                    format!(
+                        "delete {}{}",
+                        key.name,
+                        if *foreground { " (foreground)" } else { "" }
+                    )
+                }
+                _ => "other".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn orphan_frees_direct_dependents_and_deletes_the_owner_only() {
+        let dep = obj("Deployment", "web", "d1", None);
+        let cands = vec![
+            owned("ReplicaSet", "web-a", "r1", "d1", true),
+            obj("Pod", "web-a-1", "p1", Some("r1")),
+        ];
+        let ops = plan_delete(
+            &dep,
+            Key::of(&dep).unwrap(),
+            &cands,
+            Propagation::Orphan,
+            &DeleteRequest::default(),
+        );
+        assert_eq!(keys(&ops), vec!["put web-a", "delete web"]);
+        let Op::Put { object, .. } = &ops[0] else {
+            unreachable!()
+        };
+        assert!(
+            object["metadata"].get("ownerReferences").is_none(),
+            "{object}"
+        );
+        assert!(object["metadata"].get("resourceVersion").is_none());
+    }
+
+    #[test]
+    fn background_takes_every_dependent_and_foreground_marks_the_owner() {
+        let dep = obj("Deployment", "web", "d1", None);
+        let cands = vec![
+            owned("ReplicaSet", "web-a", "r1", "d1", true),
+            obj("Pod", "web-a-1", "p1", Some("r1")),
+        ];
+        let req = DeleteRequest {
+            resource_version: Some(4),
+            uid: Some("d1".into()),
+            grace_seconds: Some(3),
+        };
+        let ops = plan_delete(
+            &dep,
+            Key::of(&dep).unwrap(),
+            &cands,
+            Propagation::Background,
+            &req,
+        );
+        assert_eq!(
+            keys(&ops),
+            vec!["delete web", "delete web-a", "delete web-a-1"]
+        );
+        let Op::Delete {
+            resource_version,
+            uid,
+            grace_seconds,
+            ..
+        } = &ops[0]
+        else {
+            unreachable!()
+        };
+        assert_eq!((*resource_version, uid.as_deref()), (Some(4), Some("d1")));
+        assert_eq!(*grace_seconds, None, "a grace period is a pod's");
+        let ops = plan_delete(
+            &dep,
+            Key::of(&dep).unwrap(),
+            &cands,
+            Propagation::Foreground,
+            &req,
+        );
+        assert_eq!(keys(&ops), vec!["delete web (foreground)"]);
+    }
+
+    #[test]
+    fn foreground_deletes_dependents_first_then_lets_the_owner_go() {
+        let mut dep = obj("Deployment", "web", "d1", None);
+        let rs = owned("ReplicaSet", "web-a", "r1", "d1", true);
+        // Not marked: nothing to do.
+        assert!(plan_foreground(&dep, &[&rs]).is_empty());
+        dep["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:00Z");
+        dep["metadata"]["finalizers"] = json!(["foregroundDeletion", "example.com/keep"]);
+        let a = plan_foreground(&dep, &[&rs]);
+        assert!(
+            matches!(&a[..], [Action::DeleteInForeground(k)] if k.name == "web-a"),
+            "{a:?}"
+        );
+        // The dependent is going: wait for it.
+        let mut going = rs.clone();
+        going["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:01Z");
+        assert!(plan_foreground(&dep, &[&going]).is_empty());
+        // A dependent that does not block its owner is deleted, but not waited for.
+        let loose = owned("ReplicaSet", "web-b", "r2", "d1", false);
+        let a = plan_foreground(&dep, &[&loose]);
+        assert_eq!(a.len(), 2);
+        // None left: the finalizer goes, the other one stays.
+        let a = plan_foreground(&dep, &[]);
+        let [Action::Update(o)] = &a[..] else {
+            panic!("{a:?}")
+        };
+        assert_eq!(o["metadata"]["finalizers"], json!(["example.com/keep"]));
+    }
 
     fn obj(kind: &str, name: &str, uid: &str, owner: Option<&str>) -> Value {
         let refs: Vec<Value> = owner.map(|o| json!({"uid": o})).into_iter().collect();

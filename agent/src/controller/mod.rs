@@ -38,6 +38,8 @@ pub enum Action {
     /// Write the status of an object.
     Status(Value),
     Delete(Key),
+    /// Delete an object in the foreground (it stays, marked, until its dependents are gone).
+    DeleteInForeground(Key),
     /// Record an event about an object.
     Event {
         about: Value,

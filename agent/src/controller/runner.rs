@@ -207,6 +207,22 @@ pub async fn reconcile_once(
         ));
     }
     work.extend(super::nodes::plan(&nodes, &pods, silent, grace));
+    // Objects deleted in the foreground: their dependents first.
+    for owner in deployments.iter().chain(&rss).chain(&jobs).chain(&dss) {
+        if super::gc::deleting_in_foreground(owner) {
+            let ns = ns_of(owner);
+            let candidates: Vec<&Value> = rss_ns
+                .get(&ns)
+                .into_iter()
+                .flatten()
+                .chain(pods_ns.get(&ns).into_iter().flatten())
+                .collect();
+            work.push((
+                owner.clone(),
+                super::gc::plan_foreground(owner, &candidates),
+            ));
+        }
+    }
     for (owner, actions) in work {
         if actions.is_empty() {
             continue;
@@ -237,10 +253,7 @@ pub async fn reconcile_once(
             .iter()
             .filter(|e| expired(e, t))
             .filter_map(|e| Key::of(e).ok())
-            .map(|key| Op::Delete {
-                key,
-                resource_version: None,
-            })
+            .map(Op::delete)
             .collect();
         if !ops.is_empty() {
             done += ops.len();
@@ -382,11 +395,15 @@ async fn execute(
                         EventKind::Normal,
                     ));
                 }
-                ops.push(Op::Delete {
-                    key,
-                    resource_version: None,
-                });
+                ops.push(Op::delete(key));
             }
+            Action::DeleteInForeground(key) => ops.push(Op::Delete {
+                key,
+                resource_version: None,
+                uid: None,
+                grace_seconds: None,
+                foreground: true,
+            }),
             Action::Event {
                 about,
                 kind,

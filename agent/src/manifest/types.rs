@@ -73,7 +73,13 @@ manifest_struct! {
         pub generation: Option<i64>,
         pub creation_timestamp: Option<String>,
         pub deletion_timestamp: Option<String>,
+        pub deletion_grace_period_seconds: Option<i64>,
         pub owner_references: Vec<OwnerReference>,
+        /// Honoured: a deleted object with finalizers stays, marked, until they are removed.
+        pub finalizers: Vec<String>,
+        /// Written by the API (who changed the object, and when); what a client sends is
+        /// replaced by the API's own entry.
+        pub managed_fields: Vec<serde_json::Value>,
     }
 }
 

@@ -93,6 +93,12 @@ pub enum StoreError {
     /// the same one at the same time, or a user asked for one in use).
     #[error("{0}")]
     Taken(String),
+    /// A list or continue token asks for a revision this replica can no longer serve.
+    #[error("{0}")]
+    Expired(String),
+    /// A delete's precondition (uid) does not hold.
+    #[error("{0}")]
+    Precondition(String),
     /// Another node failed the write for a reason this one cannot name more precisely.
     #[error("{0}")]
     Remote(String),
@@ -122,6 +128,8 @@ pub enum Rejection {
     NoQuorum(String),
     Taken(String),
     Other(String),
+    /// Added after the first release: older nodes answer such a refusal as `Other`.
+    Precondition(String),
 }
 
 impl From<&StoreError> for Rejection {
@@ -168,6 +176,7 @@ impl StoreError {
             StoreError::Incomplete(what) => Rejection::Incomplete(what.to_string()),
             StoreError::NoQuorum(m) => Rejection::NoQuorum(m.clone()),
             StoreError::Taken(m) => Rejection::Taken(m.clone()),
+            StoreError::Precondition(m) => Rejection::Precondition(m.clone()),
             _ => return None,
         })
     }
@@ -212,6 +221,7 @@ impl From<Rejection> for StoreError {
             },
             Rejection::NoQuorum(m) => StoreError::NoQuorum(m),
             Rejection::Taken(m) => StoreError::Taken(m),
+            Rejection::Precondition(m) => StoreError::Precondition(m),
             Rejection::Other(m) => StoreError::Remote(m),
         }
     }
@@ -307,12 +317,43 @@ pub enum Op {
     },
     /// Replaces `status` only (nodes and controllers). A `resourceVersion`, if given, must match.
     Status { object: Value },
-    /// Deletes the object. `resource_version`, if given, must match.
+    /// Deletes the object. `resource_version` and `uid`, if given, must match (a delete's
+    /// preconditions).
     Delete {
         key: Key,
         resource_version: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<String>,
+        /// A pod's grace period asked for by the delete: the body the log keeps for the
+        /// deletion carries it as `deletionTimestamp` and `deletionGracePeriodSeconds`, and the
+        /// pod's node stops its containers within it instead of the pod's own
+        /// `terminationGracePeriodSeconds`. (Absent in entries written before it existed.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grace_seconds: Option<i64>,
+        /// Foreground propagation: the object stays, marked deleted with the
+        /// `foregroundDeletion` finalizer, until the garbage collector has removed its
+        /// dependents.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        foreground: bool,
     },
 }
+
+impl Op {
+    /// Deletes `key` unconditionally, with the object's own grace period.
+    pub fn delete(key: Key) -> Op {
+        Op::Delete {
+            key,
+            resource_version: None,
+            uid: None,
+            grace_seconds: None,
+            foreground: false,
+        }
+    }
+}
+
+/// The finalizer that keeps an object deleted with foreground propagation until its
+/// dependents are gone.
+pub const FOREGROUND_DELETION: &str = "foregroundDeletion";
 
 /// A batch of ops applied atomically, with the time every op records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -404,6 +445,9 @@ pub struct Store {
     topics: watch::Sender<changes::Topics>,
     /// Set when the store is a replica: writes go to the quorum.
     proposer: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<dyn Proposer>>>,
+    /// The revision when the store was opened: [`Store::revision_of`] knows nothing of the
+    /// changes before it.
+    opened_at: i64,
 }
 
 fn migrator() -> Migrator {
@@ -461,6 +505,7 @@ impl Store {
             latest,
             topics,
             proposer: Default::default(),
+            opened_at: rev,
         })
     }
 
@@ -486,6 +531,13 @@ impl Store {
     /// The latest revision at which one of `topics` changed (0 if none did since start).
     pub fn revision_of<T: AsRef<str>>(&self, topics: &[T]) -> i64 {
         changes::latest(&self.topics.borrow(), topics)
+    }
+
+    /// Whether none of `topics` changed after `rev`, as far as this store can tell: `false`
+    /// for a revision from before it was opened (or later restored), whose changes it does not
+    /// track. A list read now is then exactly the list at `rev`.
+    pub fn unchanged_since<T: AsRef<str>>(&self, topics: &[T], rev: i64) -> bool {
+        rev >= self.opened_at && self.revision_of(topics) <= rev && rev <= self.revision()
     }
 
     /// Publishes a commit at `rev` that wrote `objects`.
@@ -672,6 +724,45 @@ impl Store {
             return p.propose(w.clone()).await;
         }
         self.write_local(w, &[]).await
+    }
+
+    /// What [`Store::write`] would do, without writing anything: the write's ops run against
+    /// this replica (after a read barrier on a cluster, so they see every committed write) in
+    /// a transaction that is always rolled back. Conflicts, missing and existing objects, and
+    /// claims (ClusterIPs, NodePorts, pod CIDRs) are refused exactly as a real write would
+    /// be; nothing reaches the quorum's log, the objects, the log of changes or a watcher.
+    pub async fn dry_run(&self, w: &Write) -> Result<Vec<Applied>, StoreError> {
+        self.read_barrier().await?;
+        let _guard = self.write_lock.lock().await;
+        self.direct.write(false, |c| {
+            run(c, "BEGIN IMMEDIATE")?;
+            let planned = revision(c)
+                .map_err(StoreError::from)
+                .and_then(|mut rev| self.apply_ops(c, w, &mut rev));
+            run(c, "ROLLBACK")?;
+            planned
+        })
+    }
+
+    /// The body the log kept when the object `key` with this `uid` was deleted (its last
+    /// state, with the delete's `deletionGracePeriodSeconds`), if the log still has it.
+    pub async fn deleted_body(&self, key: &Key, uid: &str) -> Result<Option<Value>, StoreError> {
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT body FROM log WHERE kind = ? AND namespace = ? AND name = ? AND event = 'DELETED'
+             ORDER BY revision DESC LIMIT 4",
+        )
+        .bind(&key.kind)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .fetch_all(&self.pool)
+        .await?;
+        for body in rows {
+            let obj = self.decode(key, &body)?;
+            if obj["metadata"]["uid"].as_str() == Some(uid) {
+                return Ok(Some(obj));
+            }
+        }
+        Ok(None)
     }
 
     /// Every object and the revision, read in one snapshot of the database.
@@ -1155,6 +1246,53 @@ fn spec_part(obj: &Value) -> Value {
     v
 }
 
+/// `metadata.managedFields` of `cur` with the entries `new` carries: an entry of `new` replaces
+/// the entry of the same manager, operation and subresource, the others stay. Writers send
+/// only their own entry (the API), or the stored list back (controllers); both merge alike.
+fn merge_managed_fields(cur: &Value, new: &Value) -> Vec<Value> {
+    let mut out: Vec<Value> = cur["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let same = |a: &Value, b: &Value| {
+        a["manager"] == b["manager"]
+            && a["operation"] == b["operation"]
+            && a["subresource"] == b["subresource"]
+    };
+    for e in new["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        match out.iter_mut().find(|o| same(o, e)) {
+            Some(o) => *o = e.clone(),
+            None => out.push(e.clone()),
+        }
+    }
+    out
+}
+
+fn set_managed_fields(obj: &mut Value, managed: Vec<Value>) {
+    if let Some(m) = obj["metadata"].as_object_mut() {
+        if managed.is_empty() {
+            m.remove("managedFields");
+        } else {
+            m.insert("managedFields".into(), Value::Array(managed));
+        }
+    }
+}
+
+fn without_managed_fields(obj: &Value) -> Cow<'_, Value> {
+    if obj["metadata"].get("managedFields").is_none() {
+        return Cow::Borrowed(obj);
+    }
+    let mut o = obj.clone();
+    if let Some(m) = o["metadata"].as_object_mut() {
+        m.remove("managedFields");
+    }
+    Cow::Owned(o)
+}
+
 /// Decides what one op does to the current object (`(revision, body)`), as a pure function:
 /// the event to log, the new body and the outcome, or `None` when nothing changes.
 fn plan_op(
@@ -1165,6 +1303,10 @@ fn plan_op(
     next_rev: i64,
 ) -> Result<Option<(EventType, Value, Outcome)>, StoreError> {
     let stamp = |mut obj: Value, uid: &str, generation: i64, created: &str| {
+        if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("deletionTimestamp");
+            m.remove("deletionGracePeriodSeconds");
+        }
         let m = &mut obj["metadata"];
         m["uid"] = Value::from(uid);
         m["generation"] = Value::from(generation);
@@ -1216,12 +1358,35 @@ fn plan_op(
             } else if let Some(m) = new.as_object_mut() {
                 m.remove("status");
             }
-            if let Some(dt) = cur["metadata"].get("deletionTimestamp") {
-                new["metadata"]["deletionTimestamp"] = dt.clone();
+            // Deletion marks are the store's: kept as stored, never set by a Put.
+            for f in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
+                match cur["metadata"].get(f) {
+                    Some(v) => new["metadata"][f] = v.clone(),
+                    None => {
+                        if let Some(m) = new["metadata"].as_object_mut() {
+                            m.remove(f);
+                        }
+                    }
+                }
             }
-            if new == cur {
+            if !cur["metadata"]["deletionTimestamp"].is_null()
+                && new["metadata"]["finalizers"]
+                    .as_array()
+                    .is_none_or(|f| f.is_empty())
+            {
+                // Its last finalizer removed, an object marked deleted goes.
+                let mut gone = cur;
+                gone["metadata"]["finalizers"] = Value::Array(Vec::new());
+                gone["metadata"]["resourceVersion"] = Value::from(next_rev.to_string());
+                return Ok(Some((EventType::Deleted, gone, Outcome::Deleted)));
+            }
+            // Who wrote it is recorded only when something else changes: a write that
+            // changes nothing leaves the object (and its resourceVersion) as it was.
+            let managed = merge_managed_fields(&cur, &new);
+            if without_managed_fields(&new) == without_managed_fields(&cur) {
                 return Ok(None);
             }
+            set_managed_fields(&mut new, managed);
             if spec_part(&new) != spec_part(&cur) {
                 let g = cur["metadata"]["generation"].as_i64().unwrap_or(1);
                 new["metadata"]["generation"] = Value::from(g + 1);
@@ -1235,18 +1400,68 @@ fn plan_op(
             if cur.get("status").unwrap_or(&Value::Null) == &status {
                 return Ok(None);
             }
+            let managed = merge_managed_fields(&cur, object);
             let mut new = cur;
             new["status"] = status;
+            set_managed_fields(&mut new, managed);
             new["metadata"]["resourceVersion"] = Value::from(next_rev.to_string());
             Ok(Some((EventType::Modified, new, Outcome::Configured)))
         }
         (
             Op::Delete {
-                resource_version, ..
+                resource_version,
+                uid,
+                grace_seconds,
+                foreground,
+                ..
             },
             Some((rev, mut cur)),
         ) => {
+            if let Some(want) = uid
+                && cur["metadata"]["uid"].as_str() != Some(want.as_str())
+            {
+                return Err(StoreError::Precondition(format!(
+                    "Precondition failed: UID in precondition: {want}, UID in object meta: {}",
+                    cur["metadata"]["uid"].as_str().unwrap_or("")
+                )));
+            }
             check_rv(key, *resource_version, rev)?;
+            // An object with finalizers (or deleted in the foreground) is only marked: it
+            // goes when the last finalizer is removed (see the Put arm).
+            let mut finalizers: Vec<Value> = cur["metadata"]["finalizers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if *foreground && !finalizers.iter().any(|f| f == FOREGROUND_DELETION) {
+                finalizers.push(Value::from(FOREGROUND_DELETION));
+            }
+            if !finalizers.is_empty() {
+                let cur_grace = cur["spec"]["terminationGracePeriodSeconds"]
+                    .as_i64()
+                    .unwrap_or(30);
+                let before = cur.clone();
+                let m = &mut cur["metadata"];
+                // A pod's containers get the delete's grace period, or the pod's own.
+                let grace =
+                    grace_seconds.unwrap_or_else(|| if key.kind == "Pod" { cur_grace } else { 0 });
+                if m.get("deletionTimestamp").is_none_or(Value::is_null) {
+                    m["deletionTimestamp"] = Value::from(now);
+                    m["deletionGracePeriodSeconds"] = Value::from(grace);
+                }
+                m["finalizers"] = Value::Array(finalizers);
+                if cur == before {
+                    return Ok(None);
+                }
+                cur["metadata"]["resourceVersion"] = Value::from(next_rev.to_string());
+                return Ok(Some((EventType::Modified, cur, Outcome::Configured)));
+            }
+            if let Some(g) = grace_seconds {
+                let m = &mut cur["metadata"];
+                m["deletionGracePeriodSeconds"] = Value::from(*g);
+                if m.get("deletionTimestamp").is_none_or(Value::is_null) {
+                    m["deletionTimestamp"] = Value::from(now);
+                }
+            }
             cur["metadata"]["resourceVersion"] = Value::from(next_rev.to_string());
             Ok(Some((EventType::Deleted, cur, Outcome::Deleted)))
         }

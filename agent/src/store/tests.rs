@@ -90,18 +90,12 @@ async fn create_update_conflict_and_delete() {
     assert!(matches!(e, StoreError::AlreadyExists { .. }), "{e}");
 
     let key = Key::new("ConfigMap", "default", "a");
-    s.write(&Write::new(vec![Op::Delete {
-        key: key.clone(),
-        resource_version: None,
-    }]))
-    .await
-    .unwrap();
+    s.write(&Write::new(vec![Op::delete(key.clone())]))
+        .await
+        .unwrap();
     assert_eq!(s.get(&key).await.unwrap(), None);
     let e = s
-        .write(&Write::new(vec![Op::Delete {
-            key,
-            resource_version: None,
-        }]))
+        .write(&Write::new(vec![Op::delete(key)]))
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::NotFound { .. }));
@@ -227,10 +221,9 @@ async fn two_services_never_hold_the_same_cluster_ip_or_node_port() {
     s.write(&Write::new(vec![put(svc("a", "10.43.0.5", 30001))]))
         .await
         .unwrap();
-    s.write(&Write::new(vec![Op::Delete {
-        key: Key::new("Service", "default", "a"),
-        resource_version: None,
-    }]))
+    s.write(&Write::new(vec![Op::delete(Key::new(
+        "Service", "default", "a",
+    ))]))
     .await
     .unwrap();
     s.write(&Write::new(vec![put(svc("b", "10.43.0.5", 30001))]))
@@ -262,12 +255,9 @@ async fn two_nodes_never_hold_the_same_pod_cidr() {
     relabelled["metadata"]["labels"] = json!({"disk": "ssd"});
     s.write(&Write::new(vec![put(relabelled)])).await.unwrap();
     // A deleted node frees its CIDR.
-    s.write(&Write::new(vec![Op::Delete {
-        key: Key::new("Node", "", "a"),
-        resource_version: None,
-    }]))
-    .await
-    .unwrap();
+    s.write(&Write::new(vec![Op::delete(Key::new("Node", "", "a"))]))
+        .await
+        .unwrap();
     s.write(&Write::new(vec![put(node("c", "10.42.0.0/24"))]))
         .await
         .unwrap();
@@ -408,7 +398,7 @@ proptest! {
             for a in &actions {
                 let op = match a {
                     Action::Apply(n, v) => put(cm(&format!("o{n}"), &v.to_string())),
-                    Action::Delete(n) => Op::Delete { key: Key::new("ConfigMap", "default", &format!("o{n}")), resource_version: None },
+                    Action::Delete(n) => Op::delete(Key::new("ConfigMap", "default", &format!("o{n}"))),
                 };
                 let Ok(r) = s.write(&Write::new(vec![op])).await else { continue };
                 if r[0].outcome == Outcome::Unchanged { continue; }
@@ -450,22 +440,202 @@ async fn followers_hear_only_the_kinds_and_namespaces_they_follow() {
     assert_eq!(pods.revision(), 0, "a ConfigMap is not a Pod");
     assert_eq!(other_ns.revision(), 0, "nor in namespace web");
     // A delete is heard too, and a refused write is not.
-    s.write(&Write::new(vec![Op::Delete {
-        key: Key::new("ConfigMap", "default", "a"),
-        resource_version: None,
-    }]))
+    s.write(&Write::new(vec![Op::delete(Key::new(
+        "ConfigMap",
+        "default",
+        "a",
+    ))]))
     .await
     .unwrap();
     assert_eq!(s.revision_of(&["ConfigMap"]), s.revision());
     let before = s.revision_of(&["ConfigMap"]);
     assert!(
-        s.write(&Write::new(vec![Op::Delete {
-            key: Key::new("ConfigMap", "default", "a"),
-            resource_version: None,
-        }]))
+        s.write(&Write::new(vec![Op::delete(Key::new(
+            "ConfigMap",
+            "default",
+            "a"
+        ))]))
         .await
         .is_err()
     );
     assert_eq!(s.revision_of(&["ConfigMap"]), before);
     assert_eq!(pods.revision(), 0);
+}
+
+#[tokio::test]
+async fn a_dry_run_checks_like_a_write_and_keeps_nothing() {
+    let (_d, s) = open().await;
+    s.write(&Write::new(vec![put(cm("a", "1"))])).await.unwrap();
+    let rev = s.revision();
+    let changes = s.changes_since(0, None, 100).await.unwrap().len();
+
+    // Create, update and delete, planned: the answers a write would give.
+    let r = s
+        .dry_run(&Write::new(vec![put(cm("b", "1"))]))
+        .await
+        .unwrap();
+    assert_eq!(r[0].outcome, Outcome::Created);
+    let r = s
+        .dry_run(&Write::new(vec![put(cm("a", "2"))]))
+        .await
+        .unwrap();
+    assert_eq!(r[0].outcome, Outcome::Configured);
+    assert_eq!(r[0].object["data"]["k"], "2");
+    let r = s
+        .dry_run(&Write::new(vec![Op::delete(Key::new(
+            "ConfigMap",
+            "default",
+            "a",
+        ))]))
+        .await
+        .unwrap();
+    assert_eq!(r[0].outcome, Outcome::Deleted);
+    // Refusals too: an existing name, a stale resourceVersion.
+    let e = s
+        .dry_run(&Write::new(vec![Op::Create {
+            object: cm("a", "1"),
+            uid: new_uid(),
+        }]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::AlreadyExists { .. }), "{e}");
+    let mut stale = cm("a", "3");
+    stale["metadata"]["resourceVersion"] = json!("99");
+    let e = s.dry_run(&Write::new(vec![put(stale)])).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict { .. }), "{e}");
+
+    // Nothing was kept: same revision, same objects, no log row.
+    assert_eq!(s.revision(), rev);
+    let a = s
+        .get(&Key::new("ConfigMap", "default", "a"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a["data"]["k"], "1");
+    assert!(
+        s.get(&Key::new("ConfigMap", "default", "b"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.changes_since(0, None, 100).await.unwrap().len(), changes);
+}
+
+#[tokio::test]
+async fn finalizers_hold_a_deleted_object_until_the_last_one_goes() {
+    let (_d, s) = open().await;
+    let mut held = cm("held", "1");
+    held["metadata"]["finalizers"] = json!(["example.com/keep"]);
+    s.write(&Write::new(vec![put(held)])).await.unwrap();
+    let key = Key::new("ConfigMap", "default", "held");
+
+    // The delete only marks it.
+    let r = s
+        .write(&Write::new(vec![Op::delete(key.clone())]))
+        .await
+        .unwrap();
+    assert_eq!(r[0].outcome, Outcome::Configured);
+    let o = s.get(&key).await.unwrap().unwrap();
+    assert!(o["metadata"]["deletionTimestamp"].is_string(), "{o}");
+    assert_eq!(o["metadata"]["deletionGracePeriodSeconds"], 0);
+    // A second delete changes nothing; a write cannot clear the mark.
+    let r = s
+        .write(&Write::new(vec![Op::delete(key.clone())]))
+        .await
+        .unwrap();
+    assert_eq!(r[0].outcome, Outcome::Unchanged);
+    let mut edit = o.clone();
+    edit["data"]["k"] = json!("2");
+    edit["metadata"]["deletionTimestamp"] = Value::Null;
+    s.write(&Write::new(vec![put(edit)])).await.unwrap();
+    let o = s.get(&key).await.unwrap().unwrap();
+    assert!(o["metadata"]["deletionTimestamp"].is_string());
+    // Removing the last finalizer deletes it.
+    let mut done = o.clone();
+    done["metadata"]["finalizers"] = json!([]);
+    let r = s.write(&Write::new(vec![put(done)])).await.unwrap();
+    assert_eq!(r[0].outcome, Outcome::Deleted);
+    assert!(s.get(&key).await.unwrap().is_none());
+
+    // Foreground: marked with foregroundDeletion, though it had no finalizer.
+    s.write(&Write::new(vec![put(cm("fg", "1"))]))
+        .await
+        .unwrap();
+    let key = Key::new("ConfigMap", "default", "fg");
+    s.write(&Write::new(vec![Op::Delete {
+        key: key.clone(),
+        resource_version: None,
+        uid: None,
+        grace_seconds: None,
+        foreground: true,
+    }]))
+    .await
+    .unwrap();
+    let o = s.get(&key).await.unwrap().unwrap();
+    assert_eq!(o["metadata"]["finalizers"], json!([FOREGROUND_DELETION]));
+    // A user's manifest cannot mark an object deleted.
+    let mut sneaky = cm("new", "1");
+    sneaky["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    let r = s.write(&Write::new(vec![put(sneaky)])).await.unwrap();
+    assert!(r[0].object["metadata"].get("deletionTimestamp").is_none());
+}
+
+#[tokio::test]
+async fn delete_preconditions_and_grace() {
+    let (_d, s) = open().await;
+    let r = s.write(&Write::new(vec![put(cm("a", "1"))])).await.unwrap();
+    let uid = r[0].object["metadata"]["uid"].as_str().unwrap().to_string();
+    let key = Key::new("ConfigMap", "default", "a");
+    let with = |rv: Option<i64>, u: Option<&str>| Op::Delete {
+        key: key.clone(),
+        resource_version: rv,
+        uid: u.map(String::from),
+        grace_seconds: Some(5),
+        foreground: false,
+    };
+    let e = s
+        .write(&Write::new(vec![with(Some(7), None)]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict { .. }), "{e}");
+    let e = s
+        .write(&Write::new(vec![with(None, Some("other"))]))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("Precondition failed: UID in precondition: other"),
+        "{e}"
+    );
+    assert!(s.get(&key).await.unwrap().is_some());
+    s.write(&Write::new(vec![with(Some(1), Some(&uid))]))
+        .await
+        .unwrap();
+    // The log keeps how it was deleted, for the pod's node.
+    let gone = s.deleted_body(&key, &uid).await.unwrap().unwrap();
+    assert_eq!(gone["metadata"]["deletionGracePeriodSeconds"], 5);
+    assert!(s.deleted_body(&key, "other").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn managers_are_recorded_and_merged_but_not_for_a_no_op() {
+    let (_d, s) = open().await;
+    let entry = |m: &str, t: &str| json!({"manager": m, "operation": "Update", "apiVersion": "v1", "time": t});
+    let mut a = cm("a", "1");
+    a["metadata"]["managedFields"] = json!([entry("kubectl-create", "t1")]);
+    s.write(&Write::new(vec![put(a)])).await.unwrap();
+    let mut b = cm("a", "2");
+    b["metadata"]["managedFields"] = json!([entry("kubectl-edit", "t2")]);
+    s.write(&Write::new(vec![put(b.clone())])).await.unwrap();
+    let key = Key::new("ConfigMap", "default", "a");
+    let o = s.get(&key).await.unwrap().unwrap();
+    assert_eq!(
+        o["metadata"]["managedFields"],
+        json!([entry("kubectl-create", "t1"), entry("kubectl-edit", "t2")])
+    );
+    let rev = s.revision();
+    b["metadata"]["managedFields"] = json!([entry("kubectl-edit", "t3")]);
+    let r = s.write(&Write::new(vec![put(b)])).await.unwrap();
+    assert_eq!(r[0].outcome, Outcome::Unchanged);
+    assert_eq!(s.revision(), rev);
 }

@@ -480,3 +480,44 @@ pub fn apply_web(a: &Agent) -> Vec<Value> {
 pub fn name(p: &Value) -> String {
     p["metadata"]["name"].as_str().unwrap().to_string()
 }
+
+impl Agent {
+    /// A kubeconfig for this agent's API (server, CA and token of its `admin.yaml`), written
+    /// beside it.
+    pub fn kubeconfig(&self) -> PathBuf {
+        use base64::Engine as _;
+        let cfg = flotilla::node::AdminConfig::load(&self.config()).unwrap();
+        let ca = base64::engine::general_purpose::STANDARD.encode(&cfg.certificate_authority);
+        let path = self.dir.path().join("kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: flotilla\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: flotilla\n  context: {{cluster: flotilla, user: admin}}\ncurrent-context: flotilla\n",
+                cfg.server, cfg.token
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Runs the real kubectl against this agent.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.command("kubectl")
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .output()
+            .expect("running kubectl (scripts/install-deps.sh installs it)")
+    }
+
+    /// Runs kubectl and returns stdout, failing the test on a non-zero exit.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}

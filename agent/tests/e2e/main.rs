@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod harness;
 mod images;
+mod kubectl;
 mod pods;
 mod restart;
 mod services;

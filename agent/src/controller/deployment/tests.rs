@@ -84,7 +84,7 @@ impl World {
                     o["metadata"]["resourceVersion"] = Value::from((rv + 1).to_string());
                     *cur = o;
                 }
-                Action::Delete(k) => {
+                Action::Delete(k) | Action::DeleteInForeground(k) => {
                     rss.retain(|r| r["metadata"]["name"] != k.name.as_str());
                     pods.retain(|p| p["metadata"]["name"] != k.name.as_str());
                 }

@@ -161,6 +161,7 @@ pub fn spawn(store: Store, node: Node) -> PodManager {
                 wake: wake.clone(),
                 cache: None,
                 sources_cache: HashMap::new(),
+                deletion_grace: HashMap::new(),
                 synced: HashMap::new(),
                 dispatched: std::sync::atomic::AtomicBool::new(false),
                 writing: None,
@@ -221,6 +222,9 @@ struct Manager {
     synced: HashMap<String, (i64, BTreeMap<String, PathBuf>, EtcFiles, String)>,
     /// ConfigMaps and Secrets by namespace, as of a store revision.
     sources_cache: HashMap<String, (i64, Arc<NamespaceData>)>,
+    /// The grace period a delete gave each pod whose containers are being stopped
+    /// (`deletionGracePeriodSeconds`), looked up once per pod; `None`: the pod's own.
+    deletion_grace: HashMap<String, Option<u64>>,
 }
 
 /// What the runtime shows: instances by pod uid and container name, and sandboxes.
@@ -329,6 +333,26 @@ impl Manager {
         self.store.revision_of(&source_topics(ns))
     }
 
+    /// The grace period the delete of pod `uid` asked for, from the body the store's log kept
+    /// for the deletion (a pod deleted with `--grace-period`), looked up once per pod.
+    async fn delete_grace(&mut self, uid: &str, rec: &PodRecord) -> Option<u64> {
+        if let Some(g) = self.deletion_grace.get(uid) {
+            return *g;
+        }
+        let key = crate::store::Key::new("Pod", &rec.namespace, &rec.name);
+        let g = match self.store.deleted_body(&key, uid).await {
+            Ok(body) => body
+                .and_then(|b| b["metadata"]["deletionGracePeriodSeconds"].as_i64())
+                .map(|g| g.max(0) as u64),
+            Err(e) => {
+                warn!(pod = %rec.name, error = %e, "cannot read how the pod was deleted");
+                None
+            }
+        };
+        self.deletion_grace.insert(uid.to_string(), g);
+        g
+    }
+
     async fn desired(&mut self) -> anyhow::Result<Vec<Value>> {
         let rev = self.store.revision_of(&["Pod"]);
         if let Some((r, pods)) = &self.cache
@@ -383,7 +407,22 @@ impl Manager {
 
     /// One pass; returns whether it did anything (dispatched actions or wrote statuses).
     async fn pass(&mut self) -> anyhow::Result<bool> {
-        let desired = self.desired().await?;
+        let mut desired = self.desired().await?;
+        // Pods marked deleted (held by finalizers) are not run: their containers stop, with
+        // the grace period of the delete, while the object waits for its finalizers.
+        let mut terminating: HashMap<String, Option<u64>> = HashMap::new();
+        desired.retain(|p| {
+            if p["metadata"]["deletionTimestamp"].is_null() {
+                return true;
+            }
+            if let Some(uid) = p["metadata"]["uid"].as_str() {
+                let g = p["metadata"]["deletionGracePeriodSeconds"]
+                    .as_i64()
+                    .map(|g| g.max(0) as u64);
+                terminating.insert(uid.to_string(), g);
+            }
+            false
+        });
         let node = self.node.clone();
         let seen = tokio::task::spawn_blocking(move || observe(&node)).await?;
         let now = now_ms();
@@ -645,8 +684,14 @@ impl Manager {
             .chain(&seen.addresses)
             .filter(|u| !desired_uids.contains(*u))
             .collect();
+        self.deletion_grace.retain(|u, _| orphans.contains(u));
         for uid in orphans {
-            let rec = read_record(&self.node.data, uid);
+            let mut rec = read_record(&self.node.data, uid);
+            if let Some(g) = terminating.get(uid.as_str()).copied().flatten() {
+                rec.grace_seconds = g;
+            } else if let Some(g) = self.delete_grace(uid, &rec).await {
+                rec.grace_seconds = g;
+            }
             let drain = if seen.instances.get(uid).is_some_and(|m| {
                 m.values()
                     .flatten()

@@ -1,0 +1,164 @@
+//! Deletes: one object, or every selected object of a kind (`deletecollection`), with
+//! Kubernetes' `DeleteOptions`: propagation (Orphan, Background, Foreground), preconditions on
+//! `uid` and `resourceVersion`, a pod's grace period, and dry runs. The ops come from the pure
+//! planner [`gc::plan_delete`]; each delete is one write, all or nothing.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::objects::{key_of, not_found, selected, selectors};
+use super::options::DeleteOptions;
+use super::path::ResourcePath;
+use super::{ApiError, ApiState};
+use crate::controller::gc::{self, DeleteRequest, Propagation};
+use crate::store::{Key, Op, Outcome, Write};
+
+/// The request's propagation, or the kind's default (Background for every kind served).
+fn propagation(opts: &DeleteOptions) -> Propagation {
+    opts.propagation.unwrap_or(Propagation::Background)
+}
+
+fn request(opts: &DeleteOptions) -> Result<DeleteRequest, ApiError> {
+    let resource_version = match &opts.preconditions.resource_version {
+        None => None,
+        Some(v) => Some(v.parse::<i64>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "preconditions.resourceVersion: {v:?} is not a resourceVersion"
+            ))
+        })?),
+    };
+    Ok(DeleteRequest {
+        resource_version,
+        uid: opts.preconditions.uid.clone(),
+        grace_seconds: opts.grace_period_seconds,
+    })
+}
+
+fn writable(s: &ApiState, rp: &ResourcePath) -> Result<(), ApiError> {
+    let _ = s;
+    if !rp.info.user_writable && rp.info.kind != "Node" {
+        return Err(ApiError::MethodNotAllowed(format!(
+            "{} are written by the agents",
+            rp.info.plural
+        )));
+    }
+    Ok(())
+}
+
+/// The objects that may go with `obj`: for a Namespace everything in it, otherwise the kinds
+/// controllers own in its namespace.
+async fn candidates(s: &ApiState, obj: &Value) -> Result<Vec<Value>, ApiError> {
+    let mut out = Vec::new();
+    if obj["kind"] == "Namespace" {
+        let ns = obj["metadata"]["name"].as_str().unwrap_or("");
+        for k in crate::manifest::kinds::KINDS
+            .iter()
+            .filter(|k| k.namespaced)
+        {
+            out.extend(s.store.list(k.kind, Some(ns)).await?.0);
+        }
+        return Ok(out);
+    }
+    let ns = obj["metadata"]["namespace"].as_str();
+    for k in gc::DEPENDENT_KINDS {
+        out.extend(s.store.list(k, ns).await?.0);
+    }
+    Ok(out)
+}
+
+/// `DELETE` of one object. Answers 200 with the object when it is gone, 202 with it when it
+/// stays marked (finalizers, or foreground propagation), as kube-apiserver does.
+pub async fn delete(
+    s: &ApiState,
+    rp: &ResourcePath,
+    opts: &DeleteOptions,
+) -> Result<Response, ApiError> {
+    writable(s, rp)?;
+    let key = key_of(rp);
+    let obj = s.store.get(&key).await?.ok_or_else(|| not_found(rp))?;
+    let cands = candidates(s, &obj).await?;
+    let ops = gc::plan_delete(
+        &obj,
+        key.clone(),
+        &cands,
+        propagation(opts),
+        &request(opts)?,
+    );
+    let owner_at = ops
+        .iter()
+        .position(|o| matches!(o, Op::Delete { key: k, .. } if *k == key))
+        .expect("the planner deletes the object");
+    let mut applied = s.commit_or_dry_run(Write::new(ops), opts.dry_run).await?;
+    let a = applied.swap_remove(owner_at);
+    let code = match a.outcome {
+        Outcome::Deleted => StatusCode::OK,
+        _ => StatusCode::ACCEPTED,
+    };
+    Ok((code, Json(a.object)).into_response())
+}
+
+/// `DELETE` of a collection: every object of the kind (in the namespace) the label and field
+/// selectors pick, each with its dependents as the policy says, in one write.
+pub async fn delete_collection(
+    s: &ApiState,
+    rp: &ResourcePath,
+    pairs: &[(String, String)],
+    opts: &DeleteOptions,
+) -> Result<Response, ApiError> {
+    writable(s, rp)?;
+    if opts.preconditions != Default::default() {
+        return Err(ApiError::BadRequest(
+            "preconditions name one object; a delete collection cannot take them".into(),
+        ));
+    }
+    let q = pairs.iter().cloned().collect();
+    let (l, f) = selectors(&q)?;
+    let ns = if rp.info.namespaced {
+        rp.namespace.as_deref()
+    } else {
+        Some("")
+    };
+    let (all, _) = s.store.list(rp.info.kind, ns).await?;
+    let victims: Vec<Value> = all.into_iter().filter(|o| selected(o, &l, &f)).collect();
+    let req = request(opts)?;
+    let mut ops: Vec<Op> = Vec::new();
+    let mut owners: Vec<Key> = Vec::new();
+    for v in &victims {
+        let key = Key::of(v)?;
+        let cands = candidates(s, v).await?;
+        for op in gc::plan_delete(v, key.clone(), &cands, propagation(opts), &req) {
+            // A dependent may also be selected (or shared): delete it once.
+            let dup = match &op {
+                Op::Delete { key: k, .. } => ops
+                    .iter()
+                    .any(|o| matches!(o, Op::Delete { key: k2, .. } if k2 == k)),
+                _ => false,
+            };
+            if !dup {
+                ops.push(op);
+            }
+        }
+        owners.push(key);
+    }
+    let applied = if ops.is_empty() {
+        Vec::new()
+    } else {
+        s.commit_or_dry_run(Write::new(ops.clone()), opts.dry_run)
+            .await?
+    };
+    let items: Vec<Value> = ops
+        .iter()
+        .zip(applied)
+        .filter(|(op, _)| matches!(op, Op::Delete { key, .. } if owners.contains(key)))
+        .map(|(_, a)| a.object)
+        .collect();
+    Ok(Json(json!({
+        "apiVersion": rp.info.api_version,
+        "kind": format!("{}List", rp.info.kind),
+        "metadata": {"resourceVersion": s.store.revision().to_string()},
+        "items": items,
+    }))
+    .into_response())
+}

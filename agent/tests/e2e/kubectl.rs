@@ -1,0 +1,426 @@
+//! Request options as the real kubectl sends them: dry runs that write nothing, deletes that
+//! keep what `--cascade=orphan` keeps and wait as `--cascade=foreground` waits, preconditions,
+//! grace periods, and parameters Flotilla does not support refused by name.
+
+use std::process::Output;
+
+use flotilla::cli::client::{ApiFailure, Client};
+use serde_json::{Value, json};
+
+use crate::harness::{Agent, manifest, name};
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Everything a dry run could have touched: the store's revision, every ConfigMap and
+/// Service with its resourceVersion, and the number of events.
+fn state(a: &Agent) -> (String, Vec<(String, String)>, usize) {
+    let cms: Value =
+        serde_json::from_str(&a.kubectl_ok(&["get", "--raw", "/api/v1/configmaps"])).unwrap();
+    let svcs: Value =
+        serde_json::from_str(&a.kubectl_ok(&["get", "--raw", "/api/v1/services"])).unwrap();
+    let events: Value =
+        serde_json::from_str(&a.kubectl_ok(&["get", "--raw", "/api/v1/events"])).unwrap();
+    let objects = cms["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(svcs["items"].as_array().unwrap())
+        .map(|o| {
+            (
+                name(o),
+                o["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    (
+        cms["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        objects,
+        events["items"].as_array().unwrap().len(),
+    )
+}
+
+#[test]
+fn dry_runs_of_kubectl_and_the_cli_write_nothing() {
+    let a = Agent::start();
+    a.kubectl_ok(&["create", "configmap", "keep", "--from-literal=a=1"]);
+    let svc = manifest(
+        &a,
+        "svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: taken}\nspec:\n  type: NodePort\n  selector: {app: x}\n  ports: [{port: 80, nodePort: 30080}]\n",
+    );
+    a.kubectl_ok(&["apply", "--validate=false", "-f", &svc]);
+    let before = state(&a);
+
+    // kubectl delete --dry-run=server: said deleted, still there.
+    let out = a.kubectl_ok(&["delete", "configmap", "keep", "--dry-run=server"]);
+    assert_eq!(out, "configmap \"keep\" deleted (server dry run)\n");
+    // kubectl create --dry-run=server answers the object a create would make.
+    let made: Value = serde_json::from_str(&a.kubectl_ok(&[
+        "create",
+        "configmap",
+        "two",
+        "--from-literal=b=2",
+        "--dry-run=server",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(made["data"]["b"], "2");
+    assert!(made["metadata"]["uid"].is_string(), "{made}");
+    assert!(made["metadata"].get("resourceVersion").is_none(), "{made}");
+    // A dry run is refused where the real write would be: a NodePort in use.
+    let clash = manifest(
+        &a,
+        "clash.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: clash}\nspec:\n  type: NodePort\n  selector: {app: other}\n  ports: [{port: 80, nodePort: 30080}]\n",
+    );
+    let out = a.kubectl(&[
+        "create",
+        "--validate=false",
+        "-f",
+        &clash,
+        "--dry-run=server",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("spec.ports[0].nodePort: 30080 is already allocated"),
+        "{}",
+        text(&out)
+    );
+    // kubectl apply --dry-run=server of a new object (a change to an existing one is a PATCH,
+    // which is not served yet), and kubectl diff, which asks for a server-side dry run.
+    let three = manifest(
+        &a,
+        "three.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: three}\ndata: {c: \"3\"}\n",
+    );
+    let out = a.kubectl_ok(&[
+        "apply",
+        "--validate=false",
+        "--dry-run=server",
+        "-f",
+        &three,
+    ]);
+    assert_eq!(out, "configmap/three created (server dry run)\n");
+    let out = a.kubectl(&["diff", "-f", &three]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(diff.contains("+  c: \"3\""), "{diff}");
+    let changed = manifest(
+        &a,
+        "changed.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: keep}\ndata: {a: \"2\"}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: three}\ndata: {c: \"3\"}\n",
+    );
+    // The flotilla CLI's dry runs.
+    let out = a.ok(&["apply", "--dry-run=server", "-f", &changed]);
+    assert_eq!(
+        out,
+        "configmap/keep configured (server dry run)\nconfigmap/three created (server dry run)\n"
+    );
+    let out = a.ok(&["apply", "--dry-run=client", "-f", &changed]);
+    assert_eq!(
+        out,
+        "configmap/keep configured (dry run)\nconfigmap/three created (dry run)\n"
+    );
+    let out = a.ok(&["delete", "configmap", "keep", "--dry-run=server"]);
+    assert_eq!(out, "configmap/keep deleted (server dry run)\n");
+    let out = a.ok(&["delete", "service", "taken", "--dry-run=client"]);
+    assert_eq!(out, "service/taken deleted (dry run)\n");
+
+    // Nothing moved: the same revision, objects, resourceVersions and events.
+    assert_eq!(state(&a), before);
+    assert_eq!(
+        a.kubectl_ok(&["get", "configmap", "keep", "-o", "jsonpath={.data.a}"]),
+        "1"
+    );
+}
+
+#[test]
+fn unsupported_parameters_and_media_types_are_refused_by_name() {
+    let a = Agent::start();
+    let out = a.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(
+            "query parameter \"sendInitialEvents\" is not supported for watch: the watch-list protocol is not served"
+        ),
+        "{}",
+        text(&out)
+    );
+    let out = a.kubectl(&["get", "--raw", "/api/v1/namespaces/default/pods?dryrun=All"]);
+    assert!(
+        text(&out).contains("unknown query parameter \"dryrun\" for list"),
+        "{}",
+        text(&out)
+    );
+    let client = Client::from_config_file(&a.config()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let e = client
+            .send_body(
+                reqwest::Method::POST,
+                "/api/v1/namespaces/default/configmaps",
+                "application/vnd.kubernetes.protobuf",
+                reqwest::Body::from("k8s\0"),
+            )
+            .await
+            .unwrap_err()
+            .downcast::<ApiFailure>()
+            .unwrap();
+        assert_eq!(e.code, 415);
+        assert!(
+            e.status["message"]
+                .as_str()
+                .unwrap()
+                .contains("application/vnd.kubernetes.protobuf"),
+            "{}",
+            e.status
+        );
+    });
+    // kubectl --validate=false asks the server to drop unknown fields: a manifest without any
+    // applies, one with some is refused with each named, nothing dropped.
+    let good = manifest(
+        &a,
+        "good.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: good}\ndata: {a: \"1\"}\n",
+    );
+    a.kubectl_ok(&["apply", "--validate=false", "-f", &good]);
+    let bad = manifest(
+        &a,
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad, colour: red}\ndata: {a: \"1\"}\n",
+    );
+    let out = a.kubectl(&["apply", "--validate=false", "-f", &bad]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("metadata.colour") && text(&out).contains("never dropped"),
+        "{}",
+        text(&out)
+    );
+    assert!(!a.kubectl(&["get", "configmap", "bad"]).status.success());
+    // Lists page with limit and continue (kubectl --chunk-size).
+    for i in 0..5 {
+        a.kubectl_ok(&["create", "configmap", &format!("c{i}")]);
+    }
+    let out = a.kubectl_ok(&["get", "configmaps", "--chunk-size=2", "-o", "name"]);
+    assert_eq!(
+        out,
+        "configmap/c0\nconfigmap/c1\nconfigmap/c2\nconfigmap/c3\nconfigmap/c4\nconfigmap/good\n"
+    );
+    let page: Value = serde_json::from_str(&a.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?limit=2",
+    ]))
+    .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let token = page["metadata"]["continue"].as_str().unwrap().to_string();
+    // A change to the kind after the first page: the rest is no longer that list.
+    a.kubectl_ok(&["create", "configmap", "late"]);
+    let out = a.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/default/configmaps?limit=2&continue={token}"),
+    ]);
+    assert!(
+        text(&out).contains("The provided continue parameter is too old"),
+        "{}",
+        text(&out)
+    );
+}
+
+const HELD: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: held}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: held}}
+  template:
+    metadata:
+      labels: {app: held}
+      finalizers: [example.com/hold]
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - {name: c, image: flotilla.local/busybox:1, command: [sleep, "3600"]}
+"#;
+
+const KEPT: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: kept}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: kept}}
+  template:
+    metadata: {labels: {app: kept}}
+    spec:
+      terminationGracePeriodSeconds: 120
+      containers:
+      - {name: c, image: flotilla.local/busybox:1, command: [sleep, "3600"]}
+"#;
+
+fn json_of(a: &Agent, args: &[&str]) -> Value {
+    let mut v = args.to_vec();
+    v.extend(["-o", "json"]);
+    serde_json::from_str(&a.kubectl_ok(&v)).unwrap()
+}
+
+fn items(v: &Value) -> Vec<Value> {
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn running(a: &Agent, selector: &str, n: usize) -> Vec<Value> {
+    a.eventually(60, "pods Running", || {
+        let ps = items(&json_of(a, &["get", "pods", "-l", selector]));
+        ps.len() == n && ps.iter().all(|p| p["status"]["phase"] == "Running")
+    });
+    items(&json_of(a, &["get", "pods", "-l", selector]))
+}
+
+/// How many containers the runtime holds for a pod (by uid).
+fn containers_of(a: &Agent, uid: &str) -> usize {
+    std::fs::read_dir(a.data_dir().join("runtime").join("containers"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(uid))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn orphan_keeps_dependents_foreground_waits_for_them_preconditions_and_grace_hold() {
+    let a = Agent::with_image();
+    let kept = manifest(&a, "kept.yaml", KEPT);
+    a.kubectl_ok(&["apply", "--validate=false", "-f", &kept]);
+    let pods = running(&a, "app=kept", 2);
+    let uids: Vec<Value> = pods.iter().map(|p| p["metadata"]["uid"].clone()).collect();
+
+    // --cascade=orphan: the ReplicaSet and its pods stay, the RS without its owner.
+    let out = a.kubectl_ok(&["delete", "deployment", "kept", "--cascade=orphan"]);
+    assert_eq!(out, "deployment.apps \"kept\" deleted\n");
+    let rss = items(&json_of(&a, &["get", "replicasets", "-l", "app=kept"]));
+    assert_eq!(rss.len(), 1);
+    assert!(
+        rss[0]["metadata"].get("ownerReferences").is_none(),
+        "{}",
+        rss[0]
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let after = running(&a, "app=kept", 2);
+    let after_uids: Vec<Value> = after.iter().map(|p| p["metadata"]["uid"].clone()).collect();
+    assert_eq!(after_uids, uids, "the same pods, still running");
+
+    // Preconditions: a stale resourceVersion or another uid is refused with 409.
+    let client = Client::from_config_file(&a.config()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rs_path = format!(
+        "/apis/apps/v1/namespaces/default/replicasets/{}",
+        name(&rss[0])
+    );
+    rt.block_on(async {
+        for pre in [
+            json!({"resourceVersion": "1"}),
+            json!({"uid": "00000000-0000-0000-0000-000000000000"}),
+        ] {
+            let e = client
+                .send(
+                    reqwest::Method::DELETE,
+                    &rs_path,
+                    &[],
+                    Some(
+                        &json!({"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": pre}),
+                    ),
+                )
+                .await
+                .unwrap_err()
+                .downcast::<ApiFailure>()
+                .unwrap();
+            assert_eq!(e.code, 409, "{}", e.status);
+        }
+    });
+    assert_eq!(
+        items(&json_of(&a, &["get", "replicasets", "-l", "app=kept"])).len(),
+        1
+    );
+
+    // --grace-period: a pod whose own grace is 120 s, deleted with 1, stops at once.
+    let victim = &after[0];
+    let uid = victim["metadata"]["uid"].as_str().unwrap().to_string();
+    assert!(containers_of(&a, &uid) > 0);
+    a.kubectl_ok(&["delete", "pod", &name(victim), "--grace-period=1"]);
+    a.eventually(30, "the pod's containers stopped within its 1 s", || {
+        containers_of(&a, &uid) == 0
+    });
+
+    // --cascade=foreground on a Deployment whose pods carry a finalizer: the Deployment and
+    // its ReplicaSet stay, marked, while the pods are held; they go once the pods do.
+    let held = manifest(&a, "held.yaml", HELD);
+    a.kubectl_ok(&["apply", "--validate=false", "-f", &held]);
+    running(&a, "app=held", 2);
+    let out = a.kubectl_ok(&[
+        "delete",
+        "deployment",
+        "held",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    assert_eq!(out, "deployment.apps \"held\" deleted\n");
+    let dep = json_of(&a, &["get", "deployment", "held"]);
+    assert!(dep["metadata"]["deletionTimestamp"].is_string(), "{dep}");
+    assert_eq!(dep["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+    a.eventually(30, "the pods marked deleted", || {
+        let ps = items(&json_of(&a, &["get", "pods", "-l", "app=held"]));
+        ps.len() == 2
+            && ps
+                .iter()
+                .all(|p| p["metadata"]["deletionTimestamp"].is_string())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let dep = json_of(&a, &["get", "deployment", "held"]);
+    assert!(
+        dep["metadata"]["deletionTimestamp"].is_string(),
+        "still held: {dep}"
+    );
+    // Their containers stop (within the pods' 2 s grace), while the finalizer keeps the
+    // objects.
+    for p in items(&json_of(&a, &["get", "pods", "-l", "app=held"])) {
+        let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
+        a.eventually(30, "a held pod's containers stopped", || {
+            containers_of(&a, &uid) == 0
+        });
+    }
+    // Removing the finalizers lets everything go.
+    for mut p in items(&json_of(&a, &["get", "pods", "-l", "app=held"])) {
+        p["metadata"]["finalizers"] = json!([]);
+        let f = manifest(&a, &format!("{}.json", name(&p)), &p.to_string());
+        a.kubectl_ok(&["replace", "--validate=false", "-f", &f]);
+    }
+    a.eventually(30, "the Deployment, its ReplicaSet and pods gone", || {
+        !a.kubectl(&["get", "deployment", "held"]).status.success()
+            && items(&json_of(&a, &["get", "replicasets", "-l", "app=held"])).is_empty()
+            && items(&json_of(&a, &["get", "pods", "-l", "app=held"])).is_empty()
+    });
+}
