@@ -75,10 +75,10 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub replace_voter_after: u64,
     /// Log revisions kept for watches before compaction.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(0..))]
     pub keep_revisions: i64,
     /// Seconds between compactions of the log (and WAL checkpoints).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub compact_interval: u64,
     /// This node's pod addresses. Without it the node keeps the one it had, or gets the
     /// lowest /24 of --cluster-cidr no other node holds (the first node: 10.42.0.0/24).
@@ -115,9 +115,23 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     }
     let identity = if Identity::exists(&a.data_dir) {
         let id = Identity::load(&a.data_dir)?;
+        if let Some(n) = &a.node_name
+            && *n != id.node.name
+        {
+            bail!(
+                "--node-name {n}: {} holds node {:?}; a node keeps its name (leave the flag out, or give another --data-dir)",
+                a.data_dir.display(),
+                id.node.name
+            );
+        }
         info!(node = %id.node.name, dir = %a.data_dir.display(), "resuming node");
         id
     } else if a.init {
+        if a.token.is_some() {
+            bail!(
+                "--token (or $FLOTILLA_TOKEN) is for --join: --init makes a new cluster and its own tokens"
+            );
+        }
         let name = a.node_name.clone().unwrap_or_else(default_node_name);
         let extra: Vec<IpAddr> = a.advertise_address.into_iter().collect();
         let id = Identity::init(&a.data_dir, &name, &extra)?;
@@ -254,8 +268,15 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     // that cannot reach a quorum still runs its pods.
     let listener = std::net::TcpListener::bind(a.api_addr)
         .with_context(|| format!("binding the API to {}", a.api_addr))?;
-    let port = listener.local_addr()?.port();
-    let admin = identity.write_admin_config(&format!("https://127.0.0.1:{port}"))?;
+    let bound = listener.local_addr()?;
+    let port = bound.port();
+    // The local CLI reaches the API where it listens: loopback when it listens everywhere.
+    let local = match bound.ip() {
+        ip if ip.is_unspecified() => format!("https://127.0.0.1:{port}"),
+        std::net::IpAddr::V6(ip) => format!("https://[{ip}]:{port}"),
+        ip => format!("https://{ip}:{port}"),
+    };
+    let admin = identity.write_admin_config(&local)?;
     info!(node = %node, addr = %listener.local_addr()?, config = %admin.display(), "API listening");
 
     let pod_cidr = resolve_pod_cidr(&a, &store, &node, port, founder).await?;
@@ -486,10 +507,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     };
     let compactor = {
         let store = store.clone();
-        let (keep, every) = (
-            a.keep_revisions,
-            Duration::from_secs(a.compact_interval.max(1)),
-        );
+        let (keep, every) = (a.keep_revisions, Duration::from_secs(a.compact_interval));
         tokio::spawn(
             async move {
                 let mut tick = tokio::time::interval(every);

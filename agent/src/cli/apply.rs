@@ -164,10 +164,14 @@ pub async fn run(cfg: &Path, a: ApplyArgs) -> Result<i32> {
             let kind = v["kind"].as_str().unwrap_or("");
             let info = crate::manifest::kinds::by_kind(kind).context("a checked kind")?;
             let name = v["metadata"]["name"].as_str().unwrap_or("");
-            let ns = v["metadata"]["namespace"]
-                .as_str()
-                .or(a.namespace.as_deref())
-                .unwrap_or("default");
+            let ns = match (v["metadata"]["namespace"].as_str(), a.namespace.as_deref()) {
+                (Some(doc), Some(flag)) if doc != flag => anyhow::bail!(
+                    "{}: the namespace from the provided object {doc:?} does not match the namespace {flag:?} of the request",
+                    display_name(kind, v["apiVersion"].as_str().unwrap_or(""), name)
+                ),
+                (Some(doc), _) => doc,
+                (None, flag) => flag.unwrap_or("default"),
+            };
             let path = crate::api::path::object_path(info, Some(ns), Some(name));
             let word = match client.get(&path, &[]).await {
                 Ok(_) => "configured",

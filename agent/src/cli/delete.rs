@@ -70,9 +70,15 @@ pub async fn run(cfg: &Path, a: DeleteArgs) -> Result<i32> {
     let ns = a.namespace.clone().unwrap_or_else(|| "default".into());
     let mut victims: Vec<(&'static kinds::KindInfo, String, String)> = Vec::new(); // kind, ns, name
     let client = Client::from_config_file(cfg)?;
+    if a.all && a.selector.is_some() {
+        bail!("--all and -l cannot be combined: --all deletes every object of the kind");
+    }
     if !a.files.is_empty() {
         if a.kind.is_some() {
             bail!("give either -f or KIND NAME, not both");
+        }
+        if a.all || a.selector.is_some() {
+            bail!("give either -f or -l/--all, not both");
         }
         let docs = super::apply::read_documents(&a.files).map_err(|errs| {
             anyhow::anyhow!(
@@ -95,10 +101,15 @@ pub async fn run(cfg: &Path, a: DeleteArgs) -> Result<i32> {
                 .as_str()
                 .unwrap_or("")
                 .to_string();
-            let obj_ns = d.value["metadata"]["namespace"]
-                .as_str()
-                .map(String::from)
-                .unwrap_or_else(|| ns.clone());
+            let obj_ns = match (d.value["metadata"]["namespace"].as_str(), &a.namespace) {
+                (Some(doc), Some(flag)) if doc != flag => bail!(
+                    "{}, document {}: the namespace from the provided object {doc:?} does not match the namespace {flag:?}. You must pass '--namespace={doc}' to perform this operation.",
+                    d.source,
+                    d.document
+                ),
+                (Some(doc), _) => doc.to_string(),
+                (None, _) => ns.clone(),
+            };
             victims.push((info, obj_ns, name));
         }
     } else {

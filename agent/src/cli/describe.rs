@@ -147,7 +147,11 @@ pub async fn run(cfg: &Path, a: DescribeArgs) -> Result<i32> {
             {
                 Ok(o) => vec![o],
                 Err(e) => {
-                    eprintln!("Error from server (NotFound): {e}");
+                    if super::client::is_not_found(&e) {
+                        eprintln!("Error from server (NotFound): {e}");
+                    } else {
+                        eprintln!("Error from server: {e}");
+                    }
                     code = 1;
                     continue;
                 }

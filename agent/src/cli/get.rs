@@ -101,6 +101,13 @@ pub async fn run(cfg: &Path, a: GetArgs) -> Result<i32> {
     let mut code = 0;
     let mut tables = Vec::new();
     let targets = targets(&a.kind, &a.names)?;
+    let named = targets.iter().any(|(_, n)| n.is_some());
+    if named && (a.selector.is_some() || a.field_selector.is_some()) {
+        bail!("name cannot be provided when a selector is specified");
+    }
+    if named && a.all_namespaces {
+        bail!("a resource cannot be retrieved by name across all namespaces");
+    }
     let multi_kind = targets
         .iter()
         .map(|(k, _)| k.kind)
@@ -120,7 +127,11 @@ pub async fn run(cfg: &Path, a: GetArgs) -> Result<i32> {
             {
                 Ok(o) => vec![o],
                 Err(e) => {
-                    eprintln!("Error from server (NotFound): {e}");
+                    if super::client::is_not_found(&e) {
+                        eprintln!("Error from server (NotFound): {e}");
+                    } else {
+                        eprintln!("Error from server: {e}");
+                    }
                     code = 1;
                     continue;
                 }

@@ -107,6 +107,13 @@ async fn update_deployment(client: &Client, ns: &str, name: &str, change: Change
         let mut dep = client.get(&path, &[]).await?;
         match change {
             Change::Template(to_revision) => {
+                if dep["spec"]["paused"] == true {
+                    anyhow::bail!(
+                        "you cannot rollback a paused deployment; resume it first with 'flotilla rollout resume deployment/{name}' and try again"
+                    );
+                }
+                // As kubectl: revision 0 is the previous one.
+                let to_revision = to_revision.filter(|r| *r != 0);
                 let rss = replica_sets(client, ns, &dep).await?;
                 dep["spec"]["template"] =
                     template_for_undo(&dep, &rss, to_revision).map_err(anyhow::Error::msg)?;

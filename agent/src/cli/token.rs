@@ -47,13 +47,20 @@ pub fn parse_ttl(s: &str) -> Result<chrono::Duration, String> {
     if n <= 0 {
         return Err(format!("--ttl {s:?}: must be above zero"));
     }
-    match unit {
-        "s" => Ok(chrono::Duration::seconds(n)),
-        "m" => Ok(chrono::Duration::minutes(n)),
-        "h" => Ok(chrono::Duration::hours(n)),
-        "d" => Ok(chrono::Duration::days(n)),
-        _ => Err(format!("--ttl {s:?}: the unit must be s, m, h or d")),
-    }
+    let d = match unit {
+        "s" => chrono::Duration::try_seconds(n),
+        "m" => chrono::Duration::try_minutes(n),
+        "h" => chrono::Duration::try_hours(n),
+        "d" => chrono::Duration::try_days(n),
+        _ => return Err(format!("--ttl {s:?}: the unit must be s, m, h or d")),
+    };
+    // A token must end within the dates a certificate can name (before the year 10000).
+    d.filter(|d| {
+        chrono::Utc::now()
+            .checked_add_signed(*d)
+            .is_some_and(|t| t.timestamp() < 253_402_300_799)
+    })
+    .ok_or_else(|| format!("--ttl {s:?}: too long"))
 }
 
 const SECRETS: &str = "/api/v1/namespaces/kube-system/secrets";
@@ -142,5 +149,12 @@ mod tests {
         assert!(parse_ttl("0h").unwrap_err().contains("above zero"));
         assert!(parse_ttl("5y").unwrap_err().contains("unit"));
         assert!(parse_ttl("h").is_err());
+        // Out of range: an error, not a panic.
+        assert!(parse_ttl("200000000d").unwrap_err().contains("too long"));
+        assert!(
+            parse_ttl("9223372036854775807s")
+                .unwrap_err()
+                .contains("too long")
+        );
     }
 }

@@ -415,3 +415,53 @@ fn a_paused_deployment_does_not_roll_out_until_resumed() {
         a.json(&["get", "rs"])["items"].as_array().unwrap().len() == 2
     });
 }
+
+/// Options that cannot be honoured together are refused, with what to do instead, rather than
+/// one of them being dropped.
+#[test]
+fn cli_options_that_cannot_be_honoured_are_refused() {
+    let a = Agent::start();
+    let cm = manifest(
+        &a,
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: default}\ndata: {k: v}\n",
+    );
+    a.ok(&["apply", "-f", &cm]);
+    let refused = |args: &[&str], says: &str| {
+        let out = a.cli(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(says), "{args:?}: {err}");
+    };
+    refused(
+        &["get", "configmap", "a", "-l", "x=y"],
+        "name cannot be provided when a selector is specified",
+    );
+    refused(
+        &["get", "configmap", "a", "-A"],
+        "a resource cannot be retrieved by name across all namespaces",
+    );
+    refused(
+        &["delete", "-f", &cm, "-l", "x=y"],
+        "give either -f or -l/--all",
+    );
+    refused(
+        &["delete", "configmap", "--all", "-l", "x=y"],
+        "--all and -l cannot be combined",
+    );
+    refused(
+        &["delete", "-f", &cm, "-n", "other"],
+        "does not match the namespace \"other\"",
+    );
+    refused(
+        &["apply", "--dry-run=client", "-f", &cm, "-n", "other"],
+        "does not match the namespace \"other\"",
+    );
+    refused(
+        &["delete", "configmap", "a", "--grace-period=0"],
+        "give --force too",
+    );
+    refused(&["token", "create", "--ttl", "200000000d"], "too long");
+    // Nothing was deleted on the way.
+    assert!(a.ok(&["get", "configmap", "a"]).contains("a "));
+}
