@@ -214,12 +214,18 @@ pub fn support(v: Verb, param: &str) -> Option<Support> {
         (Verb::DeleteCollection, _) => Refused(
             "a delete collection deletes every selected object in one write; it is not paged or versioned",
         ),
-        (Verb::Log, "container" | "follow" | "previous" | "tailLines" | "timestamps") => Honoured,
+        (
+            Verb::Log,
+            "container" | "follow" | "previous" | "tailLines" | "timestamps" | "sinceSeconds"
+            | "sinceTime" | "limitBytes",
+        ) => Honoured,
         (Verb::Log, "pretty") => Refused("logs are plain text"),
         (Verb::Log, "insecureSkipTLSVerifyBackend") => {
             Refused("node-to-node log requests always verify the node's certificate")
         }
-        (Verb::Log, _) => Refused("not supported yet"),
+        (Verb::Log, _) => {
+            Refused("one stream of a container's log is not served yet: both come together")
+        }
         (Verb::Exec, "command" | "container" | "stdin" | "stdout" | "stderr") => Honoured,
         (Verb::Exec, "tty") => Refused("exec has no terminal yet"),
         (Verb::Exec, _) => Honoured,

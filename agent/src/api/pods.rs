@@ -162,6 +162,13 @@ pub async fn logs(
         })?),
         None => None,
     };
+    let since = log_since(q)?;
+    let mut budget = match q.get("limitBytes") {
+        Some(n) => Some(n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::BadRequest(format!("limitBytes: {n:?} must be a number above 0"))
+        })?),
+        None => None,
+    };
     let timestamps = flag(q, "timestamps");
     let render = move |recs: Vec<flotilla_runtime::logs::Record>| -> Vec<u8> {
         let mut out = Vec::new();
@@ -182,13 +189,15 @@ pub async fn logs(
     let (first, follower) = tokio::task::spawn_blocking(move || {
         // The follower starts where the read ends, so no line is lost or shown twice.
         let follower = rt2.follow_logs(&id2);
-        (rt2.logs(&id2, tail), follower)
+        // With a start time every record is read, and the tail taken of those after it.
+        let read_tail = if since.is_some() { None } else { tail };
+        (rt2.logs(&id2, read_tail), follower)
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     let first = first.map_err(|e| ApiError::Internal(e.to_string()))?;
-    let head = render(first);
-    if !flag(q, "follow") || previous {
+    let head = limit_bytes(render(select_records(first, since, tail)), &mut budget);
+    if !flag(q, "follow") || previous || budget == Some(0) {
         return Ok(([("content-type", "text/plain")], head).into_response());
     }
     let mut follower = follower.map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -199,9 +208,63 @@ pub async fn logs(
             Ok(flotilla_runtime::container::ContainerStatus::Running { .. }
                 | flotilla_runtime::container::ContainerStatus::Starting)
         );
-        (render(recs), running)
+        let out = limit_bytes(render(recs), &mut budget);
+        // The limit reached ends the stream, as the container's end does.
+        (out, running && budget != Some(0))
     });
     Ok(([("content-type", "text/plain")], Body::from_stream(stream)).into_response())
+}
+
+/// Where a log starts: `sinceSeconds` before now, or `sinceTime` (at most one of them).
+fn log_since(
+    q: &HashMap<String, String>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    match (q.get("sinceSeconds"), q.get("sinceTime")) {
+        (Some(_), Some(_)) => Err(ApiError::BadRequest(
+            "at most one of sinceTime or sinceSeconds may be specified".into(),
+        )),
+        (Some(s), None) => {
+            let n = s.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                ApiError::BadRequest(format!("sinceSeconds: {s:?} must be a number above 0"))
+            })?;
+            Ok(Some(chrono::Utc::now() - chrono::Duration::seconds(n)))
+        }
+        (None, Some(t)) => chrono::DateTime::parse_from_rfc3339(t)
+            .map(|t| Some(t.with_timezone(&chrono::Utc)))
+            .map_err(|_| ApiError::BadRequest(format!("sinceTime: {t:?} is not an RFC 3339 time"))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The records at or after `since`, then the last `tail` of them (as the kubelet: the start
+/// time first, then the tail). A record whose time cannot be read is kept.
+pub fn select_records(
+    recs: Vec<flotilla_runtime::logs::Record>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    tail: Option<usize>,
+) -> Vec<flotilla_runtime::logs::Record> {
+    let mut recs: Vec<_> = match since {
+        Some(t) => recs
+            .into_iter()
+            .filter(|r| chrono::DateTime::parse_from_rfc3339(&r.time).map_or(true, |rt| rt >= t))
+            .collect(),
+        None => recs,
+    };
+    if let Some(n) = tail
+        && recs.len() > n
+    {
+        recs.drain(..recs.len() - n);
+    }
+    recs
+}
+
+/// `bytes` cut to what is left of `budget` (`limitBytes`), which it uses up.
+fn limit_bytes(mut bytes: Vec<u8>, budget: &mut Option<usize>) -> Vec<u8> {
+    if let Some(left) = budget {
+        bytes.truncate(*left);
+        *left -= bytes.len();
+    }
+    bytes
 }
 
 /// A body that sends `head`, then whatever `poll` returns every 200 ms until it says the
@@ -319,4 +382,58 @@ pub async fn exec(
         "stderr": b64.encode(&err),
     }))
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_runtime::logs::Record;
+
+    fn rec(time: &str, content: &str) -> Record {
+        Record {
+            time: time.into(),
+            stream: "stdout".into(),
+            partial: false,
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn since_then_tail_then_bytes() {
+        let recs = vec![
+            rec("2026-12-01T10:00:00.000000001Z", "a"),
+            rec("2026-12-01T10:00:05.5Z", "b"),
+            rec("2026-12-01T10:00:09Z", "c"),
+            rec("2026-12-01T10:00:10Z", "d"),
+        ];
+        let t = |s: &str| Some(chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc());
+        let names = |v: Vec<Record>| v.into_iter().map(|r| r.content).collect::<Vec<_>>();
+        assert_eq!(
+            names(select_records(
+                recs.clone(),
+                t("2026-12-01T10:00:05Z"),
+                None
+            )),
+            ["b", "c", "d"]
+        );
+        assert_eq!(
+            names(select_records(
+                recs.clone(),
+                t("2026-12-01T10:00:05Z"),
+                Some(2)
+            )),
+            ["c", "d"]
+        );
+        assert_eq!(names(select_records(recs.clone(), None, Some(1))), ["d"]);
+        assert_eq!(names(select_records(recs, None, None)).len(), 4);
+        let mut budget = Some(5);
+        assert_eq!(limit_bytes(b"abc\n".to_vec(), &mut budget), b"abc\n");
+        assert_eq!(limit_bytes(b"def\n".to_vec(), &mut budget), b"d");
+        assert_eq!(budget, Some(0));
+        assert_eq!(limit_bytes(b"more".to_vec(), &mut budget), b"");
+        let q = |k: &str, v: &str| HashMap::from([(k.to_string(), v.to_string())]);
+        assert!(log_since(&q("sinceSeconds", "0")).is_err());
+        assert!(log_since(&q("sinceTime", "yesterday")).is_err());
+        assert!(log_since(&q("sinceSeconds", "60")).unwrap().is_some());
+    }
 }

@@ -1282,15 +1282,33 @@ fn set_managed_fields(obj: &mut Value, managed: Vec<Value>) {
     }
 }
 
-fn without_managed_fields(obj: &Value) -> Cow<'_, Value> {
-    if obj["metadata"].get("managedFields").is_none() {
-        return Cow::Borrowed(obj);
+/// Whether two objects are equal but for `metadata.managedFields` (compared in place: a
+/// write of an unchanged object is the common case of a re-apply).
+fn same_but_managed_fields(a: &Value, b: &Value) -> bool {
+    let (Some(ao), Some(bo)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    if ao.len() != bo.len() {
+        return false;
     }
-    let mut o = obj.clone();
-    if let Some(m) = o["metadata"].as_object_mut() {
-        m.remove("managedFields");
-    }
-    Cow::Owned(o)
+    ao.iter().all(|(k, av)| {
+        let Some(bv) = bo.get(k) else {
+            return false;
+        };
+        match (k.as_str(), av.as_object(), bv.as_object()) {
+            ("metadata", Some(am), Some(bm)) => {
+                let rest = |m: &serde_json::Map<String, Value>| {
+                    m.len() - usize::from(m.contains_key("managedFields"))
+                };
+                rest(am) == rest(bm)
+                    && am
+                        .iter()
+                        .filter(|(k, _)| *k != "managedFields")
+                        .all(|(k, v)| bm.get(k) == Some(v))
+            }
+            _ => av == bv,
+        }
+    })
 }
 
 /// Decides what one op does to the current object (`(revision, body)`), as a pure function:
@@ -1382,10 +1400,10 @@ fn plan_op(
             }
             // Who wrote it is recorded only when something else changes: a write that
             // changes nothing leaves the object (and its resourceVersion) as it was.
-            let managed = merge_managed_fields(&cur, &new);
-            if without_managed_fields(&new) == without_managed_fields(&cur) {
+            if same_but_managed_fields(&new, &cur) {
                 return Ok(None);
             }
+            let managed = merge_managed_fields(&cur, &new);
             set_managed_fields(&mut new, managed);
             if spec_part(&new) != spec_part(&cur) {
                 let g = cur["metadata"]["generation"].as_i64().unwrap_or(1);

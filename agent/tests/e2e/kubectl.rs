@@ -375,6 +375,26 @@ fn orphan_keeps_dependents_foreground_waits_for_them_preconditions_and_grace_hol
         containers_of(&a, &uid) == 0
     });
 
+    // kubectl logs with a start time, a tail and a byte limit.
+    let talk = manifest(
+        &a,
+        "talk.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: talk}\nspec:\n  containers:\n  - {name: c, image: flotilla.local/busybox:1, command: [sh, -c, 'echo one; echo two; exec sleep 3600']}\n",
+    );
+    a.kubectl_ok(&["apply", "--validate=false", "-f", &talk]);
+    a.eventually(60, "the pod's two lines", || {
+        a.kubectl(&["logs", "talk"]).stdout == b"one\ntwo\n"
+    });
+    assert_eq!(
+        a.kubectl_ok(&["logs", "talk", "--since=1h", "--tail=1"]),
+        "two\n"
+    );
+    assert_eq!(a.kubectl_ok(&["logs", "talk", "--limit-bytes=4"]), "one\n");
+    assert_eq!(
+        a.kubectl_ok(&["logs", "talk", "--since-time=2999-01-01T00:00:00Z"]),
+        ""
+    );
+
     // --cascade=foreground on a Deployment whose pods carry a finalizer: the Deployment and
     // its ReplicaSet stay, marked, while the pods are held; they go once the pods do.
     let held = manifest(&a, "held.yaml", HELD);
@@ -422,5 +442,53 @@ fn orphan_keeps_dependents_foreground_waits_for_them_preconditions_and_grace_hol
         !a.kubectl(&["get", "deployment", "held"]).status.success()
             && items(&json_of(&a, &["get", "replicasets", "-l", "app=held"])).is_empty()
             && items(&json_of(&a, &["get", "pods", "-l", "app=held"])).is_empty()
+    });
+}
+
+#[test]
+fn a_delete_collection_takes_the_selected_objects_in_one_write_or_previews_them() {
+    let a = Agent::start();
+    let docs: Vec<String> = [("a1", "a"), ("a2", "a"), ("b1", "b")]
+        .iter()
+        .map(|(n, t)| {
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {n}, labels: {{tier: {t}}}}}\n"
+            )
+        })
+        .collect();
+    let f = manifest(&a, "tiers.yaml", &docs.join("---\n"));
+    a.kubectl_ok(&["apply", "--validate=false", "-f", &f]);
+    let client = Client::from_config_file(&a.config()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let path = "/api/v1/namespaces/default/configmaps";
+    let names = |v: &Value| items(v).iter().map(name).collect::<Vec<_>>();
+    rt.block_on(async {
+        let q = |extra: &[(&'static str, &str)]| {
+            let mut v = vec![("labelSelector", "tier=a".to_string())];
+            v.extend(extra.iter().map(|(k, x)| (*k, x.to_string())));
+            v
+        };
+        let preview = client
+            .json(
+                reqwest::Method::DELETE,
+                path,
+                &q(&[("dryRun", "All")]),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(names(&preview), ["a1", "a2"]);
+        let all = client.get(path, &[]).await.unwrap();
+        assert_eq!(names(&all), ["a1", "a2", "b1"], "a preview deletes nothing");
+        let done = client
+            .json(reqwest::Method::DELETE, path, &q(&[]), None)
+            .await
+            .unwrap();
+        assert_eq!(names(&done), ["a1", "a2"]);
+        let all = client.get(path, &[]).await.unwrap();
+        assert_eq!(names(&all), ["b1"]);
     });
 }
