@@ -56,9 +56,7 @@ pub async fn apply(
         let mut req: ApplyRequest = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::BadRequest(format!("apply request: {e}")))?;
         req.dry_run |= opts.dry_run;
-        apply_request(&s, req, &opts)
-            .await
-            .map_err(|e| super::options::note_lenient(e, opts.lenient))
+        apply_request(&s, req, &opts).await
     });
     let out = match deadline {
         Some(t) => tokio::time::timeout(t, work)
@@ -66,7 +64,9 @@ pub async fn apply(
             .map_err(|_| ApiError::Timeout(format!("the request did not finish within {t:?}")))??,
         None => work.await?,
     };
-    let resp = out.into_response();
+    let (json, dropped) = out;
+    let resp =
+        super::objects::with_warnings(json.into_response(), opts.validation.warnings(&dropped));
     if pretty {
         return super::prettify(resp).await;
     }
@@ -77,10 +77,11 @@ async fn apply_request(
     s: &ApiState,
     req: ApplyRequest,
     opts: &super::options::WriteOptions,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(Json<Value>, Vec<String>), ApiError> {
     let default_ns = req.namespace.clone().unwrap_or_else(|| "default".into());
 
     let mut causes = Vec::new();
+    let mut dropped = Vec::new();
     let mut prepared: Vec<(usize, Value)> = Vec::new();
     let mut seen = BTreeMap::new();
     for (i, item) in req.items.into_iter().enumerate() {
@@ -89,8 +90,11 @@ async fn apply_request(
                 .map(move |e| FieldError::new(join(i, &e.path), e.message))
                 .collect::<Vec<_>>()
         };
-        let mut obj = match manifest::prepare(item) {
-            Ok(o) => o,
+        let mut obj = match manifest::prepare_with(item, opts.validation.unknown()) {
+            Ok((o, left_out)) => {
+                dropped.extend(left_out.iter().map(|p| join(i, p)));
+                o
+            }
             Err(es) => {
                 causes.extend(errs(es));
                 continue;
@@ -251,8 +255,11 @@ async fn apply_request(
     if items.len() > 100 {
         crate::node::memory::release_free_memory();
     }
-    Ok(Json(
-        json!({"kind": "ApplyResult", "apiVersion": "flotilla.io/v1", "items": items.into_iter().map(|(_, v)| v).collect::<Vec<_>>()}),
+    Ok((
+        Json(
+            json!({"kind": "ApplyResult", "apiVersion": "flotilla.io/v1", "items": items.into_iter().map(|(_, v)| v).collect::<Vec<_>>()}),
+        ),
+        dropped,
     ))
 }
 

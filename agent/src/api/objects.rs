@@ -135,21 +135,24 @@ async fn handle(
         Verb::Create => {
             let opts = write_options("CreateOptions")?;
             let obj = parse_body(&read_body(body).await?)?;
-            let made = super::retry_taken(|| create(s, rp, obj.clone(), &opts))
-                .await
-                .map_err(|e| options::note_lenient(e, opts.lenient))?;
-            Ok((StatusCode::CREATED, Json(made)).into_response())
+            let (made, dropped) = super::retry_taken(|| create(s, rp, obj.clone(), &opts)).await?;
+            Ok(with_warnings(
+                (StatusCode::CREATED, Json(made)).into_response(),
+                opts.validation.warnings(&dropped),
+            ))
         }
         Verb::Update => {
             let opts = write_options("UpdateOptions")?;
             let obj = parse_body(&read_body(body).await?)?;
-            let out = match sub {
-                None => super::retry_taken(|| replace(s, rp, obj.clone(), &opts)).await,
-                Some("status") => put_status(s, rp, obj, &opts).await,
-                _ => put_scale(s, rp, obj, &opts).await,
-            }
-            .map_err(|e| options::note_lenient(e, opts.lenient))?;
-            Ok(Json(out).into_response())
+            let (out, dropped) = match sub {
+                None => super::retry_taken(|| replace(s, rp, obj.clone(), &opts)).await?,
+                Some("status") => (put_status(s, rp, obj, &opts).await?, Vec::new()),
+                _ => (put_scale(s, rp, obj, &opts).await?, Vec::new()),
+            };
+            Ok(with_warnings(
+                Json(out).into_response(),
+                opts.validation.warnings(&dropped),
+            ))
         }
         Verb::Patch => Err(ApiError::MethodNotAllowed(format!(
             "PATCH is not supported on {} yet",
@@ -515,8 +518,23 @@ async fn list(
     Ok(resp)
 }
 
-/// Checks a user-written body against the URL and runs it through validation and defaults.
-fn prepare_user_object(rp: &ResourcePath, mut obj: Value) -> Result<Value, ApiError> {
+/// `resp` with a `Warning` header for each of `warnings`.
+pub fn with_warnings(mut resp: Response, warnings: Vec<String>) -> Response {
+    for w in warnings {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&w) {
+            resp.headers_mut().append(axum::http::header::WARNING, v);
+        }
+    }
+    resp
+}
+
+/// Checks a user-written body against the URL and runs it through validation and defaults;
+/// returns it with the unknown fields `unknown` let it leave out.
+fn prepare_user_object(
+    rp: &ResourcePath,
+    mut obj: Value,
+    unknown: manifest::Unknown,
+) -> Result<(Value, Vec<String>), ApiError> {
     if !rp.info.user_writable {
         return Err(ApiError::MethodNotAllowed(format!(
             "{} are written by the agents",
@@ -553,7 +571,8 @@ fn prepare_user_object(rp: &ResourcePath, mut obj: Value) -> Result<Value, ApiEr
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
         )));
     }
-    manifest::prepare(obj).map_err(|causes| invalid(rp.info.kind, rp.name.as_deref(), causes))
+    manifest::prepare_with(obj, unknown)
+        .map_err(|causes| invalid(rp.info.kind, rp.name.as_deref(), causes))
 }
 
 /// The 422 error for a refused object, listing every cause.
@@ -583,8 +602,8 @@ async fn create(
     rp: &ResourcePath,
     obj: Value,
     opts: &options::WriteOptions,
-) -> Result<Value, ApiError> {
-    let mut obj = prepare_user_object(rp, obj)?;
+) -> Result<(Value, Vec<String>), ApiError> {
+    let (mut obj, dropped) = prepare_user_object(rp, obj, opts.validation.unknown())?;
     if obj["metadata"]["name"].as_str().unwrap_or("").is_empty() {
         let prefix = obj["metadata"]["generateName"]
             .as_str()
@@ -612,7 +631,7 @@ async fn create(
             m.remove("resourceVersion");
         }
     }
-    Ok(made)
+    Ok((made, dropped))
 }
 
 /// Records the writer in `metadata.managedFields` (its entry only; the store merges it with the
@@ -641,7 +660,7 @@ async fn replace(
     rp: &ResourcePath,
     obj: Value,
     opts: &options::WriteOptions,
-) -> Result<Value, ApiError> {
+) -> Result<(Value, Vec<String>), ApiError> {
     if rp.info.kind == "Node" {
         let mut obj = node_user_part(rp, obj)?;
         // The pod CIDR is the agent's: kept as stored.
@@ -650,12 +669,12 @@ async fn replace(
         {
             obj["spec"]["podCIDR"] = cidr.clone();
         }
-        return update(s, obj, opts, None).await;
+        return Ok((update(s, obj, opts, None).await?, Vec::new()));
     }
-    let mut obj = prepare_user_object(rp, obj)?;
+    let (mut obj, dropped) = prepare_user_object(rp, obj, opts.validation.unknown())?;
     let _alloc = allocation_lock(s, rp).await;
     allocate_one(s, rp, &mut obj).await?;
-    update(s, obj, opts, None).await
+    Ok((update(s, obj, opts, None).await?, dropped))
 }
 
 /// What users may write of a Node (as `kubectl cordon`, `label` and `taint` do): labels,

@@ -376,44 +376,47 @@ fn invalid_options(kind: &str, causes: Vec<FieldError>) -> ApiError {
     }
 }
 
-/// `fieldValidation`: Flotilla decodes strictly, always. `Warn` and `Ignore` ask for unknown
-/// fields to be dropped; a request without any is the same under every mode, and one with
-/// some is refused (422, each field named) with a note that they are not dropped: Flotilla
-/// cannot yet tell a misspelt field from one it does not support, and would lose it. Returns
-/// the mode asked for when it is not `Strict`.
-pub fn field_validation(pairs: &[(String, String)]) -> Result<Option<&'static str>, ApiError> {
+/// `fieldValidation`, as kube-apiserver: `Strict` (kubectl's default) refuses a field
+/// Kubernetes does not know, `Warn` drops it and says so in a `Warning` header, `Ignore`
+/// drops it. A field Kubernetes knows and Flotilla does not support is refused under every
+/// mode: dropping it would lose what it asks for.
+pub fn field_validation(pairs: &[(String, String)]) -> Result<FieldValidation, ApiError> {
     match get(pairs, "fieldValidation") {
-        None | Some("Strict") | Some("") => Ok(None),
-        Some("Warn") => Ok(Some("Warn")),
-        Some("Ignore") => Ok(Some("Ignore")),
+        None | Some("Strict") | Some("") => Ok(FieldValidation::Strict),
+        Some("Warn") => Ok(FieldValidation::Warn),
+        Some("Ignore") => Ok(FieldValidation::Ignore),
         Some(other) => Err(ApiError::BadRequest(format!(
             "fieldValidation: {other:?} is not one of Strict, Warn, Ignore"
         ))),
     }
 }
 
-/// The refusal of a request asked to drop unknown fields says so, in the message and as one
-/// more cause (which is what kubectl prints).
-pub fn note_lenient(e: ApiError, mode: Option<&str>) -> ApiError {
-    match (e, mode) {
-        (
-            ApiError::Invalid {
-                summary,
-                mut causes,
-            },
-            Some(mode),
-        ) if causes
-            .iter()
-            .any(|c| c.message.starts_with("unknown field")) =>
-        {
-            let note = format!("{mode} is not honoured: unknown fields are refused, never dropped");
-            causes.push(FieldError::new("fieldValidation", note.clone()));
-            ApiError::Invalid {
-                summary: format!("{summary}; fieldValidation: {note}"),
-                causes,
-            }
+/// The three `fieldValidation` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    #[default]
+    Strict,
+    Warn,
+    Ignore,
+}
+
+impl FieldValidation {
+    pub fn unknown(self) -> crate::manifest::Unknown {
+        match self {
+            FieldValidation::Strict => crate::manifest::Unknown::Refuse,
+            FieldValidation::Warn | FieldValidation::Ignore => crate::manifest::Unknown::Drop,
         }
-        (e, _) => e,
+    }
+
+    /// The `Warning` headers for the unknown fields left out (only under `Warn`).
+    pub fn warnings(self, dropped: &[String]) -> Vec<String> {
+        if self != FieldValidation::Warn {
+            return Vec::new();
+        }
+        dropped
+            .iter()
+            .map(|p| format!("299 - \"unknown field \\\"{p}\\\"\""))
+            .collect()
     }
 }
 
@@ -423,8 +426,8 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// Who makes the change, recorded in `metadata.managedFields`.
     pub field_manager: String,
-    /// `fieldValidation` when it is `Warn` or `Ignore` (see [`field_validation`]).
-    pub lenient: Option<&'static str>,
+    /// What to do with unknown fields (see [`field_validation`]).
+    pub validation: FieldValidation,
 }
 
 impl WriteOptions {
@@ -435,7 +438,7 @@ impl WriteOptions {
         options_kind: &str,
         user_agent: Option<&str>,
     ) -> Result<WriteOptions, ApiError> {
-        let lenient = field_validation(pairs)?;
+        let validation = field_validation(pairs)?;
         let dry_run = dry_run(&dry_run_values(pairs), options_kind)?;
         let field_manager = match get(pairs, "fieldManager") {
             Some(m) => {
@@ -464,7 +467,7 @@ impl WriteOptions {
         Ok(WriteOptions {
             dry_run,
             field_manager,
-            lenient,
+            validation,
         })
     }
 }
@@ -752,26 +755,13 @@ mod tests {
                 .is_err()
         );
         let o = WriteOptions::parse(&q("fieldValidation=Ignore"), "CreateOptions", None).unwrap();
-        assert_eq!(o.lenient, Some("Ignore"));
-        let refused = note_lenient(
-            ApiError::Invalid {
-                summary: "ConfigMap \"a\" is invalid: spec: unknown field".into(),
-                causes: vec![FieldError::new("spec", "unknown field `spec`")],
-            },
-            o.lenient,
+        assert_eq!(o.validation, FieldValidation::Ignore);
+        assert!(o.validation.warnings(&["spec.x".into()]).is_empty());
+        let o = WriteOptions::parse(&q("fieldValidation=Warn"), "CreateOptions", None).unwrap();
+        assert_eq!(
+            o.validation.warnings(&["spec.x".into()]),
+            ["299 - \"unknown field \\\"spec.x\\\"\""]
         );
-        assert!(message(refused).ends_with(
-            "; fieldValidation: Ignore is not honoured: unknown fields are refused, never dropped"
-        ));
-        // Other refusals are not about unknown fields: no note.
-        let other = note_lenient(
-            ApiError::Invalid {
-                summary: "x".into(),
-                causes: vec![FieldError::new("spec.replicas", "must be >= 0")],
-            },
-            o.lenient,
-        );
-        assert_eq!(message(other), "x");
         assert!(WriteOptions::parse(&q("fieldValidation=Lax"), "CreateOptions", None).is_err());
     }
 

@@ -14,6 +14,7 @@
 pub mod defaults;
 pub mod kinds;
 pub mod quantity;
+pub mod strict;
 pub mod types;
 pub mod validate;
 
@@ -176,48 +177,125 @@ pub fn describe_value(v: &Value) -> &'static str {
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, Vec<FieldError>> {
-    serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        let msg = e.inner().to_string();
-        // serde lists every expected field after an unknown one; the path already says where.
-        let msg = match msg.split_once(", expected") {
-            Some((head, _)) if head.starts_with("unknown field") => head.to_string(),
-            _ => msg,
-        };
-        vec![FieldError::new(path, msg)]
-    })
+/// What to do with a field Kubernetes does not know (`fieldValidation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unknown {
+    /// An error, as every other problem (`Strict`, kubectl's default).
+    Refuse,
+    /// Left out of the object and named in the answer (`Warn`, `Ignore`): Kubernetes would
+    /// not use it either. A field Kubernetes knows and Flotilla does not support is refused
+    /// whatever the mode.
+    Drop,
 }
 
-/// Checks `apiVersion` and `kind`, then decodes into the typed struct of that kind.
-pub fn decode(value: Value) -> Result<Manifest, Vec<FieldError>> {
-    let Value::Object(map) = &value else {
-        return Err(vec![FieldError::new(
-            "",
-            format!(
-                "expected an object with apiVersion and kind, got {}",
-                describe_value(&value)
-            ),
-        )]);
+/// A decoded manifest and the unknown fields left out of it (only with [`Unknown::Drop`]).
+pub struct Decoded {
+    pub manifest: Manifest,
+    pub dropped: Vec<String>,
+    /// Paths of type errors only Kubernetes' type found (Flotilla's decoded the value, and
+    /// its validation may say it better, as for base64 in a Secret's `data`).
+    pub k_only: Vec<String>,
+}
+
+/// Decodes `value` as Kubernetes' type `K` and Flotilla's `T` (see [`strict`]): a field
+/// neither has is unknown, a field only Kubernetes' has is not supported; type errors of
+/// either. Every problem is returned, with the value decoded from what is left (for
+/// validation to report its problems too).
+fn typed<K: serde::de::DeserializeOwned, T: serde::de::DeserializeOwned>(
+    v: &Value,
+    unknown: Unknown,
+) -> (Option<T>, Vec<FieldError>, Vec<String>, Vec<String>) {
+    let k = strict::decode_all::<K>(v);
+    let t = strict::decode_all::<T>(v);
+    let k_only: Vec<String> = k
+        .errors
+        .iter()
+        .filter(|e| !t.errors.iter().any(|x| x.path == e.path))
+        .map(|e| e.path.clone())
+        .collect();
+    let mut errors = k.errors;
+    for e in t.errors {
+        if !errors.iter().any(|x| x.path == e.path) {
+            errors.push(e);
+        }
+    }
+    let unknown_to_k: std::collections::BTreeSet<&String> = k.ignored.iter().collect();
+    let mut dropped = Vec::new();
+    let mut unknown_field = |path: &str, errors: &mut Vec<FieldError>| match unknown {
+        Unknown::Refuse => {
+            let name = path.rsplit(['.', '[']).next().unwrap_or(path);
+            errors.push(FieldError::new(path, format!("unknown field `{name}`")));
+        }
+        Unknown::Drop => dropped.push(path.to_string()),
     };
+    for p in &t.ignored {
+        if unknown_to_k.contains(p) {
+            unknown_field(p, &mut errors);
+        } else {
+            errors.push(FieldError::new(
+                p,
+                "not supported by Flotilla yet (a Kubernetes field; applying the object without it would lose what it asks for)",
+            ));
+        }
+    }
+    // Kubernetes' strictness too, where Flotilla's type has a field Kubernetes' does not.
+    for p in &k.ignored {
+        if !t.ignored.contains(p) {
+            unknown_field(p, &mut errors);
+        }
+    }
+    (t.value, errors, dropped, k_only)
+}
+
+/// Checks `apiVersion` and `kind`, then decodes into the typed struct of that kind,
+/// refusing unknown fields.
+pub fn decode(value: Value) -> Result<Manifest, Vec<FieldError>> {
+    match decode_with(value, Unknown::Refuse) {
+        (Some(d), errors) if errors.is_empty() => Ok(d.manifest),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// [`decode`] with a choice for unknown fields. Returns what decoded (from the document less
+/// its bad parts) and every problem found; the object is good only without problems.
+pub fn decode_with(mut value: Value, unknown: Unknown) -> (Option<Decoded>, Vec<FieldError>) {
+    let Value::Object(map) = &mut value else {
+        return (
+            None,
+            vec![FieldError::new(
+                "",
+                format!(
+                    "expected an object with apiVersion and kind, got {}",
+                    describe_value(&value)
+                ),
+            )],
+        );
+    };
+    // A user's write carries no status (kube-apiserver ignores it on the object's own path).
+    map.remove("status");
     let kind = match map.get("kind") {
         Some(Value::String(k)) if !k.is_empty() => k.clone(),
-        Some(Value::String(_)) | None => return Err(vec![FieldError::new("kind", "required")]),
+        Some(Value::String(_)) | None => return (None, vec![FieldError::new("kind", "required")]),
         Some(v) => {
-            return Err(vec![FieldError::new(
-                "kind",
-                format!("must be a string, got {}", describe_value(v)),
-            )]);
+            return (
+                None,
+                vec![FieldError::new(
+                    "kind",
+                    format!("must be a string, got {}", describe_value(v)),
+                )],
+            );
         }
     };
     let info = match kinds::by_kind(&kind) {
         Some(i) if i.user_writable => i,
         Some(_) => {
-            return Err(vec![FieldError::new(
-                "kind",
-                format!("{kind} objects are written by the agents, not applied"),
-            )]);
+            return (
+                None,
+                vec![FieldError::new(
+                    "kind",
+                    format!("{kind} objects are written by the agents, not applied"),
+                )],
+            );
         }
         None => {
             let known: Vec<&str> = kinds::KINDS
@@ -225,50 +303,124 @@ pub fn decode(value: Value) -> Result<Manifest, Vec<FieldError>> {
                 .filter(|k| k.user_writable)
                 .map(|k| k.kind)
                 .collect();
-            return Err(vec![FieldError::new(
-                "kind",
-                format!("unsupported kind {kind:?}; supported: {}", known.join(", ")),
-            )]);
+            return (
+                None,
+                vec![FieldError::new(
+                    "kind",
+                    format!("unsupported kind {kind:?}; supported: {}", known.join(", ")),
+                )],
+            );
         }
     };
     match map.get("apiVersion").and_then(Value::as_str) {
-        None => return Err(vec![FieldError::new("apiVersion", "required")]),
+        None => return (None, vec![FieldError::new("apiVersion", "required")]),
         Some(v) if v != info.api_version => {
-            return Err(vec![FieldError::new(
-                "apiVersion",
-                format!("{kind} is served as {:?}, not {v:?}", info.api_version),
-            )]);
+            return (
+                None,
+                vec![FieldError::new(
+                    "apiVersion",
+                    format!("{kind} is served as {:?}, not {v:?}", info.api_version),
+                )],
+            );
         }
         Some(_) => {}
     }
-    Ok(match info.kind {
-        "Namespace" => Manifest::Namespace(typed(value)?),
-        "ConfigMap" => Manifest::ConfigMap(typed(value)?),
-        "Secret" => Manifest::Secret(typed(value)?),
-        "Service" => Manifest::Service(typed(value)?),
-        "Pod" => Manifest::Pod(typed(value)?),
-        "ReplicaSet" => Manifest::ReplicaSet(typed(value)?),
-        "Deployment" => Manifest::Deployment(typed(value)?),
-        "DaemonSet" => Manifest::DaemonSet(typed(value)?),
-        "Job" => Manifest::Job(typed(value)?),
+    use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
+    macro_rules! of {
+        ($k:ty, $variant:ident) => {{
+            let (t, errors, dropped, k_only) = typed::<$k, _>(&value, unknown);
+            (
+                t.map(|t| Decoded {
+                    manifest: Manifest::$variant(t),
+                    dropped,
+                    k_only,
+                }),
+                errors,
+            )
+        }};
+    }
+    match info.kind {
+        "Namespace" => of!(core::Namespace, Namespace),
+        "ConfigMap" => of!(core::ConfigMap, ConfigMap),
+        "Secret" => of!(core::Secret, Secret),
+        "Service" => of!(core::Service, Service),
+        "Pod" => of!(core::Pod, Pod),
+        "ReplicaSet" => of!(apps::ReplicaSet, ReplicaSet),
+        "Deployment" => of!(apps::Deployment, Deployment),
+        "DaemonSet" => of!(apps::DaemonSet, DaemonSet),
+        "Job" => of!(batch::Job, Job),
         other => unreachable!("kind table has a user-writable kind {other} without a decoder"),
-    })
+    }
+}
+
+/// Whether two field paths are the same field or one lies inside the other (a map key may be
+/// written `data[k]` or `data.k`).
+fn related(a: &str, b: &str) -> bool {
+    let norm = |p: &str| {
+        let mut out = String::with_capacity(p.len());
+        let mut rest = p;
+        while let Some(i) = rest.find('[') {
+            out.push_str(&rest[..i]);
+            let Some(j) = rest[i..].find(']') else {
+                break;
+            };
+            let key = &rest[i + 1..i + j];
+            if key.chars().all(|c| c.is_ascii_digit()) {
+                out.push_str(&rest[i..=i + j]);
+            } else {
+                out.push('.');
+                out.push_str(key);
+            }
+            rest = &rest[i + j + 1..];
+        }
+        out.push_str(rest);
+        out
+    };
+    let (a, b) = (norm(a), norm(b));
+    let inside = |x: &str, y: &str| {
+        x == y || (x.starts_with(y) && matches!(x.as_bytes().get(y.len()), Some(b'.' | b'[')))
+    };
+    inside(&a, &b) || inside(&b, &a)
 }
 
 /// Decodes, validates and defaults one user-written object, returning it in its stored shape
-/// (no `status`, Kubernetes' defaults filled in). Every problem found is returned.
+/// (no `status`, Kubernetes' defaults filled in). Every problem found is returned: decoding
+/// problems and the validation problems of the rest of the document, together.
 pub fn prepare(value: Value) -> Result<Value, Vec<FieldError>> {
-    let mut m = decode(value)?;
-    let errors = validate::validate(&m);
+    prepare_with(value, Unknown::Refuse).map(|(v, _)| v)
+}
+
+/// [`prepare`] with a choice for unknown fields; returns the object and the unknown fields
+/// left out of it.
+pub fn prepare_with(
+    value: Value,
+    unknown: Unknown,
+) -> Result<(Value, Vec<String>), Vec<FieldError>> {
+    let (decoded, mut errors) = decode_with(value, unknown);
+    let Some(mut d) = decoded else {
+        return Err(errors);
+    };
+    let invalid = validate::validate(&d.manifest);
+    // Where only Kubernetes' type refused a value that validation also refuses, validation's
+    // words are kept; otherwise the decoding error is (validation saw a stand-in there).
+    errors.retain(|e| {
+        !(d.k_only.contains(&e.path) && invalid.iter().any(|v| related(&v.path, &e.path)))
+    });
+    let seen: Vec<String> = errors.iter().map(|e| e.path.clone()).collect();
+    errors.extend(
+        invalid
+            .into_iter()
+            .filter(|e| !seen.iter().any(|p| !p.is_empty() && related(&e.path, p))),
+    );
     if !errors.is_empty() {
         return Err(errors);
     }
-    defaults::apply(&mut m);
-    let mut v = m.to_value();
+    defaults::apply(&mut d.manifest);
+    let mut v = d.manifest.to_value();
     if let Some(o) = v.as_object_mut() {
         o.remove("status");
     }
-    Ok(v)
+    Ok((v, d.dropped))
 }
 
 /// Removes `null`s, empty lists and empty maps, which the typed structs produce for unset

@@ -112,6 +112,53 @@ fn unknown_fields_are_refused_with_their_path() {
     );
 }
 
+/// An unknown field, a wrong type and a bad value in one document: three lines, and a field
+/// Kubernetes has that Flotilla does not support is said to be so, not called unknown.
+#[test]
+fn unknown_wrong_type_bad_value_and_unsupported_fields_all_at_once() {
+    let y = DEPLOY
+        .replace("replicas: 3", "replicas: three\n  colour: red")
+        .replace("image: flotilla", "imagee: oops\n        image: flotilla");
+    let y = format!("{y}      shareProcessNamespace: true\n");
+    let y = y.replace("metadata: {name: web,", "metadata: {name: Web_1,");
+    check(
+        &y,
+        &[
+            "spec.replicas: invalid type: string \"three\"",
+            "spec.colour: unknown field `colour`",
+            "spec.template.spec.containers[0].imagee: unknown field `imagee`",
+            "spec.template.spec.shareProcessNamespace: not supported by Flotilla yet",
+            "metadata.name: \"Web_1\" is not a DNS-1123 subdomain",
+        ],
+    );
+    // A container port's hostIP, as Kubernetes spells it, is a field.
+    let ok = DEPLOY.replace(
+        "containerPort: 8080,",
+        "containerPort: 8080, hostIP: 127.0.0.1,",
+    );
+    assert!(ok.contains("hostIP"), "{ok}");
+    prep(&ok).unwrap();
+}
+
+/// With unknown fields dropped (fieldValidation=Ignore), a field Kubernetes does not know is
+/// left out and named; one Flotilla does not support is still refused.
+#[test]
+fn dropping_unknown_fields_never_drops_a_supported_or_unsupported_one() {
+    let doc = |y: &str| split_documents(y, "t.yaml").unwrap().remove(0).value;
+    let y = DEPLOY.replace("replicas: 3", "replicas: 3\n  colour: red");
+    let (v, dropped) = prepare_with(doc(&y), Unknown::Drop).unwrap();
+    assert_eq!(dropped, ["spec.colour"]);
+    assert!(v["spec"].get("colour").is_none());
+    assert_eq!(v["spec"]["replicas"], 3);
+    let y = format!("{DEPLOY}      shareProcessNamespace: true\n");
+    let e = prepare_with(doc(&y), Unknown::Drop).unwrap_err();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].message.starts_with("not supported by Flotilla yet"),
+        "{e:?}"
+    );
+}
+
 #[test]
 fn wrong_types_are_refused_with_their_path() {
     let y = DEPLOY.replace("replicas: 3", "replicas: three");

@@ -15,7 +15,7 @@ macro_rules! manifest_struct {
     ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident : $t:ty,)* }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-        #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+        #[serde(default, rename_all = "camelCase")]
         pub struct $name { $($(#[$fm])* pub $f: $t,)* }
     };
 }
@@ -96,7 +96,7 @@ manifest_struct! {
 
 /// An object with `spec` (every kind but ConfigMap and Secret).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Object<S> {
     pub api_version: String,
     pub kind: String,
@@ -263,6 +263,7 @@ manifest_struct! {
         pub name: Option<String>,
         pub container_port: i64,
         pub host_port: Option<i64>,
+        #[serde(rename = "hostIP")]
         pub host_ip: Option<String>,
         pub protocol: Option<String>,
     }

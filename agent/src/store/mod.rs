@@ -448,7 +448,19 @@ pub struct Store {
     /// The revision when the store was opened: [`Store::revision_of`] knows nothing of the
     /// changes before it.
     opened_at: i64,
+    /// Pods deleted (or marked deleted) with a grace period, by uid, the latest
+    /// [`MAX_GRACES`] (see [`Store::deletion_grace`]).
+    graces: std::sync::Arc<std::sync::Mutex<Graces>>,
 }
+
+/// Pods' delete grace periods by uid, and the uids in the order they came.
+type Graces = (
+    std::collections::HashMap<String, i64>,
+    std::collections::VecDeque<String>,
+);
+
+/// How many pods' delete grace periods are remembered.
+const MAX_GRACES: usize = 4096;
 
 fn migrator() -> Migrator {
     let m = |version, name, sql| {
@@ -506,6 +518,7 @@ impl Store {
             topics,
             proposer: Default::default(),
             opened_at: rev,
+            graces: Default::default(),
         })
     }
 
@@ -541,9 +554,36 @@ impl Store {
     }
 
     /// Publishes a commit at `rev` that wrote `objects`.
-    fn published<'a>(&self, rev: i64, objects: impl IntoIterator<Item = &'a Value>) {
+    fn published<'a>(&self, rev: i64, objects: impl IntoIterator<Item = &'a Value> + Clone) {
+        self.remember_graces(objects.clone());
         self.topics.send_modify(|t| changes::touch(t, objects, rev));
         self.latest.send_replace(rev);
+    }
+
+    /// Records the grace period of each pod among `objects` that a delete stamped one on.
+    fn remember_graces<'a>(&self, objects: impl IntoIterator<Item = &'a Value>) {
+        let mut g = None;
+        for o in objects {
+            let m = &o["metadata"];
+            if o["kind"] != "Pod" || m["deletionTimestamp"].is_null() {
+                continue;
+            }
+            let (Some(uid), Some(grace)) =
+                (m["uid"].as_str(), m["deletionGracePeriodSeconds"].as_i64())
+            else {
+                continue;
+            };
+            let guard = g.get_or_insert_with(|| self.graces.lock().expect("graces lock"));
+            let (map, order) = &mut **guard;
+            if map.insert(uid.to_string(), grace).is_none() {
+                order.push_back(uid.to_string());
+                if order.len() > MAX_GRACES
+                    && let Some(old) = order.pop_front()
+                {
+                    map.remove(&old);
+                }
+            }
+        }
     }
 
     fn encode(&self, key: &Key, obj: &Value) -> Result<Vec<u8>, StoreError> {
@@ -744,25 +784,11 @@ impl Store {
         })
     }
 
-    /// The body the log kept when the object `key` with this `uid` was deleted (its last
-    /// state, with the delete's `deletionGracePeriodSeconds`), if the log still has it.
-    pub async fn deleted_body(&self, key: &Key, uid: &str) -> Result<Option<Value>, StoreError> {
-        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT body FROM log WHERE kind = ? AND namespace = ? AND name = ? AND event = 'DELETED'
-             ORDER BY revision DESC LIMIT 4",
-        )
-        .bind(&key.kind)
-        .bind(&key.namespace)
-        .bind(&key.name)
-        .fetch_all(&self.pool)
-        .await?;
-        for body in rows {
-            let obj = self.decode(key, &body)?;
-            if obj["metadata"]["uid"].as_str() == Some(uid) {
-                return Ok(Some(obj));
-            }
-        }
-        Ok(None)
+    /// The grace period the delete of pod `uid` gave it (`gracePeriodSeconds`), if it was
+    /// deleted with one since this store opened. Its node stops the pod's containers within
+    /// it rather than within the pod's own `terminationGracePeriodSeconds`.
+    pub fn deletion_grace(&self, uid: &str) -> Option<i64> {
+        self.graces.lock().expect("graces lock").0.get(uid).copied()
     }
 
     /// Every object and the revision, read in one snapshot of the database.

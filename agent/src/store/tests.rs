@@ -611,10 +611,25 @@ async fn delete_preconditions_and_grace() {
     s.write(&Write::new(vec![with(Some(1), Some(&uid))]))
         .await
         .unwrap();
-    // The log keeps how it was deleted, for the pod's node.
-    let gone = s.deleted_body(&key, &uid).await.unwrap().unwrap();
-    assert_eq!(gone["metadata"]["deletionGracePeriodSeconds"], 5);
-    assert!(s.deleted_body(&key, "other").await.unwrap().is_none());
+    // The log keeps how it was deleted.
+    let gone = s.changes_since(1, None, 10).await.unwrap().pop().unwrap();
+    assert_eq!(gone.event, EventType::Deleted);
+    assert_eq!(gone.object["metadata"]["deletionGracePeriodSeconds"], 5);
+    // A pod's is remembered for its node; a ConfigMap has none to give.
+    assert_eq!(s.deletion_grace(&uid), None);
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}, "spec": {}});
+    let r = s.write(&Write::new(vec![put(pod)])).await.unwrap();
+    let pod_uid = r[0].object["metadata"]["uid"].as_str().unwrap().to_string();
+    s.write(&Write::new(vec![Op::Delete {
+        key: Key::new("Pod", "default", "p"),
+        resource_version: None,
+        uid: None,
+        grace_seconds: Some(1),
+        foreground: false,
+    }]))
+    .await
+    .unwrap();
+    assert_eq!(s.deletion_grace(&pod_uid), Some(1));
 }
 
 #[tokio::test]

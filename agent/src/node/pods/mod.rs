@@ -161,7 +161,6 @@ pub fn spawn(store: Store, node: Node) -> PodManager {
                 wake: wake.clone(),
                 cache: None,
                 sources_cache: HashMap::new(),
-                deletion_grace: HashMap::new(),
                 synced: HashMap::new(),
                 dispatched: std::sync::atomic::AtomicBool::new(false),
                 writing: None,
@@ -222,9 +221,6 @@ struct Manager {
     synced: HashMap<String, (i64, BTreeMap<String, PathBuf>, EtcFiles, String)>,
     /// ConfigMaps and Secrets by namespace, as of a store revision.
     sources_cache: HashMap<String, (i64, Arc<NamespaceData>)>,
-    /// The grace period a delete gave each pod whose containers are being stopped
-    /// (`deletionGracePeriodSeconds`), looked up once per pod; `None`: the pod's own.
-    deletion_grace: HashMap<String, Option<u64>>,
 }
 
 /// What the runtime shows: instances by pod uid and container name, and sandboxes.
@@ -331,26 +327,6 @@ impl Manager {
 
     fn sources_revision(&self, ns: &str) -> i64 {
         self.store.revision_of(&source_topics(ns))
-    }
-
-    /// The grace period the delete of pod `uid` asked for, from the body the store's log kept
-    /// for the deletion (a pod deleted with `--grace-period`), looked up once per pod.
-    async fn delete_grace(&mut self, uid: &str, rec: &PodRecord) -> Option<u64> {
-        if let Some(g) = self.deletion_grace.get(uid) {
-            return *g;
-        }
-        let key = crate::store::Key::new("Pod", &rec.namespace, &rec.name);
-        let g = match self.store.deleted_body(&key, uid).await {
-            Ok(body) => body
-                .and_then(|b| b["metadata"]["deletionGracePeriodSeconds"].as_i64())
-                .map(|g| g.max(0) as u64),
-            Err(e) => {
-                warn!(pod = %rec.name, error = %e, "cannot read how the pod was deleted");
-                None
-            }
-        };
-        self.deletion_grace.insert(uid.to_string(), g);
-        g
     }
 
     async fn desired(&mut self) -> anyhow::Result<Vec<Value>> {
@@ -684,13 +660,13 @@ impl Manager {
             .chain(&seen.addresses)
             .filter(|u| !desired_uids.contains(*u))
             .collect();
-        self.deletion_grace.retain(|u, _| orphans.contains(u));
         for uid in orphans {
             let mut rec = read_record(&self.node.data, uid);
             if let Some(g) = terminating.get(uid.as_str()).copied().flatten() {
                 rec.grace_seconds = g;
-            } else if let Some(g) = self.delete_grace(uid, &rec).await {
-                rec.grace_seconds = g;
+            } else if let Some(g) = self.store.deletion_grace(uid) {
+                // Deleted with --grace-period (remembered as the delete was applied here).
+                rec.grace_seconds = g.max(0) as u64;
             }
             let drain = if seen.instances.get(uid).is_some_and(|m| {
                 m.values()
