@@ -7,11 +7,13 @@ use serde_json::{Value, json};
 use super::ApiError;
 use crate::manifest::kinds::{KINDS, KindInfo};
 
+/// The Kubernetes version served: the one of the k8s-openapi types objects are checked
+/// against (its `v1_32` feature).
 pub async fn version() -> Json<Value> {
     Json(json!({
         "major": "1",
-        "minor": "31",
-        "gitVersion": format!("v1.31.0+flotilla-{}", env!("CARGO_PKG_VERSION")),
+        "minor": "32",
+        "gitVersion": format!("v1.32.0+flotilla-{}", env!("CARGO_PKG_VERSION")),
         "platform": format!("linux/{}", std::env::consts::ARCH),
     }))
 }
