@@ -195,11 +195,11 @@ async fn apply_request(
     };
     prepared.sort_by_key(|(i, o)| (rank(o), *i));
     let order: Vec<usize> = prepared.iter().map(|(i, _)| *i).collect();
-    let w = Write::new(Vec::new());
+    let now = crate::store::now_rfc3339();
     let ops = prepared
         .into_iter()
         .map(|(_, mut object)| {
-            super::objects::record_manager(&mut object, opts, &w.now, None);
+            super::objects::record_manager(&mut object, opts, &now, None);
             Op::Put {
                 object,
                 uid: new_uid(),
@@ -207,7 +207,7 @@ async fn apply_request(
             }
         })
         .collect();
-    let w = Write { ops, ..w };
+    let w = Write { now, ops };
     // A dry run plans the same write against the store and keeps nothing: conflicts and
     // address claims are checked, and each outcome is what the real apply would say.
     let applied = s.commit_or_dry_run(w, req.dry_run).await?;

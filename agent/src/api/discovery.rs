@@ -8,12 +8,13 @@ use super::ApiError;
 use crate::manifest::kinds::{KINDS, KindInfo};
 
 /// The Kubernetes version served: the one of the k8s-openapi types objects are checked
-/// against (its `v1_32` feature).
+/// against (its `v1_31` feature). kubectl 1.32 sends protobuf bodies to a 1.32 server, which
+/// this API does not read yet.
 pub async fn version() -> Json<Value> {
     Json(json!({
         "major": "1",
-        "minor": "32",
-        "gitVersion": format!("v1.32.0+flotilla-{}", env!("CARGO_PKG_VERSION")),
+        "minor": "31",
+        "gitVersion": format!("v1.31.0+flotilla-{}", env!("CARGO_PKG_VERSION")),
         "platform": format!("linux/{}", std::env::consts::ARCH),
     }))
 }

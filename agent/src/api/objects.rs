@@ -15,7 +15,7 @@ use super::path::{self, ResourcePath};
 use super::{ApiError, ApiState, parse_body, read_body};
 use crate::manifest::{self, FieldError};
 use crate::selector::{FieldSelector, Selector};
-use crate::store::{Key, Op, Write, new_uid};
+use crate::store::{Key, Op, Write, new_uid, now_rfc3339};
 
 /// Routes every resource path. Every query parameter is checked against the verb first
 /// ([`options::check`]): honoured, or refused by name.
@@ -612,16 +612,16 @@ async fn create(
         obj["metadata"]["name"] = Value::from(format!("{prefix}{}", &new_uid()[..5]));
     }
     check_namespace(s, &obj).await?;
-    let w = Write::new(Vec::new());
-    record_manager(&mut obj, opts, &w.now, None);
+    let now = now_rfc3339();
+    record_manager(&mut obj, opts, &now, None);
     let _alloc = allocation_lock(s, rp).await;
     allocate_one(s, rp, &mut obj).await?;
     let w = Write {
+        now,
         ops: vec![Op::Create {
             object: obj,
             uid: new_uid(),
         }],
-        ..w
     };
     let mut r = s.commit_or_dry_run(w, opts.dry_run).await?;
     let mut made = r.remove(0).object;
@@ -727,15 +727,15 @@ async fn update(
     opts: &options::WriteOptions,
     subresource: Option<&str>,
 ) -> Result<Value, ApiError> {
-    let w = Write::new(Vec::new());
-    record_manager(&mut obj, opts, &w.now, subresource);
+    let now = now_rfc3339();
+    record_manager(&mut obj, opts, &now, subresource);
     let w = Write {
+        now,
         ops: vec![Op::Put {
             object: obj,
             uid: new_uid(),
             create: false,
         }],
-        ..w
     };
     let mut r = s.commit_or_dry_run(w, opts.dry_run).await?;
     Ok(r.remove(0).object)
@@ -782,11 +782,11 @@ async fn put_status(
     if rp.info.namespaced {
         obj["metadata"]["namespace"] = Value::from(key.namespace.clone());
     }
-    let w = Write::new(Vec::new());
-    record_manager(&mut obj, opts, &w.now, Some("status"));
+    let now = now_rfc3339();
+    record_manager(&mut obj, opts, &now, Some("status"));
     let w = Write {
+        now,
         ops: vec![Op::Status { object: obj }],
-        ..w
     };
     let mut r = s.commit_or_dry_run(w, opts.dry_run).await?;
     Ok(r.remove(0).object)

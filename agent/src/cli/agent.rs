@@ -732,6 +732,11 @@ async fn resolve_pod_cidr(
         )
     };
     let cidr = match (a.pod_cidr, had) {
+        // A node keeps its pod CIDR: the other nodes route it there, and its pods hold
+        // addresses in it.
+        (Some(c), Some(h)) if c != h => bail!(
+            "--pod-cidr {c}: this node holds {h} (kept across restarts; `flotilla reset` the node to take another)"
+        ),
         (Some(c), _) | (None, Some(c)) => c,
         (None, None) if founder => {
             crate::node::overlay::free_pod_cidr(a.cluster_cidr, &[]).ok_or_else(full)?

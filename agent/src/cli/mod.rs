@@ -90,6 +90,15 @@ pub struct ShimArgs {
 
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    // The agent and reset work on a data dir and write its admin.yaml; a --config given to
+    // them on the command line would be ignored (one in the environment is for the clients).
+    if matches!(cli.command, Command::Agent(_) | Command::Reset(_))
+        && std::env::args().any(|a| a == "--config" || a.starts_with("--config="))
+    {
+        anyhow::bail!(
+            "--config is for client commands; the agent and reset take --data-dir (the agent writes DIR/admin.yaml)"
+        );
+    }
     let cfg = client::config_path(cli.config.as_deref());
     match cli.command {
         Command::Agent(a) => agent::run(a).await.map(|()| 0),

@@ -219,14 +219,7 @@ impl Agent {
 
     /// Runs the CLI and returns stdout, failing the test on a non-zero exit.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "flotilla {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        stdout_of(self.cli(args), "flotilla", args)
     }
 
     /// Runs the CLI with `-o json` and parses the output.
@@ -511,13 +504,17 @@ impl Agent {
 
     /// Runs kubectl and returns stdout, failing the test on a non-zero exit.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        stdout_of(self.kubectl(args), "kubectl", args)
     }
+}
+
+/// The stdout of a command that must have succeeded; otherwise the test fails with its output.
+fn stdout_of(out: Output, program: &str, args: &[&str]) -> String {
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
