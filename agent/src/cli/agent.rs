@@ -113,6 +113,12 @@ pub async fn run(a: AgentArgs) -> Result<()> {
             a.election_timeout_ms
         );
     }
+    // One agent per data dir: held until this function returns (or the process ends).
+    std::fs::create_dir_all(&a.data_dir)
+        .with_context(|| format!("creating {}", a.data_dir.display()))?;
+    let _lock = crate::node::identity::lock_data_dir(&a.data_dir)
+        .with_context(|| format!("locking {}", a.data_dir.display()))?
+        .with_context(|| format!("another agent is running on {}", a.data_dir.display()))?;
     let identity = if Identity::exists(&a.data_dir) {
         let id = Identity::load(&a.data_dir)?;
         if let Some(n) = &a.node_name

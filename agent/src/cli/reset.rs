@@ -24,26 +24,14 @@ pub fn run(a: ResetArgs) -> Result<i32> {
     if !a.data_dir.is_dir() {
         bail!("--data-dir: {} is not a directory", a.data_dir.display());
     }
-    let pid_busy = std::fs::read_dir("/proc")?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| *pid != std::process::id())
-        .any(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-            args.get(1) == Some(&&b"agent"[..])
-                && args.windows(2).any(|w| {
-                    w[0] == b"--data-dir"
-                        && std::path::Path::new(std::str::from_utf8(w[1]).unwrap_or(""))
-                            == a.data_dir
-                })
-        });
-    if pid_busy {
-        bail!(
+    // The agent holds DIR/agent.lock while it runs (however it was started).
+    let _lock = match crate::node::identity::lock_data_dir(&a.data_dir)? {
+        Some(l) => l,
+        None => bail!(
             "an agent is running on {}: stop it first (its pods would be restarted)",
             a.data_dir.display()
-        );
-    }
+        ),
+    };
     crate::node::pods::remove_all(&a.data_dir);
     // The parent of every pod cgroup, once empty (removal fails while other pods use it).
     flotilla_runtime::cgroups::remove("/flotilla");

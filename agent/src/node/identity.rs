@@ -232,3 +232,19 @@ impl Identity {
         Ok(path)
     }
 }
+
+/// The lock one agent holds on its data dir for its whole life (`DIR/agent.lock`, an flock the
+/// kernel drops when the process ends, however it ends): a second agent on the same dir, and
+/// `flotilla reset` while an agent runs, are refused. `None` when another process holds it.
+pub fn lock_data_dir(dir: &Path) -> std::io::Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("agent.lock"))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e.into()),
+    }
+}

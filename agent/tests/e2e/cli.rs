@@ -462,6 +462,25 @@ fn cli_options_that_cannot_be_honoured_are_refused() {
         "give --force too",
     );
     refused(&["token", "create", "--ttl", "200000000d"], "too long");
+    // The agent holds its data dir: reset and a second agent are refused while it runs.
+    let dir = a.data_dir().display().to_string();
+    refused(&["reset", "--data-dir", &dir], "an agent is running on");
+    refused(
+        &[
+            "agent",
+            "--data-dir",
+            &dir,
+            "--api-addr",
+            "127.0.0.1:0",
+            "--cluster-addr",
+            "127.0.0.1:0",
+        ],
+        "another agent is running on",
+    );
+    refused(
+        &["--config", "x.yaml", "reset", "--data-dir", &dir],
+        "--config is for client commands",
+    );
     // Nothing was deleted on the way.
     assert!(a.ok(&["get", "configmap", "a"]).contains("a "));
 }
