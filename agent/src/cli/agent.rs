@@ -44,6 +44,7 @@ pub struct AgentArgs {
     #[arg(long)]
     pub advertise_address: Option<IpAddr>,
     /// Most voters of the quorum (1, 3 or 5); further nodes are learners that only follow.
+    /// The node that leads applies its own value: give every node the same.
     #[arg(long, default_value_t = 3, value_parser = parse_voters)]
     pub max_voters: usize,
     /// Milliseconds of a follower's election timeout (1 to 1.25 times this, at random). After
@@ -69,9 +70,11 @@ pub struct AgentArgs {
     pub endpoint_drain: u64,
     /// Learners the leader keeps beyond the voters, ready to replace one; further nodes pull
     /// the log from peers (found by gossip), so the voters' load does not grow with the fleet.
+    /// The leader's value applies: give every node the same.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub standby_learners: usize,
-    /// Seconds a voter may be unreachable before the leader gives its vote to a healthy node.
+    /// Seconds a voter may be unreachable before the leader gives its vote to a healthy node
+    /// (the leader's value applies: give every node the same).
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub replace_voter_after: u64,
     /// Log revisions kept for watches before compaction.
@@ -563,7 +566,8 @@ pub async fn run(a: AgentArgs) -> Result<()> {
 }
 
 /// Checks the node certificate at start and hourly; renews it (signed by the CA from the
-/// store) when less than `within` is left, and reloads the QUIC endpoint and the API.
+/// store) when less than `within` is left or it lacks one of `addresses`, and reloads the
+/// QUIC endpoint and the API.
 async fn renew_certificates(
     dir: PathBuf,
     node: String,
@@ -581,7 +585,13 @@ async fn renew_certificates(
         let r: Result<()> = async {
             let pem = std::fs::read_to_string(dir.join("pki/node.crt"))?;
             let (_, not_after) = certs::validity(&pem)?;
-            if !certs::needs_renewal(not_after, chrono::Utc::now().timestamp(), within) {
+            // An address this node now advertises that its certificate does not name (a new
+            // --advertise-address on a restart): renewed at once, so peers can verify it.
+            let named = certs::ip_addresses(&pem)?;
+            let new_address = addresses.iter().any(|a| !named.contains(a));
+            if !new_address
+                && !certs::needs_renewal(not_after, chrono::Utc::now().timestamp(), within)
+            {
                 return Ok(());
             }
             let ca = store

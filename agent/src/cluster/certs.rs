@@ -25,6 +25,27 @@ pub fn validity(cert_pem: &str) -> Result<(i64, i64)> {
     ))
 }
 
+/// The IP addresses a PEM certificate names (its IP subject alternative names).
+pub fn ip_addresses(cert_pem: &str) -> Result<Vec<std::net::IpAddr>> {
+    let der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .next()
+        .context("no certificate")??;
+    let (_, c) = x509_parser::parse_x509_certificate(&der).context("parsing the certificate")?;
+    let mut out = Vec::new();
+    if let Ok(Some(san)) = c.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::IPAddress(b) = name {
+                match b.len() {
+                    4 => out.push(std::net::IpAddr::from(<[u8; 4]>::try_from(*b)?)),
+                    16 => out.push(std::net::IpAddr::from(<[u8; 16]>::try_from(*b)?)),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Whether a certificate ending at `not_after` should be renewed at `now` (Unix seconds).
 pub fn needs_renewal(not_after: i64, now: i64, renew_within: Duration) -> bool {
     not_after - now < renew_within.as_secs() as i64
@@ -55,6 +76,14 @@ pub fn install(dir: &Path, cert_pem: &str, key_pem: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_names_its_ip_addresses() {
+        let c =
+            rcgen::generate_simple_self_signed(vec!["10.0.0.5".into(), "node-1".into()]).unwrap();
+        let ips = ip_addresses(&c.cert.pem()).unwrap();
+        assert_eq!(ips, vec!["10.0.0.5".parse::<std::net::IpAddr>().unwrap()]);
+    }
 
     #[test]
     fn renewal_starts_within_the_window() {
