@@ -92,6 +92,8 @@ down() {
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
+    # Gone for good (its lock on the data dir with it) before reset runs.
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   done
   # Containers outlive their agent (their shims own them): remove them with the nodes.
   local flotilla=""
