@@ -10,14 +10,20 @@ PACKAGES=(
   openssh-client  # ssh/scp into the VMs
   iproute2        # the network namespace, bridge and taps the VMs live on
 )
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
+# Twice: installing one package can remove another (Debian's qemu-system-x86 replaces a
+# newer backported qemu-utils, and qemu-img goes with it), which the second pass puts back.
+updated=
+for _pass in 1 2; do
+  missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || break
   [[ $(id -u) -eq 0 ]] || { echo "vm-tests/deps.sh: need root to install: ${missing[*]}" >&2; exit 1; }
   echo "vm-tests: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
+  [[ -n $updated ]] || apt-get update -qq
+  updated=1
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+done
+command -v qemu-img >/dev/null || { echo "vm-tests/deps.sh: qemu-img is still missing" >&2; exit 1; }
