@@ -183,6 +183,7 @@ async fn apply_request(
                 list.join("; ")
             ),
             causes,
+            about: None,
         });
     }
 

@@ -19,11 +19,13 @@ pub enum ApiError {
     NoRoute(String),
     #[error("{0}")]
     MethodNotAllowed(String),
-    /// Validation failed; each cause names a field.
+    /// Validation failed; each cause names a field. `about` is the object's kind and name
+    /// (kubectl prints `The Pod "web" is invalid: ...` from them).
     #[error("{summary}")]
     Invalid {
         summary: String,
         causes: Vec<FieldError>,
+        about: Option<(String, String)>,
     },
     #[error("request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
@@ -90,10 +92,14 @@ impl ApiError {
             "reason": reason,
             "code": code.as_u16(),
         });
-        if let ApiError::Invalid { causes, .. } = self {
+        if let ApiError::Invalid { causes, about, .. } = self {
             status["details"] = json!({
                 "causes": causes.iter().map(|c| json!({"reason": "FieldValueInvalid", "field": c.path, "message": c.message})).collect::<Vec<_>>()
             });
+            if let Some((kind, name)) = about {
+                status["details"]["kind"] = json!(kind);
+                status["details"]["name"] = json!(name);
+            }
         }
         status
     }

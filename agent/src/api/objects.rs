@@ -571,8 +571,13 @@ fn prepare_user_object(
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
         )));
     }
+    // A create names its object in the body.
+    let name = rp
+        .name
+        .clone()
+        .or_else(|| obj["metadata"]["name"].as_str().map(String::from));
     manifest::prepare_with(obj, unknown)
-        .map_err(|causes| invalid(rp.info.kind, rp.name.as_deref(), causes))
+        .map_err(|causes| invalid(rp.info.kind, name.as_deref(), causes))
 }
 
 /// The 422 error for a refused object, listing every cause.
@@ -585,6 +590,7 @@ pub fn invalid(kind: &str, name: Option<&str>, causes: Vec<FieldError>) -> ApiEr
             list.join("; ")
         ),
         causes,
+        about: Some((kind.to_string(), name.unwrap_or("").to_string())),
     }
 }
 

@@ -373,6 +373,7 @@ fn invalid_options(kind: &str, causes: Vec<FieldError>) -> ApiError {
     ApiError::Invalid {
         summary: format!("{kind}.meta.k8s.io \"\" is invalid: {}", list.join(", ")),
         causes,
+        about: None,
     }
 }
 

@@ -256,7 +256,9 @@ fn unsupported_parameters_and_media_types_are_refused_by_name() {
     let out = a.kubectl(&["apply", "--validate=false", "-f", &shared]);
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("spec.shareProcessNamespace: not supported by Flotilla yet"),
+        text(&out).contains(
+            "The Pod \"shared\" is invalid: spec.shareProcessNamespace: not supported by Flotilla yet"
+        ),
         "{}",
         text(&out)
     );
