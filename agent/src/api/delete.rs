@@ -36,8 +36,7 @@ fn request(opts: &DeleteOptions) -> Result<DeleteRequest, ApiError> {
     })
 }
 
-fn writable(s: &ApiState, rp: &ResourcePath) -> Result<(), ApiError> {
-    let _ = s;
+fn writable(rp: &ResourcePath) -> Result<(), ApiError> {
     if !rp.info.user_writable && rp.info.kind != "Node" {
         return Err(ApiError::MethodNotAllowed(format!(
             "{} are written by the agents",
@@ -75,7 +74,7 @@ pub async fn delete(
     rp: &ResourcePath,
     opts: &DeleteOptions,
 ) -> Result<Response, ApiError> {
-    writable(s, rp)?;
+    writable(rp)?;
     let key = key_of(rp);
     let obj = s.store.get(&key).await?.ok_or_else(|| not_found(rp))?;
     let cands = candidates(s, &obj).await?;
@@ -107,7 +106,7 @@ pub async fn delete_collection(
     pairs: &[(String, String)],
     opts: &DeleteOptions,
 ) -> Result<Response, ApiError> {
-    writable(s, rp)?;
+    writable(rp)?;
     if opts.preconditions != Default::default() {
         return Err(ApiError::BadRequest(
             "preconditions name one object; a delete collection cannot take them".into(),
