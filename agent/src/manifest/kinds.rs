@@ -3,8 +3,11 @@
 //! One table drives the API router, the CLI's `get KIND` aliases and manifest parsing, so that
 //! a kind is added in one place.
 
+use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+
 /// What the API and the CLI need to know about one kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct KindInfo {
     /// `Pod`, `Deployment`, ... as written in manifests.
     pub kind: &'static str,
@@ -18,7 +21,19 @@ pub struct KindInfo {
     pub namespaced: bool,
     /// Whether users may write this kind with `apply`. Nodes and events are written by agents.
     pub user_writable: bool,
+    /// Kubernetes' schema of the kind (k8s-openapi's type): a `$ref` into the generator's
+    /// definitions. Decoding checks against it and the OpenAPI documents serve it.
+    pub schema: fn(&mut SchemaGenerator) -> Schema,
 }
+
+/// A kind is its group, version and name.
+impl PartialEq for KindInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.api_version == other.api_version
+    }
+}
+
+impl Eq for KindInfo {}
 
 impl KindInfo {
     /// The API group, empty for the core group.
@@ -47,6 +62,10 @@ impl KindInfo {
     }
 }
 
+fn of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
 const fn k(
     kind: &'static str,
     api_version: &'static str,
@@ -54,6 +73,7 @@ const fn k(
     short: &'static [&'static str],
     namespaced: bool,
     user_writable: bool,
+    schema: fn(&mut SchemaGenerator) -> Schema,
 ) -> KindInfo {
     KindInfo {
         kind,
@@ -62,6 +82,7 @@ const fn k(
         short,
         namespaced,
         user_writable,
+        schema,
     }
 }
 
@@ -74,6 +95,7 @@ pub const KINDS: &[KindInfo] = &[
         &["ns", "namespace"],
         false,
         true,
+        of::<core::Namespace>,
     ),
     k(
         "ConfigMap",
@@ -82,10 +104,35 @@ pub const KINDS: &[KindInfo] = &[
         &["cm", "configmap"],
         true,
         true,
+        of::<core::ConfigMap>,
     ),
-    k("Secret", "v1", "secrets", &["secret"], true, true),
-    k("Service", "v1", "services", &["svc", "service"], true, true),
-    k("Pod", "v1", "pods", &["po", "pod"], true, true),
+    k(
+        "Secret",
+        "v1",
+        "secrets",
+        &["secret"],
+        true,
+        true,
+        of::<core::Secret>,
+    ),
+    k(
+        "Service",
+        "v1",
+        "services",
+        &["svc", "service"],
+        true,
+        true,
+        of::<core::Service>,
+    ),
+    k(
+        "Pod",
+        "v1",
+        "pods",
+        &["po", "pod"],
+        true,
+        true,
+        of::<core::Pod>,
+    ),
     k(
         "ReplicaSet",
         "apps/v1",
@@ -93,6 +140,7 @@ pub const KINDS: &[KindInfo] = &[
         &["rs", "replicaset"],
         true,
         true,
+        of::<apps::ReplicaSet>,
     ),
     k(
         "Deployment",
@@ -101,6 +149,7 @@ pub const KINDS: &[KindInfo] = &[
         &["deploy", "deployment"],
         true,
         true,
+        of::<apps::Deployment>,
     ),
     k(
         "DaemonSet",
@@ -109,10 +158,35 @@ pub const KINDS: &[KindInfo] = &[
         &["ds", "daemonset"],
         true,
         true,
+        of::<apps::DaemonSet>,
     ),
-    k("Job", "batch/v1", "jobs", &["job"], true, true),
-    k("Node", "v1", "nodes", &["no", "node"], false, false),
-    k("Event", "v1", "events", &["ev", "event"], true, false),
+    k(
+        "Job",
+        "batch/v1",
+        "jobs",
+        &["job"],
+        true,
+        true,
+        of::<batch::Job>,
+    ),
+    k(
+        "Node",
+        "v1",
+        "nodes",
+        &["no", "node"],
+        false,
+        false,
+        of::<core::Node>,
+    ),
+    k(
+        "Event",
+        "v1",
+        "events",
+        &["ev", "event"],
+        true,
+        false,
+        of::<core::Event>,
+    ),
 ];
 
 /// Finds a kind by its `kind` name (`Deployment`).

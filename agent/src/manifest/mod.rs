@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`kinds`]: the table of supported kinds (API paths, short names, scope).
-//! - [`types`]: typed structs with Kubernetes' field names; unknown fields are errors.
+//! - [`schema`]: Kubernetes' schemas of the served kinds; strict checking against them.
+//! - [`types`]: typed structs with Kubernetes' field names, the subset Flotilla implements.
 //! - [`validate`]: semantic checks that report every bad field at once.
 //! - [`defaults`]: fills in what Kubernetes fills in.
 //! - [`quantity`]: CPU and memory quantities.
@@ -14,7 +15,7 @@
 pub mod defaults;
 pub mod kinds;
 pub mod quantity;
-pub mod strict;
+pub mod schema;
 pub mod types;
 pub mod validate;
 
@@ -192,59 +193,6 @@ pub enum Unknown {
 pub struct Decoded {
     pub manifest: Manifest,
     pub dropped: Vec<String>,
-    /// Paths of type errors only Kubernetes' type found (Flotilla's decoded the value, and
-    /// its validation may say it better, as for base64 in a Secret's `data`).
-    pub k_only: Vec<String>,
-}
-
-/// Decodes `value` as Kubernetes' type `K` and Flotilla's `T` (see [`strict`]): a field
-/// neither has is unknown, a field only Kubernetes' has is not supported; type errors of
-/// either. Every problem is returned, with the value decoded from what is left (for
-/// validation to report its problems too).
-fn typed<K: serde::de::DeserializeOwned, T: serde::de::DeserializeOwned>(
-    v: &Value,
-    unknown: Unknown,
-) -> (Option<T>, Vec<FieldError>, Vec<String>, Vec<String>) {
-    let k = strict::decode_all::<K>(v);
-    let t = strict::decode_all::<T>(v);
-    let k_only: Vec<String> = k
-        .errors
-        .iter()
-        .filter(|e| !t.errors.iter().any(|x| x.path == e.path))
-        .map(|e| e.path.clone())
-        .collect();
-    let mut errors = k.errors;
-    for e in t.errors {
-        if !errors.iter().any(|x| x.path == e.path) {
-            errors.push(e);
-        }
-    }
-    let unknown_to_k: std::collections::BTreeSet<&String> = k.ignored.iter().collect();
-    let mut dropped = Vec::new();
-    let mut unknown_field = |path: &str, errors: &mut Vec<FieldError>| match unknown {
-        Unknown::Refuse => {
-            let name = path.rsplit(['.', '[']).next().unwrap_or(path);
-            errors.push(FieldError::new(path, format!("unknown field `{name}`")));
-        }
-        Unknown::Drop => dropped.push(path.to_string()),
-    };
-    for p in &t.ignored {
-        if unknown_to_k.contains(p) {
-            unknown_field(p, &mut errors);
-        } else {
-            errors.push(FieldError::new(
-                p,
-                "not supported by Flotilla yet (a Kubernetes field; applying the object without it would lose what it asks for)",
-            ));
-        }
-    }
-    // Kubernetes' strictness too, where Flotilla's type has a field Kubernetes' does not.
-    for p in &k.ignored {
-        if !t.ignored.contains(p) {
-            unknown_field(p, &mut errors);
-        }
-    }
-    (t.value, errors, dropped, k_only)
 }
 
 /// Checks `apiVersion` and `kind`, then decodes into the typed struct of that kind,
@@ -325,31 +273,40 @@ pub fn decode_with(mut value: Value, unknown: Unknown) -> (Option<Decoded>, Vec<
         }
         Some(_) => {}
     }
-    use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
+    // Against Kubernetes' schema: unknown, unsupported and mistyped fields, all at once,
+    // and what is left decodes.
+    let checked = schema::check(info, &mut value, unknown);
     macro_rules! of {
-        ($k:ty, $variant:ident) => {{
-            let (t, errors, dropped, k_only) = typed::<$k, _>(&value, unknown);
-            (
-                t.map(|t| Decoded {
-                    manifest: Manifest::$variant(t),
-                    dropped,
-                    k_only,
-                }),
-                errors,
-            )
-        }};
+        ($variant:ident) => {
+            serde_json::from_value(value).map(Manifest::$variant)
+        };
     }
-    match info.kind {
-        "Namespace" => of!(core::Namespace, Namespace),
-        "ConfigMap" => of!(core::ConfigMap, ConfigMap),
-        "Secret" => of!(core::Secret, Secret),
-        "Service" => of!(core::Service, Service),
-        "Pod" => of!(core::Pod, Pod),
-        "ReplicaSet" => of!(apps::ReplicaSet, ReplicaSet),
-        "Deployment" => of!(apps::Deployment, Deployment),
-        "DaemonSet" => of!(apps::DaemonSet, DaemonSet),
-        "Job" => of!(batch::Job, Job),
+    let manifest = match info.kind {
+        "Namespace" => of!(Namespace),
+        "ConfigMap" => of!(ConfigMap),
+        "Secret" => of!(Secret),
+        "Service" => of!(Service),
+        "Pod" => of!(Pod),
+        "ReplicaSet" => of!(ReplicaSet),
+        "Deployment" => of!(Deployment),
+        "DaemonSet" => of!(DaemonSet),
+        "Job" => of!(Job),
         other => unreachable!("kind table has a user-writable kind {other} without a decoder"),
+    };
+    let mut errors = checked.errors;
+    match manifest {
+        Ok(manifest) => (
+            Some(Decoded {
+                manifest,
+                dropped: checked.dropped,
+            }),
+            errors,
+        ),
+        Err(e) => {
+            // The schema check leaves a decodable document; say so if it did not.
+            errors.push(FieldError::new("", e.to_string()));
+            (None, errors)
+        }
     }
 }
 
@@ -401,11 +358,7 @@ pub fn prepare_with(
         return Err(errors);
     };
     let invalid = validate::validate(&d.manifest);
-    // Where only Kubernetes' type refused a value that validation also refuses, validation's
-    // words are kept; otherwise the decoding error is (validation saw a stand-in there).
-    errors.retain(|e| {
-        !(d.k_only.contains(&e.path) && invalid.iter().any(|v| related(&v.path, &e.path)))
-    });
+    // Where decoding found a problem, validation saw the document without that part.
     let seen: Vec<String> = errors.iter().map(|e| e.path.clone()).collect();
     errors.extend(
         invalid

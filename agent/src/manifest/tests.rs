@@ -167,7 +167,7 @@ fn wrong_types_are_refused_with_their_path() {
     check(
         &y,
         &[
-            "spec.template.spec.containers[0].command: invalid type: string \"httpd\", expected a sequence",
+            "spec.template.spec.containers[0].command: invalid type: string \"httpd\", expected a list",
         ],
     );
 }
