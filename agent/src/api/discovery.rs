@@ -10,11 +10,13 @@ use crate::manifest::kinds::{KINDS, KindInfo};
 /// The Kubernetes version served: the one of the k8s-openapi types objects are checked
 /// against (its `v1_31` feature). kubectl 1.32 sends protobuf bodies to a 1.32 server, which
 /// this API does not read yet.
+pub const GIT_VERSION: &str = concat!("v1.31.0+flotilla-", env!("CARGO_PKG_VERSION"));
+
 pub async fn version() -> Json<Value> {
     Json(json!({
         "major": "1",
         "minor": "31",
-        "gitVersion": format!("v1.31.0+flotilla-{}", env!("CARGO_PKG_VERSION")),
+        "gitVersion": GIT_VERSION,
         "platform": format!("linux/{}", std::env::consts::ARCH),
     }))
 }

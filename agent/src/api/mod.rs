@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod error;
 pub mod images;
 pub mod objects;
+pub mod openapi;
 pub mod options;
 pub mod path;
 pub mod pods;
@@ -232,6 +233,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/apis", get(discovery::api_groups))
         .route("/api/v1", get(discovery::core_resources))
         .route("/apis/{group}/{version}", get(discovery::group_resources))
+        .route("/openapi/v2", get(openapi::v2))
+        .route("/openapi/v3", get(openapi::v3_index))
+        .route("/openapi/v3/{*rest}", get(openapi::v3_document_at))
         .route("/apis/flotilla.io/v1/apply", post(apply::apply))
         .route(
             "/apis/flotilla.io/v1/images",

@@ -3,11 +3,8 @@
 //! One table drives the API router, the CLI's `get KIND` aliases and manifest parsing, so that
 //! a kind is added in one place.
 
-use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
-use schemars::{JsonSchema, Schema, SchemaGenerator};
-
 /// What the API and the CLI need to know about one kind.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KindInfo {
     /// `Pod`, `Deployment`, ... as written in manifests.
     pub kind: &'static str,
@@ -21,19 +18,11 @@ pub struct KindInfo {
     pub namespaced: bool,
     /// Whether users may write this kind with `apply`. Nodes and events are written by agents.
     pub user_writable: bool,
-    /// Kubernetes' schema of the kind (k8s-openapi's type): a `$ref` into the generator's
-    /// definitions. Decoding checks against it and the OpenAPI documents serve it.
-    pub schema: fn(&mut SchemaGenerator) -> Schema,
+    /// The name of Kubernetes' schema of the kind (`io.k8s.api.core.v1.Pod`), generated from
+    /// k8s-openapi's type by `build.rs`. Decoding checks against it; the OpenAPI documents
+    /// serve it.
+    pub schema: &'static str,
 }
-
-/// A kind is its group, version and name.
-impl PartialEq for KindInfo {
-    fn eq(&self, other: &Self) -> bool {
-        self.kind == other.kind && self.api_version == other.api_version
-    }
-}
-
-impl Eq for KindInfo {}
 
 impl KindInfo {
     /// The API group, empty for the core group.
@@ -62,10 +51,6 @@ impl KindInfo {
     }
 }
 
-fn of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
-    g.subschema_for::<T>()
-}
-
 const fn k(
     kind: &'static str,
     api_version: &'static str,
@@ -73,7 +58,7 @@ const fn k(
     short: &'static [&'static str],
     namespaced: bool,
     user_writable: bool,
-    schema: fn(&mut SchemaGenerator) -> Schema,
+    schema: &'static str,
 ) -> KindInfo {
     KindInfo {
         kind,
@@ -95,7 +80,7 @@ pub const KINDS: &[KindInfo] = &[
         &["ns", "namespace"],
         false,
         true,
-        of::<core::Namespace>,
+        "io.k8s.api.core.v1.Namespace",
     ),
     k(
         "ConfigMap",
@@ -104,7 +89,7 @@ pub const KINDS: &[KindInfo] = &[
         &["cm", "configmap"],
         true,
         true,
-        of::<core::ConfigMap>,
+        "io.k8s.api.core.v1.ConfigMap",
     ),
     k(
         "Secret",
@@ -113,7 +98,7 @@ pub const KINDS: &[KindInfo] = &[
         &["secret"],
         true,
         true,
-        of::<core::Secret>,
+        "io.k8s.api.core.v1.Secret",
     ),
     k(
         "Service",
@@ -122,7 +107,7 @@ pub const KINDS: &[KindInfo] = &[
         &["svc", "service"],
         true,
         true,
-        of::<core::Service>,
+        "io.k8s.api.core.v1.Service",
     ),
     k(
         "Pod",
@@ -131,7 +116,7 @@ pub const KINDS: &[KindInfo] = &[
         &["po", "pod"],
         true,
         true,
-        of::<core::Pod>,
+        "io.k8s.api.core.v1.Pod",
     ),
     k(
         "ReplicaSet",
@@ -140,7 +125,7 @@ pub const KINDS: &[KindInfo] = &[
         &["rs", "replicaset"],
         true,
         true,
-        of::<apps::ReplicaSet>,
+        "io.k8s.api.apps.v1.ReplicaSet",
     ),
     k(
         "Deployment",
@@ -149,7 +134,7 @@ pub const KINDS: &[KindInfo] = &[
         &["deploy", "deployment"],
         true,
         true,
-        of::<apps::Deployment>,
+        "io.k8s.api.apps.v1.Deployment",
     ),
     k(
         "DaemonSet",
@@ -158,7 +143,7 @@ pub const KINDS: &[KindInfo] = &[
         &["ds", "daemonset"],
         true,
         true,
-        of::<apps::DaemonSet>,
+        "io.k8s.api.apps.v1.DaemonSet",
     ),
     k(
         "Job",
@@ -167,7 +152,7 @@ pub const KINDS: &[KindInfo] = &[
         &["job"],
         true,
         true,
-        of::<batch::Job>,
+        "io.k8s.api.batch.v1.Job",
     ),
     k(
         "Node",
@@ -176,7 +161,7 @@ pub const KINDS: &[KindInfo] = &[
         &["no", "node"],
         false,
         false,
-        of::<core::Node>,
+        "io.k8s.api.core.v1.Node",
     ),
     k(
         "Event",
@@ -185,7 +170,7 @@ pub const KINDS: &[KindInfo] = &[
         &["ev", "event"],
         true,
         false,
-        of::<core::Event>,
+        "io.k8s.api.core.v1.Event",
     ),
 ];
 

@@ -1,7 +1,8 @@
 //! Kubernetes' schemas of the served kinds, and strict checking of a document against them.
 //!
 //! The schemas come from k8s-openapi's own types (its `schemars` feature, the OpenAPI
-//! documents of the Kubernetes version the API reports), generated once per process. The same
+//! documents of the Kubernetes version the API reports), generated at build time (`build.rs`)
+//! and read once per process. The same
 //! definitions are served as the API's OpenAPI documents (`/openapi/v3`), so kubectl's
 //! `explain` and client-side checks see exactly what the agent judges by.
 //!
@@ -15,7 +16,6 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value};
 
 use super::{FieldError, KindInfo, Unknown, describe_value, kinds};
@@ -32,18 +32,15 @@ pub struct Schemas {
 }
 
 static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| {
-    let mut g = SchemaGenerator::new(SchemaSettings::openapi3());
-    let mut roots = BTreeMap::new();
-    for k in kinds::KINDS {
-        let r = (k.schema)(&mut g);
-        if let Some(name) = r.get("$ref").and_then(Value::as_str) {
-            roots.insert(k.kind, name.trim_start_matches(REF_PREFIX).to_string());
-        }
-    }
-    Schemas {
-        defs: g.take_definitions(true),
-        roots,
-    }
+    let defs: Map<String, Value> =
+        serde_json::from_str(include_str!(concat!(env!("OUT_DIR"), "/k8s-schemas.json")))
+            .expect("build.rs writes a JSON map");
+    let roots = kinds::KINDS
+        .iter()
+        .filter(|k| defs.contains_key(k.schema))
+        .map(|k| (k.kind, k.schema.to_string()))
+        .collect();
+    Schemas { defs, roots }
 });
 
 /// The schemas, generated on first use.

@@ -210,7 +210,7 @@ fn unsupported_parameters_and_media_types_are_refused_by_name() {
         "odd.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: odd, colour: red}\ndata: {a: \"1\"}\n",
     );
-    // (kubectl's --validate=warn needs the OpenAPI documents, not served yet: the API.)
+    // Through the API directly (kubectl --validate=warn: apply_validates_on_the_server...).
     let client = Client::from_config_file(&a.config()).unwrap();
     let warning = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -537,4 +537,59 @@ fn a_delete_collection_takes_the_selected_objects_in_one_write_or_previews_them(
         let all = client.get(path, &[]).await.unwrap();
         assert_eq!(names(&all), ["b1"]);
     });
+}
+
+/// kubectl's own validation path, as a user types it (no `--validate=false`): it finds the
+/// `fieldValidation` parameter in the OpenAPI v3 documents and leaves the judging to the
+/// server, which names every bad field; `explain` reads the same schemas.
+#[test]
+fn apply_validates_on_the_server_and_explain_reads_the_schemas() {
+    let a = Agent::start();
+    let good = manifest(
+        &a,
+        "good.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: good}\ndata: {a: \"1\"}\n",
+    );
+    assert_eq!(
+        a.kubectl_ok(&["apply", "-f", &good]),
+        "configmap/good created\n"
+    );
+    // Three bad fields, three findings, one answer; nothing written.
+    let bad = manifest(
+        &a,
+        "bad.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: bad, colour: red}\nspec:\n  replicas: three\n  selector: {matchLabels: {app: b}}\n  template:\n    metadata: {labels: {app: b}}\n    spec:\n      containers: [{name: c, image: flotilla.local/busybox:1, imagee: x}]\n",
+    );
+    let out = a.kubectl(&["apply", "-f", &bad]);
+    assert!(!out.status.success());
+    let said = text(&out);
+    for want in [
+        "spec.replicas: invalid type: string \"three\"",
+        "metadata.colour: unknown field",
+        "spec.template.spec.containers[0].imagee: unknown field",
+    ] {
+        assert!(said.contains(want), "{want:?} not in {said}");
+    }
+    assert!(!a.kubectl(&["get", "deployment", "bad"]).status.success());
+    // --validate=warn: the object is written without the unknown field, and kubectl says so.
+    let odd = manifest(
+        &a,
+        "odd.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: odd, colour: red}\ndata: {a: \"1\"}\n",
+    );
+    let out = a.kubectl(&["apply", "--validate=warn", "-f", &odd]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown field \"metadata.colour\""),
+        "{}",
+        text(&out)
+    );
+    // explain, from the v3 documents.
+    let out = a.kubectl_ok(&["explain", "pods.spec.containers.ports"]);
+    assert!(out.contains("FIELD: ports <[]ContainerPort>"), "{out}");
+    assert!(out.contains("containerPort\t<integer> -required-"), "{out}");
+    assert!(out.contains("hostIP\t<string>"), "{out}");
+    let out = a.kubectl_ok(&["explain", "deployment"]);
+    assert!(out.contains("GROUP:      apps"), "{out}");
+    assert!(out.contains("KIND:       Deployment"), "{out}");
 }
