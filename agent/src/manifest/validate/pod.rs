@@ -1,351 +1,15 @@
-//! Semantic validation of decoded manifests. Every problem is collected, so `apply` can list all
-//! bad fields of a document at once; the messages follow Kubernetes' wording where it has one.
+//! Pods and pod templates: containers, ports, probes and hooks, volumes, resources,
+//! tolerations, affinity and spread constraints.
 
-use std::collections::{BTreeMap, BTreeSet};
+use super::*;
 
-use base64::Engine as _;
-
-use super::types::*;
-use super::{FieldError, Manifest, quantity};
-use crate::selector::Selector;
-
-/// Collects errors under a path prefix.
-struct Errors(Vec<FieldError>);
-
-impl Errors {
-    fn add(&mut self, path: impl Into<String>, msg: impl Into<String>) {
-        self.0.push(FieldError::new(path, msg));
-    }
+/// Validates a Pod.
+pub(super) fn pod(e: &mut Errors, o: &Pod) {
+    meta(e, &o.metadata, NameRule::Subdomain, true);
+    pod_spec(e, "spec", &o.spec, None);
 }
 
-/// Validates one decoded manifest; an empty result means it may be stored.
-pub fn validate(m: &Manifest) -> Vec<FieldError> {
-    let mut e = Errors(Vec::new());
-    match m {
-        Manifest::Namespace(o) => {
-            meta(&mut e, &o.metadata, NameRule::Label, false);
-        }
-        Manifest::ConfigMap(o) => {
-            meta(&mut e, &o.metadata, NameRule::Subdomain, true);
-            let mut size = 0;
-            for (k, v) in &o.data {
-                config_key(&mut e, &format!("data[{k}]"), k);
-                size += k.len() + v.len();
-            }
-            for (k, v) in &o.binary_data {
-                config_key(&mut e, &format!("binaryData[{k}]"), k);
-                if o.data.contains_key(k) {
-                    e.add(format!("binaryData[{k}]"), "duplicate of a key in data");
-                }
-                if base64::engine::general_purpose::STANDARD.decode(v).is_err() {
-                    e.add(format!("binaryData[{k}]"), "is not valid base64");
-                }
-                size += k.len() + v.len();
-            }
-            if size > 1 << 20 {
-                e.add(
-                    "data",
-                    format!("{size} bytes is more than the 1 MiB a ConfigMap may hold"),
-                );
-            }
-        }
-        Manifest::Secret(o) => {
-            meta(&mut e, &o.metadata, NameRule::Subdomain, true);
-            for (k, v) in &o.data {
-                config_key(&mut e, &format!("data[{k}]"), k);
-                if base64::engine::general_purpose::STANDARD.decode(v).is_err() {
-                    e.add(
-                        format!("data[{k}]"),
-                        "is not valid base64 (use stringData for plain text)",
-                    );
-                }
-            }
-            for k in o.string_data.keys() {
-                config_key(&mut e, &format!("stringData[{k}]"), k);
-            }
-        }
-        Manifest::Service(o) => {
-            meta(&mut e, &o.metadata, NameRule::Label, true);
-            service(&mut e, &o.spec);
-        }
-        Manifest::Pod(o) => {
-            meta(&mut e, &o.metadata, NameRule::Subdomain, true);
-            pod_spec(&mut e, "spec", &o.spec, None);
-        }
-        Manifest::ReplicaSet(o) => {
-            meta(&mut e, &o.metadata, NameRule::Subdomain, true);
-            replicas(&mut e, o.spec.replicas);
-            non_negative(&mut e, "spec.minReadySeconds", o.spec.min_ready_seconds);
-            template(
-                &mut e,
-                o.spec.selector.as_ref(),
-                &o.spec.template,
-                Some(&["Always"]),
-            );
-        }
-        Manifest::Deployment(o) => {
-            meta(&mut e, &o.metadata, NameRule::Subdomain, true);
-            replicas(&mut e, o.spec.replicas);
-            non_negative(&mut e, "spec.minReadySeconds", o.spec.min_ready_seconds);
-            non_negative(
-                &mut e,
-                "spec.revisionHistoryLimit",
-                o.spec.revision_history_limit,
-            );
-            if let Some(p) = o.spec.progress_deadline_seconds
-                && p <= o.spec.min_ready_seconds.unwrap_or(0)
-            {
-                e.add(
-                    "spec.progressDeadlineSeconds",
-                    "must be greater than minReadySeconds",
-                );
-            }
-            template(
-                &mut e,
-                o.spec.selector.as_ref(),
-                &o.spec.template,
-                Some(&["Always"]),
-            );
-            if let Some(s) = &o.spec.strategy {
-                strategy(
-                    &mut e,
-                    "spec.strategy",
-                    s,
-                    &["RollingUpdate", "Recreate"],
-                    true,
-                );
-            }
-        }
-        Manifest::DaemonSet(o) => {
-            meta(&mut e, &o.metadata, NameRule::Subdomain, true);
-            template(
-                &mut e,
-                o.spec.selector.as_ref(),
-                &o.spec.template,
-                Some(&["Always"]),
-            );
-            if let Some(s) = &o.spec.update_strategy {
-                strategy(
-                    &mut e,
-                    "spec.updateStrategy",
-                    s,
-                    &["RollingUpdate", "OnDelete"],
-                    false,
-                );
-            }
-        }
-        Manifest::Job(o) => {
-            meta(&mut e, &o.metadata, NameRule::Subdomain, true);
-            non_negative(&mut e, "spec.completions", o.spec.completions);
-            non_negative(&mut e, "spec.parallelism", o.spec.parallelism);
-            non_negative(&mut e, "spec.backoffLimit", o.spec.backoff_limit);
-            if let Some(d) = o.spec.active_deadline_seconds
-                && d <= 0
-            {
-                e.add("spec.activeDeadlineSeconds", "must be greater than 0");
-            }
-            if o.spec.template.spec.restart_policy.is_none() {
-                e.add(
-                    "spec.template.spec.restartPolicy",
-                    "required for a Job: \"OnFailure\" or \"Never\"",
-                );
-            }
-            if o.spec.selector.is_some() && o.spec.manual_selector != Some(true) {
-                e.add(
-                    "spec.selector",
-                    "is generated for a Job; set manualSelector: true to give your own",
-                );
-            }
-            let sel = if o.spec.manual_selector == Some(true) {
-                o.spec.selector.as_ref()
-            } else {
-                None
-            };
-            labels(
-                &mut e,
-                "spec.template.metadata.labels",
-                &o.spec.template.metadata.labels,
-            );
-            if let Some(sel) = sel {
-                selector_matches_template(&mut e, sel, &o.spec.template);
-            }
-            pod_spec(
-                &mut e,
-                "spec.template.spec",
-                &o.spec.template.spec,
-                Some(&["OnFailure", "Never"]),
-            );
-        }
-    }
-    e.0
-}
-
-#[derive(Clone, Copy)]
-enum NameRule {
-    /// RFC 1123 label: at most 63 characters, no dots.
-    Label,
-    /// RFC 1123 subdomain: at most 253 characters, dots allowed.
-    Subdomain,
-}
-
-fn meta(e: &mut Errors, m: &ObjectMeta, rule: NameRule, namespaced: bool) {
-    if m.name.is_empty() {
-        if m.generate_name.is_none() {
-            e.add("metadata.name", "required");
-        }
-    } else {
-        let err = match rule {
-            NameRule::Label => dns_label_error(&m.name),
-            NameRule::Subdomain => dns_subdomain_error(&m.name),
-        };
-        if let Some(err) = err {
-            e.add("metadata.name", format!("{:?} {err}", m.name));
-        }
-    }
-    if let Some(ns) = &m.namespace {
-        if !namespaced {
-            e.add(
-                "metadata.namespace",
-                "not allowed: this kind is not namespaced",
-            );
-        } else if let Some(err) = dns_label_error(ns) {
-            e.add("metadata.namespace", format!("{ns:?} {err}"));
-        }
-    }
-    labels(e, "metadata.labels", &m.labels);
-    for k in m.annotations.keys() {
-        if let Some(err) = label_key_error(k) {
-            e.add(format!("metadata.annotations[{k}]"), format!("key {err}"));
-        }
-    }
-    let size: usize = m.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if size > 256 * 1024 {
-        e.add(
-            "metadata.annotations",
-            "may not be larger than 256 KiB in all",
-        );
-    }
-}
-
-fn labels(e: &mut Errors, path: &str, l: &BTreeMap<String, String>) {
-    for (k, v) in l {
-        if let Some(err) = label_key_error(k) {
-            e.add(format!("{path}[{k}]"), format!("key {err}"));
-        }
-        if let Some(err) = label_value_error(v) {
-            e.add(format!("{path}[{k}]"), format!("value {v:?} {err}"));
-        }
-    }
-}
-
-fn replicas(e: &mut Errors, r: Option<i64>) {
-    if let Some(r) = r
-        && r < 0
-    {
-        e.add(
-            "spec.replicas",
-            format!("{r} must be greater than or equal to 0"),
-        );
-    }
-}
-
-fn non_negative(e: &mut Errors, path: &str, v: Option<i64>) {
-    if let Some(v) = v
-        && v < 0
-    {
-        e.add(path, format!("{v} must be greater than or equal to 0"));
-    }
-}
-
-fn template(
-    e: &mut Errors,
-    sel: Option<&LabelSelector>,
-    t: &PodTemplateSpec,
-    restart: Option<&[&str]>,
-) {
-    labels(e, "spec.template.metadata.labels", &t.metadata.labels);
-    match sel {
-        None => e.add("spec.selector", "required"),
-        Some(sel) => selector_matches_template(e, sel, t),
-    }
-    pod_spec(e, "spec.template.spec", &t.spec, restart);
-}
-
-fn selector_matches_template(e: &mut Errors, sel: &LabelSelector, t: &PodTemplateSpec) {
-    match Selector::from_label_selector(sel) {
-        Err(err) => e.add("spec.selector", err),
-        Ok(s) if s.is_empty() => e.add("spec.selector", "must not be empty"),
-        Ok(s) if !s.matches(&t.metadata.labels) => e.add(
-            "spec.template.metadata.labels",
-            format!(
-                "selector {s:?} does not match the template's labels",
-                s = s.to_string()
-            ),
-        ),
-        Ok(_) => {}
-    }
-}
-
-fn strategy(e: &mut Errors, path: &str, s: &DeploymentStrategy, types: &[&str], surge: bool) {
-    let ty = s.type_.as_deref().unwrap_or("RollingUpdate");
-    if !types.contains(&ty) {
-        e.add(
-            format!("{path}.type"),
-            format!("{ty:?} is not one of {}", types.join(", ")),
-        );
-    }
-    let Some(ru) = &s.rolling_update else { return };
-    if ty != "RollingUpdate" {
-        e.add(
-            format!("{path}.rollingUpdate"),
-            format!("not allowed with type {ty:?}"),
-        );
-        return;
-    }
-    let su = ru
-        .max_surge
-        .as_ref()
-        .map(|v| int_or_percent(e, &format!("{path}.rollingUpdate.maxSurge"), v));
-    let un = ru
-        .max_unavailable
-        .as_ref()
-        .map(|v| int_or_percent(e, &format!("{path}.rollingUpdate.maxUnavailable"), v));
-    if !surge && ru.max_surge.is_some() && un == Some(Some(0)) && su == Some(Some(0)) {
-        e.add(
-            format!("{path}.rollingUpdate.maxUnavailable"),
-            "may not be 0 when maxSurge is 0",
-        );
-    }
-    if surge && su == Some(Some(0)) && un == Some(Some(0)) {
-        e.add(
-            format!("{path}.rollingUpdate.maxUnavailable"),
-            "may not be 0 when maxSurge is 0",
-        );
-    }
-}
-
-/// Checks an int or a percentage and returns its number (the percent for a percentage).
-fn int_or_percent(e: &mut Errors, path: &str, v: &IntOrString) -> Option<i64> {
-    match v {
-        IntOrString::Int(i) if *i < 0 => {
-            e.add(path, format!("{i} must be greater than or equal to 0"));
-            None
-        }
-        IntOrString::Int(i) => Some(*i),
-        IntOrString::Str(s) => match s.strip_suffix('%').and_then(|n| n.parse::<i64>().ok()) {
-            Some(p) if (0..=100).contains(&p) => Some(p),
-            _ => {
-                e.add(
-                    path,
-                    format!("{s:?} must be an integer or a percentage such as \"25%\""),
-                );
-                None
-            }
-        },
-    }
-}
-
-fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Option<&[&str]>) {
+pub(super) fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Option<&[&str]>) {
     if s.containers.is_empty() {
         e.add(
             format!("{p}.containers"),
@@ -524,7 +188,7 @@ fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Option<&[&str
     }
 }
 
-fn key_paths(e: &mut Errors, p: &str, items: &[KeyToPath], default_mode: Option<i64>) {
+pub(super) fn key_paths(e: &mut Errors, p: &str, items: &[KeyToPath], default_mode: Option<i64>) {
     mode(e, &format!("{p}.defaultMode"), default_mode);
     for (i, it) in items.iter().enumerate() {
         if it.key.is_empty() {
@@ -540,7 +204,7 @@ fn key_paths(e: &mut Errors, p: &str, items: &[KeyToPath], default_mode: Option<
     }
 }
 
-fn mode(e: &mut Errors, p: &str, m: Option<i64>) {
+pub(super) fn mode(e: &mut Errors, p: &str, m: Option<i64>) {
     if let Some(m) = m
         && !(0..=0o777).contains(&m)
     {
@@ -551,7 +215,7 @@ fn mode(e: &mut Errors, p: &str, m: Option<i64>) {
     }
 }
 
-fn toleration(e: &mut Errors, p: &str, t: &Toleration) {
+pub(super) fn toleration(e: &mut Errors, p: &str, t: &Toleration) {
     let op = t.operator.as_deref().unwrap_or("Equal");
     if !["Equal", "Exists"].contains(&op) {
         e.add(
@@ -584,7 +248,7 @@ fn toleration(e: &mut Errors, p: &str, t: &Toleration) {
     }
 }
 
-fn node_affinity(e: &mut Errors, p: &str, na: &NodeAffinity) {
+pub(super) fn node_affinity(e: &mut Errors, p: &str, na: &NodeAffinity) {
     if let Some(req) = &na.required_during_scheduling_ignored_during_execution {
         let rp = format!("{p}.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms");
         if req.node_selector_terms.is_empty() {
@@ -610,7 +274,7 @@ fn node_affinity(e: &mut Errors, p: &str, na: &NodeAffinity) {
     }
 }
 
-fn node_selector_term(e: &mut Errors, p: &str, t: &NodeSelectorTerm) {
+pub(super) fn node_selector_term(e: &mut Errors, p: &str, t: &NodeSelectorTerm) {
     if t.match_expressions.is_empty() && t.match_fields.is_empty() {
         e.add(p, "must have matchExpressions or matchFields");
     }
@@ -662,7 +326,7 @@ fn node_selector_term(e: &mut Errors, p: &str, t: &NodeSelectorTerm) {
     }
 }
 
-fn spread_constraint(e: &mut Errors, p: &str, c: &TopologySpreadConstraint) {
+pub(super) fn spread_constraint(e: &mut Errors, p: &str, c: &TopologySpreadConstraint) {
     if c.max_skew < 1 {
         e.add(
             format!("{p}.maxSkew"),
@@ -692,22 +356,8 @@ fn spread_constraint(e: &mut Errors, p: &str, c: &TopologySpreadConstraint) {
     }
 }
 
-fn port_number(e: &mut Errors, p: &str, n: i64) {
-    if !(1..=65535).contains(&n) {
-        e.add(p, format!("{n} is not in 1-65535"));
-    }
-}
-
-fn protocol(e: &mut Errors, p: &str, proto: Option<&str>) -> String {
-    let proto = proto.unwrap_or("TCP");
-    if !["TCP", "UDP", "SCTP"].contains(&proto) {
-        e.add(p, format!("{proto:?} is not one of TCP, UDP, SCTP"));
-    }
-    proto.to_string()
-}
-
 #[allow(clippy::too_many_arguments)]
-fn container(
+pub(super) fn container(
     e: &mut Errors,
     cp: &str,
     c: &Container,
@@ -970,7 +620,7 @@ fn container(
     }
 }
 
-fn handler(
+pub(super) fn handler(
     e: &mut Errors,
     p: &str,
     exec: Option<&ExecAction>,
@@ -1015,7 +665,7 @@ fn handler(
     }
 }
 
-fn resources(e: &mut Errors, p: &str, r: &ResourceRequirements) {
+pub(super) fn resources(e: &mut Errors, p: &str, r: &ResourceRequirements) {
     const KNOWN: &[&str] = &["cpu", "memory", "ephemeral-storage", "pids"];
     let mut parsed = BTreeMap::new();
     for (section, map) in [("limits", &r.limits), ("requests", &r.requests)] {
@@ -1051,228 +701,4 @@ fn resources(e: &mut Errors, p: &str, r: &ResourceRequirements) {
             );
         }
     }
-}
-
-fn service(e: &mut Errors, s: &ServiceSpec) {
-    let ty = s.type_.as_deref().unwrap_or("ClusterIP");
-    if !["ClusterIP", "NodePort"].contains(&ty) {
-        e.add(
-            "spec.type",
-            format!("{ty:?} is not supported; use ClusterIP or NodePort"),
-        );
-    }
-    labels(e, "spec.selector", &s.selector);
-    if let Some(ip) = &s.cluster_ip {
-        if !ip.is_empty() && ip != "None" && ip.parse::<std::net::Ipv4Addr>().is_err() {
-            e.add(
-                "spec.clusterIP",
-                format!("{ip:?} must be empty, \"None\" or an IPv4 address"),
-            );
-        }
-        if ip == "None" && ty == "NodePort" {
-            e.add(
-                "spec.clusterIP",
-                "a headless service (None) cannot be of type NodePort",
-            );
-        }
-    }
-    if s.ports.is_empty() && s.cluster_ip.as_deref() != Some("None") {
-        e.add("spec.ports", "required");
-    }
-    let mut names = BTreeSet::new();
-    let mut seen = BTreeSet::new();
-    let mut node_ports = BTreeSet::new();
-    for (i, port) in s.ports.iter().enumerate() {
-        let pp = format!("spec.ports[{i}]");
-        port_number(e, &format!("{pp}.port"), port.port);
-        let proto = protocol(e, &format!("{pp}.protocol"), port.protocol.as_deref());
-        match &port.name {
-            None if s.ports.len() > 1 => e.add(
-                format!("{pp}.name"),
-                "required when a service has more than one port",
-            ),
-            None => {}
-            Some(n) => {
-                if let Some(err) = dns_label_error(n) {
-                    e.add(format!("{pp}.name"), format!("{n:?} {err}"));
-                } else if !names.insert(n.clone()) {
-                    e.add(format!("{pp}.name"), format!("duplicate port name {n:?}"));
-                }
-            }
-        }
-        if (1..=65535).contains(&port.port) && !seen.insert((port.port, proto.clone())) {
-            e.add(
-                format!("{pp}.port"),
-                format!("duplicate port {}/{proto}", port.port),
-            );
-        }
-        match &port.target_port {
-            Some(IntOrString::Int(n)) => port_number(e, &format!("{pp}.targetPort"), *n),
-            Some(IntOrString::Str(n)) => {
-                if let Some(err) = port_name_error(n) {
-                    e.add(format!("{pp}.targetPort"), format!("{n:?} {err}"));
-                }
-            }
-            None => {}
-        }
-        if let Some(np) = port.node_port {
-            if ty != "NodePort" {
-                e.add(
-                    format!("{pp}.nodePort"),
-                    "only allowed when spec.type is NodePort",
-                );
-            } else if !(30000..=32767).contains(&np) {
-                e.add(
-                    format!("{pp}.nodePort"),
-                    format!("{np} is not in the NodePort range 30000-32767"),
-                );
-            } else if !node_ports.insert(np) {
-                e.add(format!("{pp}.nodePort"), format!("duplicate nodePort {np}"));
-            }
-        }
-    }
-    let aff = s.session_affinity.as_deref().unwrap_or("None");
-    if !["None", "ClientIP"].contains(&aff) {
-        e.add(
-            "spec.sessionAffinity",
-            format!("{aff:?} is not one of None, ClientIP"),
-        );
-    }
-    if let Some(t) = s
-        .session_affinity_config
-        .as_ref()
-        .and_then(|c| c.client_ip.as_ref())
-        .and_then(|c| c.timeout_seconds)
-    {
-        if aff != "ClientIP" {
-            e.add(
-                "spec.sessionAffinityConfig",
-                "only allowed when sessionAffinity is ClientIP",
-            );
-        } else if !(1..=86400).contains(&t) {
-            e.add(
-                "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
-                format!("{t} is not in 1-86400"),
-            );
-        }
-    }
-}
-
-fn config_key(e: &mut Errors, p: &str, k: &str) {
-    let ok = !k.is_empty()
-        && k.len() <= 253
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && k != "."
-        && k != ".."
-        && !k.starts_with("..");
-    if !ok {
-        e.add(
-            p,
-            "key must consist of letters, digits, '-', '_' or '.', at most 253 characters",
-        );
-    }
-}
-
-/// Why `s` is not an RFC 1123 label (lower-case letters, digits and '-', at most 63 characters,
-/// starting and ending with a letter or digit), or `None` if it is one.
-pub fn dns_label_error(s: &str) -> Option<String> {
-    if s.is_empty() {
-        return Some("must not be empty".into());
-    }
-    if s.len() > 63 {
-        return Some(format!("is {} characters, more than 63", s.len()));
-    }
-    if !s
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        return Some(
-            "is not a DNS-1123 label: only lower-case letters, digits and '-' are allowed".into(),
-        );
-    }
-    if s.starts_with('-') || s.ends_with('-') {
-        return Some("is not a DNS-1123 label: must start and end with a letter or digit".into());
-    }
-    None
-}
-
-/// Why `s` is not an RFC 1123 subdomain (labels joined by dots, at most 253 characters).
-pub fn dns_subdomain_error(s: &str) -> Option<String> {
-    if s.len() > 253 {
-        return Some(format!("is {} characters, more than 253", s.len()));
-    }
-    if s.is_empty() {
-        return Some("must not be empty".into());
-    }
-    let ok = s.split('.').all(|l| {
-        !l.is_empty()
-            && l.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    });
-    (!ok).then(|| {
-        "is not a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit".into()
-    })
-}
-
-/// Why `s` is not a port name (IANA service name: at most 15 characters, lower-case letters,
-/// digits and '-', at least one letter).
-pub fn port_name_error(s: &str) -> Option<String> {
-    if s.len() > 15 {
-        return Some("must be at most 15 characters".into());
-    }
-    if let Some(e) = dns_label_error(s) {
-        return Some(e);
-    }
-    if !s.chars().any(|c| c.is_ascii_lowercase()) {
-        return Some("must contain at least one letter".into());
-    }
-    if s.contains("--") {
-        return Some("must not contain '--'".into());
-    }
-    None
-}
-
-/// Why `k` is not a label key (`[prefix/]name`, name at most 63 characters of letters, digits,
-/// '-', '_' and '.', starting and ending alphanumeric; prefix a DNS subdomain).
-pub fn label_key_error(k: &str) -> Option<String> {
-    let (prefix, name) = match k.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, k),
-    };
-    if let Some(p) = prefix
-        && let Some(e) = dns_subdomain_error(p)
-    {
-        return Some(format!("prefix {p:?} {e}"));
-    }
-    if name.is_empty() {
-        return Some("name part must not be empty".into());
-    }
-    qualified_name_error(name)
-}
-
-/// Why `v` is not a label value (empty, or like a key's name part).
-pub fn label_value_error(v: &str) -> Option<String> {
-    if v.is_empty() {
-        None
-    } else {
-        qualified_name_error(v)
-    }
-}
-
-fn qualified_name_error(n: &str) -> Option<String> {
-    if n.len() > 63 {
-        return Some("must be at most 63 characters".into());
-    }
-    let ok = n
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && n.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && n.ends_with(|c: char| c.is_ascii_alphanumeric());
-    (!ok).then(|| {
-        "must be letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-            .into()
-    })
 }
