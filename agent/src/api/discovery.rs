@@ -57,14 +57,18 @@ fn resource_list(group_version: &str) -> Value {
             } else {
                 vec!["get", "list", "watch"]
             };
-            json!({
+            let mut r = json!({
                 "name": k.plural,
                 "singularName": k.kind.to_ascii_lowercase(),
                 "namespaced": k.namespaced,
                 "kind": k.kind,
                 "verbs": verbs,
                 "shortNames": k.short.iter().filter(|s| **s != k.kind.to_ascii_lowercase()).collect::<Vec<_>>(),
-            })
+            });
+            if !k.categories.is_empty() {
+                r["categories"] = json!(k.categories);
+            }
+            r
         })
         .collect();
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})

@@ -14,6 +14,8 @@ pub struct KindInfo {
     pub plural: &'static str,
     /// Extra names the CLI accepts (`po`, `deploy`, ...).
     pub short: &'static [&'static str],
+    /// Groups a client may ask for by one name (`kubectl get all`), served in discovery.
+    pub categories: &'static [&'static str],
     /// Namespaced kinds live under `/namespaces/{ns}/`; cluster-scoped ones do not.
     pub namespaced: bool,
     /// Whether users may write this kind with `apply`. Nodes and events are written by agents.
@@ -51,127 +53,114 @@ impl KindInfo {
     }
 }
 
-const fn k(
-    kind: &'static str,
-    api_version: &'static str,
-    plural: &'static str,
-    short: &'static [&'static str],
-    namespaced: bool,
-    user_writable: bool,
-    schema: &'static str,
-) -> KindInfo {
-    KindInfo {
-        kind,
-        api_version,
-        plural,
-        short,
-        namespaced,
-        user_writable,
-        schema,
-    }
-}
+/// What a row leaves out: a namespaced, user-written core kind in no category.
+const ROW: KindInfo = KindInfo {
+    kind: "",
+    api_version: "v1",
+    plural: "",
+    short: &[],
+    categories: &[],
+    namespaced: true,
+    user_writable: true,
+    schema: "",
+};
+
+/// The `all` category (`kubectl get all`), as Kubernetes puts its workloads and Services in it.
+const ALL: &[&str] = &["all"];
 
 /// Every kind, in the order `apply` writes them (namespaces and configuration before workloads).
 pub const KINDS: &[KindInfo] = &[
-    k(
-        "Namespace",
-        "v1",
-        "namespaces",
-        &["ns", "namespace"],
-        false,
-        true,
-        "io.k8s.api.core.v1.Namespace",
-    ),
-    k(
-        "ConfigMap",
-        "v1",
-        "configmaps",
-        &["cm", "configmap"],
-        true,
-        true,
-        "io.k8s.api.core.v1.ConfigMap",
-    ),
-    k(
-        "Secret",
-        "v1",
-        "secrets",
-        &["secret"],
-        true,
-        true,
-        "io.k8s.api.core.v1.Secret",
-    ),
-    k(
-        "Service",
-        "v1",
-        "services",
-        &["svc", "service"],
-        true,
-        true,
-        "io.k8s.api.core.v1.Service",
-    ),
-    k(
-        "Pod",
-        "v1",
-        "pods",
-        &["po", "pod"],
-        true,
-        true,
-        "io.k8s.api.core.v1.Pod",
-    ),
-    k(
-        "ReplicaSet",
-        "apps/v1",
-        "replicasets",
-        &["rs", "replicaset"],
-        true,
-        true,
-        "io.k8s.api.apps.v1.ReplicaSet",
-    ),
-    k(
-        "Deployment",
-        "apps/v1",
-        "deployments",
-        &["deploy", "deployment"],
-        true,
-        true,
-        "io.k8s.api.apps.v1.Deployment",
-    ),
-    k(
-        "DaemonSet",
-        "apps/v1",
-        "daemonsets",
-        &["ds", "daemonset"],
-        true,
-        true,
-        "io.k8s.api.apps.v1.DaemonSet",
-    ),
-    k(
-        "Job",
-        "batch/v1",
-        "jobs",
-        &["job"],
-        true,
-        true,
-        "io.k8s.api.batch.v1.Job",
-    ),
-    k(
-        "Node",
-        "v1",
-        "nodes",
-        &["no", "node"],
-        false,
-        false,
-        "io.k8s.api.core.v1.Node",
-    ),
-    k(
-        "Event",
-        "v1",
-        "events",
-        &["ev", "event"],
-        true,
-        false,
-        "io.k8s.api.core.v1.Event",
-    ),
+    KindInfo {
+        kind: "Namespace",
+        plural: "namespaces",
+        short: &["ns", "namespace"],
+        namespaced: false,
+        schema: "io.k8s.api.core.v1.Namespace",
+        ..ROW
+    },
+    KindInfo {
+        kind: "ConfigMap",
+        plural: "configmaps",
+        short: &["cm", "configmap"],
+        schema: "io.k8s.api.core.v1.ConfigMap",
+        ..ROW
+    },
+    KindInfo {
+        kind: "Secret",
+        plural: "secrets",
+        short: &["secret"],
+        schema: "io.k8s.api.core.v1.Secret",
+        ..ROW
+    },
+    KindInfo {
+        kind: "Service",
+        plural: "services",
+        short: &["svc", "service"],
+        categories: ALL,
+        schema: "io.k8s.api.core.v1.Service",
+        ..ROW
+    },
+    KindInfo {
+        kind: "Pod",
+        plural: "pods",
+        short: &["po", "pod"],
+        categories: ALL,
+        schema: "io.k8s.api.core.v1.Pod",
+        ..ROW
+    },
+    KindInfo {
+        kind: "ReplicaSet",
+        api_version: "apps/v1",
+        plural: "replicasets",
+        short: &["rs", "replicaset"],
+        categories: ALL,
+        schema: "io.k8s.api.apps.v1.ReplicaSet",
+        ..ROW
+    },
+    KindInfo {
+        kind: "Deployment",
+        api_version: "apps/v1",
+        plural: "deployments",
+        short: &["deploy", "deployment"],
+        categories: ALL,
+        schema: "io.k8s.api.apps.v1.Deployment",
+        ..ROW
+    },
+    KindInfo {
+        kind: "DaemonSet",
+        api_version: "apps/v1",
+        plural: "daemonsets",
+        short: &["ds", "daemonset"],
+        categories: ALL,
+        schema: "io.k8s.api.apps.v1.DaemonSet",
+        ..ROW
+    },
+    KindInfo {
+        kind: "Job",
+        api_version: "batch/v1",
+        plural: "jobs",
+        short: &["job"],
+        categories: ALL,
+        schema: "io.k8s.api.batch.v1.Job",
+        ..ROW
+    },
+    KindInfo {
+        kind: "Node",
+        plural: "nodes",
+        short: &["no", "node"],
+        namespaced: false,
+        user_writable: false,
+        schema: "io.k8s.api.core.v1.Node",
+        ..ROW
+    },
+    KindInfo {
+        kind: "Event",
+        plural: "events",
+        short: &["ev", "event"],
+        user_writable: false,
+        schema: "io.k8s.api.core.v1.Event",
+        ..ROW
+    },
 ];
 
 /// Finds a kind by its `kind` name (`Deployment`).

@@ -593,3 +593,20 @@ fn apply_validates_on_the_server_and_explain_reads_the_schemas() {
     assert!(out.contains("GROUP:      apps"), "{out}");
     assert!(out.contains("KIND:       Deployment"), "{out}");
 }
+
+/// `kubectl get all` asks discovery for the `all` category: workloads and Services, not
+/// configuration.
+#[test]
+fn get_all_lists_the_all_category() {
+    let a = Agent::start();
+    let f = manifest(
+        &a,
+        "all.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 80}]\n---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: once}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: flotilla.local/busybox:1}]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n",
+    );
+    a.kubectl_ok(&["apply", "-f", &f]);
+    let out = a.kubectl_ok(&["get", "all", "-o", "name"]);
+    assert!(out.contains("service/web\n"), "{out}");
+    assert!(out.contains("job.batch/once\n"), "{out}");
+    assert!(!out.contains("configmap"), "{out}");
+}
