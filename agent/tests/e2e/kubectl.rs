@@ -610,3 +610,54 @@ fn get_all_lists_the_all_category() {
     assert!(out.contains("job.batch/once\n"), "{out}");
     assert!(!out.contains("configmap"), "{out}");
 }
+
+/// Whether everything `want` says is in `got` (which may add defaults and status).
+fn within(want: &Value, got: &Value, path: &str) -> Result<(), String> {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => w.iter().try_for_each(|(k, v)| match g.get(k) {
+            Some(x) => within(v, x, &format!("{path}.{k}")),
+            None => Err(format!("{path}.{k} is missing")),
+        }),
+        (Value::Array(w), Value::Array(g)) if w.len() == g.len() => w
+            .iter()
+            .zip(g)
+            .enumerate()
+            .try_for_each(|(i, (v, x))| within(v, x, &format!("{path}[{i}]"))),
+        (w, g) if w == g => Ok(()),
+        (w, g) => Err(format!("{path}: wrote {w}, read back {g}")),
+    }
+}
+
+/// One manifest per served kind, from Kubernetes' documentation (images made local, pulls
+/// off, so nothing leaves the machine): each applies with plain kubectl and reads back with
+/// everything it said, plus Kubernetes' defaults.
+#[test]
+fn documentation_manifests_round_trip_through_kubectl() {
+    let a = Agent::start();
+    let img = "flotilla.local/busybox:1";
+    let docs = [
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: development\n  labels:\n    name: development\n".to_string(),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: game-demo\ndata:\n  player_initial_lives: \"3\"\n  ui_properties_file_name: \"user-interface.properties\"\n  game.properties: |\n    enemy.types=aliens,monsters\n    player.maximum-lives=5\n  user-interface.properties: |\n    color.good=purple\n    color.bad=yellow\n    allow.textmode=true\n".to_string(),
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: mysecret\ntype: Opaque\ndata:\n  username: YWRtaW4=\n  password: MWYyZDFlMmU2N2Rm\n".to_string(),
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: my-service\nspec:\n  selector:\n    app.kubernetes.io/name: MyApp\n  ports:\n    - protocol: TCP\n      port: 80\n      targetPort: 9376\n".to_string(),
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: nginx\nspec:\n  containers:\n  - name: nginx\n    image: {img}\n    imagePullPolicy: Never\n    ports:\n    - containerPort: 80\n"),
+        format!("apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: frontend\n  labels:\n    app: guestbook\n    tier: frontend\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      tier: frontend\n  template:\n    metadata:\n      labels:\n        tier: frontend\n    spec:\n      containers:\n      - name: php-redis\n        image: {img}\n        imagePullPolicy: Never\n"),
+        format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: nginx-deployment\n  labels:\n    app: nginx\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: nginx\n  template:\n    metadata:\n      labels:\n        app: nginx\n    spec:\n      containers:\n      - name: nginx\n        image: {img}\n        imagePullPolicy: Never\n        ports:\n        - containerPort: 80\n"),
+        format!("apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: fluentd-elasticsearch\n  labels:\n    k8s-app: fluentd-logging\nspec:\n  selector:\n    matchLabels:\n      name: fluentd-elasticsearch\n  template:\n    metadata:\n      labels:\n        name: fluentd-elasticsearch\n    spec:\n      tolerations:\n      - key: node-role.kubernetes.io/control-plane\n        operator: Exists\n        effect: NoSchedule\n      containers:\n      - name: fluentd-elasticsearch\n        image: {img}\n        imagePullPolicy: Never\n        resources:\n          limits:\n            memory: 200Mi\n          requests:\n            cpu: 100m\n            memory: 200Mi\n        volumeMounts:\n        - name: varlog\n          mountPath: /var/log\n      terminationGracePeriodSeconds: 30\n      volumes:\n      - name: varlog\n        hostPath:\n          path: /var/log\n"),
+        format!("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: pi\nspec:\n  template:\n    spec:\n      containers:\n      - name: pi\n        image: {img}\n        imagePullPolicy: Never\n        command: [\"perl\", \"-Mbignum=bpi\", \"-wle\", \"print bpi(2000)\"]\n      restartPolicy: Never\n  backoffLimit: 4\n"),
+    ];
+    for (i, doc) in docs.iter().enumerate() {
+        let file = manifest(&a, &format!("doc{i}.yaml"), doc);
+        let out = a.kubectl(&["apply", "-f", &file]);
+        assert!(out.status.success(), "{doc}\n{}", text(&out));
+        let want: Value = serde_norway::from_str(doc).unwrap();
+        let kind = want["kind"].as_str().unwrap().to_ascii_lowercase();
+        let got = json_of(
+            &a,
+            &["get", &kind, want["metadata"]["name"].as_str().unwrap()],
+        );
+        if let Err(e) = within(&want, &got, "") {
+            panic!("{kind}: {e}\n{got:#}");
+        }
+    }
+}
