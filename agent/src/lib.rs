@@ -2,6 +2,8 @@
 //! and dispatches, so integration tests and benchmarks can use the same code.
 //!
 //! # Layout (the planes of the system, top to bottom)
+//! - [`agent`]: one node's parts started together ([`agent::Agent::start`]) and stopped
+//!   together, draining every task ([`agent::Agent::shutdown`]).
 //! - [`cli`]: the `flotilla` commands a user types; talks to an agent's API.
 //! - [`api`]: the HTTPS API every agent serves (Kubernetes-shaped paths and objects).
 //! - [`manifest`]: kinds, typed manifests, validation, defaults.
@@ -12,6 +14,7 @@
 //! - [`cluster`]: node-to-node QUIC with mutual TLS, joining by token.
 //! - [`node`]: this node's identity: data dir, certificates, tokens, its Node object.
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod cluster;

@@ -7,6 +7,7 @@ mod cluster;
 mod harness;
 mod images;
 mod kubectl;
+mod library;
 mod pods;
 mod restart;
 mod services;
