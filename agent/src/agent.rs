@@ -24,8 +24,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::api::{self, ApiState};
-use crate::node::Identity;
-use crate::node::identity::default_node_name;
+use crate::cluster::Identity;
+use crate::cluster::identity::default_node_name;
 use crate::node::status::{HostResources, node_object};
 use crate::store::{Key, Op, SecretCipher, Store, Write, new_uid};
 
@@ -203,7 +203,7 @@ impl Agent {
         // One agent per data dir: held until this function returns (or the process ends).
         std::fs::create_dir_all(&a.data_dir)
             .with_context(|| format!("creating {}", a.data_dir.display()))?;
-        let lock = crate::node::identity::lock_data_dir(&a.data_dir)
+        let lock = crate::cluster::identity::lock_data_dir(&a.data_dir)
             .with_context(|| format!("locking {}", a.data_dir.display()))?
             .with_context(|| format!("another agent is running on {}", a.data_dir.display()))?;
         let identity = if Identity::exists(&a.data_dir) {
@@ -458,7 +458,7 @@ impl Agent {
                     "br_netfilter is not available: a pod reaching a Service whose endpoint is on this node may fail (load the br_netfilter module)"
                 );
             }
-            let (addr, prefix) = crate::api::services::SERVICE_CIDR;
+            let (addr, prefix) = crate::node::services::SERVICE_CIDR;
             let service_cidr = flotilla_netproxy::podnet::Cidr { addr, prefix };
             net.route_to_bridge(service_cidr)
                 .with_context(|| format!("routing the service network {service_cidr}"))?;
@@ -480,7 +480,7 @@ impl Agent {
                 },
                 zones,
             ));
-            let dns_ip = crate::api::services::DNS_IP;
+            let dns_ip = crate::node::services::DNS_IP;
             net.add_bridge_address(dns_ip)
                 .with_context(|| format!("adding the cluster DNS address {dns_ip}"))?;
             let upstreams = crate::node::dns::upstreams(

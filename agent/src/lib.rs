@@ -6,8 +6,8 @@
 //!   together, draining every task ([`agent::Agent::shutdown`]).
 //! - [`cli`]: the `flotilla` commands a user types; talks to an agent's API.
 //! - [`api`]: the HTTPS API every agent serves (Kubernetes-shaped paths and objects).
-//! - [`manifest`]: kinds, typed manifests, validation, defaults.
-//! - [`selector`]: label selectors.
+//! - [`manifest`]: the object model: kinds, schemas, typed manifests, validation, defaults,
+//!   selectors, lifecycle questions (ready, finished, terminating, owner) and events.
 //! - [`store`]: the SQLite store, an ordered log of object revisions.
 //! - [`controller`]: reconcile loops (Deployment, ReplicaSet, Job, DaemonSet, garbage
 //!   collection, namespaces) as pure planning functions plus a thin async runner.
@@ -22,5 +22,7 @@ pub mod controller;
 pub mod manifest;
 pub mod node;
 pub mod scheduler;
-pub mod selector;
 pub mod store;
+
+#[cfg(test)]
+mod layering_tests;

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use flotilla::cli::client::Client;
-use flotilla::node::identity::AdminConfig;
+use flotilla::cluster::identity::AdminConfig;
 
 pub fn sh(args: &[&str]) {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap();

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use super::options::{self, Verb};
 use super::path::{self, ResourcePath};
 use super::{ApiError, ApiState, parse_body, read_body};
+use crate::manifest::selector::{FieldSelector, Selector};
 use crate::manifest::{self, FieldError};
-use crate::selector::{FieldSelector, Selector};
 use crate::store::{Key, Op, Write, new_uid, now_rfc3339};
 
 /// Routes every resource path. Every query parameter is checked against the verb first
@@ -286,7 +286,7 @@ pub fn selected(obj: &Value, l: &Selector, f: &FieldSelector) -> bool {
 
 /// An object's labels as a map.
 pub fn labels_of(obj: &Value) -> std::collections::BTreeMap<String, String> {
-    crate::selector::string_map(&obj["metadata"]["labels"])
+    crate::manifest::selector::string_map(&obj["metadata"]["labels"])
 }
 
 /// Just the labels of an object, parsed without the rest.

@@ -13,9 +13,7 @@ use serde_json::Value;
 
 use crate::manifest::FieldError;
 
-pub const SERVICE_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 43, 0, 0), 16);
-pub const DNS_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 10);
-pub const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
+pub use crate::node::services::{DNS_IP, NODE_PORTS, SERVICE_CIDR};
 
 /// Addresses and ports taken by Services.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

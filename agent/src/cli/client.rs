@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::node::AdminConfig;
+use crate::cluster::AdminConfig;
 
 /// Where the CLI looks for its config when neither `--config` nor `$FLOTILLA_CONFIG` is given.
 pub const DEFAULT_CONFIG: &str = "/var/lib/flotilla/admin.yaml";

@@ -112,7 +112,7 @@ pub async fn run(cfg: &Path, a: LabelArgs) -> Result<i32> {
             e
         }
     })?;
-    let labels = crate::selector::string_map(&obj["metadata"]["labels"]);
+    let labels = crate::manifest::selector::string_map(&obj["metadata"]["labels"]);
     match relabel(&labels, &changes, a.overwrite).map_err(anyhow::Error::msg)? {
         None => println!("{shown} not labeled"),
         Some(new) => {
@@ -129,7 +129,7 @@ pub async fn run(cfg: &Path, a: LabelArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::selector::labels;
+    use crate::manifest::selector::labels;
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()

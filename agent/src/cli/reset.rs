@@ -25,7 +25,7 @@ pub fn run(a: ResetArgs) -> Result<i32> {
         bail!("--data-dir: {} is not a directory", a.data_dir.display());
     }
     // The agent holds DIR/agent.lock while it runs (however it was started).
-    let _lock = match crate::node::identity::lock_data_dir(&a.data_dir)? {
+    let _lock = match crate::cluster::identity::lock_data_dir(&a.data_dir)? {
         Some(l) => l,
         None => bail!(
             "an agent is running on {}: stop it first (its pods would be restarted)",

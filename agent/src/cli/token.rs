@@ -10,8 +10,8 @@ use rand::RngCore;
 use reqwest::Method;
 
 use super::client::Client;
+use crate::cluster::identity::AdminConfig;
 use crate::cluster::tokens;
-use crate::node::identity::AdminConfig;
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {

@@ -68,8 +68,8 @@ pub fn issue(
 
 /// Writes a renewed certificate and key into `dir/pki` (key first; each file replaced whole).
 pub fn install(dir: &Path, cert_pem: &str, key_pem: &str) -> Result<()> {
-    crate::node::identity::write_private(&dir.join("pki/node.key"), key_pem.as_bytes())?;
-    crate::node::identity::write_private(&dir.join("pki/node.crt"), cert_pem.as_bytes())?;
+    crate::cluster::identity::write_private(&dir.join("pki/node.key"), key_pem.as_bytes())?;
+    crate::cluster::identity::write_private(&dir.join("pki/node.crt"), cert_pem.as_bytes())?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@
 //!   constant time). The joiner's key never leaves it: it sends a certificate signing request.
 //!
 //! The member answers with the joiner's certificate, the CA certificate and the cluster's API
-//! token, from which the joiner writes its identity (see `node::identity`).
+//! token, from which the joiner writes its identity (see `cluster::identity`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -105,7 +105,7 @@ impl Admission {
         let token: JoinToken = read(&dir.join("join-token"))?
             .parse()
             .map_err(|e| anyhow!("{}: {e}", dir.join("join-token").display()))?;
-        let node: crate::node::identity::NodeFile =
+        let node: crate::cluster::identity::NodeFile =
             serde_json::from_str(&read(&dir.join("node.json"))?).context("parsing node.json")?;
         Ok(Some(Admission {
             cluster_id: node.cluster_id,

@@ -4,10 +4,13 @@
 
 pub mod certs;
 pub mod gossip;
+pub mod identity;
 pub mod join;
 pub mod raft;
 pub mod tokens;
 pub mod transport;
+
+pub use identity::{AdminConfig, Identity};
 
 /// Where the handler finds the quorum once it has started (the endpoint serves before).
 pub type QuorumCell = Arc<std::sync::OnceLock<Arc<raft::Quorum>>>;

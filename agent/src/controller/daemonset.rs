@@ -10,7 +10,8 @@ use super::{
     Action, POD_TEMPLATE_HASH, is_terminating, owned_by, pod_finished, pod_from_template,
     pod_ready, resolve_int_or_percent, status_update, template_hash,
 };
-use crate::selector::string_map;
+use crate::manifest::lifecycle::tolerates_taints;
+use crate::manifest::selector::string_map;
 use crate::store::Key;
 
 /// Whether the DaemonSet's pods belong on `node`.
@@ -20,28 +21,6 @@ pub fn node_matches(ds: &Value, node: &Value) -> bool {
         &string_map(&node["metadata"]["labels"]),
         node["metadata"]["name"].as_str().unwrap_or(""),
     ) && tolerates_taints(&ds["spec"]["template"]["spec"]["tolerations"], node)
-}
-
-/// Whether tolerations cover the node's NoSchedule and NoExecute taints.
-pub fn tolerates_taints(tolerations: &Value, node: &Value) -> bool {
-    let tols: Vec<&Value> = tolerations.as_array().into_iter().flatten().collect();
-    node["spec"]["taints"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .all(|t| {
-            t["effect"] == "PreferNoSchedule"
-                || tols.iter().any(|tol| {
-                    let key_ok = tol["key"].is_null() || tol["key"] == t["key"];
-                    let effect_ok = tol["effect"].is_null()
-                        || tol["effect"] == ""
-                        || tol["effect"] == t["effect"];
-                    let value_ok = tol["operator"] == "Exists"
-                        || tol["value"] == t["value"]
-                        || (tol["value"].is_null() && t["value"].is_null());
-                    key_ok && effect_ok && value_ok
-                })
-        })
 }
 
 /// Plans one DaemonSet against the nodes and the pods of its namespace.

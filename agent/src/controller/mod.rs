@@ -13,7 +13,6 @@
 
 pub mod daemonset;
 pub mod deployment;
-pub mod events;
 pub mod gc;
 pub mod job;
 pub mod nodes;
@@ -23,6 +22,8 @@ pub mod runner;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+pub use crate::manifest::events::{self, EventKind};
+pub use crate::manifest::lifecycle::{is_terminating, owned_by, pod_finished, pod_ready};
 pub use runner::{Controllers, spawn_all};
 
 use crate::store::Key;
@@ -47,12 +48,6 @@ pub enum Action {
         reason: String,
         message: String,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    Normal,
-    Warning,
 }
 
 /// The status write for `obj`, or nothing when its status already is `status` (so that a
@@ -92,39 +87,6 @@ pub fn owner_ref(owner: &Value) -> Value {
         "controller": true,
         "blockOwnerDeletion": true,
     })
-}
-
-/// Whether `obj` is controlled by `owner` (by uid).
-pub fn owned_by(obj: &Value, owner: &Value) -> bool {
-    let Some(uid) = owner["metadata"]["uid"].as_str() else {
-        return false;
-    };
-    obj["metadata"]["ownerReferences"]
-        .as_array()
-        .is_some_and(|refs| {
-            refs.iter()
-                .any(|r| r["uid"] == uid && r["controller"] != false)
-        })
-}
-
-/// Whether a pod's Ready condition is True.
-pub fn pod_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
-}
-
-/// Whether a pod has ended (Succeeded or Failed).
-pub fn pod_finished(pod: &Value) -> bool {
-    matches!(
-        pod["status"]["phase"].as_str(),
-        Some("Succeeded" | "Failed")
-    )
-}
-
-pub fn is_terminating(obj: &Value) -> bool {
-    !obj["metadata"]["deletionTimestamp"].is_null()
 }
 
 /// A pod made from a template, owned by `owner`, named `PREFIX-<random>` by the runner.

@@ -13,9 +13,12 @@
 //! API (the authority) call it, so a manifest is judged the same way in both places.
 
 pub mod defaults;
+pub mod events;
 pub mod kinds;
+pub mod lifecycle;
 pub mod quantity;
 pub mod schema;
+pub mod selector;
 pub mod types;
 pub mod validate;
 

@@ -461,7 +461,7 @@ manifest_struct! {
 }
 
 manifest_struct! {
-    /// `matchLabels` and `matchExpressions`, evaluated by [`crate::selector`].
+    /// `matchLabels` and `matchExpressions`, evaluated by [`crate::manifest::selector`].
     pub struct LabelSelector {
         pub match_labels: BTreeMap<String, String>,
         pub match_expressions: Vec<LabelSelectorRequirement>,

@@ -1,4 +1,5 @@
-//! This node: its identity on disk (data dir, certificates, tokens) and its Node object.
+//! This node: its data dir (the identity in it is kept by [`crate::cluster::identity`]), its
+//! Node object, pods, Services and DNS.
 //!
 //! # Data dir
 //! ```text
@@ -17,11 +18,8 @@
 //! ```
 
 pub mod dns;
-pub mod identity;
 pub mod memory;
 pub mod overlay;
 pub mod pods;
 pub mod services;
 pub mod status;
-
-pub use identity::{AdminConfig, Identity};

@@ -20,8 +20,15 @@ use tokio::task::JoinHandle;
 use super::dns::Zone;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::selector::{Selector, string_map};
+use crate::manifest::selector::{Selector, string_map};
 use crate::store::Store;
+
+/// The cluster's Service addresses (k3s's default service CIDR).
+pub const SERVICE_CIDR: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(10, 43, 0, 0), 16);
+/// The cluster DNS address every node answers on, on its pod bridge.
+pub const DNS_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 43, 0, 10);
+/// The NodePort range, as Kubernetes' default.
+pub const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 
 /// Kubernetes' default ClientIP affinity: three hours.
 const DEFAULT_AFFINITY_SECONDS: u32 = 10_800;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::selector::string_map;
+use crate::manifest::selector::string_map;
 
 /// The zone label Kubernetes uses; pods of one owner are spread across its values by default.
 pub const ZONE: &str = "topology.kubernetes.io/zone";
@@ -101,7 +101,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::selector::labels;
+    use crate::manifest::selector::labels;
 
     #[test]
     fn required_terms_are_ored_and_their_requirements_anded() {

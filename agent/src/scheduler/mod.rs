@@ -10,11 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::controller::daemonset::tolerates_taints;
-use crate::controller::{is_terminating, pod_finished};
+use crate::manifest::lifecycle::{is_terminating, pod_finished, tolerates_taints};
 use crate::manifest::quantity::{parse_milli, parse_units};
+use crate::manifest::selector::{Selector, string_map};
 use crate::manifest::types::LabelSelector;
-use crate::selector::{Selector, string_map};
 use crate::store::Key;
 
 pub mod affinity;

@@ -1,7 +1,7 @@
 //! The HTTPS API as kubectl-like clients see it: auth, errors, conflicts, watches, limits.
 
 use flotilla::cli::client::{ApiFailure, Client};
-use flotilla::node::AdminConfig;
+use flotilla::cluster::AdminConfig;
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -479,7 +479,7 @@ impl Agent {
     /// beside it.
     pub fn kubeconfig(&self) -> PathBuf {
         use base64::Engine as _;
-        let cfg = flotilla::node::AdminConfig::load(&self.config()).unwrap();
+        let cfg = flotilla::cluster::AdminConfig::load(&self.config()).unwrap();
         let ca = base64::engine::general_purpose::STANDARD.encode(&cfg.certificate_authority);
         let path = self.dir.path().join("kubeconfig");
         std::fs::write(

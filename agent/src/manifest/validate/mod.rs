@@ -14,7 +14,7 @@ mod pod;
 mod service;
 mod workloads;
 
-use crate::selector::Selector;
+use crate::manifest::selector::Selector;
 use config::*;
 use meta::*;
 pub use meta::{

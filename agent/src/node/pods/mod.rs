@@ -34,8 +34,7 @@ use tracing::{Instrument, debug, info, warn};
 use self::containers::{PodContext, cgroup_path, parse_instance_id, pod_cgroup};
 use self::plan::{Action, Ended, Instance, InstanceState, Observed, StartFailure};
 use self::volumes::{PodRecord, Sources, pod_dir};
-use crate::controller::EventKind;
-use crate::controller::events::event;
+use crate::manifest::events::{EventKind, event};
 use crate::manifest::types::Pod;
 use crate::store::{Op, Store, StoreError, Write, new_uid, now_rfc3339};
 
@@ -348,7 +347,7 @@ impl Manager {
     async fn sources(&self, ns: &str) -> anyhow::Result<NamespaceData> {
         let (cms, _) = self.store.list("ConfigMap", Some(ns)).await?;
         let (secrets, _) = self.store.list("Secret", Some(ns)).await?;
-        let strings = crate::selector::string_map;
+        let strings = crate::manifest::selector::string_map;
         let cm = cms
             .iter()
             .map(|c| {
@@ -508,7 +507,10 @@ impl Manager {
                         // node has a pod network; `Default` takes the node's own resolv.conf.
                         let resolv = match (&self.node.net, pod.spec.dns_policy.as_deref()) {
                             (Some(_), None | Some("ClusterFirst")) => {
-                                crate::node::dns::pod_resolv_conf(&ns, crate::api::services::DNS_IP)
+                                crate::node::dns::pod_resolv_conf(
+                                    &ns,
+                                    crate::node::services::DNS_IP,
+                                )
                             }
                             _ => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
                         };
@@ -1041,7 +1043,7 @@ impl Manager {
             return true;
         };
         services.iter().any(|s| {
-            let sel = crate::selector::string_map(&s["spec"]["selector"]);
+            let sel = crate::manifest::selector::string_map(&s["spec"]["selector"]);
             !sel.is_empty() && sel.iter().all(|(k, v)| rec.labels.get(k) == Some(v))
         })
     }

@@ -3,7 +3,12 @@
 
 use serde_json::{Value, json};
 
-use super::EventKind;
+/// An event's `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Normal,
+    Warning,
+}
 
 /// How long events are kept (Kubernetes keeps them one hour by default).
 pub const EVENT_TTL_SECS: i64 = 3600;
