@@ -1,6 +1,7 @@
 //! Workload benchmark (issue 8's figures):
 //! 1. the pure scheduler placing 5,000 pods onto 100 simulated nodes (pods bound per second),
-//!    and one pass over a full cluster that places 100 more;
+//!    and one pass over a full cluster that places 100 more; one controller pass (the
+//!    ReplicaSet planner, as the runner calls it) over 100 ReplicaSets and 10,000 pods;
 //! 2. apply-to-Running of a 30-replica Deployment across a 3-node cluster in a box (real
 //!    agents, real containers from the test image);
 //! 3. a node's death (kill -9 of its agent and its link down) to its pods Running elsewhere.
@@ -58,6 +59,52 @@ fn sim_pod(i: usize) -> Value {
             "ownerReferences": [{"kind": "ReplicaSet", "name": format!("app-{owner}"), "uid": format!("uid-{owner}"), "controller": true}]},
            "spec": {"containers": [{"name": "c", "image": "x",
                     "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}})
+}
+
+/// One pass of the ReplicaSet controller over `sets` ReplicaSets of 100 Running, Ready pods
+/// each, every pod of the namespace handed to every plan as the runner does; converged, so
+/// the plans are empty and the figure is the cost of looking.
+fn controller_figures(sets: usize) {
+    let rss: Vec<Value> = (0..sets)
+        .map(|o| {
+            json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": format!("app-{o}"), "namespace": "default", "uid": format!("uid-{o}")},
+                "spec": {"replicas": 100, "selector": {"matchLabels": {"app": format!("app-{o}")}},
+                         "template": {"metadata": {"labels": {"app": format!("app-{o}")}},
+                                      "spec": {"containers": [{"name": "c", "image": "x"}]}}},
+                "status": {"replicas": 100, "readyReplicas": 100, "availableReplicas": 100,
+                           "fullyLabeledReplicas": 100, "observedGeneration": 1}})
+        })
+        .collect();
+    let pods: Vec<Value> = (0..sets * 100)
+        .map(|i| {
+            let o = i % sets;
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("app-{o}-{i}"), "namespace": "default", "uid": format!("p-{i}"),
+                    "labels": {"app": format!("app-{o}")},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("app-{o}"),
+                                         "uid": format!("uid-{o}"), "controller": true}]},
+                "spec": {"nodeName": "node-000", "containers": [{"name": "c", "image": "x"}]},
+                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True",
+                           "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
+        })
+        .collect();
+    let mut times = Vec::new();
+    let mut actions = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        actions = rss
+            .iter()
+            .map(|rs| flotilla::controller::replicaset::plan(rs, &pods).len())
+            .sum::<usize>();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    println!(
+        "\ncontroller pass (pure ReplicaSet planner, release build): {sets} ReplicaSets over {} pods: {:.1} ms (median of 5), {actions} actions",
+        pods.len(),
+        times[2].as_secs_f64() * 1000.0
+    );
 }
 
 fn scheduler_figures(a: &Args) {
@@ -224,6 +271,7 @@ fn main() {
     let args = Args::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
     scheduler_figures(&args);
+    controller_figures(100);
     if !args.no_box {
         let dir = tempfile::tempdir().unwrap();
         let image = flotilla_runtime::testing::test_image(dir.path());

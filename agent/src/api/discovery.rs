@@ -51,9 +51,18 @@ fn resource_list(group_version: &str) -> Value {
     let resources: Vec<Value> = KINDS
         .iter()
         .filter(|k| k.api_version == group_version)
-        .map(|k| {
+        .flat_map(|k| {
             let verbs = if k.user_writable {
-                vec!["create", "delete", "get", "list", "update", "watch"]
+                vec![
+                    "create",
+                    "delete",
+                    "deletecollection",
+                    "get",
+                    "list",
+                    "patch",
+                    "update",
+                    "watch",
+                ]
             } else {
                 vec!["get", "list", "watch"]
             };
@@ -68,7 +77,29 @@ fn resource_list(group_version: &str) -> Value {
             if !k.categories.is_empty() {
                 r["categories"] = json!(k.categories);
             }
-            r
+            let mut all = vec![r];
+            for sub in k.subresources {
+                let (kind, group, version, verbs) = match *sub {
+                    "scale" => ("Scale", "autoscaling", "v1", vec!["get", "patch", "update"]),
+                    "log" => (k.kind, "", "v1", vec!["get"]),
+                    "exec" => ("PodExecOptions", "", "v1", vec!["create", "get"]),
+                    _ if k.user_writable => (k.kind, k.group(), k.version(), vec!["get", "patch", "update"]),
+                    _ => (k.kind, k.group(), k.version(), vec!["get"]),
+                };
+                let mut s = json!({
+                    "name": format!("{}/{sub}", k.plural),
+                    "singularName": "",
+                    "namespaced": k.namespaced,
+                    "kind": kind,
+                    "verbs": verbs,
+                });
+                if *sub == "scale" {
+                    s["group"] = json!(group);
+                    s["version"] = json!(version);
+                }
+                all.push(s);
+            }
+            all
         })
         .collect();
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})

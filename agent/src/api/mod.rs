@@ -18,6 +18,7 @@ pub mod images;
 pub mod objects;
 pub mod openapi;
 pub mod options;
+pub mod patch;
 pub mod path;
 pub mod pods;
 pub mod services;

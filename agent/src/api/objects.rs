@@ -154,10 +154,20 @@ async fn handle(
                 opts.validation.warnings(&dropped),
             ))
         }
-        Verb::Patch => Err(ApiError::MethodNotAllowed(format!(
-            "PATCH is not supported on {} yet",
-            uri.path()
-        ))),
+        Verb::Patch => {
+            let opts = write_options("PatchOptions")?;
+            let t = super::patch::patch_type(
+                headers
+                    .get(axum::http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok()),
+            )?;
+            let body = read_body(body).await?;
+            let (out, dropped) = patch(s, rp, t, &body, &opts).await?;
+            Ok(with_warnings(
+                Json(out).into_response(),
+                opts.validation.warnings(&dropped),
+            ))
+        }
         Verb::Delete => {
             let opts = options::DeleteOptions::parse(pairs, &read_body(body).await?)?;
             super::delete::delete(s, rp, &opts).await
@@ -726,6 +736,53 @@ fn node_user_part(rp: &ResourcePath, obj: Value) -> Result<Value, ApiError> {
     Ok(serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": spec}))
 }
 
+/// PATCH: the patch applied to the stored object (or its status, or its scale) and written
+/// as an update guarded by the stored `resourceVersion`; when another write came between, the
+/// patch is applied again to the newer object (unless the patch itself names a version).
+async fn patch(
+    s: &ApiState,
+    rp: &ResourcePath,
+    t: super::patch::PatchType,
+    body: &[u8],
+    opts: &options::WriteOptions,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let mut tries = 0;
+    loop {
+        let stored = s
+            .store
+            .get(&key_of(rp))
+            .await?
+            .ok_or_else(|| not_found(rp))?;
+        let mut doc = match rp.sub.as_deref() {
+            Some("scale") => scale_of(&stored),
+            _ => stored.clone(),
+        };
+        let before = doc["metadata"]["resourceVersion"].clone();
+        super::patch::apply(t, &mut doc, body)?;
+        let pinned = doc["metadata"]["resourceVersion"] != before;
+        super::patch::keep_identity(&mut doc, &stored);
+        let r = match rp.sub.as_deref() {
+            None => super::retry_taken(|| replace(s, rp, doc.clone(), opts)).await,
+            Some("status") => put_status(s, rp, doc, opts).await.map(|v| (v, Vec::new())),
+            Some("scale") => put_scale(s, rp, doc, opts).await.map(|v| (v, Vec::new())),
+            Some(other) => {
+                return Err(ApiError::MethodNotAllowed(format!(
+                    "PATCH is not supported on {}/{other}",
+                    rp.info.plural
+                )));
+            }
+        };
+        match r {
+            Err(ApiError::Store(crate::store::StoreError::Conflict { .. }))
+                if !pinned && tries < 5 =>
+            {
+                tries += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Writes what users own of an existing object (no create).
 async fn update(
     s: &ApiState,
@@ -799,7 +856,7 @@ async fn put_status(
 }
 
 fn scalable(rp: &ResourcePath) -> Result<(), ApiError> {
-    if matches!(rp.info.kind, "Deployment" | "ReplicaSet") {
+    if rp.info.subresources.contains(&"scale") {
         Ok(())
     } else {
         Err(ApiError::NoRoute(format!(

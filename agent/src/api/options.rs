@@ -194,8 +194,10 @@ pub fn support(v: Verb, param: &str) -> Option<Support> {
         }
         (Verb::List | Verb::Watch, _) => Honoured,
         (Verb::Create | Verb::Update, _) => Honoured,
-        // No patch verb yet: PATCH is answered 405 whatever its parameters.
-        (Verb::Patch, _) => Refused("patch is not served yet"),
+        (Verb::Patch, "force") => Refused(
+            "force is for server-side apply (application/apply-patch+yaml), which is not served yet",
+        ),
+        (Verb::Patch, _) => Honoured,
         (
             Verb::Delete | Verb::DeleteCollection,
             "ignoreStoreReadErrorWithClusterBreakingPotential",

@@ -16,6 +16,8 @@ pub struct KindInfo {
     pub short: &'static [&'static str],
     /// Groups a client may ask for by one name (`kubectl get all`), served in discovery.
     pub categories: &'static [&'static str],
+    /// Subresources served under an object's path (`status`, `scale`, `log`, `exec`).
+    pub subresources: &'static [&'static str],
     /// Namespaced kinds live under `/namespaces/{ns}/`; cluster-scoped ones do not.
     pub namespaced: bool,
     /// Whether users may write this kind with `apply`. Nodes and events are written by agents.
@@ -60,6 +62,7 @@ const ROW: KindInfo = KindInfo {
     plural: "",
     short: &[],
     categories: &[],
+    subresources: &["status"],
     namespaced: true,
     user_writable: true,
     schema: "",
@@ -83,6 +86,7 @@ pub const KINDS: &[KindInfo] = &[
         plural: "configmaps",
         short: &["cm", "configmap"],
         schema: "io.k8s.api.core.v1.ConfigMap",
+        subresources: &[],
         ..ROW
     },
     KindInfo {
@@ -90,6 +94,7 @@ pub const KINDS: &[KindInfo] = &[
         plural: "secrets",
         short: &["secret"],
         schema: "io.k8s.api.core.v1.Secret",
+        subresources: &[],
         ..ROW
     },
     KindInfo {
@@ -106,6 +111,7 @@ pub const KINDS: &[KindInfo] = &[
         short: &["po", "pod"],
         categories: ALL,
         schema: "io.k8s.api.core.v1.Pod",
+        subresources: &["status", "log", "exec"],
         ..ROW
     },
     KindInfo {
@@ -115,6 +121,7 @@ pub const KINDS: &[KindInfo] = &[
         short: &["rs", "replicaset"],
         categories: ALL,
         schema: "io.k8s.api.apps.v1.ReplicaSet",
+        subresources: &["status", "scale"],
         ..ROW
     },
     KindInfo {
@@ -124,6 +131,7 @@ pub const KINDS: &[KindInfo] = &[
         short: &["deploy", "deployment"],
         categories: ALL,
         schema: "io.k8s.api.apps.v1.Deployment",
+        subresources: &["status", "scale"],
         ..ROW
     },
     KindInfo {
@@ -159,6 +167,7 @@ pub const KINDS: &[KindInfo] = &[
         short: &["ev", "event"],
         user_writable: false,
         schema: "io.k8s.api.core.v1.Event",
+        subresources: &[],
         ..ROW
     },
 ];

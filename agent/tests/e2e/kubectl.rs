@@ -661,3 +661,106 @@ fn documentation_manifests_round_trip_through_kubectl() {
         }
     }
 }
+
+/// The kubectl verbs that change an object with a merge or JSON patch: label, annotate,
+/// patch --type merge|json, scale (through the scale subresource) and a node's labels; a
+/// strategic merge patch (kubectl's default for patch, apply of a change, cordon) is refused
+/// with a 415 that says which types are served, and changes nothing.
+#[test]
+fn label_annotate_scale_and_patch_change_objects_in_place() {
+    let a = Agent::start();
+    let f = manifest(
+        &a,
+        "web.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: c, image: flotilla.local/busybox:1, imagePullPolicy: Never}]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: slow, keep: \"yes\"}\n",
+    );
+    a.kubectl_ok(&["apply", "-f", &f]);
+    assert_eq!(
+        a.kubectl_ok(&["label", "deployment", "web", "tier=front"]),
+        "deployment.apps/web labeled\n"
+    );
+    a.kubectl_ok(&["annotate", "deployment", "web", "owner=ops"]);
+    let d = json_of(&a, &["get", "deployment", "web"]);
+    assert_eq!(d["metadata"]["labels"]["tier"], "front", "{d}");
+    assert_eq!(d["metadata"]["annotations"]["owner"], "ops", "{d}");
+    a.kubectl_ok(&["label", "deployment", "web", "tier-"]);
+    let d = json_of(&a, &["get", "deployment", "web"]);
+    assert!(d["metadata"]["labels"].get("tier").is_none(), "{d}");
+    assert_eq!(
+        a.kubectl_ok(&["scale", "deployment", "web", "--replicas=3"]),
+        "deployment.apps/web scaled\n"
+    );
+    assert_eq!(
+        json_of(&a, &["get", "deployment", "web"])["spec"]["replicas"],
+        3
+    );
+    // patch --type merge: a null removes, the rest merges.
+    a.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data": {"mode": "fast", "keep": null}}"#,
+    ]);
+    let cm = json_of(&a, &["get", "configmap", "settings"]);
+    assert_eq!(cm["data"], json!({"mode": "fast"}), "{cm}");
+    // patch --type json: every operation or none.
+    a.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op": "add", "path": "/data/extra", "value": "1"}]"#,
+    ]);
+    let out = a.kubectl(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op": "replace", "path": "/data/mode", "value": "odd"}, {"op": "test", "path": "/data/mode", "value": "never"}]"#,
+    ]);
+    assert!(!out.status.success());
+    let cm = json_of(&a, &["get", "configmap", "settings"]);
+    assert_eq!(cm["data"], json!({"mode": "fast", "extra": "1"}), "{cm}");
+    // A merge patch that breaks the object is refused as an update would be.
+    let out = a.kubectl(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec": {"replicas": -1}}"#,
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("spec.replicas"), "{}", text(&out));
+    // A node's labels.
+    let node = a.kubectl_ok(&["get", "nodes", "-o", "name"]);
+    a.kubectl_ok(&["label", node.trim(), "zone=lab"]);
+    let n = json_of(&a, &["get", node.trim()]);
+    assert_eq!(n["metadata"]["labels"]["zone"], "lab", "{n}");
+    // Strategic merge (kubectl patch's default): refused, saying what is served.
+    let out = a.kubectl(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-p",
+        r#"{"data": {"mode": "x"}}"#,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("application/strategic-merge-patch+json is not served by Flotilla yet"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        json_of(&a, &["get", "configmap", "settings"])["data"]["mode"],
+        "fast"
+    );
+}
