@@ -32,6 +32,26 @@ fn config(dir: &std::path::Path, init: bool) -> Config {
     Flags::parse_from(args).config
 }
 
+/// Waits until the node's bootstrap objects (its Node, the namespaces) are stored: they are
+/// written in the background through the quorum after the start returns.
+async fn ready(client: &Client) {
+    for _ in 0..600 {
+        let r = client
+            .send(
+                reqwest::Method::GET,
+                "/api/v1/nodes/lib-1",
+                &[],
+                None::<&serde_json::Value>,
+            )
+            .await;
+        if r.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the in-process agent did not write its Node within 30 s");
+}
+
 #[test]
 fn an_agent_started_in_process_serves_and_shuts_down_cleanly() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -46,6 +66,7 @@ fn an_agent_started_in_process_serves_and_shuts_down_cleanly() {
         assert_eq!(agent.node(), "lib-1");
         assert!(agent.api_addr().port() > 0);
         let client = Client::from_config_file(&dir.path().join("admin.yaml")).unwrap();
+        ready(&client).await;
         let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "kept"}, "data": {"a": "1"}});
         let resp = client
