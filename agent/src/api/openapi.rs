@@ -200,7 +200,7 @@ fn components(kinds: &[&KindInfo]) -> Map<String, Value> {
     let s = schema::schemas();
     let roots: Vec<&str> = kinds
         .iter()
-        .filter_map(|k| s.roots.get(k.kind).map(String::as_str))
+        .filter_map(|k| s.of(k).map(|(name, _)| name))
         .collect();
     let mut out = Map::new();
     for name in reachable(&s.defs, &roots) {
@@ -210,7 +210,7 @@ fn components(kinds: &[&KindInfo]) -> Map<String, Value> {
         let mut def = def.clone();
         let marks: Vec<Value> = kinds
             .iter()
-            .filter(|k| s.roots.get(k.kind) == Some(&name))
+            .filter(|k| k.schema == name)
             .map(|k| gvk(k))
             .collect();
         if !marks.is_empty() {
@@ -237,7 +237,7 @@ fn v3_document(group_version: &str) -> Option<Value> {
     let s = schema::schemas();
     let mut paths = Map::new();
     for k in &kinds {
-        kind_paths(k, s.roots.get(k.kind).map(String::as_str), &mut paths);
+        kind_paths(k, s.of(k).map(|(name, _)| name), &mut paths);
     }
     Some(json!({
         "openapi": "3.0.0",
@@ -283,7 +283,7 @@ static V2: LazyLock<Doc> = LazyLock::new(|| {
     let s = schema::schemas();
     let mut paths = Map::new();
     for k in &all {
-        kind_paths(k, s.roots.get(k.kind).map(String::as_str), &mut paths);
+        kind_paths(k, s.of(k).map(|(name, _)| name), &mut paths);
     }
     let mut doc = json!({
         "swagger": "2.0",

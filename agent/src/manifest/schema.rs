@@ -13,12 +13,11 @@
 //! bad value is taken out (or, in a list, replaced by a value of the expected type), and
 //! `null` means unset, as in Kubernetes. Pure functions of data.
 
-use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use serde_json::{Map, Value};
 
-use super::{FieldError, KindInfo, Unknown, describe_value, kinds};
+use super::{FieldError, KindInfo, Unknown, describe_value};
 
 /// Where definitions live in an OpenAPI v3 document, as `$ref`s name them.
 pub const REF_PREFIX: &str = "#/components/schemas/";
@@ -27,20 +26,20 @@ pub const REF_PREFIX: &str = "#/components/schemas/";
 /// (`io.k8s.api.core.v1.Pod`).
 pub struct Schemas {
     pub defs: Map<String, Value>,
-    /// The definition name of each kind.
-    pub roots: BTreeMap<&'static str, String>,
+}
+
+impl Schemas {
+    /// The definition of a kind (named in its row of the kinds table), if generated.
+    pub fn of(&self, kind: &KindInfo) -> Option<(&'static str, &Value)> {
+        self.defs.get(kind.schema).map(|d| (kind.schema, d))
+    }
 }
 
 static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| {
     let defs: Map<String, Value> =
         serde_json::from_str(include_str!(concat!(env!("OUT_DIR"), "/k8s-schemas.json")))
             .expect("build.rs writes a JSON map");
-    let roots = kinds::KINDS
-        .iter()
-        .filter(|k| defs.contains_key(k.schema))
-        .map(|k| (k.kind, k.schema.to_string()))
-        .collect();
-    Schemas { defs, roots }
+    Schemas { defs }
 });
 
 /// The schemas, generated on first use.
@@ -444,7 +443,7 @@ pub fn check(kind: &KindInfo, doc: &mut Value, unknown: Unknown) -> Checked {
         fields: Vec::new(),
         dropped: Vec::new(),
     };
-    if let Some((name, schema)) = s.roots.get(kind.kind).and_then(|r| s.defs.get_key_value(r)) {
+    if let Some((name, schema)) = s.of(kind) {
         w.resolved(schema, Some(name), doc, &mut String::new());
     }
     let mut errors = w.types;
@@ -652,6 +651,8 @@ impl Walk {
                 let open = schema.get("x-kubernetes-preserve-unknown-fields")
                     == Some(&Value::Bool(true))
                     || (props.is_none() && extra.is_none());
+                // The fields Flotilla implements here, looked up once per object.
+                let allowed = def.map(supported);
                 let keys: Vec<String> = map.keys().cloned().collect();
                 for key in keys {
                     let len = path.len();
@@ -662,7 +663,7 @@ impl Walk {
                     let keep = if map.get(&key).is_some_and(Value::is_null) {
                         false
                     } else if let Some(p) = props.and_then(|p| p.get(&key)) {
-                        if def.is_some_and(|d| !supported(d).contains(&key.as_str())) {
+                        if allowed.is_some_and(|a| !a.contains(&key.as_str())) {
                             self.fields.push(FieldError::new(
                                 path.clone(),
                                 "not supported by Flotilla yet (a Kubernetes field; applying the object without it would lose what it asks for)",
@@ -700,6 +701,7 @@ impl Walk {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::kinds;
     use serde_json::json;
 
     fn run(kind: &str, mut doc: Value, unknown: Unknown) -> (Value, Checked) {
@@ -711,11 +713,7 @@ mod tests {
     #[test]
     fn every_served_kind_has_a_schema() {
         for k in kinds::KINDS {
-            let root = schemas()
-                .roots
-                .get(k.kind)
-                .unwrap_or_else(|| panic!("{}", k.kind));
-            assert!(schemas().defs.contains_key(root), "{root}");
+            assert!(schemas().of(k).is_some(), "{} ({})", k.kind, k.schema);
         }
     }
 
