@@ -758,7 +758,11 @@ async fn patch(
             _ => stored.clone(),
         };
         let before = doc["metadata"]["resourceVersion"].clone();
-        super::patch::apply(t, &mut doc, body)?;
+        let schema = match rp.sub.as_deref() {
+            Some("scale") => None,
+            _ => Some(rp.info.schema),
+        };
+        super::patch::apply(t, &mut doc, body, schema)?;
         let pinned = doc["metadata"]["resourceVersion"] != before;
         super::patch::keep_identity(&mut doc, &stored);
         let r = match rp.sub.as_deref() {

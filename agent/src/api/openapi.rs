@@ -423,6 +423,11 @@ mod tests {
         );
         // What a Deployment uses is in the same document.
         assert!(d["components"]["schemas"]["io.k8s.api.core.v1.Container"].is_object());
+        // kubectl apply computes its strategic patch from these, as the agent applies it.
+        let containers =
+            &d["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
         // Every $ref resolves within the document.
         let text = String::from_utf8(V3["apis/apps/v1"].bytes.clone()).unwrap();
         for r in text.split("\"$ref\":\"").skip(1) {

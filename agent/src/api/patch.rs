@@ -2,8 +2,8 @@
 //! (RFC 6902), by the `json-patch` crate, applied to the stored object and written as an
 //! update carrying the object's `resourceVersion`, so a write between the read and the write
 //! is a conflict; the patch is then applied again to the newer object, as kube-apiserver
-//! retries. Strategic merge patch and server-side apply are refused (415) until served.
-//! [`apply`] is a pure function of data.
+//! retries. Strategic merge patch is [`crate::manifest::strategic`]'s; server-side apply is
+//! refused (415) until served. [`apply`] is a pure function of data.
 
 use serde_json::Value;
 
@@ -16,13 +16,19 @@ pub enum PatchType {
     Merge,
     /// `application/json-patch+json`: a list of add, remove, replace, move, copy, test.
     Json,
+    /// `application/strategic-merge-patch+json`: a merge patch whose lists merge by their
+    /// Kubernetes merge keys, with `$patch` and the other directives.
+    Strategic,
 }
 
 /// Media types kube-apiserver takes for PATCH, and whether Flotilla serves each.
 const MEDIA: &[(&str, Option<PatchType>)] = &[
     ("application/merge-patch+json", Some(PatchType::Merge)),
     ("application/json-patch+json", Some(PatchType::Json)),
-    ("application/strategic-merge-patch+json", None),
+    (
+        "application/strategic-merge-patch+json",
+        Some(PatchType::Strategic),
+    ),
     ("application/apply-patch+yaml", None),
 ];
 
@@ -38,7 +44,7 @@ pub fn patch_type(content_type: Option<&str>) -> Result<PatchType, ApiError> {
     match MEDIA.iter().find(|(m, _)| *m == ct) {
         Some((_, Some(t))) => Ok(*t),
         Some((m, None)) => Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - {m} is not served by Flotilla yet; accepted media types include: application/merge-patch+json, application/json-patch+json (kubectl patch --type merge|json)"
+            "the body of the request was in an unknown format - {m} is not served by Flotilla yet (server-side apply: use kubectl apply without --server-side); accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
         ))),
         None => Err(ApiError::UnsupportedMediaType(format!(
             "the body of the request was in an unknown format - accepted media types include: {}",
@@ -47,9 +53,16 @@ pub fn patch_type(content_type: Option<&str>) -> Result<PatchType, ApiError> {
     }
 }
 
-/// Applies `body` (a patch of type `t`) to `doc`. A patch that is not JSON, or a JSON patch
-/// whose operation cannot apply (a missing path, a failed `test`), changes nothing.
-pub fn apply(t: PatchType, doc: &mut Value, body: &[u8]) -> Result<(), ApiError> {
+/// Applies `body` (a patch of type `t`) to `doc`, an object of the definition `schema` (a
+/// strategic patch merges lists by what that definition says). A patch that is not JSON, or
+/// one that cannot apply (a missing path, a failed `test`, an element without its merge key),
+/// changes nothing.
+pub fn apply(
+    t: PatchType,
+    doc: &mut Value,
+    body: &[u8],
+    schema: Option<&str>,
+) -> Result<(), ApiError> {
     let patch: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("the patch is not JSON: {e}")))?;
     match t {
@@ -74,6 +87,17 @@ pub fn apply(t: PatchType, doc: &mut Value, body: &[u8]) -> Result<(), ApiError>
             *doc = out;
             Ok(())
         }
+        PatchType::Strategic => crate::manifest::strategic::apply(
+            crate::manifest::schema::schemas(),
+            schema,
+            doc,
+            &patch,
+        )
+        .map_err(|e| ApiError::Invalid {
+            summary: format!("the strategic merge patch could not be applied: {e}"),
+            causes: Vec::new(),
+            about: None,
+        }),
     }
 }
 
@@ -95,6 +119,10 @@ pub fn keep_identity(patched: &mut Value, stored: &Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn apply(t: PatchType, doc: &mut Value, body: &[u8]) -> Result<(), ApiError> {
+        super::apply(t, doc, body, None)
+    }
 
     fn cm() -> Value {
         json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -162,7 +190,11 @@ mod tests {
             patch_type(Some("application/json-patch+json")).unwrap(),
             PatchType::Json
         );
-        let e = patch_type(Some("application/strategic-merge-patch+json")).unwrap_err();
+        assert_eq!(
+            patch_type(Some("application/strategic-merge-patch+json")).unwrap(),
+            PatchType::Strategic
+        );
+        let e = patch_type(Some("application/apply-patch+yaml")).unwrap_err();
         assert!(e.to_string().contains("not served by Flotilla yet"), "{e}");
         assert!(patch_type(None).is_err());
     }

@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod quantity;
 pub mod schema;
 pub mod selector;
+pub mod strategic;
 pub mod types;
 pub mod validate;
 

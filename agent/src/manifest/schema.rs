@@ -36,9 +36,10 @@ impl Schemas {
 }
 
 static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| {
-    let defs: Map<String, Value> =
+    let mut defs: Map<String, Value> =
         serde_json::from_str(include_str!(concat!(env!("OUT_DIR"), "/k8s-schemas.json")))
             .expect("build.rs writes a JSON map");
+    super::strategic::annotate(&mut defs);
     Schemas { defs }
 });
 

@@ -493,11 +493,16 @@ impl Agent {
         path
     }
 
+    /// The real kubectl against this agent, to run with more settings (an editor).
+    pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.command("kubectl");
+        c.args(args).env("KUBECONFIG", self.kubeconfig());
+        c
+    }
+
     /// Runs the real kubectl against this agent.
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        self.command("kubectl")
-            .args(args)
-            .env("KUBECONFIG", self.kubeconfig())
+        self.kubectl_cmd(args)
             .output()
             .expect("running kubectl (scripts/install-deps.sh installs it)")
     }

@@ -664,8 +664,7 @@ fn documentation_manifests_round_trip_through_kubectl() {
 
 /// The kubectl verbs that change an object with a merge or JSON patch: label, annotate,
 /// patch --type merge|json, scale (through the scale subresource) and a node's labels; a
-/// strategic merge patch (kubectl's default for patch, apply of a change, cordon) is refused
-/// with a 415 that says which types are served, and changes nothing.
+/// server-side apply is refused with a 415 that says which types are served.
 #[test]
 fn label_annotate_scale_and_patch_change_objects_in_place() {
     let a = Agent::start();
@@ -745,22 +744,151 @@ fn label_annotate_scale_and_patch_change_objects_in_place() {
     a.kubectl_ok(&["label", node.trim(), "zone=lab"]);
     let n = json_of(&a, &["get", node.trim()]);
     assert_eq!(n["metadata"]["labels"]["zone"], "lab", "{n}");
-    // Strategic merge (kubectl patch's default): refused, saying what is served.
-    let out = a.kubectl(&[
+    // Strategic merge (kubectl patch's default) on a map merges like a merge patch.
+    a.kubectl_ok(&[
         "patch",
         "configmap",
         "settings",
         "-p",
         r#"{"data": {"mode": "x"}}"#,
     ]);
+    assert_eq!(
+        json_of(&a, &["get", "configmap", "settings"])["data"],
+        json!({"mode": "x", "extra": "1"})
+    );
+    // Server-side apply is refused, saying what is served, and changes nothing.
+    let out = a.kubectl(&["apply", "--server-side", "-f", &f]);
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("application/strategic-merge-patch+json is not served by Flotilla yet"),
+        text(&out).contains("application/apply-patch+yaml is not served by Flotilla yet"),
         "{}",
         text(&out)
     );
-    assert_eq!(
-        json_of(&a, &["get", "configmap", "settings"])["data"]["mode"],
-        "fast"
+}
+
+/// The verbs that send a strategic merge patch: apply of a changed file (a list element
+/// removed from the file goes, a field another writer set stays), edit, set image, rollout
+/// restart, cordon and uncordon, and patch with a list directive.
+#[test]
+fn apply_of_a_change_edit_set_image_rollout_restart_and_cordon_patch_strategically() {
+    let a = Agent::start();
+    let web = |replicas: u32, env: &str, image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n      - name: c\n        image: {image}\n        imagePullPolicy: Never\n        command: [sleep, '3600']\n        env: [{env}]\n      - name: side\n        image: flotilla.local/busybox:1\n        imagePullPolicy: Never\n        command: [sleep, '3600']\n"
+        )
+    };
+    let f = manifest(
+        &a,
+        "web.yaml",
+        &web(
+            1,
+            "{name: A, value: '1'}, {name: B, value: '2'}",
+            "flotilla.local/busybox:1",
+        ),
     );
+    assert_eq!(
+        a.kubectl_ok(&["apply", "-f", &f]),
+        "deployment.apps/web created\n"
+    );
+    // Another writer's label, which the file never had.
+    a.kubectl_ok(&["label", "deployment", "web", "team=edge"]);
+    let f = manifest(
+        &a,
+        "web.yaml",
+        &web(2, "{name: A, value: one}", "flotilla.local/busybox:1"),
+    );
+    assert_eq!(
+        a.kubectl_ok(&["apply", "-f", &f]),
+        "deployment.apps/web configured\n"
+    );
+    let d = json_of(&a, &["get", "deployment", "web"]);
+    assert_eq!(d["spec"]["replicas"], 2, "{d}");
+    let c = &d["spec"]["template"]["spec"]["containers"];
+    assert_eq!(c[0]["env"], json!([{"name": "A", "value": "one"}]), "{d}");
+    assert_eq!(c[1]["name"], "side", "{d}");
+    assert_eq!(d["metadata"]["labels"]["team"], "edge", "{d}");
+    assert_eq!(
+        a.kubectl_ok(&["apply", "-f", &f]),
+        "deployment.apps/web unchanged\n"
+    );
+
+    assert_eq!(
+        a.kubectl_ok(&[
+            "set",
+            "image",
+            "deployment/web",
+            "side=flotilla.local/busybox:2"
+        ]),
+        "deployment.apps/web image updated\n"
+    );
+    let d = json_of(&a, &["get", "deployment", "web"]);
+    let c = &d["spec"]["template"]["spec"]["containers"];
+    assert_eq!(c[1]["image"], "flotilla.local/busybox:2", "{d}");
+    assert_eq!(c[0]["image"], "flotilla.local/busybox:1", "{d}");
+
+    assert_eq!(
+        a.kubectl_ok(&["rollout", "restart", "deployment/web"]),
+        "deployment.apps/web restarted\n"
+    );
+    let d = json_of(&a, &["get", "deployment", "web"]);
+    assert!(
+        d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_string(),
+        "{d}"
+    );
+
+    // kubectl edit with an editor that changes one line of what it is shown.
+    let out = a
+        .kubectl_cmd(&["edit", "deployment", "web"])
+        .env("KUBE_EDITOR", "sed -i s/replicas:\\ 2/replicas:\\ 3/")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        json_of(&a, &["get", "deployment", "web"])["spec"]["replicas"],
+        3
+    );
+
+    // A directive in a patch: one env entry deleted by its key.
+    a.kubectl_ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec": {"template": {"spec": {"containers": [{"name": "c", "env": [{"name": "A", "$patch": "delete"}]}]}}}}"#,
+    ]);
+    let d = json_of(&a, &["get", "deployment", "web"]);
+    assert!(
+        d["spec"]["template"]["spec"]["containers"][0]
+            .get("env")
+            .is_none_or(|e| e == &json!([])),
+        "{d}"
+    );
+    // An element without its merge key is refused and changes nothing.
+    let out = a.kubectl(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}}"#,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("does not contain declared merge key: name"),
+        "{}",
+        text(&out)
+    );
+
+    let node = a.kubectl_ok(&["get", "nodes", "-o", "name"]);
+    let node = node.trim();
+    assert_eq!(
+        a.kubectl_ok(&["cordon", node]),
+        format!("{node} cordoned\n")
+    );
+    assert_eq!(json_of(&a, &["get", node])["spec"]["unschedulable"], true);
+    assert_eq!(
+        a.kubectl_ok(&["uncordon", node]),
+        format!("{node} uncordoned\n")
+    );
+    assert!(json_of(&a, &["get", node])["spec"]["unschedulable"] != true);
 }
