@@ -768,7 +768,7 @@ fn label_annotate_scale_and_patch_change_objects_in_place() {
 
 /// The verbs that send a strategic merge patch: apply of a changed file (a list element
 /// removed from the file goes, a field another writer set stays), edit, set image, rollout
-/// restart, cordon and uncordon, and patch with a list directive.
+/// restart, cordon and uncordon, patch with a list directive, and drain.
 #[test]
 fn apply_of_a_change_edit_set_image_rollout_restart_and_cordon_patch_strategically() {
     let a = Agent::start();
@@ -891,4 +891,34 @@ fn apply_of_a_change_edit_set_image_rollout_restart_and_cordon_patch_strategical
         format!("{node} uncordoned\n")
     );
     assert!(json_of(&a, &["get", node])["spec"]["unschedulable"] != true);
+
+    // drain: cordons, then deletes the node's pods (no eviction API is served, so kubectl
+    // deletes); the ReplicaSet's new pods wait for a schedulable node.
+    let scheduled = |a: &Agent| {
+        json_of(a, &["get", "pods"])["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| {
+                p["spec"]["nodeName"].is_string() && p["metadata"]["deletionTimestamp"].is_null()
+            })
+            .count()
+    };
+    a.eventually(30, "the deployment's pods placed on the node", || {
+        scheduled(&a) > 0
+    });
+    let out = a.kubectl(&["drain", node, "--ignore-daemonsets", "--timeout=60s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{node} drained")),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        scheduled(&a),
+        0,
+        "{}",
+        a.kubectl_ok(&["get", "pods", "-o", "wide"])
+    );
+    a.kubectl_ok(&["uncordon", node]);
 }
