@@ -22,6 +22,7 @@ pub mod patch;
 pub mod path;
 pub mod pods;
 pub mod services;
+pub mod table;
 pub mod watch;
 
 use std::sync::Arc;

@@ -74,11 +74,12 @@ impl Verb {
 /// plus `timeout` (the request deadline every verb takes, which client-go sends).
 pub fn kube_params(v: Verb) -> &'static [&'static str] {
     match v {
-        Verb::Get => &["pretty", "resourceVersion", "timeout"],
+        Verb::Get => &["includeObject", "pretty", "resourceVersion", "timeout"],
         Verb::List | Verb::Watch => &[
             "allowWatchBookmarks",
             "continue",
             "fieldSelector",
+            "includeObject",
             "labelSelector",
             "limit",
             "pretty",

@@ -27,6 +27,7 @@ pub async fn watch(
     s: std::sync::Arc<ApiState>,
     rp: ResourcePath,
     q: &HashMap<String, String>,
+    table: Option<super::table::Include>,
 ) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(q)?;
     let from: Option<i64> =
@@ -65,6 +66,17 @@ pub async fn watch(
     tokio::spawn(
         async move {
             let send = |ev: &str, obj: &Value| {
+                // For kubectl get -w: each event's object as a Table of one row.
+                let obj = match table {
+                    Some(include) if ev != "ERROR" => super::table::table(
+                        kind,
+                        vec![obj.clone()],
+                        json!({"resourceVersion": obj["metadata"]["resourceVersion"]}),
+                        include,
+                        chrono::Utc::now(),
+                    ),
+                    _ => obj.clone(),
+                };
                 let mut line =
                     serde_json::to_vec(&json!({"type": ev, "object": obj})).unwrap_or_default();
                 line.push(b'\n');

@@ -14,7 +14,7 @@ pub mod image;
 pub mod label;
 pub mod logs;
 pub mod node;
-pub mod printers;
+pub use crate::manifest::printers;
 pub mod reset;
 pub mod rollout;
 pub mod scale;

@@ -16,6 +16,7 @@ pub mod defaults;
 pub mod events;
 pub mod kinds;
 pub mod lifecycle;
+pub mod printers;
 pub mod quantity;
 pub mod schema;
 pub mod selector;

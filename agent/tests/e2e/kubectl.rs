@@ -886,6 +886,28 @@ fn apply_of_a_change_edit_set_image_rollout_restart_and_cordon_patch_strategical
         format!("{node} cordoned\n")
     );
     assert_eq!(json_of(&a, &["get", node])["spec"]["unschedulable"], true);
+    // kubectl get prints the server's Table: the columns flotilla get prints.
+    let nodes = a.kubectl_ok(&["get", "nodes"]);
+    assert!(nodes.starts_with("NAME"), "{nodes}");
+    assert!(nodes.contains("SchedulingDisabled"), "{nodes}");
+    let wide = a.kubectl_ok(&["get", "nodes", "-o", "wide"]);
+    assert!(wide.contains("INTERNAL-IP"), "{wide}");
+    let deploy = a.kubectl_ok(&["get", "deployment", "web"]);
+    assert!(
+        deploy.lines().next().unwrap().split_whitespace().eq([
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE"
+        ]),
+        "{deploy}"
+    );
+    let all = a.kubectl_ok(&["get", "all", "--show-labels"]);
+    assert!(
+        all.contains("deployment.apps/web") && all.contains("app=web"),
+        "{all}"
+    );
     assert_eq!(
         a.kubectl_ok(&["uncordon", node]),
         format!("{node} uncordoned\n")
@@ -921,4 +943,55 @@ fn apply_of_a_change_edit_set_image_rollout_restart_and_cordon_patch_strategical
         a.kubectl_ok(&["get", "pods", "-o", "wide"])
     );
     a.kubectl_ok(&["uncordon", node]);
+}
+
+/// kubectl get -w prints the server's Table for the list and for each change, under one header.
+#[test]
+fn get_watch_prints_tables_for_each_change() {
+    let a = Agent::start();
+    let f = manifest(
+        &a,
+        "c.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n",
+    );
+    a.kubectl_ok(&["apply", "-f", &f]);
+    let mut child = a
+        .kubectl_cmd(&["get", "configmaps", "-w", "-v=6"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The watch resumes from the list's resourceVersion, so a change made before it connects
+    // is still seen; the wait only lets kubectl print the list first.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    a.kubectl_ok(&["label", "configmap", "c", "x=y"]);
+    a.kubectl_ok(&["patch", "configmap", "c", "-p", r#"{"data": {"b": "c"}}"#]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("NAME")).count(),
+        1,
+        "{stdout}"
+    );
+    assert!(
+        lines[0].split_whitespace().eq(["NAME", "DATA", "AGE"]),
+        "{stdout}"
+    );
+    // The change that added a key shows two.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.split_whitespace().take(2).eq(["c", "2"])),
+        "{stdout}"
+    );
+    assert!(
+        !stderr.contains("Unable to decode server response into a Table"),
+        "{stderr}"
+    );
 }
