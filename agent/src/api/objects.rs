@@ -124,14 +124,15 @@ async fn handle(
     let write_options = |kind: &str| options::WriteOptions::parse(pairs, kind, user_agent);
     match verb {
         Verb::Watch => {
-            let table = super::table::wanted(headers)
-                .then(|| super::table::Include::parse(options::get(pairs, "includeObject")))
-                .transpose()?;
-            Ok(super::watch::watch(s.clone(), rp.clone(), &q, table).await?)
+            let view = super::table::wanted(headers, options::get(pairs, "includeObject"))?;
+            Ok(super::watch::watch(s.clone(), rp.clone(), &q, view).await?)
         }
-        Verb::List if super::table::wanted(headers) => {
-            let include = super::table::Include::parse(options::get(pairs, "includeObject"))?;
+        Verb::List => {
+            let view = super::table::wanted(headers, options::get(pairs, "includeObject"))?;
             let resp = list(s, rp, pairs).await?;
+            let Some(view) = view else {
+                return Ok(resp);
+            };
             let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
                 .await
                 .map_err(|e| ApiError::Internal(format!("reading the list: {e}")))?;
@@ -141,34 +142,19 @@ async fn handle(
                 Value::Array(items) => items,
                 _ => Vec::new(),
             };
-            let t = super::table::table(
-                rp.info.kind,
-                items,
-                l["metadata"].take(),
-                include,
-                chrono::Utc::now(),
-            );
-            Ok(Json(t).into_response())
+            Ok(Json(view.of_list(rp.info.kind, items, l["metadata"].take())).into_response())
         }
-        Verb::List => list(s, rp, pairs).await,
         Verb::Get => {
             wait_for_revision(s, pairs).await?;
             match sub {
                 Some("scale") => Ok(Json(get_scale(s, rp).await?).into_response()),
-                None if super::table::wanted(headers) => {
-                    let include =
-                        super::table::Include::parse(options::get(pairs, "includeObject"))?;
+                None => {
+                    let view = super::table::wanted(headers, options::get(pairs, "includeObject"))?;
                     let o = get(s, rp).await?;
-                    let meta =
-                        serde_json::json!({"resourceVersion": o["metadata"]["resourceVersion"]});
-                    Ok(Json(super::table::table(
-                        rp.info.kind,
-                        vec![o],
-                        meta,
-                        include,
-                        chrono::Utc::now(),
-                    ))
-                    .into_response())
+                    Ok(match view {
+                        Some(v) => Json(v.of_one(rp.info.kind, o)).into_response(),
+                        None => Json(o).into_response(),
+                    })
                 }
                 _ => Ok(Json(get(s, rp).await?).into_response()),
             }

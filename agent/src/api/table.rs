@@ -4,7 +4,8 @@
 //! ones `flotilla get` prints (`manifest::printers`); the columns `-o wide` adds have priority
 //! 1, so kubectl shows them only then. Each row carries the object's metadata as a
 //! `PartialObjectMetadata` (`includeObject=Metadata`, kube-apiserver's default), the whole
-//! object (`Object`) or nothing (`None`). Pure functions of data.
+//! object (`Object`) or nothing (`None`). `as=PartialObjectMetadata(List)` (client-go's
+//! metadata client) answers only each object's metadata. Pure functions of data.
 
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
@@ -13,17 +14,76 @@ use serde_json::{Value, json};
 use super::ApiError;
 use crate::manifest::printers;
 
-/// Whether the request's `Accept` asks for a Table of `meta.k8s.io` (v1 or v1beta1).
-pub fn wanted(headers: &HeaderMap) -> bool {
-    headers
+/// A view of objects a request's `Accept` asks for in place of the objects themselves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum View {
+    /// `as=Table`: rows of printed columns.
+    Table(Include),
+    /// `as=PartialObjectMetadata` or `PartialObjectMetadataList`: only each object's metadata.
+    Metadata,
+}
+
+/// The view the request's `Accept` asks for (of `meta.k8s.io`, v1 or v1beta1), taking the
+/// media types in the order given; `None` for the objects themselves.
+pub fn wanted(headers: &HeaderMap, include: Option<&str>) -> Result<Option<View>, ApiError> {
+    let accept = headers
         .get_all(axum::http::header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|m| {
-            let params: Vec<&str> = m.split(';').map(str::trim).collect();
-            params.contains(&"as=Table") && params.contains(&"g=meta.k8s.io")
-        })
+        .map(|m| m.split(';').map(str::trim).collect::<Vec<&str>>());
+    for params in accept {
+        if !params.contains(&"g=meta.k8s.io") {
+            if params.iter().all(|p| !p.starts_with("as=")) {
+                return Ok(None);
+            }
+            continue;
+        }
+        if params.contains(&"as=Table") {
+            return Ok(Some(View::Table(Include::parse(include)?)));
+        }
+        if params.contains(&"as=PartialObjectMetadata")
+            || params.contains(&"as=PartialObjectMetadataList")
+        {
+            return Ok(Some(View::Metadata));
+        }
+    }
+    Ok(None)
+}
+
+/// An object as `PartialObjectMetadata`.
+pub fn metadata_of(o: &Value) -> Value {
+    json!({
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadata",
+        "metadata": o["metadata"],
+    })
+}
+
+impl View {
+    /// The view of a list of `objects`, with the list's `metadata`.
+    pub fn of_list(self, kind: &str, objects: Vec<Value>, metadata: Value) -> Value {
+        match self {
+            View::Table(include) => table(kind, objects, metadata, include, Utc::now()),
+            View::Metadata => json!({
+                "apiVersion": "meta.k8s.io/v1",
+                "kind": "PartialObjectMetadataList",
+                "metadata": metadata,
+                "items": objects.iter().map(metadata_of).collect::<Vec<_>>(),
+            }),
+        }
+    }
+
+    /// The view of one object (a get, or a watch event's object).
+    pub fn of_one(self, kind: &str, o: Value) -> Value {
+        match self {
+            View::Table(include) => {
+                let meta = json!({"resourceVersion": o["metadata"]["resourceVersion"]});
+                table(kind, vec![o], meta, include, Utc::now())
+            }
+            View::Metadata => metadata_of(&o),
+        }
+    }
 }
 
 /// What each row carries of its object (`includeObject`).
@@ -75,11 +135,7 @@ pub fn table(
             let cells = printers::row(kind, &o, now, true);
             let object = match include {
                 Include::None => Value::Null,
-                Include::Metadata => json!({
-                    "apiVersion": "meta.k8s.io/v1",
-                    "kind": "PartialObjectMetadata",
-                    "metadata": o["metadata"],
-                }),
+                Include::Metadata => metadata_of(&o),
                 Include::Object => o,
             };
             let mut row = json!({"cells": cells});
@@ -106,17 +162,45 @@ mod tests {
     #[test]
     fn kubectls_accept_header_asks_for_a_table() {
         let mut h = HeaderMap::new();
-        assert!(!wanted(&h));
+        assert_eq!(wanted(&h, None).unwrap(), None);
         h.insert(
             axum::http::header::ACCEPT,
             HeaderValue::from_static("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"),
         );
-        assert!(wanted(&h));
+        assert_eq!(
+            wanted(&h, None).unwrap(),
+            Some(View::Table(Include::Metadata))
+        );
+        assert_eq!(
+            wanted(&h, Some("Object")).unwrap(),
+            Some(View::Table(Include::Object))
+        );
+        assert!(wanted(&h, Some("Everything")).is_err());
         h.insert(
             axum::http::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
+            HeaderValue::from_static(
+                "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json",
+            ),
         );
-        assert!(!wanted(&h));
+        assert_eq!(wanted(&h, None).unwrap(), Some(View::Metadata));
+        let l = View::Metadata.of_list(
+            "Pod",
+            vec![json!({"metadata": {"name": "a"}, "spec": {}})],
+            json!({"resourceVersion": "3"}),
+        );
+        assert_eq!(l["kind"], "PartialObjectMetadataList");
+        assert_eq!(
+            l["items"][0],
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": {"name": "a"}})
+        );
+        // Plain JSON first: the objects themselves.
+        h.insert(
+            axum::http::header::ACCEPT,
+            HeaderValue::from_static(
+                "application/json, application/json;as=Table;v=v1;g=meta.k8s.io",
+            ),
+        );
+        assert_eq!(wanted(&h, None).unwrap(), None);
     }
 
     #[test]
@@ -167,6 +251,5 @@ mod tests {
             now,
         );
         assert!(t["rows"][0].get("object").is_none());
-        assert!(Include::parse(Some("Everything")).is_err());
     }
 }

@@ -27,7 +27,7 @@ pub async fn watch(
     s: std::sync::Arc<ApiState>,
     rp: ResourcePath,
     q: &HashMap<String, String>,
-    table: Option<super::table::Include>,
+    view: Option<super::table::View>,
 ) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(q)?;
     let from: Option<i64> =
@@ -66,15 +66,10 @@ pub async fn watch(
     tokio::spawn(
         async move {
             let send = |ev: &str, obj: &Value| {
-                // For kubectl get -w: each event's object as a Table of one row.
-                let obj = match table {
-                    Some(include) if ev != "ERROR" => super::table::table(
-                        kind,
-                        vec![obj.clone()],
-                        json!({"resourceVersion": obj["metadata"]["resourceVersion"]}),
-                        include,
-                        chrono::Utc::now(),
-                    ),
+                // For kubectl get -w: each event's object as a Table of one row (or its
+                // metadata, for a metadata client).
+                let obj = match view {
+                    Some(v) if ev != "ERROR" => v.of_one(kind, obj.clone()),
                     _ => obj.clone(),
                 };
                 let mut line =
