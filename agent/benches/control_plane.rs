@@ -77,6 +77,46 @@ fn pod(i: usize) -> Value {
                      "ports": [{"containerPort": 8080, "name": "http"}], "resources": {"limits": {"memory": "32Mi", "cpu": "100m"}}}]}})
 }
 
+/// A kubeconfig for the agent of `admin` (its server, CA and token), if kubectl is installed.
+fn kubectl_config(admin: &Path, dir: &Path) -> Option<PathBuf> {
+    let found = Command::new("kubectl")
+        .args(["version", "--client"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        return None;
+    }
+    let cfg = flotilla::cluster::AdminConfig::load(admin).unwrap();
+    let ca = base64::engine::general_purpose::STANDARD.encode(&cfg.certificate_authority);
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: f\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: f\n  context: {{cluster: f, user: admin}}\ncurrent-context: f\n",
+            cfg.server, cfg.token
+        ),
+    )
+    .unwrap();
+    Some(path)
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Duration {
+    let t = Instant::now();
+    let out = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdout(Stdio::null())
+        .output()
+        .expect("running kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.elapsed()
+}
+
 fn cli(bin: &Path, cfg: &Path, args: &[&str]) -> Duration {
     let t = Instant::now();
     let out = Command::new(bin)
@@ -106,6 +146,8 @@ struct Figures {
     load_s: f64,
     list_s: f64,
     list_json_s: Option<f64>,
+    /// `kubectl get pods` (Table), when kubectl is installed.
+    kubectl_list_s: Option<f64>,
     rss_idle: f64,
     rss_loaded: f64,
     rss_loaded_peak: f64,
@@ -223,6 +265,14 @@ async fn main() {
             .map(|_| cli(&bin, &cfg, &["get", "pods", "-n", "bench", "-o", "json"]))
             .collect(),
     ));
+    // The same list as a k3s user types it: the real kubectl, printing the server's Table.
+    f.kubectl_list_s = kubectl_config(&cfg, dir.path()).map(|kc| {
+        median(
+            (0..3)
+                .map(|_| kubectl(&kc, &["get", "pods", "-n", "bench"]))
+                .collect(),
+        )
+    });
     (f.rss_loaded, f.rss_loaded_peak) = rss_window(agent.0.id(), Duration::from_secs(10)).await;
     let db: u64 = ["flotilla.db", "flotilla.db-wal"]
         .iter()
@@ -296,6 +346,11 @@ async fn main() {
     row(
         "list as JSON (get pods -o json)",
         fmt(f.list_json_s, "s", 3),
+        "-".into(),
+    );
+    row(
+        "list with kubectl get pods (server's Table)",
+        fmt(f.kubectl_list_s, "s", 3),
         "-".into(),
     );
     row(

@@ -774,7 +774,7 @@ fn apply_of_a_change_edit_set_image_rollout_restart_and_cordon_patch_strategical
     let a = Agent::start();
     let web = |replicas: u32, env: &str, image: &str| {
         format!(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n      - name: c\n        image: {image}\n        imagePullPolicy: Never\n        command: [sleep, '3600']\n        env: [{env}]\n      - name: side\n        image: flotilla.local/busybox:1\n        imagePullPolicy: Never\n        command: [sleep, '3600']\n"
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n      - name: c\n        image: {image}\n        imagePullPolicy: Never\n        command: [sleep, '3600']\n        env: [{env}]\n      - name: side\n        image: flotilla.local/busybox:1\n        imagePullPolicy: Never\n        command: [sleep, '3600']\n      terminationGracePeriodSeconds: 1\n"
         )
     };
     let f = manifest(
