@@ -337,6 +337,10 @@ struct LabelsOnly {
 struct MetaLabels {
     #[serde(default)]
     labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    name: String,
 }
 
 /// Where a paged list carries on: after this object, of the list read at `rv`.
@@ -477,33 +481,37 @@ async fn list(
     for raw in &items {
         // Only what a field selector or a page boundary needs is parsed.
         let needs_key = cont.is_some() || limit.is_some();
-        let (obj, key): (Option<Value>, Option<(String, String)>) = if !f.0.is_empty() || needs_key
-        {
-            let obj: Value = serde_json::from_slice(raw).map_err(crate::store::StoreError::from)?;
-            let key = (
-                obj["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-                obj["metadata"]["name"].as_str().unwrap_or("").to_string(),
-            );
-            (Some(obj), Some(key))
-        } else {
-            (None, None)
-        };
+        // A page boundary needs only the name: the metadata is parsed alone (the rest of
+        // the object is skipped, not built), as a label selector does.
+        let (obj, key, meta): (Option<Value>, Option<(String, String)>, Option<MetaLabels>) =
+            if !f.0.is_empty() {
+                let obj: Value =
+                    serde_json::from_slice(raw).map_err(crate::store::StoreError::from)?;
+                let key = (
+                    obj["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    obj["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                );
+                (Some(obj), Some(key), None)
+            } else if needs_key || !l.is_empty() {
+                let lo: LabelsOnly =
+                    serde_json::from_slice(raw).map_err(crate::store::StoreError::from)?;
+                let key = (lo.metadata.namespace.clone(), lo.metadata.name.clone());
+                (None, Some(key), Some(lo.metadata))
+            } else {
+                (None, None, None)
+            };
         if let (Some(c), Some((ns, name))) = (&cont, &key)
             && (ns.as_str(), name.as_str()) <= (c.ns.as_str(), c.name.as_str())
         {
             continue;
         }
-        let keep = match &obj {
-            Some(o) => selected(o, &l, &f),
-            None if !l.is_empty() => {
-                let lo: LabelsOnly =
-                    serde_json::from_slice(raw).map_err(crate::store::StoreError::from)?;
-                l.matches(&lo.metadata.labels)
-            }
-            None => true,
+        let keep = match (&obj, &meta) {
+            (Some(o), _) => selected(o, &l, &f),
+            (None, Some(m)) => l.is_empty() || l.matches(&m.labels),
+            (None, None) => true,
         };
         if !keep {
             continue;
