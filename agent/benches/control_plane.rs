@@ -101,36 +101,31 @@ fn kubectl_config(admin: &Path, dir: &Path) -> Option<PathBuf> {
     Some(path)
 }
 
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> Duration {
+/// Runs a client process to the end and times it; it must succeed.
+fn timed(mut cmd: Command) -> Duration {
     let t = Instant::now();
-    let out = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
+    let out = cmd
         .stdout(Stdio::null())
         .output()
-        .expect("running kubectl");
+        .expect("running a client");
     assert!(
         out.status.success(),
-        "kubectl {args:?}: {}",
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     t.elapsed()
 }
 
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Duration {
+    let mut c = Command::new("kubectl");
+    c.args(args).env("KUBECONFIG", kubeconfig);
+    timed(c)
+}
+
 fn cli(bin: &Path, cfg: &Path, args: &[&str]) -> Duration {
-    let t = Instant::now();
-    let out = Command::new(bin)
-        .args(args)
-        .env("FLOTILLA_CONFIG", cfg)
-        .stdout(Stdio::null())
-        .output()
-        .expect("running the CLI");
-    assert!(
-        out.status.success(),
-        "flotilla {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    t.elapsed()
+    let mut c = Command::new(bin);
+    c.args(args).env("FLOTILLA_CONFIG", cfg);
+    timed(c)
 }
 
 fn median(mut v: Vec<Duration>) -> f64 {
