@@ -11,7 +11,10 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::client::Client;
+use k8s_openapi::api::apps::v1::Deployment;
+
 use crate::controller::deployment::surge_and_unavailable;
+use crate::manifest::lifecycle::decode;
 
 #[derive(Debug, Args)]
 pub struct CordonArgs {
@@ -83,7 +86,8 @@ pub fn evictable_now(
         let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
         // maxUnavailable 0 (the default for 3 replicas) would never let a drain finish
         // without surging, which would mean changing the user's Deployment: at least one.
-        let (_, max_unavailable) = surge_and_unavailable(d, replicas);
+        let max_unavailable = decode::<Deployment>(d.clone())
+            .map_or(1, |typed| surge_and_unavailable(&typed, replicas).1);
         let max_unavailable = max_unavailable.max(1);
         let ready_now = all_pods
             .iter()

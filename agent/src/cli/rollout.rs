@@ -6,17 +6,19 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use reqwest::Method;
 use serde_json::Value;
 
 use super::client::{Client, is_conflict};
 use super::get::targets;
 use crate::api::path::object_path;
-use crate::controller::deployment::{REVISION_ANNOTATION, rollout_progress, template_for_undo};
+use crate::controller::deployment::{revision, rollout_progress, template_for_undo};
 use crate::controller::owned_by;
 use crate::manifest::kinds;
+use crate::manifest::lifecycle::{annotation, decode};
 
 #[derive(Debug, Args)]
 pub struct RolloutArgs {
@@ -71,25 +73,25 @@ fn deployment_name(target: &str) -> Result<String> {
     }
 }
 
-async fn replica_sets(client: &Client, ns: &str, dep: &Value) -> Result<Vec<Value>> {
+/// The Deployment's ReplicaSets (its revisions), oldest first.
+async fn replica_sets(client: &Client, ns: &str, dep: &Deployment) -> Result<Vec<ReplicaSet>> {
     let rs = kinds::by_kind("ReplicaSet").expect("ReplicaSet is a kind");
     let list = client.get(&object_path(rs, Some(ns), None), &[]).await?;
-    let mut v: Vec<Value> = list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| owned_by(r, dep))
-        .cloned()
-        .collect();
-    v.sort_by_key(revision_of);
+    let mut v: Vec<ReplicaSet> = Vec::new();
+    for item in list["items"].as_array().into_iter().flatten() {
+        let r: ReplicaSet = decode(item.clone()).context("reading a ReplicaSet")?;
+        if owned_by(&r.metadata, &dep.metadata) {
+            v.push(r);
+        }
+    }
+    v.sort_by_key(revision);
     Ok(v)
 }
 
-fn revision_of(rs: &Value) -> i64 {
-    rs["metadata"]["annotations"][REVISION_ANNOTATION]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+async fn deployment(client: &Client, path: &str) -> Result<(Value, Deployment)> {
+    let v = client.get(path, &[]).await?;
+    let typed = decode(v.clone()).context("reading the Deployment")?;
+    Ok((v, typed))
 }
 
 /// What a read-modify-write of a Deployment changes.
@@ -104,7 +106,7 @@ async fn update_deployment(client: &Client, ns: &str, name: &str, change: Change
     let dep_kind = kinds::by_kind("Deployment").expect("Deployment is a kind");
     let path = object_path(dep_kind, Some(ns), Some(name));
     for attempt in 0.. {
-        let mut dep = client.get(&path, &[]).await?;
+        let (mut dep, typed) = deployment(client, &path).await?;
         match change {
             Change::Template(to_revision) => {
                 if dep["spec"]["paused"] == true {
@@ -114,9 +116,10 @@ async fn update_deployment(client: &Client, ns: &str, name: &str, change: Change
                 }
                 // As kubectl: revision 0 is the previous one.
                 let to_revision = to_revision.filter(|r| *r != 0);
-                let rss = replica_sets(client, ns, &dep).await?;
-                dep["spec"]["template"] =
-                    template_for_undo(&dep, &rss, to_revision).map_err(anyhow::Error::msg)?;
+                let rss = replica_sets(client, ns, &typed).await?;
+                let template =
+                    template_for_undo(&typed, &rss, to_revision).map_err(anyhow::Error::msg)?;
+                dep["spec"]["template"] = serde_json::to_value(template)?;
             }
             Change::Paused(p) => dep["spec"]["paused"] = Value::from(p),
         }
@@ -144,9 +147,8 @@ pub async fn run(cfg: &Path, a: RolloutArgs) -> Result<i32> {
             let start = Instant::now();
             let mut last = String::new();
             loop {
-                let dep = client
-                    .get(&object_path(dep_kind, Some(&ns), Some(&name)), &[])
-                    .await?;
+                let (_, dep) =
+                    deployment(&client, &object_path(dep_kind, Some(&ns), Some(&name))).await?;
                 let (done, msg) = rollout_progress(&dep);
                 if msg != last {
                     println!("{msg}");
@@ -164,18 +166,16 @@ pub async fn run(cfg: &Path, a: RolloutArgs) -> Result<i32> {
         RolloutAction::History { target, namespace } => {
             let name = deployment_name(&target)?;
             let ns = ns_of(namespace);
-            let dep = client
-                .get(&object_path(dep_kind, Some(&ns), Some(&name)), &[])
-                .await?;
+            let (_, dep) =
+                deployment(&client, &object_path(dep_kind, Some(&ns), Some(&name))).await?;
             println!("deployment.apps/{name}");
             let rows: Vec<Vec<String>> = replica_sets(&client, &ns, &dep)
                 .await?
                 .iter()
                 .map(|rs| {
-                    let cause = rs["metadata"]["annotations"]["kubernetes.io/change-cause"]
-                        .as_str()
-                        .unwrap_or("<none>");
-                    vec![revision_of(rs).to_string(), cause.to_string()]
+                    let cause =
+                        annotation(&rs.metadata, "kubernetes.io/change-cause").unwrap_or("<none>");
+                    vec![revision(rs).to_string(), cause.to_string()]
                 })
                 .collect();
             print!(

@@ -4,64 +4,64 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
+use k8s_openapi::api::core::v1::{Node, Pod};
 
 use super::{
-    Action, POD_TEMPLATE_HASH, is_terminating, owned_by, pod_finished, pod_from_template,
+    Action, POD_TEMPLATE_HASH, encode, is_terminating, key_of, pod_finished, pod_from_template,
     pod_ready, resolve_int_or_percent, status_update, template_hash,
 };
-use crate::manifest::lifecycle::tolerates_taints;
-use crate::manifest::selector::string_map;
-use crate::store::Key;
+use crate::manifest::lifecycle::{label, name, pod_node, tolerates_taints};
 
 /// Whether the DaemonSet's pods belong on `node`.
-pub fn node_matches(ds: &Value, node: &Value) -> bool {
+pub fn node_matches(ds: &DaemonSet, node: &Node) -> bool {
+    let spec = ds.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+    let Some(spec) = spec else { return false };
     crate::scheduler::affinity::required_matches(
-        &ds["spec"]["template"]["spec"],
-        &string_map(&node["metadata"]["labels"]),
-        node["metadata"]["name"].as_str().unwrap_or(""),
-    ) && tolerates_taints(&ds["spec"]["template"]["spec"]["tolerations"], node)
+        spec,
+        node.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
+        name(&node.metadata),
+    ) && tolerates_taints(spec.tolerations.as_deref().unwrap_or_default(), node)
 }
 
-/// Plans one DaemonSet against the nodes and the pods of its namespace.
-pub fn plan(ds: &Value, nodes: &[Value], pods: &[Value]) -> Vec<Action> {
-    if is_terminating(ds) {
+/// Plans one DaemonSet against the nodes and the pods it owns (from an
+/// [`super::OwnerIndex`]).
+pub fn plan(ds: &DaemonSet, nodes: &[Node], owned: &[&Pod]) -> Vec<Action> {
+    if is_terminating(&ds.metadata) {
         return vec![];
     }
-    let hash = template_hash(&ds["spec"]["template"]);
-    let name = ds["metadata"]["name"].as_str().unwrap_or("");
-    let mine: Vec<&Value> = pods
+    let spec = ds.spec.clone().unwrap_or_default();
+    let hash = template_hash(&spec.template);
+    let ds_name = name(&ds.metadata);
+    let mine: Vec<&Pod> = owned
         .iter()
-        .filter(|p| owned_by(p, ds) && !is_terminating(p))
+        .copied()
+        .filter(|p| !is_terminating(&p.metadata))
         .collect();
-    let mut by_node: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    let mut by_node: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
     for p in &mine {
         by_node
-            .entry(p["spec"]["nodeName"].as_str().unwrap_or(""))
+            .entry(pod_node(p).unwrap_or(""))
             .or_default()
             .push(p);
     }
-    let wanted: Vec<&Value> = nodes.iter().filter(|n| node_matches(ds, n)).collect();
-    let wanted_names: Vec<&str> = wanted
-        .iter()
-        .filter_map(|n| n["metadata"]["name"].as_str())
-        .collect();
+    let wanted: Vec<&Node> = nodes.iter().filter(|n| node_matches(ds, n)).collect();
+    let wanted_names: Vec<&str> = wanted.iter().map(|n| name(&n.metadata)).collect();
     let mut actions = Vec::new();
-    let delete = |actions: &mut Vec<Action>, p: &Value| {
-        if let Ok(k) = Key::of(p) {
-            actions.push(Action::Delete(k));
-        }
-    };
     // Pods on nodes that are gone or no longer match, and finished pods, go.
     for (node, ps) in &by_node {
         for p in ps {
             if !wanted_names.contains(node) || pod_finished(p) {
-                delete(&mut actions, p);
+                actions.push(Action::Delete(key_of(*p)));
             }
         }
     }
+    let rolling = spec
+        .update_strategy
+        .as_ref()
+        .and_then(|u| u.rolling_update.as_ref());
     let max_unavailable = resolve_int_or_percent(
-        &ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"],
+        rolling.and_then(|r| r.max_unavailable.as_ref()),
         wanted.len() as i64,
         false,
     )
@@ -70,7 +70,7 @@ pub fn plan(ds: &Value, nodes: &[Value], pods: &[Value]) -> Vec<Action> {
     let mut outdated = Vec::new();
     let (mut current, mut ready, mut updated) = (0, 0, 0);
     for node in &wanted_names {
-        let live: Vec<&&Value> = by_node
+        let live: Vec<&&Pod> = by_node
             .get(node)
             .into_iter()
             .flatten()
@@ -80,17 +80,17 @@ pub fn plan(ds: &Value, nodes: &[Value], pods: &[Value]) -> Vec<Action> {
             [] => {
                 let mut pod = pod_from_template(
                     ds,
-                    &ds["spec"]["template"],
-                    name,
+                    Some(&spec.template),
+                    ds_name,
                     &[(POD_TEMPLATE_HASH, &hash)],
                 );
-                pod["spec"]["nodeName"] = Value::from(*node);
-                actions.push(Action::Create(pod));
+                pod.spec.get_or_insert_with(Default::default).node_name = Some((*node).into());
+                actions.push(Action::Create(encode(&pod)));
                 unavailable += 1;
             }
             [first, extra @ ..] => {
                 for p in extra {
-                    delete(&mut actions, p);
+                    actions.push(Action::Delete(key_of(**p)));
                 }
                 current += 1;
                 if pod_ready(first) {
@@ -98,7 +98,7 @@ pub fn plan(ds: &Value, nodes: &[Value], pods: &[Value]) -> Vec<Action> {
                 } else {
                     unavailable += 1;
                 }
-                if first["metadata"]["labels"][POD_TEMPLATE_HASH] == hash.as_str() {
+                if label(&first.metadata, POD_TEMPLATE_HASH) == Some(hash.as_str()) {
                     updated += 1;
                 } else {
                     outdated.push(**first);
@@ -106,45 +106,62 @@ pub fn plan(ds: &Value, nodes: &[Value], pods: &[Value]) -> Vec<Action> {
             }
         }
     }
-    let on_delete = ds["spec"]["updateStrategy"]["type"] == "OnDelete";
+    let on_delete = spec
+        .update_strategy
+        .as_ref()
+        .and_then(|u| u.type_.as_deref())
+        == Some("OnDelete");
     if !on_delete {
         // Replace outdated pods, not-ready ones first, while the unavailable budget lasts.
         outdated.sort_by_key(|p| pod_ready(p));
         for p in outdated {
             if !pod_ready(p) {
-                delete(&mut actions, p);
+                actions.push(Action::Delete(key_of(p)));
             } else if unavailable < max_unavailable {
-                delete(&mut actions, p);
+                actions.push(Action::Delete(key_of(p)));
                 unavailable += 1;
             }
         }
     }
-    let status = json!({
-        "desiredNumberScheduled": wanted.len(),
-        "currentNumberScheduled": current,
-        "numberMisscheduled": by_node.iter().filter(|(n, _)| !wanted_names.contains(n)).map(|(_, ps)| ps.len()).sum::<usize>(),
-        "numberReady": ready,
-        "numberAvailable": ready,
-        "numberUnavailable": (wanted.len() as i64 - ready).max(0),
-        "updatedNumberScheduled": updated,
-        "observedGeneration": ds["metadata"]["generation"],
-    });
-    actions.extend(status_update(ds, status));
+    let misscheduled: usize = by_node
+        .iter()
+        .filter(|(n, _)| !wanted_names.contains(n))
+        .map(|(_, ps)| ps.len())
+        .sum();
+    let status = DaemonSetStatus {
+        desired_number_scheduled: wanted.len() as i32,
+        current_number_scheduled: current,
+        number_misscheduled: misscheduled as i32,
+        number_ready: ready,
+        number_available: Some(ready),
+        number_unavailable: Some((wanted.len() as i32 - ready).max(0)),
+        updated_number_scheduled: Some(updated),
+        observed_generation: ds.metadata.generation,
+        ..Default::default()
+    };
+    actions.extend(status_update(ds, ds.status.as_ref(), status));
     actions
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::OwnerIndex;
+    use crate::manifest::lifecycle::decode;
+    use serde_json::{Value, json};
 
-    fn ds(selector: Value) -> Value {
-        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "d", "uid": "ds1", "generation": 1},
+    fn ds(selector: Value) -> DaemonSet {
+        decode(json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "d", "uid": "ds1", "generation": 1},
                "spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
-                        "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"nodeSelector": selector, "containers": [{"name": "c", "image": "x"}]}}}})
+                        "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"nodeSelector": selector, "containers": [{"name": "c", "image": "x"}]}}}})).unwrap()
     }
 
-    fn node(name: &str, labels: Value) -> Value {
-        json!({"kind": "Node", "metadata": {"name": name, "labels": labels}})
+    fn node(name: &str, labels: Value) -> Node {
+        decode(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}})).unwrap()
+    }
+
+    fn plan_with(ds: &DaemonSet, nodes: &[Node], pods: &[Pod]) -> Vec<Action> {
+        plan(ds, nodes, OwnerIndex::new(pods).of(&ds.metadata))
     }
 
     fn created_on(a: &[Action]) -> Vec<String> {
@@ -167,11 +184,11 @@ mod tests {
             node("c", json!({"disk": "ssd"})),
         ];
         assert_eq!(
-            created_on(&plan(&ds(json!({"disk": "ssd"})), &nodes, &[])),
+            created_on(&plan_with(&ds(json!({"disk": "ssd"})), &nodes, &[])),
             vec!["a", "c"]
         );
         assert_eq!(
-            created_on(&plan(&ds(json!({})), &nodes, &[])),
+            created_on(&plan_with(&ds(json!({})), &nodes, &[])),
             vec!["a", "b", "c"]
         );
     }
@@ -179,9 +196,9 @@ mod tests {
     #[test]
     fn pods_leave_nodes_that_stop_matching() {
         let d = ds(json!({"disk": "ssd"}));
-        let hash = template_hash(&d["spec"]["template"]);
-        let pod = json!({"kind": "Pod", "metadata": {"name": "agent-x", "namespace": "d", "labels": {POD_TEMPLATE_HASH: hash}, "ownerReferences": [{"uid": "ds1", "controller": true}]}, "spec": {"nodeName": "a"}});
-        let a = plan(&d, &[node("a", json!({}))], &[pod]);
+        let hash = template_hash(&d.spec.as_ref().unwrap().template);
+        let pod: Pod = decode(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "agent-x", "namespace": "d", "labels": {POD_TEMPLATE_HASH: hash}, "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": "ds1", "controller": true}]}, "spec": {"nodeName": "a", "containers": []}})).unwrap();
+        let a = plan_with(&d, &[node("a", json!({}))], &[pod]);
         assert!(
             a.iter()
                 .any(|a| matches!(a, Action::Delete(k) if k.name == "agent-x"))
@@ -190,10 +207,10 @@ mod tests {
 
     #[test]
     fn tainted_nodes_need_a_toleration() {
-        let tainted = json!({"kind": "Node", "metadata": {"name": "t", "labels": {}}, "spec": {"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}});
+        let tainted: Node = decode(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "t", "labels": {}}, "spec": {"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}})).unwrap();
         let mut d = ds(json!({}));
         assert!(!node_matches(&d, &tainted));
-        d["spec"]["template"]["spec"]["tolerations"] = json!([{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]);
+        d.spec.as_mut().unwrap().template.spec.as_mut().unwrap().tolerations = Some(serde_json::from_value(json!([{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}])).unwrap());
         assert!(node_matches(&d, &tainted));
     }
 }

@@ -1,50 +1,77 @@
 //! Deployment: ReplicaSets per pod template, rolling updates within maxSurge/maxUnavailable,
 //! Recreate, revision history, pause, and the rollout progress `rollout status` prints.
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec,
+};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{
-    Action, POD_TEMPLATE_HASH, is_terminating, owned_by, resolve_int_or_percent, status_update,
-    template_hash,
+    Action, POD_TEMPLATE_HASH, encode, is_terminating, key_of, owned_by, resolve_int_or_percent,
+    status_update, template_hash,
 };
-use crate::store::Key;
+use crate::manifest::lifecycle::{annotation, label};
 
 /// The annotation holding a ReplicaSet's revision number within its Deployment.
 pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 
-fn i(v: &Value) -> i64 {
-    v.as_i64().unwrap_or(0)
-}
-
-fn revision(rs: &Value) -> i64 {
-    rs["metadata"]["annotations"][REVISION_ANNOTATION]
-        .as_str()
+/// A ReplicaSet's revision within its Deployment (0 when it has none).
+pub fn revision(rs: &ReplicaSet) -> i64 {
+    annotation(&rs.metadata, REVISION_ANNOTATION)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
 
-fn replicas(rs: &Value) -> i64 {
-    i(&rs["spec"]["replicas"])
+fn replicas(rs: &ReplicaSet) -> i64 {
+    i64::from(rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0))
+}
+
+fn status_replicas(rs: &ReplicaSet) -> i64 {
+    rs.status.as_ref().map_or(0, |s| i64::from(s.replicas))
+}
+
+fn status_of(
+    rs: &ReplicaSet,
+    f: fn(&k8s_openapi::api::apps::v1::ReplicaSetStatus) -> Option<i32>,
+) -> i64 {
+    rs.status.as_ref().and_then(f).map_or(0, i64::from)
 }
 
 /// Available pods a ReplicaSet will keep: its status may not yet show a scale-down that its
 /// spec already asks for, so never count more than `spec.replicas`.
-fn available(rs: &Value) -> i64 {
-    i(&rs["status"]["availableReplicas"]).min(replicas(rs))
+fn available(rs: &ReplicaSet) -> i64 {
+    status_of(rs, |s| s.available_replicas).min(replicas(rs))
 }
 
-fn scaled(rs: &Value, n: i64) -> Action {
+fn with_replicas(rs: &ReplicaSet, n: i64) -> ReplicaSet {
     let mut r = rs.clone();
-    r["spec"]["replicas"] = Value::from(n);
-    Action::Update(r)
+    r.spec.get_or_insert_with(Default::default).replicas = Some(n as i32);
+    r
+}
+
+fn scaled(rs: &ReplicaSet, n: i64) -> Action {
+    Action::Update(encode(&with_replicas(rs, n)))
+}
+
+/// A Deployment's desired replicas (Kubernetes' default 1).
+pub fn desired_replicas(dep: &Deployment) -> i64 {
+    i64::from(dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))
 }
 
 /// maxSurge and maxUnavailable as numbers for `desired` replicas.
-pub fn surge_and_unavailable(dep: &Value, desired: i64) -> (i64, i64) {
-    let ru = &dep["spec"]["strategy"]["rollingUpdate"];
-    let surge = resolve_int_or_percent(&ru["maxSurge"], desired, true);
-    let mut unavailable = resolve_int_or_percent(&ru["maxUnavailable"], desired, false);
+pub fn surge_and_unavailable(dep: &Deployment, desired: i64) -> (i64, i64) {
+    let ru = dep
+        .spec
+        .as_ref()
+        .and_then(|s| s.strategy.as_ref())
+        .and_then(|s| s.rolling_update.as_ref());
+    let surge = resolve_int_or_percent(ru.and_then(|r| r.max_surge.as_ref()), desired, true);
+    let mut unavailable =
+        resolve_int_or_percent(ru.and_then(|r| r.max_unavailable.as_ref()), desired, false);
     if surge == 0 && unavailable == 0 {
         unavailable = 1;
     }
@@ -52,59 +79,73 @@ pub fn surge_and_unavailable(dep: &Value, desired: i64) -> (i64, i64) {
 }
 
 /// The ReplicaSet a Deployment makes for its current template.
-fn new_replica_set(dep: &Value, hash: &str, rev: i64, replicas: i64) -> Value {
-    let name = format!("{}-{hash}", dep["metadata"]["name"].as_str().unwrap_or(""));
-    let mut template = dep["spec"]["template"].clone();
-    template["metadata"]["labels"][POD_TEMPLATE_HASH] = Value::from(hash);
-    let mut selector = dep["spec"]["selector"].clone();
-    selector["matchLabels"][POD_TEMPLATE_HASH] = Value::from(hash);
-    let mut annotations = json!({REVISION_ANNOTATION: rev.to_string()});
-    if let Some(c) = dep["metadata"]["annotations"][CHANGE_CAUSE].as_str() {
-        annotations[CHANGE_CAUSE] = Value::from(c);
+fn new_replica_set(dep: &Deployment, hash: &str, rev: i64, replicas: i64) -> ReplicaSet {
+    let spec = dep.spec.clone().unwrap_or_default();
+    let name = format!("{}-{hash}", dep.metadata.name.as_deref().unwrap_or(""));
+    let mut template = spec.template;
+    template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(POD_TEMPLATE_HASH.into(), hash.into());
+    let mut selector = spec.selector;
+    selector
+        .match_labels
+        .get_or_insert_with(Default::default)
+        .insert(POD_TEMPLATE_HASH.into(), hash.into());
+    let mut annotations = BTreeMap::from([(REVISION_ANNOTATION.to_string(), rev.to_string())]);
+    if let Some(c) = annotation(&dep.metadata, CHANGE_CAUSE) {
+        annotations.insert(CHANGE_CAUSE.into(), c.into());
     }
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "ReplicaSet",
-        "metadata": {
-            "name": name,
-            "namespace": dep["metadata"]["namespace"],
-            "labels": template["metadata"]["labels"],
-            "annotations": annotations,
-            "ownerReferences": [super::owner_ref(dep)],
+    ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: dep.metadata.namespace.clone(),
+            labels: template.metadata.as_ref().and_then(|m| m.labels.clone()),
+            annotations: Some(annotations),
+            owner_references: Some(vec![super::owner_ref(dep)]),
+            ..Default::default()
         },
-        "spec": {
-            "replicas": replicas,
-            "minReadySeconds": dep["spec"]["minReadySeconds"],
-            "selector": selector,
-            "template": template,
-        },
-    })
+        spec: Some(ReplicaSetSpec {
+            replicas: Some(replicas as i32),
+            min_ready_seconds: spec.min_ready_seconds,
+            selector,
+            template: Some(template),
+        }),
+        status: None,
+    }
 }
 
-/// Plans one Deployment against the ReplicaSets of its namespace.
-pub fn plan(dep: &Value, rss: &[Value]) -> Vec<Action> {
-    if is_terminating(dep) {
+/// Plans one Deployment against the ReplicaSets it owns (from an [`super::OwnerIndex`]).
+pub fn plan(dep: &Deployment, rss: &[&ReplicaSet]) -> Vec<Action> {
+    if is_terminating(&dep.metadata) {
         return vec![];
     }
-    let desired = i(&dep["spec"]["replicas"]).max(0);
-    let owned: Vec<&Value> = rss
+    let spec = dep.spec.as_ref();
+    let desired = desired_replicas(dep).max(0);
+    let owned: Vec<&ReplicaSet> = rss
         .iter()
-        .filter(|r| owned_by(r, dep) && !is_terminating(r))
+        .copied()
+        .filter(|r| owned_by(&r.metadata, &dep.metadata) && !is_terminating(&r.metadata))
         .collect();
-    let hash = template_hash(&dep["spec"]["template"]);
+    let hash = template_hash(&spec.map(|s| s.template.clone()).unwrap_or_default());
     let new_rs = owned
         .iter()
         .copied()
-        .find(|r| r["metadata"]["labels"][POD_TEMPLATE_HASH] == hash.as_str());
-    let mut olds: Vec<&Value> = owned
+        .find(|r| label(&r.metadata, POD_TEMPLATE_HASH) == Some(hash.as_str()));
+    let mut olds: Vec<&ReplicaSet> = owned
         .iter()
         .copied()
-        .filter(|r| Some(*r) != new_rs)
+        .filter(|r| !new_rs.is_some_and(|n| std::ptr::eq(n, *r)))
         .collect();
     olds.sort_by_key(|r| revision(r));
     let max_rev = owned.iter().map(|r| revision(r)).max().unwrap_or(0);
-    let paused = dep["spec"]["paused"] == true;
-    let recreate = dep["spec"]["strategy"]["type"] == "Recreate";
+    let paused = spec.and_then(|s| s.paused) == Some(true);
+    let recreate = spec
+        .and_then(|s| s.strategy.as_ref())
+        .and_then(|s| s.type_.as_deref())
+        == Some("Recreate");
     let (surge, unavailable) = surge_and_unavailable(dep, desired);
     let mut actions = Vec::new();
 
@@ -112,21 +153,18 @@ pub fn plan(dep: &Value, rss: &[Value]) -> Vec<Action> {
         let total: i64 = owned.iter().map(|r| replicas(r)).sum();
         match new_rs {
             None => {
-                let old_total: i64 = olds
-                    .iter()
-                    .map(|r| replicas(r) + i(&r["status"]["replicas"]))
-                    .sum();
+                let old_total: i64 = olds.iter().map(|r| replicas(r) + status_replicas(r)).sum();
                 let start = if recreate {
                     if old_total > 0 { 0 } else { desired }
                 } else {
                     (desired + surge - total).clamp(0, desired)
                 };
-                actions.push(Action::Create(new_replica_set(
+                actions.push(Action::Create(encode(&new_replica_set(
                     dep,
                     &hash,
                     max_rev + 1,
                     start,
-                )));
+                ))));
             }
             Some(new) => {
                 // Every change to the new ReplicaSet goes into one update: two updates of one
@@ -134,49 +172,50 @@ pub fn plan(dep: &Value, rss: &[Value]) -> Vec<Action> {
                 let mut updated = new.clone();
                 if revision(new) < max_rev {
                     // Rolling back to an older template makes it the newest revision.
-                    updated["metadata"]["annotations"][REVISION_ANNOTATION] =
-                        Value::from((max_rev + 1).to_string());
+                    updated
+                        .metadata
+                        .annotations
+                        .get_or_insert_with(Default::default)
+                        .insert(REVISION_ANNOTATION.into(), (max_rev + 1).to_string());
                 }
                 if recreate {
                     for o in olds.iter().filter(|o| replicas(o) > 0) {
                         actions.push(scaled(o, 0));
                     }
-                    let old_pods: i64 = olds.iter().map(|o| i(&o["status"]["replicas"])).sum();
+                    let old_pods: i64 = olds.iter().map(|o| status_replicas(o)).sum();
                     let olds_down = olds.iter().all(|o| replicas(o) == 0) && old_pods == 0;
                     if olds_down {
-                        updated["spec"]["replicas"] = Value::from(desired);
+                        updated = with_replicas(&updated, desired);
                     }
                 } else {
                     let target =
                         rolling(&mut actions, new, &olds, desired, surge, unavailable, total);
-                    updated["spec"]["replicas"] = Value::from(target);
+                    updated = with_replicas(&updated, target);
                 }
                 if updated != *new {
-                    actions.push(Action::Update(updated));
+                    actions.push(Action::Update(encode(&updated)));
                 }
             }
         }
     }
 
     // Keep revisionHistoryLimit old ReplicaSets that are fully scaled down.
-    let limit = dep["spec"]["revisionHistoryLimit"]
-        .as_i64()
+    let limit = spec
+        .and_then(|s| s.revision_history_limit)
         .unwrap_or(10)
         .max(0) as usize;
-    let idle: Vec<&&Value> = olds
+    let idle: Vec<&&ReplicaSet> = olds
         .iter()
-        .filter(|o| replicas(o) == 0 && i(&o["status"]["replicas"]) == 0)
+        .filter(|o| replicas(o) == 0 && status_replicas(o) == 0)
         .collect();
     if idle.len() > limit {
         for o in idle.iter().take(idle.len() - limit) {
-            if let Ok(k) = Key::of(o) {
-                actions.push(Action::Delete(k));
-            }
+            actions.push(Action::Delete(key_of(**o)));
         }
     }
 
     let status = status(dep, new_rs, &owned, desired, unavailable);
-    actions.extend(status_update(dep, status));
+    actions.extend(status_update(dep, dep.status.as_ref(), status));
     actions
 }
 
@@ -185,8 +224,8 @@ pub fn plan(dep: &Value, rss: &[Value]) -> Vec<Action> {
 /// actions), and return the new ReplicaSet's replicas within maxSurge.
 fn rolling(
     actions: &mut Vec<Action>,
-    new: &Value,
-    olds: &[&Value],
+    new: &ReplicaSet,
+    olds: &[&ReplicaSet],
     desired: i64,
     surge: i64,
     unavailable: i64,
@@ -207,7 +246,7 @@ fn rolling(
     // First remove old pods that are not available anyway, within what keeps the total sane.
     let new_unavailable = (new_replicas - available(new)).max(0);
     let mut budget = total - min_available - new_unavailable;
-    let mut after: Vec<(i64, &Value)> = olds.iter().map(|o| (replicas(o), *o)).collect();
+    let mut after: Vec<(i64, &ReplicaSet)> = olds.iter().map(|o| (replicas(o), *o)).collect();
     for (n, o) in after.iter_mut() {
         if budget <= 0 {
             break;
@@ -238,62 +277,101 @@ fn rolling(
     target
 }
 
+fn condition(type_: &str, status: &str, reason: &str, message: String) -> DeploymentCondition {
+    DeploymentCondition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: Some(reason.into()),
+        message: Some(message),
+        ..Default::default()
+    }
+}
+
 fn status(
-    dep: &Value,
-    new_rs: Option<&Value>,
-    owned: &[&Value],
+    dep: &Deployment,
+    new_rs: Option<&ReplicaSet>,
+    owned: &[&ReplicaSet],
     desired: i64,
     unavailable: i64,
-) -> Value {
-    let sum = |f: &str| owned.iter().map(|r| i(&r["status"][f])).sum::<i64>();
-    let available = sum("availableReplicas");
-    let updated = new_rs.map(|r| i(&r["status"]["replicas"])).unwrap_or(0);
-    let total = sum("replicas");
+) -> DeploymentStatus {
+    let sum = |f: fn(&k8s_openapi::api::apps::v1::ReplicaSetStatus) -> Option<i32>| {
+        owned.iter().map(|r| status_of(r, f)).sum::<i64>()
+    };
+    let available = sum(|s| s.available_replicas);
+    let updated = new_rs.map_or(0, status_replicas);
+    let total: i64 = owned.iter().map(|r| status_replicas(r)).sum();
     let complete =
         new_rs.is_some() && updated == desired && total == desired && available >= desired;
     let min_ok = available >= desired - unavailable;
-    let progressing = if dep["spec"]["paused"] == true {
-        json!({"type": "Progressing", "status": "Unknown", "reason": "DeploymentPaused", "message": "Deployment is paused"})
+    let new_name = new_rs
+        .and_then(|r| r.metadata.name.as_deref())
+        .unwrap_or("");
+    let paused = dep.spec.as_ref().and_then(|s| s.paused) == Some(true);
+    let progressing = if paused {
+        condition(
+            "Progressing",
+            "Unknown",
+            "DeploymentPaused",
+            "Deployment is paused".into(),
+        )
     } else if complete {
-        json!({"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-               "message": format!("ReplicaSet {:?} has successfully progressed.", new_rs.map(|r| r["metadata"]["name"].clone()).unwrap_or_default())})
+        condition(
+            "Progressing",
+            "True",
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet {new_name:?} has successfully progressed."),
+        )
     } else {
-        json!({"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
-               "message": format!("ReplicaSet {:?} is progressing.", new_rs.map(|r| r["metadata"]["name"].clone()).unwrap_or_default())})
+        condition(
+            "Progressing",
+            "True",
+            "ReplicaSetUpdated",
+            format!("ReplicaSet {new_name:?} is progressing."),
+        )
     };
-    json!({
-        "observedGeneration": dep["metadata"]["generation"],
-        "replicas": total,
-        "updatedReplicas": updated,
-        "readyReplicas": sum("readyReplicas"),
-        "availableReplicas": available,
-        "unavailableReplicas": (desired - available).max(0),
-        "conditions": [
-            if min_ok {
-                json!({"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability."})
-            } else {
-                json!({"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable", "message": "Deployment does not have minimum availability."})
-            },
-            progressing,
-        ],
-    })
+    let available_cond = if min_ok {
+        condition(
+            "Available",
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.".into(),
+        )
+    } else {
+        condition(
+            "Available",
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.".into(),
+        )
+    };
+    DeploymentStatus {
+        observed_generation: dep.metadata.generation,
+        replicas: Some(total as i32),
+        updated_replicas: Some(updated as i32),
+        ready_replicas: Some(sum(|s| s.ready_replicas) as i32),
+        available_replicas: Some(available as i32),
+        unavailable_replicas: Some((desired - available).max(0) as i32),
+        conditions: Some(vec![available_cond, progressing]),
+        ..Default::default()
+    }
 }
 
 /// Whether a rollout is done, and the line `rollout status` prints (kubectl's wording).
-pub fn rollout_progress(dep: &Value) -> (bool, String) {
-    let name = dep["metadata"]["name"].as_str().unwrap_or("");
-    let st = &dep["status"];
-    let want = i(&dep["spec"]["replicas"]);
-    if i(&st["observedGeneration"]) < i(&dep["metadata"]["generation"]) {
+pub fn rollout_progress(dep: &Deployment) -> (bool, String) {
+    let name = dep.metadata.name.as_deref().unwrap_or("");
+    let st = dep.status.clone().unwrap_or_default();
+    let want = desired_replicas(dep);
+    if st.observed_generation.unwrap_or(0) < dep.metadata.generation.unwrap_or(0) {
         return (
             false,
             "Waiting for deployment spec update to be observed...".into(),
         );
     }
+    let n = |v: Option<i32>| i64::from(v.unwrap_or(0));
     let (updated, replicas, available) = (
-        i(&st["updatedReplicas"]),
-        i(&st["replicas"]),
-        i(&st["availableReplicas"]),
+        n(st.updated_replicas),
+        n(st.replicas),
+        n(st.available_replicas),
     );
     if updated < want {
         return (
@@ -326,11 +404,14 @@ pub fn rollout_progress(dep: &Value) -> (bool, String) {
 /// The template `rollout undo` writes back: that of `to_revision`, or of the revision before the
 /// current one, without the pod-template-hash label.
 pub fn template_for_undo(
-    dep: &Value,
-    rss: &[Value],
+    dep: &Deployment,
+    rss: &[ReplicaSet],
     to_revision: Option<i64>,
-) -> Result<Value, String> {
-    let mut owned: Vec<&Value> = rss.iter().filter(|r| owned_by(r, dep)).collect();
+) -> Result<PodTemplateSpec, String> {
+    let mut owned: Vec<&ReplicaSet> = rss
+        .iter()
+        .filter(|r| owned_by(&r.metadata, &dep.metadata))
+        .collect();
     owned.sort_by_key(|r| revision(r));
     let target = match to_revision {
         Some(n) => owned
@@ -344,11 +425,15 @@ pub fn template_for_undo(
                         .into(),
                 );
             }
-            owned[owned.len() - 2]
+            &owned[owned.len() - 2]
         }
     };
-    let mut t = target["spec"]["template"].clone();
-    if let Some(l) = t["metadata"]["labels"].as_object_mut() {
+    let mut t = target
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.clone())
+        .unwrap_or_default();
+    if let Some(l) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         l.remove(POD_TEMPLATE_HASH);
     }
     Ok(t)

@@ -6,9 +6,11 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
-use super::Action;
+use super::{Action, Object, encode, is_terminating, key_of};
+use crate::manifest::lifecycle;
 use crate::store::{FOREGROUND_DELETION, Key, Op, new_uid};
 
 /// What happens to the objects an object owns when it is deleted (`propagationPolicy`).
@@ -107,49 +109,68 @@ fn refers_to(obj: &Value, uid: &str) -> bool {
 }
 
 /// Whether an object is marked deleted in the foreground and waits for its dependents.
-pub fn deleting_in_foreground(obj: &Value) -> bool {
-    !obj["metadata"]["deletionTimestamp"].is_null()
-        && obj["metadata"]["finalizers"]
-            .as_array()
+pub fn deleting_in_foreground(m: &ObjectMeta) -> bool {
+    is_terminating(m)
+        && m.finalizers
+            .as_deref()
             .is_some_and(|f| f.iter().any(|f| f == FOREGROUND_DELETION))
+}
+
+/// An object that may depend on an owner: its key and its metadata.
+#[derive(Debug, Clone)]
+pub struct Dependent<'a> {
+    pub key: Key,
+    pub meta: &'a ObjectMeta,
+}
+
+impl<'a> Dependent<'a> {
+    pub fn of<T: Object>(o: &'a T) -> Dependent<'a> {
+        Dependent {
+            key: key_of(o),
+            meta: o.metadata(),
+        }
+    }
 }
 
 /// The collector's step for `owner`, deleted in the foreground: its direct dependents are
 /// deleted (in the foreground too, so theirs go first), and once none with
 /// `blockOwnerDeletion` is left, the `foregroundDeletion` finalizer is removed, which lets the
 /// store delete the owner. Nothing while dependents are still going.
-pub fn plan_foreground(owner: &Value, candidates: &[&Value]) -> Vec<Action> {
-    if !deleting_in_foreground(owner) {
+pub fn plan_foreground<T: Object>(owner: &T, candidates: &[Dependent]) -> Vec<Action> {
+    let om = owner.metadata();
+    if !deleting_in_foreground(om) {
         return Vec::new();
     }
-    let uid = owner["metadata"]["uid"].as_str().unwrap_or("");
-    let direct: Vec<&&Value> = candidates.iter().filter(|c| refers_to(c, uid)).collect();
+    let uid = om.uid.as_deref().unwrap_or("");
+    let direct: Vec<&Dependent> = candidates
+        .iter()
+        .filter(|c| lifecycle::refers_to(c.meta, uid))
+        .collect();
     let mut actions: Vec<Action> = direct
         .iter()
-        .filter(|c| c["metadata"]["deletionTimestamp"].is_null())
-        .filter_map(|c| Key::of(c).ok())
+        .filter(|c| !is_terminating(c.meta))
         // Pods own nothing: they go at once (their containers stop on their node).
-        .map(|k| {
-            if k.kind == "Pod" {
-                Action::Delete(k)
+        .map(|c| {
+            if c.key.kind == "Pod" {
+                Action::Delete(c.key.clone())
             } else {
-                Action::DeleteInForeground(k)
+                Action::DeleteInForeground(c.key.clone())
             }
         })
         .collect();
     let blocking = direct.iter().any(|c| {
-        c["metadata"]["ownerReferences"]
-            .as_array()
-            .into_iter()
+        c.meta
+            .owner_references
+            .iter()
             .flatten()
-            .any(|r| r["uid"] == uid && r["blockOwnerDeletion"] == true)
+            .any(|r| r.uid == uid && r.block_owner_deletion == Some(true))
     });
     if !blocking {
         let mut done = owner.clone();
-        if let Some(f) = done["metadata"]["finalizers"].as_array_mut() {
+        if let Some(f) = done.metadata_mut().finalizers.as_mut() {
             f.retain(|f| f != FOREGROUND_DELETION);
         }
-        actions.push(Action::Update(done));
+        actions.push(Action::Update(encode(&done)));
     }
     actions
 }
@@ -199,12 +220,13 @@ pub fn dependents(root: &Value, candidates: &[Value]) -> Vec<Key> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use serde_json::json;
 
     fn owned(kind: &str, name: &str, uid: &str, owner: &str, block: bool) -> Value {
         json!({"kind": kind, "metadata": {"name": name, "namespace": "d", "uid": uid,
             "resourceVersion": "9",
-            "ownerReferences": [{"uid": owner, "kind": "Deployment", "name": "web",
+            "ownerReferences": [{"apiVersion": "apps/v1", "uid": owner, "kind": "Deployment", "name": "web",
                 "controller": true, "blockOwnerDeletion": block}]}})
     }
 
@@ -299,24 +321,34 @@ mod tests {
 
     #[test]
     fn foreground_deletes_dependents_first_then_lets_the_owner_go() {
-        let mut dep = obj("Deployment", "web", "d1", None);
-        let rs = owned("ReplicaSet", "web-a", "r1", "d1", true);
+        use crate::manifest::lifecycle::decode;
+        use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+        let typed = |v: Value| -> ReplicaSet {
+            let mut v = v;
+            v["apiVersion"] = json!("apps/v1");
+            decode(v).unwrap()
+        };
+        let mut dep: Deployment = decode(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "d", "uid": "d1"}}))
+        .unwrap();
+        let rs = typed(owned("ReplicaSet", "web-a", "r1", "d1", true));
         // Not marked: nothing to do.
-        assert!(plan_foreground(&dep, &[&rs]).is_empty());
-        dep["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:00Z");
-        dep["metadata"]["finalizers"] = json!(["foregroundDeletion", "example.com/keep"]);
-        let a = plan_foreground(&dep, &[&rs]);
+        assert!(plan_foreground(&dep, &[Dependent::of(&rs)]).is_empty());
+        dep.metadata.deletion_timestamp = Some(Time("2026-12-01T00:00:00Z".parse().unwrap()));
+        dep.metadata.finalizers =
+            Some(vec!["foregroundDeletion".into(), "example.com/keep".into()]);
+        let a = plan_foreground(&dep, &[Dependent::of(&rs)]);
         assert!(
             matches!(&a[..], [Action::DeleteInForeground(k)] if k.name == "web-a"),
             "{a:?}"
         );
         // The dependent is going: wait for it.
         let mut going = rs.clone();
-        going["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:01Z");
-        assert!(plan_foreground(&dep, &[&going]).is_empty());
+        going.metadata.deletion_timestamp = Some(Time("2026-12-01T00:00:01Z".parse().unwrap()));
+        assert!(plan_foreground(&dep, &[Dependent::of(&going)]).is_empty());
         // A dependent that does not block its owner is deleted, but not waited for.
-        let loose = owned("ReplicaSet", "web-b", "r2", "d1", false);
-        let a = plan_foreground(&dep, &[&loose]);
+        let loose = typed(owned("ReplicaSet", "web-b", "r2", "d1", false));
+        let a = plan_foreground(&dep, &[Dependent::of(&loose)]);
         assert_eq!(a.len(), 2);
         // None left: the finalizer goes, the other one stays.
         let a = plan_foreground(&dep, &[]);

@@ -1,119 +1,131 @@
 //! Job: run pods until `completions` succeed, `parallelism` at a time, giving up after
 //! `backoffLimit` failures.
 
-use serde_json::{Value, json};
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{
-    Action, is_terminating, owned_by, pod_finished, pod_from_template, pod_ready, status_update,
+    Action, about, encode, is_terminating, key_of, pod_finished, pod_from_template, pod_ready,
+    status_update,
 };
-use crate::store::Key;
+use crate::manifest::lifecycle::pod_phase;
 
-fn i(v: &Value) -> i64 {
-    v.as_i64().unwrap_or(0)
+fn has_condition(job: &Job, t: &str) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == t && c.status == "True"))
 }
 
-fn has_condition(job: &Value, t: &str) -> bool {
-    job["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == t && c["status"] == "True"))
-}
-
-/// Plans one Job at time `now` (RFC 3339) against the pods of its namespace.
-pub fn plan(job: &Value, pods: &[Value], now: &str) -> Vec<Action> {
-    if is_terminating(job) {
+/// Plans one Job at time `now` against the pods it owns (from an [`super::OwnerIndex`]).
+pub fn plan(job: &Job, mine: &[&Pod], now: &Time) -> Vec<Action> {
+    if is_terminating(&job.metadata) {
         return vec![];
     }
-    let mine: Vec<&Value> = pods.iter().filter(|p| owned_by(p, job)).collect();
-    let succeeded = mine
-        .iter()
-        .filter(|p| p["status"]["phase"] == "Succeeded")
-        .count() as i64;
-    let failed = mine
-        .iter()
-        .filter(|p| p["status"]["phase"] == "Failed")
-        .count() as i64;
-    let active: Vec<&Value> = mine
+    let count = |phase: &str| mine.iter().filter(|p| pod_phase(p) == phase).count() as i32;
+    let (succeeded, failed) = (count("Succeeded"), count("Failed"));
+    let active: Vec<&Pod> = mine
         .iter()
         .copied()
-        .filter(|p| !pod_finished(p) && !is_terminating(p))
+        .filter(|p| !pod_finished(p) && !is_terminating(&p.metadata))
         .collect();
-    let completions = i(&job["spec"]["completions"]).max(0);
-    let parallelism = i(&job["spec"]["parallelism"]).max(0);
-    let backoff = i(&job["spec"]["backoffLimit"]);
+    let spec = job.spec.as_ref();
+    let completions = spec.and_then(|s| s.completions).unwrap_or(0).max(0);
+    let parallelism = spec.and_then(|s| s.parallelism).unwrap_or(0).max(0);
+    let backoff = spec.and_then(|s| s.backoff_limit).unwrap_or(0);
     let mut actions = Vec::new();
-    let old = &job["status"];
-    let mut status = json!({
-        "startTime": old["startTime"].as_str().unwrap_or(now),
-        "active": active.len(),
-        "ready": active.iter().filter(|p| pod_ready(p)).count(),
-        "succeeded": succeeded,
-        "failed": failed,
-    });
+    let old = job.status.clone().unwrap_or_default();
+    let mut status = JobStatus {
+        start_time: Some(old.start_time.clone().unwrap_or_else(|| now.clone())),
+        active: Some(active.len() as i32),
+        ready: Some(active.iter().filter(|p| pod_ready(p)).count() as i32),
+        succeeded: Some(succeeded),
+        failed: Some(failed),
+        ..Default::default()
+    };
+    let condition = |type_: &str, reason: Option<&str>, message: Option<&str>| JobCondition {
+        type_: type_.into(),
+        status: "True".into(),
+        reason: reason.map(Into::into),
+        message: message.map(Into::into),
+        last_transition_time: Some(now.clone()),
+        ..Default::default()
+    };
     let finished = has_condition(job, "Complete") || has_condition(job, "Failed");
     if finished {
-        status["conditions"] = old["conditions"].clone();
-        status["completionTime"] = old["completionTime"].clone();
+        status.conditions = old.conditions.clone();
+        status.completion_time = old.completion_time.clone();
         if has_condition(job, "Failed") {
-            for p in &active {
-                if let Ok(k) = Key::of(p) {
-                    actions.push(Action::Delete(k));
-                }
-            }
+            actions.extend(active.iter().map(|p| Action::Delete(key_of(*p))));
         }
     } else if succeeded >= completions {
-        status["completionTime"] = Value::from(now);
-        status["conditions"] =
-            json!([{"type": "Complete", "status": "True", "lastTransitionTime": now}]);
+        status.completion_time = Some(now.clone());
+        status.conditions = Some(vec![condition("Complete", None, None)]);
         actions.push(Action::Event {
-            about: job.clone(),
+            about: about(job),
             kind: super::EventKind::Normal,
             reason: "Completed".into(),
             message: "Job completed".into(),
         });
     } else if failed > backoff {
-        status["conditions"] = json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-            "message": "Job has reached the specified backoff limit", "lastTransitionTime": now}]);
+        let message = "Job has reached the specified backoff limit";
+        status.conditions = Some(vec![condition(
+            "Failed",
+            Some("BackoffLimitExceeded"),
+            Some(message),
+        )]);
         actions.push(Action::Event {
-            about: job.clone(),
+            about: about(job),
             kind: super::EventKind::Warning,
             reason: "BackoffLimitExceeded".into(),
-            message: "Job has reached the specified backoff limit".into(),
+            message: message.into(),
         });
-        for p in &active {
-            if let Ok(k) = Key::of(p) {
-                actions.push(Action::Delete(k));
-            }
-        }
+        actions.extend(active.iter().map(|p| Action::Delete(key_of(*p))));
     } else {
-        let want = parallelism.min(completions - succeeded) as usize;
-        let name = job["metadata"]["name"].as_str().unwrap_or("");
+        let want = parallelism.min(completions - succeeded).max(0) as usize;
+        let name = job.metadata.name.as_deref().unwrap_or("");
+        let template = spec.map(|s| &s.template);
         for _ in active.len()..want {
-            actions.push(Action::Create(pod_from_template(
+            actions.push(Action::Create(encode(&pod_from_template(
                 job,
-                &job["spec"]["template"],
+                template,
                 name,
                 &[],
-            )));
+            ))));
         }
     }
-    let status = crate::manifest::strip_empty(status);
-    actions.extend(status_update(job, status));
+    actions.extend(status_update(job, job.status.as_ref(), status));
     actions
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::OwnerIndex;
+    use crate::manifest::lifecycle::decode;
+    use serde_json::{Value, json};
 
-    fn job(completions: i64, parallelism: i64, backoff: i64) -> Value {
-        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "pi", "namespace": "d", "uid": "j1"},
+    fn job(completions: i64, parallelism: i64, backoff: i64) -> Job {
+        decode(json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "pi", "namespace": "d", "uid": "j1"},
                "spec": {"completions": completions, "parallelism": parallelism, "backoffLimit": backoff,
-                        "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}})
+                        "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}})).unwrap()
     }
 
-    fn pod(n: u32, phase: &str) -> Value {
-        json!({"kind": "Pod", "metadata": {"name": format!("pi-{n}"), "namespace": "d", "ownerReferences": [{"uid": "j1", "controller": true}]}, "status": {"phase": phase}})
+    fn pod(n: u32, phase: &str) -> Pod {
+        decode(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("pi-{n}"), "namespace": "d", "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "pi", "uid": "j1", "controller": true}]}, "status": {"phase": phase}})).unwrap()
     }
+
+    fn t(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    fn plan_with(job: &Job, pods: &[Pod], now: &str) -> Vec<Action> {
+        plan(job, OwnerIndex::new(pods).of(&job.metadata), &t(now))
+    }
+
+    const T1: &str = "2026-12-01T10:00:00Z";
+    const T2: &str = "2026-12-01T10:00:05Z";
 
     fn creates(a: &[Action]) -> usize {
         a.iter().filter(|a| matches!(a, Action::Create(_))).count()
@@ -133,7 +145,7 @@ mod tests {
 
     #[test]
     fn runs_parallelism_pods_up_to_completions() {
-        assert_eq!(creates(&plan(&job(5, 2, 6), &[], "t")), 2);
+        assert_eq!(creates(&plan_with(&job(5, 2, 6), &[], T1)), 2);
         let pods = vec![
             pod(1, "Succeeded"),
             pod(2, "Succeeded"),
@@ -141,7 +153,7 @@ mod tests {
             pod(4, "Running"),
         ];
         assert_eq!(
-            creates(&plan(&job(5, 2, 6), &pods, "t")),
+            creates(&plan_with(&job(5, 2, 6), &pods, T1)),
             1,
             "one more to reach 5 with one running"
         );
@@ -149,19 +161,19 @@ mod tests {
 
     #[test]
     fn completes_once_enough_succeed() {
-        let a = plan(
+        let a = plan_with(
             &job(2, 1, 6),
             &[pod(1, "Succeeded"), pod(2, "Succeeded")],
-            "t1",
+            T1,
         );
         let s = status(&a);
         assert_eq!(s["conditions"][0]["type"], "Complete");
-        assert_eq!(s["completionTime"], "t1");
+        assert_eq!(s["completionTime"], T1);
         assert_eq!(creates(&a), 0);
         let mut done = job(2, 1, 6);
-        done["status"] = s;
+        done.status = serde_json::from_value(s).unwrap();
         assert!(
-            plan(&done, &[pod(1, "Succeeded"), pod(2, "Succeeded")], "t2").is_empty(),
+            plan_with(&done, &[pod(1, "Succeeded"), pod(2, "Succeeded")], T2).is_empty(),
             "stable after completion"
         );
     }
@@ -169,7 +181,7 @@ mod tests {
     #[test]
     fn fails_after_backoff_limit() {
         let pods = vec![pod(1, "Failed"), pod(2, "Failed"), pod(3, "Running")];
-        let a = plan(&job(1, 1, 1), &pods, "t");
+        let a = plan_with(&job(1, 1, 1), &pods, T1);
         assert_eq!(
             status(&a)["conditions"][0]["reason"],
             "BackoffLimitExceeded"

@@ -19,16 +19,25 @@ pub mod nodes;
 pub mod replicaset;
 pub mod runner;
 
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 pub use crate::manifest::events::{self, EventKind};
-pub use crate::manifest::lifecycle::{is_terminating, owned_by, pod_finished, pod_ready};
+pub use crate::manifest::lifecycle::{
+    Object, about, encode, is_terminating, key_of, owned_by, pod_finished, pod_ready,
+};
 pub use runner::{Controllers, spawn_all};
 
+use crate::manifest::lifecycle::owner_uids;
 use crate::store::Key;
 
-/// What a controller wants done. A runner turns these into store ops.
+/// What a controller wants done. A runner turns these into store ops (JSON: the store's
+/// bytes), so the objects are encoded here, once.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Create an object. An empty `metadata.name` with `generateName` gets a random suffix.
@@ -41,7 +50,7 @@ pub enum Action {
     Delete(Key),
     /// Delete an object in the foreground (it stays, marked, until its dependents are gone).
     DeleteInForeground(Key),
-    /// Record an event about an object.
+    /// Record an event about an object (named by [`about`]).
     Event {
         about: Value,
         kind: EventKind,
@@ -51,12 +60,21 @@ pub enum Action {
 }
 
 /// The status write for `obj`, or nothing when its status already is `status` (so that a
-/// converged plan is empty and writes no revision).
-pub fn status_update(obj: &Value, status: Value) -> Option<Action> {
-    (obj["status"] != status).then(|| {
-        let mut o = obj.clone();
-        o["status"] = status;
-        Action::Status(o)
+/// converged plan is empty and writes no revision). The write carries the object's
+/// resourceVersion: a status planned from a stale read is a conflict, planned again.
+pub fn status_update<T: Object, S: PartialEq + serde::Serialize>(
+    obj: &T,
+    current: Option<&S>,
+    status: S,
+) -> Option<Action> {
+    (current != Some(&status)).then(|| {
+        let m = obj.metadata();
+        Action::Status(json!({
+            "apiVersion": T::API_VERSION,
+            "kind": T::KIND,
+            "metadata": {"name": m.name, "namespace": m.namespace, "resourceVersion": m.resource_version},
+            "status": status,
+        }))
     })
 }
 
@@ -64,8 +82,11 @@ pub fn status_update(obj: &Value, status: Value) -> Option<Action> {
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 
 /// A short, stable hash of a pod template (lower-case letters and digits, 10 characters).
-pub fn template_hash(template: &Value) -> String {
-    let digest = Sha256::digest(serde_json::to_vec(template).unwrap_or_default());
+/// Hashed over the template's JSON with sorted keys, so the hash of a stored template does not
+/// change with the way it is read.
+pub fn template_hash(template: &PodTemplateSpec) -> String {
+    let v = serde_json::to_value(template).unwrap_or_default();
+    let digest = Sha256::digest(serde_json::to_vec(&v).unwrap_or_default());
     // Base-36 of the first 8 bytes keeps names short and DNS-safe.
     let mut n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
     let mut s = String::new();
@@ -78,48 +99,82 @@ pub fn template_hash(template: &Value) -> String {
 }
 
 /// An ownerReference to `owner` that marks it as the controller.
-pub fn owner_ref(owner: &Value) -> Value {
-    json!({
-        "apiVersion": owner["apiVersion"],
-        "kind": owner["kind"],
-        "name": owner["metadata"]["name"],
-        "uid": owner["metadata"]["uid"],
-        "controller": true,
-        "blockOwnerDeletion": true,
-    })
+pub fn owner_ref<T: Object>(owner: &T) -> OwnerReference {
+    let m = owner.metadata();
+    OwnerReference {
+        api_version: T::API_VERSION.to_string(),
+        kind: T::KIND.to_string(),
+        name: m.name.clone().unwrap_or_default(),
+        uid: m.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
 }
 
 /// A pod made from a template, owned by `owner`, named `PREFIX-<random>` by the runner.
-pub fn pod_from_template(
-    owner: &Value,
-    template: &Value,
+pub fn pod_from_template<T: Object>(
+    owner: &T,
+    template: Option<&PodTemplateSpec>,
     prefix: &str,
     extra_labels: &[(&str, &str)],
-) -> Value {
-    let mut meta = template["metadata"].clone();
-    if !meta.is_object() {
-        meta = json!({});
+) -> Pod {
+    let mut meta = template
+        .and_then(|t| t.metadata.clone())
+        .unwrap_or_default();
+    if !extra_labels.is_empty() {
+        let labels = meta.labels.get_or_insert_with(Default::default);
+        for (k, v) in extra_labels {
+            labels.insert((*k).to_string(), (*v).to_string());
+        }
     }
-    for (k, v) in extra_labels {
-        meta["labels"][*k] = Value::from(*v);
+    meta.generate_name = Some(format!("{prefix}-"));
+    meta.namespace = owner.metadata().namespace.clone();
+    meta.owner_references = Some(vec![owner_ref(owner)]);
+    Pod {
+        metadata: meta,
+        spec: template.and_then(|t| t.spec.clone()),
+        status: None,
     }
-    meta["generateName"] = Value::from(format!("{prefix}-"));
-    meta["namespace"] = owner["metadata"]["namespace"].clone();
-    meta["ownerReferences"] = json!([owner_ref(owner)]);
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"]})
 }
 
 /// Resolves an int-or-percent against a total: percentages round up for surge, down for
-/// unavailability, as Kubernetes does.
-pub fn resolve_int_or_percent(v: &Value, total: i64, round_up: bool) -> i64 {
+/// unavailability, as Kubernetes does. Unset is 0.
+pub fn resolve_int_or_percent(v: Option<&IntOrString>, total: i64, round_up: bool) -> i64 {
     match v {
-        Value::Number(n) => n.as_i64().unwrap_or(0),
-        Value::String(s) => {
+        Some(IntOrString::Int(n)) => i64::from(*n),
+        Some(IntOrString::String(s)) => {
             let p: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
             let x = total * p;
             if round_up { (x + 99) / 100 } else { x / 100 }
         }
-        _ => 0,
+        None => 0,
+    }
+}
+
+/// Objects grouped by the uid of the owner that controls them: each planner reads only its own
+/// (one pass over the objects, instead of every object for every owner).
+pub struct OwnerIndex<'a, T> {
+    by_owner: HashMap<&'a str, Vec<&'a T>>,
+}
+
+impl<'a, T: Object> OwnerIndex<'a, T> {
+    pub fn new(objects: &'a [T]) -> Self {
+        let mut by_owner: HashMap<&'a str, Vec<&'a T>> = HashMap::new();
+        for o in objects {
+            for uid in owner_uids(o.metadata()) {
+                by_owner.entry(uid).or_default().push(o);
+            }
+        }
+        OwnerIndex { by_owner }
+    }
+
+    /// The objects `owner` controls (as [`owned_by`] decides).
+    pub fn of(&self, owner: &ObjectMeta) -> &[&'a T] {
+        owner
+            .uid
+            .as_deref()
+            .and_then(|u| self.by_owner.get(u))
+            .map_or(&[], Vec::as_slice)
     }
 }
 
@@ -129,7 +184,9 @@ mod tests {
 
     #[test]
     fn template_hash_is_stable_and_short() {
-        let t = json!({"spec": {"containers": [{"name": "a", "image": "x"}]}});
+        let t: PodTemplateSpec =
+            serde_json::from_value(json!({"spec": {"containers": [{"name": "a", "image": "x"}]}}))
+                .unwrap();
         let h = template_hash(&t);
         assert_eq!(h.len(), 10);
         assert!(
@@ -139,14 +196,24 @@ mod tests {
         assert_eq!(h, template_hash(&t.clone()));
         assert_ne!(
             h,
-            template_hash(&json!({"spec": {"containers": [{"name": "a", "image": "y"}]}}))
+            template_hash(
+                &serde_json::from_value(
+                    json!({"spec": {"containers": [{"name": "a", "image": "y"}]}})
+                )
+                .unwrap()
+            )
         );
     }
 
     #[test]
     fn percentages_round_like_kubernetes() {
-        assert_eq!(resolve_int_or_percent(&json!("25%"), 10, true), 3);
-        assert_eq!(resolve_int_or_percent(&json!("25%"), 10, false), 2);
-        assert_eq!(resolve_int_or_percent(&json!(2), 10, false), 2);
+        let p = IntOrString::String("25%".into());
+        assert_eq!(resolve_int_or_percent(Some(&p), 10, true), 3);
+        assert_eq!(resolve_int_or_percent(Some(&p), 10, false), 2);
+        assert_eq!(
+            resolve_int_or_percent(Some(&IntOrString::Int(2)), 10, false),
+            2
+        );
+        assert_eq!(resolve_int_or_percent(None, 10, false), 0);
     }
 }

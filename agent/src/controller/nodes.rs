@@ -8,88 +8,93 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::Value;
 
-use super::{Action, EventKind, is_terminating, status_update};
-use crate::store::Key;
+use super::{Action, EventKind, about, is_terminating, key_of, status_update};
+use crate::manifest::lifecycle::{controller_of, name, pod_node};
 
 /// What to do about the nodes in `silent` (name -> how long gossip has not heard it).
-/// Returns `(object, actions)` pairs, each committed as one write.
+/// Returns `(object, actions)` pairs (the object named by [`about`]), each committed as one
+/// write.
 pub fn plan(
-    nodes: &[Value],
-    pods: &[Value],
+    nodes: &[Node],
+    pods: &[Pod],
     silent: &BTreeMap<String, Duration>,
     grace: Duration,
 ) -> Vec<(Value, Vec<Action>)> {
     let mut out = Vec::new();
     for node in nodes {
-        let name = node["metadata"]["name"].as_str().unwrap_or("");
-        let Some(&for_how_long) = silent.get(name) else {
+        let node_name = name(&node.metadata);
+        let Some(&for_how_long) = silent.get(node_name) else {
             continue;
         };
-        let mut status = node["status"].clone();
-        if let Some(conds) = status["conditions"].as_array_mut() {
-            for c in conds.iter_mut().filter(|c| c["type"] == "Ready") {
-                if c["status"] != "Unknown" {
-                    c["status"] = Value::from("Unknown");
-                    c["reason"] = Value::from("NodeStatusUnknown");
-                    c["message"] = Value::from("the node stopped answering gossip");
-                }
+        let mut status = node.status.clone().unwrap_or_default();
+        for c in status
+            .conditions
+            .iter_mut()
+            .flatten()
+            .filter(|c| c.type_ == "Ready")
+        {
+            if c.status != "Unknown" {
+                c.status = "Unknown".into();
+                c.reason = Some("NodeStatusUnknown".into());
+                c.message = Some("the node stopped answering gossip".into());
             }
         }
-        let mut actions: Vec<Action> = status_update(node, status).into_iter().collect();
+        let mut actions: Vec<Action> = status_update(node, node.status.as_ref(), status)
+            .into_iter()
+            .collect();
         if for_how_long >= grace {
-            for p in pods
-                .iter()
-                .filter(|p| p["spec"]["nodeName"] == name && !is_terminating(p) && evictable(p))
-            {
-                let Ok(key) = Key::of(p) else { continue };
+            for p in pods.iter().filter(|p| {
+                pod_node(p) == Some(node_name) && !is_terminating(&p.metadata) && evictable(p)
+            }) {
                 actions.push(Action::Event {
-                    about: p.clone(),
+                    about: about(p),
                     kind: EventKind::Warning,
                     reason: "NodeLost".into(),
                     message: format!(
-                        "node {name} unreachable for {}s (grace {}s): deleting the pod so its controller replaces it",
+                        "node {node_name} unreachable for {}s (grace {}s): deleting the pod so its controller replaces it",
                         for_how_long.as_secs(),
                         grace.as_secs()
                     ),
                 });
-                actions.push(Action::Delete(key));
+                actions.push(Action::Delete(key_of(p)));
             }
         }
         if !actions.is_empty() {
-            out.push((node.clone(), actions));
+            out.push((about(node), actions));
         }
     }
     out
 }
 
 /// A pod some controller other than a DaemonSet owns.
-fn evictable(p: &Value) -> bool {
-    p["metadata"]["ownerReferences"]
-        .as_array()
-        .is_some_and(|refs| {
-            refs.iter()
-                .any(|r| r["controller"] == true && r["kind"] != "DaemonSet")
-        })
+fn evictable(p: &Pod) -> bool {
+    controller_of(&p.metadata).is_some_and(|r| r.kind != "DaemonSet")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::lifecycle::decode;
     use serde_json::json;
 
-    fn node(name: &str, ready: &str) -> Value {
-        json!({"kind": "Node", "metadata": {"name": name},
-            "status": {"conditions": [{"type": "Ready", "status": ready}]}})
+    fn node(name: &str, ready: &str) -> Node {
+        decode(
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+            "status": {"conditions": [{"type": "Ready", "status": ready}]}}),
+        )
+        .unwrap()
     }
 
-    fn pod(name: &str, node: &str, owner: Option<&str>) -> Value {
+    fn pod(name: &str, node: &str, owner: Option<&str>) -> Pod {
         let refs = owner
-            .map(|k| json!([{"kind": k, "name": "o", "uid": "u", "controller": true}]))
+            .map(|k| json!([{"apiVersion": "apps/v1", "kind": k, "name": "o", "uid": "u", "controller": true}]))
             .unwrap_or(Value::Null);
-        json!({"kind": "Pod", "metadata": {"name": name, "namespace": "default", "ownerReferences": refs},
-            "spec": {"nodeName": node}})
+        decode(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default", "ownerReferences": refs},
+            "spec": {"nodeName": node, "containers": []}}))
+        .unwrap()
     }
 
     fn deleted(plan: &[(Value, Vec<Action>)]) -> Vec<String> {

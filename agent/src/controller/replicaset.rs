@@ -1,53 +1,53 @@
 //! ReplicaSet: keep `spec.replicas` pods from the template running.
 
-use serde_json::{Value, json};
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
+use k8s_openapi::api::core::v1::Pod;
 
 use super::{
-    Action, is_terminating, owned_by, pod_finished, pod_from_template, pod_ready, status_update,
+    Action, encode, is_terminating, key_of, pod_finished, pod_from_template, pod_ready,
+    status_update,
 };
+use crate::manifest::lifecycle::{pod_node, pod_phase};
 use crate::store::Key;
 
 /// Most pods one pass creates for one ReplicaSet (Kubernetes' slow-start burst is similar).
 const BURST: usize = 500;
 
-/// Plans one ReplicaSet against the pods of its namespace.
-pub fn plan(rs: &Value, pods: &[Value]) -> Vec<Action> {
-    if is_terminating(rs) {
+/// Plans one ReplicaSet against the pods it owns (from an [`super::OwnerIndex`]).
+pub fn plan(rs: &ReplicaSet, mine: &[&Pod]) -> Vec<Action> {
+    if is_terminating(&rs.metadata) {
         return vec![];
     }
     let mut actions = Vec::new();
-    let mine: Vec<&Value> = pods.iter().filter(|p| owned_by(p, rs)).collect();
     // Pods that ended (evicted, node lost) do not count and are cleaned up.
     for p in mine
         .iter()
-        .filter(|p| pod_finished(p) && !is_terminating(p))
+        .filter(|p| pod_finished(p) && !is_terminating(&p.metadata))
     {
-        if let Ok(k) = Key::of(p) {
-            actions.push(Action::Delete(k));
-        }
+        actions.push(Action::Delete(key_of(*p)));
     }
-    let mut active: Vec<&Value> = mine
+    let mut active: Vec<&Pod> = mine
         .iter()
         .copied()
-        .filter(|p| !pod_finished(p) && !is_terminating(p))
+        .filter(|p| !pod_finished(p) && !is_terminating(&p.metadata))
         .collect();
-    let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
-    let name = rs["metadata"]["name"].as_str().unwrap_or("");
+    let spec = rs.spec.as_ref();
+    let want = spec.and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
+    let name = rs.metadata.name.as_deref().unwrap_or("");
     if active.len() < want {
+        let template = spec.and_then(|s| s.template.as_ref());
         for _ in 0..(want - active.len()).min(BURST) {
-            actions.push(Action::Create(pod_from_template(
+            actions.push(Action::Create(encode(&pod_from_template(
                 rs,
-                &rs["spec"]["template"],
+                template,
                 name,
                 &[],
-            )));
+            ))));
         }
     } else if active.len() > want {
         active.sort_by_key(|p| deletion_rank(p));
         for p in active.iter().take(active.len() - want) {
-            if let Ok(k) = Key::of(p) {
-                actions.push(Action::Delete(k));
-            }
+            actions.push(Action::Delete(key_of(*p)));
         }
     }
     // Status counts the pods that remain after this plan's deletions, so that a Deployment
@@ -62,53 +62,65 @@ pub fn plan(rs: &Value, pods: &[Value]) -> Vec<Action> {
             }
         })
         .collect();
-    let remaining: Vec<&&Value> = active
+    let remaining: Vec<&&Pod> = active
         .iter()
-        .filter(|p| Key::of(p).map_or(true, |k| !deleted.contains(&&k)))
+        .filter(|p| !deleted.contains(&&key_of(**p)))
         .collect();
-    let count = remaining.len() as i64;
-    let ready = remaining.iter().filter(|p| pod_ready(p)).count() as i64;
-    let status = json!({
-        "replicas": count,
-        "fullyLabeledReplicas": count,
-        "readyReplicas": ready,
-        "availableReplicas": ready,
-        "observedGeneration": rs["metadata"]["generation"],
-    });
-    actions.extend(status_update(rs, status));
+    let count = remaining.len() as i32;
+    let ready = remaining.iter().filter(|p| pod_ready(p)).count() as i32;
+    let status = ReplicaSetStatus {
+        replicas: count,
+        fully_labeled_replicas: Some(count),
+        ready_replicas: Some(ready),
+        available_replicas: Some(ready),
+        observed_generation: rs.metadata.generation,
+        ..Default::default()
+    };
+    actions.extend(status_update(rs, rs.status.as_ref(), status));
     actions
 }
 
 /// Which pods go first when scaling down: unscheduled, then pending, then not ready, then the
 /// newest (as Kubernetes' ActivePods ordering).
-fn deletion_rank(p: &Value) -> (u8, u8, u8, std::cmp::Reverse<String>, String) {
+fn deletion_rank(
+    p: &Pod,
+) -> (
+    u8,
+    u8,
+    u8,
+    std::cmp::Reverse<Option<k8s_openapi::jiff::Timestamp>>,
+    String,
+) {
     (
-        u8::from(p["spec"]["nodeName"].as_str().is_some()),
-        u8::from(p["status"]["phase"] != "Pending" && !p["status"]["phase"].is_null()),
+        u8::from(pod_node(p).is_some()),
+        u8::from(!matches!(pod_phase(p), "Pending" | "")),
         u8::from(pod_ready(p)),
-        std::cmp::Reverse(
-            p["metadata"]["creationTimestamp"]
-                .as_str()
-                .unwrap_or("")
-                .to_string(),
-        ),
-        p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        std::cmp::Reverse(p.metadata.creation_timestamp.as_ref().map(|t| t.0)),
+        p.metadata.name.clone().unwrap_or_default(),
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::OwnerIndex;
+    use crate::manifest::lifecycle::decode;
+    use serde_json::json;
 
-    pub fn rs(replicas: i64) -> Value {
-        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-abc", "namespace": "d", "uid": "rs1", "generation": 1},
-               "spec": {"replicas": replicas, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}})
+    pub fn rs(replicas: i64) -> ReplicaSet {
+        decode(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-abc", "namespace": "d", "uid": "rs1", "generation": 1},
+               "spec": {"replicas": replicas, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}})).unwrap()
     }
 
-    fn pod(name: &str, ready: bool, node: Option<&str>) -> Value {
+    fn pod(name: &str, ready: bool, node: Option<&str>) -> Pod {
         let cond = if ready { "True" } else { "False" };
-        json!({"kind": "Pod", "metadata": {"name": name, "namespace": "d", "ownerReferences": [{"uid": "rs1", "controller": true}], "creationTimestamp": format!("2026-01-01T00:00:0{}Z", &name[name.len()-1..])},
-               "spec": {"nodeName": node}, "status": {"phase": if node.is_some() { "Running" } else { "Pending" }, "conditions": [{"type": "Ready", "status": cond}]}})
+        decode(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "d", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-abc", "uid": "rs1", "controller": true}], "creationTimestamp": format!("2026-01-01T00:00:0{}Z", &name[name.len()-1..])},
+               "spec": {"nodeName": node, "containers": []}, "status": {"phase": if node.is_some() { "Running" } else { "Pending" }, "conditions": [{"type": "Ready", "status": cond}]}})).unwrap()
+    }
+
+    /// The planner as the runner calls it: with the pods the set owns.
+    fn plan_with(rs: &ReplicaSet, pods: &[Pod]) -> Vec<Action> {
+        plan(rs, OwnerIndex::new(pods).of(&rs.metadata))
     }
 
     fn creates(a: &[Action]) -> usize {
@@ -117,7 +129,7 @@ mod tests {
 
     #[test]
     fn creates_missing_pods_from_the_template() {
-        let a = plan(&rs(3), &[pod("web-abc-1", true, Some("n"))]);
+        let a = plan_with(&rs(3), &[pod("web-abc-1", true, Some("n"))]);
         assert_eq!(creates(&a), 2);
         let Some(Action::Create(p)) = a.first() else {
             panic!("{a:?}")
@@ -134,7 +146,7 @@ mod tests {
             pod("web-abc-2", false, Some("n")),
             pod("web-abc-3", false, None),
         ];
-        let a = plan(&rs(1), &pods);
+        let a = plan_with(&rs(1), &pods);
         let deleted: Vec<&str> = a
             .iter()
             .filter_map(|a| {
@@ -152,13 +164,13 @@ mod tests {
     fn steady_state_plans_nothing() {
         let mut r = rs(1);
         let pods = vec![pod("web-abc-1", true, Some("n"))];
-        let a = plan(&r, &pods);
+        let a = plan_with(&r, &pods);
         let Some(Action::Status(s)) = a.last() else {
             panic!()
         };
-        r["status"] = s["status"].clone();
+        r.status = serde_json::from_value(s["status"].clone()).unwrap();
         assert_eq!(
-            plan(&r, &pods),
+            plan_with(&r, &pods),
             vec![],
             "idempotent once the status is written"
         );

@@ -10,8 +10,18 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, warn};
 
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod, PodCondition, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
 use super::events::{event, expired};
-use super::{Action, EventKind, daemonset, deployment, job, replicaset};
+use super::gc::{self, Dependent};
+use super::{
+    Action, EventKind, Object, OwnerIndex, about, daemonset, deployment, job, key_of, replicaset,
+    status_update,
+};
+use crate::manifest::kinds;
 use crate::scheduler::{self, Decision};
 use crate::store::{Key, Op, Store, StoreError, Write, new_uid, now_rfc3339};
 
@@ -130,21 +140,6 @@ pub fn spawn_all(
     Controllers { stop, task }
 }
 
-fn by_namespace(items: Vec<Value>) -> BTreeMap<String, Vec<Value>> {
-    let mut m: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for o in items {
-        m.entry(
-            o["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or("")
-                .to_string(),
-        )
-        .or_default()
-        .push(o);
-    }
-    m
-}
-
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pass {
@@ -155,6 +150,41 @@ pub struct Pass {
     pub stale: usize,
 }
 
+/// Every stored object of a kind, typed. The store only holds objects that passed Kubernetes'
+/// schema, so one that does not decode is a bug or an object from an older agent: it is named
+/// in the log and left out of this pass, and the others are planned.
+async fn typed<T: Object>(store: &Store) -> Result<Vec<T>, StoreError> {
+    let cluster_scoped = matches!(kinds::by_kind(T::KIND).map(|k| k.namespaced), Some(false));
+    let (raw, _) = store
+        .list_raw(T::KIND, cluster_scoped.then_some(""))
+        .await?;
+    let mut out = Vec::with_capacity(raw.len());
+    for body in raw {
+        match serde_json::from_slice::<T>(&body) {
+            Ok(o) => out.push(o),
+            Err(e) => {
+                warn!(kind = T::KIND, error = %e, "a stored object does not decode; left out of this pass")
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The objects of `owners` deleted in the foreground, each with the collector's step.
+fn foreground<'a, T: Object>(
+    owners: &'a [T],
+    candidates: &dyn Fn(&str) -> Vec<Dependent<'a>>,
+) -> Vec<(Value, Vec<Action>)> {
+    owners
+        .iter()
+        .filter(|o| gc::deleting_in_foreground(o.metadata()))
+        .map(|o| {
+            let ns = o.metadata().namespace.as_deref().unwrap_or("");
+            (about(o), gc::plan_foreground(o, &candidates(ns)))
+        })
+        .collect()
+}
+
 /// One pass of every controller and the scheduler.
 pub async fn reconcile_once(
     store: &Store,
@@ -163,66 +193,55 @@ pub async fn reconcile_once(
     grace: Duration,
 ) -> Result<Pass, StoreError> {
     let now = now_rfc3339();
-    let (deployments, _) = store.list("Deployment", None).await?;
-    let (rss, _) = store.list("ReplicaSet", None).await?;
-    let pods = slim_pods(store).await?;
-    let (jobs, _) = store.list("Job", None).await?;
-    let (dss, _) = store.list("DaemonSet", None).await?;
-    let (nodes, _) = store.list("Node", Some("")).await?;
-    let rss_ns = by_namespace(rss.clone());
-    let pods_ns = by_namespace(pods.clone());
-    let empty = Vec::new();
-    let ns_of = |o: &Value| {
-        o["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
-    };
+    let now_t = Time(now.parse().unwrap_or_else(|_| {
+        k8s_openapi::jiff::Timestamp::from_second(chrono::Utc::now().timestamp())
+            .unwrap_or_default()
+    }));
+    let deployments: Vec<Deployment> = typed(store).await?;
+    let rss: Vec<ReplicaSet> = typed(store).await?;
+    let pods: Vec<Pod> = typed(store).await?;
+    let jobs: Vec<Job> = typed(store).await?;
+    let dss: Vec<DaemonSet> = typed(store).await?;
+    let nodes: Vec<Node> = typed(store).await?;
+    let rs_of = OwnerIndex::new(&rss);
+    let pods_of = OwnerIndex::new(&pods);
     let mut done = 0;
     let mut stale = 0;
 
     let mut work: Vec<(Value, Vec<Action>)> = Vec::new();
     for d in &deployments {
-        work.push((
-            d.clone(),
-            deployment::plan(d, rss_ns.get(&ns_of(d)).unwrap_or(&empty)),
-        ));
+        work.push((about(d), deployment::plan(d, rs_of.of(&d.metadata))));
     }
     for rs in &rss {
-        work.push((
-            rs.clone(),
-            replicaset::plan(rs, pods_ns.get(&ns_of(rs)).unwrap_or(&empty)),
-        ));
+        work.push((about(rs), replicaset::plan(rs, pods_of.of(&rs.metadata))));
     }
     for j in &jobs {
-        work.push((
-            j.clone(),
-            job::plan(j, pods_ns.get(&ns_of(j)).unwrap_or(&empty), &now),
-        ));
+        work.push((about(j), job::plan(j, pods_of.of(&j.metadata), &now_t)));
     }
     for ds in &dss {
         work.push((
-            ds.clone(),
-            daemonset::plan(ds, &nodes, pods_ns.get(&ns_of(ds)).unwrap_or(&empty)),
+            about(ds),
+            daemonset::plan(ds, &nodes, pods_of.of(&ds.metadata)),
         ));
     }
     work.extend(super::nodes::plan(&nodes, &pods, silent, grace));
     // Objects deleted in the foreground: their dependents first.
-    for owner in deployments.iter().chain(&rss).chain(&jobs).chain(&dss) {
-        if super::gc::deleting_in_foreground(owner) {
-            let ns = ns_of(owner);
-            let candidates: Vec<&Value> = rss_ns
-                .get(&ns)
-                .into_iter()
-                .flatten()
-                .chain(pods_ns.get(&ns).into_iter().flatten())
-                .collect();
-            work.push((
-                owner.clone(),
-                super::gc::plan_foreground(owner, &candidates),
-            ));
-        }
-    }
+    let candidates = |ns: &str| -> Vec<Dependent> {
+        let in_ns = |m: &ObjectMeta| m.namespace.as_deref().unwrap_or("") == ns;
+        rss.iter()
+            .filter(|r| in_ns(&r.metadata))
+            .map(Dependent::of)
+            .chain(
+                pods.iter()
+                    .filter(|p| in_ns(&p.metadata))
+                    .map(Dependent::of),
+            )
+            .collect()
+    };
+    work.extend(foreground(&deployments, &candidates));
+    work.extend(foreground(&rss, &candidates));
+    work.extend(foreground(&jobs, &candidates));
+    work.extend(foreground(&dss, &candidates));
     for (owner, actions) in work {
         if actions.is_empty() {
             continue;
@@ -266,54 +285,6 @@ pub async fn reconcile_once(
         }
     }
     Ok(Pass { done, stale })
-}
-
-/// The parts of a Pod that planners and the scheduler read. Parsing into this skips commands,
-/// images, env, volumes and probes, so a pass over 10,000 pods stays small.
-#[derive(serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SlimPod {
-    #[serde(default)]
-    api_version: Value,
-    #[serde(default)]
-    kind: Value,
-    #[serde(default)]
-    metadata: Value,
-    #[serde(default)]
-    spec: SlimPodSpec,
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    status: Value,
-}
-
-#[derive(serde::Deserialize, serde::Serialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct SlimPodSpec {
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    node_name: Value,
-    #[serde(default)]
-    containers: Vec<SlimContainer>,
-    #[serde(default)]
-    init_containers: Vec<SlimContainer>,
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    node_selector: Value,
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    tolerations: Value,
-}
-
-#[derive(serde::Deserialize, serde::Serialize, Default)]
-struct SlimContainer {
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    resources: Value,
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    ports: Value,
-}
-
-/// Every pod, reduced to what planning needs. Writes that need the whole pod read it again.
-async fn slim_pods(store: &Store) -> Result<Vec<Value>, StoreError> {
-    let (pods, _) = store.list_as::<SlimPod>("Pod", None).await?;
-    pods.into_iter()
-        .map(|p| serde_json::to_value(p).map_err(StoreError::from))
-        .collect()
 }
 
 fn random_suffix() -> String {
@@ -441,25 +412,27 @@ fn with_name(mut o: Value) -> Value {
 /// Binds pending pods to nodes in one write; `None` when the write was stale.
 async fn schedule(
     store: &Store,
-    pods: &[Value],
-    nodes: &[Value],
+    pods: &[Pod],
+    nodes: &[Node],
     now: &str,
 ) -> Result<Option<usize>, StoreError> {
     let decisions = scheduler::place(pods, nodes);
     if decisions.is_empty() {
         return Ok(Some(0));
     }
-    let find = |k: &Key| pods.iter().find(|p| Key::of(p).is_ok_and(|pk| pk == *k));
+    let find = |k: &Key| pods.iter().find(|p| key_of(*p) == *k);
     let mut ops = Vec::new();
     for d in decisions {
         match d {
             Decision::Bind { pod, node } => {
                 let Some(p) = find(&pod) else { continue };
-                // The planning copy is slim; bind the whole pod, at the version planned from.
+                // Bind the stored pod as it is, at the version planned from.
                 let Some(mut bound) = store.get(&pod).await? else {
                     continue;
                 };
-                if bound["metadata"]["resourceVersion"] != p["metadata"]["resourceVersion"] {
+                if bound["metadata"]["resourceVersion"].as_str()
+                    != p.metadata.resource_version.as_deref()
+                {
                     continue;
                 }
                 bound["spec"]["nodeName"] = Value::from(node.as_str());
@@ -474,7 +447,7 @@ async fn schedule(
                 });
                 ops.push(Op::Create {
                     object: with_name(event(
-                        p,
+                        &about(p),
                         EventKind::Normal,
                         "Scheduled",
                         &msg,
@@ -486,19 +459,32 @@ async fn schedule(
             }
             Decision::Unschedulable { pod, message } => {
                 let Some(p) = find(&pod) else { continue };
-                let cond = serde_json::json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message});
-                let already = p["status"]["conditions"]
-                    .as_array()
+                let cond = PodCondition {
+                    type_: "PodScheduled".into(),
+                    status: "False".into(),
+                    reason: Some("Unschedulable".into()),
+                    message: Some(message.clone()),
+                    ..Default::default()
+                };
+                let status = PodStatus {
+                    phase: Some("Pending".into()),
+                    conditions: Some(vec![cond.clone()]),
+                    ..Default::default()
+                };
+                let already = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_deref())
                     .is_some_and(|cs| cs.contains(&cond));
                 if already {
                     continue;
                 }
-                let mut st = p.clone();
-                st["status"] = serde_json::json!({"phase": "Pending", "conditions": [cond]});
-                ops.push(Op::Status { object: st });
+                if let Some(Action::Status(st)) = status_update(p, None, status) {
+                    ops.push(Op::Status { object: st });
+                }
                 ops.push(Op::Create {
                     object: with_name(event(
-                        p,
+                        &about(p),
                         EventKind::Warning,
                         "FailedScheduling",
                         &message,

@@ -128,6 +128,25 @@ impl Selector {
         Ok(Selector(reqs))
     }
 
+    /// Converts a label selector of Kubernetes' own types (as the typed objects carry it).
+    pub fn from_k8s(
+        ls: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    ) -> Result<Selector, String> {
+        Self::from_label_selector(&LabelSelector {
+            match_labels: ls.match_labels.clone().unwrap_or_default(),
+            match_expressions: ls
+                .match_expressions
+                .iter()
+                .flatten()
+                .map(|e| crate::manifest::types::LabelSelectorRequirement {
+                    key: e.key.clone(),
+                    operator: e.operator.clone(),
+                    values: e.values.clone().unwrap_or_default(),
+                })
+                .collect(),
+        })
+    }
+
     /// A selector matching exactly these labels (for `spec.selector` of a Service).
     pub fn from_map(m: &BTreeMap<String, String>) -> Selector {
         Selector(

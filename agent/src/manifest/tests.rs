@@ -441,3 +441,108 @@ fn rolling_update_bounds() {
         &["spec.strategy.rollingUpdate.maxSurge: \"150%\" must be an integer or a percentage"],
     );
 }
+
+/// The controllers read stored objects as Kubernetes' own types and write them back: every
+/// object `prepare` stores must decode into its k8s-openapi type and encode to exactly the
+/// same JSON (so nothing a user wrote is lost on the way, and a pod template hashes the same
+/// read either way, so an upgrade starts no rollout).
+#[test]
+fn prepared_objects_round_trip_through_kubernetes_types() {
+    use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
+    use lifecycle::{Object, decode, encode};
+    fn same<T: Object>(v: &Value) {
+        let t: T =
+            decode(v.clone()).unwrap_or_else(|e| panic!("{} does not decode: {e}\n{v:#}", T::KIND));
+        assert_eq!(
+            &encode(&t),
+            v,
+            "{} changed on the way through its type",
+            T::KIND
+        );
+    }
+    let pod_spec = r#"
+      initContainers:
+      - {name: init, image: flotilla.local/busybox:1, command: [sh, -c, "true"]}
+      containers:
+      - name: web
+        image: flotilla.local/busybox:1
+        imagePullPolicy: Never
+        command: [httpd, -f, -p, "8080"]
+        args: ["-v"]
+        workingDir: /srv
+        env:
+        - {name: MODE, value: fast}
+        - name: FROM_MAP
+          valueFrom: {configMapKeyRef: {name: settings, key: mode}}
+        - name: POD
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        envFrom: [{secretRef: {name: creds}}]
+        ports: [{containerPort: 8080, name: http, hostPort: 18080, hostIP: 127.0.0.1}]
+        resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {cpu: "1", memory: 128Mi}}
+        readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 2}
+        livenessProbe: {tcpSocket: {port: 8080}, initialDelaySeconds: 5}
+        startupProbe: {exec: {command: ["true"]}, failureThreshold: 30}
+        lifecycle: {preStop: {exec: {command: [sleep, "1"]}}}
+        volumeMounts:
+        - {name: data, mountPath: /data}
+        - {name: conf, mountPath: /etc/conf, readOnly: true}
+        securityContext: {runAsUser: 1000, readOnlyRootFilesystem: true}
+      volumes:
+      - {name: data, emptyDir: {}}
+      - name: conf
+        configMap: {name: settings, items: [{key: mode, path: mode.txt}]}
+      nodeSelector: {kubernetes.io/arch: arm64}
+      tolerations: [{key: dedicated, operator: Equal, value: edge, effect: NoSchedule}]
+      affinity:
+        nodeAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+          - weight: 10
+            preference: {matchExpressions: [{key: disk, operator: In, values: [ssd]}]}
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: {app: web}}}
+      terminationGracePeriodSeconds: 5
+"#;
+    let indent = |s: &str, n: usize| {
+        s.lines()
+            .map(|l| {
+                if l.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}{l}", " ".repeat(n))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let template = |n: usize| {
+        format!(
+            "{p}template:\n{p}  metadata: {{labels: {{app: web}}, annotations: {{note: x}}}}\n{p}  spec:\n{}",
+            indent(pod_spec.trim_start_matches('\n'), n - 4),
+            p = " ".repeat(n - 6)
+        )
+    };
+    let docs = [
+        ("Pod".to_string(), format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: web, labels: {{app: web}}}}\nspec:\n{}", indent(pod_spec.trim_start_matches('\n'), 0).replace("\n      ", "\n  ").replacen("      ", "  ", 1))),
+        ("Deployment".into(), format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, annotations: {{kubernetes.io/change-cause: first}}}}\nspec:\n  replicas: 3\n  revisionHistoryLimit: 4\n  strategy: {{type: RollingUpdate, rollingUpdate: {{maxSurge: 25%, maxUnavailable: 1}}}}\n  selector: {{matchLabels: {{app: web}}}}\n{}", template(8))),
+        ("ReplicaSet".into(), format!("apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {{name: web}}\nspec:\n  replicas: 2\n  selector: {{matchExpressions: [{{key: app, operator: In, values: [web]}}]}}\n{}", template(8))),
+        ("DaemonSet".into(), format!("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: web}}\nspec:\n  updateStrategy: {{type: RollingUpdate, rollingUpdate: {{maxUnavailable: 10%}}}}\n  selector: {{matchLabels: {{app: web}}}}\n{}", template(8))),
+        ("Job".into(), format!("apiVersion: batch/v1\nkind: Job\nmetadata: {{name: once}}\nspec:\n  completions: 3\n  parallelism: 2\n  backoffLimit: 1\n{}", template(8).replace("terminationGracePeriodSeconds: 5", "restartPolicy: Never"))),
+        ("Service".into(), "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: http, nodePort: 30080, protocol: TCP}]\n".into()),
+        ("ConfigMap".into(), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: fast}\n".into()),
+        ("Namespace".into(), "apiVersion: v1\nkind: Namespace\nmetadata: {name: edge, labels: {team: a}}\n".into()),
+    ];
+    for (kind, yaml) in docs {
+        let v = prep(&yaml).unwrap_or_else(|e| panic!("{kind}: {e:#?}\n{yaml}"));
+        match kind.as_str() {
+            "Pod" => same::<core::Pod>(&v),
+            "Deployment" => same::<apps::Deployment>(&v),
+            "ReplicaSet" => same::<apps::ReplicaSet>(&v),
+            "DaemonSet" => same::<apps::DaemonSet>(&v),
+            "Job" => same::<batch::Job>(&v),
+            "Service" => same::<core::Service>(&v),
+            "ConfigMap" => same::<core::ConfigMap>(&v),
+            "Namespace" => same::<core::Namespace>(&v),
+            k => unreachable!("{k}"),
+        }
+    }
+}

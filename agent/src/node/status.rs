@@ -110,6 +110,47 @@ const RESERVED_MEMORY: u64 = 256 << 20;
 /// The most pods a node takes (kubelet's default).
 pub const MAX_PODS: u64 = 110;
 
+/// One line of a file under /proc, /sys or /etc, trimmed ("" when it cannot be read).
+fn read_line(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().next().unwrap_or("").trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The distribution's name, as `/etc/os-release` gives it (`PRETTY_NAME`).
+fn os_image() -> String {
+    let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| "Linux".into())
+}
+
+/// `status.nodeInfo` as the kubelet reports it (`kubectl get nodes -o wide` shows the OS image,
+/// kernel and runtime; Kubernetes' schema requires every field). Read once: none of it changes
+/// while the agent runs.
+fn system_info() -> Value {
+    static INFO: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    INFO.get_or_init(|| {
+        let version = format!("flotilla-{}", env!("CARGO_PKG_VERSION"));
+        let machine_id = read_line("/etc/machine-id");
+        let product_uuid = read_line("/sys/class/dmi/id/product_uuid");
+        json!({
+            "architecture": std::env::consts::ARCH,
+            "bootID": read_line("/proc/sys/kernel/random/boot_id"),
+            "containerRuntimeVersion": "flotilla-runtime",
+            "kernelVersion": read_line("/proc/sys/kernel/osrelease"),
+            "kubeProxyVersion": version,
+            "kubeletVersion": version,
+            "machineID": machine_id,
+            "operatingSystem": "linux",
+            "osImage": os_image(),
+            "systemUUID": if product_uuid.is_empty() { machine_id.clone() } else { product_uuid },
+        })
+    })
+    .clone()
+}
+
 /// The Node object for this host as of `now`.
 pub fn node_object(name: &str, address: &str, res: HostResources, now: &str) -> Value {
     let alloc_mem = res.memory_bytes.saturating_sub(RESERVED_MEMORY);
@@ -156,12 +197,7 @@ pub fn node_object(name: &str, address: &str, res: HostResources, now: &str) -> 
                 {"type": "InternalIP", "address": address},
                 {"type": "Hostname", "address": name},
             ],
-            "nodeInfo": {
-                "kubeletVersion": format!("flotilla-{}", env!("CARGO_PKG_VERSION")),
-                "operatingSystem": "linux",
-                "architecture": std::env::consts::ARCH,
-                "containerRuntimeVersion": "flotilla-runtime",
-            },
+            "nodeInfo": system_info(),
         },
     })
 }
@@ -199,6 +235,25 @@ mod heartbeat_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_node_object_is_a_kubernetes_node_with_the_hosts_system_info() {
+        let res = HostResources {
+            cpus: 2,
+            memory_bytes: 4 << 30,
+            memory_available: 2 << 30,
+            disk_free_percent: 50,
+        };
+        let v = node_object("n1", "10.0.0.1", res, "2026-01-01T00:00:00Z");
+        let n: k8s_openapi::api::core::v1::Node =
+            crate::manifest::lifecycle::decode(v).expect("every required field is there");
+        let info = n.status.unwrap().node_info.unwrap();
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        assert_eq!(info.kernel_version, kernel.trim());
+        assert_eq!(info.operating_system, "linux");
+        assert!(!info.os_image.is_empty());
+        assert_eq!(info.boot_id.len(), 36, "a uuid: {}", info.boot_id);
+    }
 
     #[test]
     fn meminfo_total() {

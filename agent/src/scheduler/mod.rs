@@ -8,12 +8,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::manifest::lifecycle::{is_terminating, pod_finished, tolerates_taints};
+use crate::manifest::lifecycle::{
+    controller_of, is_terminating, key_of, name, namespace, node_ready, pod_finished, pod_node,
+    tolerates_taints,
+};
 use crate::manifest::quantity::{parse_milli, parse_units};
-use crate::manifest::selector::{Selector, string_map};
-use crate::manifest::types::LabelSelector;
+use crate::manifest::selector::Selector;
 use crate::store::Key;
 
 pub mod affinity;
@@ -40,39 +43,39 @@ pub struct Request {
     pub memory: i64,
 }
 
+fn quantity(q: Option<&Quantity>, parse: fn(&str) -> Result<i64, String>) -> i64 {
+    q.and_then(|q| parse(&q.0).ok()).unwrap_or(0)
+}
+
+fn container_request(c: &Container) -> Request {
+    let r = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+    Request {
+        cpu_milli: quantity(r.and_then(|r| r.get("cpu")), parse_milli),
+        memory: quantity(r.and_then(|r| r.get("memory")), parse_units),
+    }
+}
+
 /// Sums the containers' requests (init containers: the largest, as Kubernetes does).
-pub fn pod_request(pod: &Value) -> Request {
-    let sum = |list: &Value| {
-        list.as_array()
-            .into_iter()
-            .flatten()
-            .fold(Request::default(), |acc, c| {
-                let r = &c["resources"]["requests"];
-                Request {
-                    cpu_milli: acc.cpu_milli
-                        + r["cpu"]
-                            .as_str()
-                            .and_then(|q| parse_milli(q).ok())
-                            .unwrap_or(0),
-                    memory: acc.memory
-                        + r["memory"]
-                            .as_str()
-                            .and_then(|q| parse_units(q).ok())
-                            .unwrap_or(0),
-                }
-            })
+pub fn pod_request(pod: &Pod) -> Request {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Request::default();
     };
-    let apps = sum(&pod["spec"]["containers"]);
-    let init = pod["spec"]["initContainers"]
-        .as_array()
-        .into_iter()
+    let apps = spec
+        .containers
+        .iter()
+        .map(container_request)
+        .fold(Request::default(), |acc, r| Request {
+            cpu_milli: acc.cpu_milli + r.cpu_milli,
+            memory: acc.memory + r.memory,
+        });
+    let init = spec
+        .init_containers
+        .iter()
         .flatten()
-        .fold(Request::default(), |acc, c| {
-            let r = sum(&Value::Array(vec![c.clone()]));
-            Request {
-                cpu_milli: acc.cpu_milli.max(r.cpu_milli),
-                memory: acc.memory.max(r.memory),
-            }
+        .map(container_request)
+        .fold(Request::default(), |acc, r| Request {
+            cpu_milli: acc.cpu_milli.max(r.cpu_milli),
+            memory: acc.memory.max(r.memory),
         });
     Request {
         cpu_milli: apps.cpu_milli.max(init.cpu_milli),
@@ -82,7 +85,7 @@ pub fn pod_request(pod: &Value) -> Request {
 
 #[derive(Debug, Clone)]
 struct NodeState<'a> {
-    node: &'a Value,
+    node: &'a Node,
     name: String,
     labels: BTreeMap<String, String>,
     /// Ready and not cordoned, or why not.
@@ -91,12 +94,12 @@ struct NodeState<'a> {
     max_pods: i64,
     used: Request,
     pods: i64,
-    host_ports: BTreeSet<(i64, String)>,
+    host_ports: BTreeSet<(i32, String)>,
     owners: BTreeMap<String, i64>,
 }
 
 impl NodeState<'_> {
-    fn take(&mut self, p: &Value, req: Request, owner: Option<&str>) {
+    fn take(&mut self, p: &Pod, req: Request, owner: Option<&str>) {
         self.used.cpu_milli += req.cpu_milli;
         self.used.memory += req.memory;
         self.pods += 1;
@@ -107,31 +110,19 @@ impl NodeState<'_> {
     }
 }
 
-fn node_ready(n: &Value) -> bool {
-    n["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
+fn owner_uid(p: &Pod) -> Option<&str> {
+    controller_of(&p.metadata).map(|r| r.uid.as_str())
 }
 
-fn owner_uid(p: &Value) -> Option<&str> {
-    p["metadata"]["ownerReferences"]
-        .as_array()?
+fn host_ports(p: &Pod) -> Vec<(i32, String)> {
+    p.spec
         .iter()
-        .find(|r| r["controller"] == true)?["uid"]
-        .as_str()
-}
-
-fn host_ports(p: &Value) -> Vec<(i64, String)> {
-    p["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+        .flat_map(|s| &s.containers)
+        .flat_map(|c| c.ports.iter().flatten())
         .filter_map(|port| {
             Some((
-                port["hostPort"].as_i64()?,
-                port["protocol"].as_str().unwrap_or("TCP").to_string(),
+                port.host_port?,
+                port.protocol.clone().unwrap_or_else(|| "TCP".into()),
             ))
         })
         .collect()
@@ -145,21 +136,26 @@ struct Spread {
     selector: Selector,
 }
 
-fn spread_constraints(p: &Value) -> Vec<Spread> {
-    p["spec"]["topologySpreadConstraints"]
-        .as_array()
-        .into_iter()
+fn spread_constraints(spec: &PodSpec) -> Vec<Spread> {
+    spec.topology_spread_constraints
+        .iter()
         .flatten()
         .filter_map(|c| {
-            let ls: LabelSelector = serde_json::from_value(c["labelSelector"].clone()).ok()?;
             Some(Spread {
-                key: c["topologyKey"].as_str()?.to_string(),
-                max_skew: c["maxSkew"].as_i64().unwrap_or(1).max(1),
-                hard: c["whenUnsatisfiable"] == "DoNotSchedule",
-                selector: Selector::from_label_selector(&ls).ok()?,
+                key: c.topology_key.clone(),
+                max_skew: i64::from(c.max_skew).max(1),
+                hard: c.when_unsatisfiable == "DoNotSchedule",
+                selector: Selector::from_k8s(c.label_selector.as_ref()?).ok()?,
             })
         })
         .collect()
+}
+
+fn labels_of(
+    m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> &BTreeMap<String, String> {
+    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+    m.labels.as_ref().unwrap_or(&EMPTY)
 }
 
 /// For one constraint: how many matching pods of the namespace each domain (value of the
@@ -169,7 +165,7 @@ fn domain_counts(
     ns: &str,
     eligible: &[bool],
     states: &[NodeState],
-    placed: &[(usize, &Value)],
+    placed: &[(usize, &Pod)],
 ) -> (BTreeMap<String, i64>, i64) {
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
     for (i, s) in states.iter().enumerate() {
@@ -180,10 +176,14 @@ fn domain_counts(
         }
     }
     for (i, p) in placed {
-        if p["metadata"]["namespace"].as_str().unwrap_or("default") == ns
+        let pns = match namespace(&p.metadata) {
+            "" => "default",
+            n => n,
+        };
+        if pns == ns
             && let Some(d) = states[*i].labels.get(&c.key)
             && let Some(n) = counts.get_mut(d)
-            && c.selector.matches(&string_map(&p["metadata"]["labels"]))
+            && c.selector.matches(labels_of(&p.metadata))
         {
             *n += 1;
         }
@@ -201,35 +201,29 @@ fn domain_counts(
 /// soft topology spread, the owner's pods in the node's zone, the owner's pods on the node, the
 /// most loaded resource share once the pod is on it, and the name. Usage is updated as pods are
 /// placed, so one pass never overcommits.
-pub fn place(pods: &[Value], nodes: &[Value]) -> Vec<Decision> {
+pub fn place(pods: &[Pod], nodes: &[Node]) -> Vec<Decision> {
     let mut states: Vec<NodeState> = nodes
         .iter()
         .map(|n| {
-            let a = &n["status"]["allocatable"];
+            let a = n.status.as_ref().and_then(|s| s.allocatable.as_ref());
             NodeState {
                 node: n,
-                name: n["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                labels: string_map(&n["metadata"]["labels"]),
+                name: name(&n.metadata).to_string(),
+                labels: labels_of(&n.metadata).clone(),
                 unfit: if !node_ready(n) {
                     Some("node(s) were not ready")
-                } else if n["spec"]["unschedulable"] == true {
+                } else if n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
                     Some("node(s) were unschedulable")
                 } else {
                     None
                 },
                 alloc: Request {
-                    cpu_milli: a["cpu"]
-                        .as_str()
-                        .and_then(|q| parse_milli(q).ok())
-                        .unwrap_or(0),
-                    memory: a["memory"]
-                        .as_str()
-                        .and_then(|q| parse_units(q).ok())
-                        .unwrap_or(0),
+                    cpu_milli: quantity(a.and_then(|a| a.get("cpu")), parse_milli),
+                    memory: quantity(a.and_then(|a| a.get("memory")), parse_units),
                 },
-                max_pods: a["pods"]
-                    .as_str()
-                    .and_then(|q| q.parse().ok())
+                max_pods: a
+                    .and_then(|a| a.get("pods"))
+                    .and_then(|q| q.0.parse().ok())
                     .unwrap_or(110),
                 used: Request::default(),
                 pods: 0,
@@ -240,20 +234,22 @@ pub fn place(pods: &[Value], nodes: &[Value]) -> Vec<Decision> {
         .collect();
     // Ties go to the first name.
     states.sort_by(|a, b| a.name.cmp(&b.name));
-    let index: BTreeMap<&str, usize> = states
+    let index: BTreeMap<String, usize> = states
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.node["metadata"]["name"].as_str().unwrap_or(""), i))
+        .map(|(i, s)| (s.name.clone(), i))
         .collect();
     // The pods on each node (kept only for topology spread constraints) and, per zone, how many
     // pods of each owner it runs.
-    let mut placed: Vec<(usize, &Value)> = Vec::new();
+    let mut placed: Vec<(usize, &Pod)> = Vec::new();
     let mut zone_owners: BTreeMap<(String, String), i64> = BTreeMap::new();
-    let any_spread = pods
-        .iter()
-        .any(|p| !p["spec"]["topologySpreadConstraints"].is_null());
+    let any_spread = pods.iter().any(|p| {
+        p.spec
+            .as_ref()
+            .is_some_and(|s| s.topology_spread_constraints.is_some())
+    });
     for p in pods.iter().filter(|p| !pod_finished(p)) {
-        let Some(&i) = p["spec"]["nodeName"].as_str().and_then(|n| index.get(n)) else {
+        let Some(&i) = pod_node(p).and_then(|n| index.get(n)) else {
             continue;
         };
         let owner = owner_uid(p);
@@ -267,15 +263,21 @@ pub fn place(pods: &[Value], nodes: &[Value]) -> Vec<Decision> {
     }
     let mut out = Vec::new();
     let mut eligible = vec![false; states.len()];
-    for p in pods.iter().filter(|p| {
-        p["spec"]["nodeName"].as_str().is_none() && !is_terminating(p) && !pod_finished(p)
-    }) {
-        let Ok(key) = Key::of(p) else { continue };
-        let spec = &p["spec"];
+    let no_spec = PodSpec::default();
+    for p in pods
+        .iter()
+        .filter(|p| pod_node(p).is_none() && !is_terminating(&p.metadata) && !pod_finished(p))
+    {
+        if name(&p.metadata).is_empty() {
+            continue;
+        }
+        let key = key_of(p);
+        let spec = p.spec.as_ref().unwrap_or(&no_spec);
         let req = pod_request(p);
         let owner = owner_uid(p);
         let ports = host_ports(p);
-        let spreads = spread_constraints(p);
+        let spreads = spread_constraints(spec);
+        let tolerations = spec.tolerations.as_deref().unwrap_or_default();
         let mut reasons: BTreeMap<&'static str, usize> = BTreeMap::new();
         for (i, s) in states.iter().enumerate() {
             eligible[i] = affinity::required_matches(spec, &s.labels, &s.name);
@@ -291,7 +293,7 @@ pub fn place(pods: &[Value], nodes: &[Value]) -> Vec<Decision> {
                 Some(w)
             } else if !eligible[i] {
                 Some("node(s) didn't match Pod's node affinity/selector")
-            } else if !tolerates_taints(&spec["tolerations"], s.node) {
+            } else if !tolerates_taints(tolerations, s.node) {
                 Some("node(s) had untolerated taint")
             } else if s.pods + 1 > s.max_pods {
                 Some("Too many pods")

@@ -2,14 +2,28 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::manifest::lifecycle::{Object, decode};
+
+/// The scheduler on JSON objects (decoded as the runner decodes stored ones).
+fn place(pods: &[Value], nodes: &[Value]) -> Vec<Decision> {
+    super::place(&typed(pods), &typed(nodes))
+}
+
+fn pod_request(p: &Value) -> Request {
+    super::pod_request(&decode(p.clone()).unwrap())
+}
+
+fn typed<T: Object>(v: &[Value]) -> Vec<T> {
+    v.iter().map(|o| decode(o.clone()).unwrap()).collect()
+}
 
 fn node(name: &str, cpu: &str, mem: &str) -> Value {
-    json!({"kind": "Node", "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
            "status": {"allocatable": {"cpu": cpu, "memory": mem, "pods": "110"}, "conditions": [{"type": "Ready", "status": "True"}]}})
 }
 
 fn pod(name: &str, cpu: &str, mem: &str, owner: &str) -> Value {
-    json!({"kind": "Pod", "metadata": {"name": name, "namespace": "d", "ownerReferences": [{"uid": owner, "controller": true}]},
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "d", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner, "uid": owner, "controller": true}]},
            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": mem}}}]}})
 }
 

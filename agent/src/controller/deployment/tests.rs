@@ -1,10 +1,12 @@
 //! Deployment planning tests, including a simulated cluster that runs the Deployment and
 //! ReplicaSet planners step by step with pods becoming ready one step after they are made.
 
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::controller::{Action, pod_ready, replicaset};
+use crate::controller::{Action, OwnerIndex, pod_ready, replicaset};
+use crate::manifest::lifecycle::decode;
 
 fn deployment(replicas: i64, image: &str, surge: Value, unavailable: Value) -> Value {
     json!({
@@ -62,6 +64,7 @@ impl World {
                     }
                 }
                 Action::Update(mut o) | Action::Status(mut o) => {
+                    let status_only = o.get("spec").is_none();
                     let name = o["metadata"]["name"].clone();
                     let cur = if o["kind"] == "Deployment" {
                         &mut dep
@@ -81,8 +84,13 @@ impl World {
                         .unwrap_or("0")
                         .parse()
                         .unwrap();
-                    o["metadata"]["resourceVersion"] = Value::from((rv + 1).to_string());
-                    *cur = o;
+                    if status_only {
+                        cur["status"] = o["status"].take();
+                        cur["metadata"]["resourceVersion"] = Value::from((rv + 1).to_string());
+                    } else {
+                        o["metadata"]["resourceVersion"] = Value::from((rv + 1).to_string());
+                        *cur = o;
+                    }
                 }
                 Action::Delete(k) | Action::DeleteInForeground(k) => {
                     rss.retain(|r| r["metadata"]["name"] != k.name.as_str());
@@ -104,11 +112,12 @@ impl World {
             .collect();
         // As the runner: every plan reads the state at the start of the pass, so a later plan
         // may be stale and refused, to be planned again next pass.
-        let (rss, pods) = (self.rss.clone(), self.pods.clone());
-        let a = plan(&self.dep, &rss);
+        let (dep, rss, pods) = (self.typed_dep(), self.typed_rss(), self.typed_pods());
+        let (rs_index, pod_index) = (OwnerIndex::new(&rss), OwnerIndex::new(&pods));
+        let a = plan(&dep, rs_index.of(&dep.metadata));
         self.apply(a);
         for rs in &rss {
-            let a = replicaset::plan(rs, &pods);
+            let a = replicaset::plan(rs, pod_index.of(&rs.metadata));
             self.apply(a);
         }
         for p in self
@@ -122,8 +131,42 @@ impl World {
         }
     }
 
+    fn typed_dep(&self) -> Deployment {
+        decode(self.dep.clone()).unwrap()
+    }
+
+    fn typed_rss(&self) -> Vec<ReplicaSet> {
+        self.rss
+            .iter()
+            .map(|r| decode(r.clone()).unwrap())
+            .collect()
+    }
+
+    fn typed_pods(&self) -> Vec<Pod> {
+        self.pods
+            .iter()
+            .map(|p| decode(p.clone()).unwrap())
+            .collect()
+    }
+
+    /// The Deployment's plan as the runner makes it.
+    fn plan(&self) -> Vec<Action> {
+        let rss = self.typed_rss();
+        let dep = self.typed_dep();
+        plan(&dep, OwnerIndex::new(&rss).of(&dep.metadata))
+    }
+
+    fn progress(&self) -> (bool, String) {
+        rollout_progress(&self.typed_dep())
+    }
+
+    fn undo(&self, to: Option<i64>) -> Result<Value, String> {
+        template_for_undo(&self.typed_dep(), &self.typed_rss(), to)
+            .map(|t| serde_json::to_value(t).unwrap())
+    }
+
     fn ready(&self) -> usize {
-        self.pods.iter().filter(|p| pod_ready(p)).count()
+        self.typed_pods().iter().filter(|p| pod_ready(p)).count()
     }
 
     fn converge(&mut self, max_steps: usize, mut check: impl FnMut(&World)) -> usize {
@@ -140,7 +183,7 @@ impl World {
 }
 
 fn new_template_pods(w: &World) -> usize {
-    let hash = template_hash(&w.dep["spec"]["template"]);
+    let hash = template_hash(&serde_json::from_value(w.dep["spec"]["template"].clone()).unwrap());
     w.pods
         .iter()
         .filter(|p| p["metadata"]["labels"][crate::controller::POD_TEMPLATE_HASH] == hash.as_str())
@@ -161,14 +204,14 @@ fn first_rollout_creates_a_replica_set_and_pods() {
     );
     assert_eq!(w.ready(), 3);
     assert_eq!(
-        rollout_progress(&w.dep),
+        w.progress(),
         (
             true,
             "deployment \"web\" successfully rolled out".to_string()
         )
     );
     // Converged: planning again does nothing.
-    assert_eq!(plan(&w.dep, &w.rss), vec![]);
+    assert_eq!(w.plan(), vec![]);
 }
 
 #[test]
@@ -199,7 +242,7 @@ fn surge_one_unavailable_zero_never_drops_below_desired_ready() {
         2,
         "the old ReplicaSet is kept, scaled to 0, as history"
     );
-    assert!(rollout_progress(&w.dep).0);
+    assert!(w.progress().0);
 }
 
 #[test]
@@ -260,7 +303,7 @@ fn undo_restores_the_previous_template_as_a_new_revision() {
     let v1 = w.dep["spec"]["template"].clone();
     w.dep["spec"]["template"]["spec"]["containers"][0]["image"] = json!("v2");
     w.converge(40, |_| {});
-    let t = template_for_undo(&w.dep, &w.rss, None).unwrap();
+    let t = w.undo(None).unwrap();
     assert_eq!(t, v1);
     w.dep["spec"]["template"] = t;
     w.converge(40, |_| {});
@@ -280,7 +323,7 @@ fn undo_restores_the_previous_template_as_a_new_revision() {
         "rolled-back template becomes revision 3: {revs:?}"
     );
     assert_eq!(
-        template_for_undo(&w.dep, &w.rss, Some(9)).unwrap_err(),
+        w.undo(Some(9)).unwrap_err(),
         "unable to find the specified revision 9 in history"
     );
 }
@@ -329,7 +372,7 @@ fn undo_in_the_middle_of_a_rollout_converges() {
     w.step();
     w.step();
     assert_eq!(w.rss.len(), 2, "mid-rollout");
-    w.dep["spec"]["template"] = template_for_undo(&w.dep, &w.rss, None).unwrap();
+    w.dep["spec"]["template"] = w.undo(None).unwrap();
     assert_eq!(w.dep["spec"]["template"], v1);
     w.converge(40, |_| {});
     assert_eq!(new_template_pods(&w), 4);
