@@ -17,7 +17,7 @@ if ip netns list | grep -qw fbox-hub; then
   exit 1
 fi
 scripts/cluster-in-a-box.sh up 3
-fln() { local i=$1; shift; ip netns exec "fbox-$i" "$FLOTILLA_BIN" --config "$FLOTILLA_BOX_DIR/node$i/admin.yaml" "$@"; }
+fln() { local i=$1; shift; scripts/cluster-in-a-box.sh shell "$i" flotilla "$@"; }
 fl() { fln 1 "$@"; }
 
 ok=
@@ -53,6 +53,11 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 [[ $page == "<h1>Hello from Flotilla</h1>" ]] || { echo "box-smoke: the web Service answered '$page'" >&2; cat "$FLOTILLA_BOX_DIR/node1.log" >&2; exit 1; }
+# The real kubectl, as typed in a node's shell, reads the same admin.yaml (a kubeconfig).
+nodes=$(scripts/cluster-in-a-box.sh shell 2 kubectl get nodes --no-headers)
+[[ $(grep -c '^node-[123] *Ready' <<<"$nodes") -eq 3 ]] || { echo "box-smoke: kubectl get nodes on node 2 said: $nodes" >&2; exit 1; }
+pods=$(scripts/cluster-in-a-box.sh shell 2 kubectl get pods -l app=web --no-headers)
+[[ $(grep -c ' Running ' <<<"$pods") -eq 3 ]] || { echo "box-smoke: kubectl get pods on node 2 said: $pods" >&2; exit 1; }
 scripts/cluster-in-a-box.sh down
 trap - EXIT
 ip netns list | grep -q '^fbox-' && { echo "box-smoke: namespaces left after down" >&2; exit 1; }

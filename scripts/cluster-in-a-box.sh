@@ -5,11 +5,15 @@
 #   scripts/cluster-in-a-box.sh up N     start N agents (node 1 inits the cluster)
 #   scripts/cluster-in-a-box.sh down     stop them and remove every namespace, process, container and dir
 #   scripts/cluster-in-a-box.sh status   list what is running
+#   scripts/cluster-in-a-box.sh shell I [CMD...]
+#                                        a shell (or CMD) in node I's namespace where `flotilla`
+#                                        and `kubectl` talk to its API as typed
 #
 # Node I has address 10.99.0.I/24 on the box network, pod CIDR 10.42.(I-1).0/24 and its data dir
 # at $FLOTILLA_BOX_DIR/nodeI (default /tmp/flotilla-box). Node 1 inits the cluster; the others join
-# through it with its join token (any member would do). Extra agent flags: $FLOTILLA_AGENT_ARGS. Every data dir holds admin.yaml for that node's own API:
-#   ip netns exec fbox-1 flotilla --config /tmp/flotilla-box/node1/admin.yaml get nodes
+# through it with its join token (any member would do). Extra agent flags: $FLOTILLA_AGENT_ARGS. Every data dir holds admin.yaml, the
+# kubeconfig of that node's own API, which `shell I` sets for both clients:
+#   scripts/cluster-in-a-box.sh shell 1 kubectl get nodes
 # The agent binary is $FLOTILLA_BIN, else target/release/flotilla, else flotilla on PATH.
 set -euo pipefail
 
@@ -131,9 +135,35 @@ status() {
   done
 }
 
+# A shell in node I's namespace, or CMD there: the node's kubeconfig in KUBECONFIG and
+# FLOTILLA_CONFIG, and the box's flotilla binary first on PATH, so `flotilla get pods` and
+# `kubectl get pods` work as typed.
+shell() {
+  local i=${1:-}
+  [[ $i =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 shell I [CMD...]" >&2; exit 2; }
+  shift
+  need_root
+  local ns=fbox-$i dir=$BOX_DIR/node$i
+  if ! ip netns list | grep -qw "$ns" || [[ ! -s $dir/admin.yaml ]]; then
+    echo "cluster-in-a-box: node $i is not up (no namespace $ns or no $dir/admin.yaml)" >&2
+    exit 1
+  fi
+  local flotilla; flotilla=$(cat "$BOX_DIR/flotilla.bin")
+  local bindir=$BOX_DIR/bin
+  mkdir -p "$bindir"
+  ln -sf "$flotilla" "$bindir/flotilla"
+  local env=(env "KUBECONFIG=$dir/admin.yaml" "FLOTILLA_CONFIG=$dir/admin.yaml" "PATH=$bindir:$PATH")
+  if (($#)); then
+    exec ip netns exec "$ns" "${env[@]}" "$@"
+  fi
+  echo "node-$i (namespace $ns): flotilla and kubectl talk to its API; exit to leave" >&2
+  exec ip netns exec "$ns" "${env[@]}" "PS1=[fbox-$i \\W]\\$ " bash --norc -i
+}
+
 case ${1:-} in
   up) up "${2:-1}" ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up N | down | status" >&2; exit 2 ;;
+  shell) shift; shell "$@" ;;
+  *) echo "usage: $0 up N | down | status | shell I [CMD...]" >&2; exit 2 ;;
 esac

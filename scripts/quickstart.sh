@@ -11,7 +11,6 @@ echo "== building flotilla (release)"
 cargo build --release --locked -p flotilla
 target=${CARGO_TARGET_DIR:-$PWD/target}
 export FLOTILLA_BIN=$target/release/flotilla
-box=${FLOTILLA_BOX_DIR:-/tmp/flotilla-box}
 
 if ip netns list 2>/dev/null | grep -qw fbox-hub; then
   echo "== an earlier box is up; taking it down first"
@@ -20,7 +19,7 @@ fi
 echo "== starting a one-node cluster in a box"
 scripts/cluster-in-a-box.sh up 1
 
-fl() { ip netns exec fbox-1 "$FLOTILLA_BIN" --config "$box/node1/admin.yaml" "$@"; }
+fl() { scripts/cluster-in-a-box.sh shell 1 flotilla "$@"; }
 
 echo "== building the test image and importing it into node-1"
 scripts/test-image.sh "$target/flotilla-test-image.tar"
@@ -58,7 +57,9 @@ agent runs them as real containers (each under its own shim, in its own sandbox 
 on the node's bridge flotilla0) and probes them. The agent programs the Service in nftables
 (table inet flotilla) from its Ready pods and answers the pods' DNS at 10.43.0.10.
 
-Try:  ip netns exec fbox-1 $FLOTILLA_BIN --config $box/node1/admin.yaml logs $pod
-      ip netns exec fbox-1 $FLOTILLA_BIN --config $box/node1/admin.yaml describe deployment web
+Try:  scripts/cluster-in-a-box.sh shell 1     (a shell on node-1: flotilla and kubectl as typed)
+        flotilla logs $pod
+        flotilla describe deployment web
+        kubectl get pods -o wide             (the node's admin.yaml is a kubeconfig)
 Stop: scripts/cluster-in-a-box.sh down
 MSG

@@ -114,8 +114,8 @@ impl ApiState {
     /// Lets this node forward logs and exec to the node a pod runs on.
     pub fn with_peers(mut self, ca_pem: &str) -> anyhow::Result<ApiState> {
         let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
-            roots.add(cert?)?;
+        for cert in crate::cluster::pem::certs(ca_pem)? {
+            roots.add(cert)?;
         }
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -276,12 +276,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The rustls server config for the node's certificate.
 pub fn tls_config(cert_pem: &str, key_pem: &str) -> anyhow::Result<rustls::ServerConfig> {
-    let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .context("reading the node certificate")?;
-    let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
-        .context("reading the node key")?
-        .context("no private key in node.key")?;
+    let certs = crate::cluster::pem::certs(cert_pem).context("reading the node certificate")?;
+    let key = crate::cluster::pem::private_key(key_pem).context("reading node.key")?;
     let mut cfg = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key)

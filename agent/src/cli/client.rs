@@ -48,10 +48,10 @@ impl Client {
 
     pub fn new(cfg: &AdminConfig) -> Result<Client> {
         let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut cfg.certificate_authority.as_bytes()) {
-            roots
-                .add(cert.context("reading certificateAuthority")?)
-                .context("adding the cluster CA")?;
+        for cert in crate::cluster::pem::certs(&cfg.certificate_authority)
+            .context("reading the certificate authority")?
+        {
+            roots.add(cert).context("adding the cluster CA")?;
         }
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),

@@ -11,6 +11,7 @@ pub mod describe;
 pub mod exec;
 pub mod get;
 pub mod image;
+pub mod kubeconfig;
 pub mod label;
 pub mod logs;
 pub mod node;
@@ -28,7 +29,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "flotilla", version, about, propagate_version = true)]
 pub struct Cli {
-    /// CLI config (server, CA, token); also read from $FLOTILLA_CONFIG.
+    /// CLI config: a kubeconfig (an agent's admin.yaml is one); also read from $FLOTILLA_CONFIG.
     #[arg(long, global = true, env = "FLOTILLA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -66,6 +67,8 @@ pub enum Command {
     Uncordon(node::CordonArgs),
     /// Cordon a node and move its pods elsewhere, within each Deployment's maxUnavailable.
     Drain(node::DrainArgs),
+    /// Print the admin kubeconfig of this cluster, for kubectl on another machine.
+    Kubeconfig(kubeconfig::KubeconfigArgs),
     /// Create, list and revoke join tokens.
     Token(token::TokenArgs),
     /// Stop and remove every container and pod of a stopped node (identity and store stay).
@@ -110,6 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Rollout(a) => rollout::run(&cfg, a).await,
         Command::Image(a) => image::run(&cfg, a).await,
         Command::Token(a) => token::run(&cfg, a).await,
+        Command::Kubeconfig(a) => kubeconfig::run(&cfg, a),
         Command::Label(a) => label::run(&cfg, a).await,
         Command::Cordon(a) => node::cordon(&cfg, a, true).await,
         Command::Uncordon(a) => node::cordon(&cfg, a, false).await,

@@ -92,9 +92,8 @@ pub async fn run(cfg: &Path, a: TokenArgs) -> Result<i32> {
                 .context("storing the token")?;
             // The CA hash comes from the CA this CLI trusts: the joiner will check it.
             let admin = AdminConfig::load(cfg)?;
-            let ca = rustls_pemfile::certs(&mut admin.certificate_authority.as_bytes())
-                .next()
-                .context("the config holds no CA certificate")??;
+            let ca = crate::cluster::pem::first_cert(&admin.certificate_authority)
+                .context("the config holds no CA certificate")?;
             let hash = hex::encode(crate::cluster::join::ca_hash(&ca));
             println!("K10{hash}::{secret}");
             Ok(0)

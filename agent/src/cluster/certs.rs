@@ -15,9 +15,7 @@ pub const CERT_DAYS: i64 = 365;
 
 /// The validity window of a PEM certificate, as Unix seconds.
 pub fn validity(cert_pem: &str) -> Result<(i64, i64)> {
-    let der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
-        .next()
-        .context("no certificate")??;
+    let der = super::pem::first_cert(cert_pem)?;
     let (_, c) = x509_parser::parse_x509_certificate(&der).context("parsing the certificate")?;
     Ok((
         c.validity().not_before.timestamp(),
@@ -27,9 +25,7 @@ pub fn validity(cert_pem: &str) -> Result<(i64, i64)> {
 
 /// The IP addresses a PEM certificate names (its IP subject alternative names).
 pub fn ip_addresses(cert_pem: &str) -> Result<Vec<std::net::IpAddr>> {
-    let der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
-        .next()
-        .context("no certificate")??;
+    let der = super::pem::first_cert(cert_pem)?;
     let (_, c) = x509_parser::parse_x509_certificate(&der).context("parsing the certificate")?;
     let mut out = Vec::new();
     if let Ok(Some(san)) = c.subject_alternative_name() {
@@ -107,10 +103,7 @@ mod tests {
         // The transport accepts it as this node's credentials under that CA.
         let creds = crate::cluster::transport::Credentials::from_pem(&ca.pem(), &cert, &key);
         assert!(creds.is_ok());
-        let der = rustls_pemfile::certs(&mut cert.as_bytes())
-            .next()
-            .unwrap()
-            .unwrap();
+        let der = crate::cluster::pem::first_cert(&cert).unwrap();
         assert_eq!(
             crate::cluster::transport::common_name(&der).as_deref(),
             Some("node-7")

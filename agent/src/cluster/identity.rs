@@ -19,7 +19,8 @@ pub struct NodeFile {
     pub cluster_id: String,
 }
 
-/// The CLI's configuration file (`admin.yaml`).
+/// What the CLI connects with: read from a kubeconfig (the `admin.yaml` an agent writes is
+/// one) or from the older file of these three fields.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AdminConfig {
@@ -33,9 +34,7 @@ pub struct AdminConfig {
 
 impl AdminConfig {
     pub fn load(path: &Path) -> Result<AdminConfig> {
-        let text = fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
-        serde_norway::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+        super::kubeconfig::load(path)
     }
 }
 
@@ -220,15 +219,12 @@ impl Identity {
         Identity::load(dir)
     }
 
-    /// Writes `DIR/admin.yaml` for the API at `server`.
+    /// Writes `DIR/admin.yaml`, the admin's kubeconfig for the API at `server` (kubectl and
+    /// the flotilla CLI both read it).
     pub fn write_admin_config(&self, server: &str) -> Result<PathBuf> {
-        let cfg = AdminConfig {
-            server: server.to_string(),
-            certificate_authority: self.ca_pem.clone(),
-            token: self.api_token.clone(),
-        };
+        let cfg = super::kubeconfig::Kubeconfig::admin(server, &self.ca_pem, &self.api_token);
         let path = self.dir.join("admin.yaml");
-        write_private(&path, serde_norway::to_string(&cfg)?.as_bytes())?;
+        write_private(&path, cfg.to_yaml()?.as_bytes())?;
         Ok(path)
     }
 }

@@ -283,9 +283,7 @@ pub async fn join(
     t.close();
     match serde_json::from_slice(&body).context("reading the member's answer")? {
         super::Response::Joined(response) => {
-            let ca = rustls_pemfile::certs(&mut response.ca.as_bytes())
-                .next()
-                .ok_or_else(|| anyhow!("the member sent no CA"))??;
+            let ca = super::pem::first_cert(&response.ca).context("the member sent no CA")?;
             if ca_hash(&ca) != token.ca_hash {
                 bail!("the member sent a CA that is not the one the join token names");
             }

@@ -6,6 +6,8 @@ pub mod certs;
 pub mod gossip;
 pub mod identity;
 pub mod join;
+pub mod kubeconfig;
+pub mod pem;
 pub mod raft;
 pub mod tokens;
 pub mod transport;

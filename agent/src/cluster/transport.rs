@@ -49,27 +49,19 @@ impl Clone for Credentials {
     }
 }
 
-fn pem_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
-    rustls_pemfile::certs(&mut pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .context("reading PEM certificates")
-}
-
 impl Credentials {
     /// From PEM texts: the CA certificate, the node certificate and its key.
     pub fn from_pem(ca: &str, cert: &str, key: &str) -> Result<Credentials> {
-        let ca = pem_certs(ca)?
+        let ca = super::pem::certs(ca)?
             .into_iter()
             .next()
             .ok_or_else(|| anyhow!("no CA certificate"))?;
-        let mut chain = pem_certs(cert)?;
+        let mut chain = super::pem::certs(cert)?;
         if chain.is_empty() {
             bail!("no node certificate");
         }
         chain.push(ca.clone());
-        let key = rustls_pemfile::private_key(&mut key.as_bytes())
-            .context("reading the node key")?
-            .ok_or_else(|| anyhow!("no private key"))?;
+        let key = super::pem::private_key(key).context("reading the node key")?;
         Ok(Credentials { ca, chain, key })
     }
 

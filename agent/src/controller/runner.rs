@@ -155,19 +155,13 @@ pub struct Pass {
 /// in the log and left out of this pass, and the others are planned.
 async fn typed<T: Object>(store: &Store) -> Result<Vec<T>, StoreError> {
     let cluster_scoped = matches!(kinds::by_kind(T::KIND).map(|k| k.namespaced), Some(false));
-    let (raw, _) = store
-        .list_raw(T::KIND, cluster_scoped.then_some(""))
+    let (objects, bad) = store
+        .list_typed(T::KIND, cluster_scoped.then_some(""))
         .await?;
-    let mut out = Vec::with_capacity(raw.len());
-    for body in raw {
-        match serde_json::from_slice::<T>(&body) {
-            Ok(o) => out.push(o),
-            Err(e) => {
-                warn!(kind = T::KIND, error = %e, "a stored object does not decode; left out of this pass")
-            }
-        }
+    for error in bad {
+        warn!(kind = T::KIND, %error, "a stored object does not decode; left out of this pass");
     }
-    Ok(out)
+    Ok(objects)
 }
 
 /// The objects of `owners` deleted in the foreground, each with the collector's step.

@@ -9,7 +9,7 @@
 //! DIR/pki/ca.{crt,key} cluster CA (made by --init)
 //! DIR/pki/node.{crt,key} this node's certificate, signed by the CA; serves the API
 //! DIR/api-token        bearer token the API accepts (0600)
-//! DIR/admin.yaml       CLI config for this node's API: server URL, CA, token
+//! DIR/admin.yaml       kubeconfig of this node's API (server, CA, admin token) for kubectl and the CLI
 //! DIR/join-token       K10<sha256 of the CA certificate, DER>::<secret>, for `agent --join`
 //! DIR/cluster-addr     the UDP address the cluster endpoint (QUIC) bound, written at start
 //! DIR/images/          the image store (blobs, unpacked layers)

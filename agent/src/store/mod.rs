@@ -636,12 +636,19 @@ impl Store {
         kind: &str,
         namespace: Option<&str>,
     ) -> Result<(Vec<T>, i64), StoreError> {
-        let (raw, rev) = self.list_raw(kind, namespace).await?;
-        let items = raw
-            .iter()
-            .map(|b| serde_json::from_slice(b))
-            .collect::<Result<Vec<T>, _>>()?;
-        Ok((items, rev))
+        let (mut out, mut failed) = (Vec::new(), None);
+        let rev = self.scan(kind, namespace, |body| {
+            if failed.is_none() {
+                match serde_json::from_slice(body) {
+                    Ok(o) => out.push(o),
+                    Err(e) => failed = Some(e),
+                }
+            }
+        })?;
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok((out, rev)),
+        }
     }
 
     /// Lists objects as their JSON text (Secrets decrypted), for callers that pass them on
@@ -651,10 +658,39 @@ impl Store {
         kind: &str,
         namespace: Option<&str>,
     ) -> Result<(Vec<Vec<u8>>, i64), StoreError> {
+        let mut out = Vec::new();
+        let rev = self.scan(kind, namespace, |body| out.push(body.to_vec()))?;
+        Ok((out, rev))
+    }
+
+    /// Lists objects decoded as `T` one row at a time, so that the rows' bytes are never all
+    /// held at once beside the decoded objects. An object that does not decode is left out and
+    /// its key and error returned apart, for the caller to report.
+    pub async fn list_typed<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<(Vec<T>, Vec<String>), StoreError> {
+        let (mut out, mut bad) = (Vec::new(), Vec::new());
+        self.scan(kind, namespace, |body| match serde_json::from_slice(body) {
+            Ok(o) => out.push(o),
+            Err(e) => bad.push(e.to_string()),
+        })?;
+        Ok((out, bad))
+    }
+
+    /// Hands every object of a kind (in one namespace, or all) to `each` as JSON text, Secrets
+    /// decrypted, in one read transaction; returns the revision of that snapshot.
+    fn scan(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<i64, StoreError> {
         // One transaction: the revision and the rows are of the same snapshot.
         self.direct.read(|c| {
             run(c, "BEGIN")?;
-            let read = || -> Result<(Vec<Vec<u8>>, i64), StoreError> {
+            let mut read = || -> Result<i64, StoreError> {
                 let rev = revision(c)?;
                 let mut q = match namespace {
                     Some(_) => c.prepare_cached(
@@ -668,17 +704,16 @@ impl Store {
                     Some(ns) => q.query((kind, ns))?,
                     None => q.query([kind])?,
                 };
-                let mut out = Vec::new();
                 while let Some(r) = rows.next()? {
                     let body = blob(r, 2)?;
                     if kind == "Secret" {
                         let key = Key::new(kind, text(r, 0)?, text(r, 1)?);
-                        out.push(self.cipher.open(&key.aad(), body)?);
+                        each(&self.cipher.open(&key.aad(), body)?);
                     } else {
-                        out.push(body.to_vec());
+                        each(body);
                     }
                 }
-                Ok((out, rev))
+                Ok(rev)
             };
             let out = read();
             run(c, "COMMIT")?;

@@ -475,22 +475,9 @@ pub fn name(p: &Value) -> String {
 }
 
 impl Agent {
-    /// A kubeconfig for this agent's API (server, CA and token of its `admin.yaml`), written
-    /// beside it.
+    /// The kubeconfig of this agent's API: the `admin.yaml` the agent wrote is one.
     pub fn kubeconfig(&self) -> PathBuf {
-        use base64::Engine as _;
-        let cfg = flotilla::cluster::AdminConfig::load(&self.config()).unwrap();
-        let ca = base64::engine::general_purpose::STANDARD.encode(&cfg.certificate_authority);
-        let path = self.dir.path().join("kubeconfig");
-        std::fs::write(
-            &path,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: flotilla\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: flotilla\n  context: {{cluster: flotilla, user: admin}}\ncurrent-context: flotilla\n",
-                cfg.server, cfg.token
-            ),
-        )
-        .unwrap();
-        path
+        self.config()
     }
 
     /// The real kubectl against this agent, to run with more settings (an editor).

@@ -995,3 +995,48 @@ fn get_watch_prints_tables_for_each_change() {
         "{stderr}"
     );
 }
+
+/// The `admin.yaml` an agent writes is a kubeconfig that kubectl reads as it is, and
+/// `flotilla kubeconfig --server URL` prints one for another address the node's certificate
+/// names (here `localhost`, as another machine would use the node's advertise address).
+#[test]
+fn the_agents_admin_yaml_is_a_kubeconfig_and_flotilla_kubeconfig_prints_one() {
+    let a = Agent::start();
+    let nodes = a.kubectl_ok(&["get", "nodes", "-o", "name"]);
+    assert!(nodes.starts_with("node/"), "{nodes}");
+    assert_eq!(
+        a.kubectl_ok(&["config", "view", "-o", "jsonpath={.current-context}"]),
+        "flotilla"
+    );
+    let cfg = flotilla::cluster::AdminConfig::load(&a.config()).unwrap();
+    let port = cfg.server.rsplit(':').next().unwrap().to_string();
+    let server = format!("https://localhost:{port}");
+    let printed = a.ok(&["kubeconfig", "--server", &server]);
+    let file = manifest(&a, "other-machine.kubeconfig", &printed);
+    let out = a
+        .command("kubectl")
+        .args(["get", "nodes", "-o", "name"])
+        .env("KUBECONFIG", &file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), nodes);
+    let server_of = a
+        .command("kubectl")
+        .args([
+            "config",
+            "view",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ])
+        .env("KUBECONFIG", &file)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&server_of.stdout), server);
+    // The flotilla CLI reads the printed file too.
+    let pods = a.cli(&["--config", &file, "get", "nodes", "-o", "name"]);
+    assert!(pods.status.success(), "{}", text(&pods));
+    let bad = a.cli(&["kubeconfig", "--server", "http://localhost:1"]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("https://HOST:PORT"), "{}", text(&bad));
+}
