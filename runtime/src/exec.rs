@@ -7,7 +7,8 @@
 //! namespace through its children), and the child takes the container's identity before it
 //! executes the command: working dir, groups, gid, uid, the default capability set,
 //! `no_new_privs` and the container's seccomp profile. stdin, stdout and stderr are the
-//! helper's own, so the caller reads the command's output from pipes; the helper exits with
+//! helper's own, so the caller reads the command's output from pipes (or gives it a
+//! terminal, which becomes the command's controlling terminal in a session of its own); the helper exits with
 //! the command's code (128 + signal when killed), 126 when the command cannot run and 127 when
 //! it is not found, as shells do.
 //!
@@ -266,8 +267,17 @@ fn run(ctx: Context, args: &[String]) -> i32 {
         }
         Ok(ForkResult::Child) => {
             let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&mask), None);
-            // Its own process group, so that stopping it stops what it started too.
-            let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+            // SAFETY: isatty only looks at fd 0.
+            if unsafe { libc::isatty(0) } == 1 {
+                // On a terminal (`exec -t`): a session of its own with the terminal as its
+                // controlling one, so ^C and job control reach it; its group is its own too.
+                let _ = nix::unistd::setsid();
+                // SAFETY: TIOCSCTTY on fd 0, which is the terminal.
+                unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+            } else {
+                // Its own process group, so that stopping it stops what it started too.
+                let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+            }
             let code = match become_container(&ctx).and_then(|()| execute(&ctx, args)) {
                 Ok(never) => match never {},
                 Err((code, msg)) => {

@@ -14,6 +14,7 @@ pub mod apply;
 pub mod delete;
 pub mod discovery;
 pub mod error;
+pub mod exec;
 pub mod images;
 pub mod objects;
 pub mod openapi;

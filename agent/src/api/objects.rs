@@ -21,11 +21,15 @@ use crate::store::{Key, Op, Write, new_uid, now_rfc3339};
 /// ([`options::check`]): honoured, or refused by name.
 pub async fn dispatch(
     State(s): State<Arc<ApiState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
+    // The parts stay whole: an exec's connection upgrade lives in their extensions.
+    let (mut parts, body) = req.into_parts();
+    let (method, uri, headers) = (
+        parts.method.clone(),
+        parts.uri.clone(),
+        parts.headers.clone(),
+    );
     let rp = path::parse(uri.path()).ok_or_else(|| ApiError::NoRoute(uri.path().to_string()))?;
     let pairs = options::pairs(uri.query())?;
     let verb = verb_of(&method, &rp, &pairs)?;
@@ -44,7 +48,9 @@ pub async fn dispatch(
     } else {
         options::timeout(&pairs)?
     };
-    let work = handle(&s, verb, &method, &uri, &headers, &rp, &pairs, body);
+    let work = handle(
+        &s, verb, &method, &uri, &headers, &rp, &pairs, body, &mut parts,
+    );
     let resp = match deadline {
         Some(t) => tokio::time::timeout(t, work)
             .await
@@ -110,6 +116,7 @@ async fn handle(
     rp: &ResourcePath,
     pairs: &[(String, String)],
     body: Body,
+    parts: &mut axum::http::request::Parts,
 ) -> Result<Response, ApiError> {
     let q: HashMap<String, String> = pairs.iter().cloned().collect();
     let sub = rp.sub.as_deref();
@@ -214,8 +221,27 @@ async fn handle(
         Verb::Exec if rp.info.kind == "Pod" => {
             let ns = rp.namespace.as_deref().unwrap_or("default");
             let name = rp.name.as_deref().unwrap_or("");
+            let websocket = super::exec::is_websocket(headers);
             if let Some(node) = super::pods::elsewhere(s, ns, name).await? {
+                if websocket {
+                    let client = parts
+                        .extensions
+                        .remove::<hyper::upgrade::OnUpgrade>()
+                        .ok_or_else(|| {
+                            ApiError::BadRequest("this connection cannot be upgraded".into())
+                        })?;
+                    return super::pods::forward_upgrade(s, &node, uri, headers, client).await;
+                }
                 return super::pods::forward(s, &node, method.clone(), uri, body).await;
+            }
+            if websocket {
+                use axum::extract::FromRequestParts;
+                let ws = axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, &())
+                    .await
+                    .map_err(|e| {
+                        ApiError::BadRequest(format!("WebSocket handshake: {}", e.body_text()))
+                    })?;
+                return super::exec::exec(s, ns, name, pairs, ws).await;
             }
             super::pods::exec(s, ns, name, uri.query().unwrap_or(""), body).await
         }

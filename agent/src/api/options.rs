@@ -229,8 +229,7 @@ pub fn support(v: Verb, param: &str) -> Option<Support> {
         (Verb::Log, _) => {
             Refused("one stream of a container's log is not served yet: both come together")
         }
-        (Verb::Exec, "command" | "container" | "stdin" | "stdout" | "stderr") => Honoured,
-        (Verb::Exec, "tty") => Refused("exec has no terminal yet"),
+        (Verb::Exec, "command" | "container" | "stdin" | "stdout" | "stderr" | "tty") => Honoured,
         (Verb::Exec, _) => Honoured,
         (Verb::Attach | Verb::PortForward, _) => Refused("not served yet"),
     })

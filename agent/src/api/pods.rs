@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::Instrument;
 
 use super::error::ApiError;
 use super::{ApiState, read_body};
@@ -28,15 +29,8 @@ pub async fn elsewhere(s: &ApiState, ns: &str, name: &str) -> Result<Option<Stri
         .filter(|n| !n.is_empty() && n != &*s.node))
 }
 
-/// Sends a logs or exec request on to the API of the node that runs the pod, and streams its
-/// answer back (the CLI can talk to any node).
-pub async fn forward(
-    s: &ApiState,
-    node: &str,
-    method: axum::http::Method,
-    uri: &axum::http::Uri,
-    body: Body,
-) -> Result<Response, ApiError> {
+/// The URL of `uri` on the API of `node` (its InternalIP and the port it publishes).
+async fn peer_url(s: &ApiState, node: &str, uri: &axum::http::Uri) -> Result<String, ApiError> {
     let n = s
         .store
         .get(&crate::store::Key::new("Node", "", node))
@@ -52,21 +46,38 @@ pub async fn forward(
         .ok_or_else(|| {
             ApiError::Internal(format!("node {node:?} has not published its API port"))
         })?;
-    let peers = s
-        .peers
-        .as_ref()
-        .ok_or_else(|| ApiError::Internal("this node cannot reach other nodes' APIs".into()))?;
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let url = format!("https://{ip}:{port}{path}");
-    let resp = peers
+    Ok(format!("https://{ip}:{port}{path}"))
+}
+
+fn peers(s: &ApiState) -> Result<&reqwest::Client, ApiError> {
+    s.peers
+        .as_ref()
+        .ok_or_else(|| ApiError::Internal("this node cannot reach other nodes' APIs".into()))
+}
+
+/// Sends a logs or exec request on to the API of the node that runs the pod, and streams its
+/// answer back (the CLI can talk to any node).
+pub async fn forward(
+    s: &ApiState,
+    node: &str,
+    method: axum::http::Method,
+    uri: &axum::http::Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let url = peer_url(s, node, uri).await?;
+    let resp = peers(s)?
         .request(method, &url)
         .bearer_auth(&*s.token)
         .body(reqwest::Body::wrap_stream(body.into_data_stream()))
         .send()
         .await
-        .map_err(|e| {
-            ApiError::Internal(format!("node {node:?} ({ip}:{port}) is unreachable: {e}"))
-        })?;
+        .map_err(|e| ApiError::Internal(format!("node {node:?} ({url}) is unreachable: {e}")))?;
+    Ok(passed_back(resp))
+}
+
+/// An answer of another node, as this node's answer.
+fn passed_back(resp: reqwest::Response) -> Response {
     let status = axum::http::StatusCode::from_u16(resp.status().as_u16())
         .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
     let ctype = resp
@@ -75,16 +86,82 @@ pub async fn forward(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_string();
-    Ok((
+    (
         status,
         [(axum::http::header::CONTENT_TYPE, ctype)],
         Body::from_stream(resp.bytes_stream()),
     )
-        .into_response())
+        .into_response()
+}
+
+/// Passes a connection upgrade (a WebSocket exec) through to the node that runs the pod: the
+/// request goes there with its handshake headers, that node's `101 Switching Protocols`
+/// comes back to the client, and the two upgraded connections are joined byte for byte. The
+/// session itself is the other node's; this one only carries it.
+pub async fn forward_upgrade(
+    s: &ApiState,
+    node: &str,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+    client: hyper::upgrade::OnUpgrade,
+) -> Result<Response, ApiError> {
+    use axum::http::header;
+    let url = peer_url(s, node, uri).await?;
+    let mut req = peers(s)?.get(&url).bearer_auth(&*s.token);
+    for h in [
+        header::CONNECTION,
+        header::UPGRADE,
+        header::SEC_WEBSOCKET_KEY,
+        header::SEC_WEBSOCKET_VERSION,
+        header::SEC_WEBSOCKET_PROTOCOL,
+    ] {
+        if let Some(v) = headers.get(&h) {
+            req = req.header(h.as_str(), v.as_bytes());
+        }
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| ApiError::Internal(format!("node {node:?} ({url}) is unreachable: {e}")))?;
+    if resp.status() != reqwest::StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(passed_back(resp));
+    }
+    let mut answer = Response::builder().status(axum::http::StatusCode::SWITCHING_PROTOCOLS);
+    for h in [
+        header::CONNECTION,
+        header::UPGRADE,
+        header::SEC_WEBSOCKET_ACCEPT,
+        header::SEC_WEBSOCKET_PROTOCOL,
+    ] {
+        if let Some(v) = resp.headers().get(h.as_str()) {
+            answer = answer.header(h, v.as_bytes());
+        }
+    }
+    let node = node.to_string();
+    tokio::spawn(
+        async move {
+            let theirs = resp.upgrade().await;
+            let ours = client.await;
+            match (theirs, ours) {
+                (Ok(mut theirs), Ok(ours)) => {
+                    let mut ours = hyper_util::rt::TokioIo::new(ours);
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut ours, &mut theirs).await {
+                        tracing::debug!(error = %e, "forwarded stream ended");
+                    }
+                }
+                (Err(e), _) => tracing::warn!(error = %e, "the pod's node did not upgrade"),
+                (_, Err(e)) => tracing::warn!(error = %e, "the client did not upgrade"),
+            }
+        }
+        .instrument(tracing::info_span!("forward_upgrade", to = %node)),
+    );
+    answer
+        .body(Body::empty())
+        .map_err(|e| ApiError::Internal(format!("building the upgrade answer: {e}")))
 }
 
 /// The pod, its uid and the container asked for (or its only one).
-async fn locate(
+pub(super) async fn locate(
     s: &ApiState,
     ns: &str,
     name: &str,
@@ -317,6 +394,11 @@ pub async fn exec(
     if command.is_empty() {
         return Err(ApiError::BadRequest(
             "command: at least one is required".into(),
+        ));
+    }
+    if get("tty").is_some_and(|v| v == "true" || v == "1") {
+        return Err(ApiError::BadRequest(
+            "tty: a terminal needs the streaming protocol (a WebSocket with v5.channel.k8s.io, as kubectl exec -t speaks it)".into(),
         ));
     }
     let (_, uid, c) = locate(s, ns, name, get("container")).await?;

@@ -1040,3 +1040,77 @@ fn the_agents_admin_yaml_is_a_kubeconfig_and_flotilla_kubeconfig_prints_one() {
     assert!(!bad.status.success());
     assert!(text(&bad).contains("https://HOST:PORT"), "{}", text(&bad));
 }
+
+/// `kubectl exec` and `kubectl cp` over the WebSocket protocol kubectl 1.30+ speaks
+/// (`v5.channel.k8s.io`): stdout and stderr apart, the exit code, stdin up to its end, a
+/// terminal of kubectl's own size, and files copied both ways (tar over exec).
+#[test]
+fn exec_and_cp_over_websockets_with_exit_codes_stdin_and_a_terminal() {
+    let a = Agent::with_image();
+    let pod = name(&crate::harness::apply_web(&a)[0]);
+    let out = a.kubectl(&[
+        "exec",
+        &pod,
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("err\n"), "{err}");
+    assert!(err.contains("command terminated with exit code 3"), "{err}");
+    let out = crate::harness::with_stdin(
+        a.kubectl_cmd(&[
+            "exec",
+            "-i",
+            &pod,
+            "--",
+            "sh",
+            "-c",
+            "cat; echo ' and done'",
+        ]),
+        "all of stdin",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "all of stdin and done\n"
+    );
+    // A terminal: `script` gives kubectl one of 30 rows and 100 columns, and kubectl passes
+    // its size on.
+    let line = format!(
+        "stty rows 30 cols 100; KUBECONFIG={} kubectl exec -it {pod} -- sh -c 'test -t 0 && echo on-a-tty; stty size'",
+        a.kubeconfig().display()
+    );
+    let out = a
+        .command("script")
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(
+        out.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shown.contains("on-a-tty\n30 100\n"), "{shown:?}");
+    // kubectl cp, both ways.
+    let local = manifest(&a, "notes.txt", "line one\nline two\n");
+    a.kubectl_ok(&["cp", &local, &format!("{pod}:/tmp/notes.txt")]);
+    assert_eq!(
+        a.kubectl_ok(&["exec", &pod, "--", "cat", "/tmp/notes.txt"]),
+        "line one\nline two\n"
+    );
+    let back = a.data_dir().join("back.txt");
+    a.kubectl_ok(&[
+        "cp",
+        &format!("{pod}:/tmp/notes.txt"),
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&back).unwrap(),
+        "line one\nline two\n"
+    );
+}

@@ -59,6 +59,13 @@ fn a_dead_nodes_pods_run_elsewhere_within_the_grace_and_it_stops_its_copies_on_r
     let out = b.nodes[0].cli(&["exec", &remote, "--", "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3));
     b.nodes[0].ok(&["logs", &remote, "--tail", "5"]);
+    // kubectl exec through node-1: the WebSocket is passed through to node-3's API.
+    let out = crate::harness::with_stdin(
+        b.nodes[0].kubectl_cmd(&["exec", "-i", &remote, "--", "sh", "-c", "cat; exit 4"]),
+        "through node-1",
+    );
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through node-1");
 
     // node-3 dies: its agent is killed and its link goes down (its containers keep running,
     // cut off, as on a real machine that lost its network).
