@@ -18,6 +18,8 @@ PACKAGES=(
   apache2-utils   # htpasswd: the registry's basic-auth file in the pull tests
   nftables        # nft: the service proxy applies its table with `nft -f -` (netproxy)
   conntrack       # conntrack -D: the service proxy forgets UDP flows to endpoints that left
+  python3-venv    # a venv for the Python kubernetes client the end-to-end tests drive the API with
+  bsdutils        # script: a terminal for kubectl exec -t in the end-to-end tests
 )
 
 # kubectl, the real client the end-to-end tests drive the API with: the machine's own if it
@@ -48,6 +50,16 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   [[ -n $made_policy ]] && rm -f /usr/sbin/policy-rc.d
   trap - EXIT
+fi
+
+# The Python `kubernetes` client from PyPI, in a venv of Debian's python3 (the tests find it
+# through $FLOTILLA_PYTHON; scripts/test.sh sets it). Pinned to the API version Flotilla
+# reports (1.31).
+py=${FLOTILLA_PY_VENV:-/var/tmp/flotilla-py}
+if ! "$py/bin/python" -c 'import kubernetes' >/dev/null 2>&1; then
+  echo "install-deps: installing the Python kubernetes client into $py" >&2
+  /usr/bin/python3 -m venv "$py"
+  "$py/bin/pip" install -q --disable-pip-version-check 'kubernetes==31.0.0'
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+export FLOTILLA_PYTHON=${FLOTILLA_PYTHON:-${FLOTILLA_PY_VENV:-/var/tmp/flotilla-py}/bin/python}
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

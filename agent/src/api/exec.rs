@@ -49,13 +49,7 @@ pub struct ExecOptions {
 impl ExecOptions {
     /// From the query pairs, with kube-apiserver's rules and wording.
     pub fn parse(pairs: &[(String, String)]) -> Result<ExecOptions, ApiError> {
-        let flag = |k: &str| {
-            pairs
-                .iter()
-                .rev()
-                .find(|(n, _)| n == k)
-                .is_some_and(|(_, v)| v == "true" || v == "1")
-        };
+        let flag = |k: &str| super::options::flag(pairs, k);
         let o = ExecOptions {
             command: pairs
                 .iter()
@@ -66,10 +60,10 @@ impl ExecOptions {
                 .iter()
                 .find(|(k, _)| k == "container")
                 .map(|(_, v)| v.clone()),
-            stdin: flag("stdin"),
-            stdout: flag("stdout"),
-            stderr: flag("stderr"),
-            tty: flag("tty"),
+            stdin: flag("stdin")?,
+            stdout: flag("stdout")?,
+            stderr: flag("stderr")?,
+            tty: flag("tty")?,
         };
         if o.command.is_empty() {
             return Err(ApiError::BadRequest(

@@ -120,9 +120,7 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let q: HashMap<String, String> = pairs.iter().cloned().collect();
     let sub = rp.sub.as_deref();
-    if matches!(verb, Verb::Get | Verb::List)
-        && q.get("consistent").is_some_and(|c| c == "true" || c == "1")
-    {
+    if matches!(verb, Verb::Get | Verb::List) && options::flag(pairs, "consistent")? {
         s.store.read_barrier().await?;
     }
     let user_agent = headers

@@ -280,7 +280,7 @@ fn is_flag(name: &str) -> bool {
 }
 
 fn is_false(v: &str) -> bool {
-    v == "false" || v == "0"
+    parse_bool(v) == Some(false)
 }
 
 /// The last value of `name` in the query.
@@ -296,11 +296,19 @@ pub fn get<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
 pub fn flag(pairs: &[(String, String)], name: &str) -> Result<bool, ApiError> {
     match get(pairs, name) {
         None => Ok(false),
-        Some("true" | "1" | "") => Ok(true),
-        Some("false" | "0") => Ok(false),
-        Some(other) => Err(ApiError::BadRequest(format!(
-            "{name}: {other:?} is not true or false"
-        ))),
+        Some("") => Ok(true),
+        Some(v) => parse_bool(v)
+            .ok_or_else(|| ApiError::BadRequest(format!("{name}: {v:?} is not true or false"))),
+    }
+}
+
+/// A boolean parameter as kube-apiserver reads one (Go's `strconv.ParseBool`): the Python
+/// client sends `watch=True`, client-go `watch=true`, curl users `watch=1`.
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
     }
 }
 
@@ -724,7 +732,14 @@ mod tests {
         )
         .unwrap();
         check(Verb::Get, &q("consistent=true&timeout=32s")).unwrap();
-        assert!(check(Verb::Exec, &q("command=ls&tty=true")).is_err());
+        check(Verb::Exec, &q("command=ls&tty=true&stdin=True")).unwrap();
+        assert!(check(Verb::Attach, &q("container=c")).is_err());
+        assert!(
+            flag(&q("watch=True"), "watch").unwrap(),
+            "Go's ParseBool forms"
+        );
+        assert!(!flag(&q("watch=F"), "watch").unwrap());
+        assert!(flag(&q("watch=yes"), "watch").is_err());
     }
 
     #[test]

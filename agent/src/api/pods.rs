@@ -214,7 +214,8 @@ pub(super) async fn locate(
 }
 
 fn flag(q: &HashMap<String, String>, k: &str) -> bool {
-    q.get(k).is_some_and(|v| v == "true" || v == "1")
+    q.get(k)
+        .is_some_and(|v| super::options::parse_bool(v) == Some(true))
 }
 
 pub async fn logs(
@@ -396,7 +397,8 @@ pub async fn exec(
             "command: at least one is required".into(),
         ));
     }
-    if get("tty").is_some_and(|v| v == "true" || v == "1") {
+    let on = |k: &str| get(k).and_then(super::options::parse_bool) == Some(true);
+    if on("tty") {
         return Err(ApiError::BadRequest(
             "tty: a terminal needs the streaming protocol (a WebSocket with v5.channel.k8s.io, as kubectl exec -t speaks it)".into(),
         ));
@@ -407,7 +409,7 @@ pub async fn exec(
             "container {c:?} in pod {name:?} is waiting to start"
         ))
     })?;
-    let stdin = if get("stdin").is_some_and(|v| v == "true" || v == "1") {
+    let stdin = if on("stdin") {
         Some(read_body(body).await?)
     } else {
         None

@@ -1114,3 +1114,48 @@ fn exec_and_cp_over_websockets_with_exit_codes_stdin_and_a_terminal() {
         "line one\nline two\n"
     );
 }
+
+/// The Python `kubernetes` client from PyPI (installed by scripts/install-deps.sh into a venv;
+/// `$FLOTILLA_PYTHON` names its interpreter) lists, creates, patches (strategic and JSON),
+/// scales and watches from a resourceVersion against the agent, decoding every answer into
+/// its models (which check Kubernetes' required fields).
+#[test]
+fn the_python_kubernetes_client_lists_creates_patches_scales_and_watches() {
+    let a = Agent::start();
+    let python = std::env::var("FLOTILLA_PYTHON")
+        .unwrap_or_else(|_| "/var/tmp/flotilla-py/bin/python".into());
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/python/client.py");
+    let out = a
+        .command(&python)
+        .arg(&script)
+        .arg(a.kubeconfig())
+        .output()
+        .expect("the Python client's venv (scripts/install-deps.sh makes it)");
+    assert!(out.status.success(), "{}", text(&out));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["nodes"], json!(["node-1"]), "{seen}");
+    assert!(!seen["kernel"].as_str().unwrap().is_empty(), "{seen}");
+    assert_eq!(seen["configmaps"], json!(["settings"]), "{seen}");
+    assert_eq!(
+        seen["data"],
+        json!({"mode": "fast", "extra": "1"}),
+        "{seen}"
+    );
+    // The two patches and the create came after the list, and nothing before it.
+    assert_eq!(
+        seen["watched"],
+        json!([
+            ["MODIFIED", "settings"],
+            ["MODIFIED", "settings"],
+            ["ADDED", "later"]
+        ]),
+        "{seen}"
+    );
+    assert_eq!(
+        (seen["scale"].clone(), seen["replicas"].clone()),
+        (json!(2), json!(2)),
+        "{seen}"
+    );
+    assert_eq!(seen["conflict"], json!([409, "AlreadyExists"]), "{seen}");
+}
