@@ -161,3 +161,48 @@ pub async fn delete_collection(
     }))
     .into_response())
 }
+
+/// `POST .../pods/NAME/eviction` (policy/v1 `Eviction`), which `kubectl drain` uses when the
+/// API serves it: the pod is deleted with the Eviction's `deleteOptions` (grace period,
+/// preconditions, dry run), answered `201` with a success `Status` as kube-apiserver does.
+/// Flotilla serves no PodDisruptionBudget yet (the kind is refused by name), so no budget can
+/// forbid an eviction; when it does, this is where the `429 TooManyRequests` belongs.
+pub async fn evict(
+    s: &ApiState,
+    rp: &ResourcePath,
+    pairs: &[(String, String)],
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let v = super::parse_body(body)?;
+    match (v["apiVersion"].as_str(), v["kind"].as_str()) {
+        (Some("policy/v1" | "policy/v1beta1"), Some("Eviction")) => {}
+        (a, k) => {
+            return Err(ApiError::BadRequest(format!(
+                "expected an Eviction of policy/v1, got kind {:?} of {:?}",
+                k.unwrap_or(""),
+                a.unwrap_or("")
+            )));
+        }
+    }
+    let name = rp.name.as_deref().unwrap_or("");
+    if let Some(n) = v["metadata"]["name"].as_str()
+        && n != name
+    {
+        return Err(ApiError::BadRequest(
+            "name in URL does not match name in Eviction object".into(),
+        ));
+    }
+    let delete_body = match &v["deleteOptions"] {
+        Value::Null => Vec::new(),
+        o => serde_json::to_vec(o).map_err(crate::store::StoreError::from)?,
+    };
+    let opts = DeleteOptions::parse(pairs, &delete_body)?;
+    let mut pod = rp.clone();
+    pod.sub = None;
+    delete(s, &pod, &opts).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})),
+    )
+        .into_response())
+}

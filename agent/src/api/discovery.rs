@@ -83,6 +83,7 @@ fn resource_list(group_version: &str) -> Value {
                     "scale" => ("Scale", "autoscaling", "v1", vec!["get", "patch", "update"]),
                     "log" => (k.kind, "", "v1", vec!["get"]),
                     "exec" => ("PodExecOptions", "", "v1", vec!["create", "get"]),
+                    "eviction" => ("Eviction", "policy", "v1", vec!["create"]),
                     _ if k.user_writable => (k.kind, k.group(), k.version(), vec!["get", "patch", "update"]),
                     _ => (k.kind, k.group(), k.version(), vec!["get"]),
                 };
@@ -93,7 +94,7 @@ fn resource_list(group_version: &str) -> Value {
                     "kind": kind,
                     "verbs": verbs,
                 });
-                if *sub == "scale" {
+                if matches!(*sub, "scale" | "eviction") {
                     s["group"] = json!(group);
                     s["version"] = json!(version);
                 }

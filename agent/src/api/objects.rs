@@ -83,7 +83,7 @@ fn verb_of(
         (&Method::GET | &Method::POST, true, Some("exec")) => Verb::Exec,
         (&Method::GET | &Method::POST, true, Some("attach")) => Verb::Attach,
         (&Method::GET | &Method::POST, true, Some("portforward")) => Verb::PortForward,
-        (&Method::POST, false, None) => Verb::Create,
+        (&Method::POST, false, None) | (&Method::POST, true, Some("eviction")) => Verb::Create,
         (&Method::PUT, true, None | Some("status") | Some("scale")) => Verb::Update,
         (&Method::PATCH, true, _) => Verb::Patch,
         (&Method::DELETE, true, None) => Verb::Delete,
@@ -163,6 +163,9 @@ async fn handle(
                 }
                 _ => Ok(Json(get(s, rp).await?).into_response()),
             }
+        }
+        Verb::Create if sub == Some("eviction") && rp.info.kind == "Pod" => {
+            super::delete::evict(s, rp, pairs, &read_body(body).await?).await
         }
         Verb::Create => {
             let opts = write_options("CreateOptions")?;

@@ -111,7 +111,7 @@ pub const KINDS: &[KindInfo] = &[
         short: &["po", "pod"],
         categories: ALL,
         schema: "io.k8s.api.core.v1.Pod",
-        subresources: &["status", "log", "exec"],
+        subresources: &["status", "log", "exec", "eviction"],
         ..ROW
     },
     KindInfo {

@@ -914,8 +914,9 @@ fn apply_of_a_change_edit_set_image_rollout_restart_and_cordon_patch_strategical
     );
     assert!(json_of(&a, &["get", node])["spec"]["unschedulable"] != true);
 
-    // drain: cordons, then deletes the node's pods (no eviction API is served, so kubectl
-    // deletes); the ReplicaSet's new pods wait for a schedulable node.
+    // drain: cordons, then evicts the node's pods through the Eviction subresource (kubectl
+    // finds pods/eviction in discovery); the ReplicaSet's new pods wait for a schedulable
+    // node. A dry run first evicts nothing.
     let scheduled = |a: &Agent| {
         json_of(a, &["get", "pods"])["items"]
             .as_array()
@@ -929,8 +930,23 @@ fn apply_of_a_change_edit_set_image_rollout_restart_and_cordon_patch_strategical
     a.eventually(30, "the deployment's pods placed on the node", || {
         scheduled(&a) > 0
     });
+    let before = scheduled(&a);
+    let out = a.kubectl(&["drain", node, "--ignore-daemonsets", "--dry-run=server"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("(server dry run)\nevicting pod default/web-"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(scheduled(&a), before, "a dry run evicts nothing");
+    a.kubectl_ok(&["uncordon", node]);
     let out = a.kubectl(&["drain", node, "--ignore-daemonsets", "--timeout=60s"]);
     assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("evicting pod default/web-"),
+        "{}",
+        text(&out)
+    );
     assert!(
         text(&out).contains(&format!("{node} drained")),
         "{}",
