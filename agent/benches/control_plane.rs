@@ -77,28 +77,80 @@ fn pod(i: usize) -> Value {
                      "ports": [{"containerPort": 8080, "name": "http"}], "resources": {"limits": {"memory": "32Mi", "cpu": "100m"}}}]}})
 }
 
-/// A kubeconfig for the agent of `admin` (its server, CA and token), if kubectl is installed.
-fn kubectl_config(admin: &Path, dir: &Path) -> Option<PathBuf> {
+/// The agent's kubeconfig (its `admin.yaml` is one), if kubectl is installed.
+fn kubectl_config(admin: &Path) -> Option<PathBuf> {
     let found = Command::new("kubectl")
         .args(["version", "--client"])
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !found {
-        return None;
+    found.then(|| admin.to_path_buf())
+}
+
+/// One watch event fanned out: `n` watchers of a namespace's ConfigMaps, one ConfigMap
+/// written, and how long after the write's answer each watcher had the event (median, max).
+async fn fan_out(client: &Client, n: usize) -> (f64, f64) {
+    use futures::StreamExt;
+    let ns = json!({"items": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "watch"}}]});
+    client
+        .json(Method::POST, "/apis/flotilla.io/v1/apply", &[], Some(&ns))
+        .await
+        .unwrap();
+    let path = "/api/v1/namespaces/watch/configmaps";
+    let list = client.get(path, &[]).await.unwrap();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut streams = Vec::with_capacity(n);
+    for _ in 0..n {
+        let resp = client
+            .send(
+                Method::GET,
+                path,
+                &[("watch", "true".into()), ("resourceVersion", rv.clone())],
+                None,
+            )
+            .await
+            .unwrap();
+        streams.push(resp.bytes_stream());
     }
-    let cfg = flotilla::cluster::AdminConfig::load(admin).unwrap();
-    let ca = base64::engine::general_purpose::STANDARD.encode(&cfg.certificate_authority);
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: f\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: f\n  context: {{cluster: f, user: admin}}\ncurrent-context: f\n",
-            cfg.server, cfg.token
-        ),
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for mut s in streams {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some(Ok(chunk)) = s.next().await {
+                seen.extend_from_slice(&chunk);
+                if seen.windows(6).any(|w| w == b"fanned") {
+                    let _ = tx.send(Instant::now());
+                    return;
+                }
+            }
+        });
+    }
+    drop(tx);
+    // Every watcher is connected before the write.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cm = json!({"items": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fanned", "namespace": "watch"}}]});
+    client
+        .json(Method::POST, "/apis/flotilla.io/v1/apply", &[], Some(&cm))
+        .await
+        .unwrap();
+    let written = Instant::now();
+    let mut lat = Vec::with_capacity(n);
+    while let Ok(Some(t)) = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+        lat.push(t.saturating_duration_since(written));
+        if lat.len() == n {
+            break;
+        }
+    }
+    assert_eq!(lat.len(), n, "every watcher gets the event");
+    lat.sort();
+    (
+        percentile(&lat, 0.5),
+        lat.last().unwrap().as_secs_f64() * 1000.0,
     )
-    .unwrap();
-    Some(path)
 }
 
 /// Runs a client process to the end and times it; it must succeed.
@@ -143,6 +195,10 @@ struct Figures {
     list_json_s: Option<f64>,
     /// `kubectl get pods` (Table), when kubectl is installed.
     kubectl_list_s: Option<f64>,
+    /// `kubectl apply -f` of the same number of objects, when kubectl is installed.
+    kubectl_apply_s: Option<f64>,
+    /// One event to 100 watchers: median and slowest, ms after the write's answer.
+    fan_out_ms: Option<(f64, f64)>,
     rss_idle: f64,
     rss_loaded: f64,
     rss_loaded_peak: f64,
@@ -213,6 +269,19 @@ async fn main() {
     let file = dir.path().join("objects.yaml");
     std::fs::write(&file, yaml).unwrap();
     f.apply_file_s = Some(cli(&bin, &cfg, &["apply", "-f", file.to_str().unwrap()]).as_secs_f64());
+    // The same number of new objects with the real kubectl (client-side apply: a read and a
+    // create per object).
+    if let Some(kc) = kubectl_config(&cfg) {
+        let mut yaml = String::new();
+        for i in 0..args.objects {
+            yaml.push_str(&format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kc-{i:05}\n  labels: {{app: bench}}\ndata:\n  key: value-{i}\n"));
+        }
+        let file = dir.path().join("kubectl-objects.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        f.kubectl_apply_s =
+            Some(kubectl(&kc, &["apply", "-f", file.to_str().unwrap()]).as_secs_f64());
+    }
+    f.fan_out_ms = Some(fan_out(&client, 100).await);
 
     // 2. Single-object writes through the apply endpoint, each a changed object.
     let mut lat = Vec::with_capacity(args.samples);
@@ -261,7 +330,7 @@ async fn main() {
             .collect(),
     ));
     // The same list as a k3s user types it: the real kubectl, printing the server's Table.
-    f.kubectl_list_s = kubectl_config(&cfg, dir.path()).map(|kc| {
+    f.kubectl_list_s = kubectl_config(&cfg).map(|kc| {
         median(
             (0..3)
                 .map(|_| kubectl(&kc, &["get", "pods", "-n", "bench"]))
@@ -316,6 +385,21 @@ async fn main() {
             args.objects
         ),
         fmt(f.apply_file_s, "s", 3),
+        "-".into(),
+    );
+    row(
+        &format!("kubectl apply -f of {} new objects", args.objects),
+        fmt(f.kubectl_apply_s, "s", 3),
+        "-".into(),
+    );
+    row(
+        "one event to 100 watchers, median after the write",
+        fmt(f.fan_out_ms.map(|x| x.0), "ms", 2),
+        "-".into(),
+    );
+    row(
+        "  the same, slowest watcher",
+        fmt(f.fan_out_ms.map(|x| x.1), "ms", 2),
         "-".into(),
     );
     row(
