@@ -2,6 +2,8 @@
 
 use axum::Json;
 use axum::extract::Path;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::ApiError;
@@ -21,8 +23,92 @@ pub async fn version() -> Json<Value> {
     }))
 }
 
-pub async fn api_versions() -> Json<Value> {
+/// The media type of aggregated discovery (kubectl 1.30+ asks for it first, and then needs
+/// no request per group-version).
+pub const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether the request asks for aggregated discovery (`apidiscovery.k8s.io/v2`).
+fn wants_aggregated(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let params: Vec<&str> = t.split(';').map(str::trim).collect();
+            params.first() == Some(&"application/json")
+                && params.contains(&"g=apidiscovery.k8s.io")
+                && params.contains(&"v=v2")
+                && params.contains(&"as=APIGroupDiscoveryList")
+        })
+}
+
+fn aggregated(groups: Vec<Value>) -> Response {
+    (
+        [(header::CONTENT_TYPE, AGGREGATED)],
+        Json(json!({
+            "kind": "APIGroupDiscoveryList",
+            "apiVersion": "apidiscovery.k8s.io/v2",
+            "metadata": {},
+            "items": groups,
+        })),
+    )
+        .into_response()
+}
+
+/// One group's aggregated discovery: its one version and every resource served in it.
+fn group_discovery(group: &str, group_version: &str) -> Value {
+    let resources: Vec<Value> = resources(group_version)
+        .iter()
+        .map(|r| {
+            let kind = |group: &str, version: &str, kind: &str| {
+                json!({"group": group, "version": version, "kind": kind})
+            };
+            let mut v = json!({
+                "resource": r.name,
+                "responseKind": kind(group, "v1", r.kind),
+                "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                "singularResource": r.singular,
+                "verbs": r.verbs,
+            });
+            if !r.short.is_empty() {
+                v["shortNames"] = json!(r.short);
+            }
+            if !r.categories.is_empty() {
+                v["categories"] = json!(r.categories);
+            }
+            if !r.subresources.is_empty() {
+                v["subresources"] = r
+                    .subresources
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "subresource": s.name,
+                            "responseKind": kind(s.group, s.version, s.kind),
+                            "verbs": s.verbs,
+                        })
+                    })
+                    .collect();
+            }
+            v
+        })
+        .collect();
+    let mut g = json!({
+        "metadata": {},
+        "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}],
+    });
+    if !group.is_empty() {
+        g["metadata"]["name"] = json!(group);
+    }
+    g
+}
+
+pub async fn api_versions(headers: HeaderMap) -> Response {
+    if wants_aggregated(&headers) {
+        return aggregated(vec![group_discovery("", "v1")]);
+    }
     Json(json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}))
+        .into_response()
 }
 
 fn groups() -> Vec<&'static str> {
@@ -36,7 +122,15 @@ fn groups() -> Vec<&'static str> {
     g
 }
 
-pub async fn api_groups() -> Json<Value> {
+pub async fn api_groups(headers: HeaderMap) -> Response {
+    if wants_aggregated(&headers) {
+        return aggregated(
+            groups()
+                .into_iter()
+                .map(|g| group_discovery(g, &format!("{g}/v1")))
+                .collect(),
+        );
+    }
     let groups: Vec<Value> = groups()
         .into_iter()
         .map(|g| {
@@ -44,14 +138,35 @@ pub async fn api_groups() -> Json<Value> {
             json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
         })
         .collect();
-    Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+    Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})).into_response()
 }
 
-fn resource_list(group_version: &str) -> Value {
-    let resources: Vec<Value> = KINDS
+/// A served resource as discovery describes it (both the per-group-version lists and the
+/// aggregated document are made from this).
+struct Resource {
+    name: &'static str,
+    singular: String,
+    namespaced: bool,
+    kind: &'static str,
+    verbs: Vec<&'static str>,
+    short: Vec<&'static str>,
+    categories: &'static [&'static str],
+    subresources: Vec<Subresource>,
+}
+
+struct Subresource {
+    name: &'static str,
+    kind: &'static str,
+    group: &'static str,
+    version: &'static str,
+    verbs: Vec<&'static str>,
+}
+
+fn resources(group_version: &str) -> Vec<Resource> {
+    KINDS
         .iter()
         .filter(|k| k.api_version == group_version)
-        .flat_map(|k| {
+        .map(|k| {
             let verbs = if k.user_writable {
                 vec![
                     "create",
@@ -66,44 +181,78 @@ fn resource_list(group_version: &str) -> Value {
             } else {
                 vec!["get", "list", "watch"]
             };
-            let mut r = json!({
-                "name": k.plural,
-                "singularName": k.kind.to_ascii_lowercase(),
-                "namespaced": k.namespaced,
-                "kind": k.kind,
-                "verbs": verbs,
-                "shortNames": k.short.iter().filter(|s| **s != k.kind.to_ascii_lowercase()).collect::<Vec<_>>(),
-            });
-            if !k.categories.is_empty() {
-                r["categories"] = json!(k.categories);
+            let subresources = k
+                .subresources
+                .iter()
+                .map(|sub| {
+                    let (kind, group, version, verbs) = match *sub {
+                        "scale" => ("Scale", "autoscaling", "v1", vec!["get", "patch", "update"]),
+                        "log" => (k.kind, "", "v1", vec!["get"]),
+                        "exec" => ("PodExecOptions", "", "v1", vec!["create", "get"]),
+                        "eviction" => ("Eviction", "policy", "v1", vec!["create"]),
+                        _ if k.user_writable => (
+                            k.kind,
+                            k.group(),
+                            k.version(),
+                            vec!["get", "patch", "update"],
+                        ),
+                        _ => (k.kind, k.group(), k.version(), vec!["get"]),
+                    };
+                    Subresource {
+                        name: sub,
+                        kind,
+                        group,
+                        version,
+                        verbs,
+                    }
+                })
+                .collect();
+            let singular = k.kind.to_ascii_lowercase();
+            Resource {
+                name: k.plural,
+                short: k.short.iter().copied().filter(|s| *s != singular).collect(),
+                singular,
+                namespaced: k.namespaced,
+                kind: k.kind,
+                verbs,
+                categories: k.categories,
+                subresources,
             }
-            let mut all = vec![r];
-            for sub in k.subresources {
-                let (kind, group, version, verbs) = match *sub {
-                    "scale" => ("Scale", "autoscaling", "v1", vec!["get", "patch", "update"]),
-                    "log" => (k.kind, "", "v1", vec!["get"]),
-                    "exec" => ("PodExecOptions", "", "v1", vec!["create", "get"]),
-                    "eviction" => ("Eviction", "policy", "v1", vec!["create"]),
-                    _ if k.user_writable => (k.kind, k.group(), k.version(), vec!["get", "patch", "update"]),
-                    _ => (k.kind, k.group(), k.version(), vec!["get"]),
-                };
-                let mut s = json!({
-                    "name": format!("{}/{sub}", k.plural),
-                    "singularName": "",
-                    "namespaced": k.namespaced,
-                    "kind": kind,
-                    "verbs": verbs,
-                });
-                if matches!(*sub, "scale" | "eviction") {
-                    s["group"] = json!(group);
-                    s["version"] = json!(version);
-                }
-                all.push(s);
-            }
-            all
         })
-        .collect();
-    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
+        .collect()
+}
+
+fn resource_list(group_version: &str) -> Value {
+    let mut list = Vec::new();
+    for r in resources(group_version) {
+        let mut v = json!({
+            "name": r.name,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": r.verbs,
+            "shortNames": r.short,
+        });
+        if !r.categories.is_empty() {
+            v["categories"] = json!(r.categories);
+        }
+        list.push(v);
+        for sub in &r.subresources {
+            let mut s = json!({
+                "name": format!("{}/{}", r.name, sub.name),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": sub.kind,
+                "verbs": sub.verbs,
+            });
+            if matches!(sub.name, "scale" | "eviction") {
+                s["group"] = json!(sub.group);
+                s["version"] = json!(sub.version);
+            }
+            list.push(s);
+        }
+    }
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list})
 }
 
 pub async fn core_resources() -> Json<Value> {
@@ -118,4 +267,71 @@ pub async fn group_resources(
         return Err(ApiError::NoRoute(format!("/apis/{gv}")));
     }
     Ok(Json(resource_list(&gv)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregated_discovery_when_asked_for_it_and_the_same_resources_as_the_lists() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT,
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+                .parse()
+                .unwrap(),
+        );
+        assert!(wants_aggregated(&h));
+        h.insert(header::ACCEPT, "application/json, */*".parse().unwrap());
+        assert!(!wants_aggregated(&h));
+        let apps = group_discovery("apps", "apps/v1");
+        assert_eq!(apps["metadata"]["name"], "apps");
+        let deploy = apps["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "deployments")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            deploy["responseKind"],
+            json!({"group": "apps", "version": "v1", "kind": "Deployment"})
+        );
+        assert_eq!(deploy["scope"], "Namespaced");
+        assert_eq!(deploy["shortNames"], json!(["deploy"]));
+        assert_eq!(deploy["categories"], json!(["all"]));
+        let scale = deploy["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["subresource"] == "scale")
+            .unwrap()
+            .clone();
+        assert_eq!(scale["responseKind"]["group"], "autoscaling");
+        // The same resources as the per-group-version list names.
+        let listed: Vec<String> = resource_list("apps/v1")["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| {
+                r["name"]
+                    .as_str()
+                    .filter(|n| !n.contains('/'))
+                    .map(String::from)
+            })
+            .collect();
+        let aggregated: Vec<String> = apps["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["resource"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(listed, aggregated);
+        let core = group_discovery("", "v1");
+        assert!(
+            core["metadata"].get("name").is_none(),
+            "the core group has no name"
+        );
+    }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::{A, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, warn};
@@ -36,22 +36,23 @@ pub struct Zone {
 }
 
 /// The zone for `services` and the ready `pods` (see [`super::services::ready_members`]).
-pub fn zone(services: &[Value], pods: &[Value]) -> Zone {
+pub fn zone(services: &[Service], pods: &[Pod]) -> Zone {
     let mut z = Zone::default();
     let members = super::services::ready_members(services, pods);
     for (s, pods) in services.iter().zip(members) {
-        let (Some(name), ns) = (
-            s["metadata"]["name"].as_str(),
-            s["metadata"]["namespace"].as_str().unwrap_or("default"),
+        let (Some(name), ns, Some(spec)) = (
+            s.metadata.name.as_deref(),
+            s.metadata.namespace.as_deref().unwrap_or("default"),
+            s.spec.as_ref(),
         ) else {
             continue;
         };
         let host = format!("{name}.{ns}.svc.{DOMAIN}");
-        let ips: Vec<Ipv4Addr> = match s["spec"]["clusterIP"].as_str() {
+        let ips: Vec<Ipv4Addr> = match spec.cluster_ip.as_deref() {
             Some("None") => {
                 let mut v: Vec<Ipv4Addr> = pods
                     .iter()
-                    .filter_map(|p| p["status"]["podIP"].as_str()?.parse().ok())
+                    .filter_map(|p| p.status.as_ref()?.pod_ip.as_deref()?.parse().ok())
                     .collect();
                 v.sort();
                 v
@@ -59,14 +60,14 @@ pub fn zone(services: &[Value], pods: &[Value]) -> Zone {
             Some(ip) => ip.parse().ok().into_iter().collect(),
             None => continue,
         };
-        for p in s["spec"]["ports"].as_array().into_iter().flatten() {
-            let (Some(pn), Some(port)) = (
-                p["name"].as_str().filter(|n| !n.is_empty()),
-                p["port"].as_u64().and_then(|n| u16::try_from(n).ok()),
+        for p in spec.ports.iter().flatten() {
+            let (Some(pn), Ok(port)) = (
+                p.name.as_deref().filter(|n| !n.is_empty()),
+                u16::try_from(p.port),
             ) else {
                 continue;
             };
-            let proto = p["protocol"].as_str().unwrap_or("TCP").to_lowercase();
+            let proto = p.protocol.as_deref().unwrap_or("TCP").to_lowercase();
             z.srv
                 .entry(format!("_{pn}._{proto}.{host}"))
                 .or_default()

@@ -27,11 +27,18 @@ fn zone_fixture() -> Zone {
                "spec": {"clusterIP": "None", "selector": {"app": "db"},
                         "ports": [{"name": "pg", "port": 5432}]}}),
     ];
-    let pod = |ip: &str, ready: &str| {
-        json!({"metadata": {"namespace": "prod", "labels": {"app": "db"}},
+    let pod = |ip: &str, ready: &str| -> Pod {
+        serde_json::from_value(
+            json!({"metadata": {"namespace": "prod", "labels": {"app": "db"}},
                "status": {"phase": "Running", "podIP": ip,
-                          "conditions": [{"type": "Ready", "status": ready}]}})
+                          "conditions": [{"type": "Ready", "status": ready}]}}),
+        )
+        .unwrap()
     };
+    let services: Vec<Service> = services
+        .into_iter()
+        .map(|s| serde_json::from_value(s).unwrap())
+        .collect();
     zone(
         &services,
         &[

@@ -2,7 +2,7 @@
 //! pods matching a Service's selector) and programs its own nftables through the `netproxy`
 //! crate. There is no endpoints controller and no Endpoints object to replicate.
 //!
-//! [`table`] and [`service_env`] are pure functions of the stored objects; [`spawn`] runs the
+//! [`table`] and [`service_env`] are pure functions of the stored objects (k8s-openapi's types); [`spawn`] runs the
 //! loop that keeps the kernel's table equal to [`table`] of the store, one transaction per
 //! change.
 
@@ -13,14 +13,17 @@ use std::time::Duration;
 use flotilla_netproxy::services::{
     Endpoint, Protocol, ProxyConfig, Service, ServicePort, ServiceProxy,
 };
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Pod, Service as KubeService, ServicePort as KubePort};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::dns::Zone;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::manifest::selector::{Selector, string_map};
+use crate::manifest::lifecycle::{is_terminating, pod_phase, pod_ready};
+use crate::manifest::selector::Selector;
 use crate::store::Store;
 
 /// The cluster's Service addresses (k3s's default service CIDR).
@@ -34,63 +37,73 @@ pub const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 const DEFAULT_AFFINITY_SECONDS: u32 = 10_800;
 
 /// A pod serves traffic when it is Ready, has an address and is not being deleted.
-fn is_ready(pod: &Value) -> bool {
-    let ready = pod["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True");
-    ready
-        && pod["status"]["podIP"]
-            .as_str()
-            .is_some_and(|s| !s.is_empty())
-        && pod["metadata"]["deletionTimestamp"].is_null()
-        && pod["status"]["phase"] == "Running"
+fn is_ready(pod: &Pod) -> bool {
+    pod_ready(pod)
+        && pod_ip(pod).is_some()
+        && !is_terminating(&pod.metadata)
+        && pod_phase(pod) == "Running"
+}
+
+fn pod_ip(pod: &Pod) -> Option<&str> {
+    pod.status
+        .as_ref()?
+        .pod_ip
+        .as_deref()
+        .filter(|ip| !ip.is_empty())
 }
 
 /// The pod port a service port's `targetPort` names (a number, or a container port's name),
 /// defaulting to the service port itself.
-fn target_port(port: &Value, protocol: &str, pod: &Value) -> Option<u16> {
-    match &port["targetPort"] {
-        Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
-        Value::String(name) => pod["spec"]["containers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+fn target_port(port: &KubePort, protocol: &str, pod: &Pod) -> Option<u16> {
+    match &port.target_port {
+        Some(IntOrString::Int(n)) => u16::try_from(*n).ok(),
+        Some(IntOrString::String(name)) => pod
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .flat_map(|c| c.ports.iter().flatten())
             .find(|p| {
-                p["name"] == name.as_str() && p["protocol"].as_str().unwrap_or("TCP") == protocol
+                p.name.as_deref() == Some(name.as_str())
+                    && p.protocol.as_deref().unwrap_or("TCP") == protocol
             })
-            .and_then(|p| p["containerPort"].as_u64())
-            .and_then(|n| u16::try_from(n).ok()),
-        _ => port["port"].as_u64().and_then(|n| u16::try_from(n).ok()),
+            .and_then(|p| u16::try_from(p.container_port).ok()),
+        None => u16::try_from(port.port).ok(),
     }
+}
+
+fn labels_of(m: &ObjectMeta) -> &BTreeMap<String, String> {
+    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+    m.labels.as_ref().unwrap_or(&EMPTY)
+}
+
+fn ns_of(m: &ObjectMeta) -> &str {
+    m.namespace.as_deref().unwrap_or("default")
 }
 
 /// For each Service (same order), the ready pods of its namespace its selector matches. A
 /// Service without a selector has none of ours.
-pub fn ready_members<'a>(services: &[Value], pods: &'a [Value]) -> Vec<Vec<&'a Value>> {
-    let mut by_ns: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+pub fn ready_members<'a>(services: &[KubeService], pods: &'a [Pod]) -> Vec<Vec<&'a Pod>> {
+    let mut by_ns: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
     for p in pods.iter().filter(|p| is_ready(p)) {
-        by_ns
-            .entry(p["metadata"]["namespace"].as_str().unwrap_or("default"))
-            .or_default()
-            .push(p);
+        by_ns.entry(ns_of(&p.metadata)).or_default().push(p);
     }
     services
         .iter()
         .map(|s| {
-            let ns = s["metadata"]["namespace"].as_str().unwrap_or("default");
-            let selector = string_map(&s["spec"]["selector"]);
-            if selector.is_empty() {
+            let Some(selector) = s
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .filter(|m| !m.is_empty())
+            else {
                 return vec![];
-            }
-            let sel = Selector::from_map(&selector);
+            };
+            let sel = Selector::from_map(selector);
             by_ns
-                .get(ns)
+                .get(ns_of(&s.metadata))
                 .into_iter()
                 .flatten()
-                .filter(|p| sel.matches(&string_map(&p["metadata"]["labels"])))
+                .filter(|p| sel.matches(labels_of(&p.metadata)))
                 .copied()
                 .collect()
         })
@@ -99,59 +112,59 @@ pub fn ready_members<'a>(services: &[Value], pods: &'a [Value]) -> Vec<Vec<&'a V
 
 /// The proxy's table: each Service with a ClusterIP and, for each of its ports, the ready pods
 /// of its namespace that its selector matches.
-pub fn table(services: &[Value], pods: &[Value]) -> Vec<Service> {
+pub fn table(services: &[KubeService], pods: &[Pod]) -> Vec<Service> {
     let mut out = Vec::new();
     for (s, members) in services.iter().zip(ready_members(services, pods)) {
-        let Some(ip) = s["spec"]["clusterIP"]
-            .as_str()
-            .and_then(|ip| ip.parse().ok())
-        else {
+        let Some(spec) = s.spec.as_ref() else {
+            continue;
+        };
+        let Some(ip) = spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()) else {
             continue; // headless, or not allocated
         };
-        let ns = s["metadata"]["namespace"].as_str().unwrap_or("default");
-        let node_port_type = s["spec"]["type"] == "NodePort";
+        let node_port_type = spec.type_.as_deref() == Some("NodePort");
         let mut ports = Vec::new();
-        for p in s["spec"]["ports"].as_array().into_iter().flatten() {
-            let proto_name = p["protocol"].as_str().unwrap_or("TCP");
-            let (Ok(protocol), Some(port)) = (
-                proto_name.parse::<Protocol>(),
-                p["port"].as_u64().and_then(|n| u16::try_from(n).ok()),
-            ) else {
+        for p in spec.ports.iter().flatten() {
+            let proto_name = p.protocol.as_deref().unwrap_or("TCP");
+            let (Ok(protocol), Ok(port)) = (proto_name.parse::<Protocol>(), u16::try_from(p.port))
+            else {
                 continue;
             };
             let endpoints = members
                 .iter()
                 .filter_map(|pod| {
                     Some(Endpoint {
-                        ip: pod["status"]["podIP"].as_str()?.parse().ok()?,
+                        ip: pod_ip(pod)?.parse().ok()?,
                         port: target_port(p, proto_name, pod)?,
                     })
                 })
                 .collect();
             ports.push(ServicePort {
-                name: p["name"]
-                    .as_str()
+                name: p
+                    .name
+                    .as_deref()
                     .filter(|n| !n.is_empty())
                     .map(str::to_string)
                     .unwrap_or_else(|| port.to_string()),
                 protocol,
                 port,
-                node_port: p["nodePort"]
-                    .as_u64()
+                node_port: p
+                    .node_port
                     .and_then(|n| u16::try_from(n).ok())
                     .filter(|_| node_port_type),
                 endpoints,
             });
         }
-        let affinity_timeout = (s["spec"]["sessionAffinity"] == "ClientIP").then(|| {
-            s["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"]
-                .as_u64()
+        let affinity_timeout = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+            spec.session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds)
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(DEFAULT_AFFINITY_SECONDS)
         });
         out.push(Service {
-            namespace: ns.to_string(),
-            name: s["metadata"]["name"].as_str().unwrap_or("").to_string(),
+            namespace: ns_of(&s.metadata).to_string(),
+            name: s.metadata.name.clone().unwrap_or_default(),
             cluster_ip: ip,
             affinity_timeout,
             ports,
@@ -162,37 +175,38 @@ pub fn table(services: &[Value], pods: &[Value]) -> Vec<Service> {
 
 /// The Docker-links-style variables Kubernetes gives a pod for each Service of its namespace
 /// with a ClusterIP (`WEB_SERVICE_HOST`, `WEB_SERVICE_PORT`, `WEB_PORT_80_TCP_ADDR`, ...).
-pub fn service_env(services: &[Value]) -> Vec<(String, String)> {
+pub fn service_env(services: &[KubeService]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for s in services {
-        let Some(ip) = s["spec"]["clusterIP"]
-            .as_str()
+        let Some(spec) = s.spec.as_ref() else {
+            continue;
+        };
+        let Some(ip) = spec
+            .cluster_ip
+            .as_deref()
             .filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
         else {
             continue;
         };
-        let name = s["metadata"]["name"]
-            .as_str()
+        let name = s
+            .metadata
+            .name
+            .as_deref()
             .unwrap_or("")
             .to_uppercase()
             .replace('-', "_");
-        let ports: Vec<&Value> = s["spec"]["ports"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .collect();
+        let ports = spec.ports.as_deref().unwrap_or_default();
         let Some(first) = ports.first() else { continue };
-        let port_of = |p: &Value| p["port"].as_u64().unwrap_or(0);
+        let proto = |p: &KubePort| p.protocol.as_deref().unwrap_or("TCP").to_lowercase();
         out.push((format!("{name}_SERVICE_HOST"), ip.to_string()));
-        out.push((format!("{name}_SERVICE_PORT"), port_of(first).to_string()));
-        let proto = |p: &Value| p["protocol"].as_str().unwrap_or("TCP").to_lowercase();
+        out.push((format!("{name}_SERVICE_PORT"), first.port.to_string()));
         out.push((
             format!("{name}_PORT"),
-            format!("{}://{ip}:{}", proto(first), port_of(first)),
+            format!("{}://{ip}:{}", proto(first), first.port),
         ));
         for p in ports {
-            let (num, pr) = (port_of(p), proto(p));
-            if let Some(pn) = p["name"].as_str().filter(|n| !n.is_empty()) {
+            let (num, pr) = (p.port, proto(p));
+            if let Some(pn) = p.name.as_deref().filter(|n| !n.is_empty()) {
                 out.push((
                     format!(
                         "{name}_SERVICE_PORT_{}",
@@ -298,9 +312,22 @@ pub fn spawn(
 }
 
 async fn read(store: &Store) -> anyhow::Result<(Vec<Service>, Zone)> {
-    let (services, _) = store.list("Service", None).await?;
-    let (pods, _) = store.list("Pod", None).await?;
+    let services: Vec<KubeService> = typed(store, "Service").await?;
+    let pods: Vec<Pod> = typed(store, "Pod").await?;
     Ok((table(&services, &pods), super::dns::zone(&services, &pods)))
+}
+
+/// Every stored object of a kind, typed; one that does not decode is named in the log and
+/// left out (its Service or endpoint is missing from the table until it is rewritten).
+async fn typed<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    kind: &str,
+) -> anyhow::Result<Vec<T>> {
+    let (objects, bad) = store.list_typed(kind, None).await?;
+    for error in bad {
+        warn!(kind, %error, "a stored object does not decode; left out of the service table");
+    }
+    Ok(objects)
 }
 
 #[cfg(test)]

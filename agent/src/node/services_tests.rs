@@ -1,6 +1,21 @@
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::*;
+
+/// The pure functions on JSON objects, decoded as the loop decodes the stored ones.
+fn typed<T: serde::de::DeserializeOwned>(v: &[Value]) -> Vec<T> {
+    v.iter()
+        .map(|o| serde_json::from_value(o.clone()).unwrap())
+        .collect()
+}
+
+fn table(s: &[Value], p: &[Value]) -> Vec<Service> {
+    super::table(&typed(s), &typed(p))
+}
+
+fn service_env(s: &[Value]) -> Vec<(String, String)> {
+    super::service_env(&typed(s))
+}
 
 fn pod(name: &str, ip: &str, ready: bool, labels: Value) -> Value {
     json!({

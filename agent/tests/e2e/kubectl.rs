@@ -1175,3 +1175,42 @@ fn the_python_kubernetes_client_lists_creates_patches_scales_and_watches() {
     );
     assert_eq!(seen["conflict"], json!([409, "AlreadyExists"]), "{seen}");
 }
+
+/// kubectl asks for aggregated discovery (`apidiscovery.k8s.io/v2`) and, answered it, reads
+/// every group in two requests (`/api`, `/apis`) instead of one per group-version.
+#[test]
+fn kubectl_reads_aggregated_discovery_in_two_requests() {
+    let a = Agent::start();
+    let cache = a.data_dir().join("kubectl-cache");
+    let out = a.kubectl(&[
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "-v=6",
+        "get",
+        "deployments",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let log = String::from_utf8_lossy(&out.stderr);
+    let gets: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" GET https://"))
+        .collect();
+    assert!(
+        gets.iter()
+            .any(|l| l.contains("/apis?timeout") && l.contains("200 OK")),
+        "{log}"
+    );
+    assert!(
+        !gets
+            .iter()
+            .any(|l| l.contains("/apis/apps/v1?timeout") || l.contains("/api/v1?timeout")),
+        "no request per group-version: {log}"
+    );
+    let resources = a.kubectl_ok(&["--cache-dir", cache.to_str().unwrap(), "api-resources"]);
+    assert!(
+        resources
+            .lines()
+            .any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1")),
+        "{resources}"
+    );
+}

@@ -376,7 +376,10 @@ impl Manager {
                 (name, d)
             })
             .collect();
-        let (services, _) = self.store.list("Service", Some(ns)).await?;
+        let (services, _) = self
+            .store
+            .list_as::<k8s_openapi::api::core::v1::Service>("Service", Some(ns))
+            .await?;
         Ok((cm, sec, crate::node::services::service_env(&services)))
     }
 
