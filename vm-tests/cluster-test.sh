@@ -43,10 +43,10 @@ install_node 2 --join "$(vm_ip 1):7946" --token "$token"
 log "vm3: install.sh --join vm2 (any member takes a join)"
 install_node 3 --join "$(vm_ip 2):7946" --token "$token"
 
-# The host's CLI, through vm2: vm1's admin config (cluster-wide credentials) pointed at vm2.
+# The host's CLI, through vm2: vm1's admin kubeconfig (cluster-wide credentials) for vm2's
+# address, as `flotilla kubeconfig --server` prints one for another machine.
 CFG=$VM_RUN/admin.yaml
-vm_get 1 /var/lib/flotilla/admin.yaml "$CFG"
-sed -i "s|^server:.*|server: https://$(vm_ip 2):7443|" "$CFG"
+vm_ssh 1 "flotilla --config /var/lib/flotilla/admin.yaml kubeconfig --server https://$(vm_ip 2):7443" >"$CFG"
 cli() { in_ns "$VM_BINARY" --config "$CFG" "$@"; }
 wait_until() { # seconds description command...
   local t=$1 what=$2 start=$SECONDS; shift 2
@@ -150,7 +150,7 @@ wait_until 120 "vm3 NotReady" node_is vm3 NotReady
 log "vm3 NotReady after $((SECONDS - t0)) s"
 # Writes through each remaining voter: 2 of 3 is a quorum.
 for i in 1 2; do
-  sed -i "s|^server:.*|server: https://$(vm_ip "$i"):7443|" "$CFG"
+  sed -i -E "s|^( *server:).*|\1 https://$(vm_ip "$i"):7443|" "$CFG"
   printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: after-power-cut-vm%s\ndata:\n  k: v\n' "$i" | cli apply -f - ||
     fail "a write through vm$i failed with vm3 gone"
 done
