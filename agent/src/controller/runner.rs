@@ -202,21 +202,32 @@ pub async fn reconcile_once(
     let mut done = 0;
     let mut stale = 0;
 
+    // Each owner with what its plan asks (a converged owner asks nothing and is left out).
     let mut work: Vec<(Value, Vec<Action>)> = Vec::new();
+    fn planned<T: Object>(work: &mut Vec<(Value, Vec<Action>)>, o: &T, actions: Vec<Action>) {
+        if !actions.is_empty() {
+            work.push((about(o), actions));
+        }
+    }
     for d in &deployments {
-        work.push((about(d), deployment::plan(d, rs_of.of(&d.metadata))));
+        planned(&mut work, d, deployment::plan(d, rs_of.of(&d.metadata)));
     }
     for rs in &rss {
-        work.push((about(rs), replicaset::plan(rs, pods_of.of(&rs.metadata))));
+        planned(
+            &mut work,
+            rs,
+            replicaset::plan(rs, pods_of.of(&rs.metadata)),
+        );
     }
     for j in &jobs {
-        work.push((about(j), job::plan(j, pods_of.of(&j.metadata), &now_t)));
+        planned(&mut work, j, job::plan(j, pods_of.of(&j.metadata), &now_t));
     }
     for ds in &dss {
-        work.push((
-            about(ds),
+        planned(
+            &mut work,
+            ds,
             daemonset::plan(ds, &nodes, pods_of.of(&ds.metadata)),
-        ));
+        );
     }
     work.extend(super::nodes::plan(&nodes, &pods, silent, grace));
     // Objects deleted in the foreground: their dependents first.

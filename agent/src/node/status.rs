@@ -202,18 +202,24 @@ pub fn node_object(name: &str, address: &str, res: HostResources, now: &str) -> 
     })
 }
 
+/// A host of 2 CPUs and 4 GiB, half of it free, for tests.
+#[cfg(test)]
+fn test_host() -> HostResources {
+    HostResources {
+        cpus: 2,
+        memory_bytes: 4 << 30,
+        memory_available: 2 << 30,
+        disk_free_percent: 50,
+    }
+}
+
 #[cfg(test)]
 mod heartbeat_tests {
     use super::*;
 
     #[test]
     fn only_a_real_change_is_a_change() {
-        let res = HostResources {
-            cpus: 2,
-            memory_bytes: 4 << 30,
-            memory_available: 2 << 30,
-            disk_free_percent: 50,
-        };
+        let res = test_host();
         let a = node_object("n", "10.0.0.1", res, "2026-01-01T00:00:00Z");
         let b = keep_transitions(
             node_object("n", "10.0.0.1", res, "2026-01-01T00:00:10Z"),
@@ -238,12 +244,7 @@ mod tests {
 
     #[test]
     fn the_node_object_is_a_kubernetes_node_with_the_hosts_system_info() {
-        let res = HostResources {
-            cpus: 2,
-            memory_bytes: 4 << 30,
-            memory_available: 2 << 30,
-            disk_free_percent: 50,
-        };
+        let res = test_host();
         let v = node_object("n1", "10.0.0.1", res, "2026-01-01T00:00:00Z");
         let n: k8s_openapi::api::core::v1::Node =
             crate::manifest::lifecycle::decode(v).expect("every required field is there");
