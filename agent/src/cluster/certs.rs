@@ -55,7 +55,8 @@ pub fn issue(
     ca_key_pem: &str,
 ) -> Result<(String, String)> {
     let key = KeyPair::generate().context("generating the node key")?;
-    let params: CertificateParams = super::join::node_cert_params(node, addresses)?;
+    let params: CertificateParams =
+        super::join::node_cert_params(node, super::identity::host_name().as_deref(), addresses)?;
     let ca_key = KeyPair::from_pem(ca_key_pem).context("reading the CA key")?;
     let issuer = Issuer::from_ca_cert_pem(ca_pem, ca_key).context("reading the CA")?;
     let cert = params.signed_by(&key, &issuer).context("signing")?;

@@ -71,7 +71,13 @@ fn random_hex(bytes: usize) -> String {
 
 /// A node name from the host name: lower-case, DNS-1123.
 pub fn default_node_name() -> String {
-    let raw = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "node".into());
+    host_name().unwrap_or_else(|| "node".into())
+}
+
+/// This machine's host name as a DNS name (lower-case, other characters made `-`), if it has
+/// one.
+pub fn host_name() -> Option<String> {
+    let raw = fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
     let name: String = raw
         .trim()
         .to_ascii_lowercase()
@@ -87,7 +93,8 @@ pub fn default_node_name() -> String {
     let name = name
         .trim_matches(|c: char| c == '-' || c == '.')
         .to_string();
-    if name.is_empty() { "node".into() } else { name }
+    (!name.is_empty() && crate::manifest::validate::dns_subdomain_error(&name).is_none())
+        .then_some(name)
 }
 
 impl Identity {
@@ -147,7 +154,8 @@ impl Identity {
         let issuer = Issuer::new(ca_params, ca_key);
 
         let node_key = KeyPair::generate().context("generating the node key")?;
-        let p = crate::cluster::join::node_cert_params(node_name, extra_addrs)?;
+        let p =
+            crate::cluster::join::node_cert_params(node_name, host_name().as_deref(), extra_addrs)?;
         let node_cert = p
             .signed_by(&node_key, &issuer)
             .context("signing the node certificate")?;

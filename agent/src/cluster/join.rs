@@ -67,6 +67,10 @@ pub struct JoinRequest {
     pub node: String,
     /// Addresses the joiner is reached at (added to its certificate).
     pub addresses: Vec<IpAddr>,
+    /// The joiner's host name, when it differs from the node name (added to its certificate,
+    /// so clients may reach the API by it). Absent from older joiners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     /// PKCS#10 request for the joiner's key, PEM.
     pub csr: String,
 }
@@ -121,14 +125,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Parameters of a node certificate: its name, `flotilla`, localhost and its addresses, valid
-/// for [`super::certs::CERT_DAYS`] from now (renewed by the node itself before it ends).
-pub fn node_cert_params(node: &str, addresses: &[IpAddr]) -> Result<CertificateParams> {
-    let mut p = CertificateParams::new(vec![
-        node.to_string(),
-        SERVER_NAME.to_string(),
-        "localhost".to_string(),
-    ])?;
+/// Parameters of a node certificate: its name, its host name, `flotilla`, localhost and its
+/// addresses, valid for [`super::certs::CERT_DAYS`] from now (renewed by the node itself
+/// before it ends). The API serves with it, so a kubeconfig may name the node by any of them.
+pub fn node_cert_params(
+    node: &str,
+    hostname: Option<&str>,
+    addresses: &[IpAddr],
+) -> Result<CertificateParams> {
+    let mut names = vec![node.to_string()];
+    names.extend(hostname.filter(|h| *h != node).map(String::from));
+    names.extend([SERVER_NAME.to_string(), "localhost".to_string()]);
+    let mut p = CertificateParams::new(names)?;
     p.distinguished_name.push(DnType::CommonName, node);
     let mut ips: Vec<IpAddr> = vec!["127.0.0.1".parse()?, "::1".parse()?];
     ips.extend(addresses.iter().copied());
@@ -156,10 +164,15 @@ impl Admission {
         if let Some(e) = crate::manifest::validate::dns_subdomain_error(&req.node) {
             bail!("node name {:?} {e}", req.node);
         }
+        if let Some(h) = &req.hostname
+            && let Some(e) = crate::manifest::validate::dns_subdomain_error(h)
+        {
+            bail!("host name {h:?} {e}");
+        }
         let csr = CertificateSigningRequestParams::from_pem(&req.csr)
             .context("reading the certificate request")?;
         let signed = CertificateSigningRequestParams {
-            params: node_cert_params(&req.node, &req.addresses)?,
+            params: node_cert_params(&req.node, req.hostname.as_deref(), &req.addresses)?,
             public_key: csr.public_key,
         };
         let key = KeyPair::from_pem(&self.ca_key_pem).context("reading the CA key")?;
@@ -274,6 +287,7 @@ pub async fn join(
         secret: token.secret.clone(),
         node: node.to_string(),
         addresses: addresses.to_vec(),
+        hostname: super::identity::host_name(),
         csr,
     });
     let body = t

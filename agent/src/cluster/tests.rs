@@ -31,7 +31,7 @@ pub(crate) fn ca() -> Ca {
 
 pub(crate) fn node_creds(ca: &Ca, name: &str) -> Credentials {
     let key = KeyPair::generate().unwrap();
-    let cert = join::node_cert_params(name, &[])
+    let cert = join::node_cert_params(name, None, &[])
         .unwrap()
         .signed_by(&key, &ca.issuer)
         .unwrap();
@@ -248,4 +248,26 @@ fn a_nodes_gossiped_state_reads_as_one_line() {
         "next=42 pods=3 running=2 ready=1"
     );
     assert_eq!(super::observed_summary(&Default::default()), "");
+}
+
+#[test]
+fn node_certificates_name_the_host_when_it_differs_from_the_node() {
+    let dns = |p: &rcgen::CertificateParams| -> Vec<String> {
+        p.subject_alt_names
+            .iter()
+            .filter_map(|s| match s {
+                rcgen::SanType::DnsName(n) => Some(n.as_str().to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    let p =
+        join::node_cert_params("n1", Some("pi-kitchen"), &["10.0.0.5".parse().unwrap()]).unwrap();
+    assert_eq!(dns(&p), ["n1", "pi-kitchen", "flotilla", "localhost"]);
+    assert!(
+        p.subject_alt_names
+            .contains(&rcgen::SanType::IpAddress("10.0.0.5".parse().unwrap()))
+    );
+    let same = join::node_cert_params("n1", Some("n1"), &[]).unwrap();
+    assert_eq!(dns(&same), ["n1", "flotilla", "localhost"]);
 }
