@@ -70,11 +70,22 @@ pub fn targets(kind: &str, names: &[String]) -> Result<Vec<(&'static KindInfo, O
     }
     let mut out = Vec::new();
     for k in kind.split(',') {
-        let info = resolve_kind(k)?;
-        if names.is_empty() {
-            out.push((info, None));
-        } else {
-            out.extend(names.iter().map(|n| (info, Some(n.clone()))));
+        // A category (`all`) stands for every kind in it, as kubectl expands it.
+        let in_category: Vec<&'static KindInfo> = kinds::KINDS
+            .iter()
+            .filter(|info| info.categories.contains(&k))
+            .collect();
+        let infos = match kinds::by_cli_name(k) {
+            Some(info) => vec![info],
+            None if !in_category.is_empty() => in_category,
+            None => vec![resolve_kind(k)?],
+        };
+        for info in infos {
+            if names.is_empty() {
+                out.push((info, None));
+            } else {
+                out.extend(names.iter().map(|n| (info, Some(n.clone()))));
+            }
         }
     }
     Ok(out)
@@ -223,4 +234,32 @@ pub async fn run(cfg: &Path, a: GetArgs) -> Result<i32> {
         }
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_category_stands_for_its_kinds() {
+        let kinds: Vec<&str> = targets("all", &[])
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.kind)
+            .collect();
+        for k in [
+            "Pod",
+            "Service",
+            "Deployment",
+            "ReplicaSet",
+            "DaemonSet",
+            "Job",
+        ] {
+            assert!(kinds.contains(&k), "{kinds:?}");
+        }
+        assert!(!kinds.contains(&"ConfigMap"), "{kinds:?}");
+        let mixed = targets("all,configmaps", &[]).unwrap();
+        assert_eq!(mixed.last().unwrap().0.kind, "ConfigMap");
+        assert!(targets("nonsense", &[]).is_err());
+    }
 }

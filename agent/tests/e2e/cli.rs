@@ -42,6 +42,16 @@ fn apply_the_example_and_see_pods_bound_to_the_node() {
                 > 0
         );
     }
+    // `get all`: the kinds of the `all` category, as kubectl expands it (no ConfigMap).
+    let all = a.ok(&["get", "all", "-o", "name"]);
+    assert!(all.contains("service/web\n"), "{all}");
+    assert!(all.contains("deployment.apps/web\n"), "{all}");
+    assert_eq!(
+        all.lines().filter(|l| l.starts_with("pod/")).count(),
+        3,
+        "{all}"
+    );
+    assert!(!all.contains("configmap"), "{all}");
     let table = a.ok(&["get", "pods", "-o", "wide"]);
     let header = table.lines().next().unwrap();
     for col in ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"] {
