@@ -23,7 +23,6 @@ use tracing::{Instrument, debug, warn};
 
 use super::ApiState;
 use super::error::ApiError;
-use crate::node::pods::pick_instance;
 
 /// The subprotocols served, most preferred first.
 pub const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
@@ -47,8 +46,24 @@ pub struct ExecOptions {
 }
 
 impl ExecOptions {
-    /// From the query pairs, with kube-apiserver's rules and wording.
+    /// From the query pairs, with kube-apiserver's rules and wording for a streamed exec.
     pub fn parse(pairs: &[(String, String)]) -> Result<ExecOptions, ApiError> {
+        let o = Self::from_query(pairs)?;
+        if !(o.stdin || o.stdout || o.stderr) {
+            return Err(ApiError::BadRequest(
+                "you must specify at least 1 of stdin, stdout, stderr".into(),
+            ));
+        }
+        if o.tty && o.stderr {
+            return Err(ApiError::BadRequest(
+                "tty and stderr cannot both be true".into(),
+            ));
+        }
+        Ok(o)
+    }
+
+    /// The command, container and flags of the query (a command is required).
+    pub fn from_query(pairs: &[(String, String)]) -> Result<ExecOptions, ApiError> {
         let flag = |k: &str| super::options::flag(pairs, k);
         let o = ExecOptions {
             command: pairs
@@ -68,16 +83,6 @@ impl ExecOptions {
         if o.command.is_empty() {
             return Err(ApiError::BadRequest(
                 "command: at least one is required".into(),
-            ));
-        }
-        if !(o.stdin || o.stdout || o.stderr) {
-            return Err(ApiError::BadRequest(
-                "you must specify at least 1 of stdin, stdout, stderr".into(),
-            ));
-        }
-        if o.tty && o.stderr {
-            return Err(ApiError::BadRequest(
-                "tty and stderr cannot both be true".into(),
             ));
         }
         Ok(o)
@@ -169,12 +174,7 @@ pub async fn exec(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let opts = ExecOptions::parse(pairs)?;
-    let (_, uid, c) = super::pods::locate(s, ns, name, opts.container.as_deref()).await?;
-    let id = pick_instance(&s.pods.instances(&uid, &c), false).ok_or_else(|| {
-        ApiError::BadRequest(format!(
-            "container {c:?} in pod {name:?} is waiting to start"
-        ))
-    })?;
+    let (c, id) = super::pods::running_instance(s, ns, name, opts.container.as_deref()).await?;
     let ws = ws.protocols(PROTOCOLS);
     let v5 = match ws.selected_protocol().and_then(|p| p.to_str().ok()) {
         Some(p) => p == PROTOCOLS[0],

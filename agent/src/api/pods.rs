@@ -160,8 +160,25 @@ pub async fn forward_upgrade(
         .map_err(|e| ApiError::Internal(format!("building the upgrade answer: {e}")))
 }
 
+/// The container asked for (or the pod's only one) and the id of its running instance, for an
+/// exec.
+pub(super) async fn running_instance(
+    s: &ApiState,
+    ns: &str,
+    name: &str,
+    container: Option<&str>,
+) -> Result<(String, String), ApiError> {
+    let (_, uid, c) = locate(s, ns, name, container).await?;
+    let id = pick_instance(&s.pods.instances(&uid, &c), false).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "container {c:?} in pod {name:?} is waiting to start"
+        ))
+    })?;
+    Ok((c, id))
+}
+
 /// The pod, its uid and the container asked for (or its only one).
-pub(super) async fn locate(
+async fn locate(
     s: &ApiState,
     ns: &str,
     name: &str,
@@ -386,30 +403,15 @@ pub async fn exec(
 ) -> Result<Response, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw_query)
         .map_err(|e| ApiError::BadRequest(format!("query: {e}")))?;
-    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let command: Vec<String> = pairs
-        .iter()
-        .filter(|(k, _)| k == "command")
-        .map(|(_, v)| v.clone())
-        .collect();
-    if command.is_empty() {
-        return Err(ApiError::BadRequest(
-            "command: at least one is required".into(),
-        ));
-    }
-    let on = |k: &str| get(k).and_then(super::options::parse_bool) == Some(true);
-    if on("tty") {
+    let opts = super::exec::ExecOptions::from_query(&pairs)?;
+    let command = opts.command;
+    if opts.tty {
         return Err(ApiError::BadRequest(
             "tty: a terminal needs the streaming protocol (a WebSocket with v5.channel.k8s.io, as kubectl exec -t speaks it)".into(),
         ));
     }
-    let (_, uid, c) = locate(s, ns, name, get("container")).await?;
-    let id = pick_instance(&s.pods.instances(&uid, &c), false).ok_or_else(|| {
-        ApiError::BadRequest(format!(
-            "container {c:?} in pod {name:?} is waiting to start"
-        ))
-    })?;
-    let stdin = if on("stdin") {
+    let (c, id) = running_instance(s, ns, name, opts.container.as_deref()).await?;
+    let stdin = if opts.stdin {
         Some(read_body(body).await?)
     } else {
         None

@@ -150,18 +150,12 @@ pub struct Pass {
     pub stale: usize,
 }
 
-/// Every stored object of a kind, typed. The store only holds objects that passed Kubernetes'
-/// schema, so one that does not decode is a bug or an object from an older agent: it is named
-/// in the log and left out of this pass, and the others are planned.
+/// Every stored object of a kind, typed (cluster-scoped kinds from the "" namespace).
 async fn typed<T: Object>(store: &Store) -> Result<Vec<T>, StoreError> {
     let cluster_scoped = matches!(kinds::by_kind(T::KIND).map(|k| k.namespaced), Some(false));
-    let (objects, bad) = store
-        .list_typed(T::KIND, cluster_scoped.then_some(""))
-        .await?;
-    for error in bad {
-        warn!(kind = T::KIND, %error, "a stored object does not decode; left out of this pass");
-    }
-    Ok(objects)
+    store
+        .list_decodable(T::KIND, cluster_scoped.then_some(""))
+        .await
 }
 
 /// The objects of `owners` deleted in the foreground, each with the collector's step.

@@ -73,6 +73,12 @@ pub fn namespace(m: &ObjectMeta) -> &str {
     m.namespace.as_deref().unwrap_or("")
 }
 
+/// An object's labels (an empty map when it has none).
+pub fn labels(m: &ObjectMeta) -> &std::collections::BTreeMap<String, String> {
+    static EMPTY: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    m.labels.as_ref().unwrap_or(&EMPTY)
+}
+
 /// A label's value.
 pub fn label<'a>(m: &'a ObjectMeta, key: &str) -> Option<&'a str> {
     m.labels.as_ref()?.get(key).map(String::as_str)

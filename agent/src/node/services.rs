@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use super::dns::Zone;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::manifest::lifecycle::{is_terminating, pod_phase, pod_ready};
+use crate::manifest::lifecycle::{is_terminating, labels, pod_phase, pod_ready};
 use crate::manifest::selector::Selector;
 use crate::store::Store;
 
@@ -71,11 +71,6 @@ fn target_port(port: &KubePort, protocol: &str, pod: &Pod) -> Option<u16> {
     }
 }
 
-fn labels_of(m: &ObjectMeta) -> &BTreeMap<String, String> {
-    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-    m.labels.as_ref().unwrap_or(&EMPTY)
-}
-
 fn ns_of(m: &ObjectMeta) -> &str {
     m.namespace.as_deref().unwrap_or("default")
 }
@@ -103,7 +98,7 @@ pub fn ready_members<'a>(services: &[KubeService], pods: &'a [Pod]) -> Vec<Vec<&
                 .get(ns_of(&s.metadata))
                 .into_iter()
                 .flatten()
-                .filter(|p| sel.matches(labels_of(&p.metadata)))
+                .filter(|p| sel.matches(labels(&p.metadata)))
                 .copied()
                 .collect()
         })
@@ -312,22 +307,9 @@ pub fn spawn(
 }
 
 async fn read(store: &Store) -> anyhow::Result<(Vec<Service>, Zone)> {
-    let services: Vec<KubeService> = typed(store, "Service").await?;
-    let pods: Vec<Pod> = typed(store, "Pod").await?;
+    let services: Vec<KubeService> = store.list_decodable("Service", None).await?;
+    let pods: Vec<Pod> = store.list_decodable("Pod", None).await?;
     Ok((table(&services, &pods), super::dns::zone(&services, &pods)))
-}
-
-/// Every stored object of a kind, typed; one that does not decode is named in the log and
-/// left out (its Service or endpoint is missing from the table until it is rewritten).
-async fn typed<T: serde::de::DeserializeOwned>(
-    store: &Store,
-    kind: &str,
-) -> anyhow::Result<Vec<T>> {
-    let (objects, bad) = store.list_typed(kind, None).await?;
-    for error in bad {
-        warn!(kind, %error, "a stored object does not decode; left out of the service table");
-    }
-    Ok(objects)
 }
 
 #[cfg(test)]

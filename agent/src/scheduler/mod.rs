@@ -12,8 +12,8 @@ use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::manifest::lifecycle::{
-    controller_of, is_terminating, key_of, name, namespace, node_ready, pod_finished, pod_node,
-    tolerates_taints,
+    controller_of, is_terminating, key_of, labels, name, namespace, node_ready, pod_finished,
+    pod_node, tolerates_taints,
 };
 use crate::manifest::quantity::{parse_milli, parse_units};
 use crate::manifest::selector::Selector;
@@ -151,13 +151,6 @@ fn spread_constraints(spec: &PodSpec) -> Vec<Spread> {
         .collect()
 }
 
-fn labels_of(
-    m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> &BTreeMap<String, String> {
-    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-    m.labels.as_ref().unwrap_or(&EMPTY)
-}
-
 /// For one constraint: how many matching pods of the namespace each domain (value of the
 /// topology key, among the nodes the pod may go to) holds, and the smallest count.
 fn domain_counts(
@@ -183,7 +176,7 @@ fn domain_counts(
         if pns == ns
             && let Some(d) = states[*i].labels.get(&c.key)
             && let Some(n) = counts.get_mut(d)
-            && c.selector.matches(labels_of(&p.metadata))
+            && c.selector.matches(labels(&p.metadata))
         {
             *n += 1;
         }
@@ -209,7 +202,7 @@ pub fn place(pods: &[Pod], nodes: &[Node]) -> Vec<Decision> {
             NodeState {
                 node: n,
                 name: name(&n.metadata).to_string(),
-                labels: labels_of(&n.metadata).clone(),
+                labels: labels(&n.metadata).clone(),
                 unfit: if !node_ready(n) {
                     Some("node(s) were not ready")
                 } else if n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {

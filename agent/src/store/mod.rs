@@ -679,6 +679,22 @@ impl Store {
         Ok((out, bad))
     }
 
+    /// [`Store::list_typed`] for loops that read the store to act on it (controllers, the
+    /// service table): the store only holds objects that passed Kubernetes' schema, so one that
+    /// does not decode is a bug or an older agent's object; it is named in the log and left out,
+    /// and the others are acted on.
+    pub async fn list_decodable<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<Vec<T>, StoreError> {
+        let (objects, bad) = self.list_typed(kind, namespace).await?;
+        for error in bad {
+            tracing::warn!(kind, %error, "a stored object does not decode; left out");
+        }
+        Ok(objects)
+    }
+
     /// Hands every object of a kind (in one namespace, or all) to `each` as JSON text, Secrets
     /// decrypted, in one read transaction; returns the revision of that snapshot.
     fn scan(
