@@ -1,10 +1,12 @@
 //! Defaults that Kubernetes fills in, so that a stored object reads as it would there
 //! (`kubectl get -o yaml` shows the same fields).
 
-use base64::Engine as _;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, PodSpec, PodTemplateSpec, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::Manifest;
-use super::types::*;
 
 /// Fills in defaults of a validated manifest.
 pub fn apply(m: &mut Manifest) {
@@ -12,20 +14,23 @@ pub fn apply(m: &mut Manifest) {
         Manifest::Namespace(_) | Manifest::ConfigMap(_) => {}
         Manifest::Secret(s) => {
             s.type_.get_or_insert_with(|| "Opaque".into());
-            for (k, v) in std::mem::take(&mut s.string_data) {
-                s.data
-                    .insert(k, base64::engine::general_purpose::STANDARD.encode(v));
+            if let Some(plain) = s.string_data.take() {
+                let data = s.data.get_or_insert_with(Default::default);
+                for (k, v) in plain {
+                    data.insert(k, ByteString(v.into_bytes()));
+                }
             }
         }
-        Manifest::Service(s) => service(&mut s.spec),
-        Manifest::Pod(p) => pod_spec(&mut p.spec),
+        Manifest::Service(s) => service(s.spec.get_or_insert_with(Default::default)),
+        Manifest::Pod(p) => pod_spec(p.spec.get_or_insert_with(Default::default)),
         Manifest::ReplicaSet(rs) => {
-            rs.spec.replicas.get_or_insert(1);
-            rs.spec.min_ready_seconds.get_or_insert(0);
-            pod_spec(&mut rs.spec.template.spec);
+            let s = rs.spec.get_or_insert_with(Default::default);
+            s.replicas.get_or_insert(1);
+            s.min_ready_seconds.get_or_insert(0);
+            template(s.template.get_or_insert_with(Default::default));
         }
         Manifest::Deployment(d) => {
-            let s = &mut d.spec;
+            let s = d.spec.get_or_insert_with(Default::default);
             s.replicas.get_or_insert(1);
             s.revision_history_limit.get_or_insert(10);
             s.progress_deadline_seconds.get_or_insert(600);
@@ -34,14 +39,15 @@ pub fn apply(m: &mut Manifest) {
             let ty = st.type_.get_or_insert_with(|| "RollingUpdate".into());
             if ty == "RollingUpdate" {
                 let ru = st.rolling_update.get_or_insert_with(Default::default);
-                ru.max_surge.get_or_insert(IntOrString::Str("25%".into()));
+                ru.max_surge
+                    .get_or_insert(IntOrString::String("25%".into()));
                 ru.max_unavailable
-                    .get_or_insert(IntOrString::Str("25%".into()));
+                    .get_or_insert(IntOrString::String("25%".into()));
             }
-            pod_spec(&mut s.template.spec);
+            template(&mut s.template);
         }
         Manifest::DaemonSet(d) => {
-            let s = &mut d.spec;
+            let s = d.spec.get_or_insert_with(Default::default);
             s.revision_history_limit.get_or_insert(10);
             s.min_ready_seconds.get_or_insert(0);
             let st = s.update_strategy.get_or_insert_with(Default::default);
@@ -51,31 +57,37 @@ pub fn apply(m: &mut Manifest) {
                 ru.max_surge.get_or_insert(IntOrString::Int(0));
                 ru.max_unavailable.get_or_insert(IntOrString::Int(1));
             }
-            pod_spec(&mut s.template.spec);
+            template(&mut s.template);
         }
         Manifest::Job(j) => {
-            let name = j.metadata.name.clone();
-            let s = &mut j.spec;
+            let name = j.metadata.name.clone().unwrap_or_default();
+            let s = j.spec.get_or_insert_with(Default::default);
             s.completions.get_or_insert(1);
             s.parallelism.get_or_insert(1);
             s.backoff_limit.get_or_insert(6);
             if s.manual_selector != Some(true) {
                 s.template
                     .metadata
+                    .get_or_insert_with(Default::default)
                     .labels
+                    .get_or_insert_with(Default::default)
                     .insert(JOB_NAME_LABEL.into(), name.clone());
                 s.selector = Some(LabelSelector {
-                    match_labels: [(JOB_NAME_LABEL.to_string(), name)].into(),
+                    match_labels: Some([(JOB_NAME_LABEL.to_string(), name)].into()),
                     ..Default::default()
                 });
             }
-            pod_spec(&mut s.template.spec);
+            template(&mut s.template);
         }
     }
 }
 
 /// The label a Job puts on its pods and selects them by.
 pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+
+fn template(t: &mut PodTemplateSpec) {
+    pod_spec(t.spec.get_or_insert_with(Default::default));
+}
 
 fn service(s: &mut ServiceSpec) {
     s.type_.get_or_insert_with(|| "ClusterIP".into());
@@ -87,7 +99,7 @@ fn service(s: &mut ServiceSpec) {
         let ip = c.client_ip.get_or_insert_with(Default::default);
         ip.timeout_seconds.get_or_insert(10800);
     }
-    for p in &mut s.ports {
+    for p in s.ports.iter_mut().flatten() {
         p.protocol.get_or_insert_with(|| "TCP".into());
         p.target_port.get_or_insert(IntOrString::Int(p.port));
     }
@@ -109,10 +121,13 @@ fn pod_spec(s: &mut PodSpec) {
     s.restart_policy.get_or_insert_with(|| "Always".into());
     s.termination_grace_period_seconds.get_or_insert(30);
     s.dns_policy.get_or_insert_with(|| "ClusterFirst".into());
-    for c in s.init_containers.iter_mut().chain(s.containers.iter_mut()) {
+    for c in s.init_containers.iter_mut().flatten() {
         container(c);
     }
-    for v in &mut s.volumes {
+    for c in &mut s.containers {
+        container(c);
+    }
+    for v in s.volumes.iter_mut().flatten() {
         if let Some(cm) = &mut v.config_map {
             cm.default_mode.get_or_insert(0o644);
         }
@@ -126,7 +141,7 @@ fn pod_spec(s: &mut PodSpec) {
 }
 
 fn container(c: &mut Container) {
-    let latest = is_latest(&c.image);
+    let latest = is_latest(c.image.as_deref().unwrap_or_default());
     c.image_pull_policy.get_or_insert_with(|| {
         if latest {
             "Always".into()
@@ -138,15 +153,17 @@ fn container(c: &mut Container) {
         .get_or_insert_with(|| "/dev/termination-log".into());
     c.termination_message_policy
         .get_or_insert_with(|| "File".into());
-    for p in &mut c.ports {
+    for p in c.ports.iter_mut().flatten() {
         p.protocol.get_or_insert_with(|| "TCP".into());
     }
     // As Kubernetes: a limit without a request makes the request equal to the limit.
-    for (k, v) in &c.resources.limits {
-        c.resources
-            .requests
-            .entry(k.clone())
-            .or_insert_with(|| v.clone());
+    if let Some(r) = &mut c.resources
+        && let Some(limits) = &r.limits
+    {
+        let requests = r.requests.get_or_insert_with(Default::default);
+        for (k, v) in limits {
+            requests.entry(k.clone()).or_insert_with(|| v.clone());
+        }
     }
     for p in [
         &mut c.liveness_probe,
@@ -174,7 +191,7 @@ fn container(c: &mut Container) {
     }
 }
 
-fn http_get(h: &mut HttpGetAction) {
+fn http_get(h: &mut HTTPGetAction) {
     h.path.get_or_insert_with(|| "/".into());
     h.scheme.get_or_insert_with(|| "HTTP".into());
 }

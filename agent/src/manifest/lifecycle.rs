@@ -6,6 +6,8 @@
 //! The store holds JSON; [`decode`] and [`encode`] are the two crossings, and [`Object`] is
 //! what a typed object offers (its kind, its metadata, its serde form).
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::Value;
@@ -74,9 +76,19 @@ pub fn namespace(m: &ObjectMeta) -> &str {
 }
 
 /// An object's labels (an empty map when it has none).
-pub fn labels(m: &ObjectMeta) -> &std::collections::BTreeMap<String, String> {
-    static EMPTY: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
-    m.labels.as_ref().unwrap_or(&EMPTY)
+pub fn labels(m: &ObjectMeta) -> &BTreeMap<String, String> {
+    strings(&m.labels)
+}
+
+/// The items of a list that k8s-openapi leaves `None` when unset.
+pub fn items<T>(v: &Option<Vec<T>>) -> &[T] {
+    v.as_deref().unwrap_or_default()
+}
+
+/// A string map that k8s-openapi leaves `None` when unset (an empty map then).
+pub fn strings(m: &Option<BTreeMap<String, String>>) -> &BTreeMap<String, String> {
+    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+    m.as_ref().unwrap_or(&EMPTY)
 }
 
 /// A label's value.

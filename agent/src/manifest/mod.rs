@@ -3,13 +3,12 @@
 //! # Layout
 //! - [`kinds`]: the table of supported kinds (API paths, short names, scope).
 //! - [`schema`]: Kubernetes' schemas of the served kinds; strict checking against them.
-//! - [`types`]: typed structs with Kubernetes' field names, the subset Flotilla implements.
 //! - [`validate`]: semantic checks that report every bad field at once.
 //! - [`defaults`]: fills in what Kubernetes fills in.
 //! - [`quantity`]: CPU and memory quantities.
 //!
-//! The flow for one document is `Value -> decode (typed, with field paths) -> validate ->
-//! default -> Value`. [`prepare`] runs it; both the CLI (to name the file and document) and the
+//! The flow for one document is `Value -> schema check (every unknown, unsupported and mistyped
+//! field, with its path) -> k8s-openapi's type -> validate -> default -> Value`. [`prepare`] runs it; both the CLI (to name the file and document) and the
 //! API (the authority) call it, so a manifest is judged the same way in both places.
 
 pub mod defaults;
@@ -21,7 +20,6 @@ pub mod quantity;
 pub mod schema;
 pub mod selector;
 pub mod strategic;
-pub mod types;
 pub mod validate;
 
 use std::fmt;
@@ -29,8 +27,11 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::Value;
 
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub use kinds::KindInfo;
-use types::*;
 
 /// One problem with one field: `spec.replicas: must be >= 0`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -89,7 +90,7 @@ pub struct Document {
     pub value: Value,
 }
 
-/// A decoded manifest of a supported kind.
+/// A decoded manifest of a user-writable kind, in k8s-openapi's type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Manifest {
     Namespace(Namespace),

@@ -468,7 +468,7 @@ struct Walk {
 enum Expect {
     Any,
     IntOrString { quantity: bool },
-    String { date_time: bool },
+    String { date_time: bool, byte: bool },
     Integer { int32: bool },
     Number,
     Boolean,
@@ -482,8 +482,11 @@ impl Expect {
             Expect::Any => "anything",
             Expect::IntOrString { quantity: true } => "a quantity such as \"500m\" or \"128Mi\"",
             Expect::IntOrString { quantity: false } => "an integer or a string",
-            Expect::String { date_time: true } => "a time such as \"2026-01-02T15:04:05Z\"",
-            Expect::String { date_time: false } => "a string",
+            Expect::String {
+                date_time: true, ..
+            } => "a time such as \"2026-01-02T15:04:05Z\"",
+            Expect::String { byte: true, .. } => "base64-encoded bytes",
+            Expect::String { .. } => "a string",
             Expect::Integer { int32: true } => "an integer (int32)",
             Expect::Integer { int32: false } => "an integer",
             Expect::Number => "a number",
@@ -554,6 +557,7 @@ impl Walk {
         match schema.get("type").and_then(Value::as_str) {
             Some("string") => Expect::String {
                 date_time: format == Some("date-time"),
+                byte: format == Some("byte"),
             },
             Some("integer") => Expect::Integer {
                 int32: format == Some("int32"),
@@ -580,8 +584,15 @@ impl Walk {
             (Expect::IntOrString { quantity: false }, Value::Number(n)) => {
                 n.as_i64().is_some_and(|i| i32::try_from(i).is_ok())
             }
-            (Expect::String { date_time: true }, Value::String(s)) => {
-                chrono::DateTime::parse_from_rfc3339(s).is_ok()
+            (
+                Expect::String {
+                    date_time: true, ..
+                },
+                Value::String(s),
+            ) => chrono::DateTime::parse_from_rfc3339(s).is_ok(),
+            (Expect::String { byte: true, .. }, Value::String(s)) => {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.decode(s).is_ok()
             }
             (Expect::String { .. }, Value::String(_)) => true,
             (Expect::Integer { int32 }, Value::Number(n)) => match n.as_i64() {
@@ -618,8 +629,16 @@ impl Walk {
                 ) if n.as_i64().is_some() => {
                     format!("{n} is out of range for an int32")
                 }
-                (Expect::String { date_time: true }, Value::String(s)) => {
+                (
+                    Expect::String {
+                        date_time: true, ..
+                    },
+                    Value::String(s),
+                ) => {
                     format!("{s:?} is not a time, expected {}", e.words())
+                }
+                (Expect::String { byte: true, .. }, Value::String(_)) => {
+                    "is not valid base64 (plain text goes in stringData)".to_string()
                 }
                 _ => format!("invalid type: {}, expected {}", shown(v), e.words()),
             };
@@ -657,10 +676,18 @@ impl Walk {
                 let keys: Vec<String> = map.keys().cloned().collect();
                 for key in keys {
                     let len = path.len();
-                    if !path.is_empty() {
-                        path.push('.');
+                    // A field is `.name`; an entry of a map is `[key]`, as Kubernetes spells it.
+                    let field = props.is_some_and(|p| p.contains_key(&key)) || extra.is_none();
+                    if !field {
+                        path.push('[');
+                        path.push_str(&key);
+                        path.push(']');
+                    } else {
+                        if !path.is_empty() {
+                            path.push('.');
+                        }
+                        path.push_str(&key);
                     }
-                    path.push_str(&key);
                     let keep = if map.get(&key).is_some_and(Value::is_null) {
                         false
                     } else if let Some(p) = props.and_then(|p| p.get(&key)) {
@@ -777,7 +804,7 @@ mod tests {
         assert_eq!(
             errs,
             [
-                "metadata.labels.a: invalid type: integer `5`, expected a string",
+                "metadata.labels[a]: invalid type: integer `5`, expected a string",
                 "spec.containers[0].ports[0].containerPort: invalid type: string \"http\", expected an integer (int32)",
                 "spec.containers[1].args[1]: invalid type: integer `5`, expected a string",
                 "spec.containers[1].name: invalid type: integer `7`, expected a string",

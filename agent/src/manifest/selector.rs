@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::manifest::types::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -83,18 +83,20 @@ impl Selector {
         Ok(Selector(reqs))
     }
 
-    /// Converts a manifest's `matchLabels` and `matchExpressions`.
+    /// Converts a label selector's `matchLabels` and `matchExpressions` (k8s-openapi's type, as
+    /// every object carries it).
     pub fn from_label_selector(ls: &LabelSelector) -> Result<Selector, String> {
         let mut reqs: Vec<Requirement> = ls
             .match_labels
             .iter()
+            .flatten()
             .map(|(k, v)| Requirement {
                 key: k.clone(),
                 op: Op::Equals,
                 values: vec![v.clone()],
             })
             .collect();
-        for (i, e) in ls.match_expressions.iter().enumerate() {
+        for (i, e) in ls.match_expressions.iter().flatten().enumerate() {
             let op = match e.operator.as_str() {
                 "In" => Op::In,
                 "NotIn" => Op::NotIn,
@@ -106,14 +108,15 @@ impl Selector {
                     ));
                 }
             };
+            let values = e.values.clone().unwrap_or_default();
             let needs_values = matches!(op, Op::In | Op::NotIn);
-            if needs_values && e.values.is_empty() {
+            if needs_values && values.is_empty() {
                 return Err(format!(
                     "matchExpressions[{i}].values: must be non-empty for {}",
                     e.operator
                 ));
             }
-            if !needs_values && !e.values.is_empty() {
+            if !needs_values && !values.is_empty() {
                 return Err(format!(
                     "matchExpressions[{i}].values: must be empty for {}",
                     e.operator
@@ -122,29 +125,10 @@ impl Selector {
             reqs.push(Requirement {
                 key: e.key.clone(),
                 op,
-                values: e.values.clone(),
+                values,
             });
         }
         Ok(Selector(reqs))
-    }
-
-    /// Converts a label selector of Kubernetes' own types (as the typed objects carry it).
-    pub fn from_k8s(
-        ls: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
-    ) -> Result<Selector, String> {
-        Self::from_label_selector(&LabelSelector {
-            match_labels: ls.match_labels.clone().unwrap_or_default(),
-            match_expressions: ls
-                .match_expressions
-                .iter()
-                .flatten()
-                .map(|e| crate::manifest::types::LabelSelectorRequirement {
-                    key: e.key.clone(),
-                    operator: e.operator.clone(),
-                    values: e.values.clone().unwrap_or_default(),
-                })
-                .collect(),
-        })
     }
 
     /// A selector matching exactly these labels (for `spec.selector` of a Service).
@@ -276,6 +260,7 @@ pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     /// Checks a selector string against label sets: `(labels, expected match)`.
     fn check(sel: &str, cases: &[(&[(&str, &str)], bool)]) {
@@ -388,22 +373,22 @@ mod tests {
     #[test]
     fn match_expressions() {
         let ls = LabelSelector {
-            match_labels: labels(&[("app", "web")]),
-            match_expressions: vec![crate::manifest::types::LabelSelectorRequirement {
+            match_labels: Some(labels(&[("app", "web")])),
+            match_expressions: Some(vec![LabelSelectorRequirement {
                 key: "env".into(),
                 operator: "NotIn".into(),
-                values: vec!["dev".into()],
-            }],
+                values: Some(vec!["dev".into()]),
+            }]),
         };
         let s = Selector::from_label_selector(&ls).unwrap();
         assert!(s.matches(&labels(&[("app", "web"), ("env", "prod")])));
         assert!(!s.matches(&labels(&[("app", "web"), ("env", "dev")])));
         let bad = LabelSelector {
-            match_expressions: vec![crate::manifest::types::LabelSelectorRequirement {
+            match_expressions: Some(vec![LabelSelectorRequirement {
                 key: "env".into(),
                 operator: "In".into(),
-                values: vec![],
-            }],
+                values: None,
+            }]),
             ..Default::default()
         };
         assert!(

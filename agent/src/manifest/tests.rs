@@ -306,13 +306,15 @@ fn pod_rules() {
     );
     check(
         &pod("{containers: [{name: c, image: x, resources: {limits: {memory: lots}}}]}"),
-        &["spec.containers[0].resources.limits.memory: \"lots\" is not a quantity"],
+        &["spec.containers[0].resources.limits[memory]: \"lots\" is not a quantity"],
     );
     check(
         &pod(
             "{containers: [{name: c, image: x, resources: {limits: {cpu: 1}, requests: {cpu: 2}}}]}",
         ),
-        &["spec.containers[0].resources.requests.cpu: must be less than or equal to the cpu limit"],
+        &[
+            "spec.containers[0].resources.requests[cpu]: must be less than or equal to the cpu limit",
+        ],
     );
     check(
         &pod(

@@ -145,7 +145,7 @@ fn spread_constraints(spec: &PodSpec) -> Vec<Spread> {
                 key: c.topology_key.clone(),
                 max_skew: i64::from(c.max_skew).max(1),
                 hard: c.when_unsatisfiable == "DoNotSchedule",
-                selector: Selector::from_k8s(c.label_selector.as_ref()?).ok()?,
+                selector: Selector::from_label_selector(c.label_selector.as_ref()?).ok()?,
             })
         })
         .collect()

@@ -17,17 +17,18 @@ pub(super) enum NameRule {
 }
 
 pub(super) fn meta(e: &mut Errors, m: &ObjectMeta, rule: NameRule, namespaced: bool) {
-    if m.name.is_empty() {
+    let name = m.name.as_deref().unwrap_or_default();
+    if name.is_empty() {
         if m.generate_name.is_none() {
             e.add("metadata.name", "required");
         }
     } else {
         let err = match rule {
-            NameRule::Label => dns_label_error(&m.name),
-            NameRule::Subdomain => dns_subdomain_error(&m.name),
+            NameRule::Label => dns_label_error(name),
+            NameRule::Subdomain => dns_subdomain_error(name),
         };
         if let Some(err) = err {
-            e.add("metadata.name", format!("{:?} {err}", m.name));
+            e.add("metadata.name", format!("{name:?} {err}"));
         }
     }
     if let Some(ns) = &m.namespace {
@@ -40,13 +41,14 @@ pub(super) fn meta(e: &mut Errors, m: &ObjectMeta, rule: NameRule, namespaced: b
             e.add("metadata.namespace", format!("{ns:?} {err}"));
         }
     }
-    labels(e, "metadata.labels", &m.labels);
-    for k in m.annotations.keys() {
+    labels(e, "metadata.labels", strings(&m.labels));
+    let annotations = strings(&m.annotations);
+    for k in annotations.keys() {
         if let Some(err) = label_key_error(k) {
             e.add(format!("metadata.annotations[{k}]"), format!("key {err}"));
         }
     }
-    let size: usize = m.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let size: usize = annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
     if size > 256 * 1024 {
         e.add(
             "metadata.annotations",

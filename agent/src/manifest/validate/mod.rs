@@ -3,9 +3,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use base64::Engine as _;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, ExecAction, HTTPGetAction, KeyToPath, Namespace, NodeAffinity,
+    NodeSelectorTerm, Pod, PodSpec, PodTemplateSpec, ResourceRequirements, Secret, Service,
+    ServiceSpec, TCPSocketAction, Toleration, TopologySpreadConstraint,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::types::*;
+use super::lifecycle::{items, strings};
 use super::{FieldError, Manifest, quantity};
 
 mod config;
@@ -50,15 +58,16 @@ pub fn validate(m: &Manifest) -> Vec<FieldError> {
     e.0
 }
 
-pub(super) fn non_negative(e: &mut Errors, path: &str, v: Option<i64>) {
-    if let Some(v) = v
+pub(super) fn non_negative(e: &mut Errors, path: &str, v: Option<impl Into<i64>>) {
+    if let Some(v) = v.map(Into::into)
         && v < 0
     {
         e.add(path, format!("{v} must be greater than or equal to 0"));
     }
 }
 
-pub(super) fn port_number(e: &mut Errors, p: &str, n: i64) {
+pub(super) fn port_number(e: &mut Errors, p: &str, n: impl Into<i64>) {
+    let n = n.into();
     if !(1..=65535).contains(&n) {
         e.add(p, format!("{n} is not in 1-65535"));
     }

@@ -6,7 +6,8 @@ use super::*;
 /// Validates a Pod.
 pub(super) fn pod(e: &mut Errors, o: &Pod) {
     meta(e, &o.metadata, NameRule::Subdomain, true);
-    pod_spec(e, "spec", &o.spec, None);
+    let none = PodSpec::default();
+    pod_spec(e, "spec", o.spec.as_ref().unwrap_or(&none), None);
 }
 
 pub(super) fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Option<&[&str]>) {
@@ -53,7 +54,7 @@ pub(super) fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Op
     {
         e.add(format!("{p}.nodeName"), format!("{n:?} {err}"));
     }
-    labels(e, &format!("{p}.nodeSelector"), &s.node_selector);
+    labels(e, &format!("{p}.nodeSelector"), strings(&s.node_selector));
     if let Some(dp) = &s.dns_policy
         && !["ClusterFirst", "Default", "None", "ClusterFirstWithHostNet"].contains(&dp.as_str())
     {
@@ -62,19 +63,19 @@ pub(super) fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Op
             format!("{dp:?} is not one of ClusterFirst, Default, None, ClusterFirstWithHostNet"),
         );
     }
-    for (i, t) in s.tolerations.iter().enumerate() {
+    for (i, t) in items(&s.tolerations).iter().enumerate() {
         toleration(e, &format!("{p}.tolerations[{i}]"), t);
     }
     if let Some(na) = s.affinity.as_ref().and_then(|a| a.node_affinity.as_ref()) {
         node_affinity(e, &format!("{p}.affinity.nodeAffinity"), na);
     }
-    for (i, c) in s.topology_spread_constraints.iter().enumerate() {
+    for (i, c) in items(&s.topology_spread_constraints).iter().enumerate() {
         spread_constraint(e, &format!("{p}.topologySpreadConstraints[{i}]"), c);
     }
 
     // Volumes: unique names, exactly one source each.
     let mut volumes = BTreeSet::new();
-    for (i, v) in s.volumes.iter().enumerate() {
+    for (i, v) in items(&s.volumes).iter().enumerate() {
         let vp = format!("{p}.volumes[{i}]");
         match dns_label_error(&v.name) {
             _ if v.name.is_empty() => e.add(format!("{vp}.name"), "required"),
@@ -148,22 +149,31 @@ pub(super) fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Op
             if cm.name.is_empty() {
                 e.add(format!("{vp}.configMap.name"), "required");
             }
-            key_paths(e, &format!("{vp}.configMap"), &cm.items, cm.default_mode);
+            key_paths(
+                e,
+                &format!("{vp}.configMap"),
+                items(&cm.items),
+                cm.default_mode,
+            );
         }
         if let Some(sec) = &v.secret {
-            if sec.secret_name.is_empty() {
+            if sec.secret_name.as_deref().unwrap_or_default().is_empty() {
                 e.add(format!("{vp}.secret.secretName"), "required");
             }
-            key_paths(e, &format!("{vp}.secret"), &sec.items, sec.default_mode);
+            key_paths(
+                e,
+                &format!("{vp}.secret"),
+                items(&sec.items),
+                sec.default_mode,
+            );
         }
     }
 
     // Containers: names unique across init and app containers; ports unique in the pod.
     let mut names = BTreeSet::new();
-    let mut ports: BTreeSet<(i64, String)> = BTreeSet::new();
-    let mut host_ports: BTreeSet<(i64, String)> = BTreeSet::new();
-    let all = s
-        .init_containers
+    let mut ports: BTreeSet<(i32, String)> = BTreeSet::new();
+    let mut host_ports: BTreeSet<(i32, String)> = BTreeSet::new();
+    let all = items(&s.init_containers)
         .iter()
         .enumerate()
         .map(|(i, c)| (format!("{p}.initContainers[{i}]"), c, true))
@@ -188,9 +198,9 @@ pub(super) fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Op
     }
 }
 
-pub(super) fn key_paths(e: &mut Errors, p: &str, items: &[KeyToPath], default_mode: Option<i64>) {
+pub(super) fn key_paths(e: &mut Errors, p: &str, keys: &[KeyToPath], default_mode: Option<i32>) {
     mode(e, &format!("{p}.defaultMode"), default_mode);
-    for (i, it) in items.iter().enumerate() {
+    for (i, it) in keys.iter().enumerate() {
         if it.key.is_empty() {
             e.add(format!("{p}.items[{i}].key"), "required");
         }
@@ -204,7 +214,7 @@ pub(super) fn key_paths(e: &mut Errors, p: &str, items: &[KeyToPath], default_mo
     }
 }
 
-pub(super) fn mode(e: &mut Errors, p: &str, m: Option<i64>) {
+pub(super) fn mode(e: &mut Errors, p: &str, m: Option<i32>) {
     if let Some(m) = m
         && !(0..=0o777).contains(&m)
     {
@@ -258,11 +268,8 @@ pub(super) fn node_affinity(e: &mut Errors, p: &str, na: &NodeAffinity) {
             node_selector_term(e, &format!("{rp}[{i}]"), t);
         }
     }
-    for (i, t) in na
-        .preferred_during_scheduling_ignored_during_execution
-        .iter()
-        .enumerate()
-    {
+    let preferred = items(&na.preferred_during_scheduling_ignored_during_execution);
+    for (i, t) in preferred.iter().enumerate() {
         let tp = format!("{p}.preferredDuringSchedulingIgnoredDuringExecution[{i}]");
         if !(1..=100).contains(&t.weight) {
             e.add(
@@ -275,26 +282,28 @@ pub(super) fn node_affinity(e: &mut Errors, p: &str, na: &NodeAffinity) {
 }
 
 pub(super) fn node_selector_term(e: &mut Errors, p: &str, t: &NodeSelectorTerm) {
-    if t.match_expressions.is_empty() && t.match_fields.is_empty() {
+    let (exprs, fields) = (items(&t.match_expressions), items(&t.match_fields));
+    if exprs.is_empty() && fields.is_empty() {
         e.add(p, "must have matchExpressions or matchFields");
     }
-    for (i, r) in t.match_expressions.iter().enumerate() {
+    for (i, r) in exprs.iter().enumerate() {
         let rp = format!("{p}.matchExpressions[{i}]");
+        let values = items(&r.values);
         if r.key.is_empty() {
             e.add(format!("{rp}.key"), "required");
         } else if let Some(err) = label_key_error(&r.key) {
             e.add(format!("{rp}.key"), format!("{:?} {err}", r.key));
         }
         match r.operator.as_str() {
-            "In" | "NotIn" if r.values.is_empty() => e.add(
+            "In" | "NotIn" if values.is_empty() => e.add(
                 format!("{rp}.values"),
                 format!("must be non-empty for {}", r.operator),
             ),
-            "Exists" | "DoesNotExist" if !r.values.is_empty() => e.add(
+            "Exists" | "DoesNotExist" if !values.is_empty() => e.add(
                 format!("{rp}.values"),
                 format!("must be empty for {}", r.operator),
             ),
-            "Gt" | "Lt" if r.values.len() != 1 || r.values[0].parse::<i64>().is_err() => e.add(
+            "Gt" | "Lt" if values.len() != 1 || values[0].parse::<i64>().is_err() => e.add(
                 format!("{rp}.values"),
                 format!("must be one integer for {}", r.operator),
             ),
@@ -306,7 +315,7 @@ pub(super) fn node_selector_term(e: &mut Errors, p: &str, t: &NodeSelectorTerm) 
             ),
         }
     }
-    for (i, r) in t.match_fields.iter().enumerate() {
+    for (i, r) in fields.iter().enumerate() {
         let rp = format!("{p}.matchFields[{i}]");
         if r.key != "metadata.name" {
             e.add(
@@ -320,7 +329,7 @@ pub(super) fn node_selector_term(e: &mut Errors, p: &str, t: &NodeSelectorTerm) 
                 format!("{:?} is not one of In, NotIn", r.operator),
             );
         }
-        if r.values.is_empty() {
+        if items(&r.values).is_empty() {
             e.add(format!("{rp}.values"), "must be non-empty");
         }
     }
@@ -362,16 +371,17 @@ pub(super) fn container(
     cp: &str,
     c: &Container,
     volumes: &BTreeSet<&str>,
-    ports: &mut BTreeSet<(i64, String)>,
-    host_ports: &mut BTreeSet<(i64, String)>,
+    ports: &mut BTreeSet<(i32, String)>,
+    host_ports: &mut BTreeSet<(i32, String)>,
     init: bool,
 ) {
-    if c.image.trim().is_empty() {
+    let image = c.image.as_deref().unwrap_or_default();
+    if image.trim().is_empty() {
         e.add(format!("{cp}.image"), "required");
-    } else if c.image.chars().any(char::is_whitespace) {
+    } else if image.chars().any(char::is_whitespace) {
         e.add(
             format!("{cp}.image"),
-            format!("{:?} must not contain spaces", c.image),
+            format!("{image:?} must not contain spaces"),
         );
     }
     if let Some(pp) = &c.image_pull_policy
@@ -392,7 +402,7 @@ pub(super) fn container(
     }
 
     let mut port_names = BTreeSet::new();
-    for (i, port) in c.ports.iter().enumerate() {
+    for (i, port) in items(&c.ports).iter().enumerate() {
         let pp = format!("{cp}.ports[{i}]");
         port_number(e, &format!("{pp}.containerPort"), port.container_port);
         let proto = protocol(e, &format!("{pp}.protocol"), port.protocol.as_deref());
@@ -425,7 +435,7 @@ pub(super) fn container(
         }
     }
 
-    for (i, env) in c.env.iter().enumerate() {
+    for (i, env) in items(&c.env).iter().enumerate() {
         let ep = format!("{cp}.env[{i}]");
         if env.name.is_empty() {
             e.add(format!("{ep}.name"), "required");
@@ -452,15 +462,22 @@ pub(super) fn container(
                         "must have exactly one of configMapKeyRef, secretKeyRef, fieldRef",
                     );
                 }
-                for (what, r) in [
-                    ("configMapKeyRef", &vf.config_map_key_ref),
-                    ("secretKeyRef", &vf.secret_key_ref),
-                ] {
-                    if let Some(r) = r {
-                        if r.name.is_empty() {
+                let refs = [
+                    (
+                        "configMapKeyRef",
+                        vf.config_map_key_ref.as_ref().map(|r| (&r.name, &r.key)),
+                    ),
+                    (
+                        "secretKeyRef",
+                        vf.secret_key_ref.as_ref().map(|r| (&r.name, &r.key)),
+                    ),
+                ];
+                for (what, r) in refs {
+                    if let Some((name, key)) = r {
+                        if name.is_empty() {
                             e.add(format!("{ep}.valueFrom.{what}.name"), "required");
                         }
-                        if r.key.is_empty() {
+                        if key.is_empty() {
                             e.add(format!("{ep}.valueFrom.{what}.key"), "required");
                         }
                     }
@@ -493,23 +510,29 @@ pub(super) fn container(
             _ => {}
         }
     }
-    for (i, ef) in c.env_from.iter().enumerate() {
+    for (i, ef) in items(&c.env_from).iter().enumerate() {
         let ep = format!("{cp}.envFrom[{i}]");
-        match (&ef.config_map_ref, &ef.secret_ref) {
+        let names = (
+            ef.config_map_ref.as_ref().map(|r| &r.name),
+            ef.secret_ref.as_ref().map(|r| &r.name),
+        );
+        match names {
             (Some(_), Some(_)) | (None, None) => {
                 e.add(&ep, "must have exactly one of configMapRef, secretRef")
             }
-            (Some(r), None) | (None, Some(r)) if r.name.is_empty() => {
+            (Some(name), None) | (None, Some(name)) if name.is_empty() => {
                 e.add(&ep, "name of the referenced object is required")
             }
             _ => {}
         }
     }
 
-    resources(e, &format!("{cp}.resources"), &c.resources);
+    if let Some(r) = &c.resources {
+        resources(e, &format!("{cp}.resources"), r);
+    }
 
     let mut mount_paths = BTreeSet::new();
-    for (i, m) in c.volume_mounts.iter().enumerate() {
+    for (i, m) in items(&c.volume_mounts).iter().enumerate() {
         let mp = format!("{cp}.volumeMounts[{i}]");
         if m.name.is_empty() {
             e.add(format!("{mp}.name"), "required");
@@ -540,7 +563,10 @@ pub(super) fn container(
         }
     }
 
-    let named: BTreeSet<&str> = c.ports.iter().filter_map(|p| p.name.as_deref()).collect();
+    let named: BTreeSet<&str> = items(&c.ports)
+        .iter()
+        .filter_map(|p| p.name.as_deref())
+        .collect();
     for (what, probe) in [
         ("livenessProbe", &c.liveness_probe),
         ("readinessProbe", &c.readiness_probe),
@@ -624,8 +650,8 @@ pub(super) fn handler(
     e: &mut Errors,
     p: &str,
     exec: Option<&ExecAction>,
-    http: Option<&HttpGetAction>,
-    tcp: Option<&TcpSocketAction>,
+    http: Option<&HTTPGetAction>,
+    tcp: Option<&TCPSocketAction>,
     named_ports: &BTreeSet<&str>,
 ) {
     let n = [exec.is_some(), http.is_some(), tcp.is_some()]
@@ -636,17 +662,17 @@ pub(super) fn handler(
         e.add(p, "must have exactly one of exec, httpGet, tcpSocket");
     }
     if let Some(x) = exec
-        && x.command.is_empty()
+        && items(&x.command).is_empty()
     {
         e.add(format!("{p}.exec.command"), "required");
     }
     let check_port = |e: &mut Errors, what: &str, port: &IntOrString| match port {
         IntOrString::Int(n) => port_number(e, &format!("{p}.{what}.port"), *n),
-        IntOrString::Str(s) if !named_ports.contains(s.as_str()) => e.add(
+        IntOrString::String(s) if !named_ports.contains(s.as_str()) => e.add(
             format!("{p}.{what}.port"),
             format!("{s:?} is not the name of one of the container's ports"),
         ),
-        IntOrString::Str(_) => {}
+        IntOrString::String(_) => {}
     };
     if let Some(h) = http {
         check_port(e, "httpGet", &h.port);
@@ -669,8 +695,8 @@ pub(super) fn resources(e: &mut Errors, p: &str, r: &ResourceRequirements) {
     const KNOWN: &[&str] = &["cpu", "memory", "ephemeral-storage", "pids"];
     let mut parsed = BTreeMap::new();
     for (section, map) in [("limits", &r.limits), ("requests", &r.requests)] {
-        for (k, q) in map {
-            let fp = format!("{p}.{section}.{k}");
+        for (k, q) in map.iter().flatten() {
+            let fp = format!("{p}.{section}[{k}]");
             if !KNOWN.contains(&k.as_str()) {
                 e.add(
                     &fp,
@@ -696,7 +722,7 @@ pub(super) fn resources(e: &mut Errors, p: &str, r: &ResourceRequirements) {
             && req > lim
         {
             e.add(
-                format!("{p}.requests.{k}"),
+                format!("{p}.requests[{k}]"),
                 format!("must be less than or equal to the {k} limit"),
             );
         }

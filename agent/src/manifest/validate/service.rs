@@ -5,7 +5,7 @@ use super::*;
 /// Validates a Service.
 pub(super) fn service_object(e: &mut Errors, o: &Service) {
     meta(e, &o.metadata, NameRule::Label, true);
-    service(e, &o.spec);
+    service(e, &o.spec.clone().unwrap_or_default());
 }
 
 pub(super) fn service(e: &mut Errors, s: &ServiceSpec) {
@@ -16,7 +16,7 @@ pub(super) fn service(e: &mut Errors, s: &ServiceSpec) {
             format!("{ty:?} is not supported; use ClusterIP or NodePort"),
         );
     }
-    labels(e, "spec.selector", &s.selector);
+    labels(e, "spec.selector", strings(&s.selector));
     if let Some(ip) = &s.cluster_ip {
         if !ip.is_empty() && ip != "None" && ip.parse::<std::net::Ipv4Addr>().is_err() {
             e.add(
@@ -31,18 +31,19 @@ pub(super) fn service(e: &mut Errors, s: &ServiceSpec) {
             );
         }
     }
-    if s.ports.is_empty() && s.cluster_ip.as_deref() != Some("None") {
+    let ports = items(&s.ports);
+    if ports.is_empty() && s.cluster_ip.as_deref() != Some("None") {
         e.add("spec.ports", "required");
     }
     let mut names = BTreeSet::new();
     let mut seen = BTreeSet::new();
     let mut node_ports = BTreeSet::new();
-    for (i, port) in s.ports.iter().enumerate() {
+    for (i, port) in ports.iter().enumerate() {
         let pp = format!("spec.ports[{i}]");
         port_number(e, &format!("{pp}.port"), port.port);
         let proto = protocol(e, &format!("{pp}.protocol"), port.protocol.as_deref());
         match &port.name {
-            None if s.ports.len() > 1 => e.add(
+            None if ports.len() > 1 => e.add(
                 format!("{pp}.name"),
                 "required when a service has more than one port",
             ),
@@ -63,7 +64,7 @@ pub(super) fn service(e: &mut Errors, s: &ServiceSpec) {
         }
         match &port.target_port {
             Some(IntOrString::Int(n)) => port_number(e, &format!("{pp}.targetPort"), *n),
-            Some(IntOrString::Str(n)) => {
+            Some(IntOrString::String(n)) => {
                 if let Some(err) = port_name_error(n) {
                     e.add(format!("{pp}.targetPort"), format!("{n:?} {err}"));
                 }

@@ -6,12 +6,15 @@ use super::*;
 /// Validates a ReplicaSet.
 pub(super) fn replica_set(e: &mut Errors, o: &ReplicaSet) {
     meta(e, &o.metadata, NameRule::Subdomain, true);
-    replicas(e, o.spec.replicas);
-    non_negative(e, "spec.minReadySeconds", o.spec.min_ready_seconds);
+    let none = Default::default();
+    let spec = o.spec.as_ref().unwrap_or(&none);
+    replicas(e, spec.replicas);
+    non_negative(e, "spec.minReadySeconds", spec.min_ready_seconds);
+    let none = PodTemplateSpec::default();
     template(
         e,
-        o.spec.selector.as_ref(),
-        &o.spec.template,
+        Some(&spec.selector),
+        spec.template.as_ref().unwrap_or(&none),
         Some(&["Always"]),
     );
 }
@@ -19,47 +22,50 @@ pub(super) fn replica_set(e: &mut Errors, o: &ReplicaSet) {
 /// Validates a Deployment.
 pub(super) fn deployment(e: &mut Errors, o: &Deployment) {
     meta(e, &o.metadata, NameRule::Subdomain, true);
-    replicas(e, o.spec.replicas);
-    non_negative(e, "spec.minReadySeconds", o.spec.min_ready_seconds);
-    non_negative(
-        e,
-        "spec.revisionHistoryLimit",
-        o.spec.revision_history_limit,
-    );
-    if let Some(p) = o.spec.progress_deadline_seconds
-        && p <= o.spec.min_ready_seconds.unwrap_or(0)
+    let none = Default::default();
+    let spec = o.spec.as_ref().unwrap_or(&none);
+    replicas(e, spec.replicas);
+    non_negative(e, "spec.minReadySeconds", spec.min_ready_seconds);
+    non_negative(e, "spec.revisionHistoryLimit", spec.revision_history_limit);
+    if let Some(p) = spec.progress_deadline_seconds
+        && p <= spec.min_ready_seconds.unwrap_or(0)
     {
         e.add(
             "spec.progressDeadlineSeconds",
             "must be greater than minReadySeconds",
         );
     }
-    template(
-        e,
-        o.spec.selector.as_ref(),
-        &o.spec.template,
-        Some(&["Always"]),
-    );
-    if let Some(s) = &o.spec.strategy {
-        strategy(e, "spec.strategy", s, &["RollingUpdate", "Recreate"], true);
+    template(e, Some(&spec.selector), &spec.template, Some(&["Always"]));
+    if let Some(s) = &spec.strategy {
+        let ru = s
+            .rolling_update
+            .as_ref()
+            .map(|r| (r.max_surge.as_ref(), r.max_unavailable.as_ref()));
+        let types = ["RollingUpdate", "Recreate"];
+        strategy(e, "spec.strategy", s.type_.as_deref(), ru, &types, true);
     }
 }
 
 /// Validates a DaemonSet.
 pub(super) fn daemon_set(e: &mut Errors, o: &DaemonSet) {
     meta(e, &o.metadata, NameRule::Subdomain, true);
-    template(
-        e,
-        o.spec.selector.as_ref(),
-        &o.spec.template,
-        Some(&["Always"]),
-    );
-    if let Some(s) = &o.spec.update_strategy {
+    let none = Default::default();
+    let spec = o.spec.as_ref().unwrap_or(&none);
+    non_negative(e, "spec.minReadySeconds", spec.min_ready_seconds);
+    non_negative(e, "spec.revisionHistoryLimit", spec.revision_history_limit);
+    template(e, Some(&spec.selector), &spec.template, Some(&["Always"]));
+    if let Some(s) = &spec.update_strategy {
+        let ru = s
+            .rolling_update
+            .as_ref()
+            .map(|r| (r.max_surge.as_ref(), r.max_unavailable.as_ref()));
+        let types = ["RollingUpdate", "OnDelete"];
         strategy(
             e,
             "spec.updateStrategy",
-            s,
-            &["RollingUpdate", "OnDelete"],
+            s.type_.as_deref(),
+            ru,
+            &types,
             false,
         );
     }
@@ -68,48 +74,58 @@ pub(super) fn daemon_set(e: &mut Errors, o: &DaemonSet) {
 /// Validates a Job.
 pub(super) fn job(e: &mut Errors, o: &Job) {
     meta(e, &o.metadata, NameRule::Subdomain, true);
-    non_negative(e, "spec.completions", o.spec.completions);
-    non_negative(e, "spec.parallelism", o.spec.parallelism);
-    non_negative(e, "spec.backoffLimit", o.spec.backoff_limit);
-    if let Some(d) = o.spec.active_deadline_seconds
+    let none = Default::default();
+    let spec = o.spec.as_ref().unwrap_or(&none);
+    non_negative(e, "spec.completions", spec.completions);
+    non_negative(e, "spec.parallelism", spec.parallelism);
+    non_negative(e, "spec.backoffLimit", spec.backoff_limit);
+    non_negative(
+        e,
+        "spec.ttlSecondsAfterFinished",
+        spec.ttl_seconds_after_finished,
+    );
+    if let Some(d) = spec.active_deadline_seconds
         && d <= 0
     {
         e.add("spec.activeDeadlineSeconds", "must be greater than 0");
     }
-    if o.spec.template.spec.restart_policy.is_none() {
+    let none = PodSpec::default();
+    let pod = spec.template.spec.as_ref().unwrap_or(&none);
+    if pod.restart_policy.is_none() {
         e.add(
             "spec.template.spec.restartPolicy",
             "required for a Job: \"OnFailure\" or \"Never\"",
         );
     }
-    if o.spec.selector.is_some() && o.spec.manual_selector != Some(true) {
+    if spec.selector.is_some() && spec.manual_selector != Some(true) {
         e.add(
             "spec.selector",
             "is generated for a Job; set manualSelector: true to give your own",
         );
     }
-    let sel = if o.spec.manual_selector == Some(true) {
-        o.spec.selector.as_ref()
+    let sel = if spec.manual_selector == Some(true) {
+        spec.selector.as_ref()
     } else {
         None
     };
     labels(
         e,
         "spec.template.metadata.labels",
-        &o.spec.template.metadata.labels,
+        template_labels(&spec.template),
     );
     if let Some(sel) = sel {
-        selector_matches_template(e, sel, &o.spec.template);
+        selector_matches_template(e, sel, &spec.template);
     }
-    pod_spec(
-        e,
-        "spec.template.spec",
-        &o.spec.template.spec,
-        Some(&["OnFailure", "Never"]),
-    );
+    pod_spec(e, "spec.template.spec", pod, Some(&["OnFailure", "Never"]));
 }
 
-pub(super) fn replicas(e: &mut Errors, r: Option<i64>) {
+/// The labels of a pod template (none when it has no metadata).
+fn template_labels(t: &PodTemplateSpec) -> &BTreeMap<String, String> {
+    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+    t.metadata.as_ref().map_or(&EMPTY, |m| strings(&m.labels))
+}
+
+pub(super) fn replicas(e: &mut Errors, r: Option<i32>) {
     if let Some(r) = r
         && r < 0
     {
@@ -126,19 +142,28 @@ pub(super) fn template(
     t: &PodTemplateSpec,
     restart: Option<&[&str]>,
 ) {
-    labels(e, "spec.template.metadata.labels", &t.metadata.labels);
+    labels(e, "spec.template.metadata.labels", template_labels(t));
     match sel {
         None => e.add("spec.selector", "required"),
+        Some(sel) if sel.match_labels.is_none() && sel.match_expressions.is_none() => {
+            e.add("spec.selector", "required")
+        }
         Some(sel) => selector_matches_template(e, sel, t),
     }
-    pod_spec(e, "spec.template.spec", &t.spec, restart);
+    let none = PodSpec::default();
+    pod_spec(
+        e,
+        "spec.template.spec",
+        t.spec.as_ref().unwrap_or(&none),
+        restart,
+    );
 }
 
 pub(super) fn selector_matches_template(e: &mut Errors, sel: &LabelSelector, t: &PodTemplateSpec) {
     match Selector::from_label_selector(sel) {
         Err(err) => e.add("spec.selector", err),
         Ok(s) if s.is_empty() => e.add("spec.selector", "must not be empty"),
-        Ok(s) if !s.matches(&t.metadata.labels) => e.add(
+        Ok(s) if !s.matches(template_labels(t)) => e.add(
             "spec.template.metadata.labels",
             format!(
                 "selector {s:?} does not match the template's labels",
@@ -149,21 +174,26 @@ pub(super) fn selector_matches_template(e: &mut Errors, sel: &LabelSelector, t: 
     }
 }
 
+/// An update strategy: its type, and `rollingUpdate`'s `maxSurge` and `maxUnavailable` if given
+/// (Deployments and DaemonSets spell the same fields with two types).
 pub(super) fn strategy(
     e: &mut Errors,
     path: &str,
-    s: &DeploymentStrategy,
+    ty: Option<&str>,
+    rolling: Option<(Option<&IntOrString>, Option<&IntOrString>)>,
     types: &[&str],
     surge: bool,
 ) {
-    let ty = s.type_.as_deref().unwrap_or("RollingUpdate");
+    let ty = ty.unwrap_or("RollingUpdate");
     if !types.contains(&ty) {
         e.add(
             format!("{path}.type"),
             format!("{ty:?} is not one of {}", types.join(", ")),
         );
     }
-    let Some(ru) = &s.rolling_update else { return };
+    let Some((max_surge, max_unavailable)) = rolling else {
+        return;
+    };
     if ty != "RollingUpdate" {
         e.add(
             format!("{path}.rollingUpdate"),
@@ -171,15 +201,10 @@ pub(super) fn strategy(
         );
         return;
     }
-    let su = ru
-        .max_surge
-        .as_ref()
-        .map(|v| int_or_percent(e, &format!("{path}.rollingUpdate.maxSurge"), v));
-    let un = ru
-        .max_unavailable
-        .as_ref()
+    let su = max_surge.map(|v| int_or_percent(e, &format!("{path}.rollingUpdate.maxSurge"), v));
+    let un = max_unavailable
         .map(|v| int_or_percent(e, &format!("{path}.rollingUpdate.maxUnavailable"), v));
-    if !surge && ru.max_surge.is_some() && un == Some(Some(0)) && su == Some(Some(0)) {
+    if !surge && max_surge.is_some() && un == Some(Some(0)) && su == Some(Some(0)) {
         e.add(
             format!("{path}.rollingUpdate.maxUnavailable"),
             "may not be 0 when maxSurge is 0",
@@ -200,8 +225,8 @@ pub(super) fn int_or_percent(e: &mut Errors, path: &str, v: &IntOrString) -> Opt
             e.add(path, format!("{i} must be greater than or equal to 0"));
             None
         }
-        IntOrString::Int(i) => Some(*i),
-        IntOrString::Str(s) => match s.strip_suffix('%').and_then(|n| n.parse::<i64>().ok()) {
+        IntOrString::Int(i) => Some(i64::from(*i)),
+        IntOrString::String(s) => match s.strip_suffix('%').and_then(|n| n.parse::<i64>().ok()) {
             Some(p) if (0..=100).contains(&p) => Some(p),
             _ => {
                 e.add(

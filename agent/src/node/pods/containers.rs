@@ -9,12 +9,17 @@ use std::path::{Path, PathBuf};
 use flotilla_runtime::image::Image;
 use flotilla_runtime::spec::{BindMount, ContainerSpec, Resources};
 
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::manifest::lifecycle::{self, items, strings};
 use crate::manifest::quantity::{parse_milli, parse_units};
-use crate::manifest::types::{Container, Pod};
 
 /// Where the pod's things are on this node.
 pub struct PodContext<'a> {
     pub pod: &'a Pod,
+    /// The pod's spec (a pod without one is not run).
+    pub spec: &'a PodSpec,
     pub uid: &'a str,
     pub node: &'a str,
     pub pod_ip: &'a str,
@@ -70,22 +75,21 @@ pub fn container_spec(
     let env = environment(ctx, c, &image.env)?;
     let lookup: BTreeMap<&str, &str> = env.iter().filter_map(|e| e.split_once('=')).collect();
     let expand = |v: &String| expand_vars(v, &lookup);
-    let (entry, cmd): (Vec<String>, Vec<String>) = match (c.command.is_empty(), c.args.is_empty()) {
+    let (command, given) = (items(&c.command), items(&c.args));
+    let (entry, cmd): (Vec<String>, Vec<String>) = match (command.is_empty(), given.is_empty()) {
         (true, true) => (image.entrypoint.clone(), image.cmd.clone()),
-        (true, false) => (
-            image.entrypoint.clone(),
-            c.args.iter().map(expand).collect(),
-        ),
+        (true, false) => (image.entrypoint.clone(), given.iter().map(expand).collect()),
         (false, _) => (
-            c.command.iter().map(expand).collect(),
-            c.args.iter().map(expand).collect(),
+            command.iter().map(expand).collect(),
+            given.iter().map(expand).collect(),
         ),
     };
     let args: Vec<String> = entry.into_iter().chain(cmd).collect();
     if args.is_empty() {
         return Err(ConfigError(format!(
             "container {:?}: no command: the image {} has no entrypoint or cmd and none is given",
-            c.name, c.image
+            c.name,
+            c.image.as_deref().unwrap_or_default()
         )));
     }
     let sc = c.security_context.clone().unwrap_or_default();
@@ -117,7 +121,7 @@ pub fn container_spec(
             read_only: false,
         });
     }
-    for m in &c.volume_mounts {
+    for m in items(&c.volume_mounts) {
         let dir = ctx.volumes.get(&m.name).ok_or_else(|| {
             ConfigError(format!(
                 "container {:?}: volumeMount {:?} names no volume of the pod",
@@ -138,10 +142,7 @@ pub fn container_spec(
         };
         // ConfigMap and Secret volumes are the node's projection of an object: always
         // read-only inside, as Kubernetes mounts them.
-        let projected = ctx
-            .pod
-            .spec
-            .volumes
+        let projected = items(&ctx.spec.volumes)
             .iter()
             .any(|v| v.name == m.name && (v.config_map.is_some() || v.secret.is_some()));
         mounts.push(BindMount {
@@ -150,12 +151,12 @@ pub fn container_spec(
             read_only: projected || m.read_only.unwrap_or(false),
         });
     }
-    let hostname = ctx
-        .pod
-        .spec
-        .hostname
-        .clone()
-        .unwrap_or_else(|| ctx.pod.metadata.name.chars().take(63).collect());
+    let hostname = ctx.spec.hostname.clone().unwrap_or_else(|| {
+        lifecycle::name(&ctx.pod.metadata)
+            .chars()
+            .take(63)
+            .collect()
+    });
     Ok(ContainerSpec {
         id: id.clone(),
         args,
@@ -183,13 +184,17 @@ pub fn container_spec(
 /// limits.memory -> memory limit; limits.cpu -> CFS quota over a 100 ms period;
 /// requests.cpu (or the limit) -> shares, as the kubelet maps them.
 pub fn resources(c: &Container) -> Resources {
-    let get = |m: &BTreeMap<String, crate::manifest::types::Quantity>, k: &str| {
-        m.get(k).map(|q| q.0.clone())
-    };
-    let mem = get(&c.resources.limits, "memory").and_then(|q| parse_units(&q).ok());
-    let cpu_limit = get(&c.resources.limits, "cpu").and_then(|q| parse_milli(&q).ok());
-    let cpu_request = get(&c.resources.requests, "cpu")
-        .and_then(|q| parse_milli(&q).ok())
+    let (limits, requests) = c
+        .resources
+        .as_ref()
+        .map_or((None, None), |r| (r.limits.as_ref(), r.requests.as_ref()));
+    fn get<'a>(m: Option<&'a BTreeMap<String, Quantity>>, k: &str) -> Option<&'a str> {
+        m?.get(k).map(|q| q.0.as_str())
+    }
+    let mem = get(limits, "memory").and_then(|q| parse_units(q).ok());
+    let cpu_limit = get(limits, "cpu").and_then(|q| parse_milli(q).ok());
+    let cpu_request = get(requests, "cpu")
+        .and_then(|q| parse_milli(q).ok())
         .or(cpu_limit);
     Resources {
         memory_bytes: mem,
@@ -203,23 +208,20 @@ pub fn resources(c: &Container) -> Resources {
 /// The pod's own cgroup limits, as the kubelet sets them: the sum of its app containers'
 /// limits, or the largest init container's if that is more (they run one at a time). A
 /// resource is limited only when every container limits it.
-pub fn pod_limits(
-    spec: &crate::manifest::types::PodSpec,
-) -> flotilla_runtime::cgroups::ParentLimits {
+pub fn pod_limits(spec: &PodSpec) -> flotilla_runtime::cgroups::ParentLimits {
     let sum_or_none = |f: &dyn Fn(&Resources) -> Option<i64>| -> Option<i64> {
         let apps: Option<i64> = spec
             .containers
             .iter()
             .map(|c| f(&resources(c)))
             .sum::<Option<i64>>();
-        let init: Option<i64> = spec
-            .init_containers
+        let init: Option<i64> = items(&spec.init_containers)
             .iter()
             .map(|c| f(&resources(c)))
             .try_fold(0i64, |m, v| v.map(|v| m.max(v)));
         match (apps, init) {
             (Some(a), Some(i)) => Some(a.max(i)),
-            (Some(a), None) if spec.init_containers.is_empty() => Some(a),
+            (Some(a), None) if items(&spec.init_containers).is_empty() => Some(a),
             _ => None,
         }
     };
@@ -253,7 +255,7 @@ fn environment(
         }
     };
     // Services' variables come before the pod's own, which may override them.
-    if ctx.pod.spec.enable_service_links != Some(false) {
+    if ctx.spec.enable_service_links != Some(false) {
         for (k, v) in ctx.service_env {
             set(&mut vars, k.clone(), v.clone());
         }
@@ -261,26 +263,26 @@ fn environment(
     let missing = |what: &str, name: &str| {
         ConfigError(format!("container {:?}: {what} {name:?} not found", c.name))
     };
-    for from in &c.env_from {
+    for from in items(&c.env_from) {
         let prefix = from.prefix.clone().unwrap_or_default();
-        let (source, r, what) = if let Some(r) = &from.config_map_ref {
-            (ctx.config_maps, r, "configmap")
+        let (source, (name, optional), what) = if let Some(r) = &from.config_map_ref {
+            (ctx.config_maps, (&r.name, r.optional), "configmap")
         } else if let Some(r) = &from.secret_ref {
-            (ctx.secrets, r, "secret")
+            (ctx.secrets, (&r.name, r.optional), "secret")
         } else {
             continue;
         };
-        match source.get(&r.name) {
+        match source.get(name) {
             Some(data) => {
                 for (k, v) in data {
                     set(&mut vars, format!("{prefix}{k}"), v.clone());
                 }
             }
-            None if r.optional == Some(true) => {}
-            None => return Err(missing(what, &r.name)),
+            None if optional == Some(true) => {}
+            None => return Err(missing(what, name)),
         }
     }
-    for e in &c.env {
+    for e in items(&c.env) {
         let value = if let Some(v) = &e.value {
             let lookup: BTreeMap<&str, &str> =
                 vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -289,21 +291,21 @@ fn environment(
             let key_ref = src
                 .config_map_key_ref
                 .as_ref()
-                .map(|r| (r, ctx.config_maps, "configmap"))
+                .map(|r| ((&r.name, &r.key, r.optional), ctx.config_maps, "configmap"))
                 .or_else(|| {
                     src.secret_key_ref
                         .as_ref()
-                        .map(|r| (r, ctx.secrets, "secret"))
+                        .map(|r| ((&r.name, &r.key, r.optional), ctx.secrets, "secret"))
                 });
-            if let Some((r, source, what)) = key_ref {
-                match source.get(&r.name).map(|d| d.get(&r.key)) {
+            if let Some(((name, key, optional), source, what)) = key_ref {
+                match source.get(name).map(|d| d.get(key)) {
                     Some(Some(v)) => Some(v.clone()),
-                    _ if r.optional == Some(true) => None,
-                    None => return Err(missing(what, &r.name)),
+                    _ if optional == Some(true) => None,
+                    None => return Err(missing(what, name)),
                     Some(None) => {
                         return Err(ConfigError(format!(
-                            "container {:?}: env {:?}: key {:?} not found in {what} {:?}",
-                            c.name, e.name, r.key, r.name
+                            "container {:?}: env {:?}: key {key:?} not found in {what} {name:?}",
+                            c.name, e.name
                         )));
                     }
                 }
@@ -330,12 +332,11 @@ fn environment(
 fn field(ctx: &PodContext<'_>, path: &str) -> Option<String> {
     let m = &ctx.pod.metadata;
     Some(match path {
-        "metadata.name" => m.name.clone(),
+        "metadata.name" => lifecycle::name(m).to_string(),
         "metadata.namespace" => m.namespace.clone().unwrap_or_else(|| "default".into()),
         "metadata.uid" => ctx.uid.to_string(),
         "spec.nodeName" => ctx.node.to_string(),
         "spec.serviceAccountName" => ctx
-            .pod
             .spec
             .service_account_name
             .clone()
@@ -345,10 +346,10 @@ fn field(ctx: &PodContext<'_>, path: &str) -> Option<String> {
         p => {
             let key = p
                 .strip_prefix("metadata.labels['")
-                .map(|k| (k, &m.labels))
+                .map(|k| (k, strings(&m.labels)))
                 .or_else(|| {
                     p.strip_prefix("metadata.annotations['")
-                        .map(|k| (k, &m.annotations))
+                        .map(|k| (k, strings(&m.annotations)))
                 })?;
             let name = key.0.strip_suffix("']")?;
             key.1.get(name).cloned().unwrap_or_default()
@@ -435,10 +436,13 @@ fn parse_user(user: &str, layers: &[PathBuf]) -> Result<(u32, u32), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::types::{
-        EnvFromSource, EnvVar, EnvVarSource, FieldSelector, KeySelector, NameRef, ObjectMeta,
-        Quantity,
-    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use serde_json::json;
+
+    /// A container from its manifest form.
+    fn container(v: serde_json::Value) -> Container {
+        serde_json::from_value(v).unwrap()
+    }
 
     fn image() -> Image {
         Image {
@@ -463,15 +467,16 @@ mod tests {
 
     impl Fixture {
         fn new() -> Fixture {
-            let mut pod = Pod {
+            let pod = Pod {
                 metadata: ObjectMeta {
-                    name: "web-1".into(),
+                    name: Some("web-1".into()),
                     namespace: Some("shop".into()),
+                    labels: Some([("app".to_string(), "web".to_string())].into()),
                     ..Default::default()
                 },
+                spec: Some(PodSpec::default()),
                 ..Default::default()
             };
-            pod.metadata.labels.insert("app".into(), "web".into());
             let mut cm = BTreeMap::new();
             cm.insert("COLOR".to_string(), "blue".to_string());
             cm.insert("SIZE".to_string(), "xl".to_string());
@@ -488,6 +493,7 @@ mod tests {
         fn ctx(&self) -> PodContext<'_> {
             PodContext {
                 pod: &self.pod,
+                spec: self.pod.spec.as_ref().unwrap(),
                 uid: "u1",
                 node: "n1",
                 pod_ip: "10.42.0.7",
@@ -513,60 +519,17 @@ mod tests {
     #[test]
     fn env_comes_from_image_envfrom_env_and_fields_in_order() {
         let f = Fixture::new();
-        let c = Container {
-            name: "app".into(),
-            env_from: vec![EnvFromSource {
-                prefix: Some("CFG_".into()),
-                config_map_ref: Some(NameRef {
-                    name: "settings".into(),
-                    optional: None,
-                }),
-                secret_ref: None,
-            }],
-            env: vec![
-                EnvVar {
-                    name: "FROM_IMAGE".into(),
-                    value: Some("overridden-$(CFG_COLOR)".into()),
-                    value_from: None,
-                },
-                EnvVar {
-                    name: "DB_PASSWORD".into(),
-                    value: None,
-                    value_from: Some(EnvVarSource {
-                        secret_key_ref: Some(KeySelector {
-                            name: "db".into(),
-                            key: "password".into(),
-                            optional: None,
-                        }),
-                        ..Default::default()
-                    }),
-                },
-                EnvVar {
-                    name: "POD".into(),
-                    value: None,
-                    value_from: Some(EnvVarSource {
-                        field_ref: Some(FieldSelector {
-                            api_version: None,
-                            field_path: "metadata.name".into(),
-                        }),
-                        ..Default::default()
-                    }),
-                },
-                EnvVar {
-                    name: "APP".into(),
-                    value: None,
-                    value_from: Some(EnvVarSource {
-                        field_ref: Some(FieldSelector {
-                            api_version: None,
-                            field_path: "metadata.labels['app']".into(),
-                        }),
-                        ..Default::default()
-                    }),
-                },
+        let c = container(json!({
+            "name": "app",
+            "envFrom": [{"prefix": "CFG_", "configMapRef": {"name": "settings"}}],
+            "env": [
+                {"name": "FROM_IMAGE", "value": "overridden-$(CFG_COLOR)"},
+                {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
             ],
-            command: vec!["echo".into(), "$(POD)".into(), "$$(POD)".into()],
-            ..Default::default()
-        };
+            "command": ["echo", "$(POD)", "$$(POD)"],
+        }));
         let s = container_spec(&f.ctx(), &c, 3, &image()).unwrap();
         let env = env_of(&s);
         assert_eq!(env["CFG_COLOR"], "blue");
@@ -585,7 +548,7 @@ mod tests {
     #[test]
     fn field_refs_name_the_pods_place_and_env_from_reads_secrets_and_config_keys() {
         let f = Fixture::new();
-        let c: Container = serde_json::from_value(serde_json::json!({
+        let c = container(json!({
             "name": "app",
             "envFrom": [{"secretRef": {"name": "db"}, "prefix": "DB_"}],
             "env": [
@@ -597,8 +560,7 @@ mod tests {
                 {"name": "SIZE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "SIZE"}}},
                 {"name": "OPT", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "x", "optional": true}}},
             ],
-        }))
-        .unwrap();
+        }));
         let env = env_of(&container_spec(&f.ctx(), &c, 0, &image()).unwrap());
         assert_eq!(
             [
@@ -629,28 +591,16 @@ mod tests {
     #[test]
     fn missing_references_say_what_is_missing() {
         let f = Fixture::new();
-        let mut c = Container {
-            name: "app".into(),
-            env: vec![EnvVar {
-                name: "X".into(),
-                value: None,
-                value_from: Some(EnvVarSource {
-                    config_map_key_ref: Some(KeySelector {
-                        name: "settings".into(),
-                        key: "NOPE".into(),
-                        optional: None,
-                    }),
-                    ..Default::default()
-                }),
-            }],
-            ..Default::default()
-        };
+        let mut c = container(json!({
+            "name": "app",
+            "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "NOPE"}}}],
+        }));
         let e = container_spec(&f.ctx(), &c, 0, &image()).unwrap_err();
         assert!(
             e.0.contains("key \"NOPE\" not found in configmap \"settings\""),
             "{e:?}"
         );
-        c.env[0]
+        c.env.as_mut().unwrap()[0]
             .value_from
             .as_mut()
             .unwrap()
@@ -659,14 +609,10 @@ mod tests {
             .unwrap()
             .optional = Some(true);
         assert!(!env_of(&container_spec(&f.ctx(), &c, 0, &image()).unwrap()).contains_key("X"));
-        c.env.clear();
-        c.env_from = vec![EnvFromSource {
-            secret_ref: Some(NameRef {
-                name: "absent".into(),
-                optional: None,
-            }),
-            ..Default::default()
-        }];
+        c.env = None;
+        c.env_from =
+            container(json!({"name": "x", "envFrom": [{"secretRef": {"name": "absent"}}]}))
+                .env_from;
         let e = container_spec(&f.ctx(), &c, 0, &image()).unwrap_err();
         assert!(e.0.contains("secret \"absent\" not found"), "{e:?}");
     }
@@ -674,23 +620,12 @@ mod tests {
     #[test]
     fn commands_mounts_and_limits_map_like_the_kubelet() {
         let f = Fixture::new();
-        let mut c = Container {
-            name: "app".into(),
-            args: vec!["-c".into(), "true".into()],
-            volume_mounts: vec![crate::manifest::types::VolumeMount {
-                name: "data".into(),
-                mount_path: "/data".into(),
-                read_only: Some(true),
-                sub_path: Some("sub".into()),
-            }],
-            ..Default::default()
-        };
-        c.resources
-            .limits
-            .insert("memory".into(), Quantity("64Mi".into()));
-        c.resources
-            .limits
-            .insert("cpu".into(), Quantity("500m".into()));
+        let mut c = container(json!({
+            "name": "app",
+            "args": ["-c", "true"],
+            "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": true, "subPath": "sub"}],
+            "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}},
+        }));
         let mut img = image();
         img.entrypoint = vec!["/bin/sh".into()];
         let s = container_spec(&f.ctx(), &c, 0, &img).unwrap();
@@ -704,9 +639,9 @@ mod tests {
         assert_eq!(s.resources.memory_bytes, Some(64 << 20));
         assert_eq!(s.resources.cpu_quota_us, Some(50_000));
         assert_eq!(s.resources.cpu_shares, Some(512));
-        c.volume_mounts[0].sub_path = Some("../escape".into());
+        c.volume_mounts.as_mut().unwrap()[0].sub_path = Some("../escape".into());
         assert!(container_spec(&f.ctx(), &c, 0, &img).is_err());
-        c.volume_mounts[0].name = "nope".into();
+        c.volume_mounts.as_mut().unwrap()[0].name = "nope".into();
         let e = container_spec(&f.ctx(), &c, 0, &img).unwrap_err();
         assert!(e.0.contains("names no volume"), "{e:?}");
     }
@@ -714,19 +649,9 @@ mod tests {
     #[test]
     fn pod_limits_sum_the_containers_when_all_have_them() {
         let c = |name: &str, mem: &str, cpu: &str| {
-            let mut c = Container {
-                name: name.into(),
-                ..Default::default()
-            };
-            c.resources
-                .limits
-                .insert("memory".into(), Quantity(mem.into()));
-            c.resources
-                .limits
-                .insert("cpu".into(), Quantity(cpu.into()));
-            c
+            container(json!({"name": name, "resources": {"limits": {"memory": mem, "cpu": cpu}}}))
         };
-        let mut spec = crate::manifest::types::PodSpec {
+        let mut spec = PodSpec {
             containers: vec![c("a", "16Mi", "100m"), c("b", "32Mi", "250m")],
             ..Default::default()
         };
@@ -737,7 +662,7 @@ mod tests {
             (Some(35_000), Some(100_000))
         );
         // A bigger init container raises the pod's limit.
-        spec.init_containers = vec![c("init", "64Mi", "100m")];
+        spec.init_containers = Some(vec![c("init", "64Mi", "100m")]);
         assert_eq!(pod_limits(&spec).memory_bytes, Some(64 << 20));
         // A container without a limit leaves the pod unlimited.
         spec.containers.push(Container {

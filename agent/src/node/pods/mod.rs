@@ -26,6 +26,7 @@ use base64::Engine;
 use flotilla_runtime::container::{ContainerStatus, Runtime};
 use flotilla_runtime::image::ImageStore;
 use flotilla_runtime::logs::LogConfig;
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -35,7 +36,7 @@ use self::containers::{PodContext, cgroup_path, parse_instance_id, pod_cgroup};
 use self::plan::{Action, Ended, Instance, InstanceState, Observed, StartFailure};
 use self::volumes::{PodRecord, Sources, pod_dir};
 use crate::manifest::events::{EventKind, event};
-use crate::manifest::types::Pod;
+use crate::manifest::lifecycle::{self, items};
 use crate::store::{Op, Store, StoreError, Write, new_uid, now_rfc3339};
 
 /// Actions run at once.
@@ -444,12 +445,16 @@ impl Manager {
                 continue;
             };
             desired_uids.insert(uid.clone());
-            let pod: Pod = match serde_json::from_value(raw.clone()) {
+            let pod: Pod = match lifecycle::decode(raw.clone()) {
                 Ok(p) => p,
                 Err(e) => {
                     warn!(pod = %raw["metadata"]["name"], error = %e, "cannot read pod");
                     continue;
                 }
+            };
+            let Some(spec) = pod.spec.as_ref() else {
+                warn!(pod = %raw["metadata"]["name"], "pod has no spec");
+                continue;
             };
             let ns = pod
                 .metadata
@@ -475,11 +480,10 @@ impl Manager {
             // Volumes and /etc files are kept up to date while the pod runs.
             let mut volume_error = None;
             let mut volume_dirs = BTreeMap::new();
-            let hostname = pod
-                .spec
+            let hostname = spec
                 .hostname
                 .clone()
-                .unwrap_or_else(|| pod.metadata.name.chars().take(63).collect());
+                .unwrap_or_else(|| lifecycle::name(&pod.metadata).chars().take(63).collect());
             let mut etc = Vec::new();
             let pod_ip = self
                 .node
@@ -502,13 +506,13 @@ impl Manager {
                             secrets,
                         };
                         // Small file writes, inline: one pass, one consistent view.
-                        match volumes::sync_volumes(&dir, &pod, &src) {
+                        match volumes::sync_volumes(&dir, spec, &src) {
                             Ok(v) => volume_dirs = v,
                             Err(e) => volume_error = Some(e),
                         }
                         // ClusterFirst (the default) asks the node's cluster DNS, when the
                         // node has a pod network; `Default` takes the node's own resolv.conf.
-                        let resolv = match (&self.node.net, pod.spec.dns_policy.as_deref()) {
+                        let resolv = match (&self.node.net, spec.dns_policy.as_deref()) {
                             (Some(_), None | Some("ClusterFirst")) => {
                                 crate::node::dns::pod_resolv_conf(
                                     &ns,
@@ -537,7 +541,7 @@ impl Manager {
             };
             {
                 let mem = self.mem.lock().expect("pod memory");
-                for c in pod.spec.containers.iter().chain(&pod.spec.init_containers) {
+                for c in spec.containers.iter().chain(items(&spec.init_containers)) {
                     let key = (uid.clone(), c.name.clone());
                     if let Some(f) = mem.failures.get(&key) {
                         obs.start_failures.insert(c.name.clone(), f.clone());
@@ -571,7 +575,7 @@ impl Manager {
                 }
             }
             let prev = raw.get("status").cloned().unwrap_or(Value::Null);
-            let p = plan::plan(&pod.spec, &obs, &prev, now);
+            let p = plan::plan(spec, &obs, &prev, now);
             if let Some(w) = p.wake_at {
                 self.wake_at = Some(self.wake_at.map_or(w, |x| x.min(w)));
             }
@@ -582,7 +586,7 @@ impl Manager {
                     .join("sandboxes")
                     .join(&uid),
             };
-            for c in pod.spec.containers.iter() {
+            for c in spec.containers.iter() {
                 if let Some(Instance {
                     id,
                     state: InstanceState::Running { .. },
@@ -619,6 +623,7 @@ impl Manager {
             for a in p.actions {
                 let ctx = PodContext {
                     pod: &pod,
+                    spec,
                     uid: &uid,
                     node: &self.node.name,
                     pod_ip: &pod_ip,
@@ -764,9 +769,8 @@ impl Manager {
     fn dispatch(&self, a: Action, ctx: &PodContext<'_>, raw: &Value, hostname: &str) {
         let (node, mem) = (self.node.clone(), self.mem.clone());
         let uid = ctx.uid.to_string();
-        let pod_name = ctx.pod.metadata.name.clone();
+        let pod_name = lifecycle::name(&ctx.pod.metadata).to_string();
         let grace = ctx
-            .pod
             .spec
             .termination_grace_period_seconds
             .unwrap_or(30)
@@ -777,20 +781,19 @@ impl Manager {
                     namespace: ctx.pod.metadata.namespace.clone().unwrap_or_default(),
                     name: pod_name.clone(),
                     grace_seconds: grace,
-                    labels: ctx.pod.metadata.labels.clone(),
+                    labels: lifecycle::labels(&ctx.pod.metadata).clone(),
                     pre_stop: ctx
-                        .pod
                         .spec
                         .containers
                         .iter()
                         .filter_map(|c| {
                             let cmd = c.lifecycle.as_ref()?.pre_stop.as_ref()?.exec.as_ref()?;
-                            Some((c.name.clone(), cmd.command.clone()))
+                            Some((c.name.clone(), cmd.command.clone().unwrap_or_default()))
                         })
                         .collect(),
                 };
                 let host = hostname.to_string();
-                let limits = containers::pod_limits(&ctx.pod.spec);
+                let limits = containers::pod_limits(ctx.spec);
                 self.run(format!("sandbox:{uid}"), move || {
                     let dir = pod_dir(&node.data, &uid);
                     // The pod's own cgroup, with the sum of its containers' limits.
@@ -843,9 +846,9 @@ impl Manager {
                 streak,
             } => {
                 let list = if init {
-                    &ctx.pod.spec.init_containers
+                    items(&ctx.spec.init_containers)
                 } else {
-                    &ctx.pod.spec.containers
+                    &ctx.spec.containers
                 };
                 let Some(c) = list.iter().find(|c| c.name == container).cloned() else {
                     return;
@@ -864,19 +867,19 @@ impl Manager {
                         },
                     );
                 };
-                let image = match node.images.resolve(&c.image) {
+                let image_ref = c.image.clone().unwrap_or_default();
+                let image = match node.images.resolve(&image_ref) {
                     Ok(i) => i,
                     Err(_) if c.image_pull_policy.as_deref() == Some("Never") => {
                         let msg = format!(
-                            "image {:?} is not on this node and imagePullPolicy is Never",
-                            c.image
+                            "image {image_ref:?} is not on this node and imagePullPolicy is Never"
                         );
                         fail(&mem, "ErrImageNeverPull", msg);
                         self.wake.notify_one();
                         return;
                     }
                     Err(_) => {
-                        self.pull(raw, &c.image, fail);
+                        self.pull(raw, &image_ref, fail);
                         return;
                     }
                 };
@@ -925,11 +928,9 @@ impl Manager {
             }
             Action::Kill { id, reason } => {
                 let hook = parse_instance_id(&id)
-                    .and_then(|(_, name, _)| {
-                        ctx.pod.spec.containers.iter().find(|c| c.name == name)
-                    })
+                    .and_then(|(_, name, _)| ctx.spec.containers.iter().find(|c| c.name == name))
                     .and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref()?.exec.clone())
-                    .map(|e| e.command);
+                    .map(|e| e.command.unwrap_or_default());
                 self.event(
                     raw,
                     EventKind::Normal,

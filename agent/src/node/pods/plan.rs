@@ -9,9 +9,10 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::{Container, PodSpec};
 use serde_json::{Value, json};
 
-use crate::manifest::types::{Container, PodSpec};
+use crate::manifest::lifecycle::items;
 
 /// Kubernetes' restart back-off: 10 s doubling to 5 min, reset after 10 min of running.
 pub const BACKOFF_BASE_MS: u64 = 10_000;
@@ -385,15 +386,15 @@ pub fn plan(spec: &PodSpec, obs: &Observed, prev: &Value, now_ms: u64) -> Plan {
             "phase": "Pending",
             "conditions": [
                 condition("PodScheduled", true, prev, &now),
-                condition("Initialized", spec.init_containers.is_empty(), prev, &now),
+                condition("Initialized", items(&spec.init_containers).is_empty(), prev, &now),
                 condition("ContainersReady", false, prev, &now),
                 condition("Ready", false, prev, &now),
             ],
             "containerStatuses": pending(&spec.containers, "ContainerCreating"),
         });
-        if !spec.init_containers.is_empty() {
+        if !items(&spec.init_containers).is_empty() {
             status["initContainerStatuses"] =
-                json!(pending(&spec.init_containers, "PodInitializing"));
+                json!(pending(items(&spec.init_containers), "PodInitializing"));
         }
         return Plan {
             actions: vec![Action::CreateSandbox],
@@ -408,7 +409,7 @@ pub fn plan(spec: &PodSpec, obs: &Observed, prev: &Value, now_ms: u64) -> Plan {
     let mut init_statuses = Vec::new();
     let mut initialized = true;
     let mut init_failed = None;
-    for c in &spec.init_containers {
+    for c in items(&spec.init_containers) {
         if !initialized {
             init_statuses.push(json!({"name": c.name, "image": c.image, "imageID": "", "ready": false, "restartCount": 0, "started": false, "state": waiting("PodInitializing", None)}));
             continue;

@@ -1,15 +1,15 @@
 use super::*;
-use crate::manifest::types::Probe;
+use k8s_openapi::api::core::v1::Probe;
 
 fn spec(policy: &str, containers: &[&str], inits: &[&str]) -> PodSpec {
     let c = |n: &&str| Container {
         name: n.to_string(),
-        image: "busybox".into(),
+        image: Some("busybox".into()),
         ..Default::default()
     };
     PodSpec {
         containers: containers.iter().map(c).collect(),
-        init_containers: inits.iter().map(c).collect(),
+        init_containers: Some(inits.iter().map(c).collect()),
         restart_policy: Some(policy.into()),
         ..Default::default()
     }

@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::plan::Probed;
-use crate::manifest::types::{Container, IntOrString, Probe};
+use crate::manifest::lifecycle::items;
 
 /// Where a probe reaches its container.
 #[derive(Debug, Clone)]
@@ -109,8 +111,7 @@ impl Prober {
                     dialer: dialer.clone(),
                     kind,
                     probe: p.clone(),
-                    ports: c
-                        .ports
+                    ports: items(&c.ports)
                         .iter()
                         .filter_map(|p| p.name.clone().map(|n| (n, p.container_port)))
                         .collect(),
@@ -148,7 +149,7 @@ struct ProbeTask {
     dialer: Option<Dialer>,
     kind: Kind,
     probe: Probe,
-    ports: Vec<(String, i64)>,
+    ports: Vec<(String, i32)>,
     target: Target,
     results: Arc<Mutex<HashMap<String, Probed>>>,
     runtime: Arc<flotilla_runtime::container::Runtime>,
@@ -170,7 +171,7 @@ fn on_grid(after: Duration) -> tokio::time::Instant {
     base + Duration::from_millis(rounded as u64)
 }
 
-fn secs(v: Option<i64>, default: i64, min: i64) -> Duration {
+fn secs(v: Option<i32>, default: i32, min: i32) -> Duration {
     Duration::from_secs(v.unwrap_or(default).max(min) as u64)
 }
 
@@ -200,10 +201,10 @@ fn gate(kind: Kind, s: &Probed) -> Gate {
 #[derive(Debug, Clone, Copy)]
 struct Counter {
     kind: Kind,
-    success_threshold: i64,
-    failure_threshold: i64,
-    successes: i64,
-    failures: i64,
+    success_threshold: i32,
+    failure_threshold: i32,
+    successes: i32,
+    failures: i32,
 }
 
 impl Counter {
@@ -313,7 +314,7 @@ impl ProbeTask {
     fn port(&self, p: &IntOrString) -> Result<u16, String> {
         match p {
             IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("bad port {n}")),
-            IntOrString::Str(name) => self
+            IntOrString::String(name) => self
                 .ports
                 .iter()
                 .find(|(n, _)| n == name)
@@ -325,7 +326,7 @@ impl ProbeTask {
     async fn check(&self, timeout: Duration) -> Result<(), String> {
         let p = &self.probe;
         if let Some(e) = &p.exec {
-            return exec_probe(&self.runtime, &self.target.id, &e.command, timeout).await;
+            return exec_probe(&self.runtime, &self.target.id, items(&e.command), timeout).await;
         }
         let ip = |host: &Option<String>| {
             host.clone()
@@ -347,8 +348,7 @@ impl ProbeTask {
             let host = ip(&h.host);
             let port = self.port(&h.port)?;
             let path = h.path.clone().unwrap_or_else(|| "/".into());
-            let headers: Vec<(String, String)> = h
-                .http_headers
+            let headers: Vec<(String, String)> = items(&h.http_headers)
                 .iter()
                 .map(|h| (h.name.clone(), h.value.clone()))
                 .collect();
@@ -563,7 +563,7 @@ fn parse_status_line(b: &[u8]) -> Result<u16, String> {
 mod tests {
     use super::*;
 
-    fn probe(success: i64, failure: i64) -> Probe {
+    fn probe(success: i32, failure: i32) -> Probe {
         serde_json::from_value(serde_json::json!({
             "exec": {"command": ["true"]},
             "successThreshold": success,

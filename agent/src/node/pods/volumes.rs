@@ -17,9 +17,10 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::api::core::v1::{KeyToPath, PodSpec, Volume};
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::types::{KeyToPath, Pod, Volume};
+use crate::manifest::lifecycle::items;
 
 /// What the node remembers of a pod it runs, for when the pod is gone from the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,7 +47,7 @@ pub type Projection = BTreeMap<String, (Vec<u8>, u32)>;
 pub fn project(
     data: &BTreeMap<String, String>,
     items: &[KeyToPath],
-    default_mode: Option<i64>,
+    default_mode: Option<i32>,
 ) -> Result<Projection, String> {
     let mode = default_mode.unwrap_or(0o644) as u32;
     let mut out = Projection::new();
@@ -156,11 +157,11 @@ pub struct Sources<'a> {
 /// Brings the pod's volumes up to date on disk; returns each volume's host directory.
 pub fn sync_volumes(
     dir: &Path,
-    pod: &Pod,
+    spec: &PodSpec,
     src: &Sources<'_>,
 ) -> Result<BTreeMap<String, PathBuf>, String> {
     let mut out = BTreeMap::new();
-    for v in &pod.spec.volumes {
+    for v in items(&spec.volumes) {
         out.insert(v.name.clone(), sync_volume(dir, v, src)?);
     }
     Ok(out)
@@ -221,23 +222,25 @@ fn sync_volume(dir: &Path, v: &Volume, src: &Sources<'_>) -> Result<PathBuf, Str
         }
         return Ok(p);
     }
-    let (data, items, mode, optional, what, name) = if let Some(c) = &v.config_map {
+    let none = String::new();
+    let (data, keys, mode, optional, what, name) = if let Some(c) = &v.config_map {
         (
             src.config_maps.get(&c.name),
-            &c.items,
+            items(&c.items),
             c.default_mode,
             c.optional,
             "configmap",
             &c.name,
         )
     } else if let Some(s) = &v.secret {
+        let name = s.secret_name.as_ref().unwrap_or(&none);
         (
-            src.secrets.get(&s.secret_name),
-            &s.items,
+            src.secrets.get(name),
+            items(&s.items),
             s.default_mode,
             s.optional,
             "secret",
-            &s.secret_name,
+            name,
         )
     } else {
         return Err(format!("volume {:?}: no supported source", v.name));
@@ -248,7 +251,7 @@ fn sync_volume(dir: &Path, v: &Volume, src: &Sources<'_>) -> Result<PathBuf, Str
         None if optional == Some(true) => &empty,
         None => return Err(format!("volume {:?}: {what} {name:?} not found", v.name)),
     };
-    let files = project(data, items, mode).map_err(|e| format!("volume {:?}: {e}", v.name))?;
+    let files = project(data, keys, mode).map_err(|e| format!("volume {:?}: {e}", v.name))?;
     write_projection(&path, &files).map_err(|e| io("writing", e))?;
     Ok(path)
 }
