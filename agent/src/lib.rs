@@ -12,7 +12,8 @@
 //! - [`controller`]: reconcile loops (Deployment, ReplicaSet, Job, DaemonSet, garbage
 //!   collection, namespaces) as pure planning functions plus a thin async runner.
 //! - [`cluster`]: node-to-node QUIC with mutual TLS, joining by token.
-//! - [`node`]: this node's identity: data dir, certificates, tokens, its Node object.
+//! - [`node`]: this node: identity (data dir, certificates, tokens), the pod manager, the
+//!   service table, cluster DNS and its Node object.
 
 pub mod agent;
 pub mod api;
