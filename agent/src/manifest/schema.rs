@@ -253,11 +253,9 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     ("io.k8s.api.core.v1.HTTPHeader", &["name", "value"]),
     ("io.k8s.api.core.v1.TCPSocketAction", &["port", "host"]),
-    ("io.k8s.api.core.v1.Lifecycle", &["postStart", "preStop"]),
-    (
-        "io.k8s.api.core.v1.LifecycleHandler",
-        &["exec", "httpGet", "tcpSocket"],
-    ),
+    // postStart, and preStop by httpGet or tcpSocket, are not run yet: refused, not ignored.
+    ("io.k8s.api.core.v1.Lifecycle", &["preStop"]),
+    ("io.k8s.api.core.v1.LifecycleHandler", &["exec"]),
     (
         "io.k8s.api.core.v1.Volume",
         &["name", "emptyDir", "hostPath", "configMap", "secret"],
