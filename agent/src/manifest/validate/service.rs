@@ -5,7 +5,8 @@ use super::*;
 /// Validates a Service.
 pub(super) fn service_object(e: &mut Errors, o: &Service) {
     meta(e, &o.metadata, NameRule::Label, true);
-    service(e, &o.spec.clone().unwrap_or_default());
+    let none = ServiceSpec::default();
+    service(e, o.spec.as_ref().unwrap_or(&none));
 }
 
 pub(super) fn service(e: &mut Errors, s: &ServiceSpec) {
