@@ -146,7 +146,8 @@ impl Runtime {
         })
     }
 
-    pub(crate) fn root(&self) -> &Path {
+    /// The directory the runtime keeps its containers and sandboxes in.
+    pub fn root(&self) -> &Path {
         &self.root
     }
 

@@ -13,8 +13,13 @@
 //! grace period recorded when the pod started) and removed with their sandbox and files.
 
 pub mod containers;
+#[cfg(test)]
+mod fake;
+pub mod host;
 pub mod plan;
 pub mod probe;
+#[cfg(test)]
+mod tests;
 pub mod volumes;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -26,13 +31,14 @@ use base64::Engine;
 use flotilla_runtime::container::{ContainerStatus, Runtime};
 use flotilla_runtime::image::ImageStore;
 use flotilla_runtime::logs::LogConfig;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, warn};
 
 use self::containers::{PodContext, cgroup_path, parse_instance_id, pod_cgroup};
+use self::host::{Machine, PodNet, PodRuntime};
 use self::plan::{Action, Ended, Instance, InstanceState, Observed, StartFailure};
 use self::volumes::{PodRecord, Sources, pod_dir};
 use crate::manifest::events::{EventKind, event};
@@ -50,7 +56,7 @@ const LOG_KEEP: u32 = 3;
 /// The pod network's bridge in the agent's network namespace.
 pub const BRIDGE: &str = "flotilla0";
 
-/// Where a node's pods live.
+/// Where a node's pods live (the API reads their logs and runs exec through it).
 #[derive(Clone)]
 pub struct Node {
     pub name: String,
@@ -84,6 +90,34 @@ impl Node {
             .collect();
         v.sort();
         v
+    }
+}
+
+/// What the pod manager runs pods with: the node's name, files and addresses, a runtime and
+/// a pod network ([`host`]).
+#[derive(Clone)]
+pub struct Host {
+    pub name: String,
+    pub data: PathBuf,
+    pub host_ip: String,
+    pub endpoint_drain: Duration,
+    pub runtime: Arc<dyn PodRuntime>,
+    pub net: Option<Arc<dyn PodNet>>,
+}
+
+impl From<&Node> for Host {
+    fn from(n: &Node) -> Host {
+        Host {
+            name: n.name.clone(),
+            data: n.data.clone(),
+            host_ip: n.host_ip.clone(),
+            endpoint_drain: n.endpoint_drain,
+            runtime: Arc::new(Machine {
+                runtime: n.runtime.clone(),
+                images: n.images.clone(),
+            }),
+            net: n.net.clone().map(|n| n as Arc<dyn PodNet>),
+        }
     }
 }
 
@@ -142,7 +176,13 @@ struct Memory {
     events: Vec<Value>,
 }
 
+/// Starts the pod manager of `node` on the machine itself.
 pub fn spawn(store: Store, node: Node) -> PodManager {
+    spawn_on(store, Host::from(&node))
+}
+
+/// Starts a pod manager on `node`'s runtime and pod network.
+pub fn spawn_on(store: Store, node: Host) -> PodManager {
     let (stop, mut stop_rx) = watch::channel(false);
     let span = tracing::info_span!("pods", node = %node.name);
     let task = tokio::spawn(
@@ -194,7 +234,7 @@ pub fn spawn(store: Store, node: Node) -> PodManager {
 
 struct Manager {
     store: Store,
-    node: Node,
+    node: Host,
     mem: Arc<Mutex<Memory>>,
     sem: Arc<Semaphore>,
     wake: Arc<Notify>,
@@ -233,7 +273,7 @@ struct Seen {
     addresses: HashSet<String>,
 }
 
-fn observe(node: &Node) -> Seen {
+fn observe(node: &Host) -> Seen {
     let mut seen = Seen::default();
     if let Some(net) = &node.net {
         seen.addresses = net.holders().into_iter().collect();
@@ -285,17 +325,14 @@ fn observe(node: &Node) -> Seen {
             v.sort_by_key(|i| i.attempt);
         }
     }
-    let names = |d: PathBuf| -> HashSet<String> {
-        std::fs::read_dir(d)
-            .map(|rd| {
-                rd.flatten()
-                    .filter_map(|e| e.file_name().to_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    seen.sandboxes = names(Node::runtime_root(&node.data).join("sandboxes"));
-    seen.pod_dirs = names(node.data.join("pods"));
+    seen.sandboxes = node.runtime.sandboxes();
+    seen.pod_dirs = std::fs::read_dir(node.data.join("pods"))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
     seen
 }
 
@@ -314,6 +351,47 @@ type EtcFiles = Vec<(PathBuf, &'static str)>;
 type DataByName = BTreeMap<String, BTreeMap<String, String>>;
 /// What a namespace gives its pods: ConfigMaps, Secrets, and the Services' env vars.
 type NamespaceData = (DataByName, DataByName, Vec<(String, String)>);
+
+/// What one pass gathers across pods.
+#[derive(Default)]
+struct Round {
+    /// The uids of this node's pods in the store (the rest are orphans).
+    desired: HashSet<String>,
+    /// Running instances (their probes keep running).
+    running: HashSet<String>,
+    sources: HashMap<String, Arc<NamespaceData>>,
+}
+
+/// A pod's inputs on this node ([`Manager::inputs`]).
+#[derive(Default)]
+struct Inputs {
+    hostname: String,
+    /// Empty without a pod network.
+    pod_ip: String,
+    volumes: BTreeMap<String, PathBuf>,
+    etc: EtcFiles,
+    /// Why the volumes or /etc files could not be written.
+    error: Option<String>,
+}
+
+/// Takes out the pods marked deleted (held by finalizers): they are not run, and their
+/// containers stop with the grace period of the delete (by uid) while the object waits.
+fn split_terminating(mut pods: Vec<Value>) -> (Vec<Value>, HashMap<String, Option<u64>>) {
+    let mut terminating = HashMap::new();
+    pods.retain(|p| {
+        if p["metadata"]["deletionTimestamp"].is_null() {
+            return true;
+        }
+        if let Some(uid) = p["metadata"]["uid"].as_str() {
+            let g = p["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .map(|g| g.max(0) as u64);
+            terminating.insert(uid.to_string(), g);
+        }
+        false
+    });
+    (pods, terminating)
+}
 
 impl Manager {
     /// What the loop follows: Pods, and what the namespaces of this node's pods give them.
@@ -384,27 +462,42 @@ impl Manager {
         Ok((cm, sec, crate::node::services::service_env(&services)))
     }
 
-    /// One pass; returns whether it did anything (dispatched actions or wrote statuses).
+    /// One pass; returns whether it did anything (dispatched actions or wrote statuses):
+    /// observe what runs, then for each of this node's pods its inputs, plan, dispatch and
+    /// status, then the orphans' cleanup and one write of what changed.
     async fn pass(&mut self) -> anyhow::Result<bool> {
-        let mut desired = self.desired().await?;
-        // Pods marked deleted (held by finalizers) are not run: their containers stop, with
-        // the grace period of the delete, while the object waits for its finalizers.
-        let mut terminating: HashMap<String, Option<u64>> = HashMap::new();
-        desired.retain(|p| {
-            if p["metadata"]["deletionTimestamp"].is_null() {
-                return true;
-            }
-            if let Some(uid) = p["metadata"]["uid"].as_str() {
-                let g = p["metadata"]["deletionGracePeriodSeconds"]
-                    .as_i64()
-                    .map(|g| g.max(0) as u64);
-                terminating.insert(uid.to_string(), g);
-            }
-            false
-        });
+        let (desired, terminating) = split_terminating(self.desired().await?);
         let node = self.node.clone();
         let seen = tokio::task::spawn_blocking(move || observe(&node)).await?;
         let now = now_ms();
+        if !self.changed(&seen, now) {
+            // Nothing changed since the last plan: the same plan would come out.
+            return Ok(false);
+        }
+        let mut round = Round::default();
+        let mut statuses = Vec::new();
+        for raw in &desired {
+            if let Some(op) = self.sync_pod(raw, &seen, now, &mut round).await? {
+                statuses.push(op);
+            }
+        }
+        self.prober.retain(&round.running);
+        self.synced.retain(|uid, _| round.desired.contains(uid));
+        self.sources_cache
+            .retain(|ns, _| round.sources.contains_key(ns));
+        self.remove_orphans(&seen, &round.desired, &terminating)
+            .await;
+        let busy = !statuses.is_empty()
+            || self
+                .dispatched
+                .swap(false, std::sync::atomic::Ordering::Relaxed);
+        self.flush(statuses);
+        Ok(busy)
+    }
+
+    /// Whether what the pass sees differs from what the last full pass planned from (or a
+    /// back-off it saw is over); remembers it.
+    fn changed(&mut self, seen: &Seen, now: u64) -> bool {
         let fingerprint = {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -431,244 +524,299 @@ impl Manager {
         }
         let due = self.wake_at.is_some_and(|w| now >= w);
         if self.last == Some(fingerprint) && !due {
-            // Nothing changed since the last plan: the same plan would come out.
-            return Ok(false);
+            return false;
         }
         self.last = Some(fingerprint);
         self.wake_at = None;
-        let mut statuses = Vec::new();
-        let mut running_ids = HashSet::new();
-        let mut sources: HashMap<String, Arc<NamespaceData>> = HashMap::new();
-        let mut desired_uids = HashSet::new();
-        for raw in &desired {
-            let Some(uid) = raw["metadata"]["uid"].as_str().map(String::from) else {
-                continue;
-            };
-            desired_uids.insert(uid.clone());
-            let pod: Pod = match lifecycle::decode(raw.clone()) {
-                Ok(p) => p,
-                Err(e) => {
-                    warn!(pod = %raw["metadata"]["name"], error = %e, "cannot read pod");
-                    continue;
-                }
-            };
-            let Some(spec) = pod.spec.as_ref() else {
-                warn!(pod = %raw["metadata"]["name"], "pod has no spec");
-                continue;
-            };
-            let ns = pod
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into());
-            if !sources.contains_key(&ns) {
-                let rev = self.sources_revision(&ns);
-                let data = match self.sources_cache.get(&ns) {
-                    Some((r, d)) if *r == rev => d.clone(),
-                    _ => {
-                        let d = Arc::new(self.sources(&ns).await?);
-                        self.sources_cache.insert(ns.clone(), (rev, d.clone()));
-                        d
-                    }
-                };
-                sources.insert(ns.clone(), data);
+        true
+    }
+
+    /// What a namespace gives its pods, read once per pass and store revision.
+    async fn namespace_data(
+        &mut self,
+        ns: &str,
+        round: &mut Round,
+    ) -> anyhow::Result<Arc<NamespaceData>> {
+        if let Some(d) = round.sources.get(ns) {
+            return Ok(d.clone());
+        }
+        let rev = self.sources_revision(ns);
+        let data = match self.sources_cache.get(ns) {
+            Some((r, d)) if *r == rev => d.clone(),
+            _ => {
+                let d = Arc::new(self.sources(ns).await?);
+                self.sources_cache.insert(ns.to_string(), (rev, d.clone()));
+                d
             }
-            let (cms, secrets, service_env) = &*sources[&ns].clone();
-            let instances = seen.instances.get(&uid).cloned().unwrap_or_default();
-            let has_sandbox = seen.sandboxes.contains(&uid);
-            let dir = pod_dir(&self.node.data, &uid);
-            // Volumes and /etc files are kept up to date while the pod runs.
-            let mut volume_error = None;
-            let mut volume_dirs = BTreeMap::new();
-            let hostname = spec
-                .hostname
-                .clone()
-                .unwrap_or_else(|| lifecycle::name(&pod.metadata).chars().take(63).collect());
-            let mut etc = Vec::new();
-            let pod_ip = self
-                .node
-                .net
-                .as_ref()
-                .and_then(|n| n.address_of(&uid))
-                .map(|ip| ip.to_string())
-                .unwrap_or_default();
-            let rev = self.store.revision();
-            if has_sandbox {
-                // Volumes follow the store: brought up to date when the pod is new here and
-                // whenever the store changed since (a ConfigMap or Secret may have).
-                match self.synced.get(&uid) {
-                    Some(s) if s.0 == rev && s.3 == pod_ip => {
-                        (volume_dirs, etc) = (s.1.clone(), s.2.clone());
-                    }
-                    _ => {
-                        let src = Sources {
-                            config_maps: cms,
-                            secrets,
-                        };
-                        // Small file writes, inline: one pass, one consistent view.
-                        match volumes::sync_volumes(&dir, spec, &src) {
-                            Ok(v) => volume_dirs = v,
-                            Err(e) => volume_error = Some(e),
-                        }
-                        // ClusterFirst (the default) asks the node's cluster DNS, when the
-                        // node has a pod network; `Default` takes the node's own resolv.conf.
-                        let resolv = match (&self.node.net, spec.dns_policy.as_deref()) {
-                            (Some(_), None | Some("ClusterFirst")) => {
-                                crate::node::dns::pod_resolv_conf(
-                                    &ns,
-                                    crate::node::services::DNS_IP,
-                                )
-                            }
-                            _ => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-                        };
-                        match volumes::write_etc(&dir, &hostname, &pod_ip, &resolv) {
-                            Ok(e) => etc = e,
-                            Err(e) => volume_error = Some(format!("writing /etc files: {e}")),
-                        }
-                        if volume_error.is_none() {
-                            self.synced.insert(
-                                uid.clone(),
-                                (rev, volume_dirs.clone(), etc.clone(), pod_ip.clone()),
-                            );
-                        }
-                    }
-                }
+        };
+        round.sources.insert(ns.to_string(), data.clone());
+        Ok(data)
+    }
+
+    /// A pod's inputs on this node: its address, and its volumes and /etc files, kept up to
+    /// date while it has a sandbox (brought up to date when the pod is new here and whenever
+    /// the store changed since: a ConfigMap or Secret may have).
+    fn inputs(
+        &mut self,
+        pod: &Pod,
+        spec: &PodSpec,
+        uid: &str,
+        has_sandbox: bool,
+        data: &NamespaceData,
+    ) -> Inputs {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let hostname = spec
+            .hostname
+            .clone()
+            .unwrap_or_else(|| lifecycle::name(&pod.metadata).chars().take(63).collect());
+        let pod_ip = self
+            .node
+            .net
+            .as_ref()
+            .and_then(|n| n.address_of(uid))
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        let mut got = Inputs {
+            hostname,
+            pod_ip,
+            ..Default::default()
+        };
+        if !has_sandbox {
+            return got;
+        }
+        let rev = self.store.revision();
+        if let Some(s) = self.synced.get(uid)
+            && s.0 == rev
+            && s.3 == got.pod_ip
+        {
+            (got.volumes, got.etc) = (s.1.clone(), s.2.clone());
+            return got;
+        }
+        let (cms, secrets, _) = data;
+        let dir = pod_dir(&self.node.data, uid);
+        let src = Sources {
+            config_maps: cms,
+            secrets,
+        };
+        // Small file writes, inline: one pass, one consistent view.
+        match volumes::sync_volumes(&dir, spec, &src) {
+            Ok(v) => got.volumes = v,
+            Err(e) => got.error = Some(e),
+        }
+        // ClusterFirst (the default) asks the node's cluster DNS, when the node has a pod
+        // network; `Default` takes the node's own resolv.conf.
+        let resolv = match (&self.node.net, spec.dns_policy.as_deref()) {
+            (Some(_), None | Some("ClusterFirst")) => {
+                crate::node::dns::pod_resolv_conf(ns, crate::node::services::DNS_IP)
             }
-            let mut obs = Observed {
-                sandbox: has_sandbox,
-                instances,
-                ..Default::default()
-            };
-            {
-                let mem = self.mem.lock().expect("pod memory");
-                for c in spec.containers.iter().chain(items(&spec.init_containers)) {
-                    let key = (uid.clone(), c.name.clone());
-                    if let Some(f) = mem.failures.get(&key) {
-                        obs.start_failures.insert(c.name.clone(), f.clone());
-                    }
-                    let streak = mem.streaks.get(&key).copied().unwrap_or_else(|| {
-                        // After an agent restart: as many as its restarts, capped.
-                        obs.instances
-                            .get(&c.name)
-                            .and_then(|v| v.last())
-                            .map(|i| i.attempt.min(6))
-                            .unwrap_or(0)
+            _ => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        };
+        match volumes::write_etc(&dir, &got.hostname, &got.pod_ip, &resolv) {
+            Ok(e) => got.etc = e,
+            Err(e) => got.error = Some(format!("writing /etc files: {e}")),
+        }
+        if got.error.is_none() {
+            self.synced.insert(
+                uid.to_string(),
+                (
+                    rev,
+                    got.volumes.clone(),
+                    got.etc.clone(),
+                    got.pod_ip.clone(),
+                ),
+            );
+        }
+        got
+    }
+
+    /// What the planner is told about a pod: its sandbox and instances as seen, the start
+    /// failures and crash streaks the workers remember, and the probes' verdicts.
+    fn observed(
+        &self,
+        spec: &PodSpec,
+        uid: &str,
+        seen: &Seen,
+        volume_error: Option<&String>,
+        now: u64,
+    ) -> Observed {
+        let mut obs = Observed {
+            sandbox: seen.sandboxes.contains(uid),
+            instances: seen.instances.get(uid).cloned().unwrap_or_default(),
+            ..Default::default()
+        };
+        let mem = self.mem.lock().expect("pod memory");
+        for c in spec.containers.iter().chain(items(&spec.init_containers)) {
+            let key = (uid.to_string(), c.name.clone());
+            if let Some(f) = mem.failures.get(&key) {
+                obs.start_failures.insert(c.name.clone(), f.clone());
+            }
+            let streak = mem.streaks.get(&key).copied().unwrap_or_else(|| {
+                // After an agent restart: as many as its restarts, capped.
+                obs.instances
+                    .get(&c.name)
+                    .and_then(|v| v.last())
+                    .map(|i| i.attempt.min(6))
+                    .unwrap_or(0)
+            });
+            obs.streaks.insert(c.name.clone(), streak);
+            if let Some(e) = volume_error {
+                obs.start_failures
+                    .entry(c.name.clone())
+                    .or_insert(StartFailure {
+                        reason: "ContainerCreating".into(),
+                        message: e.clone(),
+                        at_ms: now,
+                        count: 1,
                     });
-                    obs.streaks.insert(c.name.clone(), streak);
-                    if let Some(e) = &volume_error {
-                        obs.start_failures
-                            .entry(c.name.clone())
-                            .or_insert(StartFailure {
-                                reason: "ContainerCreating".into(),
-                                message: e.clone(),
-                                at_ms: now,
-                                count: 1,
-                            });
-                    }
-                }
-            }
-            for v in obs.instances.values() {
-                for i in v {
-                    if let Some(p) = self.prober.get(&i.id) {
-                        obs.probes.insert(i.id.clone(), p);
-                    }
-                }
-            }
-            let prev = raw.get("status").cloned().unwrap_or(Value::Null);
-            let p = plan::plan(spec, &obs, &prev, now);
-            if let Some(w) = p.wake_at {
-                self.wake_at = Some(self.wake_at.map_or(w, |x| x.min(w)));
-            }
-
-            // Probes for running instances.
-            let sandbox = flotilla_runtime::sandbox::Sandbox {
-                dir: Node::runtime_root(&self.node.data)
-                    .join("sandboxes")
-                    .join(&uid),
-            };
-            for c in spec.containers.iter() {
-                if let Some(Instance {
-                    id,
-                    state: InstanceState::Running { .. },
-                    ..
-                }) = obs.instances.get(&c.name).and_then(|v| v.last())
-                {
-                    running_ids.insert(id.clone());
-                    let was = prev["containerStatuses"]
-                        .as_array()
-                        .and_then(|cs| {
-                            cs.iter().find(|s| {
-                                s["name"] == c.name.as_str()
-                                    && s["containerID"] == format!("flotilla://{id}").as_str()
-                            })
-                        })
-                        .map(|s| (s["ready"] == true, s["started"] == true))
-                        .unwrap_or((false, false));
-                    self.prober.ensure(
-                        c,
-                        probe::Target {
-                            id: id.clone(),
-                            netns: sandbox.net(),
-                            ip: if pod_ip.is_empty() {
-                                "127.0.0.1".into()
-                            } else {
-                                pod_ip.clone()
-                            },
-                        },
-                        was,
-                    );
-                }
-            }
-
-            for a in p.actions {
-                let ctx = PodContext {
-                    pod: &pod,
-                    spec,
-                    uid: &uid,
-                    node: &self.node.name,
-                    pod_ip: &pod_ip,
-                    host_ip: &self.node.host_ip,
-                    sandbox: &sandbox,
-                    volumes: &volume_dirs,
-                    etc_files: &etc,
-                    config_maps: cms,
-                    secrets,
-                    service_env,
-                };
-                self.dispatch(a, &ctx, raw, &hostname);
-            }
-
-            let mut status = p.status;
-            status["hostIP"] = json!(self.node.host_ip);
-            if !pod_ip.is_empty() && has_sandbox {
-                status["podIP"] = json!(pod_ip);
-                status["podIPs"] = json!([{ "ip": pod_ip }]);
-            }
-            status["startTime"] = prev
-                .get("startTime")
-                .cloned()
-                .unwrap_or_else(|| json!(now_rfc3339()));
-            if status != prev {
-                let mut o = raw.clone();
-                o["status"] = status;
-                if let Some(m) = o["metadata"].as_object_mut() {
-                    m.remove("resourceVersion");
-                }
-                statuses.push(Op::Status { object: o });
             }
         }
-        self.prober.retain(&running_ids);
-        self.synced.retain(|uid, _| desired_uids.contains(uid));
-        self.sources_cache.retain(|ns, _| sources.contains_key(ns));
+        drop(mem);
+        for i in obs.instances.values().flatten() {
+            if let Some(p) = self.prober.get(&i.id) {
+                obs.probes.insert(i.id.clone(), p);
+            }
+        }
+        obs
+    }
 
-        // Orphans: what runs here for pods no longer in the store.
+    /// Observes, plans and dispatches one pod; returns its status write if it changed.
+    async fn sync_pod(
+        &mut self,
+        raw: &Value,
+        seen: &Seen,
+        now: u64,
+        round: &mut Round,
+    ) -> anyhow::Result<Option<Op>> {
+        let Some(uid) = raw["metadata"]["uid"].as_str().map(String::from) else {
+            return Ok(None);
+        };
+        round.desired.insert(uid.clone());
+        let pod: Pod = match lifecycle::decode(raw.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(pod = %raw["metadata"]["name"], error = %e, "cannot read pod");
+                return Ok(None);
+            }
+        };
+        let Some(spec) = pod.spec.as_ref() else {
+            warn!(pod = %raw["metadata"]["name"], "pod has no spec");
+            return Ok(None);
+        };
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let data = self.namespace_data(ns, round).await?;
+        let has_sandbox = seen.sandboxes.contains(&uid);
+        let inputs = self.inputs(&pod, spec, &uid, has_sandbox, &data);
+        let obs = self.observed(spec, &uid, seen, inputs.error.as_ref(), now);
+        let prev = raw.get("status").cloned().unwrap_or(Value::Null);
+        let p = plan::plan(spec, &obs, &prev, now);
+        if let Some(w) = p.wake_at {
+            self.wake_at = Some(self.wake_at.map_or(w, |x| x.min(w)));
+        }
+        let sandbox = flotilla_runtime::sandbox::Sandbox {
+            dir: Node::runtime_root(&self.node.data)
+                .join("sandboxes")
+                .join(&uid),
+        };
+        self.probe_running(spec, &obs, &prev, &sandbox, &inputs.pod_ip, round);
+
+        let (cms, secrets, service_env) = &*data;
+        for a in p.actions {
+            let ctx = PodContext {
+                pod: &pod,
+                spec,
+                uid: &uid,
+                node: &self.node.name,
+                pod_ip: &inputs.pod_ip,
+                host_ip: &self.node.host_ip,
+                sandbox: &sandbox,
+                volumes: &inputs.volumes,
+                etc_files: &inputs.etc,
+                config_maps: cms,
+                secrets,
+                service_env,
+            };
+            self.dispatch(a, &ctx, raw, &inputs.hostname);
+        }
+
+        let mut status = p.status;
+        status["hostIP"] = json!(self.node.host_ip);
+        if !inputs.pod_ip.is_empty() && has_sandbox {
+            status["podIP"] = json!(inputs.pod_ip);
+            status["podIPs"] = json!([{ "ip": inputs.pod_ip }]);
+        }
+        status["startTime"] = prev
+            .get("startTime")
+            .cloned()
+            .unwrap_or_else(|| json!(now_rfc3339()));
+        if status == prev {
+            return Ok(None);
+        }
+        let mut o = raw.clone();
+        o["status"] = status;
+        if let Some(m) = o["metadata"].as_object_mut() {
+            m.remove("resourceVersion");
+        }
+        Ok(Some(Op::Status { object: o }))
+    }
+
+    /// Makes sure the probes of the pod's running instances run.
+    fn probe_running(
+        &mut self,
+        spec: &PodSpec,
+        obs: &Observed,
+        prev: &Value,
+        sandbox: &flotilla_runtime::sandbox::Sandbox,
+        pod_ip: &str,
+        round: &mut Round,
+    ) {
+        for c in spec.containers.iter() {
+            let Some(Instance {
+                id,
+                state: InstanceState::Running { .. },
+                ..
+            }) = obs.instances.get(&c.name).and_then(|v| v.last())
+            else {
+                continue;
+            };
+            round.running.insert(id.clone());
+            let was = prev["containerStatuses"]
+                .as_array()
+                .and_then(|cs| {
+                    cs.iter().find(|s| {
+                        s["name"] == c.name.as_str()
+                            && s["containerID"] == format!("flotilla://{id}").as_str()
+                    })
+                })
+                .map(|s| (s["ready"] == true, s["started"] == true))
+                .unwrap_or((false, false));
+            let ip = if pod_ip.is_empty() {
+                "127.0.0.1"
+            } else {
+                pod_ip
+            };
+            let target = probe::Target {
+                id: id.clone(),
+                netns: sandbox.net(),
+                ip: ip.to_string(),
+            };
+            self.prober.ensure(c, target, was);
+        }
+    }
+
+    /// Stops and removes what runs here for pods no longer in the store.
+    async fn remove_orphans(
+        &self,
+        seen: &Seen,
+        desired: &HashSet<String>,
+        terminating: &HashMap<String, Option<u64>>,
+    ) {
         let orphans: HashSet<&String> = seen
             .instances
             .keys()
             .chain(&seen.sandboxes)
             .chain(&seen.pod_dirs)
             .chain(&seen.addresses)
-            .filter(|u| !desired_uids.contains(*u))
+            .filter(|u| !desired.contains(*u))
             .collect();
         for uid in orphans {
             let mut rec = read_record(&self.node.data, uid);
@@ -678,12 +826,12 @@ impl Manager {
                 // Deleted with --grace-period (remembered as the delete was applied here).
                 rec.grace_seconds = g.max(0) as u64;
             }
-            let drain = if seen.instances.get(uid).is_some_and(|m| {
+            let running = seen.instances.get(uid).is_some_and(|m| {
                 m.values()
                     .flatten()
                     .any(|i| matches!(i.state, InstanceState::Running { .. }))
-            }) && self.backs_a_service(&rec).await
-            {
+            });
+            let drain = if running && self.backs_a_service(&rec).await {
                 self.node
                     .endpoint_drain
                     .min(Duration::from_secs(rec.grace_seconds))
@@ -697,16 +845,15 @@ impl Manager {
                 drain,
             );
         }
+    }
 
-        let busy = !statuses.is_empty()
-            || self
-                .dispatched
-                .swap(false, std::sync::atomic::Ordering::Relaxed);
-        // One write at a time, in the background: cut off from the quorum, a write waits
-        // seconds before it fails, and the pods must be restarted and probed meanwhile. A pass
-        // that finds a write in flight leaves its statuses and events for a later one.
+    /// Writes the pass's statuses and the workers' events, one write at a time, in the
+    /// background: cut off from the quorum, a write waits seconds before it fails, and the
+    /// pods must be restarted and probed meanwhile. A pass that finds a write in flight
+    /// leaves its statuses and events for a later one.
+    fn flush(&mut self, statuses: Vec<Op>) {
         if self.writing.as_ref().is_some_and(|h| !h.is_finished()) {
-            return Ok(busy);
+            return;
         }
         let mut ops = statuses;
         let events = std::mem::take(&mut self.mem.lock().expect("pod memory").events);
@@ -733,7 +880,6 @@ impl Manager {
                 .in_current_span(),
             ));
         }
-        Ok(busy)
     }
 
     /// Runs `job` on a worker unless something is already in flight for `key`.
@@ -796,12 +942,6 @@ impl Manager {
                 let limits = containers::pod_limits(ctx.spec);
                 self.run(format!("sandbox:{uid}"), move || {
                     let dir = pod_dir(&node.data, &uid);
-                    // The pod's own cgroup, with the sum of its containers' limits.
-                    if let Err(e) =
-                        flotilla_runtime::cgroups::ensure_parent(&pod_cgroup(&uid), &limits)
-                    {
-                        warn!(pod = %pod_name, error = %e, "cannot make the pod's cgroup");
-                    }
                     let made = std::fs::create_dir_all(dir.join("logs"))
                         .map_err(|e| e.to_string())
                         .and_then(|()| {
@@ -812,23 +952,20 @@ impl Manager {
                             .map_err(|e| e.to_string())
                         })
                         .and_then(|()| {
-                            flotilla_runtime::sandbox::create(
-                                &Node::runtime_root(&node.data),
-                                &uid,
-                                &host,
-                            )
-                            .map_err(|e| e.to_string())
+                            node.runtime
+                                .create_sandbox(&uid, &host, &limits)
+                                .map_err(|e| e.to_string())
                         })
-                        .and_then(|sb| {
+                        .and_then(|netns| {
                             let Some(net) = &node.net else { return Ok(()) };
-                            match net.attach(&uid, &sb.net()) {
+                            match net.attach(&uid, &netns) {
                                 Ok(ip) => {
                                     debug!(pod = %pod_name, ip = %ip, "pod network attached");
                                     Ok(())
                                 }
                                 Err(e) => {
                                     // Without its network the sandbox is no use: try again.
-                                    let _ = flotilla_runtime::sandbox::remove(&sb);
+                                    let _ = node.runtime.remove_sandbox(&uid);
                                     Err(format!("attaching the pod network: {e}"))
                                 }
                             }
@@ -868,7 +1005,7 @@ impl Manager {
                     );
                 };
                 let image_ref = c.image.clone().unwrap_or_default();
-                let image = match node.images.resolve(&image_ref) {
+                let image = match node.runtime.resolve_image(&image_ref) {
                     Ok(i) => i,
                     Err(_) if c.image_pull_policy.as_deref() == Some("Never") => {
                         let msg = format!(
@@ -938,7 +1075,7 @@ impl Manager {
                     &format!("Stopping container {id}: {reason}"),
                 );
                 self.run(format!("stop:{id}"), move || {
-                    stop_instance(&node.runtime, &id, grace, hook.as_deref());
+                    stop_instance(&*node.runtime, &id, grace, hook.as_deref());
                 });
             }
             Action::Remove { id } => {
@@ -973,8 +1110,8 @@ impl Manager {
             "Pulling",
             &format!("Pulling image {image:?}"),
         );
-        let (images, mem, wake) = (
-            self.node.images.clone(),
+        let (runtime, mem, wake) = (
+            self.node.runtime.clone(),
             self.mem.clone(),
             self.wake.clone(),
         );
@@ -983,7 +1120,7 @@ impl Manager {
         tokio::spawn(
             async move {
                 let t = std::time::Instant::now();
-                let result = images.pull(&image, None).await;
+                let result = runtime.pull_image(&image).await;
                 let now = now_rfc3339();
                 match result {
                     Ok(got) => {
@@ -1071,7 +1208,7 @@ impl Manager {
             // Stop them all at once, so the grace periods overlap.
             std::thread::scope(|s| {
                 for id in &ids {
-                    let rt = &node.runtime;
+                    let rt = &*node.runtime;
                     let hook = parse_instance_id(id)
                         .and_then(|(_, name, _)| rec.pre_stop.get(name))
                         .map(|c| c.as_slice());
@@ -1088,15 +1225,9 @@ impl Manager {
             {
                 warn!(pod = %rec.name, error = %e, "cannot release the pod's address");
             }
-            let sb = flotilla_runtime::sandbox::Sandbox {
-                dir: Node::runtime_root(&node.data).join("sandboxes").join(&uid),
-            };
-            if sb.dir.exists()
-                && let Err(e) = flotilla_runtime::sandbox::remove(&sb)
-            {
+            if let Err(e) = node.runtime.remove_sandbox(&uid) {
                 warn!(pod = %rec.name, error = %e, "cannot remove the sandbox");
             }
-            flotilla_runtime::cgroups::remove(&pod_cgroup(&uid));
             if let Err(e) = volumes::remove_pod_dir(&dir) {
                 warn!(pod = %rec.name, error = %e, "cannot remove the pod's files");
             }
@@ -1163,7 +1294,7 @@ fn read_record(data: &Path, uid: &str) -> PodRecord {
 
 /// The kubelet's stop: the preStop hook (within the grace period), SIGTERM, then SIGKILL
 /// when the grace period is over.
-fn stop_instance(rt: &Runtime, id: &str, grace_seconds: u64, pre_stop: Option<&[String]>) {
+fn stop_instance(rt: &dyn PodRuntime, id: &str, grace_seconds: u64, pre_stop: Option<&[String]>) {
     let start = std::time::Instant::now();
     let grace = Duration::from_secs(grace_seconds);
     if let Some(cmd) = pre_stop

@@ -42,7 +42,7 @@ enum Kind {
 pub struct Prober {
     results: Arc<Mutex<HashMap<String, Probed>>>,
     tasks: HashMap<String, Vec<JoinHandle<()>>>,
-    runtime: Arc<flotilla_runtime::container::Runtime>,
+    runtime: Arc<dyn super::host::PodRuntime>,
     wake: Arc<Notify>,
     changes: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -50,7 +50,7 @@ pub struct Prober {
 impl Prober {
     /// `changes` is bumped whenever a verdict changes.
     pub fn new(
-        runtime: Arc<flotilla_runtime::container::Runtime>,
+        runtime: Arc<dyn super::host::PodRuntime>,
         wake: Arc<Notify>,
         changes: Arc<std::sync::atomic::AtomicU64>,
     ) -> Prober {
@@ -152,7 +152,7 @@ struct ProbeTask {
     ports: Vec<(String, i32)>,
     target: Target,
     results: Arc<Mutex<HashMap<String, Probed>>>,
-    runtime: Arc<flotilla_runtime::container::Runtime>,
+    runtime: Arc<dyn super::host::PodRuntime>,
     wake: Arc<Notify>,
     changes: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -326,7 +326,10 @@ impl ProbeTask {
     async fn check(&self, timeout: Duration) -> Result<(), String> {
         let p = &self.probe;
         if let Some(e) = &p.exec {
-            return exec_probe(&self.runtime, &self.target.id, items(&e.command), timeout).await;
+            return self
+                .runtime
+                .exec_probe(&self.target.id, items(&e.command), timeout)
+                .await;
         }
         let ip = |host: &Option<String>| {
             host.clone()
