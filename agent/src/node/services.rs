@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_netproxy::NetError;
 use flotilla_netproxy::services::{
-    Endpoint, Protocol, ProxyConfig, Service, ServicePort, ServiceProxy,
+    Endpoint, Protocol, ProxyConfig, Service, ServicePort, ServiceProxy, SyncReport,
 };
 use k8s_openapi::api::core::v1::{Pod, Service as KubeService, ServicePort as KubePort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -234,9 +235,39 @@ pub fn spawn(
     cfg: ProxyConfig,
     zones: watch::Sender<Arc<Zone>>,
 ) -> JoinHandle<()> {
+    let proxy = Box::new(ServiceProxy::new(cfg, None));
+    spawn_with(store, node, proxy, zones, CHECK_EVERY)
+}
+
+/// What the loop programs: the kernel's table ([`ServiceProxy`]); in the loop's unit tests,
+/// a record of the tables it was given.
+pub trait Proxy: Send + 'static {
+    /// Makes the programmed table equal to `services` (rebuilding it when it is not known).
+    fn sync(&mut self, services: &[Service]) -> Result<SyncReport, NetError>;
+    /// Whether the programmed table is still there.
+    fn intact(&mut self) -> bool;
+}
+
+impl Proxy for ServiceProxy {
+    fn sync(&mut self, services: &[Service]) -> Result<SyncReport, NetError> {
+        ServiceProxy::sync(self, services)
+    }
+    fn intact(&mut self) -> bool {
+        ServiceProxy::intact(self)
+    }
+}
+
+/// [`spawn`] on any [`Proxy`], checking that its table is intact every `check_every`.
+pub fn spawn_with(
+    store: Store,
+    node: String,
+    proxy: Box<dyn Proxy>,
+    zones: watch::Sender<Arc<Zone>>,
+    check_every: Duration,
+) -> JoinHandle<()> {
     tokio::spawn(
         async move {
-            let mut proxy = Some(ServiceProxy::new(cfg, None));
+            let mut proxy = Some(proxy);
             let mut changes = store.changes(&["Service", "Pod"]);
             let mut last_rev = -1;
             let mut failed = false;
@@ -283,7 +314,7 @@ pub fn spawn(
                     _ = tokio::time::sleep(Duration::from_secs(1)), if failed => {}
                     // Whether the table is still there (a firewall restart flushes the whole
                     // ruleset); if not, rebuild it.
-                    _ = tokio::time::sleep(CHECK_EVERY), if !failed => {
+                    _ = tokio::time::sleep(check_every), if !failed => {
                         let mut p = proxy.take().expect("proxy is back after each sync");
                         let (p, intact) = tokio::task::spawn_blocking(move || {
                             let ok = p.intact();

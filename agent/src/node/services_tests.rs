@@ -113,3 +113,153 @@ fn service_env_names_follow_kubernetes() {
     let headless = svc(json!({"clusterIP": "None", "ports": [{"port": 80}]}));
     assert!(service_env(&[headless]).is_empty());
 }
+
+/// The tables a [`Proxy`] was given; it fails the syncs it is told to, and reports its table
+/// gone once when told to (a `nft flush ruleset`).
+#[derive(Clone, Default)]
+struct Recorder {
+    synced: Arc<std::sync::Mutex<Vec<Vec<Service>>>>,
+    fail: Arc<std::sync::atomic::AtomicU32>,
+    gone: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy for Recorder {
+    fn sync(&mut self, services: &[Service]) -> Result<SyncReport, NetError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.fail.load(SeqCst) > 0 {
+            self.fail.fetch_sub(1, SeqCst);
+            return Err(NetError::Nft {
+                message: "refused".into(),
+            });
+        }
+        self.synced.lock().unwrap().push(services.to_vec());
+        Ok(SyncReport {
+            full: false,
+            commands: 1,
+        })
+    }
+    fn intact(&mut self) -> bool {
+        !self.gone.swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Recorder {
+    fn syncs(&self) -> usize {
+        self.synced.lock().unwrap().len()
+    }
+    /// Waits (up to 10 s) until the last table synced satisfies `ok`.
+    async fn wait(&self, what: &str, ok: impl Fn(&[Service]) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let last = self.synced.lock().unwrap().last().cloned();
+            if last.as_deref().is_some_and(&ok) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: last table {last:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn endpoints(t: &[Service]) -> Vec<String> {
+    t.iter()
+        .flat_map(|s| &s.ports)
+        .flat_map(|p| &p.endpoints)
+        .map(|e| format!("{}:{}", e.ip, e.port))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_loop_follows_the_store_retries_a_failed_sync_and_rebuilds_a_flushed_table() {
+    use crate::store::{Key, Op, SecretCipher, Write, new_uid, now_rfc3339};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        &dir.path().join("flotilla.db"),
+        SecretCipher::from_key(&[9; 32]).unwrap(),
+    )
+    .await
+    .unwrap();
+    let write = |op: Op| {
+        let store = store.clone();
+        async move {
+            store
+                .write(&Write {
+                    now: now_rfc3339(),
+                    ops: vec![op],
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let mut service = svc(json!({
+        "clusterIP": "10.43.0.5", "selector": {"app": "web"},
+        "ports": [{"name": "http", "port": 80, "targetPort": "http"}]
+    }));
+    service["apiVersion"] = json!("v1");
+    service["kind"] = json!("Service");
+    write(Op::Create {
+        object: service,
+        uid: new_uid(),
+    })
+    .await;
+    let mut a = pod("a", "10.42.0.2", true, json!({"app": "web"}));
+    a["apiVersion"] = json!("v1");
+    a["kind"] = json!("Pod");
+    write(Op::Create {
+        object: a.clone(),
+        uid: new_uid(),
+    })
+    .await;
+    write(Op::Status { object: a }).await;
+
+    let proxy = Recorder::default();
+    // The first sync is refused: the loop tries again a second later.
+    proxy.fail.store(1, std::sync::atomic::Ordering::SeqCst);
+    let (zones, zones_rx) = watch::channel(Arc::new(Zone::default()));
+    let task = spawn_with(
+        store.clone(),
+        "n1".into(),
+        Box::new(proxy.clone()),
+        zones,
+        Duration::from_millis(200),
+    );
+    proxy
+        .wait("the ready pod serves", |t| {
+            endpoints(t) == ["10.42.0.2:8080"]
+        })
+        .await;
+    assert_eq!(proxy.fail.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        zones_rx.borrow().a["web-front.default.svc.cluster.local"],
+        [std::net::Ipv4Addr::new(10, 43, 0, 5)]
+    );
+
+    // The pod goes: its endpoint goes with it.
+    write(Op::delete(Key {
+        kind: "Pod".into(),
+        namespace: "default".into(),
+        name: "a".into(),
+    }))
+    .await;
+    proxy
+        .wait("no endpoints", |t| t.len() == 1 && endpoints(t).is_empty())
+        .await;
+
+    // Someone flushes the ruleset: the loop finds the table gone and syncs it again.
+    let before = proxy.syncs();
+    proxy.gone.store(true, std::sync::atomic::Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while proxy.syncs() == before {
+        assert!(std::time::Instant::now() < deadline, "not rebuilt");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy
+        .wait("the same table again", |t| {
+            t.len() == 1 && t[0].name == "web-front"
+        })
+        .await;
+    task.abort();
+}

@@ -1,6 +1,6 @@
 //! An in-memory [`PodRuntime`] and [`PodNet`] for the pod manager's unit tests. A container
 //! is a record: started, it runs until stopped, or exits at once with a code when the test
-//! says so for its name; exec probes fail for the names the test marks. Every call that
+//! says so for its name; exec probes fail for the instances the test marks. Every call that
 //! changes something is logged, so a test asserts what the manager did, not how.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -42,7 +42,7 @@ struct State {
     images: HashSet<String>,
     /// Containers (by name) that exit with this code as soon as they start.
     exits: HashMap<String, i32>,
-    /// Containers (by name) whose exec probes fail.
+    /// Instances (by id) whose exec probes fail.
     failing_probes: HashSet<String>,
     calls: Vec<Call>,
 }
@@ -67,9 +67,9 @@ impl FakeRuntime {
         self.with(|s| s.exits.insert(name.to_string(), code));
     }
 
-    /// Exec probes of containers named `name` fail.
-    pub fn fail_probes(&self, name: &str) {
-        self.with(|s| s.failing_probes.insert(name.to_string()));
+    /// Exec probes of the instance `id` fail.
+    pub fn fail_probes(&self, id: &str) {
+        self.with(|s| s.failing_probes.insert(id.to_string()));
     }
 
     /// A container already running (as one left by an earlier agent).
@@ -190,8 +190,7 @@ impl PodRuntime for FakeRuntime {
         })
     }
     async fn exec_probe(&self, id: &str, cmd: &[String], _timeout: Duration) -> Result<(), String> {
-        let name = parse_instance_id(id).map(|(_, c, _)| c.to_string());
-        let fails = self.with(|s| name.is_some_and(|n| s.failing_probes.contains(&n)));
+        let fails = self.with(|s| s.failing_probes.contains(id));
         if fails {
             Err(format!("command {cmd:?} exited with 1: "))
         } else {

@@ -151,7 +151,6 @@ async fn a_crash_loop_restarts_once_at_once_then_backs_off() {
 #[tokio::test]
 async fn a_failing_liveness_probe_stops_and_restarts_the_container() {
     let bed = Bed::new().await;
-    bed.rt.fail_probes("app");
     let uid = bed
         .pod(
             "sick",
@@ -161,17 +160,22 @@ async fn a_failing_liveness_probe_stops_and_restarts_the_container() {
             }}),
         )
         .await;
+    // The first instance fails its probe; the one that replaces it passes.
+    let (first, second) = (format!("{uid}_app_0"), format!("{uid}_app_1"));
+    bed.rt.fail_probes(&first);
     let m = bed.manager();
 
-    let (first, second) = (format!("{uid}_app_0"), format!("{uid}_app_1"));
     let calls = bed
         .wait_calls("restarted", |c| c.contains(&Call::Start(second.clone())))
         .await;
     let at = |c: Call| calls.iter().position(|x| *x == c).unwrap();
     assert!(at(Call::Stop(first.clone())) < at(Call::Start(second.clone())));
     let s = bed
-        .wait_status("sick", "one restart", |s| app(s)["restartCount"] == 1)
+        .wait_status("sick", "one restart, then healthy", |s| {
+            app(s)["restartCount"] == 1 && app(s)["ready"] == true
+        })
         .await;
+    assert_eq!(app(&s)["containerID"], format!("flotilla://{second}"));
     assert_eq!(
         app(&s)["lastState"]["terminated"]["containerID"],
         format!("flotilla://{first}")
