@@ -65,6 +65,11 @@ pub fn about<T: Object>(o: &T) -> Value {
     })
 }
 
+/// The uid of an object ("" before it is stored).
+pub fn uid(m: &ObjectMeta) -> &str {
+    m.uid.as_deref().unwrap_or("")
+}
+
 /// The name of an object ("" when it has none yet).
 pub fn name(m: &ObjectMeta) -> &str {
     m.name.as_deref().unwrap_or("")

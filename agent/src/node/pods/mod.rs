@@ -31,7 +31,7 @@ use base64::Engine;
 use flotilla_runtime::container::{ContainerStatus, Runtime};
 use flotilla_runtime::image::ImageStore;
 use flotilla_runtime::logs::LogConfig;
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Pod, PodIP, PodSpec, PodStatus};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -240,7 +240,7 @@ struct Manager {
     wake: Arc<Notify>,
     prober: probe::Prober,
     /// This node's pods as of a store revision.
-    cache: Option<(i64, Vec<Value>)>,
+    cache: Option<(i64, Arc<Desired>)>,
     /// Bumped by every finished action, pull and probe verdict change.
     changes: Arc<std::sync::atomic::AtomicU64>,
     /// What the last full pass planned from: a hash of the observed containers, the store
@@ -374,23 +374,27 @@ struct Inputs {
     error: Option<String>,
 }
 
-/// Takes out the pods marked deleted (held by finalizers): they are not run, and their
-/// containers stop with the grace period of the delete (by uid) while the object waits.
-fn split_terminating(mut pods: Vec<Value>) -> (Vec<Value>, HashMap<String, Option<u64>>) {
-    let mut terminating = HashMap::new();
-    pods.retain(|p| {
-        if p["metadata"]["deletionTimestamp"].is_null() {
-            return true;
-        }
-        if let Some(uid) = p["metadata"]["uid"].as_str() {
-            let g = p["metadata"]["deletionGracePeriodSeconds"]
-                .as_i64()
+/// This node's pods in the store, decoded.
+#[derive(Default)]
+struct Desired {
+    pods: Vec<Pod>,
+    /// The uids of those that do not decode (or have no spec): not run, but not orphans.
+    unreadable: Vec<String>,
+}
+
+/// The pods marked deleted (held by finalizers), by uid, with the grace period of the delete:
+/// they are not run, and their containers stop within it while the object waits.
+fn terminating(pods: &[Pod]) -> HashMap<String, Option<u64>> {
+    pods.iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_some())
+        .map(|p| {
+            let g = p
+                .metadata
+                .deletion_grace_period_seconds
                 .map(|g| g.max(0) as u64);
-            terminating.insert(uid.to_string(), g);
-        }
-        false
-    });
-    (pods, terminating)
+            (lifecycle::uid(&p.metadata).to_string(), g)
+        })
+        .collect()
 }
 
 impl Manager {
@@ -407,7 +411,8 @@ impl Manager {
         self.store.revision_of(&source_topics(ns))
     }
 
-    async fn desired(&mut self) -> anyhow::Result<Vec<Value>> {
+    /// This node's pods, decoded once per revision of the store's pods.
+    async fn desired(&mut self) -> anyhow::Result<Arc<Desired>> {
         let rev = self.store.revision_of(&["Pod"]);
         if let Some((r, pods)) = &self.cache
             && *r == rev
@@ -415,10 +420,25 @@ impl Manager {
             return Ok(pods.clone());
         }
         let (pods, _) = self.store.list("Pod", None).await?;
-        let mine: Vec<Value> = pods
-            .into_iter()
-            .filter(|p| p["spec"]["nodeName"] == self.node.name.as_str())
-            .collect();
+        let mut mine = Desired::default();
+        for raw in pods {
+            if raw["spec"]["nodeName"] != self.node.name.as_str() {
+                continue;
+            }
+            let uid = raw["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            match lifecycle::decode::<Pod>(raw) {
+                Ok(p) if p.spec.is_some() && !uid.is_empty() => mine.pods.push(p),
+                Ok(_) => mine.unreadable.push(uid),
+                Err(e) => {
+                    warn!(uid = %uid, error = %e, "cannot read pod");
+                    mine.unreadable.push(uid);
+                }
+            }
+        }
+        let mine = Arc::new(mine);
         self.cache = Some((rev, mine.clone()));
         Ok(mine)
     }
@@ -466,7 +486,8 @@ impl Manager {
     /// observe what runs, then for each of this node's pods its inputs, plan, dispatch and
     /// status, then the orphans' cleanup and one write of what changed.
     async fn pass(&mut self) -> anyhow::Result<bool> {
-        let (desired, terminating) = split_terminating(self.desired().await?);
+        let desired = self.desired().await?;
+        let terminating = terminating(&desired.pods);
         let node = self.node.clone();
         let seen = tokio::task::spawn_blocking(move || observe(&node)).await?;
         let now = now_ms();
@@ -475,14 +496,24 @@ impl Manager {
             return Ok(false);
         }
         let mut round = Round::default();
+        // A pod that does not read keeps what it runs (it is not an orphan).
+        round.desired.extend(desired.unreadable.iter().cloned());
         let mut statuses = Vec::new();
-        for raw in &desired {
-            if let Some(op) = self.sync_pod(raw, &seen, now, &mut round).await? {
+        for pod in &desired.pods {
+            // Pods marked deleted are not run: their containers go as orphans.
+            if pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            round
+                .desired
+                .insert(lifecycle::uid(&pod.metadata).to_string());
+            if let Some(op) = self.sync_pod(pod, &seen, now, &mut round).await? {
                 statuses.push(op);
             }
         }
         self.prober.retain(&round.running);
-        self.synced.retain(|uid, _| round.desired.contains(uid));
+        let desired = &round.desired;
+        self.synced.retain(|uid, _| desired.contains(uid));
         self.sources_cache
             .retain(|ns, _| round.sources.contains_key(ns));
         self.remove_orphans(&seen, &round.desired, &terminating)
@@ -682,32 +713,23 @@ impl Manager {
     /// Observes, plans and dispatches one pod; returns its status write if it changed.
     async fn sync_pod(
         &mut self,
-        raw: &Value,
+        pod: &Pod,
         seen: &Seen,
         now: u64,
         round: &mut Round,
     ) -> anyhow::Result<Option<Op>> {
-        let Some(uid) = raw["metadata"]["uid"].as_str().map(String::from) else {
-            return Ok(None);
-        };
-        round.desired.insert(uid.clone());
-        let pod: Pod = match lifecycle::decode(raw.clone()) {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(pod = %raw["metadata"]["name"], error = %e, "cannot read pod");
-                return Ok(None);
-            }
-        };
+        let uid = lifecycle::uid(&pod.metadata).to_string();
         let Some(spec) = pod.spec.as_ref() else {
-            warn!(pod = %raw["metadata"]["name"], "pod has no spec");
             return Ok(None);
         };
+        // What the pod's events are about.
+        let raw = &lifecycle::about(pod);
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let data = self.namespace_data(ns, round).await?;
         let has_sandbox = seen.sandboxes.contains(&uid);
-        let inputs = self.inputs(&pod, spec, &uid, has_sandbox, &data);
+        let inputs = self.inputs(pod, spec, &uid, has_sandbox, &data);
         let obs = self.observed(spec, &uid, seen, inputs.error.as_ref(), now);
-        let prev = raw.get("status").cloned().unwrap_or(Value::Null);
+        let prev = pod.status.clone().unwrap_or_default();
         let p = plan::plan(spec, &obs, &prev, now);
         if let Some(w) = p.wake_at {
             self.wake_at = Some(self.wake_at.map_or(w, |x| x.min(w)));
@@ -722,7 +744,7 @@ impl Manager {
         let (cms, secrets, service_env) = &*data;
         for a in p.actions {
             let ctx = PodContext {
-                pod: &pod,
+                pod,
                 spec,
                 uid: &uid,
                 node: &self.node.name,
@@ -739,24 +761,27 @@ impl Manager {
         }
 
         let mut status = p.status;
-        status["hostIP"] = json!(self.node.host_ip);
+        status.host_ip = Some(self.node.host_ip.clone());
         if !inputs.pod_ip.is_empty() && has_sandbox {
-            status["podIP"] = json!(inputs.pod_ip);
-            status["podIPs"] = json!([{ "ip": inputs.pod_ip }]);
+            status.pod_ip = Some(inputs.pod_ip.clone());
+            status.pod_ips = Some(vec![PodIP {
+                ip: inputs.pod_ip.clone(),
+            }]);
         }
-        status["startTime"] = prev
-            .get("startTime")
-            .cloned()
-            .unwrap_or_else(|| json!(now_rfc3339()));
+        status.start_time = Some(
+            prev.start_time
+                .clone()
+                .unwrap_or_else(|| plan::time_ms(now)),
+        );
         if status == prev {
             return Ok(None);
         }
-        let mut o = raw.clone();
-        o["status"] = status;
-        if let Some(m) = o["metadata"].as_object_mut() {
-            m.remove("resourceVersion");
-        }
-        Ok(Some(Op::Status { object: o }))
+        let mut o = pod.clone();
+        o.status = Some(status);
+        o.metadata.resource_version = None;
+        Ok(Some(Op::Status {
+            object: serde_json::to_value(&o)?,
+        }))
     }
 
     /// Makes sure the probes of the pod's running instances run.
@@ -764,7 +789,7 @@ impl Manager {
         &mut self,
         spec: &PodSpec,
         obs: &Observed,
-        prev: &Value,
+        prev: &PodStatus,
         sandbox: &flotilla_runtime::sandbox::Sandbox,
         pod_ip: &str,
         round: &mut Round,
@@ -779,15 +804,11 @@ impl Manager {
                 continue;
             };
             round.running.insert(id.clone());
-            let was = prev["containerStatuses"]
-                .as_array()
-                .and_then(|cs| {
-                    cs.iter().find(|s| {
-                        s["name"] == c.name.as_str()
-                            && s["containerID"] == format!("flotilla://{id}").as_str()
-                    })
-                })
-                .map(|s| (s["ready"] == true, s["started"] == true))
+            let cid = format!("flotilla://{id}");
+            let was = items(&prev.container_statuses)
+                .iter()
+                .find(|s| s.name == c.name && s.container_id.as_deref() == Some(&cid))
+                .map(|s| (s.ready, s.started == Some(true)))
                 .unwrap_or((false, false));
             let ip = if pod_ip.is_empty() {
                 "127.0.0.1"

@@ -9,8 +9,11 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, PodSpec};
-use serde_json::{Value, json};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, PodCondition, PodSpec, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::manifest::lifecycle::items;
 
@@ -117,7 +120,7 @@ pub enum Action {
 pub struct Plan {
     pub actions: Vec<Action>,
     /// `status` without podIP, hostIP and startTime (the caller knows those).
-    pub status: Value,
+    pub status: PodStatus,
     /// The pod has ended (Succeeded or Failed): nothing will start again.
     pub finished: bool,
     /// When the plan would change with nothing else changing (a back-off ends), in ms.
@@ -140,11 +143,17 @@ pub fn rfc3339_ms(ms: u64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// A time of the status, to the second as Kubernetes writes it (so that a status read back
+/// from the store compares equal to the one planned again).
+pub fn time_ms(ms: u64) -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second((ms / 1000) as i64).unwrap_or_default())
+}
+
 fn container_id(id: &str) -> String {
     format!("flotilla://{id}")
 }
 
-fn terminated(e: &Ended, id: &str) -> Value {
+fn terminated(e: &Ended, id: &str) -> ContainerState {
     let reason = if e.oom_killed {
         "OOMKilled"
     } else if e.lost {
@@ -154,29 +163,47 @@ fn terminated(e: &Ended, id: &str) -> Value {
     } else {
         "Error"
     };
-    let mut t = json!({
-        "exitCode": e.code,
-        "reason": reason,
-        "startedAt": rfc3339_ms(e.started_ms),
-        "finishedAt": rfc3339_ms(e.finished_ms),
-        "containerID": container_id(id),
-    });
-    if let Some(s) = e.signal {
-        t["signal"] = json!(s);
+    ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            exit_code: e.code,
+            reason: Some(reason.into()),
+            started_at: Some(time_ms(e.started_ms)),
+            finished_at: Some(time_ms(e.finished_ms)),
+            container_id: Some(container_id(id)),
+            signal: e.signal,
+            message: None,
+        }),
+        ..Default::default()
     }
-    json!({ "terminated": t })
 }
 
-fn waiting(reason: &str, message: Option<String>) -> Value {
-    match message {
-        Some(m) => json!({"waiting": {"reason": reason, "message": m}}),
-        None => json!({"waiting": {"reason": reason}}),
+fn waiting(reason: &str, message: Option<String>) -> ContainerState {
+    ContainerState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(reason.into()),
+            message,
+        }),
+        ..Default::default()
+    }
+}
+
+/// A container's status before anything of it ran: waiting for `reason`.
+fn not_started(c: &Container, reason: &str) -> ContainerStatus {
+    ContainerStatus {
+        name: c.name.clone(),
+        image: c.image.clone().unwrap_or_default(),
+        image_id: String::new(),
+        ready: false,
+        restart_count: 0,
+        started: Some(false),
+        state: Some(waiting(reason, None)),
+        ..Default::default()
     }
 }
 
 /// How one container stands after planning.
 struct Standing {
-    status: Value,
+    status: ContainerStatus,
     ready: bool,
     /// Ended and will not run again.
     done: Option<i32>,
@@ -211,14 +238,15 @@ fn plan_container(
         }
     }
     let streak = obs.streaks.get(&c.name).copied().unwrap_or(0);
-    let mut status = json!({
-        "name": c.name,
-        "image": c.image,
-        "imageID": "",
-        "ready": false,
-        "restartCount": instances.last().map(|i| i.attempt).unwrap_or(0),
-        "started": false,
-    });
+    let mut status = ContainerStatus {
+        name: c.name.clone(),
+        image: c.image.clone().unwrap_or_default(),
+        image_id: String::new(),
+        ready: false,
+        restart_count: instances.last().map(|i| i.attempt as i32).unwrap_or(0),
+        started: Some(false),
+        ..Default::default()
+    };
     let previous = instances.len().checked_sub(2).map(|k| &instances[k]);
     if let Some(Instance {
         state: InstanceState::Exited(e),
@@ -226,7 +254,7 @@ fn plan_container(
         ..
     }) = previous
     {
-        status["lastState"] = terminated(e, id);
+        status.last_state = Some(terminated(e, id));
     }
     let Some(latest) = instances.last() else {
         // Never started: start it, unless an earlier try failed and is backing off.
@@ -244,19 +272,19 @@ fn plan_container(
                     "ErrImagePull" => "ImagePullBackOff",
                     r => r,
                 };
-                st.status["state"] = waiting(reason, Some(f.message.clone()));
+                st.status.state = Some(waiting(reason, Some(f.message.clone())));
                 return st;
             }
-            st.status["state"] = waiting(&f.reason, Some(f.message.clone()));
+            st.status.state = Some(waiting(&f.reason, Some(f.message.clone())));
         } else {
-            st.status["state"] = waiting(
+            st.status.state = Some(waiting(
                 if init {
                     "PodInitializing"
                 } else {
                     "ContainerCreating"
                 },
                 None,
-            );
+            ));
         }
         actions.push(Action::Start {
             container: c.name.clone(),
@@ -268,8 +296,8 @@ fn plan_container(
     };
     match &latest.state {
         InstanceState::Starting => {
-            status["state"] = waiting("ContainerCreating", None);
-            status["containerID"] = json!(container_id(&latest.id));
+            status.state = Some(waiting("ContainerCreating", None));
+            status.container_id = Some(container_id(&latest.id));
             Standing {
                 status,
                 ready: false,
@@ -290,10 +318,15 @@ fn plan_container(
                 });
             }
             let ready = probed.ready && probed.started && !init;
-            status["state"] = json!({"running": {"startedAt": rfc3339_ms(*started_ms)}});
-            status["ready"] = json!(ready);
-            status["started"] = json!(probed.started);
-            status["containerID"] = json!(container_id(&latest.id));
+            status.state = Some(ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: Some(time_ms(*started_ms)),
+                }),
+                ..Default::default()
+            });
+            status.ready = ready;
+            status.started = Some(probed.started);
+            status.container_id = Some(container_id(&latest.id));
             Standing {
                 status,
                 ready,
@@ -308,8 +341,8 @@ fn plan_container(
                 restarts(policy, e.code)
             };
             if !again {
-                status["state"] = terminated(e, &latest.id);
-                status["containerID"] = json!(container_id(&latest.id));
+                status.state = Some(terminated(e, &latest.id));
+                status.container_id = Some(container_id(&latest.id));
                 return Standing {
                     status,
                     ready: false,
@@ -324,9 +357,9 @@ fn plan_container(
                 streak
             };
             let wait = backoff_ms(streak);
-            status["lastState"] = terminated(e, &latest.id);
+            status.last_state = Some(terminated(e, &latest.id));
             if now_ms >= e.finished_ms + wait {
-                status["state"] = waiting("ContainerCreating", None);
+                status.state = Some(waiting("ContainerCreating", None));
                 actions.push(Action::Start {
                     container: c.name.clone(),
                     attempt: latest.attempt + 1,
@@ -335,14 +368,14 @@ fn plan_container(
                 });
             } else {
                 wake(e.finished_ms + wait);
-                status["state"] = waiting(
+                status.state = Some(waiting(
                     "CrashLoopBackOff",
                     Some(format!(
                         "back-off {}s restarting failed container={} pod",
                         wait / 1000,
                         c.name
                     )),
-                );
+                ));
             }
             Standing {
                 status,
@@ -354,48 +387,51 @@ fn plan_container(
     }
 }
 
-fn condition(kind: &str, ok: bool, prev: &Value, now: &str) -> Value {
+fn condition(kind: &str, ok: bool, prev: &PodStatus, now: &Time) -> PodCondition {
     let status = if ok { "True" } else { "False" };
     // Keep the transition time while the condition holds its value.
-    let since = prev["conditions"]
-        .as_array()
-        .and_then(|cs| {
-            cs.iter()
-                .find(|c| c["type"] == kind && c["status"] == status)
-        })
-        .and_then(|c| c["lastTransitionTime"].as_str())
-        .unwrap_or(now)
-        .to_string();
-    json!({"type": kind, "status": status, "lastTransitionTime": since})
+    let since = items(&prev.conditions)
+        .iter()
+        .find(|c| c.type_ == kind && c.status == status)
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    PodCondition {
+        type_: kind.into(),
+        status: status.into(),
+        last_transition_time: Some(since),
+        ..Default::default()
+    }
+}
+
+/// The four conditions of a pod's status.
+fn conditions(initialized: bool, ready: bool, prev: &PodStatus, now: &Time) -> Vec<PodCondition> {
+    vec![
+        condition("PodScheduled", true, prev, now),
+        condition("Initialized", initialized, prev, now),
+        condition("ContainersReady", ready, prev, now),
+        condition("Ready", ready, prev, now),
+    ]
 }
 
 /// Plans one pod. `prev` is its current status (for transition times and a finished phase).
-pub fn plan(spec: &PodSpec, obs: &Observed, prev: &Value, now_ms: u64) -> Plan {
-    let now = rfc3339_ms(now_ms);
+pub fn plan(spec: &PodSpec, obs: &Observed, prev: &PodStatus, now_ms: u64) -> Plan {
+    let now = time_ms(now_ms);
     let policy = spec.restart_policy.as_deref().unwrap_or("Always");
     let mut actions = Vec::new();
-    let prev_phase = prev["phase"].as_str().unwrap_or("Pending");
+    let prev_phase = prev.phase.as_deref().unwrap_or("Pending");
     let already_finished = matches!(prev_phase, "Succeeded" | "Failed");
     if !obs.sandbox && !already_finished {
-        let pending = |cs: &[Container], reason: &str| -> Vec<Value> {
-            cs.iter()
-                .map(|c| json!({"name": c.name, "image": c.image, "imageID": "", "ready": false, "restartCount": 0, "started": false, "state": waiting(reason, None)}))
-                .collect()
+        let pending = |cs: &[Container], reason: &str| -> Vec<ContainerStatus> {
+            cs.iter().map(|c| not_started(c, reason)).collect()
         };
-        let mut status = json!({
-            "phase": "Pending",
-            "conditions": [
-                condition("PodScheduled", true, prev, &now),
-                condition("Initialized", items(&spec.init_containers).is_empty(), prev, &now),
-                condition("ContainersReady", false, prev, &now),
-                condition("Ready", false, prev, &now),
-            ],
-            "containerStatuses": pending(&spec.containers, "ContainerCreating"),
-        });
-        if !items(&spec.init_containers).is_empty() {
-            status["initContainerStatuses"] =
-                json!(pending(items(&spec.init_containers), "PodInitializing"));
-        }
+        let inits = items(&spec.init_containers);
+        let status = PodStatus {
+            phase: Some("Pending".into()),
+            conditions: Some(conditions(inits.is_empty(), false, prev, &now)),
+            container_statuses: Some(pending(&spec.containers, "ContainerCreating")),
+            init_container_statuses: (!inits.is_empty()).then(|| pending(inits, "PodInitializing")),
+            ..Default::default()
+        };
         return Plan {
             actions: vec![Action::CreateSandbox],
             status,
@@ -411,7 +447,7 @@ pub fn plan(spec: &PodSpec, obs: &Observed, prev: &Value, now_ms: u64) -> Plan {
     let mut init_failed = None;
     for c in items(&spec.init_containers) {
         if !initialized {
-            init_statuses.push(json!({"name": c.name, "image": c.image, "imageID": "", "ready": false, "restartCount": 0, "started": false, "state": waiting("PodInitializing", None)}));
+            init_statuses.push(not_started(c, "PodInitializing"));
             continue;
         }
         let mut own = Vec::new();
@@ -441,7 +477,7 @@ pub fn plan(spec: &PodSpec, obs: &Observed, prev: &Value, now_ms: u64) -> Plan {
     let mut ended = Vec::new();
     for c in &spec.containers {
         if !initialized {
-            statuses.push(json!({"name": c.name, "image": c.image, "imageID": "", "ready": false, "restartCount": 0, "started": false, "state": waiting("PodInitializing", None)}));
+            statuses.push(not_started(c, "PodInitializing"));
             all_ready = false;
             all_started = false;
             continue;
@@ -481,23 +517,15 @@ pub fn plan(spec: &PodSpec, obs: &Observed, prev: &Value, now_ms: u64) -> Plan {
         actions.retain(|a| !matches!(a, Action::Start { .. }));
     }
     let ready = all_ready && phase == "Running";
-    let mut status = json!({
-        "phase": phase,
-        "conditions": [
-            condition("PodScheduled", true, prev, &now),
-            condition("Initialized", initialized, prev, &now),
-            condition("ContainersReady", ready, prev, &now),
-            condition("Ready", ready, prev, &now),
-        ],
-        "containerStatuses": statuses,
-    });
-    if !init_statuses.is_empty() {
-        status["initContainerStatuses"] = json!(init_statuses);
-    }
-    if let Some(code) = init_failed {
-        status["reason"] = json!("InitError");
-        status["message"] = json!(format!("an init container exited with code {code}"));
-    }
+    let status = PodStatus {
+        phase: Some(phase.into()),
+        conditions: Some(conditions(initialized, ready, prev, &now)),
+        container_statuses: Some(statuses),
+        init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
+        reason: init_failed.map(|_| "InitError".into()),
+        message: init_failed.map(|code| format!("an init container exited with code {code}")),
+        ..Default::default()
+    };
     Plan {
         actions,
         status,

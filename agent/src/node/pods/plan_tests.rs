@@ -1,5 +1,29 @@
 use super::*;
 use k8s_openapi::api::core::v1::Probe;
+use serde_json::Value;
+
+/// A plan with its status as JSON, as a user reads it back.
+#[derive(Debug)]
+struct Plan {
+    actions: Vec<Action>,
+    status: Value,
+    finished: bool,
+}
+
+/// [`super::plan`] with the previous status given, and the new one read, as JSON.
+fn plan(spec: &PodSpec, obs: &Observed, prev: &Value, now_ms: u64) -> Plan {
+    let prev: PodStatus = if prev.is_null() {
+        PodStatus::default()
+    } else {
+        serde_json::from_value(prev.clone()).expect("a pod status")
+    };
+    let p = super::plan(spec, obs, &prev, now_ms);
+    Plan {
+        actions: p.actions,
+        status: serde_json::to_value(&p.status).unwrap(),
+        finished: p.finished,
+    }
+}
 
 fn spec(policy: &str, containers: &[&str], inits: &[&str]) -> PodSpec {
     let c = |n: &&str| Container {
