@@ -597,6 +597,11 @@ impl Agent {
                         let Ok(Some(prev)) = store.get(&key).await else {
                             continue;
                         };
+                        let Ok(prev) = crate::manifest::lifecycle::decode::<
+                            k8s_openapi::api::core::v1::Node,
+                        >(prev) else {
+                            continue;
+                        };
                         let now = crate::store::now_rfc3339();
                         let fresh = crate::node::status::keep_transitions(
                             with_api_port(
@@ -617,7 +622,9 @@ impl Agent {
                         }
                         let w = Write {
                             now,
-                            ops: vec![Op::Status { object: fresh }],
+                            ops: vec![Op::Status {
+                                object: serde_json::to_value(&fresh).expect("a Node serialises"),
+                            }],
                         };
                         match store.write(&w).await {
                             Ok(_) => last_write = std::time::Instant::now(),
@@ -748,8 +755,16 @@ async fn renew_certificates(r: CertRenewal, stop: CancellationToken) {
 
 /// Records the node's API port where Kubernetes keeps the kubelet's
 /// (`status.daemonEndpoints.kubeletEndpoint.Port`): other nodes forward logs and exec there.
-fn with_api_port(mut node: serde_json::Value, port: u16) -> serde_json::Value {
-    node["status"]["daemonEndpoints"] = serde_json::json!({"kubeletEndpoint": {"Port": port}});
+fn with_api_port(
+    mut node: k8s_openapi::api::core::v1::Node,
+    port: u16,
+) -> k8s_openapi::api::core::v1::Node {
+    use k8s_openapi::api::core::v1::{DaemonEndpoint, NodeDaemonEndpoints};
+    node.status.get_or_insert_default().daemon_endpoints = Some(NodeDaemonEndpoints {
+        kubelet_endpoint: Some(DaemonEndpoint {
+            port: i32::from(port),
+        }),
+    });
     node
 }
 
@@ -814,10 +829,10 @@ async fn bootstrap(
     let addr = address
         .map(|a| a.to_string())
         .unwrap_or_else(|| "127.0.0.1".into());
-    let node_obj = with_api_port(
+    let node_obj = serde_json::to_value(with_api_port(
         node_object(node, &addr, HostResources::read_with_disk(data_dir), &now),
         api_port,
-    );
+    ))?;
     let mut spec_only = node_obj.clone();
     spec_only
         .as_object_mut()

@@ -71,7 +71,10 @@ pub fn render(o: &Value, events: &[Value], now: chrono::DateTime<chrono::Utc>) -
             "Node:         {}\n",
             o["spec"]["nodeName"].as_str().unwrap_or("<none>")
         ));
-        out.push_str(&format!("Status:       {}\n", printers::pod_status(o)));
+        let status = <k8s_openapi::api::core::v1::Pod as serde::Deserialize>::deserialize(o)
+            .map(|p| printers::pod_status(&p))
+            .unwrap_or_default();
+        out.push_str(&format!("Status:       {status}\n"));
         out.push_str(&format!(
             "IP:           {}\n",
             o["status"]["podIP"].as_str().unwrap_or("")
@@ -120,7 +123,10 @@ pub fn render(o: &Value, events: &[Value], now: chrono::DateTime<chrono::Utc>) -
                 vec![
                     e["type"].as_str().unwrap_or("").to_string(),
                     e["reason"].as_str().unwrap_or("").to_string(),
-                    printers::age(last, now),
+                    printers::age(
+                        <k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as serde::Deserialize>::deserialize(last).ok().as_ref(),
+                        now,
+                    ),
                     e["source"]["component"].as_str().unwrap_or("").to_string(),
                     e["message"].as_str().unwrap_or("").to_string(),
                 ]

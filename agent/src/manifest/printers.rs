@@ -1,7 +1,19 @@
-//! kubectl-style tables: columns per kind, rows from objects. Pure functions of data.
+//! kubectl-style tables: columns per kind, rows from objects read as their k8s-openapi types.
+//! Pure functions of data.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Event, Namespace, Node, Pod, PodTemplateSpec, Secret, Service, ServiceSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use serde::Deserialize;
 use serde_json::Value;
+
+use crate::manifest::lifecycle::items;
 
 /// Column headers for a kind (`wide` adds kubectl's `-o wide` columns).
 pub fn headers(kind: &str, wide: bool) -> Vec<&'static str> {
@@ -47,27 +59,12 @@ pub fn headers(kind: &str, wide: bool) -> Vec<&'static str> {
     h
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-fn n(v: &Value) -> i64 {
-    v.as_i64().unwrap_or(0)
-}
-
 /// kubectl's short ages: `45s`, `3m20s`, `2h`, `5d`.
-pub fn age(ts: &Value, now: DateTime<Utc>) -> String {
-    let Some(t) = ts
-        .as_str()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-    else {
+pub fn age(t: Option<&Time>, now: DateTime<Utc>) -> String {
+    let Some(t) = t.and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0)) else {
         return "<unknown>".into();
     };
-    let secs = (now - t.with_timezone(&Utc)).num_seconds().max(0);
+    let secs = (now - t).num_seconds().max(0);
     let (m, h, d) = (secs / 60, secs / 3600, secs / 86400);
     match () {
         _ if secs < 120 => format!("{secs}s"),
@@ -81,53 +78,55 @@ pub fn age(ts: &Value, now: DateTime<Utc>) -> String {
 }
 
 /// What `get pods` prints as STATUS, following kubectl's rules.
-pub fn pod_status(p: &Value) -> String {
-    if !p["metadata"]["deletionTimestamp"].is_null() {
+pub fn pod_status(p: &Pod) -> String {
+    if p.metadata.deletion_timestamp.is_some() {
         return "Terminating".into();
     }
-    let st = &p["status"];
-    let mut reason = st["reason"]
-        .as_str()
-        .or(st["phase"].as_str())
-        .unwrap_or("Pending")
-        .to_string();
-    for (i, c) in st["initContainerStatuses"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let total = p["spec"]["initContainers"].as_array().map_or(0, Vec::len);
-        if c["state"]["terminated"]["exitCode"] == 0 && !c["state"]["terminated"].is_null() {
+    let st = p.status.clone().unwrap_or_default();
+    let mut reason = st
+        .reason
+        .clone()
+        .or(st.phase.clone())
+        .unwrap_or_else(|| "Pending".into());
+    let total = p
+        .spec
+        .as_ref()
+        .map_or(0, |s| items(&s.init_containers).len());
+    for (i, c) in items(&st.init_container_statuses).iter().enumerate() {
+        let state = c.state.clone().unwrap_or_default();
+        if state.terminated.as_ref().is_some_and(|t| t.exit_code == 0) {
             continue;
         }
-        if let Some(r) = c["state"]["terminated"]["reason"]
-            .as_str()
-            .or(c["state"]["waiting"]["reason"].as_str())
+        if let Some(r) = state
+            .terminated
+            .and_then(|t| t.reason)
+            .or(state.waiting.and_then(|w| w.reason))
             && r != "PodInitializing"
         {
             return format!("Init:{r}");
         }
         return format!("Init:{i}/{total}");
     }
-    for c in st["containerStatuses"].as_array().into_iter().flatten() {
-        if let Some(r) = c["state"]["waiting"]["reason"].as_str() {
-            reason = r.to_string();
-        } else if let Some(r) = c["state"]["terminated"]["reason"].as_str() {
-            reason = r.to_string();
+    for c in items(&st.container_statuses) {
+        let state = c.state.as_ref();
+        if let Some(r) = state.and_then(|s| s.waiting.as_ref()?.reason.clone()) {
+            reason = r;
+        } else if let Some(r) = state.and_then(|s| s.terminated.as_ref()?.reason.clone()) {
+            reason = r;
         }
     }
     reason
 }
 
-fn ports(svc: &Value) -> String {
-    let ps: Vec<String> = svc["spec"]["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| match p["nodePort"].as_i64() {
-            Some(np) => format!("{}:{}/{}", n(&p["port"]), np, s(&p["protocol"])),
-            None => format!("{}/{}", n(&p["port"]), s(&p["protocol"])),
+fn ports(svc: &ServiceSpec) -> String {
+    let ps: Vec<String> = items(&svc.ports)
+        .iter()
+        .map(|p| {
+            let proto = p.protocol.as_deref().unwrap_or("");
+            match p.node_port {
+                Some(np) => format!("{}:{np}/{proto}", p.port),
+                None => format!("{}/{proto}", p.port),
+            }
         })
         .collect();
     if ps.is_empty() {
@@ -137,12 +136,11 @@ fn ports(svc: &Value) -> String {
     }
 }
 
-fn map_str(v: &Value) -> String {
-    let parts: Vec<String> = v
-        .as_object()
+fn map_str(m: Option<&BTreeMap<String, String>>) -> String {
+    let parts: Vec<String> = m
         .into_iter()
         .flatten()
-        .map(|(k, v)| format!("{k}={}", s(v)))
+        .map(|(k, v)| format!("{k}={v}"))
         .collect();
     if parts.is_empty() {
         "<none>".into()
@@ -151,100 +149,107 @@ fn map_str(v: &Value) -> String {
     }
 }
 
-fn containers_images(o: &Value) -> (String, String) {
-    let cs: Vec<&Value> = o["spec"]["template"]["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .collect();
+fn containers_images(t: &PodTemplateSpec) -> (String, String) {
+    let cs = t
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or(&[]);
     (
         cs.iter()
-            .map(|c| s(&c["name"]))
+            .map(|c| c.name.as_str())
             .collect::<Vec<_>>()
             .join(","),
         cs.iter()
-            .map(|c| s(&c["image"]))
+            .map(|c| c.image.as_deref().unwrap_or(""))
             .collect::<Vec<_>>()
             .join(","),
     )
 }
 
-fn node_ready(o: &Value) -> String {
-    let ready = o["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == "Ready")
-        .map(|c| c["status"] == "True")
-        .unwrap_or(false);
-    let mut st = if ready {
-        "Ready".to_string()
-    } else {
-        "NotReady".to_string()
-    };
-    if o["spec"]["unschedulable"] == true {
+fn node_ready(n: &Node) -> String {
+    let ready = n
+        .status
+        .as_ref()
+        .map(|s| items(&s.conditions))
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let mut st = if ready { "Ready" } else { "NotReady" }.to_string();
+    if n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
         st.push_str(",SchedulingDisabled");
     }
     st
 }
 
-/// One table row for an object.
+fn int(v: Option<i32>) -> String {
+    v.unwrap_or(0).to_string()
+}
+
+/// One table row for an object (stored JSON, read as its kind's type). An object that does
+/// not read as its kind (none should: the store holds what passed the schema) shows its name
+/// and age, with the other columns empty.
 pub fn row(kind: &str, o: &Value, now: DateTime<Utc>, wide: bool) -> Vec<String> {
-    let name = s(&o["metadata"]["name"]);
-    let created = self::age(&o["metadata"]["creationTimestamp"], now);
-    let st = &o["status"];
-    let mut r = match kind {
-        "Pod" => {
-            let total = o["spec"]["containers"].as_array().map_or(0, Vec::len);
-            let cs = st["containerStatuses"].as_array();
-            let ready = cs
-                .into_iter()
-                .flatten()
-                .filter(|c| c["ready"] == true)
-                .count();
-            let restarts: i64 = cs
-                .into_iter()
-                .flatten()
-                .map(|c| n(&c["restartCount"]))
-                .sum();
+    let typed = match kind {
+        "Pod" => read(o, |p: Pod| pod_row(&p, now, wide)),
+        "Deployment" => read(o, |d: Deployment| {
+            let (spec, st) = (d.spec.unwrap_or_default(), d.status.unwrap_or_default());
+            let mut r = vec![
+                name(&d.metadata),
+                format!("{}/{}", int(st.ready_replicas), int(spec.replicas)),
+                int(st.updated_replicas),
+                int(st.available_replicas),
+                age(d.metadata.creation_timestamp.as_ref(), now),
+            ];
+            if wide {
+                let (c, i) = containers_images(&spec.template);
+                r.extend([c, i, map_str(spec.selector.match_labels.as_ref())]);
+            }
+            r
+        }),
+        "ReplicaSet" => read(o, |rs: ReplicaSet| {
+            let (spec, st) = (rs.spec.unwrap_or_default(), rs.status.unwrap_or_default());
+            let mut r = vec![
+                name(&rs.metadata),
+                int(spec.replicas),
+                st.replicas.to_string(),
+                int(st.ready_replicas),
+                age(rs.metadata.creation_timestamp.as_ref(), now),
+            ];
+            if wide {
+                let (c, i) = spec
+                    .template
+                    .as_ref()
+                    .map(containers_images)
+                    .unwrap_or_default();
+                r.extend([c, i, map_str(spec.selector.match_labels.as_ref())]);
+            }
+            r
+        }),
+        "DaemonSet" => read(o, |ds: DaemonSet| {
+            let (spec, st) = (ds.spec.unwrap_or_default(), ds.status.unwrap_or_default());
             vec![
-                name,
-                format!("{ready}/{total}"),
-                pod_status(o),
-                restarts.to_string(),
-                created,
+                name(&ds.metadata),
+                st.desired_number_scheduled.to_string(),
+                st.current_number_scheduled.to_string(),
+                st.number_ready.to_string(),
+                int(st.updated_number_scheduled),
+                int(st.number_available),
+                map_str(
+                    spec.template
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.node_selector.as_ref()),
+                ),
+                age(ds.metadata.creation_timestamp.as_ref(), now),
             ]
-        }
-        "Deployment" => vec![
-            name,
-            format!("{}/{}", n(&st["readyReplicas"]), n(&o["spec"]["replicas"])),
-            n(&st["updatedReplicas"]).to_string(),
-            n(&st["availableReplicas"]).to_string(),
-            created,
-        ],
-        "ReplicaSet" => vec![
-            name,
-            n(&o["spec"]["replicas"]).to_string(),
-            n(&st["replicas"]).to_string(),
-            n(&st["readyReplicas"]).to_string(),
-            created,
-        ],
-        "DaemonSet" => vec![
-            name,
-            n(&st["desiredNumberScheduled"]).to_string(),
-            n(&st["currentNumberScheduled"]).to_string(),
-            n(&st["numberReady"]).to_string(),
-            n(&st["updatedNumberScheduled"]).to_string(),
-            n(&st["numberAvailable"]).to_string(),
-            map_str(&o["spec"]["template"]["spec"]["nodeSelector"]),
-            created,
-        ],
-        "Job" => {
-            let conds: Vec<&Value> = st["conditions"].as_array().into_iter().flatten().collect();
+        }),
+        "Job" => read(o, |j: Job| {
+            let st = j.status.unwrap_or_default();
             let has = |t: &str| {
-                conds
+                items(&st.conditions)
                     .iter()
-                    .any(|c| c["type"] == t && c["status"] == "True")
+                    .any(|c| c.type_ == t && c.status == "True")
             };
             let status = if has("Complete") {
                 "Complete"
@@ -253,119 +258,206 @@ pub fn row(kind: &str, o: &Value, now: DateTime<Utc>, wide: bool) -> Vec<String>
             } else {
                 "Running"
             };
-            let duration = match (st["startTime"].as_str(), st["completionTime"].as_str()) {
+            let duration = match (&st.start_time, &st.completion_time) {
                 (Some(start), Some(end)) => {
-                    let end = DateTime::parse_from_rfc3339(end)
-                        .map(|t| t.with_timezone(&Utc))
-                        .unwrap_or(now);
-                    age(&Value::from(start), end)
+                    let end = DateTime::from_timestamp(end.0.as_second(), 0).unwrap_or(now);
+                    age(Some(start), end)
                 }
-                (Some(start), None) => age(&Value::from(start), now),
+                (Some(start), None) => age(Some(start), now),
                 _ => String::new(),
             };
             vec![
-                name,
+                name(&j.metadata),
                 status.into(),
-                format!("{}/{}", n(&st["succeeded"]), n(&o["spec"]["completions"])),
+                format!(
+                    "{}/{}",
+                    int(st.succeeded),
+                    int(j.spec.and_then(|s| s.completions))
+                ),
                 duration,
-                created,
+                age(j.metadata.creation_timestamp.as_ref(), now),
             ]
-        }
-        "Service" => vec![
-            name,
-            s(&o["spec"]["type"]),
-            o["spec"]["clusterIP"]
-                .as_str()
-                .unwrap_or("<pending>")
-                .to_string(),
-            "<none>".into(),
-            ports(o),
-            created,
-        ],
-        "ConfigMap" => {
-            let count = o["data"].as_object().map_or(0, |m| m.len())
-                + o["binaryData"].as_object().map_or(0, |m| m.len());
-            vec![name, count.to_string(), created]
-        }
-        "Secret" => vec![
-            name,
-            s(&o["type"]),
-            o["data"].as_object().map_or(0, |m| m.len()).to_string(),
-            created,
-        ],
-        "Namespace" => vec![
-            name,
-            if o["metadata"]["deletionTimestamp"].is_null() {
-                "Active".into()
+        }),
+        "Service" => read(o, |svc: Service| {
+            let spec = svc.spec.unwrap_or_default();
+            let mut r = vec![
+                name(&svc.metadata),
+                spec.type_.clone().unwrap_or_default(),
+                spec.cluster_ip
+                    .clone()
+                    .unwrap_or_else(|| "<pending>".into()),
+                "<none>".into(),
+                ports(&spec),
+                age(svc.metadata.creation_timestamp.as_ref(), now),
+            ];
+            if wide {
+                r.push(map_str(spec.selector.as_ref()));
+            }
+            r
+        }),
+        "ConfigMap" => read(o, |cm: ConfigMap| {
+            let count = cm.data.as_ref().map_or(0, |m| m.len())
+                + cm.binary_data.as_ref().map_or(0, |m| m.len());
+            vec![
+                name(&cm.metadata),
+                count.to_string(),
+                age(cm.metadata.creation_timestamp.as_ref(), now),
+            ]
+        }),
+        "Secret" => read(o, |sec: Secret| {
+            vec![
+                name(&sec.metadata),
+                sec.type_.clone().unwrap_or_default(),
+                sec.data.as_ref().map_or(0, |m| m.len()).to_string(),
+                age(sec.metadata.creation_timestamp.as_ref(), now),
+            ]
+        }),
+        "Namespace" => read(o, |ns: Namespace| {
+            let phase = if ns.metadata.deletion_timestamp.is_none() {
+                "Active"
             } else {
-                "Terminating".into()
-            },
-            created,
-        ],
-        "Node" => {
-            let roles: Vec<&str> = o["metadata"]["labels"]
-                .as_object()
-                .into_iter()
+                "Terminating"
+            };
+            vec![
+                name(&ns.metadata),
+                phase.into(),
+                age(ns.metadata.creation_timestamp.as_ref(), now),
+            ]
+        }),
+        "Node" => read(o, |n: Node| {
+            let roles: Vec<&str> = n
+                .metadata
+                .labels
+                .iter()
                 .flatten()
                 .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/"))
                 .collect();
-            vec![
-                name,
-                node_ready(o),
+            let info = n.status.as_ref().and_then(|s| s.node_info.clone());
+            let mut r = vec![
+                name(&n.metadata),
+                node_ready(&n),
                 if roles.is_empty() {
                     "<none>".into()
                 } else {
                     roles.join(",")
                 },
-                created,
-                s(&st["nodeInfo"]["kubeletVersion"]),
-            ]
-        }
-        "Event" => {
-            let last = if o["lastTimestamp"].is_null() {
-                &o["metadata"]["creationTimestamp"]
-            } else {
-                &o["lastTimestamp"]
-            };
-            let io = &o["involvedObject"];
-            vec![
-                self::age(last, now),
-                s(&o["type"]),
-                s(&o["reason"]),
-                format!("{}/{}", s(&io["kind"]).to_ascii_lowercase(), s(&io["name"])),
-                s(&o["message"]),
-            ]
-        }
-        _ => vec![name, created],
-    };
-    if wide {
-        match kind {
-            "Pod" => {
-                r.push(st["podIP"].as_str().unwrap_or("<none>").to_string());
-                r.push(
-                    o["spec"]["nodeName"]
-                        .as_str()
-                        .unwrap_or("<none>")
-                        .to_string(),
-                );
-            }
-            "Deployment" | "ReplicaSet" => {
-                let (c, i) = containers_images(o);
-                r.extend([c, i, map_str(&o["spec"]["selector"]["matchLabels"])]);
-            }
-            "Service" => r.push(map_str(&o["spec"]["selector"])),
-            "Node" => {
-                let ip = st["addresses"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|a| a["type"] == "InternalIP")
-                    .map(|a| s(&a["address"]))
+                age(n.metadata.creation_timestamp.as_ref(), now),
+                info.as_ref()
+                    .map(|i| i.kubelet_version.clone())
+                    .unwrap_or_default(),
+            ];
+            if wide {
+                let ip = n
+                    .status
+                    .as_ref()
+                    .map(|s| items(&s.addresses))
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|a| a.type_ == "InternalIP")
+                    .map(|a| a.address.clone())
                     .unwrap_or_else(|| "<none>".into());
-                r.extend([ip, s(&st["nodeInfo"]["containerRuntimeVersion"])]);
+                let runtime = info
+                    .map(|i| i.container_runtime_version)
+                    .unwrap_or_default();
+                r.extend([ip, runtime]);
             }
-            _ => {}
+            r
+        }),
+        "Event" => read(o, |e: Event| {
+            let last = e
+                .last_timestamp
+                .as_ref()
+                .or(e.metadata.creation_timestamp.as_ref());
+            let io = &e.involved_object;
+            vec![
+                age(last, now),
+                e.type_.clone().unwrap_or_default(),
+                e.reason.clone().unwrap_or_default(),
+                format!(
+                    "{}/{}",
+                    io.kind.as_deref().unwrap_or("").to_ascii_lowercase(),
+                    io.name.as_deref().unwrap_or("")
+                ),
+                e.message.clone().unwrap_or_default(),
+            ]
+        }),
+        _ => None,
+    };
+    typed.unwrap_or_else(|| {
+        let meta = o
+            .get("metadata")
+            .and_then(|m| ObjectMeta::deserialize(m).ok())
+            .unwrap_or_default();
+        let mut r = vec![name(&meta), age(meta.creation_timestamp.as_ref(), now)];
+        if let Some(h) = KNOWN.contains(&kind).then(|| headers(kind, wide).len()) {
+            // The name first, the age where that kind has it, the rest empty.
+            let mut full = vec![String::new(); h];
+            full[0] = r.remove(0);
+            if let Some(i) = headers(kind, wide).iter().position(|c| *c == "AGE") {
+                full[i] = r.remove(0);
+            }
+            return full;
         }
+        r
+    })
+}
+
+/// The kinds with their own columns.
+const KNOWN: &[&str] = &[
+    "Pod",
+    "Deployment",
+    "ReplicaSet",
+    "DaemonSet",
+    "Job",
+    "Service",
+    "ConfigMap",
+    "Secret",
+    "Namespace",
+    "Node",
+    "Event",
+];
+
+/// `o` read as `T` (borrowing the JSON, without copying it), then `f` of it.
+fn read<T: serde::de::DeserializeOwned>(
+    o: &Value,
+    f: impl FnOnce(T) -> Vec<String>,
+) -> Option<Vec<String>> {
+    T::deserialize(o).ok().map(f)
+}
+
+fn name(m: &ObjectMeta) -> String {
+    m.name.clone().unwrap_or_default()
+}
+
+fn pod_row(p: &Pod, now: DateTime<Utc>, wide: bool) -> Vec<String> {
+    let total = p.spec.as_ref().map_or(0, |s| s.containers.len());
+    let cs = p
+        .status
+        .as_ref()
+        .map(|s| items(&s.container_statuses))
+        .unwrap_or_default();
+    let ready = cs.iter().filter(|c| c.ready).count();
+    let restarts: i64 = cs.iter().map(|c| i64::from(c.restart_count)).sum();
+    let mut r = vec![
+        name(&p.metadata),
+        format!("{ready}/{total}"),
+        pod_status(p),
+        restarts.to_string(),
+        age(p.metadata.creation_timestamp.as_ref(), now),
+    ];
+    if wide {
+        r.push(
+            p.status
+                .as_ref()
+                .and_then(|s| s.pod_ip.clone())
+                .unwrap_or_else(|| "<none>".into()),
+        );
+        r.push(
+            p.spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_else(|| "<none>".into()),
+        );
     }
     r
 }
@@ -419,7 +511,7 @@ mod tests {
             ("2025-12-30T12:00:00Z", "2d0h"),
             ("2025-12-01T12:00:00Z", "31d"),
         ] {
-            assert_eq!(age(&json!(ts), now()), want, "{ts}");
+            assert_eq!(age(Some(&Time(ts.parse().unwrap())), now()), want, "{ts}");
         }
     }
 
@@ -473,6 +565,96 @@ mod tests {
         assert_eq!(
             row("Service", &svc, now(), false)[1..5],
             ["NodePort", "10.43.0.7", "<none>", "80:30080/TCP"].map(String::from)
+        );
+    }
+
+    #[test]
+    fn other_kinds_read_as_their_types() {
+        let node = json!({
+            "metadata": {"name": "n1", "creationTimestamp": "2026-01-01T11:00:00Z",
+                "labels": {"node-role.kubernetes.io/control-plane": "true"}},
+            "spec": {"unschedulable": true},
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "addresses": [{"type": "Hostname", "address": "n1"}, {"type": "InternalIP", "address": "192.0.2.7"}],
+                "nodeInfo": {"kubeletVersion": "v1.31.0", "containerRuntimeVersion": "flotilla://0.1",
+                    "architecture": "", "bootID": "", "kernelVersion": "", "kubeProxyVersion": "",
+                    "machineID": "", "operatingSystem": "", "osImage": "", "systemUUID": ""}
+            }
+        });
+        assert_eq!(
+            row("Node", &node, now(), true),
+            [
+                "n1",
+                "Ready,SchedulingDisabled",
+                "control-plane",
+                "60m",
+                "v1.31.0",
+                "192.0.2.7",
+                "flotilla://0.1"
+            ]
+        );
+        let job = json!({
+            "metadata": {"name": "pi"}, "spec": {"completions": 3, "template": {}},
+            "status": {"succeeded": 3, "startTime": "2026-01-01T11:00:00Z",
+                "completionTime": "2026-01-01T11:00:42Z",
+                "conditions": [{"type": "Complete", "status": "True"}]}
+        });
+        assert_eq!(
+            row("Job", &job, now(), false)[..4],
+            ["pi", "Complete", "3/3", "42s"]
+        );
+        let deploy = json!({
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"spec": {"containers": [{"name": "nginx", "image": "nginx:1.27"}]}}},
+            "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}
+        });
+        assert_eq!(
+            row("Deployment", &deploy, now(), true),
+            [
+                "web",
+                "2/3",
+                "3",
+                "2",
+                "<unknown>",
+                "nginx",
+                "nginx:1.27",
+                "app=web"
+            ]
+        );
+        let event = json!({
+            "metadata": {"name": "e", "creationTimestamp": "2026-01-01T11:59:00Z"},
+            "involvedObject": {"kind": "Pod", "name": "web-1"},
+            "type": "Warning", "reason": "BackOff", "message": "Back-off restarting"
+        });
+        assert_eq!(
+            row("Event", &event, now(), false),
+            [
+                "60s",
+                "Warning",
+                "BackOff",
+                "pod/web-1",
+                "Back-off restarting"
+            ]
+        );
+        let init = json!({
+            "metadata": {"name": "p"},
+            "spec": {"initContainers": [{"name": "i1"}, {"name": "i2"}], "containers": [{"name": "a"}]},
+            "status": {"phase": "Pending", "initContainerStatuses": [
+                {"name": "i1", "state": {"terminated": {"exitCode": 0}}},
+                {"name": "i2", "state": {"waiting": {"reason": "PodInitializing"}}}
+            ]}
+        });
+        assert_eq!(row("Pod", &init, now(), false)[2], "Init:1/2");
+        let mut going = init.clone();
+        going["metadata"]["deletionTimestamp"] = json!("2026-01-01T11:59:59Z");
+        assert_eq!(row("Pod", &going, now(), false)[2], "Terminating");
+        // An object that does not read as its kind still shows its name.
+        let odd = json!({"metadata": {"name": "odd"}, "spec": {"replicas": "many"}});
+        assert_eq!(
+            row("Deployment", &odd, now(), false),
+            ["odd", "", "", "", "<unknown>"]
         );
     }
 }

@@ -1,6 +1,13 @@
 //! This node's `Node` object: capacity, allocatable, conditions, addresses, version.
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use serde_json::Value;
 
 /// What the host has, read from /proc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,16 +79,16 @@ pub fn unreachable_view(mut node: Value) -> Value {
     node
 }
 
-pub fn keep_transitions(mut fresh: Value, prev: &Value) -> Value {
-    if let Some(cs) = fresh["status"]["conditions"].as_array_mut() {
-        for c in cs {
-            let before = prev["status"]["conditions"].as_array().and_then(|p| {
-                p.iter()
-                    .find(|o| o["type"] == c["type"] && o["status"] == c["status"])
-            });
-            if let Some(t) = before.and_then(|b| b.get("lastTransitionTime")) {
-                c["lastTransitionTime"] = t.clone();
-            }
+pub fn keep_transitions(mut fresh: Node, prev: &Node) -> Node {
+    let before = prev.status.as_ref().and_then(|s| s.conditions.as_ref());
+    let conds = fresh.status.as_mut().and_then(|s| s.conditions.as_mut());
+    for c in conds.into_iter().flatten() {
+        let was = before
+            .into_iter()
+            .flatten()
+            .find(|o| o.type_ == c.type_ && o.status == c.status);
+        if let Some(t) = was.and_then(|b| b.last_transition_time.clone()) {
+            c.last_transition_time = Some(t);
         }
     }
     fresh
@@ -90,15 +97,11 @@ pub fn keep_transitions(mut fresh: Value, prev: &Value) -> Value {
 /// Whether a fresh status says something the stored one does not (heartbeat times aside).
 /// Liveness travels by gossip, so an unchanged status is written only now and then (as the
 /// kubelet reports an unchanged status every 5 minutes and renews a Lease for liveness).
-pub fn status_changed(fresh: &Value, prev: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut s = v["status"].clone();
-        if let Some(cs) = s["conditions"].as_array_mut() {
-            for c in cs {
-                if let Some(m) = c.as_object_mut() {
-                    m.remove("lastHeartbeatTime");
-                }
-            }
+pub fn status_changed(fresh: &Node, prev: &Node) -> bool {
+    let strip = |n: &Node| {
+        let mut s = n.status.clone().unwrap_or_default();
+        for c in s.conditions.iter_mut().flatten() {
+            c.last_heartbeat_time = None;
         }
         s
     };
@@ -129,77 +132,144 @@ fn os_image() -> String {
 /// `status.nodeInfo` as the kubelet reports it (`kubectl get nodes -o wide` shows the OS image,
 /// kernel and runtime; Kubernetes' schema requires every field). Read once: none of it changes
 /// while the agent runs.
-fn system_info() -> Value {
-    static INFO: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+fn system_info() -> NodeSystemInfo {
+    static INFO: std::sync::OnceLock<NodeSystemInfo> = std::sync::OnceLock::new();
     INFO.get_or_init(|| {
         let version = format!("flotilla-{}", env!("CARGO_PKG_VERSION"));
         let machine_id = read_line("/etc/machine-id");
         let product_uuid = read_line("/sys/class/dmi/id/product_uuid");
-        json!({
-            "architecture": std::env::consts::ARCH,
-            "bootID": read_line("/proc/sys/kernel/random/boot_id"),
-            "containerRuntimeVersion": "flotilla-runtime",
-            "kernelVersion": read_line("/proc/sys/kernel/osrelease"),
-            "kubeProxyVersion": version,
-            "kubeletVersion": version,
-            "machineID": machine_id,
-            "operatingSystem": "linux",
-            "osImage": os_image(),
-            "systemUUID": if product_uuid.is_empty() { machine_id.clone() } else { product_uuid },
-        })
+        NodeSystemInfo {
+            architecture: std::env::consts::ARCH.into(),
+            boot_id: read_line("/proc/sys/kernel/random/boot_id"),
+            container_runtime_version: "flotilla-runtime".into(),
+            kernel_version: read_line("/proc/sys/kernel/osrelease"),
+            kube_proxy_version: version.clone(),
+            kubelet_version: version,
+            operating_system: "linux".into(),
+            os_image: os_image(),
+            system_uuid: if product_uuid.is_empty() {
+                machine_id.clone()
+            } else {
+                product_uuid
+            },
+            machine_id,
+        }
     })
     .clone()
 }
 
-/// The Node object for this host as of `now`.
-pub fn node_object(name: &str, address: &str, res: HostResources, now: &str) -> Value {
+/// One of the node's conditions, as of `now`.
+fn condition(
+    kind: &str,
+    on: bool,
+    reason: &str,
+    message: Option<String>,
+    now: &Time,
+) -> NodeCondition {
+    NodeCondition {
+        type_: kind.into(),
+        status: if on { "True" } else { "False" }.into(),
+        reason: Some(reason.into()),
+        message,
+        last_heartbeat_time: Some(now.clone()),
+        last_transition_time: Some(now.clone()),
+    }
+}
+
+/// The Node object for this host as of `now` (RFC 3339; the current time if it does not read).
+pub fn node_object(name: &str, address: &str, res: HostResources, now: &str) -> Node {
+    let now = Time(now.parse().unwrap_or_else(|_| {
+        k8s_openapi::jiff::Timestamp::from_second(chrono::Utc::now().timestamp())
+            .unwrap_or_default()
+    }));
     let alloc_mem = res.memory_bytes.saturating_sub(RESERVED_MEMORY);
     let mem_pressure = res.memory_available > 0 && res.memory_available < MEMORY_PRESSURE_BELOW;
     let disk_pressure = res.disk_free_percent < DISK_PRESSURE_BELOW_PERCENT;
-    json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": std::env::consts::ARCH,
-                "node-role.kubernetes.io/control-plane": "true",
-            },
+    let resources = |memory: u64| -> BTreeMap<String, Quantity> {
+        BTreeMap::from([
+            ("cpu".into(), Quantity(res.cpus.to_string())),
+            ("memory".into(), Quantity(format!("{}Ki", memory / 1024))),
+            ("pods".into(), Quantity(MAX_PODS.to_string())),
+        ])
+    };
+    let labels = [
+        ("kubernetes.io/hostname", name),
+        ("kubernetes.io/os", "linux"),
+        ("kubernetes.io/arch", std::env::consts::ARCH),
+        ("node-role.kubernetes.io/control-plane", "true"),
+    ];
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(
+                labels
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
         },
-        "spec": {},
-        "status": {
-            "capacity": {
-                "cpu": res.cpus.to_string(),
-                "memory": format!("{}Ki", res.memory_bytes / 1024),
-                "pods": MAX_PODS.to_string(),
-            },
-            "allocatable": {
-                "cpu": res.cpus.to_string(),
-                "memory": format!("{}Ki", alloc_mem / 1024),
-                "pods": MAX_PODS.to_string(),
-            },
-            "conditions": [
-                {"type": "Ready", "status": "True", "reason": "AgentReady", "message": "flotilla agent is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now},
+        spec: Some(NodeSpec::default()),
+        status: Some(NodeStatus {
+            capacity: Some(resources(res.memory_bytes)),
+            allocatable: Some(resources(alloc_mem)),
+            conditions: Some(vec![
+                condition(
+                    "Ready",
+                    true,
+                    "AgentReady",
+                    Some("flotilla agent is posting ready status".into()),
+                    &now,
+                ),
                 if mem_pressure {
-                    json!({"type": "MemoryPressure", "status": "True", "reason": "AgentHasInsufficientMemory", "message": format!("{} MiB of memory available", res.memory_available >> 20), "lastHeartbeatTime": now, "lastTransitionTime": now})
+                    condition(
+                        "MemoryPressure",
+                        true,
+                        "AgentHasInsufficientMemory",
+                        Some(format!(
+                            "{} MiB of memory available",
+                            res.memory_available >> 20
+                        )),
+                        &now,
+                    )
                 } else {
-                    json!({"type": "MemoryPressure", "status": "False", "reason": "AgentHasSufficientMemory", "lastHeartbeatTime": now, "lastTransitionTime": now})
+                    condition(
+                        "MemoryPressure",
+                        false,
+                        "AgentHasSufficientMemory",
+                        None,
+                        &now,
+                    )
                 },
                 if disk_pressure {
-                    json!({"type": "DiskPressure", "status": "True", "reason": "AgentHasDiskPressure", "message": format!("{}% of the data dir's filesystem free", res.disk_free_percent), "lastHeartbeatTime": now, "lastTransitionTime": now})
+                    condition(
+                        "DiskPressure",
+                        true,
+                        "AgentHasDiskPressure",
+                        Some(format!(
+                            "{}% of the data dir's filesystem free",
+                            res.disk_free_percent
+                        )),
+                        &now,
+                    )
                 } else {
-                    json!({"type": "DiskPressure", "status": "False", "reason": "AgentHasNoDiskPressure", "lastHeartbeatTime": now, "lastTransitionTime": now})
+                    condition("DiskPressure", false, "AgentHasNoDiskPressure", None, &now)
                 },
-            ],
-            "addresses": [
-                {"type": "InternalIP", "address": address},
-                {"type": "Hostname", "address": name},
-            ],
-            "nodeInfo": system_info(),
-        },
-    })
+            ]),
+            addresses: Some(vec![
+                NodeAddress {
+                    type_: "InternalIP".into(),
+                    address: address.into(),
+                },
+                NodeAddress {
+                    type_: "Hostname".into(),
+                    address: name.into(),
+                },
+            ]),
+            node_info: Some(system_info()),
+            ..Default::default()
+        }),
+    }
 }
 
 /// A host of 2 CPUs and 4 GiB, half of it free, for tests.
@@ -245,7 +315,8 @@ mod tests {
     #[test]
     fn the_node_object_is_a_kubernetes_node_with_the_hosts_system_info() {
         let res = test_host();
-        let v = node_object("n1", "10.0.0.1", res, "2026-01-01T00:00:00Z");
+        let v = serde_json::to_value(node_object("n1", "10.0.0.1", res, "2026-01-01T00:00:00Z"))
+            .unwrap();
         let n: k8s_openapi::api::core::v1::Node =
             crate::manifest::lifecycle::decode(v).expect("every required field is there");
         let info = n.status.unwrap().node_info.unwrap();
@@ -267,7 +338,7 @@ mod tests {
 
     #[test]
     fn allocatable_keeps_a_reserve() {
-        let n = node_object(
+        let first = node_object(
             "n1",
             "10.0.0.1",
             HostResources {
@@ -276,8 +347,9 @@ mod tests {
                 memory_available: 50 << 20,
                 disk_free_percent: 50,
             },
-            "t",
+            "2026-01-01T00:00:00Z",
         );
+        let n = serde_json::to_value(&first).unwrap();
         let cond = |t: &str| {
             n["status"]["conditions"]
                 .as_array()
@@ -299,10 +371,11 @@ mod tests {
                     memory_available: 50 << 20,
                     disk_free_percent: 5,
                 },
-                "t2",
+                "2026-01-01T00:00:10Z",
             ),
-            &n,
+            &first,
         );
+        let later = serde_json::to_value(&later).unwrap();
         let since = |v: &Value, t: &str| {
             v["status"]["conditions"]
                 .as_array()
@@ -312,8 +385,16 @@ mod tests {
                 .unwrap()["lastTransitionTime"]
                 .clone()
         };
-        assert_eq!(since(&later, "MemoryPressure"), "t", "unchanged: kept");
-        assert_eq!(since(&later, "DiskPressure"), "t2", "changed: now");
+        assert_eq!(
+            since(&later, "MemoryPressure"),
+            "2026-01-01T00:00:00Z",
+            "unchanged: kept"
+        );
+        assert_eq!(
+            since(&later, "DiskPressure"),
+            "2026-01-01T00:00:10Z",
+            "changed: now"
+        );
         assert_eq!(n["status"]["capacity"]["memory"], "1048576Ki");
         assert_eq!(n["status"]["allocatable"]["memory"], "786432Ki");
         assert_eq!(n["status"]["allocatable"]["cpu"], "4");

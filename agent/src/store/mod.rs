@@ -1100,10 +1100,10 @@ impl Store {
         before: Option<&Value>,
         after: &Value,
     ) -> Result<(), StoreError> {
-        let Some(cidr) = after["spec"]["podCIDR"].as_str().filter(|c| !c.is_empty()) else {
+        let Some(cidr) = pod_cidr(after).filter(|c| !c.is_empty()) else {
             return Ok(());
         };
-        if before.and_then(|b| b["spec"]["podCIDR"].as_str()) == Some(cidr) {
+        if before.and_then(pod_cidr).as_ref() == Some(&cidr) {
             return Ok(());
         }
         let mut q =
@@ -1115,7 +1115,7 @@ impl Store {
             let (name, body) = row?;
             let other = Key::new("Node", "", &name);
             let node = self.decode(&other, &body)?;
-            if node["spec"]["podCIDR"].as_str() == Some(cidr) {
+            if pod_cidr(&node).as_ref() == Some(&cidr) {
                 return Err(StoreError::Taken(format!(
                     "spec.podCIDR: {cidr} is already allocated to Node {}",
                     other.name
@@ -1265,24 +1265,30 @@ fn put_state(c: &rusqlite::Connection, state: &[(&str, Vec<u8>)]) -> rusqlite::R
     Ok(())
 }
 
+/// A Node's `spec.podCIDR`, read as k8s-openapi's `NodeSpec`.
+fn pod_cidr(node: &Value) -> Option<String> {
+    let spec = k8s_openapi::api::core::v1::NodeSpec::deserialize(node.get("spec")?).ok()?;
+    spec.pod_cidr
+}
+
 /// What a Service holds that no other may: its ClusterIP and each NodePort (by protocol), with
 /// the field that holds it, for the error.
 fn claims_of(svc: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    if let Some(ip) = svc["spec"]["clusterIP"].as_str()
+    // The store holds Services that passed the schema; one that does not read claims nothing.
+    let spec = svc
+        .get("spec")
+        .and_then(|s| k8s_openapi::api::core::v1::ServiceSpec::deserialize(s).ok())
+        .unwrap_or_default();
+    if let Some(ip) = spec.cluster_ip.as_deref()
         && !ip.is_empty()
         && ip != "None"
     {
         out.push((format!("ip/{ip}"), format!("spec.clusterIP: {ip}")));
     }
-    for (i, p) in svc["spec"]["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        if let Some(n) = p["nodePort"].as_i64() {
-            let proto = p["protocol"].as_str().unwrap_or("TCP");
+    for (i, p) in spec.ports.iter().flatten().enumerate() {
+        if let Some(n) = p.node_port {
+            let proto = p.protocol.as_deref().unwrap_or("TCP");
             out.push((
                 format!("port/{proto}/{n}"),
                 format!("spec.ports[{i}].nodePort: {n}"),
