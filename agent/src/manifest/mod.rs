@@ -15,6 +15,7 @@ pub mod defaults;
 pub mod events;
 pub mod kinds;
 pub mod lifecycle;
+pub mod managed;
 pub mod printers;
 pub mod quantity;
 pub mod schema;

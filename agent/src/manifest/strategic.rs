@@ -238,21 +238,38 @@ pub struct PatchError(pub String);
 /// Where the patch is in the schemas: a definition (by name), or nowhere (maps merge and
 /// lists are replaced, as a JSON merge patch does).
 #[derive(Clone, Copy)]
-struct At<'a> {
+pub(crate) struct At<'a> {
     schemas: &'a Schemas,
     def: Option<&'a Value>,
 }
 
 /// What a field of a definition is: its strategy, merge key, and the definition of its
 /// value (of its elements, for a list).
-struct Field<'a> {
-    strategy: &'a str,
-    key: Option<&'a str>,
-    of: Option<&'a Value>,
+pub(crate) struct Field<'a> {
+    pub strategy: &'a str,
+    pub key: Option<&'a str>,
+    pub of: Option<&'a Value>,
+    /// A map of arbitrary keys (labels, data), not a struct.
+    pub map: bool,
+}
+
+impl Field<'_> {
+    /// Whether the list merges element by element (by key, or as a set).
+    pub fn merges(&self) -> bool {
+        self.strategy.split(',').any(|s| s == "merge")
+    }
 }
 
 impl<'a> At<'a> {
-    fn field(&self, name: &str) -> Field<'a> {
+    /// The root of a document of the definition `root` (None: no schema).
+    pub fn root(schemas: &'a Schemas, root: Option<&str>) -> At<'a> {
+        At {
+            schemas,
+            def: root.and_then(|r| schemas.defs.get(r)),
+        }
+    }
+
+    pub fn field(&self, name: &str) -> Field<'a> {
         let p = self
             .def
             .and_then(|d| d.get("properties"))
@@ -277,10 +294,18 @@ impl<'a> At<'a> {
             .and_then(Value::as_str)
             .and_then(|r| r.strip_prefix(REF_PREFIX))
             .and_then(|n| self.schemas.defs.get(n));
-        Field { strategy, key, of }
+        let map = p
+            .and_then(|p| p.get("additionalProperties"))
+            .is_some_and(Value::is_object);
+        Field {
+            strategy,
+            key,
+            of,
+            map,
+        }
     }
 
-    fn to(&self, def: Option<&'a Value>) -> At<'a> {
+    pub fn to(&self, def: Option<&'a Value>) -> At<'a> {
         At {
             schemas: self.schemas,
             def,
@@ -376,7 +401,7 @@ fn merge_map(
                 Value::Object(merge_map(o, p, at.to(f.of))?)
             }
             (None, Value::Object(p)) => Value::Object(merge_map(Map::new(), p, at.to(f.of))?),
-            (o, Value::Array(p)) if f.strategy.split(',').any(|s| s == "merge") => {
+            (o, Value::Array(p)) if f.merges() => {
                 let o = match o {
                     Some(Value::Array(o)) => o,
                     _ => Vec::new(),

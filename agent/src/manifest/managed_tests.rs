@@ -1,0 +1,188 @@
+use serde_json::json;
+
+use super::*;
+use crate::manifest::schema::schemas;
+
+const DEPLOYMENT: Option<&str> = Some("io.k8s.api.apps.v1.Deployment");
+
+fn config(replicas: i64, image: &str, labels: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default", "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": image, "ports": [{"containerPort": 80}]}]}
+            }
+        }
+    })
+}
+
+fn who(manager: &str, force: bool) -> Applier<'_> {
+    Applier {
+        manager,
+        api_version: "apps/v1",
+        now: "2026-12-03T00:00:00Z",
+        force,
+    }
+}
+
+fn p(steps: &[&str]) -> Path {
+    steps.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn the_fields_of_a_config_are_kubernetes_fieldsv1() {
+    let c = config(2, "nginx:1.27", json!({"app": "web"}));
+    let f = fields_of(schemas(), DEPLOYMENT, &c);
+    assert!(f.0.contains(&p(&["f:spec", "f:replicas"])));
+    assert!(
+        f.0.contains(&p(&["f:metadata", "f:labels"])),
+        "a map is owned itself"
+    );
+    assert!(
+        !f.0.contains(&p(&["f:spec"])),
+        "a struct only through its fields"
+    );
+    assert!(
+        !f.0.iter()
+            .any(|q| q.contains(&"f:name".to_string()) && q.len() == 2)
+    );
+    let web = r#"k:{"name":"web"}"#;
+    let c80 = r#"k:{"containerPort":80}"#;
+    let v1 = f.to_v1();
+    assert_eq!(
+        v1["f:spec"]["f:template"]["f:spec"]["f:containers"][web],
+        json!({".": {}, "f:image": {}, "f:name": {}, "f:ports": {c80: {".": {}, "f:containerPort": {}}}})
+    );
+    assert_eq!(v1["f:metadata"]["f:labels"], json!({".": {}, "f:app": {}}));
+    assert_eq!(
+        FieldSet::from_v1(&v1),
+        f,
+        "fieldsV1 reads back as the same set"
+    );
+    assert_eq!(
+        display(&p(&[
+            "f:spec",
+            "f:template",
+            "f:spec",
+            "f:containers",
+            web,
+            "f:image"
+        ])),
+        r#".spec.template.spec.containers[name="web"].image"#
+    );
+}
+
+#[test]
+fn apply_creates_then_changes_and_removes_what_the_manager_dropped() {
+    let s = schemas();
+    let first = config(2, "nginx:1.27", json!({"app": "web", "tier": "front"}));
+    let made = apply(s, DEPLOYMENT, None, &first, &who("kubectl", false)).unwrap();
+    assert_eq!(made["spec"]["replicas"], 2);
+    let m = &made["metadata"]["managedFields"];
+    assert_eq!(m.as_array().unwrap().len(), 1);
+    assert_eq!(m[0]["manager"], "kubectl");
+    assert_eq!(m[0]["operation"], "Apply");
+    assert_eq!(m[0]["fieldsType"], "FieldsV1");
+
+    // The next config changes the image and no longer names the tier label.
+    let second = config(2, "nginx:1.28", json!({"app": "web"}));
+    let after = apply(s, DEPLOYMENT, Some(&made), &second, &who("kubectl", false)).unwrap();
+    assert_eq!(
+        after["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.28"
+    );
+    assert_eq!(after["metadata"]["labels"], json!({"app": "web"}));
+}
+
+#[test]
+fn a_field_another_manager_owns_with_another_value_conflicts_unless_forced() {
+    let s = schemas();
+    let c = config(2, "nginx:1.27", json!({"app": "web"}));
+    let made = apply(s, DEPLOYMENT, None, &c, &who("kubectl", false)).unwrap();
+    // `kubectl scale` (an update) sets replicas to 5: it now owns them.
+    let mut scaled = made.clone();
+    scaled["spec"]["replicas"] = json!(5);
+    scaled["metadata"]["managedFields"] = Value::Array(updated(
+        s,
+        DEPLOYMENT,
+        Some(&made),
+        &scaled,
+        "kubectl-scale",
+        "apps/v1",
+        "2026-12-03T00:01:00Z",
+    ));
+    let owners: Vec<String> = entries_of(&scaled)
+        .iter()
+        .filter(|e| e.fields.0.contains(&p(&["f:spec", "f:replicas"])))
+        .map(|e| e.manager.clone())
+        .collect();
+    assert_eq!(owners, ["kubectl-scale"], "the update took the field");
+
+    // Applying replicas 3 conflicts, naming the field and its owner; nothing is written.
+    let three = config(3, "nginx:1.27", json!({"app": "web"}));
+    let err = apply(s, DEPLOYMENT, Some(&scaled), &three, &who("kubectl", false)).unwrap_err();
+    assert_eq!(err.len(), 1);
+    assert_eq!(display(&err[0].path), ".spec.replicas");
+    assert_eq!(
+        err[0].message(),
+        r#"conflict with "kubectl-scale" using apps/v1"#
+    );
+
+    // The same value is no conflict: both own it.
+    let five = config(5, "nginx:1.27", json!({"app": "web"}));
+    let shared = apply(s, DEPLOYMENT, Some(&scaled), &five, &who("kubectl", false)).unwrap();
+    let owners = entries_of(&shared)
+        .iter()
+        .filter(|e| e.fields.0.contains(&p(&["f:spec", "f:replicas"])))
+        .count();
+    assert_eq!(owners, 2);
+
+    // Forced, the applier takes the field.
+    let forced = apply(s, DEPLOYMENT, Some(&scaled), &three, &who("kubectl", true)).unwrap();
+    assert_eq!(forced["spec"]["replicas"], 3);
+    let scale = entries_of(&forced)
+        .into_iter()
+        .find(|e| e.manager == "kubectl-scale")
+        .unwrap();
+    assert!(!scale.fields.0.contains(&p(&["f:spec", "f:replicas"])));
+}
+
+#[test]
+fn a_dropped_list_element_goes_unless_another_manager_owns_part_of_it() {
+    let s = schemas();
+    let mut two = config(1, "nginx:1.27", json!({"app": "web"}));
+    two["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "sidecar", "image": "busybox"}));
+    let made = apply(s, DEPLOYMENT, None, &two, &who("kubectl", false)).unwrap();
+    let one = config(1, "nginx:1.27", json!({"app": "web"}));
+    let after = apply(s, DEPLOYMENT, Some(&made), &one, &who("kubectl", false)).unwrap();
+    let names: Vec<&str> = after["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web"]);
+
+    // Another manager applied the sidecar's image too: dropping it keeps the sidecar.
+    let other = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"template": {"spec": {"containers": [{"name": "sidecar", "image": "busybox"}]}}}
+    });
+    let shared = apply(s, DEPLOYMENT, Some(&made), &other, &who("ops", false)).unwrap();
+    let after = apply(s, DEPLOYMENT, Some(&shared), &one, &who("kubectl", false)).unwrap();
+    assert_eq!(
+        after["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
