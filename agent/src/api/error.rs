@@ -38,6 +38,14 @@ pub enum ApiError {
     Timeout(String),
     #[error("{0}")]
     Internal(String),
+    /// A server-side apply's conflicts: (message, field) per conflicting field, and the
+    /// resource and name they are of.
+    #[error("{message}")]
+    ApplyConflict {
+        message: String,
+        causes: Vec<(String, String)>,
+        about: (String, String),
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -57,6 +65,7 @@ impl ApiError {
             ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+            ApiError::ApplyConflict { .. } => (StatusCode::CONFLICT, "Conflict"),
             ApiError::Store(e) => match e {
                 StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "NotFound"),
                 StoreError::AlreadyExists { .. } => (StatusCode::CONFLICT, "AlreadyExists"),
@@ -95,6 +104,13 @@ impl ApiError {
             "reason": reason,
             "code": code.as_u16(),
         });
+        if let ApiError::ApplyConflict { causes, about, .. } = self {
+            status["details"] = json!({
+                "name": about.1,
+                "kind": about.0,
+                "causes": causes.iter().map(|(m, f)| json!({"reason": "FieldManagerConflict", "message": m, "field": f})).collect::<Vec<_>>(),
+            });
+        }
         if let ApiError::Invalid { causes, about, .. } = self {
             status["details"] = json!({
                 "causes": causes.iter().map(|c| json!({"reason": "FieldValueInvalid", "field": c.path, "message": c.message})).collect::<Vec<_>>()

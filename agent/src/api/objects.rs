@@ -197,7 +197,27 @@ async fn handle(
                     .and_then(|v| v.to_str().ok()),
             )?;
             let body = read_body(body).await?;
-            let (out, dropped) = patch(s, rp, t, &body, &opts).await?;
+            let (out, dropped) = if t == super::patch::PatchType::Apply {
+                let force = match options::get(pairs, "force") {
+                    None => false,
+                    Some(v) => options::parse_bool(v).ok_or_else(|| {
+                        ApiError::BadRequest(format!("force: invalid boolean {v:?}"))
+                    })?,
+                };
+                let named = options::get(pairs, "fieldManager").is_some();
+                server_apply(s, rp, &body, &opts, named, force).await?
+            } else {
+                if options::get(pairs, "force").is_some() {
+                    return Err(options::invalid_options(
+                        "PatchOptions",
+                        vec![crate::manifest::FieldError::new(
+                            "force",
+                            "Forbidden: may not be specified for non-apply patch".to_string(),
+                        )],
+                    ));
+                }
+                patch(s, rp, t, &body, &opts).await?
+            };
             Ok(with_warnings(
                 Json(out).into_response(),
                 opts.validation.warnings(&dropped),
@@ -721,6 +741,10 @@ pub fn record_manager(
     now: &str,
     subresource: Option<&str>,
 ) {
+    if let Some(all) = &opts.managed {
+        obj["metadata"]["managedFields"] = Value::Array(all.clone());
+        return;
+    }
     let mut entry = json!({
         "manager": opts.field_manager,
         "operation": "Update",
@@ -846,6 +870,137 @@ async fn patch(
             }
             r => return r,
         }
+    }
+}
+
+/// Server-side apply (`application/apply-patch+yaml`): the manager's configuration merged into
+/// the stored object (or made into a new one) with [`crate::manifest::managed::apply`], which
+/// answers the fields each manager owns and refuses a field another manager owns with another
+/// value (409, one cause per field) unless `force`; then written as a create or an update,
+/// through the same checks, retried when another write came between.
+async fn server_apply(
+    s: &ApiState,
+    rp: &ResourcePath,
+    body: &[u8],
+    opts: &options::WriteOptions,
+    manager_named: bool,
+    force: bool,
+) -> Result<(Value, Vec<String>), ApiError> {
+    if !manager_named {
+        return Err(options::invalid_options(
+            "PatchOptions",
+            vec![crate::manifest::FieldError::new(
+                "fieldManager",
+                "Required value: is required for apply patch".to_string(),
+            )],
+        ));
+    }
+    let config: Value = serde_norway::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
+    if !config.is_object() {
+        return Err(ApiError::BadRequest(
+            "an apply patch must be an object (the manager's whole configuration)".into(),
+        ));
+    }
+    let api_version = rp.info.api_version.to_string();
+    for (field, want) in [("apiVersion", api_version.as_str()), ("kind", rp.info.kind)] {
+        if config[field].as_str() != Some(want) {
+            return Err(ApiError::BadRequest(format!(
+                "{field} {} in the apply patch does not match the URL's {want:?}",
+                config[field]
+            )));
+        }
+    }
+    let name = rp.name.as_deref().unwrap_or("");
+    if config["metadata"]["name"].as_str() != Some(name) {
+        return Err(ApiError::BadRequest(format!(
+            "the name of the object ({}) does not match the name on the URL ({name:?})",
+            config["metadata"]["name"]
+        )));
+    }
+    let mut tries = 0;
+    loop {
+        let stored = s.store.get(&key_of(rp)).await?;
+        let now = now_rfc3339();
+        let who = crate::manifest::managed::Applier {
+            manager: &opts.field_manager,
+            api_version: &api_version,
+            now: &now,
+            force,
+        };
+        let schemas = crate::manifest::schema::schemas();
+        let mut merged = crate::manifest::managed::apply(
+            schemas,
+            Some(rp.info.schema),
+            stored.as_ref(),
+            &config,
+            &who,
+        )
+        .map_err(|c| apply_conflicts(rp, &c))?;
+        let managed = merged["metadata"]["managedFields"].as_array().cloned();
+        let opts = options::WriteOptions {
+            managed,
+            ..opts.clone()
+        };
+        let r = match &stored {
+            None => create(s, rp, merged, &opts).await,
+            Some(st) => {
+                super::patch::keep_identity(&mut merged, st);
+                super::retry_taken(|| replace(s, rp, merged.clone(), &opts)).await
+            }
+        };
+        match r {
+            Err(ApiError::Store(
+                crate::store::StoreError::Conflict { .. }
+                | crate::store::StoreError::AlreadyExists { .. },
+            )) if tries < 5 => tries += 1,
+            r => return r,
+        }
+    }
+}
+
+/// kube-apiserver's 409 for an apply's conflicts: one cause per field, and the message
+/// kubectl prints with its advice.
+fn apply_conflicts(
+    rp: &ResourcePath,
+    conflicts: &[crate::manifest::managed::Conflict],
+) -> ApiError {
+    if conflicts.is_empty() {
+        return ApiError::BadRequest("the apply patch does not merge into the object".into());
+    }
+    let lines: Vec<String> = conflicts
+        .iter()
+        .map(|c| {
+            format!(
+                "- {}: {}",
+                c.message(),
+                crate::manifest::managed::display(&c.path)
+            )
+        })
+        .collect();
+    let n = conflicts.len();
+    ApiError::ApplyConflict {
+        message: format!(
+            "Apply failed with {n} conflict{}: {}",
+            if n == 1 { "" } else { "s" },
+            if n == 1 {
+                format!(
+                    "{}: {}",
+                    conflicts[0].message(),
+                    crate::manifest::managed::display(&conflicts[0].path)
+                )
+            } else {
+                format!("\n{}", lines.join("\n"))
+            }
+        ),
+        causes: conflicts
+            .iter()
+            .map(|c| (c.message(), crate::manifest::managed::display(&c.path)))
+            .collect(),
+        about: (
+            rp.info.plural.to_string(),
+            rp.name.clone().unwrap_or_default(),
+        ),
     }
 }
 

@@ -195,9 +195,6 @@ pub fn support(v: Verb, param: &str) -> Option<Support> {
         }
         (Verb::List | Verb::Watch, _) => Honoured,
         (Verb::Create | Verb::Update, _) => Honoured,
-        (Verb::Patch, "force") => Refused(
-            "force is for server-side apply (application/apply-patch+yaml), which is not served yet",
-        ),
         (Verb::Patch, _) => Honoured,
         (
             Verb::Delete | Verb::DeleteCollection,
@@ -378,7 +375,7 @@ pub fn dry_run_values(pairs: &[(String, String)]) -> Vec<&str> {
 }
 
 /// The 422 Kubernetes answers for bad options (`CreateOptions.meta.k8s.io "" is invalid`).
-fn invalid_options(kind: &str, causes: Vec<FieldError>) -> ApiError {
+pub fn invalid_options(kind: &str, causes: Vec<FieldError>) -> ApiError {
     let list: Vec<String> = causes.iter().map(ToString::to_string).collect();
     ApiError::Invalid {
         summary: format!("{kind}.meta.k8s.io \"\" is invalid: {}", list.join(", ")),
@@ -439,6 +436,9 @@ pub struct WriteOptions {
     pub field_manager: String,
     /// What to do with unknown fields (see [`field_validation`]).
     pub validation: FieldValidation,
+    /// A server-side apply's whole `managedFields` (every manager's entry), written as they
+    /// are instead of the writer's one `Update` entry.
+    pub managed: Option<Vec<serde_json::Value>>,
 }
 
 impl WriteOptions {
@@ -479,6 +479,7 @@ impl WriteOptions {
             dry_run,
             field_manager,
             validation,
+            managed: None,
         })
     }
 }

@@ -19,6 +19,9 @@ pub enum PatchType {
     /// `application/strategic-merge-patch+json`: a merge patch whose lists merge by their
     /// Kubernetes merge keys, with `$patch` and the other directives.
     Strategic,
+    /// `application/apply-patch+yaml`: server-side apply of a manager's configuration
+    /// ([`crate::manifest::managed`]).
+    Apply,
 }
 
 /// Media types kube-apiserver takes for PATCH, and whether Flotilla serves each.
@@ -29,7 +32,7 @@ const MEDIA: &[(&str, Option<PatchType>)] = &[
         "application/strategic-merge-patch+json",
         Some(PatchType::Strategic),
     ),
-    ("application/apply-patch+yaml", None),
+    ("application/apply-patch+yaml", Some(PatchType::Apply)),
 ];
 
 /// The patch type of a `Content-Type` value.
@@ -87,6 +90,9 @@ pub fn apply(
             *doc = out;
             Ok(())
         }
+        PatchType::Apply => Err(ApiError::BadRequest(
+            "an apply patch is applied with its field ownership (server_apply), not here".into(),
+        )),
         PatchType::Strategic => crate::manifest::strategic::apply(
             crate::manifest::schema::schemas(),
             schema,
@@ -194,8 +200,10 @@ mod tests {
             patch_type(Some("application/strategic-merge-patch+json")).unwrap(),
             PatchType::Strategic
         );
-        let e = patch_type(Some("application/apply-patch+yaml")).unwrap_err();
-        assert!(e.to_string().contains("not served by Flotilla yet"), "{e}");
+        assert_eq!(
+            patch_type(Some("application/apply-patch+yaml")).unwrap(),
+            PatchType::Apply
+        );
         assert!(patch_type(None).is_err());
     }
 

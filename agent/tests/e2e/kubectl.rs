@@ -99,8 +99,8 @@ fn dry_runs_of_kubectl_and_the_cli_write_nothing() {
         "{}",
         text(&out)
     );
-    // kubectl apply --dry-run=server of a new object (a change to an existing one is a PATCH,
-    // which is not served yet), and kubectl diff, which asks for a server-side dry run.
+    // kubectl apply --dry-run=server of a new object, and kubectl diff, which asks for a
+    // server-side dry run.
     let three = manifest(
         &a,
         "three.yaml",
@@ -663,8 +663,7 @@ fn documentation_manifests_round_trip_through_kubectl() {
 }
 
 /// The kubectl verbs that change an object with a merge or JSON patch: label, annotate,
-/// patch --type merge|json, scale (through the scale subresource) and a node's labels; a
-/// server-side apply is refused with a 415 that says which types are served.
+/// patch --type merge|json, scale (through the scale subresource) and a node's labels.
 #[test]
 fn label_annotate_scale_and_patch_change_objects_in_place() {
     let a = Agent::start();
@@ -756,14 +755,124 @@ fn label_annotate_scale_and_patch_change_objects_in_place() {
         json_of(&a, &["get", "configmap", "settings"])["data"],
         json!({"mode": "x", "extra": "1"})
     );
-    // Server-side apply is refused, saying what is served, and changes nothing.
-    let out = a.kubectl(&["apply", "--server-side", "-f", &f]);
+}
+
+/// `kubectl apply --server-side`: creates, records the manager's fields in `managedFields`,
+/// removes what the manager's next file no longer names, refuses a field another manager
+/// applied with another value (naming field and manager, changing nothing) unless
+/// `--force-conflicts`, and previews with `--dry-run=server`.
+#[test]
+fn server_side_apply_owns_fields_conflicts_and_forces() {
+    let a = Agent::start();
+    let deploy = |replicas: u32, image: &str, extra_label: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {{app: web{extra_label}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n      - {{name: web, image: \"{image}\"}}\n"
+        )
+    };
+    let f = manifest(
+        &a,
+        "web.yaml",
+        &deploy(0, "flotilla.local/busybox:1", ", tier: front"),
+    );
+    let out = a.kubectl_ok(&["apply", "--server-side", "-f", &f]);
+    assert!(
+        out.contains("deployment.apps/web serverside-applied"),
+        "{out}"
+    );
+    let d = json_of(&a, &["get", "deployment", "web", "--show-managed-fields"]);
+    let entry = d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["operation"] == "Apply")
+        .unwrap_or_else(|| panic!("no Apply entry in {d:#}"))
+        .clone();
+    assert_eq!(entry["manager"], "kubectl");
+    assert_eq!(entry["fieldsType"], "FieldsV1");
+    assert_eq!(
+        entry["fieldsV1"]["f:spec"]["f:replicas"],
+        json!({}),
+        "{entry:#}"
+    );
+    assert_eq!(
+        entry["fieldsV1"]["f:metadata"]["f:labels"]["f:tier"],
+        json!({}),
+        "{entry:#}"
+    );
+
+    // The next file drops the tier label and changes the image: the label goes.
+    let f = manifest(&a, "web.yaml", &deploy(0, "flotilla.local/busybox:2", ""));
+    a.kubectl_ok(&["apply", "--server-side", "-f", &f]);
+    let d = json_of(&a, &["get", "deployment", "web"]);
+    assert_eq!(d["metadata"]["labels"], json!({"app": "web"}), "{d:#}");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "flotilla.local/busybox:2"
+    );
+
+    // Another manager applies replicas 2: a conflict, named, and nothing changes.
+    let other = manifest(&a, "other.yaml", &deploy(2, "flotilla.local/busybox:2", ""));
+    let out = a.kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager=ops",
+        "-f",
+        &other,
+    ]);
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("application/apply-patch+yaml is not served by Flotilla yet"),
+        text(&out).contains(r#"conflict with "kubectl" using apps/v1: .spec.replicas"#),
         "{}",
         text(&out)
     );
+    assert_eq!(
+        json_of(&a, &["get", "deployment", "web"])["spec"]["replicas"],
+        0
+    );
+
+    // A server-side dry run of the forced apply previews it and writes nothing.
+    let rv = json_of(&a, &["get", "deployment", "web"])["metadata"]["resourceVersion"].clone();
+    let out = a.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=ops",
+        "--force-conflicts",
+        "--dry-run=server",
+        "-o",
+        "json",
+        "-f",
+        &other,
+    ]);
+    let preview: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(preview["spec"]["replicas"], 2);
+    let d = json_of(&a, &["get", "deployment", "web"]);
+    assert_eq!(
+        (
+            d["spec"]["replicas"].clone(),
+            d["metadata"]["resourceVersion"].clone()
+        ),
+        (json!(0), rv)
+    );
+
+    // Forced, ops takes the field from kubectl.
+    a.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=ops",
+        "--force-conflicts",
+        "-f",
+        &other,
+    ]);
+    let d = json_of(&a, &["get", "deployment", "web", "--show-managed-fields"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    let owners: Vec<&str> = d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| !e["fieldsV1"]["f:spec"]["f:replicas"].is_null())
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners, ["ops"], "{d:#}");
 }
 
 /// The verbs that send a strategic merge patch: apply of a changed file (a list element
