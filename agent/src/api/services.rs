@@ -9,9 +9,13 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
+use k8s_openapi::api::core::v1::{Service as KubeService, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::manifest::FieldError;
+use crate::manifest::lifecycle::items;
 
 pub use crate::node::services::{DNS_IP, NODE_PORTS, SERVICE_CIDR};
 
@@ -23,34 +27,21 @@ pub struct Taken {
 }
 
 impl Taken {
-    /// What `services` hold, leaving out the one named `skip` (the Service being written).
-    pub fn from_services<'a>(
-        services: impl IntoIterator<Item = &'a Value>,
-        skip: Option<(&str, &str)>,
-    ) -> Taken {
+    /// What the specs of `services` hold.
+    pub fn from_services<'a>(services: impl IntoIterator<Item = &'a ServiceSpec>) -> Taken {
         let mut t = Taken::default();
         for s in services {
-            let me = (
-                s["metadata"]["namespace"].as_str().unwrap_or(""),
-                s["metadata"]["name"].as_str().unwrap_or(""),
-            );
-            if Some(me) == skip {
-                continue;
-            }
             t.add(s);
         }
         t
     }
 
-    fn add(&mut self, svc: &Value) {
-        if let Some(ip) = svc["spec"]["clusterIP"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-        {
+    fn add(&mut self, spec: &ServiceSpec) {
+        if let Some(ip) = spec.cluster_ip.as_deref().and_then(|s| s.parse().ok()) {
             self.ips.insert(ip);
         }
-        for p in svc["spec"]["ports"].as_array().into_iter().flatten() {
-            if let Some(np) = p["nodePort"].as_u64() {
+        for p in items(&spec.ports) {
+            if let Some(np) = p.node_port {
                 self.node_ports.insert(np as u16);
             }
         }
@@ -82,17 +73,16 @@ pub fn next_ip(taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
 }
 
 /// Fills in `spec.clusterIP`, `spec.clusterIPs` and NodePorts of a Service about to be written,
-/// keeping what `existing` (the stored version) already has; adds what it takes to `taken`.
+/// keeping what `existing` (the stored version's spec) already has; adds what it takes to
+/// `taken`.
 pub fn allocate(
-    svc: &mut Value,
-    existing: Option<&Value>,
+    spec: &mut ServiceSpec,
+    existing: Option<&ServiceSpec>,
     taken: &mut Taken,
 ) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();
-    let old_ip = existing
-        .and_then(|e| e["spec"]["clusterIP"].as_str())
-        .map(String::from);
-    let asked = svc["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
+    let old_ip = existing.and_then(|e| e.cluster_ip.clone());
+    let asked = spec.cluster_ip.clone().unwrap_or_default();
     let ip = match (old_ip, asked.as_str()) {
         (Some(old), "") => Some(old),
         (Some(old), new) if old == new => Some(old),
@@ -143,25 +133,18 @@ pub fn allocate(
         if let Ok(a) = ip.parse() {
             taken.ips.insert(a);
         }
-        svc["spec"]["clusterIPs"] = Value::from(vec![ip.clone()]);
-        svc["spec"]["clusterIP"] = Value::from(ip);
+        spec.cluster_ips = Some(vec![ip.clone()]);
+        spec.cluster_ip = Some(ip);
     }
-    if svc["spec"]["type"] == "NodePort" {
-        let old_ports: Vec<Value> = existing
-            .and_then(|e| e["spec"]["ports"].as_array().cloned())
-            .unwrap_or_default();
-        let ports = svc["spec"]["ports"]
-            .as_array_mut()
-            .map(std::mem::take)
-            .unwrap_or_default();
-        let mut out = Vec::with_capacity(ports.len());
-        for (i, mut p) in ports.into_iter().enumerate() {
+    if spec.type_.as_deref() == Some("NodePort") {
+        let old_ports = existing.map(|e| items(&e.ports)).unwrap_or_default();
+        for (i, p) in spec.ports.iter_mut().flatten().enumerate() {
             let kept = old_ports
                 .iter()
-                .find(|o| o["port"] == p["port"] && o["protocol"] == p["protocol"])
-                .and_then(|o| o["nodePort"].as_u64());
-            match (p["nodePort"].as_u64(), kept) {
-                (None, Some(k)) => p["nodePort"] = Value::from(k),
+                .find(|o| o.port == p.port && o.protocol == p.protocol)
+                .and_then(|o| o.node_port);
+            match (p.node_port, kept) {
+                (None, Some(k)) => p.node_port = Some(k),
                 (Some(n), Some(k)) if n == k => {}
                 (Some(n), _) => {
                     if !taken.node_ports.insert(n as u16) {
@@ -175,7 +158,7 @@ pub fn allocate(
                     match NODE_PORTS.clone().find(|np| !taken.node_ports.contains(np)) {
                         Some(np) => {
                             taken.node_ports.insert(np);
-                            p["nodePort"] = Value::from(np);
+                            p.node_port = Some(i32::from(np));
                         }
                         None => errors.push(FieldError::new(
                             format!("spec.ports[{i}].nodePort"),
@@ -184,9 +167,7 @@ pub fn allocate(
                     }
                 }
             }
-            out.push(p);
         }
-        svc["spec"]["ports"] = Value::from(out);
     }
     if errors.is_empty() {
         Ok(())
@@ -195,8 +176,10 @@ pub fn allocate(
     }
 }
 
-/// Allocates for every Service among `objects` against what is stored, returning problems as
-/// `(index into objects, error)`. Call with the API's allocation lock held until the commit.
+/// Allocates for every Service among `objects` (JSON on its way to the store: each is read
+/// as k8s-openapi's `ServiceSpec` and its spec written back) against what is stored, returning
+/// problems as `(index into objects, error)`. Call with the API's allocation lock held until
+/// the commit.
 pub async fn allocate_in(
     store: &crate::store::Store,
     objects: &mut [&mut Value],
@@ -204,7 +187,13 @@ pub async fn allocate_in(
     if !objects.iter().any(|o| o["kind"] == "Service") {
         return Ok(Vec::new());
     }
-    let (stored, _) = store.list("Service", None).await?;
+    let stored: Vec<KubeService> = store.list_decodable("Service", None).await?;
+    let key_of = |m: &ObjectMeta| {
+        (
+            m.namespace.clone().unwrap_or_default(),
+            m.name.clone().unwrap_or_default(),
+        )
+    };
     let key = |o: &Value| {
         (
             o["metadata"]["namespace"]
@@ -219,17 +208,32 @@ pub async fn allocate_in(
         .filter(|o| o["kind"] == "Service")
         .map(|o| key(o))
         .collect();
-    let mut taken =
-        Taken::from_services(stored.iter().filter(|s| !writing.contains(&key(s))), None);
+    let mut taken = Taken::from_services(
+        stored
+            .iter()
+            .filter(|s| !writing.contains(&key_of(&s.metadata)))
+            .filter_map(|s| s.spec.as_ref()),
+    );
     let mut problems = Vec::new();
     for (i, obj) in objects.iter_mut().enumerate() {
         if obj["kind"] != "Service" {
             continue;
         }
         let k = key(obj);
-        let existing = stored.iter().find(|s| key(s) == k);
-        if let Err(es) = allocate(obj, existing, &mut taken) {
-            problems.extend(es.into_iter().map(|e| (i, e)));
+        let existing = stored
+            .iter()
+            .find(|s| key_of(&s.metadata) == k)
+            .and_then(|s| s.spec.as_ref());
+        // The object passed the schema: a spec that does not read is left to validation.
+        let Ok(mut spec) = ServiceSpec::deserialize(&obj["spec"]) else {
+            continue;
+        };
+        match allocate(&mut spec, existing, &mut taken) {
+            Ok(()) => match serde_json::to_value(&spec) {
+                Ok(v) => obj["spec"] = v,
+                Err(e) => problems.push((i, FieldError::new("spec", e.to_string()))),
+            },
+            Err(es) => problems.extend(es.into_iter().map(|e| (i, e))),
         }
     }
     Ok(problems)
@@ -242,6 +246,20 @@ mod tests {
 
     fn svc(name: &str, spec: Value) -> Value {
         json!({"kind": "Service", "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+    }
+
+    /// [`super::allocate`] on Services as JSON, as the API holds them.
+    fn allocate(
+        svc: &mut Value,
+        existing: Option<&Value>,
+        taken: &mut Taken,
+    ) -> Result<(), Vec<FieldError>> {
+        let spec_of = |v: &Value| ServiceSpec::deserialize(&v["spec"]).unwrap();
+        let mut spec = spec_of(svc);
+        let old = existing.map(spec_of);
+        let r = super::allocate(&mut spec, old.as_ref(), taken);
+        svc["spec"] = serde_json::to_value(&spec).unwrap();
+        r
     }
 
     #[test]
