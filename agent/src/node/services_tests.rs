@@ -174,14 +174,8 @@ fn endpoints(t: &[Service]) -> Vec<String> {
 
 #[tokio::test]
 async fn the_loop_follows_the_store_retries_a_failed_sync_and_rebuilds_a_flushed_table() {
-    use crate::store::{Key, Op, SecretCipher, Write, new_uid, now_rfc3339};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        &dir.path().join("flotilla.db"),
-        SecretCipher::from_key(&[9; 32]).unwrap(),
-    )
-    .await
-    .unwrap();
+    use crate::store::{Key, Op, Write, new_uid, now_rfc3339};
+    let (_dir, store) = crate::store::temp_store().await;
     let write = |op: Op| {
         let store = store.clone();
         async move {

@@ -1571,3 +1571,16 @@ fn plan_op(
 
 #[cfg(test)]
 mod tests;
+
+/// A store in a new temporary directory, for unit tests (the directory goes with the guard).
+#[cfg(test)]
+pub async fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = Store::open(
+        &dir.path().join("flotilla.db"),
+        SecretCipher::from_key(&[1; 32]).expect("a 32-byte key"),
+    )
+    .await
+    .expect("a store in a new directory");
+    (dir, store)
+}

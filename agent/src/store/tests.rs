@@ -6,14 +6,7 @@ use serde_json::{Value, json};
 use super::*;
 
 async fn open() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        &dir.path().join("flotilla.db"),
-        SecretCipher::from_key(&[1; 32]).unwrap(),
-    )
-    .await
-    .unwrap();
-    (dir, store)
+    temp_store().await
 }
 
 fn cm(name: &str, data: &str) -> Value {

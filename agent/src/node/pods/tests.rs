@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::fake::{Call, FakeNet, FakeRuntime};
 use super::{Host, PodManager, spawn_on};
-use crate::store::{Key, Op, SecretCipher, Store, Write, new_uid, now_rfc3339};
+use crate::store::{Key, Op, Store, Write, new_uid, now_rfc3339};
 
 struct Bed {
     dir: tempfile::TempDir,
@@ -20,13 +20,7 @@ struct Bed {
 
 impl Bed {
     async fn new() -> Bed {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            &dir.path().join("flotilla.db"),
-            SecretCipher::from_key(&[7; 32]).unwrap(),
-        )
-        .await
-        .unwrap();
+        let (dir, store) = crate::store::temp_store().await;
         let rt = Arc::new(FakeRuntime::default());
         rt.add_image("busybox");
         let net = Arc::new(FakeNet::new(rt.clone()));
