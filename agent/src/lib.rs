@@ -7,13 +7,15 @@
 //! - [`cli`]: the `flotilla` commands a user types; talks to an agent's API.
 //! - [`api`]: the HTTPS API every agent serves (Kubernetes-shaped paths and objects).
 //! - [`manifest`]: the object model: kinds, schemas, typed manifests, validation, defaults,
-//!   selectors, lifecycle questions (ready, finished, terminating, owner) and events.
+//!   selectors, lifecycle questions (ready, finished, terminating, owner), events, kubectl's
+//!   columns, strategic merge patch and server-side apply's field ownership.
 //! - [`store`]: the SQLite store, an ordered log of object revisions.
 //! - [`controller`]: reconcile loops (Deployment, ReplicaSet, Job, DaemonSet, garbage
 //!   collection, namespaces) as pure planning functions plus a thin async runner.
 //! - [`cluster`]: node-to-node QUIC with mutual TLS, joining by token.
-//! - [`node`]: this node: identity (data dir, certificates, tokens), the pod manager, the
-//!   service table, cluster DNS and its Node object.
+//! - [`node`]: this node: identity (data dir, certificates, tokens), the pod manager (over
+//!   the `PodRuntime` and `PodNet` traits, unit-tested on an in-memory runtime), the service
+//!   table and its proxy loop, cluster DNS and its Node object.
 
 pub mod agent;
 pub mod api;
