@@ -156,6 +156,42 @@ pub fn remove(path: &str) {
     }
 }
 
+/// Thaws the cgroup at `path` and SIGKILLs every process left in it, waiting up to a second
+/// for them to go, so that it can be removed. libcontainer's kill freezes a container's
+/// cgroup, signals it and thaws it; an agent killed in between leaves the cgroup frozen, and
+/// its processes can then neither die nor be removed.
+pub fn thaw_and_kill(path: &str) {
+    let (freeze, thawed) = match layout() {
+        Layout::V1 => (dir("freezer", path).join("freezer.state"), "THAWED"),
+        Layout::V2 => (dir("", path).join("cgroup.freeze"), "0"),
+    };
+    if freeze.exists() {
+        let _ = fs::write(&freeze, thawed);
+    }
+    let procs = dir("pids", path).join("cgroup.procs");
+    let pids = || -> Vec<i32> {
+        fs::read_to_string(&procs)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let left = pids();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return;
+        }
+        for pid in left {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// What a cgroup has used so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -197,5 +233,74 @@ pub fn usage(path: &str) -> Usage {
         cpu_ns,
         memory_bytes,
         pids,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A throwaway cgroup (freezer and pids) holding one `sleep`; thawed, emptied and removed
+    /// on drop, also when the test fails.
+    struct Frozen {
+        path: String,
+        child: std::process::Child,
+    }
+
+    impl Frozen {
+        fn dirs(&self) -> Vec<PathBuf> {
+            match layout() {
+                Layout::V1 => vec![dir("freezer", &self.path), dir("pids", &self.path)],
+                Layout::V2 => vec![dir("", &self.path)],
+            }
+        }
+    }
+
+    impl Drop for Frozen {
+        fn drop(&mut self) {
+            let _ = fs::write(dir("freezer", &self.path).join("freezer.state"), "THAWED");
+            let _ = fs::write(dir("", &self.path).join("cgroup.freeze"), "0");
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            remove(&self.path);
+            remove("/flotilla-test");
+        }
+    }
+
+    #[test]
+    fn a_frozen_cgroup_is_thawed_emptied_and_removable() {
+        let path = format!("/flotilla-test/frozen-{}", std::process::id());
+        let child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("sleep");
+        let mut g = Frozen { path, child };
+        for d in g.dirs() {
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("cgroup.procs"), g.child.id().to_string()).unwrap();
+        }
+        match layout() {
+            Layout::V1 => fs::write(dir("freezer", &g.path).join("freezer.state"), "FROZEN"),
+            Layout::V2 => fs::write(dir("", &g.path).join("cgroup.freeze"), "1"),
+        }
+        .unwrap();
+
+        thaw_and_kill(&g.path);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let status = loop {
+            if let Some(s) = g.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the frozen process is still alive"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(!status.success(), "killed, not exited: {status}");
+        remove(&g.path);
+        for d in g.dirs() {
+            assert!(!d.exists(), "{} remains", d.display());
+        }
     }
 }

@@ -513,6 +513,9 @@ impl Runtime {
         }
         let _ = fs::remove_dir_all(self.state(id));
         let _ = unmount_overlay(&self.bundle(id), true);
+        if !cgroup_path.is_empty() {
+            crate::cgroups::thaw_and_kill(cgroup_path);
+        }
         crate::cgroups::remove(cgroup_path);
     }
 }
