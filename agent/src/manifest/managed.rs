@@ -141,12 +141,8 @@ impl FieldSet {
                     .as_object_mut()
                     .expect("made as objects");
             }
-            if node.is_empty() {
-                continue;
-            }
-            node.insert(".".into(), Value::Object(Map::new()));
         }
-        // A node that got children after it was marked a leaf needs its `.` too.
+        // A path of the set that also has paths below it is marked with `.`.
         fn mark(v: &mut Map<String, Value>, owned: &BTreeSet<Path>, at: &mut Path) {
             for (k, child) in v.iter_mut() {
                 if k == "." {

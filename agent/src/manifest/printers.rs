@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Event, Namespace, Node, Pod, PodTemplateSpec, Secret, Service, ServiceSpec,
+    ConfigMap, Event, Namespace, Node, Pod, PodStatus, PodTemplateSpec, Secret, Service,
+    ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::Deserialize;
@@ -82,25 +83,26 @@ pub fn pod_status(p: &Pod) -> String {
     if p.metadata.deletion_timestamp.is_some() {
         return "Terminating".into();
     }
-    let st = p.status.clone().unwrap_or_default();
+    let none = PodStatus::default();
+    let st = p.status.as_ref().unwrap_or(&none);
     let mut reason = st
         .reason
         .clone()
-        .or(st.phase.clone())
+        .or_else(|| st.phase.clone())
         .unwrap_or_else(|| "Pending".into());
     let total = p
         .spec
         .as_ref()
         .map_or(0, |s| items(&s.init_containers).len());
     for (i, c) in items(&st.init_container_statuses).iter().enumerate() {
-        let state = c.state.clone().unwrap_or_default();
-        if state.terminated.as_ref().is_some_and(|t| t.exit_code == 0) {
+        let terminated = c.state.as_ref().and_then(|s| s.terminated.as_ref());
+        if terminated.is_some_and(|t| t.exit_code == 0) {
             continue;
         }
-        if let Some(r) = state
-            .terminated
-            .and_then(|t| t.reason)
-            .or(state.waiting.and_then(|w| w.reason))
+        let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref());
+        if let Some(r) = terminated
+            .and_then(|t| t.reason.as_deref())
+            .or(waiting.and_then(|w| w.reason.as_deref()))
             && r != "PodInitializing"
         {
             return format!("Init:{r}");

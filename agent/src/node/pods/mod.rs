@@ -722,8 +722,6 @@ impl Manager {
         let Some(spec) = pod.spec.as_ref() else {
             return Ok(None);
         };
-        // What the pod's events are about.
-        let raw = &lifecycle::about(pod);
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let data = self.namespace_data(ns, round).await?;
         let has_sandbox = seen.sandboxes.contains(&uid);
@@ -742,6 +740,12 @@ impl Manager {
         self.probe_running(spec, &obs, &prev, &sandbox, &inputs.pod_ip, round);
 
         let (cms, secrets, service_env) = &*data;
+        // What the pod's events are about (made only when there is something to do).
+        let raw = &if p.actions.is_empty() {
+            Value::Null
+        } else {
+            lifecycle::about(pod)
+        };
         for a in p.actions {
             let ctx = PodContext {
                 pod,
