@@ -727,8 +727,9 @@ impl Manager {
         let has_sandbox = seen.sandboxes.contains(&uid);
         let inputs = self.inputs(pod, spec, &uid, has_sandbox, &data);
         let obs = self.observed(spec, &uid, seen, inputs.error.as_ref(), now);
-        let prev = pod.status.clone().unwrap_or_default();
-        let p = plan::plan(spec, &obs, &prev, now);
+        let none = PodStatus::default();
+        let prev = pod.status.as_ref().unwrap_or(&none);
+        let p = plan::plan(spec, &obs, prev, now);
         if let Some(w) = p.wake_at {
             self.wake_at = Some(self.wake_at.map_or(w, |x| x.min(w)));
         }
@@ -737,7 +738,7 @@ impl Manager {
                 .join("sandboxes")
                 .join(&uid),
         };
-        self.probe_running(spec, &obs, &prev, &sandbox, &inputs.pod_ip, round);
+        self.probe_running(spec, &obs, prev, &sandbox, &inputs.pod_ip, round);
 
         let (cms, secrets, service_env) = &*data;
         // What the pod's events are about (made only when there is something to do).
@@ -777,7 +778,7 @@ impl Manager {
                 .clone()
                 .unwrap_or_else(|| plan::time_ms(now)),
         );
-        if status == prev {
+        if status == *prev {
             return Ok(None);
         }
         let mut o = pod.clone();
