@@ -6,6 +6,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::objects::{key_of, not_found, selected, selectors};
@@ -48,23 +50,29 @@ fn writable(rp: &ResourcePath) -> Result<(), ApiError> {
 
 /// The objects that may go with `obj`: for a Namespace everything in it, otherwise the kinds
 /// controllers own in its namespace.
-async fn candidates(s: &ApiState, obj: &Value) -> Result<Vec<Value>, ApiError> {
+async fn candidates(s: &ApiState, key: &Key) -> Result<Vec<gc::Stored>, ApiError> {
     let mut out = Vec::new();
-    if obj["kind"] == "Namespace" {
-        let ns = obj["metadata"]["name"].as_str().unwrap_or("");
+    if key.kind == "Namespace" {
         for k in crate::manifest::kinds::KINDS
             .iter()
             .filter(|k| k.namespaced)
         {
-            out.extend(s.store.list(k.kind, Some(ns)).await?.0);
+            out.extend(s.store.list(k.kind, Some(&key.name)).await?.0);
         }
-        return Ok(out);
+    } else {
+        // A cluster-scoped owner's dependents may be in any namespace.
+        let ns = (!key.namespace.is_empty()).then_some(key.namespace.as_str());
+        for k in gc::DEPENDENT_KINDS {
+            out.extend(s.store.list(k, ns).await?.0);
+        }
     }
-    let ns = obj["metadata"]["namespace"].as_str();
-    for k in gc::DEPENDENT_KINDS {
-        out.extend(s.store.list(k, ns).await?.0);
-    }
-    Ok(out)
+    Ok(out.into_iter().filter_map(gc::Stored::decode).collect())
+}
+
+/// The metadata of a stored object.
+fn meta_of(obj: &Value) -> Result<ObjectMeta, ApiError> {
+    ObjectMeta::deserialize(&obj["metadata"])
+        .map_err(|e| ApiError::Internal(format!("stored metadata unreadable: {e}")))
 }
 
 /// `DELETE` of one object. Answers 200 with the object when it is gone, 202 with it when it
@@ -77,9 +85,9 @@ pub async fn delete(
     writable(rp)?;
     let key = key_of(rp);
     let obj = s.store.get(&key).await?.ok_or_else(|| not_found(rp))?;
-    let cands = candidates(s, &obj).await?;
+    let cands = candidates(s, &key).await?;
     let ops = gc::plan_delete(
-        &obj,
+        &meta_of(&obj)?,
         key.clone(),
         &cands,
         propagation(opts),
@@ -126,8 +134,8 @@ pub async fn delete_collection(
     let mut owners: Vec<Key> = Vec::new();
     for v in &victims {
         let key = Key::of(v)?;
-        let cands = candidates(s, v).await?;
-        for op in gc::plan_delete(v, key.clone(), &cands, propagation(opts), &req) {
+        let cands = candidates(s, &key).await?;
+        for op in gc::plan_delete(&meta_of(v)?, key.clone(), &cands, propagation(opts), &req) {
             // A dependent may also be selected (or shared): delete it once.
             let dup = match &op {
                 Op::Delete { key: k, .. } => ops

@@ -35,10 +35,13 @@ use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
+use k8s_openapi::api::core::v1::Node;
+use serde::Deserialize;
 use serde_json::Value;
 
 pub use error::ApiError;
 
+use crate::manifest::lifecycle;
 use crate::store::{Applied, Store, Write};
 
 /// Requests with larger bodies are refused with 413 (Kubernetes' limit is about 3 MiB).
@@ -152,40 +155,38 @@ impl ApiState {
     }
 
     /// A Node as this node sees it (Ready Unknown when gossip does not hear it).
-    pub fn node_view(&self, mut node: Value) -> Value {
-        let name = node["metadata"]["name"].as_str().unwrap_or("").to_string();
+    pub fn node_view(&self, stored: Value) -> Value {
+        let Ok(mut node) = Node::deserialize(&stored) else {
+            return stored;
+        };
+        let name = lifecycle::name(&node.metadata).to_string();
         let voters = self.voters.borrow();
         // Known voters get the role; every other node (a learner, or a node that pulls the
         // log and is in no membership) loses it.
         if !voters.is_empty()
-            && let Some(labels) = node["metadata"]["labels"].as_object_mut()
+            && let Some(labels) = node.metadata.labels.as_mut()
         {
             const ROLE: &str = "node-role.kubernetes.io/control-plane";
             if voters.get(&name) == Some(&true) {
-                labels.insert(ROLE.into(), Value::from("true"));
+                labels.insert(ROLE.into(), "true".into());
             } else {
                 labels.remove(ROLE);
             }
         }
         drop(voters);
-        if let Some(kv) = self.observed.borrow().get(&name)
-            && let Some(meta) = node["metadata"].as_object_mut()
-        {
-            let annotations = meta
-                .entry("annotations")
-                .or_insert_with(|| Value::Object(Default::default()));
-            if let Some(a) = annotations.as_object_mut() {
-                a.insert(
+        if let Some(kv) = self.observed.borrow().get(&name) {
+            node.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(
                     "flotilla.io/observed".into(),
-                    Value::from(crate::cluster::observed_summary(kv)),
+                    crate::cluster::observed_summary(kv),
                 );
-            }
         }
         if self.unreachable.borrow().contains(&name) {
-            crate::node::status::unreachable_view(node)
-        } else {
-            node
+            crate::node::status::unreachable_view(&mut node);
         }
+        lifecycle::encode(&node)
     }
 
     /// Commits a write: on a cluster the store hands it to the quorum's leader and returns

@@ -25,7 +25,10 @@ use anyhow::Result;
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use tokio::sync::mpsc;
 
+use k8s_openapi::api::core::v1::{Node, Pod};
 use serde::{Deserialize, Serialize};
+
+use crate::manifest::lifecycle::{self, decode};
 
 use self::join::{Admission, JoinRequest, JoinResponse};
 use self::transport::{Handler, Peer};
@@ -258,31 +261,38 @@ async fn own_state(store: &crate::store::Store, me: &str) -> Vec<(String, String
     let mut out = Vec::new();
     if let Ok((pods, _)) = store.list("Pod", None).await {
         let mine: Vec<serde_json::Value> = pods
-            .iter()
+            .into_iter()
+            // Only this node's pods are decoded (the filter reads the store's bytes).
             .filter(|p| p["spec"]["nodeName"] == me)
+            .filter_map(|p| decode::<Pod>(p).ok())
             .map(|p| {
-                let ready = p["status"]["conditions"].as_array().is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                });
                 serde_json::json!([
                     format!(
                         "{}/{}",
-                        p["metadata"]["namespace"].as_str().unwrap_or(""),
-                        p["metadata"]["name"].as_str().unwrap_or("")
+                        lifecycle::namespace(&p.metadata),
+                        lifecycle::name(&p.metadata)
                     ),
-                    p["status"]["phase"].as_str().unwrap_or("Pending"),
-                    p["status"]["podIP"].as_str().unwrap_or(""),
-                    ready
+                    match lifecycle::pod_phase(&p) {
+                        "" => "Pending",
+                        phase => phase,
+                    },
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.pod_ip.as_deref())
+                        .unwrap_or(""),
+                    lifecycle::pod_ready(&p)
                 ])
             })
             .collect();
         out.push(("pods".into(), serde_json::Value::from(mine).to_string()));
     }
-    if let Ok(Some(node)) = store.get(&crate::store::Key::new("Node", "", me)).await {
+    if let Ok(Some(node)) = store.get(&crate::store::Key::new("Node", "", me)).await
+        && let Ok(node) = decode::<Node>(node)
+    {
+        let allocatable = node.status.and_then(|s| s.allocatable).unwrap_or_default();
         out.push((
             "allocatable".into(),
-            node["status"]["allocatable"].to_string(),
+            serde_json::to_string(&allocatable).unwrap_or_default(),
         ));
     }
     out

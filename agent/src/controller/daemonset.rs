@@ -8,8 +8,8 @@ use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use super::{
-    Action, POD_TEMPLATE_HASH, encode, is_terminating, key_of, pod_finished, pod_from_template,
-    pod_ready, resolve_int_or_percent, status_update, template_hash,
+    Action, POD_TEMPLATE_HASH, is_terminating, key_of, pod_finished, pod_from_template, pod_ready,
+    resolve_int_or_percent, status_update, template_hash,
 };
 use crate::manifest::lifecycle::{label, name, pod_node, tolerates_taints};
 
@@ -85,7 +85,7 @@ pub fn plan(ds: &DaemonSet, nodes: &[Node], owned: &[&Pod]) -> Vec<Action> {
                     &[(POD_TEMPLATE_HASH, &hash)],
                 );
                 pod.spec.get_or_insert_with(Default::default).node_name = Some((*node).into());
-                actions.push(Action::Create(encode(&pod)));
+                actions.push(Action::Create(pod.into()));
                 unavailable += 1;
             }
             [first, extra @ ..] => {
@@ -168,7 +168,7 @@ mod tests {
         a.iter()
             .filter_map(|a| {
                 if let Action::Create(p) = a {
-                    Some(p["spec"]["nodeName"].as_str().unwrap().to_string())
+                    Some(p.encode()["spec"]["nodeName"].as_str().unwrap().to_string())
                 } else {
                     None
                 }

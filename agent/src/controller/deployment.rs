@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{
-    Action, POD_TEMPLATE_HASH, encode, is_terminating, key_of, owned_by, resolve_int_or_percent,
+    Action, Made, POD_TEMPLATE_HASH, is_terminating, key_of, owned_by, resolve_int_or_percent,
     status_update, template_hash,
 };
 use crate::manifest::lifecycle::{annotation, label};
@@ -54,7 +54,7 @@ fn with_replicas(rs: &ReplicaSet, n: i64) -> ReplicaSet {
 }
 
 fn scaled(rs: &ReplicaSet, n: i64) -> Action {
-    Action::Update(encode(&with_replicas(rs, n)))
+    Action::Update(with_replicas(rs, n).into())
 }
 
 /// A Deployment's desired replicas (Kubernetes' default 1).
@@ -159,7 +159,7 @@ pub fn plan(dep: &Deployment, rss: &[&ReplicaSet]) -> Vec<Action> {
                 } else {
                     (desired + surge - total).clamp(0, desired)
                 };
-                actions.push(Action::Create(encode(&new_replica_set(
+                actions.push(Action::Create(Made::from(new_replica_set(
                     dep,
                     &hash,
                     max_rev + 1,
@@ -193,7 +193,7 @@ pub fn plan(dep: &Deployment, rss: &[&ReplicaSet]) -> Vec<Action> {
                     updated = with_replicas(&updated, target);
                 }
                 if updated != *new {
-                    actions.push(Action::Update(encode(&updated)));
+                    actions.push(Action::Update(updated.into()));
                 }
             }
         }

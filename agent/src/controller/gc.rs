@@ -7,9 +7,10 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Action, Object, encode, is_terminating, key_of};
+use super::{Action, Made, Object, is_terminating, key_of};
 use crate::manifest::lifecycle;
 use crate::store::{FOREGROUND_DELETION, Key, Op, new_uid};
 
@@ -36,12 +37,31 @@ pub struct DeleteRequest {
     pub grace_seconds: Option<i64>,
 }
 
-/// The ops of deleting `obj` with `propagation`; `candidates` are the objects that may be its
-/// dependents (the caller reads them). A Namespace takes everything in it whatever the policy.
+/// A stored object that may depend on the one deleted: its key, its metadata and its JSON
+/// (which an orphaning delete writes back without the reference).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub key: Key,
+    pub meta: ObjectMeta,
+    pub object: Value,
+}
+
+impl Stored {
+    /// The stored object with its metadata read; `None` for one without a readable key.
+    pub fn decode(object: Value) -> Option<Stored> {
+        let key = Key::of(&object).ok()?;
+        let meta = ObjectMeta::deserialize(&object["metadata"]).ok()?;
+        Some(Stored { key, meta, object })
+    }
+}
+
+/// The ops of deleting the object `key` names, whose metadata is `owner`, with `propagation`;
+/// `candidates` are the objects that may be its dependents (the caller reads them). A
+/// Namespace takes everything in it whatever the policy.
 pub fn plan_delete(
-    obj: &Value,
+    owner: &ObjectMeta,
     key: Key,
-    candidates: &[Value],
+    candidates: &[Stored],
     propagation: Propagation,
     req: &DeleteRequest,
 ) -> Vec<Op> {
@@ -50,6 +70,7 @@ pub fn plan_delete(
     } else {
         None
     };
+    let namespace = key.kind == "Namespace";
     let delete = |foreground| Op::Delete {
         key: key.clone(),
         resource_version: req.resource_version,
@@ -59,30 +80,26 @@ pub fn plan_delete(
     };
     let mut ops = Vec::new();
     match propagation {
-        _ if obj["kind"] == "Namespace" => {
+        _ if namespace => {
             ops.push(delete(false));
-            ops.extend(
-                candidates
-                    .iter()
-                    .filter_map(|c| Key::of(c).ok())
-                    .map(Op::delete),
-            );
+            ops.extend(candidates.iter().map(|c| Op::delete(c.key.clone())));
         }
         Propagation::Orphan => {
-            let uid = obj["metadata"]["uid"].as_str().unwrap_or("");
-            for c in candidates.iter().filter(|c| refers_to(c, uid)) {
-                let mut freed = c.clone();
-                if let Some(refs) = freed["metadata"]["ownerReferences"].as_array_mut() {
-                    refs.retain(|r| r["uid"] != uid);
+            let uid = lifecycle::uid(owner);
+            for c in candidates
+                .iter()
+                .filter(|c| lifecycle::refers_to(&c.meta, uid))
+            {
+                let mut meta = c.meta.clone();
+                if let Some(refs) = meta.owner_references.as_mut() {
+                    refs.retain(|r| r.uid != uid);
                 }
-                if let Some(m) = freed["metadata"].as_object_mut() {
-                    // Unconditional: the dependent may have changed since it was read; only
-                    // the reference goes.
-                    m.remove("resourceVersion");
-                    if m["ownerReferences"].as_array().is_some_and(Vec::is_empty) {
-                        m.remove("ownerReferences");
-                    }
-                }
+                meta.owner_references = meta.owner_references.filter(|r| !r.is_empty());
+                // Unconditional: the dependent may have changed since it was read; only the
+                // reference goes.
+                meta.resource_version = None;
+                let mut freed = c.object.clone();
+                freed["metadata"] = serde_json::to_value(&meta).expect("metadata serialises");
                 ops.push(Op::Put {
                     object: freed,
                     uid: new_uid(),
@@ -93,19 +110,11 @@ pub fn plan_delete(
         }
         Propagation::Background => {
             ops.push(delete(false));
-            ops.extend(dependents(obj, candidates).into_iter().map(Op::delete));
+            ops.extend(dependents(owner, candidates).into_iter().map(Op::delete));
         }
         Propagation::Foreground => ops.push(delete(true)),
     }
     ops
-}
-
-/// Whether `obj` names `uid` among its owners.
-fn refers_to(obj: &Value, uid: &str) -> bool {
-    !uid.is_empty()
-        && obj["metadata"]["ownerReferences"]
-            .as_array()
-            .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
 }
 
 /// Whether an object is marked deleted in the foreground and waits for its dependents.
@@ -136,7 +145,7 @@ impl<'a> Dependent<'a> {
 /// deleted (in the foreground too, so theirs go first), and once none with
 /// `blockOwnerDeletion` is left, the `foregroundDeletion` finalizer is removed, which lets the
 /// store delete the owner. Nothing while dependents are still going.
-pub fn plan_foreground<T: Object>(owner: &T, candidates: &[Dependent]) -> Vec<Action> {
+pub fn plan_foreground<T: Object + Into<Made>>(owner: &T, candidates: &[Dependent]) -> Vec<Action> {
     let om = owner.metadata();
     if !deleting_in_foreground(om) {
         return Vec::new();
@@ -170,7 +179,7 @@ pub fn plan_foreground<T: Object>(owner: &T, candidates: &[Dependent]) -> Vec<Ac
         if let Some(f) = done.metadata_mut().finalizers.as_mut() {
             f.retain(|f| f != FOREGROUND_DELETION);
         }
-        actions.push(Action::Update(encode(&done)));
+        actions.push(Action::Update(done.into()));
     }
     actions
 }
@@ -180,36 +189,27 @@ pub const DEPENDENT_KINDS: &[&str] = &["ReplicaSet", "Pod"];
 
 /// The keys of every object in `candidates` owned, directly or through other candidates, by
 /// `root`. Pure: the caller supplies the candidates.
-pub fn dependents(root: &Value, candidates: &[Value]) -> Vec<Key> {
-    let mut owners: BTreeSet<String> = root["metadata"]["uid"]
-        .as_str()
-        .map(String::from)
-        .into_iter()
-        .collect();
+pub fn dependents(root: &ObjectMeta, candidates: &[Stored]) -> Vec<Key> {
+    let mut owners: BTreeSet<&str> = root.uid.as_deref().into_iter().collect();
     let mut out = Vec::new();
     let mut taken = vec![false; candidates.len()];
     loop {
         let mut grew = false;
         for (i, c) in candidates.iter().enumerate() {
-            if taken[i] {
+            // Every reference counts, not only the controller's, as Kubernetes' collector has it.
+            let owned = c
+                .meta
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| owners.contains(r.uid.as_str()));
+            if taken[i] || !owned {
                 continue;
             }
-            let owned = c["metadata"]["ownerReferences"]
-                .as_array()
-                .is_some_and(|refs| {
-                    refs.iter()
-                        .any(|r| r["uid"].as_str().is_some_and(|u| owners.contains(u)))
-                });
-            if owned {
-                taken[i] = true;
-                grew = true;
-                if let Some(uid) = c["metadata"]["uid"].as_str() {
-                    owners.insert(uid.to_string());
-                }
-                if let Ok(k) = Key::of(c) {
-                    out.push(k);
-                }
-            }
+            taken[i] = true;
+            grew = true;
+            owners.extend(c.meta.uid.as_deref());
+            out.push(c.key.clone());
         }
         if !grew {
             return out;
@@ -228,6 +228,14 @@ mod tests {
             "resourceVersion": "9",
             "ownerReferences": [{"apiVersion": "apps/v1", "uid": owner, "kind": "Deployment", "name": "web",
                 "controller": true, "blockOwnerDeletion": block}]}})
+    }
+
+    fn meta(v: &Value) -> ObjectMeta {
+        ObjectMeta::deserialize(&v["metadata"]).unwrap()
+    }
+
+    fn stored(objects: Vec<Value>) -> Vec<Stored> {
+        objects.into_iter().filter_map(Stored::decode).collect()
     }
 
     fn keys(ops: &[Op]) -> Vec<String> {
@@ -258,9 +266,9 @@ mod tests {
             obj("Pod", "web-a-1", "p1", Some("r1")),
         ];
         let ops = plan_delete(
-            &dep,
+            &meta(&dep),
             Key::of(&dep).unwrap(),
-            &cands,
+            &stored(cands.clone()),
             Propagation::Orphan,
             &DeleteRequest::default(),
         );
@@ -288,9 +296,9 @@ mod tests {
             grace_seconds: Some(3),
         };
         let ops = plan_delete(
-            &dep,
+            &meta(&dep),
             Key::of(&dep).unwrap(),
-            &cands,
+            &stored(cands.clone()),
             Propagation::Background,
             &req,
         );
@@ -310,9 +318,9 @@ mod tests {
         assert_eq!((*resource_version, uid.as_deref()), (Some(4), Some("d1")));
         assert_eq!(*grace_seconds, None, "a grace period is a pod's");
         let ops = plan_delete(
-            &dep,
+            &meta(&dep),
             Key::of(&dep).unwrap(),
-            &cands,
+            &stored(cands.clone()),
             Propagation::Foreground,
             &req,
         );
@@ -355,7 +363,10 @@ mod tests {
         let [Action::Update(o)] = &a[..] else {
             panic!("{a:?}")
         };
-        assert_eq!(o["metadata"]["finalizers"], json!(["example.com/keep"]));
+        assert_eq!(
+            o.meta().finalizers,
+            Some(vec!["example.com/keep".to_string()])
+        );
     }
 
     fn obj(kind: &str, name: &str, uid: &str, owner: Option<&str>) -> Value {
@@ -372,7 +383,7 @@ mod tests {
             obj("Pod", "other", "p2", Some("r9")),
             obj("Pod", "bare", "p3", None),
         ];
-        let got: Vec<String> = dependents(&dep, &cands)
+        let got: Vec<String> = dependents(&meta(&dep), &stored(cands))
             .into_iter()
             .map(|k| k.name)
             .collect();

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{
-    Action, about, encode, is_terminating, key_of, pod_finished, pod_from_template, pod_ready,
+    Action, Made, about, is_terminating, key_of, pod_finished, pod_from_template, pod_ready,
     status_update,
 };
 use crate::manifest::lifecycle::pod_phase;
@@ -87,7 +87,7 @@ pub fn plan(job: &Job, mine: &[&Pod], now: &Time) -> Vec<Action> {
         let name = job.metadata.name.as_deref().unwrap_or("");
         let template = spec.map(|s| &s.template);
         for _ in active.len()..want {
-            actions.push(Action::Create(encode(&pod_from_template(
+            actions.push(Action::Create(Made::from(pod_from_template(
                 job,
                 template,
                 name,

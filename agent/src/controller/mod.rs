@@ -21,7 +21,9 @@ pub mod runner;
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
@@ -36,27 +38,89 @@ pub use runner::{Controllers, spawn_all};
 use crate::manifest::lifecycle::owner_uids;
 use crate::store::Key;
 
-/// What a controller wants done. A runner turns these into store ops (JSON: the store's
-/// bytes), so the objects are encoded here, once.
+/// What a controller wants done. The runner turns these into store ops, encoding the objects
+/// into the store's JSON only then.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Create an object. An empty `metadata.name` with `generateName` gets a random suffix.
-    Create(Value),
+    Create(Made),
     /// Write spec/metadata of an existing object (with its resourceVersion, so a stale plan
     /// fails as a conflict and is planned again).
-    Update(Value),
-    /// Write the status of an object.
+    Update(Made),
+    /// Write the status of an object (its JSON: a status write carries only what it changes).
     Status(Value),
     Delete(Key),
     /// Delete an object in the foreground (it stays, marked, until its dependents are gone).
     DeleteInForeground(Key),
     /// Record an event about an object (named by [`about`]).
     Event {
-        about: Value,
+        about: ObjectReference,
         kind: EventKind,
         reason: String,
         message: String,
     },
+}
+
+/// An object a controller creates or updates, typed until the runner writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Made {
+    Pod(Box<Pod>),
+    ReplicaSet(Box<ReplicaSet>),
+    Deployment(Box<Deployment>),
+    Job(Box<Job>),
+    DaemonSet(Box<DaemonSet>),
+}
+
+macro_rules! made_from {
+    ($($kind:ident),*) => {
+        $(impl From<$kind> for Made {
+            fn from(o: $kind) -> Made {
+                Made::$kind(Box::new(o))
+            }
+        })*
+
+        impl Made {
+            /// The object's metadata.
+            pub fn meta(&self) -> &ObjectMeta {
+                match self {
+                    $(Made::$kind(o) => &o.metadata,)*
+                }
+            }
+
+            /// The object's metadata, to change.
+            pub fn meta_mut(&mut self) -> &mut ObjectMeta {
+                match self {
+                    $(Made::$kind(o) => &mut o.metadata,)*
+                }
+            }
+
+            /// The object's kind.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Made::$kind(_) => <$kind as k8s_openapi::Resource>::KIND,)*
+                }
+            }
+
+            /// The object's JSON, as the store takes it.
+            pub fn encode(&self) -> Value {
+                match self {
+                    $(Made::$kind(o) => encode(o.as_ref()),)*
+                }
+            }
+        }
+    };
+}
+
+made_from!(Pod, ReplicaSet, Deployment, Job, DaemonSet);
+
+impl Made {
+    /// A ReplicaSet's desired replicas (what its scaling events say).
+    pub fn replicas(&self) -> Option<i32> {
+        match self {
+            Made::ReplicaSet(rs) => rs.spec.as_ref().and_then(|s| s.replicas),
+            _ => None,
+        }
+    }
 }
 
 /// The status write for `obj`, or nothing when its status already is `status` (so that a

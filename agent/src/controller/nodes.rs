@@ -8,8 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 
 use super::{Action, EventKind, about, is_terminating, key_of, status_update};
 use crate::manifest::lifecycle::{controller_of, name, pod_node};
@@ -22,7 +21,7 @@ pub fn plan(
     pods: &[Pod],
     silent: &BTreeMap<String, Duration>,
     grace: Duration,
-) -> Vec<(Value, Vec<Action>)> {
+) -> Vec<(ObjectReference, Vec<Action>)> {
     let mut out = Vec::new();
     for node in nodes {
         let node_name = name(&node.metadata);
@@ -78,7 +77,7 @@ fn evictable(p: &Pod) -> bool {
 mod tests {
     use super::*;
     use crate::manifest::lifecycle::decode;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn node(name: &str, ready: &str) -> Node {
         decode(
@@ -97,7 +96,7 @@ mod tests {
         .unwrap()
     }
 
-    fn deleted(plan: &[(Value, Vec<Action>)]) -> Vec<String> {
+    fn deleted(plan: &[(ObjectReference, Vec<Action>)]) -> Vec<String> {
         plan.iter()
             .flat_map(|(_, a)| a)
             .filter_map(|a| match a {

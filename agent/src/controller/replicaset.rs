@@ -4,8 +4,7 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{
-    Action, encode, is_terminating, key_of, pod_finished, pod_from_template, pod_ready,
-    status_update,
+    Action, Made, is_terminating, key_of, pod_finished, pod_from_template, pod_ready, status_update,
 };
 use crate::manifest::lifecycle::{pod_node, pod_phase};
 use crate::store::Key;
@@ -37,7 +36,7 @@ pub fn plan(rs: &ReplicaSet, mine: &[&Pod]) -> Vec<Action> {
     if active.len() < want {
         let template = spec.and_then(|s| s.template.as_ref());
         for _ in 0..(want - active.len()).min(BURST) {
-            actions.push(Action::Create(encode(&pod_from_template(
+            actions.push(Action::Create(Made::from(pod_from_template(
                 rs,
                 template,
                 name,
@@ -134,6 +133,7 @@ mod tests {
         let Some(Action::Create(p)) = a.first() else {
             panic!("{a:?}")
         };
+        let p = p.encode();
         assert_eq!(p["metadata"]["generateName"], "web-abc-");
         assert_eq!(p["metadata"]["labels"]["app"], "web");
         assert_eq!(p["metadata"]["ownerReferences"][0]["uid"], "rs1");

@@ -5,25 +5,25 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rand::Rng;
-use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, warn};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, Pod, PodCondition, PodStatus};
+use k8s_openapi::api::core::v1::{Event, Node, ObjectReference, Pod, PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
-use super::events::{event, expired};
+use super::events::{self, event, expired, named};
 use super::gc::{self, Dependent};
 use super::{
-    Action, EventKind, Object, OwnerIndex, about, daemonset, deployment, job, key_of, replicaset,
-    status_update,
+    Action, EventKind, Made, Object, OwnerIndex, about, daemonset, deployment, job, key_of,
+    replicaset, status_update,
 };
 use crate::manifest::kinds;
+use crate::manifest::lifecycle::{self, encode};
 use crate::scheduler::{self, Decision};
-use crate::store::{Key, Op, Store, StoreError, Write, new_uid, now_rfc3339};
+use crate::store::{Key, Op, Store, StoreError, Write, new_uid};
 
 /// How often controllers re-plan with no store change (catches time-based work).
 const RESYNC: Duration = Duration::from_secs(5);
@@ -159,10 +159,10 @@ async fn typed<T: Object>(store: &Store) -> Result<Vec<T>, StoreError> {
 }
 
 /// The objects of `owners` deleted in the foreground, each with the collector's step.
-fn foreground<'a, T: Object>(
+fn foreground<'a, T: Object + Into<Made>>(
     owners: &'a [T],
     candidates: &dyn Fn(&str) -> Vec<Dependent<'a>>,
-) -> Vec<(Value, Vec<Action>)> {
+) -> Vec<(ObjectReference, Vec<Action>)> {
     owners
         .iter()
         .filter(|o| gc::deleting_in_foreground(o.metadata()))
@@ -180,11 +180,8 @@ pub async fn reconcile_once(
     silent: &BTreeMap<String, Duration>,
     grace: Duration,
 ) -> Result<Pass, StoreError> {
-    let now = now_rfc3339();
-    let now_t = Time(now.parse().unwrap_or_else(|_| {
-        k8s_openapi::jiff::Timestamp::from_second(chrono::Utc::now().timestamp())
-            .unwrap_or_default()
-    }));
+    let now_t = events::now();
+    let now = rfc3339(&now_t);
     let deployments: Vec<Deployment> = typed(store).await?;
     let rss: Vec<ReplicaSet> = typed(store).await?;
     let pods: Vec<Pod> = typed(store).await?;
@@ -197,8 +194,12 @@ pub async fn reconcile_once(
     let mut stale = 0;
 
     // Each owner with what its plan asks (a converged owner asks nothing and is left out).
-    let mut work: Vec<(Value, Vec<Action>)> = Vec::new();
-    fn planned<T: Object>(work: &mut Vec<(Value, Vec<Action>)>, o: &T, actions: Vec<Action>) {
+    let mut work: Vec<(ObjectReference, Vec<Action>)> = Vec::new();
+    fn planned<T: Object>(
+        work: &mut Vec<(ObjectReference, Vec<Action>)>,
+        o: &T,
+        actions: Vec<Action>,
+    ) {
         if !actions.is_empty() {
             work.push((about(o), actions));
         }
@@ -246,32 +247,30 @@ pub async fn reconcile_once(
             continue;
         }
         let n = actions.len();
-        match execute(store, &owner, actions, &now).await {
+        match execute(store, &owner, actions, &now_t).await {
             Ok(()) => done += n,
             Err(
                 StoreError::Conflict { .. }
                 | StoreError::NotFound { .. }
                 | StoreError::AlreadyExists { .. },
             ) => {
-                debug!(kind = %owner["kind"], name = %owner["metadata"]["name"], "stale plan, retrying next pass")
+                debug!(kind = ?owner.kind, name = ?owner.name, "stale plan, retrying next pass")
             }
             Err(e) => return Err(e),
         }
     }
 
-    match schedule(store, &pods, &nodes, &now).await? {
+    match schedule(store, &pods, &nodes, &now_t).await? {
         Some(n) => done += n,
         None => stale += 1,
     }
 
     if collect_events {
-        let (events, _) = store.list("Event", None).await?;
-        let t = chrono::Utc::now();
+        let events: Vec<Event> = store.list_decodable("Event", None).await?;
         let ops: Vec<Op> = events
             .iter()
-            .filter(|e| expired(e, t))
-            .filter_map(|e| Key::of(e).ok())
-            .map(Op::delete)
+            .filter(|e| expired(e, now_t.0))
+            .map(|e| Op::delete(key_of(e)))
             .collect();
         if !ops.is_empty() {
             done += ops.len();
@@ -294,64 +293,67 @@ fn random_suffix() -> String {
         .collect()
 }
 
-fn name_of(o: &Value) -> &str {
-    o["metadata"]["name"].as_str().unwrap_or("")
+/// An event as the store takes it, named.
+fn event_op(e: Event) -> Op {
+    Op::Create {
+        object: encode(&named(e, &random_suffix())),
+        uid: new_uid(),
+    }
 }
 
 /// Commits one owner's actions as one write, with the events they imply.
 async fn execute(
     store: &Store,
-    owner: &Value,
+    owner: &ObjectReference,
     actions: Vec<Action>,
-    now: &str,
+    now: &Time,
 ) -> Result<(), StoreError> {
     let component = "controller-manager";
     let mut ops = Vec::new();
-    let ev = |reason: &str, msg: String, kind| Op::Create {
-        object: with_name(event(owner, kind, reason, &msg, now, component)),
-        uid: new_uid(),
+    let ev = |reason: &str, msg: String, kind| {
+        event_op(event(owner, kind, reason, &msg, now, component))
     };
     for a in actions {
         match a {
-            Action::Create(o) => {
-                let o = with_name(o);
-                let e = match o["kind"].as_str() {
-                    Some("ReplicaSet") => ev(
+            Action::Create(mut o) => {
+                let meta = o.meta_mut();
+                if lifecycle::name(meta).is_empty() {
+                    let prefix = meta.generate_name.as_deref().unwrap_or("");
+                    meta.name = Some(format!("{prefix}{}", random_suffix()));
+                }
+                let name = lifecycle::name(o.meta());
+                let e = match (o.kind(), o.replicas()) {
+                    ("ReplicaSet", Some(n)) => ev(
                         "ScalingReplicaSet",
-                        format!(
-                            "Scaled up replica set {} to {}",
-                            name_of(&o),
-                            o["spec"]["replicas"]
-                        ),
+                        format!("Scaled up replica set {name} to {n}"),
                         EventKind::Normal,
                     ),
-                    _ => ev(
+                    (kind, _) => ev(
                         "SuccessfulCreate",
-                        format!(
-                            "Created {}: {}",
-                            o["kind"].as_str().unwrap_or("").to_ascii_lowercase(),
-                            name_of(&o)
-                        ),
+                        format!("Created {}: {name}", kind.to_ascii_lowercase()),
                         EventKind::Normal,
                     ),
                 };
                 ops.push(Op::Create {
-                    object: o,
+                    object: o.encode(),
                     uid: new_uid(),
                 });
                 ops.push(e);
             }
             Action::Update(o) => {
-                if o["kind"] == "ReplicaSet" && owner["kind"] == "Deployment" {
-                    let n = o["spec"]["replicas"].as_i64().unwrap_or(0);
+                if o.kind() == "ReplicaSet" && owner.kind.as_deref() == Some("Deployment") {
                     ops.push(ev(
                         "ScalingReplicaSet",
-                        format!("Scaled replica set {} to {n}", name_of(&o)),
+                        format!(
+                            "Scaled replica set {} to {}",
+                            lifecycle::name(o.meta()),
+                            o.replicas().unwrap_or(0)
+                        ),
                         EventKind::Normal,
                     ));
                 }
                 ops.push(Op::Put {
-                    object: o,
+                    object: o.encode(),
                     uid: new_uid(),
                     create: false,
                 });
@@ -379,33 +381,23 @@ async fn execute(
                 kind,
                 reason,
                 message,
-            } => {
-                ops.push(Op::Create {
-                    object: with_name(event(&about, kind, &reason, &message, now, component)),
-                    uid: new_uid(),
-                });
-            }
+            } => ops.push(event_op(event(
+                &about, kind, &reason, &message, now, component,
+            ))),
         }
     }
     store
         .write(&Write {
-            now: now.to_string(),
+            now: rfc3339(now),
             ops,
         })
         .await
         .map(|_| ())
 }
 
-/// Fills in a generated name.
-fn with_name(mut o: Value) -> Value {
-    if name_of(&o).is_empty() {
-        let prefix = o["metadata"]["generateName"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        o["metadata"]["name"] = Value::from(format!("{prefix}{}", random_suffix()));
-    }
-    o
+/// A time as the store's writes carry it.
+fn rfc3339(t: &Time) -> String {
+    t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// Binds pending pods to nodes in one write; `None` when the write was stale.
@@ -413,7 +405,7 @@ async fn schedule(
     store: &Store,
     pods: &[Pod],
     nodes: &[Node],
-    now: &str,
+    now: &Time,
 ) -> Result<Option<usize>, StoreError> {
     let decisions = scheduler::place(pods, nodes);
     if decisions.is_empty() {
@@ -426,35 +418,33 @@ async fn schedule(
             Decision::Bind { pod, node } => {
                 let Some(p) = find(&pod) else { continue };
                 // Bind the stored pod as it is, at the version planned from.
-                let Some(mut bound) = store.get(&pod).await? else {
+                let Some(stored) = store.get(&pod).await? else {
                     continue;
                 };
-                if bound["metadata"]["resourceVersion"].as_str()
-                    != p.metadata.resource_version.as_deref()
-                {
+                let Ok(mut bound) = lifecycle::decode::<Pod>(stored) else {
+                    continue;
+                };
+                if bound.metadata.resource_version != p.metadata.resource_version {
                     continue;
                 }
-                bound["spec"]["nodeName"] = Value::from(node.as_str());
+                bound.spec.get_or_insert_with(Default::default).node_name = Some(node.clone());
                 let msg = format!(
                     "Successfully assigned {}/{} to {node}",
                     pod.namespace, pod.name
                 );
                 ops.push(Op::Put {
-                    object: bound,
+                    object: encode(&bound),
                     uid: new_uid(),
                     create: false,
                 });
-                ops.push(Op::Create {
-                    object: with_name(event(
-                        &about(p),
-                        EventKind::Normal,
-                        "Scheduled",
-                        &msg,
-                        now,
-                        "scheduler",
-                    )),
-                    uid: new_uid(),
-                });
+                ops.push(event_op(event(
+                    &about(p),
+                    EventKind::Normal,
+                    "Scheduled",
+                    &msg,
+                    now,
+                    "scheduler",
+                )));
             }
             Decision::Unschedulable { pod, message } => {
                 let Some(p) = find(&pod) else { continue };
@@ -481,17 +471,14 @@ async fn schedule(
                 if let Some(Action::Status(st)) = status_update(p, None, status) {
                     ops.push(Op::Status { object: st });
                 }
-                ops.push(Op::Create {
-                    object: with_name(event(
-                        &about(p),
-                        EventKind::Warning,
-                        "FailedScheduling",
-                        &message,
-                        now,
-                        "scheduler",
-                    )),
-                    uid: new_uid(),
-                });
+                ops.push(event_op(event(
+                    &about(p),
+                    EventKind::Warning,
+                    "FailedScheduling",
+                    &message,
+                    now,
+                    "scheduler",
+                )));
             }
         }
     }
@@ -501,7 +488,7 @@ async fn schedule(
     }
     match store
         .write(&Write {
-            now: now.to_string(),
+            now: rfc3339(now),
             ops,
         })
         .await

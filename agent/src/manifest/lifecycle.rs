@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::Value;
 
@@ -54,15 +54,18 @@ pub fn decode<T: Object>(v: Value) -> Result<T, serde_json::Error> {
     serde_json::from_value(v)
 }
 
-/// The part of an object an Event or a log line names it by: apiVersion, kind, name,
-/// namespace and uid, in the object's own JSON shape.
-pub fn about<T: Object>(o: &T) -> Value {
+/// The reference an Event or a log line names an object by: apiVersion, kind, name,
+/// namespace and uid.
+pub fn about<T: Object>(o: &T) -> ObjectReference {
     let m = o.metadata();
-    serde_json::json!({
-        "apiVersion": T::API_VERSION,
-        "kind": T::KIND,
-        "metadata": {"name": m.name, "namespace": m.namespace, "uid": m.uid},
-    })
+    ObjectReference {
+        api_version: Some(T::API_VERSION.into()),
+        kind: Some(T::KIND.into()),
+        name: m.name.clone(),
+        namespace: m.namespace.clone(),
+        uid: m.uid.clone(),
+        ..Default::default()
+    }
 }
 
 /// The uid of an object ("" before it is stored).

@@ -7,7 +7,6 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use serde_json::Value;
 
 /// What the host has, read from /proc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,20 +64,22 @@ pub fn parse_meminfo_total(meminfo: &str) -> Option<u64> {
 pub const MEMORY_PRESSURE_BELOW: u64 = 100 << 20;
 pub const DISK_PRESSURE_BELOW_PERCENT: u64 = 10;
 
-/// Carries each condition's `lastTransitionTime` over from `prev` while its status holds.
 /// A Node as seen by a node that has not heard from it by gossip: Ready becomes Unknown, as
 /// Kubernetes shows a node whose kubelet stopped posting status.
-pub fn unreachable_view(mut node: Value) -> Value {
-    if let Some(conds) = node["status"]["conditions"].as_array_mut() {
-        for c in conds.iter_mut().filter(|c| c["type"] == "Ready") {
-            c["status"] = Value::from("Unknown");
-            c["reason"] = Value::from("NodeUnreachable");
-            c["message"] = Value::from("no member of the cluster hears this node's gossip");
-        }
+pub fn unreachable_view(node: &mut Node) {
+    let conditions = node.status.as_mut().and_then(|s| s.conditions.as_mut());
+    for c in conditions
+        .into_iter()
+        .flatten()
+        .filter(|c| c.type_ == "Ready")
+    {
+        c.status = "Unknown".into();
+        c.reason = Some("NodeUnreachable".into());
+        c.message = Some("no member of the cluster hears this node's gossip".into());
     }
-    node
 }
 
+/// Carries each condition's `lastTransitionTime` over from `prev` while its status holds.
 pub fn keep_transitions(mut fresh: Node, prev: &Node) -> Node {
     let before = prev.status.as_ref().and_then(|s| s.conditions.as_ref());
     let conds = fresh.status.as_mut().and_then(|s| s.conditions.as_mut());
@@ -311,6 +312,7 @@ mod heartbeat_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn the_node_object_is_a_kubernetes_node_with_the_hosts_system_info() {

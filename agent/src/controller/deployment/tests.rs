@@ -44,7 +44,8 @@ impl World {
         );
         for a in actions {
             match a {
-                Action::Create(mut o) => {
+                Action::Create(made) => {
+                    let mut o = made.encode();
                     next += 1;
                     if o["metadata"]["name"].as_str().unwrap_or("").is_empty() {
                         o["metadata"]["name"] = Value::from(format!(
@@ -63,7 +64,12 @@ impl World {
                         k => panic!("unexpected create of {k:?}"),
                     }
                 }
-                Action::Update(mut o) | Action::Status(mut o) => {
+                a @ (Action::Update(_) | Action::Status(_)) => {
+                    let mut o = match a {
+                        Action::Update(made) => made.encode(),
+                        Action::Status(o) => o,
+                        _ => unreachable!(),
+                    };
                     let status_only = o.get("spec").is_none();
                     let name = o["metadata"]["name"].clone();
                     let cur = if o["kind"] == "Deployment" {

@@ -27,12 +27,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine;
 use flotilla_runtime::container::{ContainerStatus, Runtime};
 use flotilla_runtime::image::ImageStore;
 use flotilla_runtime::logs::LogConfig;
-use k8s_openapi::api::core::v1::{Pod, PodIP, PodSpec, PodStatus};
-use serde_json::{Value, json};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Event, ObjectReference, Pod, PodIP, PodSpec, PodStatus, Secret,
+};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, warn};
@@ -41,7 +42,7 @@ use self::containers::{PodContext, cgroup_path, parse_instance_id, pod_cgroup};
 use self::host::{Machine, PodNet, PodRuntime};
 use self::plan::{Action, Ended, Instance, InstanceState, Observed, StartFailure};
 use self::volumes::{PodRecord, Sources, pod_dir};
-use crate::manifest::events::{EventKind, event};
+use crate::manifest::events::{self, EventKind, event};
 use crate::manifest::lifecycle::{self, items};
 use crate::store::{Op, Store, StoreError, Write, new_uid, now_rfc3339};
 
@@ -173,7 +174,7 @@ struct Memory {
     failures: HashMap<(String, String), StartFailure>,
     streaks: HashMap<(String, String), u32>,
     /// Events to record, made by workers.
-    events: Vec<Value>,
+    events: Vec<Event>,
 }
 
 /// Starts the pod manager of `node` on the machine itself.
@@ -422,6 +423,7 @@ impl Manager {
         let (pods, _) = self.store.list("Pod", None).await?;
         let mut mine = Desired::default();
         for raw in pods {
+            // Only this node's pods are decoded (the filter reads the store's bytes).
             if raw["spec"]["nodeName"] != self.node.name.as_str() {
                 continue;
             }
@@ -444,35 +446,36 @@ impl Manager {
     }
 
     async fn sources(&self, ns: &str) -> anyhow::Result<NamespaceData> {
-        let (cms, _) = self.store.list("ConfigMap", Some(ns)).await?;
-        let (secrets, _) = self.store.list("Secret", Some(ns)).await?;
-        let strings = crate::manifest::selector::string_map;
+        let (cms, _) = self
+            .store
+            .list_as::<ConfigMap>("ConfigMap", Some(ns))
+            .await?;
+        let (secrets, _) = self.store.list_as::<Secret>("Secret", Some(ns)).await?;
+        let text = |b: ByteString| String::from_utf8_lossy(&b.0).into_owned();
         let cm = cms
-            .iter()
+            .into_iter()
             .map(|c| {
-                let name = c["metadata"]["name"].as_str().unwrap_or("").to_string();
-                let mut d = strings(&c["data"]);
-                for (k, v) in strings(&c["binaryData"]) {
-                    if let Ok(b) = base64::engine::general_purpose::STANDARD.decode(v) {
-                        d.insert(k, String::from_utf8_lossy(&b).into_owned());
-                    }
-                }
-                (name, d)
+                let mut d = c.data.unwrap_or_default();
+                d.extend(
+                    c.binary_data
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| (k, text(v))),
+                );
+                (c.metadata.name.unwrap_or_default(), d)
             })
             .collect();
         let sec = secrets
-            .iter()
+            .into_iter()
             .map(|s| {
-                let name = s["metadata"]["name"].as_str().unwrap_or("").to_string();
-                let mut d: BTreeMap<String, String> = strings(&s["data"])
+                let mut d: BTreeMap<String, String> = s
+                    .data
                     .into_iter()
-                    .filter_map(|(k, v)| {
-                        let b = base64::engine::general_purpose::STANDARD.decode(v).ok()?;
-                        Some((k, String::from_utf8_lossy(&b).into_owned()))
-                    })
+                    .flatten()
+                    .map(|(k, v)| (k, text(v)))
                     .collect();
-                d.extend(strings(&s["stringData"]));
-                (name, d)
+                d.extend(s.string_data.unwrap_or_default());
+                (s.metadata.name.unwrap_or_default(), d)
             })
             .collect();
         let (services, _) = self
@@ -742,8 +745,8 @@ impl Manager {
 
         let (cms, secrets, service_env) = &*data;
         // What the pod's events are about (made only when there is something to do).
-        let raw = &if p.actions.is_empty() {
-            Value::Null
+        let about = &if p.actions.is_empty() {
+            ObjectReference::default()
         } else {
             lifecycle::about(pod)
         };
@@ -762,7 +765,7 @@ impl Manager {
                 secrets,
                 service_env,
             };
-            self.dispatch(a, &ctx, raw, &inputs.hostname);
+            self.dispatch(a, &ctx, about, &inputs.hostname);
         }
 
         let mut status = p.status;
@@ -883,15 +886,9 @@ impl Manager {
         }
         let mut ops = statuses;
         let events = std::mem::take(&mut self.mem.lock().expect("pod memory").events);
-        for mut e in events {
-            let name = format!(
-                "{}{}",
-                e["metadata"]["generateName"].as_str().unwrap_or("pod."),
-                &new_uid()[..8]
-            );
-            e["metadata"]["name"] = json!(name);
+        for e in events {
             ops.push(Op::Create {
-                object: e,
+                object: lifecycle::encode(&events::named(e, &new_uid()[..8])),
                 uid: new_uid(),
             });
         }
@@ -938,7 +935,7 @@ impl Manager {
         );
     }
 
-    fn dispatch(&self, a: Action, ctx: &PodContext<'_>, raw: &Value, hostname: &str) {
+    fn dispatch(&self, a: Action, ctx: &PodContext<'_>, about: &ObjectReference, hostname: &str) {
         let (node, mem) = (self.node.clone(), self.mem.clone());
         let uid = ctx.uid.to_string();
         let pod_name = lifecycle::name(&ctx.pod.metadata).to_string();
@@ -1042,14 +1039,14 @@ impl Manager {
                         return;
                     }
                     Err(_) => {
-                        self.pull(raw, &image_ref, fail);
+                        self.pull(about, &image_ref, fail);
                         return;
                     }
                 };
                 let spec = match containers::container_spec(ctx, &c, attempt, &image) {
                     Ok(s) => s,
                     Err(e) => {
-                        self.event(raw, EventKind::Warning, "Failed", &e.0);
+                        self.event(about, EventKind::Warning, "Failed", &e.0);
                         fail(&mem, "CreateContainerConfigError", e.0);
                         self.wake.notify_one();
                         return;
@@ -1062,7 +1059,7 @@ impl Manager {
                     max_bytes: LOG_MAX_BYTES,
                     keep: LOG_KEEP,
                 };
-                let about = raw.clone();
+                let about = about.clone();
                 let id = spec.id.clone();
                 self.run(id.clone(), move || {
                     match node.runtime.start(&spec, &image.layers, log) {
@@ -1071,7 +1068,7 @@ impl Manager {
                             let mut m = mem.lock().expect("pod memory");
                             m.failures.remove(&(uid.clone(), container.clone()));
                             m.streaks.insert((uid, container.clone()), streak);
-                            let now = now_rfc3339();
+                            let now = events::now();
                             m.events.push(event(
                                 &about,
                                 EventKind::Normal,
@@ -1095,7 +1092,7 @@ impl Manager {
                     .and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref()?.exec.clone())
                     .map(|e| e.command.unwrap_or_default());
                 self.event(
-                    raw,
+                    about,
                     EventKind::Normal,
                     "Killing",
                     &format!("Stopping container {id}: {reason}"),
@@ -1119,7 +1116,7 @@ impl Manager {
     /// failure `ErrImagePull` of the container that wanted it.
     fn pull(
         &self,
-        about: &Value,
+        about: &ObjectReference,
         image: &str,
         fail: impl FnOnce(&Arc<Mutex<Memory>>, &str, String) + Send + 'static,
     ) {
@@ -1147,7 +1144,7 @@ impl Manager {
             async move {
                 let t = std::time::Instant::now();
                 let result = runtime.pull_image(&image).await;
-                let now = now_rfc3339();
+                let now = events::now();
                 match result {
                     Ok(got) => {
                         let msg = format!(
@@ -1189,13 +1186,13 @@ impl Manager {
         );
     }
 
-    fn event(&self, about: &Value, kind: EventKind, reason: &str, message: &str) {
+    fn event(&self, about: &ObjectReference, kind: EventKind, reason: &str, message: &str) {
         let e = event(
             about,
             kind,
             reason,
             message,
-            &now_rfc3339(),
+            &events::now(),
             "flotilla-node",
         );
         self.mem.lock().expect("pod memory").events.push(e);
@@ -1206,12 +1203,18 @@ impl Manager {
         if rec.labels.is_empty() {
             return false;
         }
-        let Ok((services, _)) = self.store.list("Service", Some(&rec.namespace)).await else {
+        let Ok((services, _)) = self
+            .store
+            .list_as::<k8s_openapi::api::core::v1::Service>("Service", Some(&rec.namespace))
+            .await
+        else {
             return true;
         };
         services.iter().any(|s| {
-            let sel = crate::manifest::selector::string_map(&s["spec"]["selector"]);
-            !sel.is_empty() && sel.iter().all(|(k, v)| rec.labels.get(k) == Some(v))
+            let sel = s.spec.as_ref().and_then(|s| s.selector.as_ref());
+            sel.is_some_and(|sel| {
+                !sel.is_empty() && sel.iter().all(|(k, v)| rec.labels.get(k) == Some(v))
+            })
         })
     }
 
