@@ -58,6 +58,14 @@ nodes=$(scripts/cluster-in-a-box.sh shell 2 kubectl get nodes --no-headers)
 [[ $(grep -c '^node-[123] *Ready' <<<"$nodes") -eq 3 ]] || { echo "box-smoke: kubectl get nodes on node 2 said: $nodes" >&2; exit 1; }
 pods=$(scripts/cluster-in-a-box.sh shell 2 kubectl get pods -l app=web --no-headers)
 [[ $(grep -c ' Running ' <<<"$pods") -eq 3 ]] || { echo "box-smoke: kubectl get pods on node 2 said: $pods" >&2; exit 1; }
+# kubectl port-forward through node 2 to a pod on another node (node 2 passes the WebSocket on
+# to the pod's node), fetched from node 2's loopback.
+far=$(fl get pods -l app=web -o wide | awk 'NR>1 && $7 != "node-2" {print $1; exit}')
+page=$(scripts/cluster-in-a-box.sh shell 2 sh -c "
+  kubectl port-forward pod/$far 18080:8080 >/dev/null 2>&1 & pf=\$!
+  for _ in \$(seq 1 50); do busybox wget -qO- http://127.0.0.1:18080/ 2>/dev/null && break; sleep 0.2; done
+  kill \$pf")
+[[ $page == "<h1>Hello from Flotilla</h1>" ]] || { echo "box-smoke: port-forward through node 2 to $far answered '$page'" >&2; exit 1; }
 scripts/cluster-in-a-box.sh down
 trap - EXIT
 ip netns list | grep -q '^fbox-' && { echo "box-smoke: namespaces left after down" >&2; exit 1; }

@@ -35,8 +35,9 @@ pub struct Exit {
     pub signal: Option<i32>,
 }
 
-/// Where a container's stdout and stderr go.
+/// Where a container's stdin comes from (`/dev/null` when `None`) and its stdout and stderr go.
 pub struct Stdio {
+    pub stdin: Option<File>,
     pub stdout: File,
     pub stderr: File,
 }
@@ -53,6 +54,7 @@ impl Stdio {
                 .at("opening log", p)
         };
         Ok(Stdio {
+            stdin: None,
             stdout: open(stdout)?,
             stderr: open(stderr)?,
         })
@@ -378,6 +380,13 @@ impl Runtime {
             .map_or(0, |d| d.as_millis() as u64)
     }
 
+    /// The socket that feeds a running container's stdin, when its spec asked for one
+    /// (`stdin: true`): what a client writes to it reaches the container's stdin.
+    pub fn attach_socket(&self, id: &str) -> Option<PathBuf> {
+        let p = self.bundle(id).join(crate::pump::ATTACH_SOCKET);
+        p.exists().then_some(p)
+    }
+
     fn bundle(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id)
     }
@@ -448,11 +457,14 @@ impl Runtime {
             id: spec.id.clone(),
             source: Box::new(source),
         };
-        let devnull = File::open("/dev/null").at("opening", Path::new("/dev/null"))?;
+        let stdin = match stdio.stdin {
+            Some(f) => f,
+            None => File::open("/dev/null").at("opening", Path::new("/dev/null"))?,
+        };
         let mut container = ContainerBuilder::new(spec.id.clone(), SyscallType::Linux)
             .with_root_path(self.root.join("state"))
             .map_err(lc)?
-            .with_stdin(devnull)
+            .with_stdin(stdin)
             .with_stdout(stdio.stdout)
             .with_stderr(stdio.stderr)
             .as_init(&bundle)

@@ -158,6 +158,9 @@ pub struct Job {
     /// The read ends of the container's stdout and stderr pipes.
     pub out_fd: i32,
     pub err_fd: i32,
+    /// The write end of the container's stdin pipe (`stdin: true`), or -1: the pump keeps it
+    /// open and feeds it what clients write to `attach.sock` in the bundle, one at a time.
+    pub in_fd: i32,
     /// The container's init, a child of this process.
     pub pid: i32,
     pub started_at_ms: u64,
@@ -181,6 +184,7 @@ impl Job {
         put("--id", self.id.clone());
         put("--out", self.out_fd.to_string());
         put("--err", self.err_fd.to_string());
+        put("--in", self.in_fd.to_string());
         put("--pid", self.pid.to_string());
         put("--started", self.started_at_ms.to_string());
         put("--oom", self.oom_file.display().to_string());
@@ -206,6 +210,8 @@ impl Job {
             id: get("--id")?.to_string(),
             out_fd: num("--out", get("--out")?)?,
             err_fd: num("--err", get("--err")?)?,
+            // A pump of an older runtime has no --in.
+            in_fd: get("--in").map_or(Ok(-1), |v| num("--in", v))?,
             pid: num("--pid", get("--pid")?)?,
             started_at_ms: num("--started", get("--started")?)?,
             oom_file: PathBuf::from(get("--oom")?),
@@ -218,6 +224,44 @@ impl Job {
     fn bundle(&self) -> PathBuf {
         self.root.join("containers").join(&self.id)
     }
+}
+
+/// The socket in a container's bundle that feeds its stdin (`stdin: true`).
+pub const ATTACH_SOCKET: &str = "attach.sock";
+
+/// Feeds the container's stdin from `attach.sock`: one client at a time, its bytes copied in
+/// until it hangs up; the pipe stays open between clients (Kubernetes' `stdinOnce: false`), so
+/// the container never reads an end of input. A small thread, gone with the pump.
+fn feed_stdin(bundle: &Path, fd: i32) {
+    use std::os::unix::net::UnixListener;
+    // SAFETY: the shim handed this fd over to us; nothing else in this process uses it.
+    let mut pipe = unsafe { File::from_raw_fd(fd) };
+    let path = bundle.join(ATTACH_SOCKET);
+    let _ = fs::remove_file(&path);
+    let Ok(listener) = UnixListener::bind(&path) else {
+        // Nobody can attach; the pipe stays open all the same.
+        std::mem::forget(pipe);
+        return;
+    };
+    let _ = std::thread::Builder::new()
+        .name("stdin".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if pipe.write_all(&chunk[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
 }
 
 pub fn now_ms() -> u64 {
@@ -356,6 +400,9 @@ impl Stream {
 /// 2 s after it ended, if something else still holds them), then writes `exit.json`. Returns
 /// the process exit code.
 pub fn run(job: &Job) -> i32 {
+    if job.in_fd >= 0 {
+        feed_stdin(&job.bundle(), job.in_fd);
+    }
     let mut log = LogFile::open(&job.log, job.max_bytes, job.keep).ok();
     // SAFETY: the shim handed these two fds over to us; nothing else in this process uses them.
     let (out, err) = unsafe { (File::from_raw_fd(job.out_fd), File::from_raw_fd(job.err_fd)) };
@@ -498,6 +545,7 @@ mod tests {
             id: "default_web-1_web".into(),
             out_fd: 5,
             err_fd: 7,
+            in_fd: 9,
             pid: 4242,
             started_at_ms: 1_795_000_000_000,
             oom_file: "/sys/fs/cgroup/memory/flotilla/x/memory.oom_control".into(),

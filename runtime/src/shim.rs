@@ -160,7 +160,20 @@ pub fn shim_main(root: &Path, id: &str) -> i32 {
             return 1;
         }
     };
+    // `stdin: true`: a pipe whose write end the pump keeps open for the container's life.
+    let (stdin, stdin_w) = if req.spec.stdin {
+        match pipe() {
+            Ok((r, w)) => (Some(fs::File::from(r)), Some(w)),
+            Err(e) => {
+                let _ = writeln!(answer, "err pipe: {e}");
+                return 1;
+            }
+        }
+    } else {
+        (None, None)
+    };
     let stdio = Stdio {
+        stdin,
         stdout: fs::File::from(out_w),
         stderr: fs::File::from(err_w),
     };
@@ -201,6 +214,7 @@ pub fn shim_main(root: &Path, id: &str) -> i32 {
         id: id.to_string(),
         out_fd: out_r.into_raw_fd(),
         err_fd: err_r.into_raw_fd(),
+        in_fd: stdin_w.map_or(-1, IntoRawFd::into_raw_fd),
         pid,
         started_at_ms: started.started_at_ms,
         oom_file: crate::cgroups::oom_file(&req.spec.cgroup_path),
@@ -208,7 +222,10 @@ pub fn shim_main(root: &Path, id: &str) -> i32 {
         max_bytes: req.log.max_bytes,
         keep: req.log.keep,
     };
-    for fd in [job.out_fd, job.err_fd] {
+    for fd in [job.out_fd, job.err_fd, job.in_fd]
+        .into_iter()
+        .filter(|fd| *fd >= 0)
+    {
         let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()));
     }
     if let Ok(exe) = pump_program(root) {

@@ -28,6 +28,11 @@ pub struct ContainerSpec {
     pub network_ns: Option<PathBuf>,
     pub ipc_ns: Option<PathBuf>,
     pub uts_ns: Option<PathBuf>,
+    /// Keep the container's stdin open (a pipe its shim holds, fed by whoever attaches to
+    /// `attach.sock` in its bundle), as Kubernetes' `stdin: true`; otherwise it reads
+    /// `/dev/null`.
+    #[serde(default)]
+    pub stdin: bool,
 }
 
 /// A host path (or volume dir) bound into the container.
@@ -68,6 +73,7 @@ impl ContainerSpec {
             network_ns: None,
             ipc_ns: None,
             uts_ns: None,
+            stdin: false,
         }
     }
 }

@@ -37,6 +37,58 @@ fn the_shim_records_output_and_exit() {
     );
 }
 
+/// `stdin: true`: the container's stdin stays open (a read waits instead of ending), and what
+/// clients write to its attach socket, one after another, reaches it. Without it a read ends
+/// at once and there is no socket.
+#[test]
+fn stdin_stays_open_and_attach_socket_clients_feed_it() {
+    let n = Node::new();
+    let rt = runtime(&n.root());
+    let mut s = n.spec(
+        "stdin",
+        "read a; echo \"got $a\"; read b; echo \"got $b\"; exit 4",
+    );
+    s.stdin = true;
+    rt.start(&s, &n.layers, n.log(&s.id, 1 << 20, 1)).unwrap();
+    let sock = rt.attach_socket(&s.id).expect("an attach socket");
+    // Nothing read yet: the container waits on its open stdin.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rt.wait_exit(&s.id, Duration::ZERO).unwrap().is_none());
+    for line in ["first\n", "second\n"] {
+        // Each client hangs up after its line; the next one finds stdin still open.
+        let mut c = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        c.write_all(line.as_bytes()).unwrap();
+    }
+    let exit = rt
+        .wait_exit(&s.id, Duration::from_secs(10))
+        .unwrap()
+        .expect("an exit record");
+    assert_eq!(exit.code, 4);
+    let out: Vec<String> = rt
+        .logs(&s.id, None)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.content)
+        .collect();
+    assert_eq!(out, ["got first", "got second"]);
+
+    let mut closed = n.spec("nostdin", "read a; echo \"read ended $?\"");
+    closed.stdin = false;
+    rt.start(&closed, &n.layers, n.log(&closed.id, 1 << 20, 1))
+        .unwrap();
+    rt.wait_exit(&closed.id, Duration::from_secs(10))
+        .unwrap()
+        .expect("an exit record");
+    assert!(rt.attach_socket(&closed.id).is_none());
+    let out: Vec<String> = rt
+        .logs(&closed.id, None)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.content)
+        .collect();
+    assert_eq!(out, ["read ended 1"]);
+}
+
 #[test]
 fn without_the_pump_program_the_shim_pumps_itself() {
     let n = Node::new();

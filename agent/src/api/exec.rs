@@ -91,10 +91,20 @@ impl ExecOptions {
 
 /// Whether a request asks for a WebSocket (`Upgrade: websocket`).
 pub fn is_websocket(headers: &axum::http::HeaderMap) -> bool {
+    upgrade_is(headers, "websocket")
+}
+
+/// Whether a request asks for a SPDY/3.1 upgrade: what kubectl falls back to when a WebSocket
+/// was refused.
+pub fn is_spdy(headers: &axum::http::HeaderMap) -> bool {
+    upgrade_is(headers, "SPDY/3.1")
+}
+
+fn upgrade_is(headers: &axum::http::HeaderMap, protocol: &str) -> bool {
     headers
         .get(axum::http::header::UPGRADE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        .is_some_and(|v| v.eq_ignore_ascii_case(protocol))
 }
 
 /// The error channel's `Status` for a command that ended with `code`, as the kubelet writes
@@ -158,11 +168,24 @@ pub fn incoming(data: &[u8], v5: bool) -> Incoming<'_> {
     }
 }
 
-fn frame(channel: u8, data: &[u8]) -> Message {
+pub(super) fn frame(channel: u8, data: &[u8]) -> Message {
     let mut b = Vec::with_capacity(data.len() + 1);
     b.push(channel);
     b.extend_from_slice(data);
     Message::Binary(b.into())
+}
+
+/// Checks an exec request for a pod of this node, as the upgrade would: its options, and the
+/// container's running instance.
+pub async fn check(
+    s: &ApiState,
+    ns: &str,
+    name: &str,
+    pairs: &[(String, String)],
+) -> Result<(ExecOptions, String, String), ApiError> {
+    let opts = ExecOptions::parse(pairs)?;
+    let (c, id) = super::pods::running_instance(s, ns, name, opts.container.as_deref()).await?;
+    Ok((opts, c, id))
 }
 
 /// Answers a WebSocket exec request for a pod of this node: checks it, then upgrades.
@@ -173,8 +196,7 @@ pub async fn exec(
     pairs: &[(String, String)],
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let opts = ExecOptions::parse(pairs)?;
-    let (c, id) = super::pods::running_instance(s, ns, name, opts.container.as_deref()).await?;
+    let (opts, c, id) = check(s, ns, name, pairs).await?;
     let ws = ws.protocols(PROTOCOLS);
     let v5 = match ws.selected_protocol().and_then(|p| p.to_str().ok()) {
         Some(p) => p == PROTOCOLS[0],

@@ -11,6 +11,7 @@
 //! - [`error`]: the one place errors become HTTP statuses.
 
 pub mod apply;
+pub mod attach;
 pub mod delete;
 pub mod discovery;
 pub mod error;
@@ -22,7 +23,9 @@ pub mod options;
 pub mod patch;
 pub mod path;
 pub mod pods;
+pub mod portforward;
 pub mod services;
+pub mod spdy;
 pub mod table;
 pub mod watch;
 

@@ -239,32 +239,61 @@ async fn handle(
             }
             super::pods::logs(s, ns, name, &q).await
         }
-        Verb::Exec if rp.info.kind == "Pod" => {
+        Verb::Exec | Verb::Attach | Verb::PortForward if rp.info.kind == "Pod" => {
             let ns = rp.namespace.as_deref().unwrap_or("default");
             let name = rp.name.as_deref().unwrap_or("");
-            let websocket = super::exec::is_websocket(headers);
-            if let Some(node) = super::pods::elsewhere(s, ns, name).await? {
-                if websocket {
-                    let client = parts
-                        .extensions
-                        .remove::<hyper::upgrade::OnUpgrade>()
-                        .ok_or_else(|| {
-                            ApiError::BadRequest("this connection cannot be upgraded".into())
-                        })?;
-                    return super::pods::forward_upgrade(s, &node, uri, headers, client).await;
-                }
-                return super::pods::forward(s, &node, method.clone(), uri, body).await;
-            }
-            if websocket {
-                use axum::extract::FromRequestParts;
-                let ws = axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, &())
-                    .await
-                    .map_err(|e| {
-                        ApiError::BadRequest(format!("WebSocket handshake: {}", e.body_text()))
+            let (spdy, websocket) = (
+                super::exec::is_spdy(headers),
+                super::exec::is_websocket(headers),
+            );
+            // The pod's node serves the session (or says why not); any other passes the
+            // upgrade on to it.
+            if (spdy || websocket)
+                && let Some(node) = super::pods::elsewhere(s, ns, name).await?
+            {
+                let client = parts
+                    .extensions
+                    .remove::<hyper::upgrade::OnUpgrade>()
+                    .ok_or_else(|| {
+                        ApiError::BadRequest("this connection cannot be upgraded".into())
                     })?;
-                return super::exec::exec(s, ns, name, pairs, ws).await;
+                return super::pods::forward_upgrade(s, &node, uri, headers, client).await;
             }
-            super::pods::exec(s, ns, name, uri.query().unwrap_or(""), body).await
+            if spdy {
+                // kubectl tries a WebSocket first and, refused, SPDY: the refusal it shows is
+                // this one, so it says what the WebSocket's would have.
+                match verb {
+                    Verb::Exec => drop(super::exec::check(s, ns, name, pairs).await?),
+                    Verb::Attach => drop(super::attach::check(s, ns, name, pairs).await?),
+                    _ => drop(super::portforward::check(s, ns, name).await?),
+                }
+                return Err(ApiError::BadRequest(
+                    "SPDY/3.1 upgrades are not served: exec, attach and port-forward are WebSockets, as kubectl 1.30+ speaks them".into(),
+                ));
+            }
+            if !websocket {
+                return match verb {
+                    // A plain POST exec, answered whole (the flotilla CLI's).
+                    Verb::Exec => match super::pods::elsewhere(s, ns, name).await? {
+                        Some(node) => super::pods::forward(s, &node, method.clone(), uri, body).await,
+                        None => super::pods::exec(s, ns, name, uri.query().unwrap_or(""), body).await,
+                    },
+                    _ => Err(ApiError::BadRequest(
+                        "attach and port-forward are served as WebSockets, as kubectl 1.30+ speaks them".into(),
+                    )),
+                };
+            }
+            use axum::extract::FromRequestParts;
+            let ws = axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, &())
+                .await
+                .map_err(|e| {
+                    ApiError::BadRequest(format!("WebSocket handshake: {}", e.body_text()))
+                })?;
+            match verb {
+                Verb::Exec => super::exec::exec(s, ns, name, pairs, ws).await,
+                Verb::Attach => super::attach::attach(s, ns, name, pairs, ws).await,
+                _ => super::portforward::portforward(s, ns, name, ws).await,
+            }
         }
         _ => Err(ApiError::MethodNotAllowed(format!(
             "{method} is not supported on {}",

@@ -228,7 +228,11 @@ pub fn support(v: Verb, param: &str) -> Option<Support> {
         }
         (Verb::Exec, "command" | "container" | "stdin" | "stdout" | "stderr" | "tty") => Honoured,
         (Verb::Exec, _) => Honoured,
-        (Verb::Attach | Verb::PortForward, _) => Refused("not served yet"),
+        (Verb::PortForward, "ports") => Refused(
+            "ports belong to the v4.channel.k8s.io port-forward protocol, which is not served (kubectl's SPDY/3.1+portforward.k8s.io is)",
+        ),
+        (Verb::PortForward, _) => Honoured,
+        (Verb::Attach, _) => Honoured,
     })
 }
 
@@ -734,7 +738,9 @@ mod tests {
         .unwrap();
         check(Verb::Get, &q("consistent=true&timeout=32s")).unwrap();
         check(Verb::Exec, &q("command=ls&tty=true&stdin=True")).unwrap();
-        assert!(check(Verb::Attach, &q("container=c")).is_err());
+        check(Verb::Attach, &q("container=c&stdin=true&stdout=true")).unwrap();
+        let e = check(Verb::PortForward, &q("ports=8080")).unwrap_err();
+        assert!(e.to_string().contains("v4.channel.k8s.io"), "{e}");
         assert!(
             flag(&q("watch=True"), "watch").unwrap(),
             "Go's ParseBool forms"

@@ -1323,3 +1323,276 @@ fn kubectl_reads_aggregated_discovery_in_two_requests() {
         "{resources}"
     );
 }
+
+/// A running `kubectl port-forward`, stopped when dropped; `local` is the port it listens on.
+struct Forwarding {
+    child: std::process::Child,
+    local: u16,
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `kubectl port-forward TARGET :PORT` and waits for the local port it prints.
+fn port_forward(a: &Agent, target: &str, port: &str) -> Forwarding {
+    use std::io::BufRead;
+    let mut child = a
+        .kubectl_cmd(&["port-forward", target, &format!(":{port}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // "Forwarding from 127.0.0.1:43215 -> 8080"
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    let local = first
+        .strip_prefix("Forwarding from 127.0.0.1:")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok());
+    let Some(local) = local else {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!("kubectl port-forward said {first:?} {}", text(&out));
+    };
+    // The rest of its stdout (one line per connection) is drained so that it never blocks.
+    std::thread::spawn(move || lines.for_each(drop));
+    Forwarding { child, local }
+}
+
+/// An HTTP GET through a forwarded port: the status line and the body.
+fn http_get(local: u16, path: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP answer: {:?}", String::from_utf8_lossy(&all)));
+    let status = String::from_utf8_lossy(&all[..split])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    (status, all[split + 4..].to_vec())
+}
+
+/// `kubectl port-forward` (SPDY/3.1 tunnelled in a WebSocket, as kubectl 1.30+ speaks it) to a
+/// pod and to a Service: pages fetched through it, a 4 MiB download and a 3 MiB upload whole,
+/// and a port nobody listens on reported in the kubelet's words.
+#[test]
+fn port_forward_to_pods_and_services_carries_pages_both_ways() {
+    let a = Agent::with_image();
+    let pod = name(&crate::harness::apply_web(&a)[0]);
+    let fwd = port_forward(&a, &format!("pod/{pod}"), "8080");
+    for _ in 0..2 {
+        let (status, body) = http_get(fwd.local, "/");
+        assert!(status.contains("200"), "{status}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("Hello from Flotilla"),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // A Service: kubectl picks one of its pods and maps port 80 to targetPort `http`.
+    let svc = port_forward(&a, "svc/web", "80");
+    let (status, body) = http_get(svc.local, "/index.html");
+    assert!(status.contains("200"), "{status}");
+    assert!(String::from_utf8_lossy(&body).contains("Hello from Flotilla"));
+
+    // Bulk both ways: a 4 MiB file served by a second httpd, and 3 MiB sent to nc.
+    a.kubectl_ok(&[
+        "exec",
+        &pod,
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p /tmp/files && dd if=/dev/urandom of=/tmp/files/big bs=1024 count=4096 2>/dev/null && httpd -p 9090 -h /tmp/files && (sleep 600 | nc -l -p 9000 >/tmp/up &) </dev/null >/dev/null 2>&1",
+    ]);
+    let sum = a.kubectl_ok(&["exec", &pod, "--", "sha256sum", "/tmp/files/big"]);
+    let bulk = port_forward(&a, &format!("pod/{pod}"), "9090");
+    let (status, body) = http_get(bulk.local, "/big");
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body.len(), 4 << 20);
+    let got = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&body));
+    assert!(sum.starts_with(&got), "{sum} vs {got}");
+
+    let up = port_forward(&a, &format!("pod/{pod}"), "9000");
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", up.local)).unwrap();
+        let payload: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+        s.write_all(&payload).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = std::io::Read::read_to_end(&mut s, &mut Vec::new());
+    }
+    a.eventually(20, "the upload to land in the pod", || {
+        a.kubectl(&["exec", &pod, "--", "wc", "-c", "/tmp/up"])
+            .stdout
+            .starts_with(format!("{} ", 3 << 20).as_bytes())
+    });
+
+    // Nothing listens on 9999: the connection closes and kubectl says why, naming the pod.
+    let closed = port_forward(&a, &format!("pod/{pod}"), "9999");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", closed.local)).unwrap();
+    let _ = std::io::Read::read_to_end(&mut s, &mut Vec::new());
+    let mut closed = closed;
+    let mut err = String::new();
+    let stderr = closed.child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut e = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut e);
+        e
+    });
+    // kubectl ends on such an error (or is stopped here after a while).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if closed.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = closed.child.kill();
+    err.push_str(&reader.join().unwrap());
+    assert!(
+        err.contains(&format!("error forwarding port 9999 to pod default/{pod}"))
+            && err.contains("dial tcp 127.0.0.1:9999: connect: connection refused"),
+        "{err}"
+    );
+
+    // A pod that is not running is refused before anything is forwarded.
+    let out = a.kubectl(&["port-forward", "pod/nope", ":80"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("pods \"nope\" not found"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// `kubectl attach`: the container's own output as it is written, and with `-i` the client's
+/// input on the stdin of a container started with `stdin: true` (which stays open between
+/// clients); the session ends when the container does. `tty: true` is refused at apply.
+#[test]
+fn attach_streams_output_and_feeds_stdin_of_a_container_with_stdin() {
+    let a = Agent::with_image();
+    let pods = manifest(
+        &a,
+        "attach.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: talk}
+spec:
+  containers:
+  - name: talk
+    image: flotilla.local/busybox:1
+    command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: listen}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: listen
+    image: flotilla.local/busybox:1
+    stdin: true
+    command: ["sh", "-c", "read a; echo \"got $a\"; read b; echo \"then $b\" >&2"]
+"#,
+    );
+    a.kubectl_ok(&["apply", "-f", &pods]);
+    for p in ["talk", "listen"] {
+        a.kubectl_ok(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("pod/{p}"),
+            "--timeout=60s",
+        ]);
+    }
+
+    // Output only: new ticks arrive while attached.
+    {
+        use std::io::BufRead;
+        let mut child = a
+            .kubectl_cmd(&["attach", "talk"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let ticks: Vec<String> = lines
+            .map_while(Result::ok)
+            .filter(|l| l.starts_with("tick "))
+            .take(3)
+            .collect();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(ticks.len(), 3, "{ticks:?}");
+    }
+
+    // Two clients in turn: the first sends a line, reads the answer and leaves (the container
+    // goes on, its stdin open); the second's session ends when the container does, with what
+    // it wrote to stderr on kubectl's stderr.
+    {
+        use std::io::{BufRead, Write};
+        let mut child = a
+            .kubectl_cmd(&["attach", "-i", "listen"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(b"hello\n").unwrap();
+        let first = std::io::BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("got "));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(first.as_deref(), Some("got hello"));
+    }
+    let out = crate::harness::with_stdin(a.kubectl_cmd(&["attach", "-i", "listen"]), "world\n");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("then world"),
+        "{}",
+        text(&out)
+    );
+    a.eventually(20, "the pod to succeed", || {
+        a.kubectl_ok(&["get", "pod", "listen", "-o", "jsonpath={.status.phase}"]) == "Succeeded"
+    });
+    assert_eq!(a.kubectl_ok(&["logs", "listen"]), "got hello\nthen world\n");
+
+    // No stdin to attach to.
+    let out = crate::harness::with_stdin(a.kubectl_cmd(&["attach", "-i", "talk"]), "x\n");
+    assert!(
+        text(&out).contains("was not started with stdin: true"),
+        "{}",
+        text(&out)
+    );
+
+    let tty = manifest(
+        &a,
+        "tty.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: term}\nspec:\n  containers:\n  - {name: c, image: flotilla.local/busybox:1, tty: true, stdin: true}\n",
+    );
+    let out = a.kubectl(&["apply", "-f", &tty]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("spec.containers[0].tty"),
+        "{}",
+        text(&out)
+    );
+}

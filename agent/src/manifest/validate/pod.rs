@@ -401,6 +401,13 @@ pub(super) fn container(
         );
     }
 
+    if c.tty == Some(true) {
+        e.add(
+            format!("{cp}.tty"),
+            "a terminal for the container's own process is not supported (stdin: true and kubectl attach -i are; kubectl exec -t gives a terminal)",
+        );
+    }
+
     let mut port_names = BTreeSet::new();
     for (i, port) in items(&c.ports).iter().enumerate() {
         let pp = format!("{cp}.ports[{i}]");

@@ -178,6 +178,7 @@ pub fn container_spec(
         network_ns: Some(ctx.sandbox.net()),
         ipc_ns: Some(ctx.sandbox.ipc()),
         uts_ns: Some(ctx.sandbox.uts()),
+        stdin: c.stdin.unwrap_or(false),
     })
 }
 

@@ -484,7 +484,7 @@ impl Dialer {
         let sock = tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
         sock.connect(addr)
             .await
-            .map_err(|e| format!("dial tcp {addr}: {e}"))
+            .map_err(|e| dial_error(&addr.to_string(), &e))
     }
 }
 
@@ -506,13 +506,29 @@ fn raw_socket(v6: bool) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// A failed connect in Go's words, as the kubelet reports it in probe results and
+/// port-forward errors: `dial tcp 127.0.0.1:80: connect: connection refused`.
+fn dial_error(addr: &str, e: &std::io::Error) -> String {
+    let why = match e.raw_os_error() {
+        Some(n) => {
+            // strerror's text, lower-cased as Go's syscall errors read.
+            let s = std::io::Error::from_raw_os_error(n).to_string();
+            let s = s.split(" (os error").next().unwrap_or(&s).to_string();
+            format!("connect: {}", s.to_lowercase())
+        }
+        None if e.kind() == std::io::ErrorKind::TimedOut => "i/o timeout".to_string(),
+        None => e.to_string(),
+    };
+    format!("dial tcp {addr}: {why}")
+}
+
 /// Connects to `addr` through `dialer` (inside a pod's namespace), or from the agent's own.
 pub async fn connect(dialer: Option<&Dialer>, addr: &str) -> Result<tokio::net::TcpStream, String> {
     match dialer {
         Some(d) => d.connect(addr).await,
         None => tokio::net::TcpStream::connect(addr)
             .await
-            .map_err(|e| format!("dial tcp {addr}: {e}")),
+            .map_err(|e| dial_error(addr, &e)),
     }
 }
 
@@ -683,6 +699,9 @@ mod tests {
         assert_eq!(code, 204);
         server.await.unwrap();
         let closed = me.connect("127.0.0.1:1").await;
-        assert!(closed.unwrap_err().contains("dial tcp 127.0.0.1:1"));
+        assert_eq!(
+            closed.unwrap_err(),
+            "dial tcp 127.0.0.1:1: connect: connection refused"
+        );
     }
 }
