@@ -2,15 +2,18 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::client::Client;
 use super::get::targets;
 use super::printers;
 use crate::api::path::object_path;
-use crate::manifest::kinds;
+use crate::manifest::{kinds, lifecycle};
 
 #[derive(Debug, Args)]
 pub struct DescribeArgs {
@@ -21,12 +24,11 @@ pub struct DescribeArgs {
     pub namespace: Option<String>,
 }
 
-fn map_lines(v: &Value) -> String {
-    let parts: Vec<String> = v
-        .as_object()
+fn map_lines(m: Option<&std::collections::BTreeMap<String, String>>) -> String {
+    let parts: Vec<String> = m
         .into_iter()
         .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .map(|(k, v)| format!("{k}={v}"))
         .collect();
     if parts.is_empty() {
         "<none>".into()
@@ -41,43 +43,44 @@ fn indent(v: &Value) -> String {
 }
 
 /// Renders one object and its events as `describe` prints them. Pure.
-pub fn render(o: &Value, events: &[Value], now: chrono::DateTime<chrono::Utc>) -> String {
-    let m = &o["metadata"];
+pub fn render(o: &Value, events: &[Event], now: chrono::DateTime<chrono::Utc>) -> String {
+    let m = ObjectMeta::deserialize(&o["metadata"]).unwrap_or_default();
     let mut out = String::new();
-    out.push_str(&format!(
-        "Name:         {}\n",
-        m["name"].as_str().unwrap_or("")
-    ));
-    if let Some(ns) = m["namespace"].as_str() {
+    out.push_str(&format!("Name:         {}\n", lifecycle::name(&m)));
+    if let Some(ns) = &m.namespace {
         out.push_str(&format!("Namespace:    {ns}\n"));
     }
-    out.push_str(&format!("Labels:       {}\n", map_lines(&m["labels"])));
-    out.push_str(&format!("Annotations:  {}\n", map_lines(&m["annotations"])));
+    out.push_str(&format!("Labels:       {}\n", map_lines(m.labels.as_ref())));
+    out.push_str(&format!(
+        "Annotations:  {}\n",
+        map_lines(m.annotations.as_ref())
+    ));
     out.push_str(&format!(
         "Created:      {}\n",
-        m["creationTimestamp"].as_str().unwrap_or("")
+        m.creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default()
     ));
-    if let Some(refs) = m["ownerReferences"].as_array() {
-        for r in refs {
-            out.push_str(&format!(
-                "Controlled By: {}/{}\n",
-                r["kind"].as_str().unwrap_or(""),
-                r["name"].as_str().unwrap_or("")
-            ));
-        }
+    for r in m.owner_references.iter().flatten() {
+        out.push_str(&format!("Controlled By: {}/{}\n", r.kind, r.name));
     }
-    if o["kind"] == "Pod" {
+    if let Ok(p) = Pod::deserialize(o)
+        && o["kind"] == "Pod"
+    {
+        let spec = p.spec.as_ref();
         out.push_str(&format!(
             "Node:         {}\n",
-            o["spec"]["nodeName"].as_str().unwrap_or("<none>")
+            spec.and_then(|s| s.node_name.as_deref())
+                .unwrap_or("<none>")
         ));
-        let status = <k8s_openapi::api::core::v1::Pod as serde::Deserialize>::deserialize(o)
-            .map(|p| printers::pod_status(&p))
-            .unwrap_or_default();
-        out.push_str(&format!("Status:       {status}\n"));
+        out.push_str(&format!("Status:       {}\n", printers::pod_status(&p)));
         out.push_str(&format!(
             "IP:           {}\n",
-            o["status"]["podIP"].as_str().unwrap_or("")
+            p.status
+                .as_ref()
+                .and_then(|s| s.pod_ip.as_deref())
+                .unwrap_or("")
         ));
     }
     for section in ["spec", "data", "status"] {
@@ -115,20 +118,19 @@ pub fn render(o: &Value, events: &[Value], now: chrono::DateTime<chrono::Utc>) -
         let rows: Vec<Vec<String>> = events
             .iter()
             .map(|e| {
-                let last = if e["lastTimestamp"].is_null() {
-                    &e["metadata"]["creationTimestamp"]
-                } else {
-                    &e["lastTimestamp"]
-                };
+                let last = e
+                    .last_timestamp
+                    .as_ref()
+                    .or(e.metadata.creation_timestamp.as_ref());
                 vec![
-                    e["type"].as_str().unwrap_or("").to_string(),
-                    e["reason"].as_str().unwrap_or("").to_string(),
-                    printers::age(
-                        <k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as serde::Deserialize>::deserialize(last).ok().as_ref(),
-                        now,
-                    ),
-                    e["source"]["component"].as_str().unwrap_or("").to_string(),
-                    e["message"].as_str().unwrap_or("").to_string(),
+                    e.type_.clone().unwrap_or_default(),
+                    e.reason.clone().unwrap_or_default(),
+                    printers::age(last, now),
+                    e.source
+                        .as_ref()
+                        .and_then(|s| s.component.clone())
+                        .unwrap_or_default(),
+                    e.message.clone().unwrap_or_default(),
                 ]
             })
             .collect();
@@ -168,20 +170,18 @@ pub async fn run(cfg: &Path, a: DescribeArgs) -> Result<i32> {
                 .unwrap_or_default(),
         };
         for o in objs {
-            let uid = o["metadata"]["uid"].as_str().unwrap_or("").to_string();
-            let ev_ns = o["metadata"]["namespace"].as_str().unwrap_or("default");
-            let q = [("fieldSelector", format!("involvedObject.uid={uid}"))];
-            let mut events = client
+            let m = ObjectMeta::deserialize(&o["metadata"]).unwrap_or_default();
+            let q = [(
+                "fieldSelector",
+                format!("involvedObject.uid={}", lifecycle::uid(&m)),
+            )];
+            let ev_ns = m.namespace.as_deref().unwrap_or("default");
+            let list = client
                 .get(&object_path(events_kind, Some(ev_ns), None), &q)
-                .await?["items"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            events.sort_by(|a, b| {
-                a["lastTimestamp"]
-                    .as_str()
-                    .cmp(&b["lastTimestamp"].as_str())
-            });
+                .await?;
+            let mut events: Vec<Event> =
+                Vec::<Event>::deserialize(&list["items"]).context("reading the object's events")?;
+            events.sort_by(|a, b| a.last_timestamp.cmp(&b.last_timestamp));
             if !first {
                 println!();
             }
@@ -190,4 +190,47 @@ pub async fn run(cfg: &Path, a: DescribeArgs) -> Result<i32> {
         }
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn describe_shows_metadata_the_pod_and_its_events_as_kubectl_does() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "shop", "labels": {"app": "web"},
+                "creationTimestamp": "2026-12-03T10:00:00Z",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-abc", "uid": "r1"}]},
+            "spec": {"nodeName": "node-2", "containers": [{"name": "c", "image": "x"}]},
+            "status": {"phase": "Running", "podIP": "10.42.1.5"}});
+        let ev: Event = serde_json::from_value(json!({
+            "metadata": {"name": "web-1.a", "namespace": "shop"},
+            "involvedObject": {"kind": "Pod", "name": "web-1"},
+            "type": "Normal", "reason": "Started", "message": "Started container c",
+            "source": {"component": "flotilla-node"},
+            "lastTimestamp": "2026-12-03T10:00:00Z"}))
+        .unwrap();
+        let now = "2026-12-03T10:02:00Z".parse().unwrap();
+        let out = render(&pod, &[ev], now);
+        for want in [
+            "Name:         web-1\n",
+            "Namespace:    shop\n",
+            "Labels:       app=web\n",
+            "Annotations:  <none>\n",
+            "Created:      2026-12-03T10:00:00Z\n",
+            "Controlled By: ReplicaSet/web-abc\n",
+            "Node:         node-2\n",
+            "Status:       Running\n",
+            "IP:           10.42.1.5\n",
+        ] {
+            assert!(out.contains(want), "{want:?} in\n{out}");
+        }
+        let events = out.split("Events:\n").nth(1).unwrap();
+        assert!(events.contains("Normal"), "{events}");
+        assert!(events.contains("Started container c"), "{events}");
+        assert!(events.contains("2m"), "{events}");
+        assert!(events.contains("flotilla-node"), "{events}");
+    }
 }
