@@ -10,39 +10,58 @@ use axum::Json;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::Instrument;
 
 use super::error::ApiError;
 use super::{ApiState, read_body};
+use crate::manifest::lifecycle;
 use crate::node::pods::pick_instance;
+use k8s_openapi::api::core::v1::{Node, Pod};
+
+/// A stored pod, typed.
+async fn pod_of(s: &ApiState, ns: &str, name: &str) -> Result<Option<Pod>, ApiError> {
+    match s
+        .store
+        .get(&crate::store::Key::new("Pod", ns, name))
+        .await?
+    {
+        Some(v) => lifecycle::decode(v)
+            .map(Some)
+            .map_err(|e| ApiError::Internal(format!("stored pod {ns}/{name} unreadable: {e}"))),
+        None => Ok(None),
+    }
+}
 
 /// The node a pod is bound to, when it is another node than this one.
 pub async fn elsewhere(s: &ApiState, ns: &str, name: &str) -> Result<Option<String>, ApiError> {
-    let pod = s
-        .store
-        .get(&crate::store::Key::new("Pod", ns, name))
-        .await?;
-    Ok(pod
-        .and_then(|p| p["spec"]["nodeName"].as_str().map(String::from))
+    Ok(pod_of(s, ns, name)
+        .await?
+        .and_then(|p| lifecycle::pod_node(&p).map(String::from))
         .filter(|n| !n.is_empty() && n != &*s.node))
 }
 
 /// The URL of `uri` on the API of `node` (its InternalIP and the port it publishes).
 async fn peer_url(s: &ApiState, node: &str, uri: &axum::http::Uri) -> Result<String, ApiError> {
-    let n = s
+    let n: Node = s
         .store
         .get(&crate::store::Key::new("Node", "", node))
         .await?
+        .and_then(|v| lifecycle::decode(v).ok())
         .ok_or_else(|| ApiError::NotFound(format!("node {node:?} not found")))?;
-    let ip = n["status"]["addresses"]
-        .as_array()
-        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
-        .and_then(|a| a["address"].as_str())
+    let status = n.status.unwrap_or_default();
+    let ip = status
+        .addresses
+        .iter()
+        .flatten()
+        .find(|a| a.type_ == "InternalIP")
+        .map(|a| a.address.clone())
         .ok_or_else(|| ApiError::Internal(format!("node {node:?} has no InternalIP")))?;
-    let port = n["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-        .as_u64()
+    let port = status
+        .daemon_endpoints
+        .and_then(|d| d.kubelet_endpoint)
+        .map(|e| e.port)
         .ok_or_else(|| {
             ApiError::Internal(format!("node {node:?} has not published its API port"))
         })?;
@@ -183,13 +202,11 @@ async fn locate(
     ns: &str,
     name: &str,
     container: Option<&str>,
-) -> Result<(Value, String, String), ApiError> {
-    let pod = s
-        .store
-        .get(&crate::store::Key::new("Pod", ns, name))
+) -> Result<(Pod, String, String), ApiError> {
+    let pod = pod_of(s, ns, name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("pods {name:?} not found")))?;
-    let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
+    let node = lifecycle::pod_node(&pod).unwrap_or("");
     if node.is_empty() {
         return Err(ApiError::BadRequest(format!(
             "pod {name:?} is not scheduled to a node yet"
@@ -200,19 +217,11 @@ async fn locate(
             "pod {name:?} runs on node {node:?}"
         )));
     }
-    let names = |k: &str| -> Vec<String> {
-        pod["spec"][k]
-            .as_array()
-            .map(|cs| {
-                cs.iter()
-                    .filter_map(|c| c["name"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let (apps, inits) = (names("containers"), names("initContainers"));
+    let spec = pod.spec.clone().unwrap_or_default();
+    let apps: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
+    let inits = spec.init_containers.iter().flatten().map(|c| &c.name);
     let c = match container {
-        Some(c) if apps.iter().chain(&inits).any(|n| n == c) => c.to_string(),
+        Some(c) if apps.iter().chain(inits).any(|n| n == c) => c.to_string(),
         Some(c) => {
             return Err(ApiError::BadRequest(format!(
                 "container {c} is not valid for pod {name}"
@@ -226,7 +235,7 @@ async fn locate(
             )));
         }
     };
-    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let uid = lifecycle::uid(&pod.metadata).to_string();
     Ok((pod, uid, c))
 }
 

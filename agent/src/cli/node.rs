@@ -5,16 +5,18 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use reqwest::Method;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::client::Client;
-use k8s_openapi::api::apps::v1::Deployment;
-
 use crate::controller::deployment::surge_and_unavailable;
-use crate::manifest::lifecycle::decode;
+use crate::manifest::lifecycle::{self, Object};
 
 #[derive(Debug, Args)]
 pub struct CordonArgs {
@@ -32,66 +34,53 @@ pub struct DrainArgs {
     pub timeout: u64,
 }
 
-fn owner<'a>(o: &'a Value, kind: &str) -> Option<&'a str> {
-    o["metadata"]["ownerReferences"]
-        .as_array()?
-        .iter()
-        .find(|r| r["controller"] == true && r["kind"] == kind)?["name"]
-        .as_str()
+/// The name of `m`'s controller when it is a `kind`.
+fn owner<'a>(m: &'a ObjectMeta, kind: &str) -> Option<&'a str> {
+    lifecycle::controller_of(m)
+        .filter(|r| r.kind == kind)
+        .map(|r| r.name.as_str())
 }
 
-fn ready(p: &Value) -> bool {
-    p["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
-}
-
-fn key(o: &Value) -> (String, String) {
+fn key(m: &ObjectMeta) -> (String, String) {
     (
-        o["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("")
-            .to_string(),
-        o["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        lifecycle::namespace(m).to_string(),
+        lifecycle::name(m).to_string(),
     )
 }
 
 /// The pods of `node_pods` (those to move, in order) that may be deleted now. A Deployment's
 /// pods go only while its Ready pods (over all nodes, `all_pods`) stay at least
 /// `replicas - max(maxUnavailable, 1)`; pods of other controllers go at once.
-pub fn evictable_now(
-    node_pods: &[Value],
-    all_pods: &[Value],
-    replica_sets: &[Value],
-    deployments: &[Value],
-) -> Vec<Value> {
+pub fn evictable_now<'a>(
+    node_pods: &'a [Pod],
+    all_pods: &[Pod],
+    replica_sets: &[ReplicaSet],
+    deployments: &[Deployment],
+) -> Vec<&'a Pod> {
     let rs_owner: BTreeMap<(String, String), String> = replica_sets
         .iter()
         .filter_map(|rs| {
-            let (ns, name) = key(rs);
-            Some(((ns, name), owner(rs, "Deployment")?.to_string()))
+            let d = owner(&rs.metadata, "Deployment")?;
+            Some((key(&rs.metadata), d.to_string()))
         })
         .collect();
-    let deployment_of = |p: &Value| -> Option<(String, String)> {
-        let rs = owner(p, "ReplicaSet")?;
-        let ns = key(p).0;
+    let deployment_of = |p: &Pod| -> Option<(String, String)> {
+        let rs = owner(&p.metadata, "ReplicaSet")?;
+        let ns = lifecycle::namespace(&p.metadata).to_string();
         let d = rs_owner.get(&(ns.clone(), rs.to_string()))?;
         Some((ns, d.clone()))
     };
     // Budget left per Deployment: maxUnavailable minus the Ready pods it lacks now.
     let mut budget: BTreeMap<(String, String), i64> = BTreeMap::new();
     for d in deployments {
-        let k = key(d);
-        let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
+        let k = key(&d.metadata);
+        let replicas = i64::from(d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1));
         // maxUnavailable 0 (the default for 3 replicas) would never let a drain finish
         // without surging, which would mean changing the user's Deployment: at least one.
-        let max_unavailable = decode::<Deployment>(d.clone())
-            .map_or(1, |typed| surge_and_unavailable(&typed, replicas).1);
-        let max_unavailable = max_unavailable.max(1);
+        let max_unavailable = surge_and_unavailable(d, replicas).1.max(1);
         let ready_now = all_pods
             .iter()
-            .filter(|p| ready(p) && deployment_of(p).as_ref() == Some(&k))
+            .filter(|p| lifecycle::pod_ready(p) && deployment_of(p).as_ref() == Some(&k))
             .count() as i64;
         budget.insert(k, max_unavailable - (replicas - ready_now).max(0));
     }
@@ -101,14 +90,14 @@ pub fn evictable_now(
             Some(d) => {
                 let b = budget.entry(d).or_insert(1);
                 // A pod that is not Ready costs nothing to move.
-                if !ready(p) {
-                    out.push(p.clone());
+                if !lifecycle::pod_ready(p) {
+                    out.push(p);
                 } else if *b > 0 {
                     *b -= 1;
-                    out.push(p.clone());
+                    out.push(p);
                 }
             }
-            None => out.push(p.clone()),
+            None => out.push(p),
         }
     }
     out
@@ -148,11 +137,9 @@ pub async fn cordon(cfg: &Path, a: CordonArgs, on: bool) -> Result<i32> {
     Ok(0)
 }
 
-async fn items(client: &Client, path: &str, query: &[(&str, String)]) -> Result<Vec<Value>> {
-    Ok(client.get(path, query).await?["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default())
+async fn items<T: Object>(client: &Client, path: &str, query: &[(&str, String)]) -> Result<Vec<T>> {
+    let list = client.get(path, query).await?;
+    Vec::<T>::deserialize(&list["items"]).with_context(|| format!("reading {path}"))
 }
 
 pub async fn drain(cfg: &Path, a: DrainArgs) -> Result<i32> {
@@ -163,20 +150,21 @@ pub async fn drain(cfg: &Path, a: DrainArgs) -> Result<i32> {
     let deadline = Instant::now() + Duration::from_secs(a.timeout);
     let mut warned = false;
     loop {
-        let pods: Vec<Value> = items(&client, "/api/v1/pods", &on_node)
+        let pods: Vec<Pod> = items::<Pod>(&client, "/api/v1/pods", &on_node)
             .await?
             .into_iter()
-            .filter(|p| !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
-            .filter(|p| owner(p, "DaemonSet").is_none())
+            .filter(|p| !lifecycle::pod_finished(p))
+            .filter(|p| owner(&p.metadata, "DaemonSet").is_none())
             .collect();
         let bare: Vec<String> = pods
             .iter()
             .filter(|p| {
-                p["metadata"]["ownerReferences"]
-                    .as_array()
-                    .is_none_or(|r| r.is_empty())
+                p.metadata
+                    .owner_references
+                    .as_ref()
+                    .is_none_or(Vec::is_empty)
             })
-            .map(|p| key(p).1)
+            .map(|p| lifecycle::name(&p.metadata).to_string())
             .collect();
         if !bare.is_empty() && !a.force {
             bail!(
@@ -188,16 +176,16 @@ pub async fn drain(cfg: &Path, a: DrainArgs) -> Result<i32> {
         if pods.is_empty() {
             break;
         }
-        let all = items(&client, "/api/v1/pods", &[]).await?;
-        let rss = items(&client, "/apis/apps/v1/replicasets", &[]).await?;
-        let deps = items(&client, "/apis/apps/v1/deployments", &[]).await?;
+        let all: Vec<Pod> = items(&client, "/api/v1/pods", &[]).await?;
+        let rss: Vec<ReplicaSet> = items(&client, "/apis/apps/v1/replicasets", &[]).await?;
+        let deps: Vec<Deployment> = items(&client, "/apis/apps/v1/deployments", &[]).await?;
         let now = evictable_now(&pods, &all, &rss, &deps);
         if now.is_empty() && !warned {
             println!("waiting for replacements to be Ready before evicting more");
             warned = true;
         }
         for p in now {
-            let (ns, name) = key(&p);
+            let (ns, name) = key(&p.metadata);
             match client
                 .json(
                     Method::DELETE,
@@ -230,24 +218,33 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn dep(name: &str, replicas: i64, max_unavailable: i64) -> Value {
-        json!({"metadata": {"name": name, "namespace": "default"}, "spec": {"replicas": replicas,
-            "strategy": {"rollingUpdate": {"maxUnavailable": max_unavailable, "maxSurge": 1}}}})
+    fn dep(name: &str, replicas: i64, max_unavailable: i64) -> Deployment {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default"}, "spec": {"replicas": replicas,
+            "selector": {},
+            "template": {},
+            "strategy": {"rollingUpdate": {"maxUnavailable": max_unavailable, "maxSurge": 1}}}}))
+        .unwrap()
     }
 
-    fn rs(name: &str, dep: &str) -> Value {
-        json!({"metadata": {"name": name, "namespace": "default",
-            "ownerReferences": [{"kind": "Deployment", "name": dep, "controller": true}]}})
+    fn owned(kind: &str, owner: &str) -> serde_json::Value {
+        json!([{"apiVersion": "apps/v1", "kind": kind, "name": owner, "uid": owner, "controller": true}])
     }
 
-    fn pod(name: &str, rs: &str, ready: bool) -> Value {
-        json!({"metadata": {"name": name, "namespace": "default",
-            "ownerReferences": [{"kind": "ReplicaSet", "name": rs, "controller": true}]},
-            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
+    fn rs(name: &str, dep: &str) -> ReplicaSet {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default",
+            "ownerReferences": owned("Deployment", dep)}}))
+        .unwrap()
     }
 
-    fn names(v: Vec<Value>) -> Vec<String> {
-        v.iter().map(|p| key(p).1).collect()
+    fn pod(name: &str, rs: &str, ready: bool) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default",
+            "ownerReferences": owned("ReplicaSet", rs)},
+            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}}))
+        .unwrap()
+    }
+
+    fn names(v: Vec<&Pod>) -> Vec<String> {
+        v.iter().map(|p| key(&p.metadata).1).collect()
     }
 
     #[test]
@@ -271,8 +268,9 @@ mod tests {
     fn unready_pods_and_other_controllers_go_at_once() {
         let deps = [dep("web", 2, 1)];
         let rss = [rs("web-1", "web")];
-        let job_pod = json!({"metadata": {"name": "j", "namespace": "default",
-            "ownerReferences": [{"kind": "Job", "name": "x", "controller": true}]}});
+        let job_pod: Pod = serde_json::from_value(json!({"metadata": {"name": "j", "namespace": "default",
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "x", "uid": "x", "controller": true}]}}))
+        .unwrap();
         let node = [pod("a", "web-1", false), job_pod.clone()];
         let all = [pod("a", "web-1", false), pod("b", "web-1", true), job_pod];
         assert_eq!(names(evictable_now(&node, &all, &rss, &deps)), ["a", "j"]);
