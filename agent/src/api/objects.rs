@@ -740,7 +740,7 @@ async fn create(
     }
     check_namespace(s, &obj).await?;
     let now = now_rfc3339();
-    record_manager(&mut obj, opts, &now, None);
+    track_update(rp, None, &mut obj, opts, &now, None);
     let _alloc = allocation_lock(s, rp).await;
     allocate_one(s, rp, &mut obj).await?;
     let w = Write {
@@ -779,6 +779,8 @@ pub fn record_manager(
         "operation": "Update",
         "apiVersion": obj["apiVersion"],
         "time": now,
+        "fieldsType": "FieldsV1",
+        "fieldsV1": {},
     });
     if let Some(sub) = subresource {
         entry["subresource"] = Value::from(sub);
@@ -800,12 +802,12 @@ async fn replace(
         {
             obj["spec"]["podCIDR"] = cidr.clone();
         }
-        return Ok((update(s, obj, opts, None).await?, Vec::new()));
+        return Ok((update(s, rp, obj, opts, None).await?, Vec::new()));
     }
     let (mut obj, dropped) = prepare_user_object(rp, obj, opts.validation.unknown())?;
     let _alloc = allocation_lock(s, rp).await;
     allocate_one(s, rp, &mut obj).await?;
-    Ok((update(s, obj, opts, None).await?, dropped))
+    Ok((update(s, rp, obj, opts, None).await?, dropped))
 }
 
 /// What users may write of a Node (as `kubectl cordon`, `label` and `taint` do): labels,
@@ -1033,25 +1035,92 @@ fn apply_conflicts(
     }
 }
 
-/// Writes what users own of an existing object (no create).
+/// Writes what users own of an existing object (no create), with the fields it changed owned
+/// by its manager ([`track_update`]).
 async fn update(
     s: &ApiState,
-    mut obj: Value,
+    rp: &ResourcePath,
+    obj: Value,
     opts: &options::WriteOptions,
     subresource: Option<&str>,
 ) -> Result<Value, ApiError> {
-    let now = now_rfc3339();
-    record_manager(&mut obj, opts, &now, subresource);
-    let w = Write {
+    // A Node's user part is only part of it: its managers are recorded, not its fields.
+    let track = opts.managed.is_none() && rp.info.kind != "Node";
+    let pinned = obj["metadata"]["resourceVersion"].is_string();
+    let mut tries = 0;
+    loop {
+        let now = now_rfc3339();
+        let mut o = obj.clone();
+        if track {
+            let before = s.store.get(&key_of(rp)).await?;
+            track_update(rp, before.as_ref(), &mut o, opts, &now, subresource);
+            // Unless the client pinned a version, the write is conditional on the one the
+            // fields were compared with, and tried again after another write came between
+            // (which would otherwise be counted as this manager's).
+            if !pinned && let Some(rv) = before.as_ref().map(|b| &b["metadata"]["resourceVersion"])
+            {
+                o["metadata"]["resourceVersion"] = rv.clone();
+            }
+        } else {
+            record_manager(&mut o, opts, &now, subresource);
+        }
+        let w = Write {
+            now,
+            ops: vec![Op::Put {
+                object: o,
+                uid: new_uid(),
+                create: false,
+            }],
+        };
+        match s.commit_or_dry_run(w, opts.dry_run).await {
+            Err(ApiError::Store(crate::store::StoreError::Conflict { .. }))
+                if track && !pinned && tries < 5 =>
+            {
+                tries += 1;
+            }
+            r => return Ok(r?.remove(0).object),
+        }
+    }
+}
+
+/// `metadata.managedFields` after a create or update by this request's manager: the fields it
+/// changed from `before` (None: it creates the object) become its own and leave the other
+/// managers' sets (`managed::updated`); a server-side apply brings its whole list instead.
+fn track_update(
+    rp: &ResourcePath,
+    before: Option<&Value>,
+    obj: &mut Value,
+    opts: &options::WriteOptions,
+    now: &str,
+    subresource: Option<&str>,
+) {
+    if let Some(all) = &opts.managed {
+        obj["metadata"]["managedFields"] = Value::Array(all.clone());
+        return;
+    }
+    let who = crate::manifest::managed::Updater {
+        manager: &opts.field_manager,
+        api_version: rp.info.api_version,
         now,
-        ops: vec![Op::Put {
-            object: obj,
-            uid: new_uid(),
-            create: false,
-        }],
+        subresource,
     };
-    let mut r = s.commit_or_dry_run(w, opts.dry_run).await?;
-    Ok(r.remove(0).object)
+    let schemas = crate::manifest::schema::schemas();
+    let root = Some(rp.info.schema);
+    let stored_status = before.and_then(|b| b.get("status"));
+    let entries = if subresource.is_none() && before.is_some() && obj.get("status") != stored_status
+    {
+        // An update of the object keeps the stored status: its fields are compared on that.
+        let mut view = obj.clone();
+        match (stored_status, view.as_object_mut()) {
+            (Some(st), _) => view["status"] = st.clone(),
+            (None, Some(m)) => drop(m.remove("status")),
+            (None, None) => {}
+        }
+        crate::manifest::managed::updated(schemas, root, before, &view, &who)
+    } else {
+        crate::manifest::managed::updated(schemas, root, before, obj, &who)
+    };
+    obj["metadata"]["managedFields"] = Value::Array(entries);
 }
 
 /// Held from allocating a Service's ClusterIP and NodePort until its write commits, so two
@@ -1171,5 +1240,5 @@ async fn put_scale(
             }
         }
     }
-    Ok(scale_of(&update(s, obj, opts, Some("scale")).await?))
+    Ok(scale_of(&update(s, rp, obj, opts, Some("scale")).await?))
 }

@@ -314,10 +314,10 @@ impl Entry {
         m.insert("operation".into(), self.operation.clone().into());
         m.insert("apiVersion".into(), self.api_version.clone().into());
         m.insert("time".into(), self.time.clone().into());
-        if !self.fields.0.is_empty() {
-            m.insert("fieldsType".into(), "FieldsV1".into());
-            m.insert("fieldsV1".into(), self.fields.to_v1());
-        }
+        // Always there, `{}` when empty: kubectl reads every entry's fieldsV1 (a missing one
+        // crashes its apply).
+        m.insert("fieldsType".into(), "FieldsV1".into());
+        m.insert("fieldsV1".into(), self.fields.to_v1());
         if let Some(s) = &self.subresource {
             m.insert("subresource".into(), s.clone().into());
         }
@@ -434,7 +434,7 @@ pub fn apply(
         }
     }
     entries.retain(|e| !e.is(who.manager, "Apply"));
-    entries.retain(|e| !e.fields.0.is_empty() || e.operation == "Update");
+    // Another manager left with no field keeps its entry, emptied (see `updated`).
     entries.push(Entry {
         manager: who.manager.to_string(),
         operation: "Apply".into(),
@@ -447,18 +447,30 @@ pub fn apply(
     Ok(obj)
 }
 
-/// The fields an update (any write but an apply) by `manager` changed, from `before` (None:
-/// created) to `after`: given to the writer's `Update` entry and taken from the others'.
-/// Fields `after` no longer has leave every set. Returns the new `managedFields`.
+/// Who makes an update (any write but an apply), for [`updated`].
+pub struct Updater<'a> {
+    pub manager: &'a str,
+    pub api_version: &'a str,
+    pub now: &'a str,
+    /// The subresource written (`scale`, `status`), as Kubernetes records it.
+    pub subresource: Option<&'a str>,
+}
+
+/// The fields an update by `who` changed, from `before` (None: created) to `after`: given to
+/// the writer's `Update` entry (of its subresource) and taken from the others'. Fields
+/// `after` no longer has leave every set. Returns the new `managedFields`.
 pub fn updated(
     schemas: &Schemas,
     root: Option<&str>,
     before: Option<&Value>,
     after: &Value,
-    manager: &str,
-    api_version: &str,
-    now: &str,
+    who: &Updater,
 ) -> Vec<Value> {
+    let is_writer = |e: &Entry| {
+        e.manager == who.manager
+            && e.operation == "Update"
+            && e.subresource.as_deref() == who.subresource
+    };
     let empty = Value::Object(Map::new());
     let before_v = before.unwrap_or(&empty);
     let mut entries = before.map(entries_of).unwrap_or_default();
@@ -469,7 +481,7 @@ pub fn updated(
         .cloned()
         .collect();
     for e in entries.iter_mut() {
-        let writer = e.is(manager, "Update");
+        let writer = is_writer(e);
         e.fields.0.retain(|p| {
             now_set.0.contains(p) && (writer || !changed.iter().any(|c| p.starts_with(c)))
         });
@@ -484,23 +496,24 @@ pub fn updated(
             }
         }
     }
-    match entries.iter_mut().find(|e| e.is(manager, "Update")) {
+    match entries.iter_mut().find(|e| is_writer(e)) {
         Some(e) => {
             e.fields.0.extend(mine);
-            e.time = now.to_string();
-            e.api_version = api_version.to_string();
+            e.time = who.now.to_string();
+            e.api_version = who.api_version.to_string();
         }
         None if !mine.is_empty() || before.is_none() => entries.push(Entry {
-            manager: manager.to_string(),
+            manager: who.manager.to_string(),
             operation: "Update".into(),
-            api_version: api_version.to_string(),
-            time: now.to_string(),
-            subresource: None,
+            api_version: who.api_version.to_string(),
+            time: who.now.to_string(),
+            subresource: who.subresource.map(str::to_string),
             fields: FieldSet(mine),
         }),
         None => {}
     }
-    entries.retain(|e| !e.fields.0.is_empty() || e.is(manager, "Update"));
+    // A manager left with no field keeps its entry, emptied: the store merges entries by
+    // manager, operation and subresource, so a dropped one would come back with its fields.
     entries.iter().map(Entry::to_json).collect()
 }
 

@@ -111,9 +111,12 @@ fn a_field_another_manager_owns_with_another_value_conflicts_unless_forced() {
         DEPLOYMENT,
         Some(&made),
         &scaled,
-        "kubectl-scale",
-        "apps/v1",
-        "2026-12-03T00:01:00Z",
+        &Updater {
+            manager: "kubectl-scale",
+            api_version: "apps/v1",
+            now: "2026-12-03T00:01:00Z",
+            subresource: Some("scale"),
+        },
     ));
     let owners: Vec<String> = entries_of(&scaled)
         .iter()

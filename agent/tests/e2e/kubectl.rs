@@ -873,6 +873,40 @@ fn server_side_apply_owns_fields_conflicts_and_forces() {
         .map(|e| e["manager"].as_str().unwrap())
         .collect();
     assert_eq!(owners, ["ops"], "{d:#}");
+
+    // A plain update owns what it changes too: after `kubectl scale`, ops's replicas conflict
+    // with the scaler, and nothing changes.
+    a.kubectl_ok(&["scale", "deployment", "web", "--replicas=4"]);
+    let out = a.kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager=ops",
+        "-f",
+        &other,
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(r#"conflict with "kubectl" using apps/v1: .spec.replicas"#),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        json_of(&a, &["get", "deployment", "web"])["spec"]["replicas"],
+        4
+    );
+    // A label added by `kubectl label` (an update) is the labeller's: ops's apply without it
+    // does not take it away.
+    a.kubectl_ok(&["label", "deployment", "web", "team=edge"]);
+    a.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=ops",
+        "--force-conflicts",
+        "-f",
+        &other,
+    ]);
+    let d = json_of(&a, &["get", "deployment", "web"]);
+    assert_eq!(d["metadata"]["labels"]["team"], "edge", "{d:#}");
 }
 
 /// The verbs that send a strategic merge patch: apply of a changed file (a list element
