@@ -161,6 +161,9 @@ pub struct Job {
     /// The write end of the container's stdin pipe (`stdin: true`), or -1: the pump keeps it
     /// open and feeds it what clients write to `attach.sock` in the bundle, one at a time.
     pub in_fd: i32,
+    /// The listening `attach.sock` the shim bound before it answered (so the socket is there
+    /// as soon as the start returns), or -1.
+    pub attach_fd: i32,
     /// The container's init, a child of this process.
     pub pid: i32,
     pub started_at_ms: u64,
@@ -185,6 +188,7 @@ impl Job {
         put("--out", self.out_fd.to_string());
         put("--err", self.err_fd.to_string());
         put("--in", self.in_fd.to_string());
+        put("--attach", self.attach_fd.to_string());
         put("--pid", self.pid.to_string());
         put("--started", self.started_at_ms.to_string());
         put("--oom", self.oom_file.display().to_string());
@@ -212,6 +216,7 @@ impl Job {
             err_fd: num("--err", get("--err")?)?,
             // A pump of an older runtime has no --in.
             in_fd: get("--in").map_or(Ok(-1), |v| num("--in", v))?,
+            attach_fd: get("--attach").map_or(Ok(-1), |v| num("--attach", v))?,
             pid: num("--pid", get("--pid")?)?,
             started_at_ms: num("--started", get("--started")?)?,
             oom_file: PathBuf::from(get("--oom")?),
@@ -229,20 +234,21 @@ impl Job {
 /// The socket in a container's bundle that feeds its stdin (`stdin: true`).
 pub const ATTACH_SOCKET: &str = "attach.sock";
 
-/// Feeds the container's stdin from `attach.sock`: one client at a time, its bytes copied in
-/// until it hangs up; the pipe stays open between clients (Kubernetes' `stdinOnce: false`), so
-/// the container never reads an end of input. A small thread, gone with the pump.
-fn feed_stdin(bundle: &Path, fd: i32) {
+/// Feeds the container's stdin from `attach.sock` (the listener `listen_fd`, bound by the
+/// shim): one client at a time, its bytes copied in until it hangs up; the pipe stays open
+/// between clients (Kubernetes' `stdinOnce: false`), so the container never reads an end of
+/// input. A small thread, gone with the pump.
+fn feed_stdin(fd: i32, listen_fd: i32) {
     use std::os::unix::net::UnixListener;
-    // SAFETY: the shim handed this fd over to us; nothing else in this process uses it.
+    // SAFETY: the shim handed these fds over to us; nothing else in this process uses them.
     let mut pipe = unsafe { File::from_raw_fd(fd) };
-    let path = bundle.join(ATTACH_SOCKET);
-    let _ = fs::remove_file(&path);
-    let Ok(listener) = UnixListener::bind(&path) else {
+    if listen_fd < 0 {
         // Nobody can attach; the pipe stays open all the same.
         std::mem::forget(pipe);
         return;
-    };
+    }
+    // SAFETY: as above.
+    let listener = unsafe { UnixListener::from_raw_fd(listen_fd) };
     let _ = std::thread::Builder::new()
         .name("stdin".into())
         .stack_size(64 * 1024)
@@ -401,7 +407,7 @@ impl Stream {
 /// the process exit code.
 pub fn run(job: &Job) -> i32 {
     if job.in_fd >= 0 {
-        feed_stdin(&job.bundle(), job.in_fd);
+        feed_stdin(job.in_fd, job.attach_fd);
     }
     let mut log = LogFile::open(&job.log, job.max_bytes, job.keep).ok();
     // SAFETY: the shim handed these two fds over to us; nothing else in this process uses them.
@@ -546,6 +552,7 @@ mod tests {
             out_fd: 5,
             err_fd: 7,
             in_fd: 9,
+            attach_fd: 10,
             pid: 4242,
             started_at_ms: 1_795_000_000_000,
             oom_file: "/sys/fs/cgroup/memory/flotilla/x/memory.oom_control".into(),

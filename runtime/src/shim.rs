@@ -199,6 +199,13 @@ pub fn shim_main(root: &Path, id: &str) -> i32 {
         &bundle.join("shim.json"),
         &serde_json::to_vec(&started).expect("serialises"),
     );
+    // The socket that feeds stdin is bound before the answer, so an attach right after the
+    // start finds it; the pump serves it.
+    let attach = stdin_w.as_ref().and_then(|_| {
+        let path = bundle.join(crate::pump::ATTACH_SOCKET);
+        let _ = fs::remove_file(&path);
+        std::os::unix::net::UnixListener::bind(&path).ok()
+    });
     let _ = writeln!(answer, "ok {pid}");
     drop(answer);
     // From here on nothing is inherited from the agent: stdio goes nowhere.
@@ -215,6 +222,7 @@ pub fn shim_main(root: &Path, id: &str) -> i32 {
         out_fd: out_r.into_raw_fd(),
         err_fd: err_r.into_raw_fd(),
         in_fd: stdin_w.map_or(-1, IntoRawFd::into_raw_fd),
+        attach_fd: attach.map_or(-1, IntoRawFd::into_raw_fd),
         pid,
         started_at_ms: started.started_at_ms,
         oom_file: crate::cgroups::oom_file(&req.spec.cgroup_path),
@@ -222,7 +230,7 @@ pub fn shim_main(root: &Path, id: &str) -> i32 {
         max_bytes: req.log.max_bytes,
         keep: req.log.keep,
     };
-    for fd in [job.out_fd, job.err_fd, job.in_fd]
+    for fd in [job.out_fd, job.err_fd, job.in_fd, job.attach_fd]
         .into_iter()
         .filter(|fd| *fd >= 0)
     {

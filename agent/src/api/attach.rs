@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tracing::{Instrument, debug};
 
-use super::exec::{Incoming, PROTOCOLS, frame, incoming};
+use super::exec::{Incoming, channel_protocol, frame, incoming};
 use super::{ApiError, ApiState};
 
 const STDIN: u8 = 0;
@@ -120,16 +120,7 @@ pub async fn attach(
         stdin,
     } = check(s, ns, name, pairs).await?;
     let rt = s.pods.runtime.clone();
-    let ws = ws.protocols(PROTOCOLS);
-    let v5 = match ws.selected_protocol().and_then(|p| p.to_str().ok()) {
-        Some(p) => p == PROTOCOLS[0],
-        None => {
-            return Err(ApiError::BadRequest(format!(
-                "none of the WebSocket subprotocols offered is served; served: {}",
-                PROTOCOLS.join(", ")
-            )));
-        }
-    };
+    let (ws, v5) = channel_protocol(ws)?;
     // Output from the moment of the request on.
     let follower = rt
         .follow_logs(&id)

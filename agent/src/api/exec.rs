@@ -175,6 +175,22 @@ pub(super) fn frame(channel: u8, data: &[u8]) -> Message {
     Message::Binary(b.into())
 }
 
+/// The upgrade with the channel protocol chosen among those the client offers, and whether it
+/// is v5 (which has the close signal).
+pub(super) fn channel_protocol(ws: WebSocketUpgrade) -> Result<(WebSocketUpgrade, bool), ApiError> {
+    let ws = ws.protocols(PROTOCOLS);
+    let v5 = match ws.selected_protocol().and_then(|p| p.to_str().ok()) {
+        Some(p) => p == PROTOCOLS[0],
+        None => {
+            return Err(ApiError::BadRequest(format!(
+                "none of the WebSocket subprotocols offered is served; served: {}",
+                PROTOCOLS.join(", ")
+            )));
+        }
+    };
+    Ok((ws, v5))
+}
+
 /// Checks an exec request for a pod of this node, as the upgrade would: its options, and the
 /// container's running instance.
 pub async fn check(
@@ -197,16 +213,7 @@ pub async fn exec(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let (opts, c, id) = check(s, ns, name, pairs).await?;
-    let ws = ws.protocols(PROTOCOLS);
-    let v5 = match ws.selected_protocol().and_then(|p| p.to_str().ok()) {
-        Some(p) => p == PROTOCOLS[0],
-        None => {
-            return Err(ApiError::BadRequest(format!(
-                "none of the WebSocket subprotocols offered is served; served: {}",
-                PROTOCOLS.join(", ")
-            )));
-        }
-    };
+    let (ws, v5) = channel_protocol(ws)?;
     let cmd = s
         .pods
         .runtime
