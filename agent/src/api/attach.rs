@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tracing::{Instrument, debug};
 
-use super::exec::{Incoming, channel_protocol, frame, incoming};
+use super::exec::{Incoming, channel_protocol, frame, incoming, next_binary};
 use super::{ApiError, ApiState};
 
 const STDIN: u8 = 0;
@@ -180,12 +180,7 @@ async fn session(
     };
     // The client's messages, until it goes away: stdin and its end.
     let from_client = async {
-        while let Some(msg) = stream.next().await {
-            let data = match msg {
-                Ok(Message::Binary(d)) => d,
-                Ok(Message::Close(_)) | Err(_) => return,
-                Ok(_) => continue,
-            };
+        while let Some(data) = next_binary(&mut stream).await {
             match incoming(&data, v5) {
                 Incoming::Stdin(bytes) => {
                     if let Some(w) = input.as_mut()

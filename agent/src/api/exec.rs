@@ -144,6 +144,20 @@ pub enum Incoming<'a> {
     Ignored,
 }
 
+/// The client's next binary message; `None` once it closed the connection or went away.
+pub(super) async fn next_binary(
+    stream: &mut futures::stream::SplitStream<WebSocket>,
+) -> Option<axum::body::Bytes> {
+    while let Some(msg) = stream.next().await {
+        match msg {
+            Ok(Message::Binary(d)) => return Some(d),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+    None
+}
+
 /// Reads one binary message of the channel protocol.
 pub fn incoming(data: &[u8], v5: bool) -> Incoming<'_> {
     match data.split_first() {
@@ -385,12 +399,7 @@ async fn session(socket: WebSocket, cmd: std::process::Command, opts: ExecOption
         };
     // The client's messages, until it goes away: stdin, its end, resizes.
     let from_client = async {
-        while let Some(msg) = stream.next().await {
-            let data = match msg {
-                Ok(Message::Binary(d)) => d,
-                Ok(Message::Close(_)) | Err(_) => return,
-                Ok(_) => continue,
-            };
+        while let Some(data) = next_binary(&mut stream).await {
             match incoming(&data, v5) {
                 Incoming::Stdin(bytes) => {
                     if let Some(w) = input.as_mut()

@@ -1094,9 +1094,8 @@ fn track_update(
     now: &str,
     subresource: Option<&str>,
 ) {
-    if let Some(all) = &opts.managed {
-        obj["metadata"]["managedFields"] = Value::Array(all.clone());
-        return;
+    if opts.managed.is_some() {
+        return record_manager(obj, opts, now, subresource);
     }
     let who = crate::manifest::managed::Updater {
         manager: &opts.field_manager,
