@@ -7,9 +7,10 @@
 //! different value (a conflict) unless forced, which moves the field to the applier. Updates
 //! (every other write) give their writer the fields they changed, taken from the others.
 //!
-//! Which list is keyed by what comes from the same table as strategic merge patch
-//! ([`super::strategic::PATCH_META`]): containers and env by `name`, ports by
-//! `containerPort`, finalizers as a set; other lists are atomic (owned whole). Pure functions
+//! Which list is keyed by what comes from the same tables as strategic merge patch
+//! ([`super::strategic::PATCH_META`], [`super::strategic::LIST_MAP_KEYS`]): containers and
+//! env by `name`, a container's ports by `containerPort` and `protocol` (TCP when left out),
+//! finalizers as a set; other lists are atomic (owned whole). Pure functions
 //! of data.
 
 use std::collections::BTreeSet;
@@ -17,7 +18,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 use super::schema::Schemas;
-use super::strategic::At;
+use super::strategic::{At, Keys, key_default};
 
 /// One step of a field path, in fieldsV1's spelling (`f:spec`, `k:{"name":"web"}`, `v:"x"`).
 pub type Step = String;
@@ -36,7 +37,7 @@ pub fn fields_of(schemas: &Schemas, root: Option<&str>, obj: &Value) -> FieldSet
     let Value::Object(m) = obj else {
         return FieldSet(out);
     };
-    let at = At::root(schemas, root);
+    let at = At::root(schemas, root, true);
     let mut top = m.clone();
     for k in ["apiVersion", "kind", "status"] {
         top.remove(k);
@@ -82,16 +83,17 @@ fn walk_map(m: &Map<String, Value>, at: At, prefix: &mut Path, out: &mut BTreeSe
             }
             Value::Array(items) if f.merges() => {
                 for e in items {
-                    let step = match (f.key, e) {
-                        (Some(key), Value::Object(em)) => match em.get(key) {
-                            Some(id) => key_step(key, id),
-                            None => continue,
+                    let (step, fields) = match (f.key, e) {
+                        (Keys::Set, e) => (value_step(e), None),
+                        (key, Value::Object(em)) => match key.id(em) {
+                            Ok(id) => (format!("k:{}", Value::Object(id)), Some(em)),
+                            Err(_) => continue,
                         },
-                        _ => value_step(e),
+                        (_, e) => (value_step(e), None),
                     };
                     prefix.push(step);
                     out.insert(prefix.clone());
-                    if let (Some(_), Value::Object(em)) = (f.key, e) {
+                    if let Some(em) = fields {
                         walk_map(em, at.to(f.of), prefix, out);
                     }
                     prefix.pop();
@@ -104,12 +106,6 @@ fn walk_map(m: &Map<String, Value>, at: At, prefix: &mut Path, out: &mut BTreeSe
         }
         prefix.pop();
     }
-}
-
-fn key_step(key: &str, id: &Value) -> Step {
-    let mut m = Map::new();
-    m.insert(key.to_string(), id.clone());
-    format!("k:{}", Value::Object(m))
 }
 
 fn value_step(v: &Value) -> Step {
@@ -211,9 +207,11 @@ fn step_into<'a>(v: &'a Value, s: &str) -> Option<&'a Value> {
     let items = v.as_array()?;
     if let Some(k) = s.strip_prefix("k:") {
         let want: Map<String, Value> = serde_json::from_str(k).ok()?;
-        return items
-            .iter()
-            .find(|e| want.iter().all(|(k, x)| e.get(k) == Some(x)));
+        // A key field the element leaves out is at its default (`protocol`: TCP).
+        return items.iter().find(|e| {
+            want.iter()
+                .all(|(k, x)| e.get(k).cloned().or_else(|| key_default(k)).as_ref() == Some(x))
+        });
     }
     let want: Value = serde_json::from_str(s.strip_prefix("v:")?).ok()?;
     items.iter().find(|e| **e == want)
@@ -409,7 +407,7 @@ pub fn apply(
             meta.remove("resourceVersion");
         }
     }
-    super::strategic::apply(schemas, root, &mut obj, &patch).map_err(|_| Vec::new())?;
+    super::strategic::apply_config(schemas, root, &mut obj, &patch).map_err(|_| Vec::new())?;
     // What this manager applied last time and no longer names goes, unless another owns it.
     let before = entries
         .iter()

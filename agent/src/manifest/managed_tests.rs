@@ -51,7 +51,8 @@ fn the_fields_of_a_config_are_kubernetes_fieldsv1() {
             .any(|q| q.contains(&"f:name".to_string()) && q.len() == 2)
     );
     let web = r#"k:{"name":"web"}"#;
-    let c80 = r#"k:{"containerPort":80}"#;
+    // Keyed by number and protocol, as Kubernetes keys them: TCP when left out.
+    let c80 = r#"k:{"containerPort":80,"protocol":"TCP"}"#;
     let v1 = f.to_v1();
     assert_eq!(
         v1["f:spec"]["f:template"]["f:spec"]["f:containers"][web],
@@ -73,6 +74,46 @@ fn the_fields_of_a_config_are_kubernetes_fieldsv1() {
             "f:image"
         ])),
         r#".spec.template.spec.containers[name="web"].image"#
+    );
+}
+
+const SERVICE: Option<&str> = Some("io.k8s.api.core.v1.Service");
+
+fn dns(ports: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dns"},
+        "spec": {"selector": {"app": "dns"}, "ports": ports}})
+}
+
+#[test]
+fn ports_of_one_number_and_two_protocols_are_two_elements() {
+    let both = dns(json!([
+        {"name": "dns", "port": 53, "protocol": "UDP"},
+        {"name": "dns-tcp", "port": 53}
+    ]));
+    let made = apply(schemas(), SERVICE, None, &both, &who("kubectl", false)).unwrap();
+    assert_eq!(made["spec"]["ports"], both["spec"]["ports"], "both kept");
+    let v1 = &made["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:ports"];
+    assert!(v1[r#"k:{"port":53,"protocol":"UDP"}"#]["f:name"].is_object());
+    assert!(v1[r#"k:{"port":53,"protocol":"TCP"}"#]["f:name"].is_object());
+    // Another applier's TCP port of the same number is its own element, no conflict.
+    let mine = dns(json!([{"name": "alt", "port": 53, "protocol": "SCTP"}]));
+    let after = apply(schemas(), SERVICE, Some(&made), &mine, &who("other", false)).unwrap();
+    assert_eq!(after["spec"]["ports"].as_array().unwrap().len(), 3);
+    // The same element by its defaulted key: the UDP one is left alone, the TCP one renamed
+    // is a conflict with its owner, named as kube-apiserver names it.
+    let renamed = dns(json!([{"name": "x", "port": 53, "protocol": "TCP"}]));
+    let c = apply(
+        schemas(),
+        SERVICE,
+        Some(&made),
+        &renamed,
+        &who("other", false),
+    )
+    .unwrap_err();
+    assert_eq!(c.len(), 1);
+    assert_eq!(
+        display(&c[0].path),
+        r#".spec.ports[port=53,protocol="TCP"].name"#
     );
 }
 

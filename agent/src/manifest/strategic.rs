@@ -212,15 +212,56 @@ pub const PATCH_META: &[(&str, &str, &str, Option<&str>)] = &[
     ),
 ];
 
-/// Writes [`PATCH_META`] into the definitions as Kubernetes' OpenAPI spells it.
+/// The lists server-side apply keys by more than their strategic merge key
+/// (`+listType=map` with several `+listMapKey` tags in k8s.io/api): a container's or a
+/// Service's two ports of one number, TCP and UDP (DNS on 53), are two elements. Every other
+/// merged list is keyed for apply as [`PATCH_META`] keys it for patches.
+pub const LIST_MAP_KEYS: &[(&str, &str, &[&str])] = &[
+    (
+        "io.k8s.api.core.v1.Container",
+        "ports",
+        &["containerPort", "protocol"],
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "ports",
+        &["containerPort", "protocol"],
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceSpec",
+        "ports",
+        &["port", "protocol"],
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "topologySpreadConstraints",
+        &["topologyKey", "whenUnsatisfiable"],
+    ),
+];
+
+/// Defaults Kubernetes' OpenAPI documents give key fields (`+default=`), which an element
+/// that leaves the field out is keyed by (structured-merge-diff reads them so).
+pub const KEY_DEFAULTS: &[(&str, &str, &str)] = &[
+    ("io.k8s.api.core.v1.ContainerPort", "protocol", "TCP"),
+    ("io.k8s.api.core.v1.ServicePort", "protocol", "TCP"),
+];
+
+/// Writes [`PATCH_META`], [`LIST_MAP_KEYS`] and the key fields' defaults into the
+/// definitions as Kubernetes' OpenAPI spells them.
 pub fn annotate(defs: &mut Map<String, Value>) {
+    for (def, field, keys) in LIST_MAP_KEYS {
+        if let Some(p) = property(defs, def, field) {
+            p.insert("x-kubernetes-list-type".into(), "map".into());
+            p.insert("x-kubernetes-list-map-keys".into(), (*keys).into());
+        }
+    }
+    for (def, field, default) in KEY_DEFAULTS {
+        if let Some(p) = property(defs, def, field) {
+            p.insert("default".into(), (*default).into());
+        }
+    }
     for (def, field, strategy, key) in PATCH_META {
-        let Some(p) = defs
-            .get_mut(*def)
-            .and_then(|d| d.get_mut("properties"))
-            .and_then(|p| p.get_mut(*field))
-            .and_then(Value::as_object_mut)
-        else {
+        let Some(p) = property(defs, def, field) else {
             continue;
         };
         p.insert("x-kubernetes-patch-strategy".into(), (*strategy).into());
@@ -228,6 +269,17 @@ pub fn annotate(defs: &mut Map<String, Value>) {
             p.insert("x-kubernetes-patch-merge-key".into(), (*k).into());
         }
     }
+}
+
+fn property<'a>(
+    defs: &'a mut Map<String, Value>,
+    def: &str,
+    field: &str,
+) -> Option<&'a mut Map<String, Value>> {
+    defs.get_mut(def)?
+        .get_mut("properties")?
+        .get_mut(field)?
+        .as_object_mut()
 }
 
 /// A patch the rules refuse, in kube-apiserver's words where it has them.
@@ -241,13 +293,74 @@ pub struct PatchError(pub String);
 pub(crate) struct At<'a> {
     schemas: &'a Schemas,
     def: Option<&'a Value>,
+    /// Lists keyed as server-side apply keys them ([`LIST_MAP_KEYS`]), not as patches do.
+    apply: bool,
+}
+
+/// What identifies an element of a merged list: one merge key, several (server-side apply's
+/// list-map keys, a missing one at its default), or nothing (a
+/// set of plain values).
+#[derive(Clone, Copy)]
+pub(crate) enum Keys<'a> {
+    Set,
+    One(&'a str),
+    Many(&'a [Value]),
+}
+
+/// The default of a list-map key field an element leaves out ([`KEY_DEFAULTS`]; every key
+/// field with a default is a `protocol`, so the name tells).
+pub fn key_default(field: &str) -> Option<Value> {
+    KEY_DEFAULTS
+        .iter()
+        .find(|(_, f, _)| *f == field)
+        .map(|(_, _, d)| Value::from(*d))
+}
+
+impl<'a> Keys<'a> {
+    /// The element's identity, as fieldsV1's `k:` step spells it: its key fields (a missing
+    /// one at its default). Err names the key it lacks.
+    pub fn id(&self, e: &Map<String, Value>) -> Result<Map<String, Value>, &'a str> {
+        let mut id = Map::new();
+        match *self {
+            Keys::Set => {}
+            Keys::One(k) => {
+                id.insert(k.into(), e.get(k).ok_or(k)?.clone());
+            }
+            Keys::Many(keys) => {
+                for k in keys.iter().filter_map(Value::as_str) {
+                    let v = e.get(k).cloned().or_else(|| key_default(k)).ok_or(k)?;
+                    id.insert(k.into(), v);
+                }
+            }
+        }
+        Ok(id)
+    }
+
+    /// Whether `e` is the element `id` names.
+    pub fn is(&self, e: &Value, id: &Map<String, Value>) -> bool {
+        e.as_object()
+            .and_then(|m| self.id(m).ok())
+            .is_some_and(|i| i == *id)
+    }
+
+    fn names(&self) -> String {
+        match self {
+            Keys::Set => String::new(),
+            Keys::One(k) => (*k).to_string(),
+            Keys::Many(keys) => keys
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
 }
 
 /// What a field of a definition is: its strategy, merge key, and the definition of its
 /// value (of its elements, for a list).
 pub(crate) struct Field<'a> {
     pub strategy: &'a str,
-    pub key: Option<&'a str>,
+    pub key: Keys<'a>,
     pub of: Option<&'a Value>,
     /// A map of arbitrary keys (labels, data), not a struct.
     pub map: bool,
@@ -262,10 +375,11 @@ impl Field<'_> {
 
 impl<'a> At<'a> {
     /// The root of a document of the definition `root` (None: no schema).
-    pub fn root(schemas: &'a Schemas, root: Option<&str>) -> At<'a> {
+    pub fn root(schemas: &'a Schemas, root: Option<&str>, apply: bool) -> At<'a> {
         At {
             schemas,
             def: root.and_then(|r| schemas.defs.get(r)),
+            apply,
         }
     }
 
@@ -278,9 +392,13 @@ impl<'a> At<'a> {
             .and_then(|p| p.get("x-kubernetes-patch-strategy"))
             .and_then(Value::as_str)
             .unwrap_or("");
-        let key = p
+        let one = p
             .and_then(|p| p.get("x-kubernetes-patch-merge-key"))
             .and_then(Value::as_str);
+        let many = p
+            .filter(|_| self.apply)
+            .and_then(|p| p.get("x-kubernetes-list-map-keys"))
+            .and_then(Value::as_array);
         let target = p.map(|p| p.get("items").unwrap_or(p));
         // A `$ref`, alone or as the one member of an `allOf` (beside a description).
         let of = target
@@ -297,6 +415,11 @@ impl<'a> At<'a> {
         let map = p
             .and_then(|p| p.get("additionalProperties"))
             .is_some_and(Value::is_object);
+        let key = match (many, one) {
+            (Some(keys), _) => Keys::Many(keys),
+            (None, Some(k)) => Keys::One(k),
+            (None, None) => Keys::Set,
+        };
         Field {
             strategy,
             key,
@@ -306,10 +429,7 @@ impl<'a> At<'a> {
     }
 
     pub fn to(&self, def: Option<&'a Value>) -> At<'a> {
-        At {
-            schemas: self.schemas,
-            def,
-        }
+        At { def, ..*self }
     }
 }
 
@@ -326,14 +446,25 @@ pub fn apply(
     doc: &mut Value,
     patch: &Value,
 ) -> Result<(), PatchError> {
+    merge(At::root(schemas, root, false), doc, patch)
+}
+
+/// Merges a server-side apply configuration into `doc` as [`apply`] merges a patch, with
+/// lists keyed by their list-map keys ([`LIST_MAP_KEYS`]).
+pub(crate) fn apply_config(
+    schemas: &Schemas,
+    root: Option<&str>,
+    doc: &mut Value,
+    config: &Value,
+) -> Result<(), PatchError> {
+    merge(At::root(schemas, root, true), doc, config)
+}
+
+fn merge(at: At, doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
     let Value::Object(p) = patch else {
         return Err(PatchError(
             "a strategic merge patch must be a JSON object".into(),
         ));
-    };
-    let at = At {
-        schemas,
-        def: root.and_then(|r| schemas.defs.get(r)),
     };
     let original = match doc {
         Value::Object(m) => m.clone(),
@@ -453,7 +584,7 @@ fn merge_list(
     mut original: Vec<Value>,
     patch: &[Value],
     field: &str,
-    key: Option<&str>,
+    key: Keys,
     at: At,
 ) -> Result<Vec<Value>, PatchError> {
     if patch
@@ -462,7 +593,7 @@ fn merge_list(
     {
         return strip_list(patch, at);
     }
-    let Some(key) = key else {
+    if let Keys::Set = key {
         // A set of plain values: the patch's values join the list, each once.
         for e in patch {
             if e.is_object() {
@@ -479,18 +610,17 @@ fn merge_list(
     for e in patch {
         let Value::Object(m) = e else {
             return Err(PatchError(format!(
-                "{field}: an element must be an object with the merge key {key:?}, not {e}"
+                "{field}: an element must be an object with the merge key {:?}, not {e}",
+                key.names()
             )));
         };
-        let Some(id) = m.get(key) else {
-            return Err(PatchError(format!(
-                "map: {e} does not contain declared merge key: {key}"
-            )));
-        };
-        let pos = original.iter().position(|o| o.get(key) == Some(id));
+        let id = key.id(m).map_err(|k| {
+            PatchError(format!("map: {e} does not contain declared merge key: {k}"))
+        })?;
+        let pos = original.iter().position(|o| key.is(o, &id));
         match m.get(PATCH).and_then(Value::as_str) {
             Some("delete") => {
-                original.retain(|o| o.get(key) != Some(id));
+                original.retain(|o| !key.is(o, &id));
             }
             _ => match pos {
                 Some(i) => {
@@ -507,11 +637,12 @@ fn merge_list(
 }
 
 /// Puts the elements `order` names first, in its order; the others keep theirs, after them.
-fn reorder(list: &mut [Value], order: &[Value], key: Option<&str>) {
+fn reorder(list: &mut [Value], order: &[Value], key: Keys) {
     let id = |e: &Value| -> Value {
-        match key {
-            Some(k) => e.get(k).cloned().unwrap_or(Value::Null),
-            None => e.clone(),
+        match (key, e) {
+            (Keys::Set, e) => e.clone(),
+            (_, Value::Object(m)) => key.id(m).map(Value::Object).unwrap_or(Value::Null),
+            _ => Value::Null,
         }
     };
     let rank = |e: &Value| {
@@ -567,6 +698,29 @@ mod tests {
                     "{def}.{field}: no {k} in its elements"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn every_list_map_key_and_key_default_is_a_field_of_its_definition() {
+        for (def, field, keys) in LIST_MAP_KEYS {
+            let p = &schemas().defs[*def]["properties"][*field];
+            assert_eq!(
+                p["x-kubernetes-list-map-keys"],
+                json!(keys),
+                "{def}.{field}"
+            );
+            let item = p["items"]["$ref"].as_str().unwrap();
+            let item = &schemas().defs[item.strip_prefix(REF_PREFIX).unwrap()];
+            for k in *keys {
+                assert!(item["properties"][*k].is_object(), "{def}.{field}: no {k}");
+            }
+        }
+        for (def, field, default) in KEY_DEFAULTS {
+            assert_eq!(
+                schemas().defs[*def]["properties"][*field]["default"],
+                *default
+            );
         }
     }
 

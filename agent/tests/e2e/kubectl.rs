@@ -907,6 +907,38 @@ fn server_side_apply_owns_fields_conflicts_and_forces() {
     ]);
     let d = json_of(&a, &["get", "deployment", "web"]);
     assert_eq!(d["metadata"]["labels"]["team"], "edge", "{d:#}");
+
+    // A Service's DNS ports, one number over UDP and TCP (left out: TCP), are two elements
+    // keyed by port and protocol; applying again changes nothing.
+    let dns = manifest(
+        &a,
+        "dns.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: dns}\nspec:\n  selector: {app: dns}\n  ports:\n  - {name: dns, port: 53, protocol: UDP}\n  - {name: dns-tcp, port: 53}\n",
+    );
+    for _ in 0..2 {
+        a.kubectl_ok(&["apply", "--server-side", "-f", &dns]);
+        let s = json_of(&a, &["get", "service", "dns", "--show-managed-fields"]);
+        let ports: Vec<(Value, Value)> = s["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].clone(), p["protocol"].clone()))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                (json!("dns"), json!("UDP")),
+                (json!("dns-tcp"), json!("TCP"))
+            ],
+            "{s:#}"
+        );
+        let owned = &s["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:ports"];
+        assert!(
+            owned[r#"k:{"port":53,"protocol":"UDP"}"#].is_object()
+                && owned[r#"k:{"port":53,"protocol":"TCP"}"#].is_object(),
+            "{s:#}"
+        );
+    }
 }
 
 /// The verbs that send a strategic merge patch: apply of a changed file (a list element
