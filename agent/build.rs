@@ -8,7 +8,10 @@
 
 use std::path::PathBuf;
 
-use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
+use k8s_openapi::api::{
+    apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz, batch::v1 as batch,
+    core::v1 as core,
+};
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 
 fn main() {
@@ -24,6 +27,9 @@ fn main() {
     g.subschema_for::<batch::Job>();
     g.subschema_for::<core::Node>();
     g.subschema_for::<core::Event>();
+    g.subschema_for::<authz::SelfSubjectAccessReview>();
+    g.subschema_for::<authz::SelfSubjectRulesReview>();
+    g.subschema_for::<authn::SelfSubjectReview>();
     let defs = g.take_definitions(true);
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     std::fs::write(

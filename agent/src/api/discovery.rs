@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::ApiError;
-use crate::manifest::kinds::{KINDS, KindInfo};
+use crate::manifest::kinds::{KINDS, KindInfo, REVIEWS};
 
 /// The Kubernetes version served: the one of the k8s-openapi types objects are checked
 /// against (its `v1_31` feature). kubectl 1.32 sends protobuf bodies to a 1.32 server, which
@@ -111,9 +111,13 @@ pub async fn api_versions(headers: HeaderMap) -> Response {
         .into_response()
 }
 
+/// Every served kind, stored ones and reviews.
+fn served() -> impl Iterator<Item = &'static KindInfo> {
+    KINDS.iter().chain(REVIEWS)
+}
+
 fn groups() -> Vec<&'static str> {
-    let mut g: Vec<&str> = KINDS
-        .iter()
+    let mut g: Vec<&str> = served()
         .map(KindInfo::group)
         .filter(|g| !g.is_empty())
         .collect();
@@ -163,11 +167,12 @@ struct Subresource {
 }
 
 fn resources(group_version: &str) -> Vec<Resource> {
-    KINDS
-        .iter()
+    served()
         .filter(|k| k.api_version == group_version)
         .map(|k| {
-            let verbs = if k.user_writable {
+            let verbs = if REVIEWS.contains(k) {
+                vec!["create"]
+            } else if k.user_writable {
                 vec![
                     "create",
                     "delete",
@@ -263,7 +268,7 @@ pub async fn group_resources(
     Path((group, version)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let gv = format!("{group}/{version}");
-    if !KINDS.iter().any(|k| k.api_version == gv) {
+    if !served().any(|k| k.api_version == gv) {
         return Err(ApiError::NoRoute(format!("/apis/{gv}")));
     }
     Ok(Json(resource_list(&gv)))

@@ -24,6 +24,7 @@ pub mod patch;
 pub mod path;
 pub mod pods;
 pub mod portforward;
+pub mod review;
 pub mod services;
 pub mod spdy;
 pub mod table;
@@ -243,6 +244,18 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi/v2", get(openapi::v2))
         .route("/openapi/v3", get(openapi::v3_index))
         .route("/openapi/v3/{*rest}", get(openapi::v3_document_at))
+        .route(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            post(review::access_review),
+        )
+        .route(
+            "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+            post(review::rules_review),
+        )
+        .route(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            post(review::self_review),
+        )
         .route("/apis/flotilla.io/v1/apply", post(apply::apply))
         .route(
             "/apis/flotilla.io/v1/images",

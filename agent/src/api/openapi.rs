@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::ApiError;
-use crate::manifest::kinds::{KINDS, KindInfo};
+use crate::manifest::kinds::{KINDS, KindInfo, REVIEWS};
 use crate::manifest::schema::{self, REF_PREFIX};
 
 /// Query parameters, as kube-apiserver documents them, by the operations that take them.
@@ -131,6 +131,15 @@ fn kind_paths(k: &KindInfo, def: Option<&str>, paths: &mut Map<String, Value>) {
         v
     };
     let mut collection = Map::new();
+    if REVIEWS.contains(k) {
+        // Created and answered, nothing else.
+        collection.insert(
+            "post".into(),
+            op(k, "post", with(write_params(), &scope), def),
+        );
+        paths.insert(base, Value::Object(collection));
+        return;
+    }
     collection.insert(
         "get".into(),
         op(k, "list", with(list_params(), &scope), def),
@@ -229,6 +238,7 @@ fn info() -> Value {
 fn v3_document(group_version: &str) -> Option<Value> {
     let kinds: Vec<&KindInfo> = KINDS
         .iter()
+        .chain(REVIEWS)
         .filter(|k| k.api_version == group_version)
         .collect();
     if kinds.is_empty() {
@@ -263,7 +273,7 @@ impl Doc {
 
 /// The v3 documents by their path under `/openapi/v3/` (`api/v1`, `apis/apps/v1`).
 static V3: LazyLock<BTreeMap<String, Doc>> = LazyLock::new(|| {
-    let mut gvs: Vec<&str> = KINDS.iter().map(|k| k.api_version).collect();
+    let mut gvs: Vec<&str> = KINDS.iter().chain(REVIEWS).map(|k| k.api_version).collect();
     gvs.sort();
     gvs.dedup();
     gvs.into_iter()
@@ -279,7 +289,7 @@ static V3: LazyLock<BTreeMap<String, Doc>> = LazyLock::new(|| {
 });
 
 static V2: LazyLock<Doc> = LazyLock::new(|| {
-    let all: Vec<&KindInfo> = KINDS.iter().collect();
+    let all: Vec<&KindInfo> = KINDS.iter().chain(REVIEWS).collect();
     let s = schema::schemas();
     let mut paths = Map::new();
     for k in &all {
@@ -414,7 +424,16 @@ mod tests {
     #[test]
     fn every_group_version_has_a_document_with_its_kinds() {
         let paths: Vec<&String> = V3.keys().collect();
-        assert_eq!(paths, ["api/v1", "apis/apps/v1", "apis/batch/v1"]);
+        assert_eq!(
+            paths,
+            [
+                "api/v1",
+                "apis/apps/v1",
+                "apis/authentication.k8s.io/v1",
+                "apis/authorization.k8s.io/v1",
+                "apis/batch/v1"
+            ]
+        );
         let d: Value = serde_json::from_slice(&V3["apis/apps/v1"].bytes).unwrap();
         let deploy = &d["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"];
         assert_eq!(

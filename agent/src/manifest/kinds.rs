@@ -172,6 +172,39 @@ pub const KINDS: &[KindInfo] = &[
     },
 ];
 
+/// Kinds that are created and answered, never stored or listed (verb `create` only): who the
+/// caller is and what it may do (`api/review.rs`). Discovery lists them beside [`KINDS`];
+/// apply does not take them.
+pub const REVIEWS: &[KindInfo] = &[
+    KindInfo {
+        kind: "SelfSubjectAccessReview",
+        api_version: "authorization.k8s.io/v1",
+        plural: "selfsubjectaccessreviews",
+        namespaced: false,
+        subresources: &[],
+        schema: "io.k8s.api.authorization.v1.SelfSubjectAccessReview",
+        ..ROW
+    },
+    KindInfo {
+        kind: "SelfSubjectRulesReview",
+        api_version: "authorization.k8s.io/v1",
+        plural: "selfsubjectrulesreviews",
+        namespaced: false,
+        subresources: &[],
+        schema: "io.k8s.api.authorization.v1.SelfSubjectRulesReview",
+        ..ROW
+    },
+    KindInfo {
+        kind: "SelfSubjectReview",
+        api_version: "authentication.k8s.io/v1",
+        plural: "selfsubjectreviews",
+        namespaced: false,
+        subresources: &[],
+        schema: "io.k8s.api.authentication.v1.SelfSubjectReview",
+        ..ROW
+    },
+];
+
 /// Finds a kind by its `kind` name (`Deployment`).
 pub fn by_kind(kind: &str) -> Option<&'static KindInfo> {
     KINDS.iter().find(|k| k.kind == kind)

@@ -611,6 +611,63 @@ fn get_all_lists_the_all_category() {
     assert!(!out.contains("configmap"), "{out}");
 }
 
+/// `kubectl auth can-i`, `can-i --list` and `whoami` read the reviews: the cluster's token is
+/// its administrator, so every question is a yes, and a malformed review is refused.
+#[test]
+fn auth_can_i_and_whoami_answer_for_the_administrator() {
+    let a = Agent::start();
+    assert_eq!(
+        a.kubectl_ok(&["auth", "can-i", "delete", "pods", "-n", "prod"])
+            .trim(),
+        "yes"
+    );
+    assert_eq!(
+        a.kubectl_ok(&[
+            "auth",
+            "can-i",
+            "create",
+            "deployments.apps",
+            "--subresource=scale"
+        ])
+        .trim(),
+        "yes"
+    );
+    assert_eq!(
+        a.kubectl_ok(&["auth", "can-i", "get", "/healthz"]).trim(),
+        "yes"
+    );
+    let list = a.kubectl_ok(&["auth", "can-i", "--list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("*.*") && l.contains("[*]")),
+        "{list}"
+    );
+    let who = a.kubectl_ok(&["auth", "whoami", "-o", "json"]);
+    let who: Value = serde_json::from_str(&who).unwrap();
+    assert_eq!(who["status"]["userInfo"]["username"], "admin", "{who:#}");
+    assert!(
+        who["status"]["userInfo"]["groups"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("system:masters"))
+    );
+    // A review that asks nothing is refused by its field, as kube-apiserver refuses it.
+    // (`--validate=false`: kubectl looks for a kind without PATCH in the protobuf OpenAPI v2
+    // document, which is not served.)
+    let review = manifest(
+        &a,
+        "review.yaml",
+        "apiVersion: authorization.k8s.io/v1\nkind: SelfSubjectAccessReview\nspec: {}\n",
+    );
+    let out = a.kubectl(&["create", "--validate=false", "-f", &review]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("spec.resourceAttributes"),
+        "{}",
+        text(&out)
+    );
+}
+
 /// Whether everything `want` says is in `got` (which may add defaults and status).
 fn within(want: &Value, got: &Value, path: &str) -> Result<(), String> {
     match (want, got) {
