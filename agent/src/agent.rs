@@ -83,6 +83,11 @@ pub struct Config {
     /// a rollout). Bounded by the pod's termination grace period.
     #[arg(long, default_value_t = 2, value_name = "SECONDS")]
     pub endpoint_drain: u64,
+    /// Seconds between readings of the node's and its containers' CPU and memory, the
+    /// resource metrics `kubectl top` shows (metrics-server's `--metric-resolution`); 0 turns
+    /// sampling off.
+    #[arg(long, default_value_t = 15, value_name = "SECONDS")]
+    pub metrics_resolution: u64,
     /// Learners the leader keeps beyond the voters, ready to replace one; further nodes pull
     /// the log from peers (found by gossip), so the voters' load does not grow with the fleet.
     /// The leader's value applies: give every node the same.
@@ -523,6 +528,12 @@ impl Agent {
             net,
             endpoint_drain: Duration::from_secs(a.endpoint_drain),
         };
+        let metrics =
+            crate::node::metrics::Metrics::new(&node, Duration::from_secs(a.metrics_resolution));
+        tasks.spawn(
+            crate::node::metrics::sample(metrics.clone(), pods_node.runtime.clone(), stop.clone())
+                .instrument(tracing::info_span!("metrics", node = %node)),
+        );
         let state = ApiState::new(
             store.clone(),
             &identity.api_token,
@@ -531,6 +542,7 @@ impl Agent {
             images_dir,
             pods_node.clone(),
         )
+        .with_metrics(metrics)
         .with_unreachable(unreachable.clone())
         .with_peers(&identity.ca_pem)?
         .with_voters(quorum.roles())

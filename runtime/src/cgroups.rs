@@ -199,6 +199,9 @@ pub struct Usage {
     pub cpu_ns: u64,
     /// Memory charged now, in bytes.
     pub memory_bytes: u64,
+    /// The working set: memory charged less the page cache the kernel may take back at once
+    /// (inactive file pages), as cAdvisor and the kubelet count it, and `kubectl top` shows.
+    pub working_set_bytes: u64,
     /// Processes and threads now.
     pub pids: u64,
 }
@@ -228,12 +231,30 @@ pub fn usage(path: &str) -> Usage {
         Layout::V1 => read_u64(dir("memory", path).join("memory.usage_in_bytes")),
     }
     .unwrap_or(0);
+    let inactive_file = fs::read_to_string(dir("memory", path).join("memory.stat"))
+        .ok()
+        .and_then(|s| {
+            let key = match layout() {
+                Layout::V2 => "inactive_file ",
+                // v1: the hierarchy's figure, children included, as memory.usage_in_bytes is.
+                Layout::V1 => "total_inactive_file ",
+            };
+            stat_field(&s, key)
+        })
+        .unwrap_or(0);
     let pids = read_u64(dir("pids", path).join("pids.current")).unwrap_or(0);
     Usage {
         cpu_ns,
         memory_bytes,
+        working_set_bytes: memory_bytes.saturating_sub(inactive_file),
         pids,
     }
+}
+
+/// A `key value` line's value of a cgroup's stat file.
+fn stat_field(stat: &str, key: &str) -> Option<u64> {
+    stat.lines()
+        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
 }
 
 #[cfg(test)]

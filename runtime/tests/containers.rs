@@ -76,6 +76,10 @@ fn usage_is_read_back_from_the_cgroup() {
     }
     assert!(u.cpu_ns > 1_000_000, "at least a millisecond of CPU: {u:?}");
     assert!(u.memory_bytes > 1 << 20, "some memory charged: {u:?}");
+    assert!(
+        u.working_set_bytes > 1 << 20 && u.working_set_bytes <= u.memory_bytes,
+        "the 4 MB string is in the working set, and the set within what is charged: {u:?}"
+    );
     assert!(u.pids >= 3, "the shell and its sleeps: {u:?}");
     n.rt.delete(&s.id, &s.cgroup_path).unwrap();
     assert_eq!(

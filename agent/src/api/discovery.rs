@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::ApiError;
-use crate::manifest::kinds::{KINDS, KindInfo, REVIEWS};
+use crate::manifest::kinds::{KINDS, KindInfo, METRICS, REVIEWS};
 
 /// The Kubernetes version served: the one of the k8s-openapi types objects are checked
 /// against (its `v1_31` feature). kubectl 1.32 sends protobuf bodies to a 1.32 server, which
@@ -58,6 +58,7 @@ fn aggregated(groups: Vec<Value>) -> Response {
 
 /// One group's aggregated discovery: its one version and every resource served in it.
 fn group_discovery(group: &str, group_version: &str) -> Value {
+    let version = group_version.rsplit('/').next().unwrap_or(group_version);
     let resources: Vec<Value> = resources(group_version)
         .iter()
         .map(|r| {
@@ -66,7 +67,7 @@ fn group_discovery(group: &str, group_version: &str) -> Value {
             };
             let mut v = json!({
                 "resource": r.name,
-                "responseKind": kind(group, "v1", r.kind),
+                "responseKind": kind(group, version, r.kind),
                 "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
                 "singularResource": r.singular,
                 "verbs": r.verbs,
@@ -95,7 +96,7 @@ fn group_discovery(group: &str, group_version: &str) -> Value {
         .collect();
     let mut g = json!({
         "metadata": {},
-        "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}],
+        "versions": [{"version": version, "resources": resources, "freshness": "Current"}],
     });
     if !group.is_empty() {
         g["metadata"]["name"] = json!(group);
@@ -111,15 +112,16 @@ pub async fn api_versions(headers: HeaderMap) -> Response {
         .into_response()
 }
 
-/// Every served kind, stored ones and reviews.
+/// Every served kind: stored ones, reviews and metrics.
 fn served() -> impl Iterator<Item = &'static KindInfo> {
-    KINDS.iter().chain(REVIEWS)
+    KINDS.iter().chain(REVIEWS).chain(METRICS)
 }
 
-fn groups() -> Vec<&'static str> {
-    let mut g: Vec<&str> = served()
-        .map(KindInfo::group)
-        .filter(|g| !g.is_empty())
+/// The named API groups, each with its one version.
+fn groups() -> Vec<(&'static str, &'static str)> {
+    let mut g: Vec<(&str, &str)> = served()
+        .map(|k| (k.group(), k.version()))
+        .filter(|(g, _)| !g.is_empty())
         .collect();
     g.sort();
     g.dedup();
@@ -131,14 +133,14 @@ pub async fn api_groups(headers: HeaderMap) -> Response {
         return aggregated(
             groups()
                 .into_iter()
-                .map(|g| group_discovery(g, &format!("{g}/v1")))
+                .map(|(g, v)| group_discovery(g, &format!("{g}/{v}")))
                 .collect(),
         );
     }
     let groups: Vec<Value> = groups()
         .into_iter()
-        .map(|g| {
-            let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
+        .map(|(g, v)| {
+            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
             json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
         })
         .collect();
@@ -172,6 +174,8 @@ fn resources(group_version: &str) -> Vec<Resource> {
         .map(|k| {
             let verbs = if REVIEWS.contains(k) {
                 vec!["create"]
+            } else if METRICS.contains(k) {
+                vec!["get", "list"]
             } else if k.user_writable {
                 vec![
                     "create",

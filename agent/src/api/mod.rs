@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod error;
 pub mod exec;
 pub mod images;
+pub mod metrics;
 pub mod objects;
 pub mod openapi;
 pub mod options;
@@ -77,6 +78,8 @@ pub struct ApiState {
     pub peers: Option<reqwest::Client>,
     /// Every live node's gossiped state, summarised on its Node as `flotilla.io/observed`.
     pub observed: tokio::sync::watch::Receiver<crate::cluster::Observed>,
+    /// This node's resource metrics (`None`: not sampled here).
+    pub metrics: Option<Arc<crate::node::metrics::Metrics>>,
     /// The namespaces' names, as of the revision the Namespaces last changed at: every
     /// create checks its namespace, and namespaces seldom change.
     namespaces: Arc<std::sync::Mutex<Option<NamespaceNames>>>,
@@ -106,6 +109,7 @@ impl ApiState {
             voters: tokio::sync::watch::channel(Default::default()).1,
             peers: None,
             observed: tokio::sync::watch::channel(Default::default()).1,
+            metrics: None,
             namespaces: Default::default(),
         }
     }
@@ -116,6 +120,12 @@ impl ApiState {
         observed: tokio::sync::watch::Receiver<crate::cluster::Observed>,
     ) -> ApiState {
         self.observed = observed;
+        self
+    }
+
+    /// Serves this node's resource metrics.
+    pub fn with_metrics(mut self, metrics: Arc<crate::node::metrics::Metrics>) -> ApiState {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -256,6 +266,21 @@ pub fn router(state: ApiState) -> Router {
             "/apis/authentication.k8s.io/v1/selfsubjectreviews",
             post(review::self_review),
         )
+        .route("/apis/metrics.k8s.io/v1beta1/nodes", get(metrics::nodes))
+        .route(
+            "/apis/metrics.k8s.io/v1beta1/nodes/{name}",
+            get(metrics::node),
+        )
+        .route("/apis/metrics.k8s.io/v1beta1/pods", get(metrics::all_pods))
+        .route(
+            "/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods",
+            get(metrics::pods),
+        )
+        .route(
+            "/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/{name}",
+            get(metrics::pod),
+        )
+        .route("/apis/flotilla.io/v1/metrics/local", get(metrics::local))
         .route("/apis/flotilla.io/v1/apply", post(apply::apply))
         .route(
             "/apis/flotilla.io/v1/images",

@@ -43,7 +43,11 @@ pub async fn elsewhere(s: &ApiState, ns: &str, name: &str) -> Result<Option<Stri
 }
 
 /// The URL of `uri` on the API of `node` (its InternalIP and the port it publishes).
-async fn peer_url(s: &ApiState, node: &str, uri: &axum::http::Uri) -> Result<String, ApiError> {
+pub(crate) async fn peer_url(
+    s: &ApiState,
+    node: &str,
+    uri: &axum::http::Uri,
+) -> Result<String, ApiError> {
     let n: Node = s
         .store
         .get(&crate::store::Key::new("Node", "", node))
@@ -69,7 +73,7 @@ async fn peer_url(s: &ApiState, node: &str, uri: &axum::http::Uri) -> Result<Str
     Ok(format!("https://{ip}:{port}{path}"))
 }
 
-fn peers(s: &ApiState) -> Result<&reqwest::Client, ApiError> {
+pub(crate) fn peers(s: &ApiState) -> Result<&reqwest::Client, ApiError> {
     s.peers
         .as_ref()
         .ok_or_else(|| ApiError::Internal("this node cannot reach other nodes' APIs".into()))

@@ -20,6 +20,7 @@ pub mod reset;
 pub mod rollout;
 pub mod scale;
 pub mod token;
+pub mod top;
 
 use std::path::PathBuf;
 
@@ -59,6 +60,8 @@ pub enum Command {
     Exec(exec::ExecArgs),
     /// Import, list and remove the images of a node.
     Image(image::ImageArgs),
+    /// Show the CPU and memory nodes and pods use now (the resource metrics).
+    Top(top::TopArgs),
     /// Set (key=value) or remove (key-) labels of an object, e.g. a node.
     Label(label::LabelArgs),
     /// Mark a node unschedulable: no new pods go there.
@@ -120,6 +123,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Drain(a) => node::drain(&cfg, a).await,
         Command::Logs(a) => logs::run(&cfg, a).await,
         Command::Exec(a) => exec::run(&cfg, a).await,
+        Command::Top(a) => top::run(&cfg, a).await,
         Command::Reset(a) => reset::run(a),
         Command::Shim(_) => {
             anyhow::bail!("the shim runs before the async runtime starts (see main.rs)")

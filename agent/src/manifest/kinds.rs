@@ -205,6 +205,28 @@ pub const REVIEWS: &[KindInfo] = &[
     },
 ];
 
+/// Kinds measured, not stored: the resource metrics of nodes and pods (`api/metrics.rs`), read
+/// only (`get`, `list`). Discovery lists them beside [`KINDS`].
+pub const METRICS: &[KindInfo] = &[
+    KindInfo {
+        kind: "NodeMetrics",
+        api_version: "metrics.k8s.io/v1beta1",
+        plural: "nodes",
+        namespaced: false,
+        user_writable: false,
+        subresources: &[],
+        ..ROW
+    },
+    KindInfo {
+        kind: "PodMetrics",
+        api_version: "metrics.k8s.io/v1beta1",
+        plural: "pods",
+        user_writable: false,
+        subresources: &[],
+        ..ROW
+    },
+];
+
 /// Finds a kind by its `kind` name (`Deployment`).
 pub fn by_kind(kind: &str) -> Option<&'static KindInfo> {
     KINDS.iter().find(|k| k.kind == kind)

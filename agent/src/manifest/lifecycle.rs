@@ -50,8 +50,12 @@ pub fn encode<T: Object>(o: &T) -> Value {
 }
 
 /// A stored object as its typed form.
+///
+/// Read through `&Value`, the one way the agent decodes a `Value` (bytes decode straight from
+/// the slice): each way instantiates the whole tree of every kind's decoder again, about
+/// 0.4 MB of the binary per way.
 pub fn decode<T: Object>(v: Value) -> Result<T, serde_json::Error> {
-    serde_json::from_value(v)
+    T::deserialize(&v)
 }
 
 /// The reference an Event or a log line names an object by: apiVersion, kind, name,

@@ -285,7 +285,8 @@ pub fn decode_with(mut value: Value, unknown: Unknown) -> (Option<Decoded>, Vec<
     let checked = schema::check(info, &mut value, unknown);
     macro_rules! of {
         ($variant:ident) => {
-            serde_json::from_value(value).map(Manifest::$variant)
+            // Through `&Value`, as `lifecycle::decode`: one decoder per kind, not two.
+            Deserialize::deserialize(&value).map(Manifest::$variant)
         };
     }
     let manifest = match info.kind {

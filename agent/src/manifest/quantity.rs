@@ -7,6 +7,12 @@ pub fn parse_milli(q: &str) -> Result<i64, String> {
     to_int(num * scale * 1000.0, q)
 }
 
+/// Parses a quantity into billionths of its unit (nanocores for CPU), rounding up.
+pub fn parse_nano(q: &str) -> Result<i64, String> {
+    let (num, scale) = split(q)?;
+    to_int(num * scale * 1e9, q)
+}
+
 /// Parses a quantity into whole units (bytes for memory), rounding up.
 pub fn parse_units(q: &str) -> Result<i64, String> {
     let (num, scale) = split(q)?;
@@ -37,6 +43,8 @@ fn split(q: &str) -> Result<(f64, f64), String> {
     let num: f64 = num.parse().map_err(|_| bad())?;
     let scale = match suffix {
         "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
         "m" => 1e-3,
         "k" => 1e3,
         "M" => 1e6,

@@ -19,6 +19,7 @@
 
 pub mod dns;
 pub mod memory;
+pub mod metrics;
 pub mod overlay;
 pub mod pods;
 pub mod services;

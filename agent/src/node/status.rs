@@ -48,7 +48,7 @@ impl HostResources {
     }
 }
 
-fn meminfo_field(meminfo: &str, field: &str) -> Option<u64> {
+pub(crate) fn meminfo_field(meminfo: &str, field: &str) -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)

@@ -559,3 +559,92 @@ fn a_node_renews_its_certificate_and_keeps_talking() {
         has_config_map(&b.nodes[0], "after-renewal")
     });
 }
+
+/// The resource metrics of a 3-node box, read through a node that runs none of the pods:
+/// `kubectl top nodes` shows each node's CPU and memory, `kubectl top pod` a busy pod on
+/// node-3 using CPU, by container too, and `flotilla top` the same figures.
+#[test]
+fn kubectl_top_shows_every_nodes_usage_and_a_busy_pod_from_another_node() {
+    let b = crate::harness::Box::start(3, &["--pod-network", "none", "--metrics-resolution", "1"]);
+    let tar = flotilla_runtime::testing::test_image(b.nodes[2].data_dir());
+    b.nodes[2].ok(&["image", "import", tar.to_str().unwrap()]);
+    let a = &b.nodes[0];
+    a.eventually(30, "3 Ready nodes", || node_ready(a).len() == 3);
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: busy, labels: {app: busy}}\nspec:\n  nodeSelector: {kubernetes.io/hostname: node-3}\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: burn\n    image: flotilla.local/busybox:1\n    command: [sh, -c, 'while :; do :; done']\n";
+    a.ok(&[
+        "apply",
+        "-f",
+        &crate::harness::manifest(a, "busy.yaml", yaml),
+    ]);
+    a.eventually(60, "busy Running", || {
+        a.pod("busy")
+            .is_some_and(|p| p["status"]["phase"] == "Running")
+    });
+
+    let cores = |cell: &str| cell.trim_end_matches('m').parse::<u64>().unwrap_or(0);
+    let mut nodes = String::new();
+    a.eventually(
+        30,
+        "kubectl top nodes shows the three nodes' figures",
+        || {
+            let out = a.kubectl(&["top", "nodes"]);
+            nodes = String::from_utf8_lossy(&out.stdout).into_owned();
+            out.status.success() && nodes.lines().count() == 4 && !nodes.contains("<unknown>")
+        },
+    );
+    let header: Vec<&str> = nodes.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "CPU(cores)", "CPU%", "MEMORY(bytes)", "MEMORY%"]
+    );
+    for line in nodes.lines().skip(1) {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert!(cells[0].starts_with("node-"), "{nodes}");
+        assert!(
+            cells[3].ends_with("Mi") && cells[4].ends_with('%'),
+            "{nodes}"
+        );
+    }
+    let node3: Vec<&str> = nodes
+        .lines()
+        .find(|l| l.starts_with("node-3"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert!(cores(node3[1]) >= 100, "node-3 burns CPU: {nodes}");
+
+    let mut pod = String::new();
+    a.eventually(30, "kubectl top pod busy shows it burning", || {
+        let out = a.kubectl(&["top", "pod", "busy", "--containers"]);
+        pod = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success()
+            && pod
+                .lines()
+                .nth(1)
+                .is_some_and(|l| cores(l.split_whitespace().nth(2).unwrap_or("")) >= 100)
+    });
+    let row: Vec<&str> = pod.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..2], ["busy", "burn"], "{pod}");
+    assert!(row[3].ends_with("Mi"), "{pod}");
+    // By label, in every namespace, and through the flotilla CLI on another node.
+    let all = a.kubectl_ok(&["top", "pods", "-A", "-l", "app=busy"]);
+    assert!(
+        all.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("default") && l.contains("busy")),
+        "{all}"
+    );
+    let none = a.kubectl(&["top", "pods", "-l", "app=nothing"]);
+    assert!(!String::from_utf8_lossy(&none.stdout).contains("busy"));
+    let ours = b.nodes[1].ok(&["top", "pods"]);
+    let row: Vec<&str> = ours
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row.first(), Some(&"busy"), "{ours}");
+    assert!(cores(row[1]) >= 100, "{ours}");
+    let ours = b.nodes[1].ok(&["top", "nodes"]);
+    assert_eq!(ours.lines().count(), 4, "{ours}");
+}
