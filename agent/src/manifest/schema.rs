@@ -1,8 +1,8 @@
 //! Kubernetes' schemas of the served kinds, and strict checking of a document against them.
 //!
 //! The schemas come from k8s-openapi's own types (its `schemars` feature, the OpenAPI
-//! documents of the Kubernetes version the API reports), generated at build time (`build.rs`)
-//! and read once per process. The same
+//! documents of the Kubernetes version the API reports), generated at build time (`build.rs`),
+//! embedded compressed and read once per process. The same
 //! definitions are served as the API's OpenAPI documents (`/openapi/v3`), so kubectl's
 //! `explain` and client-side checks see exactly what the agent judges by.
 //!
@@ -36,9 +36,10 @@ impl Schemas {
 }
 
 static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| {
+    let z: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/k8s-schemas.json.z"));
     let mut defs: Map<String, Value> =
-        serde_json::from_str(include_str!(concat!(env!("OUT_DIR"), "/k8s-schemas.json")))
-            .expect("build.rs writes a JSON map");
+        serde_json::from_reader(flate2::read::ZlibDecoder::new(z))
+            .expect("build.rs writes a zlib-compressed JSON map");
     super::strategic::annotate(&mut defs);
     Schemas { defs }
 });
