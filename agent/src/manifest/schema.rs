@@ -37,9 +37,8 @@ impl Schemas {
 
 static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| {
     let z: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/k8s-schemas.json.z"));
-    let mut defs: Map<String, Value> =
-        serde_json::from_reader(flate2::read::ZlibDecoder::new(z))
-            .expect("build.rs writes a zlib-compressed JSON map");
+    let mut defs: Map<String, Value> = serde_json::from_reader(flate2::read::ZlibDecoder::new(z))
+        .expect("build.rs writes a zlib-compressed JSON map");
     super::strategic::annotate(&mut defs);
     Schemas { defs }
 });

@@ -304,7 +304,8 @@ fn pod_rules() {
             "spec.containers[0].livenessProbe.tcpSocket.port: \"web\" is not the name of one of the container's ports",
         ],
     );
-    // What the node would not do is refused, never accepted and ignored.
+    // What the node would not do is refused, never accepted and ignored (an HTTPS probe is
+    // run, so it is taken).
     check(
         &pod(
             "{containers: [{name: c, image: x, readinessProbe: {httpGet: {port: 8443, scheme: HTTPS}}, lifecycle: {postStart: {exec: {command: [\"true\"]}}, preStop: {httpGet: {port: 80}}}}]}",
@@ -312,7 +313,6 @@ fn pod_rules() {
         &[
             "spec.containers[0].lifecycle.postStart: not supported by Flotilla yet",
             "spec.containers[0].lifecycle.preStop.httpGet: not supported by Flotilla yet",
-            "spec.containers[0].readinessProbe.httpGet.scheme: HTTPS is not supported by Flotilla yet",
         ],
     );
     check(

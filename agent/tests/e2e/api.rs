@@ -49,7 +49,27 @@ fn requests_need_the_token() {
             .iter()
             .map(|g| g["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, vec!["apps", "batch"]);
+        assert_eq!(
+            names,
+            vec![
+                "apps",
+                "authentication.k8s.io",
+                "authorization.k8s.io",
+                "batch",
+                "metrics.k8s.io"
+            ]
+        );
+        // Each group at its own version (metrics.k8s.io is v1beta1, as metrics-server's).
+        let metrics = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == "metrics.k8s.io")
+            .unwrap();
+        assert_eq!(
+            metrics["preferredVersion"]["groupVersion"],
+            "metrics.k8s.io/v1beta1"
+        );
         let core = client(&a).get("/api/v1", &[]).await.unwrap();
         assert!(
             core["resources"]

@@ -692,12 +692,6 @@ pub(super) fn handler(
                 format!("{s:?} is not one of HTTP, HTTPS"),
             );
         }
-        if h.scheme.as_deref() == Some("HTTPS") {
-            e.add(
-                format!("{p}.httpGet.scheme"),
-                "HTTPS is not supported by Flotilla yet (the probe would always fail)",
-            );
-        }
     }
     if let Some(t) = tcp {
         check_port(e, "tcpSocket", &t.port);

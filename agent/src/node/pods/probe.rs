@@ -5,7 +5,9 @@
 //! TCP and HTTP probes connect from inside the pod's network namespace: sockets are made by a
 //! small thread per probed instance that entered the namespace once ([`Dialer`]; a socket
 //! belongs to the namespace it was made in), then used from async code. So a probe reaches the pod whatever the node's routing,
-//! at the pod's IP when it has one, else at 127.0.0.1.
+//! at the pod's IP when it has one, else at 127.0.0.1. An HTTPS probe speaks TLS as the
+//! kubelet's does: any certificate is taken (the kubelet sets `InsecureSkipVerify`), the
+//! handshake itself is checked.
 
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -342,12 +344,10 @@ impl ProbeTask {
             return Ok(());
         }
         if let Some(h) = &p.http_get {
-            if h.scheme
+            let tls = h
+                .scheme
                 .as_deref()
-                .is_some_and(|s| s.eq_ignore_ascii_case("https"))
-            {
-                return Err("httpGet with scheme HTTPS is not supported yet".into());
-            }
+                .is_some_and(|s| s.eq_ignore_ascii_case("https"));
             let host = ip(&h.host);
             let port = self.port(&h.port)?;
             let path = h.path.clone().unwrap_or_else(|| "/".into());
@@ -355,7 +355,7 @@ impl ProbeTask {
                 .iter()
                 .map(|h| (h.name.clone(), h.value.clone()))
                 .collect();
-            let code = http_get(self.dialer.as_ref(), &host, port, &path, &headers).await?;
+            let code = http_get(self.dialer.as_ref(), &host, port, &path, &headers, tls).await?;
             return if (200..400).contains(&code) {
                 Ok(())
             } else {
@@ -532,15 +532,35 @@ pub async fn connect(dialer: Option<&Dialer>, addr: &str) -> Result<tokio::net::
     }
 }
 
-/// A minimal HTTP/1.1 GET; returns the status code.
+/// A minimal HTTP/1.1 GET, over TLS when `tls`; returns the status code.
 pub async fn http_get(
     dialer: Option<&Dialer>,
     host: &str,
     port: u16,
     path: &str,
     headers: &[(String, String)],
+    tls: bool,
 ) -> Result<u16, String> {
-    let mut s = connect(dialer, &format!("{host}:{port}")).await?;
+    let s = connect(dialer, &format!("{host}:{port}")).await?;
+    if !tls {
+        return request(s, host, port, path, headers).await;
+    }
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| format!("{host:?} is not a host name or address: {e}"))?;
+    let s = tokio_rustls::TlsConnector::from(PROBE_TLS.clone())
+        .connect(name, s)
+        .await
+        .map_err(|e| format!("TLS handshake with {host}:{port} failed: {e}"))?;
+    request(s, host, port, path, headers).await
+}
+
+async fn request<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+) -> Result<u16, String> {
     let mut req = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: flotilla-probe/1\r\nAccept: */*\r\nConnection: close\r\n"
     );
@@ -564,6 +584,68 @@ pub async fn http_get(
         }
     }
     parse_status_line(&buf[..got])
+}
+
+/// The TLS client of HTTPS probes: TLS 1.2 and 1.3 with ring, any server certificate.
+static PROBE_TLS: std::sync::LazyLock<Arc<rustls::ClientConfig>> = std::sync::LazyLock::new(|| {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    Arc::new(config)
+});
+
+/// Takes any certificate, as the kubelet's probes do (`InsecureSkipVerify`); the handshake's
+/// signatures are still verified, so the server holds the key of the certificate it shows.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 fn parse_status_line(b: &[u8]) -> Result<u16, String> {
@@ -693,15 +775,69 @@ mod tests {
                 .unwrap();
         });
         let me = Dialer::new(Path::new("/proc/self/ns/net")).unwrap();
-        let code = http_get(Some(&me), "127.0.0.1", addr.port(), "/healthz", &[])
+        let code = http_get(Some(&me), "127.0.0.1", addr.port(), "/healthz", &[], false)
             .await
             .unwrap();
         assert_eq!(code, 204);
         server.await.unwrap();
         let closed = me.connect("127.0.0.1:1").await;
+        let plain = http_get(Some(&me), "127.0.0.1", 1, "/", &[], true).await;
+        assert!(plain.unwrap_err().contains("connection refused"));
         assert_eq!(
             closed.unwrap_err(),
             "dial tcp 127.0.0.1:1: connect: connection refused"
         );
+    }
+
+    /// An HTTPS probe against a real TLS server on loopback with a self-signed certificate
+    /// (as the kubelet, the certificate is not checked): the status decides, and a server
+    /// that does not speak TLS fails the handshake.
+    #[tokio::test]
+    async fn https_probes_take_any_certificate_and_read_the_status() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["pod.local".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let server_config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            for answer in [
+                "HTTP/1.1 200 OK\r\n\r\n",
+                "HTTP/1.1 503 Unavailable\r\n\r\n",
+            ] {
+                let (s, _) = l.accept().await.unwrap();
+                let mut s = acceptor.accept(s).await.unwrap();
+                let mut b = [0u8; 512];
+                let n = s.read(&mut b).await.unwrap();
+                assert!(b[..n].starts_with(b"GET /healthz HTTP/1.1\r\n"));
+                s.write_all(answer.as_bytes()).await.unwrap();
+                s.shutdown().await.unwrap();
+            }
+        });
+        let get = || http_get(None, "127.0.0.1", port, "/healthz", &[], true);
+        assert_eq!(get().await, Ok(200));
+        assert_eq!(get().await, Ok(503));
+        server.await.unwrap();
+        // Plain HTTP where TLS is asked: the handshake fails, and says so.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        });
+        let e = http_get(None, "127.0.0.1", port, "/", &[], true)
+            .await
+            .unwrap_err();
+        assert!(e.contains("TLS handshake"), "{e}");
     }
 }
