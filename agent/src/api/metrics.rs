@@ -108,7 +108,15 @@ fn options(query: Option<&str>) -> Result<Options, ApiError> {
                 }
                 o.fields = f;
             }
-            "pretty" | "timeout" => {}
+            // A server may answer a whole list where a page is asked (the API conventions
+            // allow it, metrics-server does it): `continue` comes back empty.
+            "pretty"
+            | "timeout"
+            | "timeoutSeconds"
+            | "limit"
+            | "continue"
+            | "resourceVersion"
+            | "resourceVersionMatch" => {}
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "query parameter {other:?} is not supported by the metrics API"
@@ -288,7 +296,11 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("spec.nodeName"), "{e}");
-        let e = options(Some("limit=5")).err().unwrap();
-        assert!(e.to_string().contains("\"limit\""), "{e}");
+        assert!(
+            options(Some("limit=500")).is_ok(),
+            "kubectl get pods.metrics.k8s.io pages"
+        );
+        let e = options(Some("watch=true")).err().unwrap();
+        assert!(e.to_string().contains("\"watch\""), "{e}");
     }
 }

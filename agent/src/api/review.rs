@@ -30,19 +30,18 @@ pub const ADMIN_GROUPS: &[&str] = &["system:masters", "system:authenticated"];
 /// Answers an access review: allowed, once its attributes are well formed.
 pub fn access(mut review: SelfSubjectAccessReview) -> Result<SelfSubjectAccessReview, ApiError> {
     let spec = &review.spec;
-    let path = "spec.resourceAttributes";
     match (&spec.resource_attributes, &spec.non_resource_attributes) {
         (Some(_), Some(_)) => Err(invalid(
             "SelfSubjectAccessReview",
             FieldError::new(
                 "spec.nonResourceAttributes",
-                format!("Invalid value: \"\": cannot be specified in combination with {path}"),
+                "Invalid value: \"\": cannot be specified in combination with resourceAttributes",
             ),
         )),
         (None, None) => Err(invalid(
             "SelfSubjectAccessReview",
             FieldError::new(
-                path,
+                "spec.resourceAttributes",
                 "Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified",
             ),
         )),
@@ -60,10 +59,8 @@ pub fn access(mut review: SelfSubjectAccessReview) -> Result<SelfSubjectAccessRe
 /// Answers a rules review: every verb on every resource, and every non-resource URL.
 pub fn rules(mut review: SelfSubjectRulesReview) -> Result<SelfSubjectRulesReview, ApiError> {
     if review.spec.namespace.as_deref().is_none_or(str::is_empty) {
-        return Err(invalid(
-            "SelfSubjectRulesReview",
-            FieldError::new("spec.namespace", "Required value: namespace is required"),
-        ));
+        // kube-apiserver's words (selfsubjectrulesreview/rest.go), a 400.
+        return Err(ApiError::BadRequest("no namespace on request".into()));
     }
     let all = || vec!["*".to_string()];
     review.status = Some(SubjectRulesReviewStatus {
@@ -219,7 +216,11 @@ mod tests {
             Some(&["*".to_string()][..])
         );
         assert!(!s.incomplete);
-        assert!(rules(decode(json!({"spec": {}}))).is_err());
+        let e = rules(decode(json!({"spec": {}}))).unwrap_err();
+        assert!(
+            matches!(&e, ApiError::BadRequest(m) if m == "no namespace on request"),
+            "{e}"
+        );
         let who = whoami(SelfSubjectReview::default())
             .status
             .unwrap()

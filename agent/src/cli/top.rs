@@ -63,28 +63,39 @@ fn percent(used: &str, of: Option<&str>, parse: fn(&str) -> Result<i64, String>)
     }
 }
 
-/// The rows of `top nodes`, from the NodeMetrics and the Nodes (their allocatable).
+/// The rows of `top nodes`: each of `nodes` with its NodeMetrics and its share of its
+/// allocatable, or `<unknown>` where it has no metrics (as kubectl shows such a node).
 pub fn node_rows(metrics: &[Value], nodes: &[Value]) -> Vec<Vec<String>> {
-    let alloc: BTreeMap<&str, &Value> = nodes
+    let usage: BTreeMap<&str, &Value> = metrics
         .iter()
-        .filter_map(|n| Some((n["metadata"]["name"].as_str()?, &n["status"]["allocatable"])))
+        .filter_map(|m| Some((m["metadata"]["name"].as_str()?, &m["usage"])))
         .collect();
-    metrics
+    nodes
         .iter()
-        .map(|m| {
-            let name = m["metadata"]["name"].as_str().unwrap_or("");
+        .filter_map(|n| {
+            let name = n["metadata"]["name"].as_str()?;
+            let Some(u) = usage.get(name) else {
+                let unknown = "<unknown>".to_string();
+                return Some(vec![
+                    name.to_string(),
+                    unknown.clone(),
+                    unknown.clone(),
+                    unknown.clone(),
+                    unknown,
+                ]);
+            };
+            let a = &n["status"]["allocatable"];
             let (c, mem) = (
-                m["usage"]["cpu"].as_str().unwrap_or("0"),
-                m["usage"]["memory"].as_str().unwrap_or("0"),
+                u["cpu"].as_str().unwrap_or("0"),
+                u["memory"].as_str().unwrap_or("0"),
             );
-            let a = alloc.get(name);
-            vec![
+            Some(vec![
                 name.to_string(),
                 cpu(c),
-                percent(c, a.and_then(|a| a["cpu"].as_str()), parse_milli),
+                percent(c, a["cpu"].as_str(), parse_milli),
                 memory(mem),
-                percent(mem, a.and_then(|a| a["memory"].as_str()), parse_units),
-            ]
+                percent(mem, a["memory"].as_str(), parse_units),
+            ])
         })
         .collect()
 }
@@ -140,14 +151,19 @@ pub async fn run(cfg: &Path, a: TopArgs) -> Result<i32> {
     let not_yet = || "metrics not available yet (the first figures come one sampling period after a node starts)";
     match a.what {
         What::Nodes => {
-            let metrics = match &a.name {
-                Some(n) => vec![client.get(&format!("{API}/nodes/{n}"), &query).await?],
-                None => items(client.get(&format!("{API}/nodes"), &query).await?),
+            let (metrics, nodes) = match &a.name {
+                Some(n) => (
+                    vec![client.get(&format!("{API}/nodes/{n}"), &query).await?],
+                    vec![client.get(&format!("/api/v1/nodes/{n}"), &[]).await?],
+                ),
+                None => (
+                    items(client.get(&format!("{API}/nodes"), &query).await?),
+                    items(client.get("/api/v1/nodes", &query).await?),
+                ),
             };
             if metrics.is_empty() {
                 bail!(not_yet());
             }
-            let nodes = items(client.get("/api/v1/nodes", &[]).await?);
             let rows = node_rows(&metrics, &nodes);
             print!(
                 "{}",
@@ -217,7 +233,15 @@ mod tests {
             node_rows(&m, &nodes),
             [["n1", "251m", "12%", "1024Mi", "25%"]]
         );
-        assert_eq!(node_rows(&m, &[])[0][2], "<unknown>");
+        let bare = vec![
+            json!({"metadata": {"name": "n1"}}),
+            json!({"metadata": {"name": "n2"}}),
+        ];
+        assert_eq!(node_rows(&m, &bare)[0][2], "<unknown>", "no allocatable");
+        assert_eq!(
+            node_rows(&m, &bare)[1],
+            ["n2", "<unknown>", "<unknown>", "<unknown>", "<unknown>"]
+        );
         let p = vec![
             json!({"metadata": {"name": "web", "namespace": "prod"}, "containers": [
             {"name": "a", "usage": {"cpu": "1500000n", "memory": "2048Ki"}},

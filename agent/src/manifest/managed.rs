@@ -337,6 +337,49 @@ pub fn entries_of(obj: &Value) -> Vec<Entry> {
         .collect()
 }
 
+/// The entries of `obj`, each `k:` step keyed as [`fields_of`] keys it now: entries written
+/// before a list was keyed by all its list-map keys (ports by `containerPort` alone) are
+/// re-keyed from the element they name in `obj`, so an upgraded agent's apply sees them as
+/// the same fields rather than fields to remove.
+fn current_entries(schemas: &Schemas, root: Option<&str>, obj: &Value) -> Vec<Entry> {
+    let mut entries = entries_of(obj);
+    for e in &mut entries {
+        let paths = std::mem::take(&mut e.fields.0);
+        e.fields.0 = paths
+            .into_iter()
+            .map(|p| rekey(At::root(schemas, root, true), obj, p))
+            .collect();
+    }
+    entries
+}
+
+fn rekey(mut at: At, obj: &Value, path: Path) -> Path {
+    let mut v = Some(obj);
+    let mut key = Keys::Set;
+    let mut out = Vec::with_capacity(path.len());
+    for step in path {
+        if let Some(name) = step.strip_prefix("f:") {
+            let f = at.field(name);
+            at = at.to(f.of);
+            key = f.key;
+            v = v.and_then(|x| x.get(name));
+            out.push(step);
+            continue;
+        }
+        let elem = v.and_then(|x| step_into(x, &step));
+        let step = match (key, elem) {
+            (Keys::Many(_), Some(Value::Object(m))) if step.starts_with("k:") => match key.id(m) {
+                Ok(id) => format!("k:{}", Value::Object(id)),
+                Err(_) => step,
+            },
+            _ => step,
+        };
+        v = elem;
+        out.push(step);
+    }
+    out
+}
+
 /// A field another manager owns with another value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
@@ -375,7 +418,9 @@ pub fn apply(
 ) -> Result<Value, Vec<Conflict>> {
     let empty = Value::Object(Map::new());
     let live_v = live.unwrap_or(&empty);
-    let mut entries = live.map(entries_of).unwrap_or_default();
+    let mut entries = live
+        .map(|l| current_entries(schemas, root, l))
+        .unwrap_or_default();
     let wanted = fields_of(schemas, root, config);
     let mut conflicts = Vec::new();
     for e in entries.iter().filter(|e| !e.is(who.manager, "Apply")) {
@@ -471,7 +516,9 @@ pub fn updated(
     };
     let empty = Value::Object(Map::new());
     let before_v = before.unwrap_or(&empty);
-    let mut entries = before.map(entries_of).unwrap_or_default();
+    let mut entries = before
+        .map(|b| current_entries(schemas, root, b))
+        .unwrap_or_default();
     let now_set = fields_of(schemas, root, after);
     let changed: BTreeSet<Path> = now_set
         .leaves()

@@ -95,7 +95,7 @@ fn ports_of_one_number_and_two_protocols_are_two_elements() {
     let v1 = &made["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:ports"];
     assert!(v1[r#"k:{"port":53,"protocol":"UDP"}"#]["f:name"].is_object());
     assert!(v1[r#"k:{"port":53,"protocol":"TCP"}"#]["f:name"].is_object());
-    // Another applier's TCP port of the same number is its own element, no conflict.
+    // Another applier's SCTP port of the same number is its own element, no conflict.
     let mine = dns(json!([{"name": "alt", "port": 53, "protocol": "SCTP"}]));
     let after = apply(schemas(), SERVICE, Some(&made), &mine, &who("other", false)).unwrap();
     assert_eq!(after["spec"]["ports"].as_array().unwrap().len(), 3);
@@ -114,6 +114,57 @@ fn ports_of_one_number_and_two_protocols_are_two_elements() {
     assert_eq!(
         display(&c[0].path),
         r#".spec.ports[port=53,protocol="TCP"].name"#
+    );
+}
+
+/// An object whose managedFields an older agent wrote, keying ports by `containerPort` alone:
+/// the same apply again keeps the port (the old entry names the same element).
+#[test]
+fn entries_keyed_before_ports_had_two_keys_name_the_same_elements() {
+    let c = config(1, "nginx:1.27", json!({"app": "web"}));
+    let mut live = apply(schemas(), DEPLOYMENT, None, &c, &who("kubectl", false)).unwrap();
+    let old = serde_json::to_string(&live["metadata"]["managedFields"])
+        .unwrap()
+        .replace(
+            r#"k:{\"containerPort\":80,\"protocol\":\"TCP\"}"#,
+            r#"k:{\"containerPort\":80}"#,
+        );
+    assert!(!old.contains("protocol"), "{old}");
+    live["metadata"]["managedFields"] = serde_json::from_str(&old).unwrap();
+    let again = apply(
+        schemas(),
+        DEPLOYMENT,
+        Some(&live),
+        &c,
+        &who("kubectl", false),
+    )
+    .unwrap();
+    assert_eq!(
+        again["spec"]["template"]["spec"]["containers"][0]["ports"],
+        json!([{"containerPort": 80}]),
+        "the port stays"
+    );
+    // An update by another manager leaves the old owner its re-keyed port.
+    let mut changed = live.clone();
+    changed["spec"]["template"]["spec"]["containers"][0]["ports"][0]["hostPort"] = json!(8080);
+    let u = updated(
+        schemas(),
+        DEPLOYMENT,
+        Some(&live),
+        &changed,
+        &Updater {
+            manager: "edit",
+            api_version: "apps/v1",
+            now: "2026-12-04T00:00:00Z",
+            subresource: None,
+        },
+    );
+    let kept = u.iter().find(|e| e["manager"] == "kubectl").unwrap();
+    let ports = &kept["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"][r#"k:{"name":"web"}"#]
+        ["f:ports"];
+    assert!(
+        ports[r#"k:{"containerPort":80,"protocol":"TCP"}"#].is_object(),
+        "re-keyed, still owned: {kept:#}"
     );
 }
 

@@ -24,8 +24,9 @@ pub struct Reading {
     pub at: Instant,
     /// The wall clock of the reading (RFC 3339), as the metrics' `timestamp`.
     pub wall: String,
-    /// The node's CPU time, busy (not idle or waiting), in nanoseconds.
-    pub node_cpu_ns: u64,
+    /// The node's CPU time, busy (not idle or waiting), in nanoseconds (`None`: unreadable,
+    /// and no window ends or starts at this reading).
+    pub node_cpu_ns: Option<u64>,
     pub node_working_set: u64,
     /// By runtime instance id (`uid_container_attempt`): CPU ns and working set bytes.
     pub containers: HashMap<String, (u64, u64)>,
@@ -104,8 +105,12 @@ pub fn between(node: &str, prev: &Reading, cur: &Reading) -> Option<Sample> {
     Some(Sample {
         node: node.to_string(),
         timestamp: cur.wall.clone(),
-        window: format!("{:.3}s", dt.as_secs_f64()),
-        usage: rate(prev.node_cpu_ns, cur.node_cpu_ns).map(|nc| usage(nc, cur.node_working_set)),
+        window: go_duration(dt),
+        usage: prev
+            .node_cpu_ns
+            .zip(cur.node_cpu_ns)
+            .and_then(|(a, b)| rate(a, b))
+            .map(|nc| usage(nc, cur.node_working_set)),
         pods,
     })
 }
@@ -121,8 +126,26 @@ pub fn busy_cpu_ns(stat: &str, ticks: u64) -> Option<u64> {
         .collect();
     let at = |i: usize| f.get(i).copied().unwrap_or(0);
     // user nice system idle iowait irq softirq steal
-    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
-    Some(busy * (1_000_000_000 / ticks.max(1)))
+    let busy = u128::from(at(0) + at(1) + at(2) + at(5) + at(6) + at(7));
+    let ns = busy * 1_000_000_000 / u128::from(ticks.max(1));
+    Some(u64::try_from(ns).unwrap_or(u64::MAX))
+}
+
+/// A duration as Go prints one (`15s`, `10.032s`, `1m15s`), to the millisecond: the
+/// metrics' `window` as metrics-server writes it.
+pub fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    let secs = if frac == 0 {
+        format!("{s}s")
+    } else {
+        format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0'))
+    };
+    match (h, m) {
+        (0, 0) => secs,
+        (0, m) => format!("{m}m{secs}"),
+        (h, m) => format!("{h}h{m}m{secs}"),
+    }
 }
 
 /// The node's working set from `/proc/meminfo`: memory in use (total less free) less the
@@ -161,11 +184,16 @@ impl Metrics {
         last.1 = Some(r);
     }
 
-    /// The last window's sample (`None` before two readings).
+    /// The last window's sample (`None` before two readings, and once the last reading is
+    /// older than two periods: a stalled sampler's figures are not served as current).
     pub fn sample(&self) -> Option<Sample> {
         let last = self.last.lock().expect("metrics lock");
         match &*last {
-            (Some(p), Some(c)) => between(&self.node, p, c),
+            (Some(p), Some(c))
+                if c.at.elapsed() <= self.resolution * 2 + Duration::from_secs(1) =>
+            {
+                between(&self.node, p, c)
+            }
             _ => None,
         }
     }
@@ -186,15 +214,16 @@ pub fn read(ids: &[String]) -> Reading {
             continue;
         };
         let u = flotilla_runtime::cgroups::usage(&cgroup_path(uid, id));
-        // A stopped instance's cgroup holds no process: it uses nothing now.
-        if u.pids > 0 {
+        // A stopped instance's cgroup holds no process: it uses nothing now. A running one
+        // has used some CPU; none read is a counter that could not be read.
+        if u.pids > 0 && u.cpu_ns > 0 {
             containers.insert(id.clone(), (u.cpu_ns, u.working_set_bytes));
         }
     }
     Reading {
         at: Instant::now(),
         wall: crate::store::now_rfc3339(),
-        node_cpu_ns: busy_cpu_ns(&stat, ticks).unwrap_or(0),
+        node_cpu_ns: busy_cpu_ns(&stat, ticks),
         node_working_set: node_working_set(&meminfo),
         containers,
     }
@@ -234,7 +263,7 @@ mod tests {
         Reading {
             at,
             wall: "2026-12-04T00:00:00Z".into(),
-            node_cpu_ns: cpu,
+            node_cpu_ns: Some(cpu),
             node_working_set: 3 << 30,
             containers: containers
                 .iter()
@@ -266,7 +295,7 @@ mod tests {
             ],
         );
         let s = between("n1", &prev, &cur).unwrap();
-        assert_eq!(s.window, "10.000s");
+        assert_eq!(s.window, "10s");
         // 5 s of CPU in 10 s: half a core; 2 s in 10 s: 0.2 of a core.
         assert_eq!(s.usage.unwrap(), usage(500_000_000, 3 << 30));
         assert_eq!(
@@ -309,6 +338,10 @@ mod tests {
             "MemTotal: 1000 kB\nMemFree: 300 kB\nMemAvailable: 600 kB\nInactive(file): 200 kB\n";
         assert_eq!(node_working_set(meminfo), 500 * 1024);
         assert_eq!(busy_cpu_ns("", 100), None);
+        assert_eq!(go_duration(Duration::from_millis(10_032)), "10.032s");
+        assert_eq!(go_duration(Duration::from_millis(15_500)), "15.5s");
+        assert_eq!(go_duration(Duration::from_secs(75)), "1m15s");
+        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
     }
 
     #[test]
@@ -321,5 +354,11 @@ mod tests {
         m.record(reading(t + Duration::from_secs(1), 1_000_000_000, &[]));
         assert_eq!(m.sample().unwrap().usage.unwrap().cpu, "1000000000n");
         assert!(!Metrics::new("n1", Duration::ZERO).enabled());
+        // A reading whose CPU could not be read ends no window: no spike of all the time
+        // since boot divided by one period.
+        let mut unread = reading(t + Duration::from_secs(2), 0, &[]);
+        unread.node_cpu_ns = None;
+        m.record(unread);
+        assert!(m.sample().unwrap().usage.is_none());
     }
 }
