@@ -967,7 +967,12 @@ async fn server_apply(
             &config,
             &who,
         )
-        .map_err(|c| apply_conflicts(rp, &c))?;
+        .map_err(|e| match e {
+            crate::manifest::managed::ApplyError::Conflicts(c) => apply_conflicts(rp, &c),
+            crate::manifest::managed::ApplyError::Merge(e) => ApiError::BadRequest(format!(
+                "the apply patch does not merge into the object: {e}"
+            )),
+        })?;
         let managed = merged["metadata"]["managedFields"].as_array().cloned();
         let opts = options::WriteOptions {
             managed,
@@ -996,9 +1001,6 @@ fn apply_conflicts(
     rp: &ResourcePath,
     conflicts: &[crate::manifest::managed::Conflict],
 ) -> ApiError {
-    if conflicts.is_empty() {
-        return ApiError::BadRequest("the apply patch does not merge into the object".into());
-    }
     let lines: Vec<String> = conflicts
         .iter()
         .map(|c| {

@@ -398,6 +398,26 @@ impl Conflict {
     }
 }
 
+/// Why an apply changed nothing.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// Fields other managers own with other values (and the apply was not forced).
+    Conflicts(Vec<Conflict>),
+    /// The configuration does not merge into the object (a list element without one of its
+    /// keys), with the reason.
+    Merge(super::strategic::PatchError),
+}
+
+impl ApplyError {
+    /// The conflicts, if that is why.
+    pub fn conflicts(&self) -> &[Conflict] {
+        match self {
+            ApplyError::Conflicts(c) => c,
+            ApplyError::Merge(_) => &[],
+        }
+    }
+}
+
 /// Who applies, and how.
 pub struct Applier<'a> {
     pub manager: &'a str,
@@ -408,14 +428,14 @@ pub struct Applier<'a> {
 
 /// Applies `config` (the manager's whole intent for the object) to `live` (None: the object
 /// is new), an object of the definition `root`; returns the object with its
-/// `metadata.managedFields`, or the conflicts (nothing changed).
+/// `metadata.managedFields`, or why not (nothing changed).
 pub fn apply(
     schemas: &Schemas,
     root: Option<&str>,
     live: Option<&Value>,
     config: &Value,
     who: &Applier,
-) -> Result<Value, Vec<Conflict>> {
+) -> Result<Value, ApplyError> {
     let empty = Value::Object(Map::new());
     let live_v = live.unwrap_or(&empty);
     let mut entries = live
@@ -435,7 +455,7 @@ pub fn apply(
         }
     }
     if !conflicts.is_empty() && !who.force {
-        return Err(conflicts);
+        return Err(ApplyError::Conflicts(conflicts));
     }
     for c in &conflicts {
         for e in entries.iter_mut().filter(|e| e.manager == c.manager) {
@@ -452,7 +472,7 @@ pub fn apply(
             meta.remove("resourceVersion");
         }
     }
-    super::strategic::apply_config(schemas, root, &mut obj, &patch).map_err(|_| Vec::new())?;
+    super::strategic::apply_config(schemas, root, &mut obj, &patch).map_err(ApplyError::Merge)?;
     // What this manager applied last time and no longer names goes, unless another owns it.
     let before = entries
         .iter()

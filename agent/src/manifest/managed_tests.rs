@@ -110,11 +110,22 @@ fn ports_of_one_number_and_two_protocols_are_two_elements() {
         &who("other", false),
     )
     .unwrap_err();
+    let c = c.conflicts();
     assert_eq!(c.len(), 1);
     assert_eq!(
         display(&c[0].path),
         r#".spec.ports[port=53,protocol="TCP"].name"#
     );
+}
+
+/// A port without its number cannot be keyed: the apply is refused with the key named.
+#[test]
+fn an_element_without_its_key_is_refused_naming_the_key() {
+    let bad = dns(json!([{"name": "dns", "protocol": "UDP"}]));
+    match apply(schemas(), SERVICE, None, &bad, &who("kubectl", false)) {
+        Err(ApplyError::Merge(e)) => assert!(e.to_string().contains("port"), "{e}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// An object whose managedFields an older agent wrote, keying ports by `containerPort` alone:
@@ -220,6 +231,7 @@ fn a_field_another_manager_owns_with_another_value_conflicts_unless_forced() {
     // Applying replicas 3 conflicts, naming the field and its owner; nothing is written.
     let three = config(3, "nginx:1.27", json!({"app": "web"}));
     let err = apply(s, DEPLOYMENT, Some(&scaled), &three, &who("kubectl", false)).unwrap_err();
+    let err = err.conflicts();
     assert_eq!(err.len(), 1);
     assert_eq!(display(&err[0].path), ".spec.replicas");
     assert_eq!(
