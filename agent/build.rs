@@ -10,8 +10,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use k8s_openapi::api::{
-    apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz, batch::v1 as batch,
-    core::v1 as core,
+    apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz,
+    autoscaling::v2 as autoscaling, batch::v1 as batch, core::v1 as core,
 };
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 
@@ -26,6 +26,7 @@ fn main() {
     g.subschema_for::<apps::Deployment>();
     g.subschema_for::<apps::DaemonSet>();
     g.subschema_for::<batch::Job>();
+    g.subschema_for::<autoscaling::HorizontalPodAutoscaler>();
     g.subschema_for::<core::Node>();
     g.subschema_for::<core::Event>();
     g.subschema_for::<authz::SelfSubjectAccessReview>();

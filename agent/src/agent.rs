@@ -88,6 +88,10 @@ pub struct Config {
     /// sampling off.
     #[arg(long, default_value_t = 15, value_name = "SECONDS")]
     pub metrics_resolution: u64,
+    /// Seconds between evaluations of the HorizontalPodAutoscalers, on the leader
+    /// (kube-controller-manager's `--horizontal-pod-autoscaler-sync-period`).
+    #[arg(long, default_value_t = 15, value_name = "SECONDS")]
+    pub horizontal_pod_autoscaler_sync_period: u64,
     /// Learners the leader keeps beyond the voters, ready to replace one; further nodes pull
     /// the log from peers (found by gossip), so the voters' load does not grow with the fleet.
     /// The leader's value applies: give every node the same.
@@ -138,6 +142,7 @@ pub struct Agent {
     server: Option<JoinHandle<Result<()>>>,
     api: axum_server::Handle<SocketAddr>,
     controllers: crate::controller::Controllers,
+    autoscaler: crate::controller::hpa::Autoscaler,
     pods: crate::node::pods::PodManager,
     gossip: chitchat::ChitchatHandle,
     quorum: std::sync::Arc<crate::cluster::raft::Quorum>,
@@ -180,6 +185,7 @@ impl Agent {
             let _ = server.await;
         }
         self.controllers.shutdown().await;
+        self.autoscaler.shutdown().await;
         // The containers keep running under their shims; a new agent re-adopts them.
         self.pods.shutdown().await;
         self.tasks.close();
@@ -547,6 +553,7 @@ impl Agent {
         .with_peers(&identity.ca_pem)?
         .with_voters(quorum.roles())
         .with_observed(observed);
+        let state = std::sync::Arc::new(state);
         let handle = axum_server::Handle::new();
         let tls = axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(
             api::tls_config(&identity.cert_pem, &identity.key_pem)?,
@@ -566,6 +573,7 @@ impl Agent {
             )
             .instrument(tracing::info_span!("certificates", node = %node)),
         );
+        let state_for_samples = state.clone();
         let server = tokio::spawn(
             api::serve(listener, tls, state, handle.clone())
                 .instrument(tracing::info_span!("api", node = %node)),
@@ -580,6 +588,21 @@ impl Agent {
                 unreachable: unreachable.clone(),
                 grace: Duration::from_secs(a.node_grace),
             },
+        );
+        // Autoscalers read every node's samples through the API's fan-out.
+        let samples: crate::controller::hpa::Samples = {
+            let state = state_for_samples.clone();
+            std::sync::Arc::new(move || {
+                let state = state.clone();
+                Box::pin(async move { api::metrics::samples(&state).await.unwrap_or_default() })
+            })
+        };
+        let autoscaler = crate::controller::hpa::spawn(
+            store.clone(),
+            node.clone(),
+            quorum.leading(),
+            samples,
+            Duration::from_secs(a.horizontal_pod_autoscaler_sync_period.max(1)),
         );
         let pods = crate::node::pods::spawn(store.clone(), pods_node);
 
@@ -681,6 +704,7 @@ impl Agent {
             server: Some(server),
             api: handle,
             controllers,
+            autoscaler,
             pods,
             gossip,
             quorum,

@@ -32,7 +32,7 @@ pub async fn local(State(s): State<Arc<ApiState>>) -> Json<Option<Sample>> {
 }
 
 /// Every reachable node's sample: this node's, and the others' over their APIs, together.
-async fn samples(s: &ApiState) -> Result<Vec<Sample>, ApiError> {
+pub async fn samples(s: &ApiState) -> Result<Vec<Sample>, ApiError> {
     let (nodes, _) = s.store.list("Node", None).await?;
     let unreachable = s.unreachable.borrow().clone();
     let names: Vec<String> = nodes

@@ -242,9 +242,8 @@ impl ApiState {
 }
 
 /// The API's routes. `/healthz` and `/readyz` answer without a token; everything else needs it.
-pub fn router(state: ApiState) -> Router {
+pub fn router(state: Arc<ApiState>) -> Router {
     // One shared state: axum clones it for every request and extractor.
-    let state = Arc::new(state);
     Router::new()
         .route("/version", get(discovery::version))
         .route("/api", get(discovery::api_versions))
@@ -334,7 +333,7 @@ pub fn tls_config(cert_pem: &str, key_pem: &str) -> anyhow::Result<rustls::Serve
 pub async fn serve(
     listener: std::net::TcpListener,
     tls: axum_server::tls_rustls::RustlsConfig,
-    state: ApiState,
+    state: Arc<ApiState>,
     handle: axum_server::Handle<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;

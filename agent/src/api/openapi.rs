@@ -431,6 +431,7 @@ mod tests {
                 "apis/apps/v1",
                 "apis/authentication.k8s.io/v1",
                 "apis/authorization.k8s.io/v1",
+                "apis/autoscaling/v2",
                 "apis/batch/v1"
             ]
         );

@@ -319,39 +319,9 @@ pub fn timeout(pairs: &[(String, String)]) -> Result<Option<std::time::Duration>
     let Some(t) = get(pairs, "timeout") else {
         return Ok(None);
     };
-    parse_go_duration(t)
+    crate::node::metrics::parse_go_duration(t)
         .map(Some)
         .ok_or_else(|| ApiError::BadRequest(format!("timeout: {t:?} is not a duration")))
-}
-
-fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let value: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..u] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[u..];
-        total += value * scale;
-    }
-    Some(std::time::Duration::from_secs_f64(total))
 }
 
 /// `dryRun`: `All` is the one value Kubernetes defines; absent means a real write.
@@ -843,16 +813,5 @@ mod tests {
         assert!(e.contains("in the query but"), "{e}");
         let e = message(DeleteOptions::parse(&[], br#"{"dryRun":["Everything"]}"#).unwrap_err());
         assert!(e.contains("dryRun: Unsupported value"), "{e}");
-    }
-
-    #[test]
-    fn go_durations() {
-        use std::time::Duration;
-        assert_eq!(parse_go_duration("32s"), Some(Duration::from_secs(32)));
-        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_go_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_go_duration("soon"), None);
-        assert_eq!(parse_go_duration(""), None);
     }
 }

@@ -14,6 +14,7 @@
 pub mod daemonset;
 pub mod deployment;
 pub mod gc;
+pub mod hpa;
 pub mod job;
 pub mod nodes;
 pub mod replicaset;

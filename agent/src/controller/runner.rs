@@ -302,7 +302,7 @@ fn event_op(e: Event) -> Op {
 }
 
 /// Commits one owner's actions as one write, with the events they imply.
-async fn execute(
+pub(super) async fn execute(
     store: &Store,
     owner: &ObjectReference,
     actions: Vec<Action>,

@@ -2,6 +2,10 @@
 //! (`kubectl get -o yaml` shows the same fields).
 
 use k8s_openapi::ByteString;
+use k8s_openapi::api::autoscaling::v2::{
+    HPAScalingPolicy, HPAScalingRules, HorizontalPodAutoscalerSpec, MetricSpec, MetricTarget,
+    ResourceMetricSource,
+};
 use k8s_openapi::api::core::v1::{Container, HTTPGetAction, PodSpec, PodTemplateSpec, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -59,6 +63,7 @@ pub fn apply(m: &mut Manifest) {
             }
             template(&mut s.template);
         }
+        Manifest::HorizontalPodAutoscaler(h) => hpa(h.spec.get_or_insert_with(Default::default)),
         Manifest::Job(j) => {
             let name = j.metadata.name.clone().unwrap_or_default();
             let s = j.spec.get_or_insert_with(Default::default);
@@ -195,6 +200,80 @@ fn http_get(h: &mut HTTPGetAction) {
     h.path.get_or_insert_with(|| "/".into());
     h.scheme.get_or_insert_with(|| "HTTP".into());
 }
+
+/// An autoscaler's defaults: one replica at least, 80% of requested CPU when no metric is
+/// given, and every unset part of a `behavior` filled in.
+fn hpa(s: &mut HorizontalPodAutoscalerSpec) {
+    s.min_replicas.get_or_insert(1);
+    if s.metrics.as_ref().is_none_or(Vec::is_empty) {
+        s.metrics = Some(vec![MetricSpec {
+            type_: "Resource".into(),
+            resource: Some(ResourceMetricSource {
+                name: "cpu".into(),
+                target: MetricTarget {
+                    type_: "Utilization".into(),
+                    average_utilization: Some(80),
+                    ..Default::default()
+                },
+            }),
+            ..Default::default()
+        }]);
+    }
+    if let Some(b) = s.behavior.as_mut() {
+        b.scale_up = Some(rules_with_defaults(b.scale_up.as_ref(), true));
+        b.scale_down = Some(rules_with_defaults(b.scale_down.as_ref(), false));
+    }
+}
+
+/// The default scaling rules (Kubernetes' defaults for `behavior`).
+pub fn default_up() -> HPAScalingRules {
+    HPAScalingRules {
+        stabilization_window_seconds: Some(0),
+        select_policy: Some("Max".into()),
+        policies: Some(vec![
+            HPAScalingPolicy {
+                type_: "Pods".into(),
+                value: 4,
+                period_seconds: 15,
+            },
+            HPAScalingPolicy {
+                type_: "Percent".into(),
+                value: 100,
+                period_seconds: 15,
+            },
+        ]),
+    }
+}
+
+pub fn default_down() -> HPAScalingRules {
+    HPAScalingRules {
+        stabilization_window_seconds: None,
+        select_policy: Some("Max".into()),
+        policies: Some(vec![HPAScalingPolicy {
+            type_: "Percent".into(),
+            value: 100,
+            period_seconds: 15,
+        }]),
+    }
+}
+
+/// Rules with every unset part defaulted, as Kubernetes' defaulting fills a `behavior`.
+pub fn rules_with_defaults(rules: Option<&HPAScalingRules>, up: bool) -> HPAScalingRules {
+    let d = if up { default_up() } else { default_down() };
+    let Some(r) = rules else { return d };
+    HPAScalingRules {
+        stabilization_window_seconds: r
+            .stabilization_window_seconds
+            .or(d.stabilization_window_seconds),
+        select_policy: r.select_policy.clone().or(d.select_policy),
+        policies: if r.policies.as_ref().is_none_or(Vec::is_empty) {
+            d.policies
+        } else {
+            r.policies.clone()
+        },
+    }
+}
+
 
 #[cfg(test)]
 mod tests {

@@ -153,6 +153,16 @@ pub const KINDS: &[KindInfo] = &[
         ..ROW
     },
     KindInfo {
+        kind: "HorizontalPodAutoscaler",
+        api_version: "autoscaling/v2",
+        plural: "horizontalpodautoscalers",
+        short: &["hpa", "horizontalpodautoscaler"],
+        categories: ALL,
+        schema: "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler",
+        subresources: &["status"],
+        ..ROW
+    },
+    KindInfo {
         kind: "Node",
         plural: "nodes",
         short: &["no", "node"],

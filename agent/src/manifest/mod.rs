@@ -29,6 +29,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -103,6 +104,7 @@ pub enum Manifest {
     Deployment(Deployment),
     DaemonSet(DaemonSet),
     Job(Job),
+    HorizontalPodAutoscaler(HorizontalPodAutoscaler),
 }
 
 impl Manifest {
@@ -117,6 +119,7 @@ impl Manifest {
             Manifest::Deployment(o) => &o.metadata,
             Manifest::DaemonSet(o) => &o.metadata,
             Manifest::Job(o) => &o.metadata,
+            Manifest::HorizontalPodAutoscaler(o) => &o.metadata,
         }
     }
 
@@ -131,6 +134,7 @@ impl Manifest {
             Manifest::Deployment(o) => serde_json::to_value(o),
             Manifest::DaemonSet(o) => serde_json::to_value(o),
             Manifest::Job(o) => serde_json::to_value(o),
+            Manifest::HorizontalPodAutoscaler(o) => serde_json::to_value(o),
         };
         strip_empty(v.expect("manifest types always serialise"))
     }
@@ -299,6 +303,7 @@ pub fn decode_with(mut value: Value, unknown: Unknown) -> (Option<Decoded>, Vec<
         "Deployment" => of!(Deployment),
         "DaemonSet" => of!(DaemonSet),
         "Job" => of!(Job),
+        "HorizontalPodAutoscaler" => of!(HorizontalPodAutoscaler),
         other => unreachable!("kind table has a user-writable kind {other} without a decoder"),
     };
     let mut errors = checked.errors;

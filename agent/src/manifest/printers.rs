@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::{HorizontalPodAutoscaler, MetricSpec, MetricStatus};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Event, Namespace, Node, Pod, PodStatus, PodTemplateSpec, Secret, Service,
@@ -46,6 +47,15 @@ pub fn headers(kind: &str, wide: bool) -> Vec<&'static str> {
         "Namespace" => vec!["NAME", "STATUS", "AGE"],
         "Node" => vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
         "Event" => vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "HorizontalPodAutoscaler" => vec![
+            "NAME",
+            "REFERENCE",
+            "TARGETS",
+            "MINPODS",
+            "MAXPODS",
+            "REPLICAS",
+            "AGE",
+        ],
         _ => vec!["NAME", "AGE"],
     };
     if wide {
@@ -383,6 +393,22 @@ pub fn row(kind: &str, o: &Value, now: DateTime<Utc>, wide: bool) -> Vec<String>
                 e.message.clone().unwrap_or_default(),
             ]
         }),
+        "HorizontalPodAutoscaler" => read(o, |h: HorizontalPodAutoscaler| {
+            let spec = h.spec.unwrap_or_default();
+            let st = h.status.unwrap_or_default();
+            vec![
+                name(&h.metadata),
+                format!(
+                    "{}/{}",
+                    spec.scale_target_ref.kind, spec.scale_target_ref.name
+                ),
+                hpa_targets(items(&spec.metrics), items(&st.current_metrics)),
+                spec.min_replicas.unwrap_or(1).to_string(),
+                spec.max_replicas.to_string(),
+                int(st.current_replicas),
+                age(h.metadata.creation_timestamp.as_ref(), now),
+            ]
+        }),
         _ => None,
     };
     typed.unwrap_or_else(|| {
@@ -417,7 +443,44 @@ const KNOWN: &[&str] = &[
     "Namespace",
     "Node",
     "Event",
+    "HorizontalPodAutoscaler",
 ];
+
+/// An autoscaler's TARGETS column as kubectl prints it: `cpu: 42%/50%` per resource metric
+/// (`<unknown>` before it is measured), two at most, then `+ N more...`.
+fn hpa_targets(specs: &[MetricSpec], statuses: &[MetricStatus]) -> String {
+    if specs.is_empty() {
+        return "<none>".into();
+    }
+    let mut list = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let Some(r) = &spec.resource else {
+            list.push("<unknown>".to_string());
+            continue;
+        };
+        let current = statuses.get(i).and_then(|s| s.resource.as_ref());
+        if let Some(v) = &r.target.average_value {
+            let cur = current
+                .and_then(|c| c.current.average_value.as_ref())
+                .map_or("<unknown>".to_string(), |q| q.0.clone());
+            list.push(format!("{}: {cur}/{}", r.name, v.0));
+        } else {
+            let cur = current
+                .and_then(|c| c.current.average_utilization)
+                .map_or("<unknown>".to_string(), |u| format!("{u}%"));
+            let target = r
+                .target
+                .average_utilization
+                .map_or("<auto>".to_string(), |u| format!("{u}%"));
+            list.push(format!("{}: {cur}/{target}", r.name));
+        }
+        if list.len() > 2 {
+            list.truncate(2);
+            return format!("{} + {} more...", list.join(", "), specs.len() - 2);
+        }
+    }
+    list.join(", ")
+}
 
 /// `o` read as `T` (borrowing the JSON, without copying it), then `f` of it.
 fn read<T: serde::de::DeserializeOwned>(

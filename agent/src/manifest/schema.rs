@@ -386,6 +386,47 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler",
+        &["apiVersion", "kind", "metadata", "spec"],
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerSpec",
+        &[
+            "scaleTargetRef",
+            "minReplicas",
+            "maxReplicas",
+            "metrics",
+            "behavior",
+        ],
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.CrossVersionObjectReference",
+        &["apiVersion", "kind", "name"],
+    ),
+    // Resource metrics only: Pods, Object, External and ContainerResource metrics need a
+    // custom or external metrics API.
+    ("io.k8s.api.autoscaling.v2.MetricSpec", &["type", "resource"]),
+    (
+        "io.k8s.api.autoscaling.v2.ResourceMetricSource",
+        &["name", "target"],
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.MetricTarget",
+        &["type", "averageUtilization", "averageValue", "value"],
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerBehavior",
+        &["scaleUp", "scaleDown"],
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.HPAScalingRules",
+        &["stabilizationWindowSeconds", "selectPolicy", "policies"],
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.HPAScalingPolicy",
+        &["type", "value", "periodSeconds"],
+    ),
+    (
         "io.k8s.api.core.v1.Service",
         &["apiVersion", "kind", "metadata", "spec"],
     ),

@@ -210,6 +210,12 @@ pub const PATCH_META: &[(&str, &str, &str, Option<&str>)] = &[
         "merge",
         Some("type"),
     ),
+    (
+        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
 ];
 
 /// The lists server-side apply keys by more than their strategic merge key

@@ -559,3 +559,48 @@ fn prepared_objects_round_trip_through_kubernetes_types() {
         }
     }
 }
+
+const HPA: &str = "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  maxReplicas: 3\n";
+
+#[test]
+fn autoscaler_defaults_as_kubernetes_fills_them() {
+    let v = prep(HPA).unwrap();
+    assert_eq!(v["spec"]["minReplicas"], 1);
+    assert_eq!(
+        v["spec"]["metrics"],
+        json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}])
+    );
+    assert!(v["spec"].get("behavior").is_none(), "{v}");
+    let v = prep(&format!("{HPA}  behavior:\n    scaleDown: {{stabilizationWindowSeconds: 60}}\n")).unwrap();
+    let b = &v["spec"]["behavior"];
+    assert_eq!(b["scaleDown"]["stabilizationWindowSeconds"], 60);
+    assert_eq!(b["scaleDown"]["policies"], json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]));
+    assert_eq!(b["scaleUp"]["stabilizationWindowSeconds"], 0);
+    assert_eq!(b["scaleUp"]["selectPolicy"], "Max");
+    assert_eq!(b["scaleUp"]["policies"][0], json!({"type": "Pods", "value": 4, "periodSeconds": 15}));
+}
+
+#[test]
+fn autoscaler_errors_all_at_once() {
+    let y = HPA
+        .replace("kind: Deployment", "kind: StatefulSet")
+        .replace("maxReplicas: 3", "minReplicas: 0\n  maxReplicas: 0");
+    let y = format!(
+        "{y}  metrics:\n  - type: Resource\n    resource: {{name: cpu, target: {{type: Utilization}}}}\n  - type: Pods\n    pods: {{metric: {{name: rps}}, target: {{type: AverageValue, averageValue: '1'}}}}\n  - type: Resource\n    resource: {{name: nvidia.com/gpu, target: {{type: Utilization, averageUtilization: 50}}}}\n  behavior:\n    scaleUp: {{selectPolicy: Fastest, policies: [{{type: Pods, value: 0, periodSeconds: 3600}}]}}\n"
+    );
+    check(
+        &y,
+        &[
+            "spec.metrics[1].pods: not supported by Flotilla yet",
+            "spec.scaleTargetRef.kind: \"StatefulSet\": scaling a StatefulSet is not supported by Flotilla yet",
+            "spec.minReplicas: Invalid value: 0: must be greater than or equal to 1",
+            "spec.maxReplicas: Invalid value: 0: must be greater than 0",
+            "spec.metrics[0].resource.target.averageUtilization: Required value",
+            "spec.metrics[1].type: \"Pods\": metrics of this type are not supported by Flotilla yet",
+            "spec.metrics[2].resource.name: \"nvidia.com/gpu\": Flotilla measures cpu and memory only",
+            "spec.behavior.scaleUp.selectPolicy: Unsupported value: \"Fastest\"",
+            "spec.behavior.scaleUp.policies[0].value: Invalid value: 0: must be greater than zero",
+            "spec.behavior.scaleUp.policies[0].periodSeconds: Invalid value: 3600: must be less than or equal to 1800",
+        ],
+    );
+}

@@ -148,6 +148,37 @@ pub fn go_duration(d: Duration) -> String {
     }
 }
 
+/// A duration as Go writes one (`15s`, `1m15.5s`, `300ms`), the inverse of [`go_duration`].
+pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..u] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[u..];
+        total += value * scale;
+    }
+    Some(std::time::Duration::from_secs_f64(total))
+}
+
 /// The node's working set from `/proc/meminfo`: memory in use (total less free) less the
 /// inactive file cache, as the kubelet reckons its root cgroup's.
 pub fn node_working_set(meminfo: &str) -> u64 {
@@ -258,6 +289,21 @@ pub async fn sample(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations() {
+        use std::time::Duration;
+        assert_eq!(parse_go_duration("32s"), Some(Duration::from_secs(32)));
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_go_duration("soon"), None);
+        assert_eq!(parse_go_duration(""), None);
+        for ms in [15_250, 75_500, 3_600_000] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(parse_go_duration(&go_duration(d)), Some(d), "{}", go_duration(d));
+        }
+    }
 
     fn reading(at: Instant, cpu: u64, containers: &[(&str, u64, u64)]) -> Reading {
         Reading {

@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::lifecycle::{items, strings};
 use super::{FieldError, Manifest, quantity};
 
+mod autoscaling;
 mod config;
 mod meta;
 mod pod;
@@ -23,6 +24,7 @@ mod service;
 mod workloads;
 
 use crate::manifest::selector::Selector;
+use autoscaling::*;
 use config::*;
 use meta::*;
 pub use meta::{
@@ -54,6 +56,7 @@ pub fn validate(m: &Manifest) -> Vec<FieldError> {
         Manifest::Deployment(o) => deployment(&mut e, o),
         Manifest::DaemonSet(o) => daemon_set(&mut e, o),
         Manifest::Job(o) => job(&mut e, o),
+        Manifest::HorizontalPodAutoscaler(o) => horizontal_pod_autoscaler(&mut e, o),
     }
     e.0
 }
