@@ -648,3 +648,113 @@ fn kubectl_top_shows_every_nodes_usage_and_a_busy_pod_from_another_node() {
     let ours = b.nodes[1].ok(&["top", "nodes"]);
     assert_eq!(ours.lines().count(), 4, "{ours}");
 }
+
+/// A Deployment whose pods burn CPU for their first 25 seconds: its HorizontalPodAutoscaler
+/// (50% of the 100m requested) scales it from 1 to its maximum of 3 on every node's samples,
+/// then back to 1 once they idle and the 5 s scale-down window has passed, with kubectl's
+/// columns, the conditions and the events a k3s user reads.
+#[test]
+fn an_autoscaler_scales_a_busy_deployment_up_and_back_down() {
+    let b = crate::harness::Box::start(
+        3,
+        &[
+            "--pod-network",
+            "none",
+            "--metrics-resolution",
+            "1",
+            "--horizontal-pod-autoscaler-sync-period",
+            "2",
+        ],
+    );
+    for n in &b.nodes {
+        let tar = flotilla_runtime::testing::test_image(n.data_dir());
+        n.ok(&["image", "import", tar.to_str().unwrap()]);
+    }
+    let a = &b.nodes[0];
+    a.eventually(30, "3 Ready nodes", || node_ready(a).len() == 3);
+    let yaml = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: burner}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: burner}}
+  template:
+    metadata: {labels: {app: burner}}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers:
+      - name: burn
+        image: flotilla.local/busybox:1
+        command: [sh, -c, 'end=$(($(date +%s)+25)); while [ $(date +%s) -lt $end ]; do :; done; exec sleep 3600']
+        resources:
+          requests: {cpu: 100m}
+          limits: {cpu: 200m}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: burner}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: burner}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+  behavior:
+    scaleDown: {stabilizationWindowSeconds: 5}
+"#;
+    a.ok(&[
+        "apply",
+        "-f",
+        &crate::harness::manifest(a, "burner.yaml", yaml),
+    ]);
+    let replicas = || {
+        a.json(&["get", "deployment", "burner"])["spec"]["replicas"]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    a.eventually(90, "the autoscaler to scale burner to 3", || replicas() == 3);
+    let hpa = a.kubectl_ok(&["get", "hpa", "burner"]);
+    let header: Vec<&str> = hpa.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"],
+        "{hpa}"
+    );
+    let row = hpa.lines().nth(1).unwrap();
+    assert!(
+        row.contains("Deployment/burner") && row.contains("cpu: ") && row.contains("%/50%"),
+        "{hpa}"
+    );
+    let h: serde_json::Value =
+        serde_json::from_str(&a.kubectl_ok(&["get", "hpa", "burner", "-o", "json"])).unwrap();
+    let conditions = h["status"]["conditions"].as_array().unwrap();
+    let reason = |t: &str| {
+        conditions
+            .iter()
+            .find(|c| c["type"] == t)
+            .map(|c| c["reason"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(reason("ScalingActive").as_deref(), Some("ValidMetricFound"), "{h}");
+    assert!(h["status"]["lastScaleTime"].is_string(), "{h}");
+    let events = a.ok(&["get", "events"]);
+    assert!(
+        events.contains("SuccessfulRescale")
+            && events.contains("cpu resource utilization (percentage of request) above target"),
+        "{events}"
+    );
+    // Every pod has idled after its 25 s and the window has passed: back to the minimum.
+    a.eventually(120, "the autoscaler to scale burner back to 1", || {
+        replicas() == 1
+    });
+    let events = a.ok(&["get", "events"]);
+    assert!(
+        events.contains("New size: 1; reason: All metrics below target"),
+        "{events}"
+    );
+    a.eventually(60, "burner down to one pod", || {
+        a.json(&["get", "pods", "-l", "app=burner"])["items"]
+            .as_array()
+            .is_some_and(|p| p.len() == 1)
+    });
+}
