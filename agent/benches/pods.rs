@@ -3,6 +3,11 @@
 //! second; beside `runc run --detach` of as many containers in the same run (podman, the
 //! natural peer, cannot start containers on these hosts: see docs/BENCHMARKS.md).
 //!
+//! Then the cost of observability (the same steady state with metrics sampling off) and the
+//! autoscaler's reaction: from a pod that starts burning CPU to the second replica its
+//! HorizontalPodAutoscaler adds Running, at the agent's defaults (samples every 15 s, the
+//! autoscaler every 15 s, as metrics-server's and kube-controller-manager's).
+//!
 //! `cargo bench -p flotilla --bench pods [-- --sizes 1,10,50 --steady 50 --seconds 30]`, as
 //! root (real containers). `scripts/bench/pods.sh` installs runc first.
 
@@ -23,7 +28,7 @@ struct Agent {
 }
 
 impl Agent {
-    fn start() -> Agent {
+    fn start(extra: &[&str]) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("flotilla-bench-")
             .tempdir()
@@ -45,6 +50,7 @@ impl Agent {
                 "--api-addr",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .arg("--data-dir")
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -148,6 +154,7 @@ fn apply_to_running(a: &Agent, n: usize, probes: bool) -> f64 {
 
 fn delete_all(a: &Agent) {
     a.cli(&["delete", "deployment", "bench"]);
+    a.cli(&["delete", "hpa", "bench"]);
     let t = Instant::now();
     while a.containers() > 0 && t.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(100));
@@ -255,6 +262,51 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .cloned()
 }
 
+/// The agent's CPU (% of a core), RSS and anonymous memory (MiB) over `seconds` with `steady`
+/// probed pods, and the apply-to-Ready time.
+fn steady_state(a: &Agent, steady: usize, seconds: u64) -> (f64, f64, f64, f64) {
+    let t = apply_to_running(a, steady, true);
+    std::thread::sleep(Duration::from_secs(5));
+    let pid = a.child.id();
+    let (c0, t0) = (cpu_seconds(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(seconds));
+    let cpu = (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0;
+    (
+        t,
+        cpu,
+        rss_mib(pid),
+        proc_mib(pid, "smaps_rollup", "Anonymous:"),
+    )
+}
+
+/// Seconds from the first pod Running (its CPU burning from its start) to its autoscaler's
+/// second replica Running.
+fn autoscaler_reaction(a: &Agent) -> Option<f64> {
+    let yaml = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: bench}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: bench}}}}\n  template:\n    metadata: {{labels: {{app: bench}}}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers:\n      - name: burn\n        image: {IMAGE}\n        command: [sh, -c, 'end=$(($(date +%s)+150)); while [ $(date +%s) -lt $end ]; do :; done; exec sleep 3600']\n        resources: {{requests: {{cpu: 100m}}, limits: {{cpu: 300m}}}}\n---\napiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: bench}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: bench}}\n  maxReplicas: 2\n  metrics:\n  - type: Resource\n    resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 50}}}}\n"
+    );
+    let f = a.write("hpa.yaml", &yaml);
+    a.cli(&["apply", "-f", &f])?;
+    let running = |pods: &[Value]| {
+        pods.iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .count()
+    };
+    let t = Instant::now();
+    let mut started: Option<Instant> = None;
+    while t.elapsed() < Duration::from_secs(150) {
+        let n = running(&a.pods());
+        if n >= 1 && started.is_none() {
+            started = Some(Instant::now());
+        }
+        if n >= 2 {
+            return started.map(|s| s.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--list") {
@@ -272,7 +324,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
 
-    let a = Agent::start();
+    let a = Agent::start(&[]);
     let tar = flotilla_runtime::testing::test_image(a.dir.path());
     a.cli(&["image", "import", tar.to_str().unwrap()])
         .expect("importing the test image");
@@ -319,24 +371,16 @@ fn main() {
         println!("{n:>6}  {:>12.3}  {p:>12}", med(&mut ours).unwrap());
     }
 
-    let t = apply_to_running(&a, steady, true);
+    let (t, cpu, rss, anon) = steady_state(&a, steady, seconds);
     println!("\n{steady} pods with an httpGet readiness and a tcpSocket liveness probe every 1 s");
     println!("  apply to all Running and Ready: {t:.3} s");
-    std::thread::sleep(Duration::from_secs(5));
-    let pid = a.child.id();
-    let (c0, t0) = (cpu_seconds(pid), Instant::now());
-    std::thread::sleep(Duration::from_secs(seconds));
-    let cpu = (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0;
     let shim_pids = shims(a.dir.path());
     let shim_rss: f64 = shim_pids.iter().map(|p| rss_mib(*p)).sum();
     println!("  agent CPU over {seconds} s: {cpu:.2}% of one core (target < 2%)");
-    println!("  agent RSS: {:.1} MiB (target < 64 MiB)", rss_mib(pid));
+    println!("  agent RSS: {rss:.1} MiB (target < 64 MiB)");
     // The rest is file pages: mostly the binary's own code, shared and reclaimable (how much
     // of it shows depends on how the kernel maps the page cache).
-    println!(
-        "    of which anonymous (heap, stacks): {:.1} MiB",
-        proc_mib(pid, "smaps_rollup", "Anonymous:")
-    );
+    println!("    of which anonymous (heap, stacks): {anon:.1} MiB");
     println!(
         "  shims: {} processes, {:.1} MiB RSS in all ({:.2} MiB each)",
         shim_pids.len(),
@@ -344,4 +388,33 @@ fn main() {
         shim_rss / shim_pids.len().max(1) as f64
     );
     delete_all(&a);
+
+    // The autoscaler, at the defaults a user gets.
+    match autoscaler_reaction(&a) {
+        Some(s) => println!(
+            "\nautoscaler: a pod burning 300m of its 100m request (target 50%) to its second replica Running: {s:.1} s\n  (samples every 15 s, the autoscaler every 15 s: at least two samples after start, then one pass)"
+        ),
+        None => println!("\nautoscaler: no second replica within 150 s"),
+    }
+    delete_all(&a);
+    drop(a);
+
+    // The same steady state with the metrics sampler off: what observability costs.
+    let off = Agent::start(&["--metrics-resolution", "0"]);
+    let tar = flotilla_runtime::testing::test_image(off.dir.path());
+    off.cli(&["image", "import", tar.to_str().unwrap()])
+        .expect("importing the test image");
+    let (_, cpu_off, rss_off, anon_off) = steady_state(&off, steady, seconds);
+    println!("\nthe cost of metrics ({steady} probed pods, {seconds} s each)");
+    println!("{:>22}  {:>10}  {:>10}", "", "sampling", "off");
+    println!(
+        "{:>22}  {cpu:>9.2}%  {cpu_off:>9.2}%",
+        "agent CPU (of a core)"
+    );
+    println!("{:>22}  {rss:>10.1}  {rss_off:>10.1}", "agent RSS MiB");
+    println!(
+        "{:>22}  {anon:>10.1}  {anon_off:>10.1}",
+        "of which anonymous"
+    );
+    delete_all(&off);
 }

@@ -153,10 +153,7 @@ fn cpu_unready(p: &Pod, m: &Usage, now: Timestamp) -> bool {
     let (Some(ready), Some(start)) = (ready, start) else {
         return true;
     };
-    let transition = ready
-        .last_transition_time
-        .as_ref()
-        .map_or(start.0, |t| t.0);
+    let transition = ready.last_transition_time.as_ref().map_or(start.0, |t| t.0);
     if start.0 + CPU_INITIALIZATION > now {
         ready.status == "False" || m.timestamp < transition + m.window
     } else {
@@ -319,7 +316,10 @@ fn propose(
     let Some(r) = spec.resource.as_ref().filter(|_| spec.type_ == "Resource") else {
         return Err((
             "InvalidMetricSourceType".into(),
-            format!("metric type {:?} is not supported by Flotilla yet", spec.type_),
+            format!(
+                "metric type {:?} is not supported by Flotilla yet",
+                spec.type_
+            ),
         ));
     };
     let target = match (r.target.type_.as_str(), &r.target) {
@@ -345,7 +345,9 @@ fn propose(
             ))
         })?;
     let name = match target {
-        Target::Utilization(_) => format!("{} resource utilization (percentage of request)", r.name),
+        Target::Utilization(_) => {
+            format!("{} resource utilization (percentage of request)", r.name)
+        }
         Target::AverageValue(_) => format!("{} resource", r.name),
     };
     Ok(Proposal {
@@ -403,7 +405,9 @@ fn rate_limit(current: i32, h: &History, rules: &HPAScalingRules, up: bool, now:
         let proposed = match (p.type_.as_str(), up) {
             ("Pods", true) => start + p.value,
             ("Pods", false) => start - p.value,
-            ("Percent", true) => (f64::from(start) * (1.0 + f64::from(p.value) / 100.0)).ceil() as i32,
+            ("Percent", true) => {
+                (f64::from(start) * (1.0 + f64::from(p.value) / 100.0)).ceil() as i32
+            }
             ("Percent", false) => (f64::from(start) * (1.0 - f64::from(p.value) / 100.0)) as i32,
             _ => continue,
         };
@@ -475,7 +479,14 @@ fn stabilize(
 
 /// The stabilized recommendation brought within min/max and the scaling rates (`up_rate` the
 /// most it may grow to now, `down_rate` the least it may shrink to).
-fn limit(current: i32, desired: i32, min: i32, max: i32, up_rate: i32, down_rate: i32) -> (i32, Cond) {
+fn limit(
+    current: i32,
+    desired: i32,
+    min: i32,
+    max: i32,
+    up_rate: i32,
+    down_rate: i32,
+) -> (i32, Cond) {
     let limited = |n: i32, reason: &str, msg: &str| {
         let st = if n == desired { "False" } else { "True" };
         (n, cond("ScalingLimited", st, reason, msg))
@@ -583,7 +594,8 @@ fn decide(
     let scale = match scale {
         Ok(s) => s,
         Err(e) => {
-            let msg = format!("the HPA controller was unable to get the target's current scale: {e}");
+            let msg =
+                format!("the HPA controller was unable to get the target's current scale: {e}");
             events.push((EventKind::Warning, "FailedGetScale".into(), e.clone()));
             conds.push(cond("AbleToScale", "False", "FailedGetScale", msg));
             status.conditions = Some(merge_conditions(&old, conds, now));
@@ -644,7 +656,10 @@ fn decide(
         let best = best.filter(|b| errors.is_empty() || b.replicas >= current);
         let Some(best) = best else {
             let (r, msg) = errors.first().cloned().unwrap_or_else(|| {
-                ("FailedGetResourceMetric".into(), "no metrics to scale by".into())
+                (
+                    "FailedGetResourceMetric".into(),
+                    "no metrics to scale by".into(),
+                )
             });
             conds.push(cond(
                 "ScalingActive",
@@ -893,17 +908,31 @@ async fn read_target(
         .get(&Key::new(&r.kind, ns, &r.name))
         .await
         .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{}.apps \"{}\" not found", r.kind.to_ascii_lowercase() + "s", r.name))?;
+        .ok_or_else(|| {
+            format!(
+                "{}.apps \"{}\" not found",
+                r.kind.to_ascii_lowercase() + "s",
+                r.name
+            )
+        })?;
     let (target, replicas, selector) = match r.kind.as_str() {
         "Deployment" => {
             let d: Deployment = lifecycle::decode(stored).map_err(|e| e.to_string())?;
             let s = d.spec.clone().unwrap_or_default();
-            (ScaleTarget::Deployment(Box::new(d)), s.replicas.unwrap_or(1), s.selector)
+            (
+                ScaleTarget::Deployment(Box::new(d)),
+                s.replicas.unwrap_or(1),
+                s.selector,
+            )
         }
         _ => {
             let rs: ReplicaSet = lifecycle::decode(stored).map_err(|e| e.to_string())?;
             let s = rs.spec.clone().unwrap_or_default();
-            (ScaleTarget::ReplicaSet(Box::new(rs)), s.replicas.unwrap_or(1), s.selector)
+            (
+                ScaleTarget::ReplicaSet(Box::new(rs)),
+                s.replicas.unwrap_or(1),
+                s.selector,
+            )
         }
     };
     let selector = Selector::from_label_selector(&selector)?;
@@ -916,8 +945,9 @@ async fn pass(
     samples: &Samples,
     histories: &mut HashMap<String, History>,
 ) -> Result<(), StoreError> {
-    let hpas: Vec<HorizontalPodAutoscaler> =
-        store.list_decodable("HorizontalPodAutoscaler", None).await?;
+    let hpas: Vec<HorizontalPodAutoscaler> = store
+        .list_decodable("HorizontalPodAutoscaler", None)
+        .await?;
     histories.retain(|k, _| {
         hpas.iter()
             .any(|h| lifecycle::uid(&h.metadata) == k.as_str())

@@ -274,7 +274,6 @@ pub fn rules_with_defaults(rules: Option<&HPAScalingRules>, up: bool) -> HPAScal
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::is_latest;

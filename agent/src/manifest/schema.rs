@@ -260,7 +260,8 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
     ("io.k8s.api.core.v1.TCPSocketAction", &["port", "host"]),
     // postStart, and preStop by httpGet or tcpSocket, are not run yet: refused, not ignored.
     ("io.k8s.api.core.v1.Lifecycle", &["preStop"]),
-    ("io.k8s.api.core.v1.LifecycleHandler", &["exec"]),
+    ("io.k8s.api.core.v1.LifecycleHandler", &["exec", "sleep"]),
+    ("io.k8s.api.core.v1.SleepAction", &["seconds"]),
     (
         "io.k8s.api.core.v1.Volume",
         &["name", "emptyDir", "hostPath", "configMap", "secret"],
@@ -405,7 +406,10 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     // Resource metrics only: Pods, Object, External and ContainerResource metrics need a
     // custom or external metrics API.
-    ("io.k8s.api.autoscaling.v2.MetricSpec", &["type", "resource"]),
+    (
+        "io.k8s.api.autoscaling.v2.MetricSpec",
+        &["type", "resource"],
+    ),
     (
         "io.k8s.api.autoscaling.v2.ResourceMetricSource",
         &["name", "target"],

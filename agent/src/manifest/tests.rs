@@ -315,6 +315,28 @@ fn pod_rules() {
             "spec.containers[0].lifecycle.preStop.httpGet: not supported by Flotilla yet",
         ],
     );
+    // A preStop pause is run; it must end within the grace period, and postStart is not run.
+    prep(&pod(
+        "{containers: [{name: c, image: x, lifecycle: {preStop: {sleep: {seconds: 5}}}}]}",
+    ))
+    .unwrap();
+    check(
+        &pod(
+            "{terminationGracePeriodSeconds: 10, containers: [{name: c, image: x, lifecycle: {preStop: {sleep: {seconds: 20}}}}, {name: d, image: x, lifecycle: {preStop: {sleep: {seconds: 0}}}}]}",
+        ),
+        &[
+            "spec.containers[0].lifecycle.preStop.sleep.seconds: Invalid value: 20: must be greater than 0 and less than terminationGracePeriodSeconds (10)",
+            "spec.containers[1].lifecycle.preStop.sleep.seconds: Invalid value: 0: must be greater than 0",
+        ],
+    );
+    check(
+        &pod(
+            "{containers: [{name: c, image: x, lifecycle: {preStop: {sleep: {seconds: 1}, exec: {command: [\"true\"]}}}}]}",
+        ),
+        &[
+            "spec.containers[0].lifecycle.preStop: must have exactly one of exec, httpGet, tcpSocket, sleep",
+        ],
+    );
     check(
         &pod("{containers: [{name: c, image: x, resources: {limits: {memory: lots}}}]}"),
         &["spec.containers[0].resources.limits[memory]: \"lots\" is not a quantity"],
@@ -571,13 +593,22 @@ fn autoscaler_defaults_as_kubernetes_fills_them() {
         json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}])
     );
     assert!(v["spec"].get("behavior").is_none(), "{v}");
-    let v = prep(&format!("{HPA}  behavior:\n    scaleDown: {{stabilizationWindowSeconds: 60}}\n")).unwrap();
+    let v = prep(&format!(
+        "{HPA}  behavior:\n    scaleDown: {{stabilizationWindowSeconds: 60}}\n"
+    ))
+    .unwrap();
     let b = &v["spec"]["behavior"];
     assert_eq!(b["scaleDown"]["stabilizationWindowSeconds"], 60);
-    assert_eq!(b["scaleDown"]["policies"], json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]));
+    assert_eq!(
+        b["scaleDown"]["policies"],
+        json!([{"type": "Percent", "value": 100, "periodSeconds": 15}])
+    );
     assert_eq!(b["scaleUp"]["stabilizationWindowSeconds"], 0);
     assert_eq!(b["scaleUp"]["selectPolicy"], "Max");
-    assert_eq!(b["scaleUp"]["policies"][0], json!({"type": "Pods", "value": 4, "periodSeconds": 15}));
+    assert_eq!(
+        b["scaleUp"]["policies"][0],
+        json!({"type": "Pods", "value": 4, "periodSeconds": 15})
+    );
 }
 
 #[test]

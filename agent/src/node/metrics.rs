@@ -301,7 +301,12 @@ mod tests {
         assert_eq!(parse_go_duration(""), None);
         for ms in [15_250, 75_500, 3_600_000] {
             let d = Duration::from_millis(ms);
-            assert_eq!(parse_go_duration(&go_duration(d)), Some(d), "{}", go_duration(d));
+            assert_eq!(
+                parse_go_duration(&go_duration(d)),
+                Some(d),
+                "{}",
+                go_duration(d)
+            );
         }
     }
 

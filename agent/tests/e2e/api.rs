@@ -55,6 +55,7 @@ fn requests_need_the_token() {
                 "apps",
                 "authentication.k8s.io",
                 "authorization.k8s.io",
+                "autoscaling",
                 "batch",
                 "metrics.k8s.io"
             ]

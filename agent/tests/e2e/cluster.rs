@@ -713,12 +713,22 @@ spec:
             .as_i64()
             .unwrap_or(0)
     };
-    a.eventually(90, "the autoscaler to scale burner to 3", || replicas() == 3);
+    a.eventually(90, "the autoscaler to scale burner to 3", || {
+        replicas() == 3
+    });
     let hpa = a.kubectl_ok(&["get", "hpa", "burner"]);
     let header: Vec<&str> = hpa.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"],
+        [
+            "NAME",
+            "REFERENCE",
+            "TARGETS",
+            "MINPODS",
+            "MAXPODS",
+            "REPLICAS",
+            "AGE"
+        ],
         "{hpa}"
     );
     let row = hpa.lines().nth(1).unwrap();
@@ -735,7 +745,11 @@ spec:
             .find(|c| c["type"] == t)
             .map(|c| c["reason"].as_str().unwrap_or("").to_string())
     };
-    assert_eq!(reason("ScalingActive").as_deref(), Some("ValidMetricFound"), "{h}");
+    assert_eq!(
+        reason("ScalingActive").as_deref(),
+        Some("ValidMetricFound"),
+        "{h}"
+    );
     assert!(h["status"]["lastScaleTime"].is_string(), "{h}");
     let events = a.ok(&["get", "events"]);
     assert!(

@@ -310,7 +310,7 @@ fn deleting_a_pod_runs_its_prestop_hook_then_sigterm_then_sigkill_after_the_grac
     let a = Agent::with_image();
     let host = a.data_dir().join("host");
     std::fs::create_dir_all(&host).unwrap();
-    let pod = |name: &str, grace: u32, script: &str| {
+    let pod_with = |name: &str, grace: u32, script: &str, hook: &str| {
         format!(
             r#"apiVersion: v1
 kind: Pod
@@ -324,10 +324,14 @@ spec:
     command: ["sh", "-c", "{script}"]
     volumeMounts: [{{name: h, mountPath: /h}}]
     lifecycle:
-      preStop: {{exec: {{command: [sh, -c, "echo prestop >> /h/{name}"]}}}}
+      preStop: {hook}
 "#,
             host.display()
         )
+    };
+    let pod = |name: &str, grace: u32, script: &str| {
+        let hook = format!("{{exec: {{command: [sh, -c, \"echo prestop >> /h/{name}\"]}}}}");
+        pod_with(name, grace, script, &hook)
     };
     let yaml = [
         // sh as PID 1 gets SIGTERM only through a trap.
@@ -341,12 +345,19 @@ spec:
             2,
             "trap '' TERM; echo up >> /h/stubborn; while true; do sleep 0.2; done",
         ),
+        // A pause before SIGTERM, as images without a shell are given one.
+        pod_with(
+            "pauser",
+            30,
+            "trap 'echo term >> /h/pauser; exit 0' TERM; echo up >> /h/pauser; while true; do sleep 0.2; done",
+            "{sleep: {seconds: 2}}",
+        ),
     ]
     .join("---\n");
     a.ok(&["apply", "-f", &manifest(&a, "stop.yaml", &yaml)]);
     let file = |n: &str| std::fs::read_to_string(host.join(n)).unwrap_or_default();
     a.eventually(60, "both pods up", || {
-        file("polite") == "up\n" && file("stubborn") == "up\n"
+        file("polite") == "up\n" && file("stubborn") == "up\n" && file("pauser") == "up\n"
     });
     let running = || {
         let rt = flotilla_runtime::container::Runtime::open(
@@ -364,15 +375,25 @@ spec:
             })
             .count()
     };
-    assert_eq!(running(), 2);
+    assert_eq!(running(), 3);
     let t = std::time::Instant::now();
-    a.ok(&["delete", "pod", "polite", "stubborn"]);
+    a.ok(&["delete", "pod", "polite", "stubborn", "pauser"]);
     a.eventually(
         30,
         "polite stopped by its TERM trap, after its preStop hook",
         || file("polite") == "up\nprestop\nterm\n",
     );
-    a.eventually(30, "both containers gone", || running() == 0);
+    a.eventually(
+        30,
+        "pauser stopped by its TERM trap after its pause",
+        || file("pauser") == "up\nterm\n",
+    );
+    assert!(
+        t.elapsed() >= std::time::Duration::from_secs(2),
+        "SIGTERM came {:?} after the delete, within the 2 s pause",
+        t.elapsed()
+    );
+    a.eventually(30, "the containers gone", || running() == 0);
     // The stubborn one ignores SIGTERM: SIGKILL ends it once its 2 s grace is over.
     assert!(
         t.elapsed() >= std::time::Duration::from_secs(2),

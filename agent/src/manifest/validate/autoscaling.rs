@@ -32,7 +32,10 @@ pub(super) fn horizontal_pod_autoscaler(e: &mut Errors, o: &HorizontalPodAutosca
     if r.name.is_empty() {
         e.add("spec.scaleTargetRef.name", "Required value");
     } else if let Some(msg) = dns_subdomain_error(&r.name) {
-        e.add("spec.scaleTargetRef.name", format!("Invalid value: {:?}: {msg}", r.name));
+        e.add(
+            "spec.scaleTargetRef.name",
+            format!("Invalid value: {:?}: {msg}", r.name),
+        );
     }
     let min = spec.min_replicas.unwrap_or(1);
     if min < 1 {
@@ -44,7 +47,10 @@ pub(super) fn horizontal_pod_autoscaler(e: &mut Errors, o: &HorizontalPodAutosca
     if spec.max_replicas < 1 {
         e.add(
             "spec.maxReplicas",
-            format!("Invalid value: {}: must be greater than 0", spec.max_replicas),
+            format!(
+                "Invalid value: {}: must be greater than 0",
+                spec.max_replicas
+            ),
         );
     } else if spec.max_replicas < min {
         e.add(
@@ -57,9 +63,18 @@ pub(super) fn horizontal_pod_autoscaler(e: &mut Errors, o: &HorizontalPodAutosca
     }
     for (i, m) in items(&spec.metrics).iter().enumerate() {
         let p = format!("spec.metrics[{i}]");
-        let types = ["Object", "Pods", "Resource", "ContainerResource", "External"];
+        let types = [
+            "Object",
+            "Pods",
+            "Resource",
+            "ContainerResource",
+            "External",
+        ];
         if m.type_.is_empty() {
-            e.add(format!("{p}.type"), "Required value: must specify a metric source type");
+            e.add(
+                format!("{p}.type"),
+                "Required value: must specify a metric source type",
+            );
             continue;
         }
         if !types.contains(&m.type_.as_str()) {
@@ -85,7 +100,10 @@ pub(super) fn horizontal_pod_autoscaler(e: &mut Errors, o: &HorizontalPodAutosca
         };
         let p = format!("{p}.resource");
         if res.name.is_empty() {
-            e.add(format!("{p}.name"), "Required value: must specify a resource name");
+            e.add(
+                format!("{p}.name"),
+                "Required value: must specify a resource name",
+            );
         } else if !MEASURED.contains(&res.name.as_str()) {
             e.add(
                 format!("{p}.name"),
@@ -112,7 +130,10 @@ fn target(e: &mut Errors, p: &str, t: &MetricTarget) {
             return;
         }
         "" => {
-            e.add(format!("{p}.type"), "Required value: must specify a metric target type");
+            e.add(
+                format!("{p}.type"),
+                "Required value: must specify a metric target type",
+            );
             return;
         }
         other => {
@@ -124,7 +145,10 @@ fn target(e: &mut Errors, p: &str, t: &MetricTarget) {
         }
     }
     if t.value.is_some() {
-        e.add(format!("{p}.value"), "Forbidden: may not set a total value for a resource metric");
+        e.add(
+            format!("{p}.value"),
+            "Forbidden: may not set a total value for a resource metric",
+        );
     }
     match (t.average_utilization, &t.average_value) {
         (None, None) => e.add(
@@ -137,18 +161,30 @@ fn target(e: &mut Errors, p: &str, t: &MetricTarget) {
         ),
         (Some(u), None) => {
             if t.type_ != "Utilization" {
-                e.add(format!("{p}.averageUtilization"), "Forbidden: the target type is AverageValue");
+                e.add(
+                    format!("{p}.averageUtilization"),
+                    "Forbidden: the target type is AverageValue",
+                );
             } else if u <= 0 {
-                e.add(format!("{p}.averageUtilization"), format!("Invalid value: {u}: must be greater than 0"));
+                e.add(
+                    format!("{p}.averageUtilization"),
+                    format!("Invalid value: {u}: must be greater than 0"),
+                );
             }
         }
         (None, Some(v)) => {
             if t.type_ != "AverageValue" {
-                e.add(format!("{p}.averageValue"), "Forbidden: the target type is Utilization");
+                e.add(
+                    format!("{p}.averageValue"),
+                    "Forbidden: the target type is Utilization",
+                );
             } else {
                 match quantity::parse_milli(&v.0) {
                     Ok(n) if n > 0 => {}
-                    Ok(_) => e.add(format!("{p}.averageValue"), format!("Invalid value: {:?}: must be positive", v.0)),
+                    Ok(_) => e.add(
+                        format!("{p}.averageValue"),
+                        format!("Invalid value: {:?}: must be positive", v.0),
+                    ),
                     Err(msg) => e.add(format!("{p}.averageValue"), msg),
                 }
             }
@@ -180,21 +216,33 @@ fn rules(e: &mut Errors, p: &str, r: Option<&HPAScalingRules>) {
         if !["Pods", "Percent"].contains(&pol.type_.as_str()) {
             e.add(
                 format!("{pp}.type"),
-                format!("Unsupported value: {:?}: supported values: \"Percent\", \"Pods\"", pol.type_),
+                format!(
+                    "Unsupported value: {:?}: supported values: \"Percent\", \"Pods\"",
+                    pol.type_
+                ),
             );
         }
         if pol.value <= 0 {
-            e.add(format!("{pp}.value"), format!("Invalid value: {}: must be greater than zero", pol.value));
+            e.add(
+                format!("{pp}.value"),
+                format!("Invalid value: {}: must be greater than zero", pol.value),
+            );
         }
         if pol.period_seconds <= 0 {
             e.add(
                 format!("{pp}.periodSeconds"),
-                format!("Invalid value: {}: must be greater than zero", pol.period_seconds),
+                format!(
+                    "Invalid value: {}: must be greater than zero",
+                    pol.period_seconds
+                ),
             );
         } else if pol.period_seconds > 1800 {
             e.add(
                 format!("{pp}.periodSeconds"),
-                format!("Invalid value: {}: must be less than or equal to 1800", pol.period_seconds),
+                format!(
+                    "Invalid value: {}: must be less than or equal to 1800",
+                    pol.period_seconds
+                ),
             );
         }
     }

@@ -195,6 +195,22 @@ pub(super) fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Op
             );
         }
         container(e, &cp, c, &volumes, &mut ports, &mut host_ports, init);
+        // A preStop pause must end within the grace period (Kubernetes 1.31's rule).
+        let grace = s.termination_grace_period_seconds.unwrap_or(30);
+        if let Some(sl) = c
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref()?.sleep.as_ref())
+            && (sl.seconds <= 0 || sl.seconds > grace)
+        {
+            e.add(
+                format!("{cp}.lifecycle.preStop.sleep.seconds"),
+                format!(
+                    "Invalid value: {}: must be greater than 0 and less than terminationGracePeriodSeconds ({grace})",
+                    sl.seconds
+                ),
+            );
+        }
     }
 }
 
@@ -590,6 +606,7 @@ pub(super) fn container(
             pr.exec.as_ref(),
             pr.http_get.as_ref(),
             pr.tcp_socket.as_ref(),
+            None,
             &named,
         );
         for (f, v, min) in [
@@ -625,6 +642,7 @@ pub(super) fn container(
                     h.exec.as_ref(),
                     h.http_get.as_ref(),
                     h.tcp_socket.as_ref(),
+                    Some(h.sleep.is_some()),
                     &named,
                 );
             }
@@ -659,14 +677,26 @@ pub(super) fn handler(
     exec: Option<&ExecAction>,
     http: Option<&HTTPGetAction>,
     tcp: Option<&TCPSocketAction>,
+    // A lifecycle hook's `sleep` (whether set); `None` for probes, which have none.
+    sleep: Option<bool>,
     named_ports: &BTreeSet<&str>,
 ) {
-    let n = [exec.is_some(), http.is_some(), tcp.is_some()]
-        .iter()
-        .filter(|x| **x)
-        .count();
+    let n = [
+        exec.is_some(),
+        http.is_some(),
+        tcp.is_some(),
+        sleep == Some(true),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     if n != 1 {
-        e.add(p, "must have exactly one of exec, httpGet, tcpSocket");
+        let kinds = if sleep.is_some() {
+            "exec, httpGet, tcpSocket, sleep"
+        } else {
+            "exec, httpGet, tcpSocket"
+        };
+        e.add(p, format!("must have exactly one of {kinds}"));
     }
     if let Some(x) = exec
         && items(&x.command).is_empty()

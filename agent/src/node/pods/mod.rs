@@ -955,10 +955,7 @@ impl Manager {
                         .spec
                         .containers
                         .iter()
-                        .filter_map(|c| {
-                            let cmd = c.lifecycle.as_ref()?.pre_stop.as_ref()?.exec.as_ref()?;
-                            Some((c.name.clone(), cmd.command.clone().unwrap_or_default()))
-                        })
+                        .filter_map(|c| Some((c.name.clone(), volumes::Hook::pre_stop(c)?)))
                         .collect(),
                 };
                 let host = hostname.to_string();
@@ -1089,8 +1086,7 @@ impl Manager {
             Action::Kill { id, reason } => {
                 let hook = parse_instance_id(&id)
                     .and_then(|(_, name, _)| ctx.spec.containers.iter().find(|c| c.name == name))
-                    .and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref()?.exec.clone())
-                    .map(|e| e.command.unwrap_or_default());
+                    .and_then(volumes::Hook::pre_stop);
                 self.event(
                     about,
                     EventKind::Normal,
@@ -1098,7 +1094,7 @@ impl Manager {
                     &format!("Stopping container {id}: {reason}"),
                 );
                 self.run(format!("stop:{id}"), move || {
-                    stop_instance(&*node.runtime, &id, grace, hook.as_deref());
+                    stop_instance(&*node.runtime, &id, grace, hook.as_ref());
                 });
             }
             Action::Remove { id } => {
@@ -1238,9 +1234,7 @@ impl Manager {
             std::thread::scope(|s| {
                 for id in &ids {
                     let rt = &*node.runtime;
-                    let hook = parse_instance_id(id)
-                        .and_then(|(_, name, _)| rec.pre_stop.get(name))
-                        .map(|c| c.as_slice());
+                    let hook = parse_instance_id(id).and_then(|(_, name, _)| rec.pre_stop.get(name));
                     s.spawn(move || stop_instance(rt, id, grace, hook));
                 }
             });
@@ -1323,16 +1317,27 @@ fn read_record(data: &Path, uid: &str) -> PodRecord {
 
 /// The kubelet's stop: the preStop hook (within the grace period), SIGTERM, then SIGKILL
 /// when the grace period is over.
-fn stop_instance(rt: &dyn PodRuntime, id: &str, grace_seconds: u64, pre_stop: Option<&[String]>) {
+fn stop_instance(
+    rt: &dyn PodRuntime,
+    id: &str,
+    grace_seconds: u64,
+    pre_stop: Option<&volumes::Hook>,
+) {
     let start = std::time::Instant::now();
     let grace = Duration::from_secs(grace_seconds);
-    if let Some(cmd) = pre_stop
+    if let Some(hook) = pre_stop
         && let Ok(ContainerStatus::Running { .. }) = rt.status(id)
     {
-        match rt.exec(id, cmd, grace) {
-            Ok(o) if o.code == Some(0) => {}
-            Ok(o) => warn!(container = %id, code = ?o.code, "preStop hook failed"),
-            Err(e) => warn!(container = %id, error = %e, "preStop hook failed"),
+        match hook {
+            volumes::Hook::Exec(cmd) => match rt.exec(id, cmd, grace) {
+                Ok(o) if o.code == Some(0) => {}
+                Ok(o) => warn!(container = %id, code = ?o.code, "preStop hook failed"),
+                Err(e) => warn!(container = %id, error = %e, "preStop hook failed"),
+            },
+            // The pause is the container's last moment of service: SIGTERM after it.
+            volumes::Hook::Sleep { seconds } => {
+                std::thread::sleep(Duration::from_secs(*seconds).min(grace));
+            }
         }
     }
     let left = grace.saturating_sub(start.elapsed());

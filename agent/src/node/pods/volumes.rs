@@ -31,8 +31,35 @@ pub struct PodRecord {
     pub grace_seconds: u64,
     /// The pod's labels: which Services it backed.
     pub labels: BTreeMap<String, String>,
-    /// Each container's preStop exec command, run when the pod is deleted.
-    pub pre_stop: BTreeMap<String, Vec<String>>,
+    /// Each container's preStop hook, run when the pod is deleted.
+    pub pre_stop: BTreeMap<String, Hook>,
+}
+
+/// A container's preStop hook, as `pod.json` keeps it (a command, as agents before the `sleep`
+/// hook wrote it, or a pause).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Hook {
+    /// A command run in the container.
+    Exec(Vec<String>),
+    /// A pause before SIGTERM.
+    Sleep {
+        #[serde(rename = "sleepSeconds")]
+        seconds: u64,
+    },
+}
+
+impl Hook {
+    /// A container's preStop hook, if it has one the node runs.
+    pub fn pre_stop(c: &k8s_openapi::api::core::v1::Container) -> Option<Hook> {
+        let h = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
+        if let Some(x) = &h.exec {
+            return Some(Hook::Exec(x.command.clone().unwrap_or_default()));
+        }
+        h.sleep.as_ref().map(|s| Hook::Sleep {
+            seconds: s.seconds.max(0) as u64,
+        })
+    }
 }
 
 pub fn pod_dir(data: &Path, uid: &str) -> PathBuf {
@@ -311,6 +338,21 @@ pub fn remove_pod_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_records_of_older_agents_still_read() {
+        let old = r#"{"namespace":"default","name":"web","graceSeconds":30,"preStop":{"app":["sh","-c","echo bye"]}}"#;
+        let rec: PodRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            rec.pre_stop["app"],
+            Hook::Exec(vec!["sh".into(), "-c".into(), "echo bye".into()])
+        );
+        let mut rec = rec;
+        rec.pre_stop
+            .insert("side".into(), Hook::Sleep { seconds: 5 });
+        let again: PodRecord = serde_json::from_str(&serde_json::to_string(&rec).unwrap()).unwrap();
+        assert_eq!(again, rec);
+    }
 
     #[test]
     fn projections_update_atomically_and_drop_removed_keys() {
