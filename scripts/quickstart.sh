@@ -29,7 +29,7 @@ echo "== flotilla apply -f examples/web.yaml"
 fl apply -f examples/web.yaml
 echo "== waiting for the 3 web pods to run"
 for _ in $(seq 1 150); do
-  [[ $(fl get pods -l app=web | grep -c ' Running ') -ge 3 ]] && break
+  [[ $(fl get pods -l app=web 2>/dev/null | grep -c ' Running ') -ge 3 ]] && break
   sleep 0.2
 done
 echo "== flotilla get nodes,deployments,replicasets,pods,services"

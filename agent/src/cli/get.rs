@@ -264,6 +264,7 @@ mod tests {
             "ReplicaSet",
             "DaemonSet",
             "Job",
+            "CronJob",
         ] {
             assert!(kinds.contains(&k), "{kinds:?}");
         }

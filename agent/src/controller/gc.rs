@@ -185,7 +185,7 @@ pub fn plan_foreground<T: Object + Into<Made>>(owner: &T, candidates: &[Dependen
 }
 
 /// Kinds that controllers create with owner references.
-pub const DEPENDENT_KINDS: &[&str] = &["ReplicaSet", "Pod"];
+pub const DEPENDENT_KINDS: &[&str] = &["ReplicaSet", "Job", "Pod"];
 
 /// The keys of every object in `candidates` owned, directly or through other candidates, by
 /// `root`. Pure: the caller supplies the candidates.

@@ -1,9 +1,11 @@
 //! Job: run pods until `completions` succeed, `parallelism` at a time, giving up after
-//! `backoffLimit` failures.
+//! `backoffLimit` failures or `activeDeadlineSeconds` of running; a finished Job with
+//! `ttlSecondsAfterFinished` is deleted (in the foreground, its pods first) that long after.
 
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 
 use super::{
     Action, Made, about, is_terminating, key_of, pod_finished, pod_from_template, pod_ready,
@@ -16,6 +18,23 @@ fn has_condition(job: &Job, t: &str) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_deref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == t && c.status == "True"))
+}
+
+/// When a finished Job finished: its finished condition's transition, else its completion.
+fn finished_at(job: &Job) -> Option<Timestamp> {
+    let st = job.status.as_ref()?;
+    st.conditions
+        .iter()
+        .flatten()
+        .find(|c| matches!(c.type_.as_str(), "Complete" | "Failed") && c.status == "True")
+        .and_then(|c| c.last_transition_time.as_ref())
+        .or(st.completion_time.as_ref())
+        .map(|t| t.0)
+}
+
+/// Whether `secs` seconds have passed from `from` at `now`.
+fn passed(from: Option<Timestamp>, secs: i64, now: &Time) -> bool {
+    from.is_some_and(|f| f.as_second().saturating_add(secs) <= now.0.as_second())
 }
 
 /// Plans one Job at time `now` against the pods it owns (from an [`super::OwnerIndex`]).
@@ -59,6 +78,11 @@ pub fn plan(job: &Job, mine: &[&Pod], now: &Time) -> Vec<Action> {
         if has_condition(job, "Failed") {
             actions.extend(active.iter().map(|p| Action::Delete(key_of(*p))));
         }
+        if let Some(ttl) = spec.and_then(|s| s.ttl_seconds_after_finished)
+            && passed(finished_at(job), i64::from(ttl), now)
+        {
+            return vec![Action::DeleteInForeground(key_of(job))];
+        }
     } else if succeeded >= completions {
         status.completion_time = Some(now.clone());
         status.conditions = Some(vec![condition("Complete", None, None)]);
@@ -79,6 +103,22 @@ pub fn plan(job: &Job, mine: &[&Pod], now: &Time) -> Vec<Action> {
             about: about(job),
             kind: super::EventKind::Warning,
             reason: "BackoffLimitExceeded".into(),
+            message: message.into(),
+        });
+        actions.extend(active.iter().map(|p| Action::Delete(key_of(*p))));
+    } else if let Some(deadline) = spec.and_then(|s| s.active_deadline_seconds)
+        && passed(status.start_time.as_ref().map(|t| t.0), deadline, now)
+    {
+        let message = "Job was active longer than specified deadline";
+        status.conditions = Some(vec![condition(
+            "Failed",
+            Some("DeadlineExceeded"),
+            Some(message),
+        )]);
+        actions.push(Action::Event {
+            about: about(job),
+            kind: super::EventKind::Warning,
+            reason: "DeadlineExceeded".into(),
             message: message.into(),
         });
         actions.extend(active.iter().map(|p| Action::Delete(key_of(*p))));
@@ -175,6 +215,43 @@ mod tests {
         assert!(
             plan_with(&done, &[pod(1, "Succeeded"), pod(2, "Succeeded")], T2).is_empty(),
             "stable after completion"
+        );
+    }
+
+    #[test]
+    fn fails_past_its_active_deadline() {
+        let mut j = job(3, 1, 6);
+        j.spec.as_mut().unwrap().active_deadline_seconds = Some(30);
+        j.status = Some(JobStatus {
+            start_time: Some(t(T1)),
+            ..Default::default()
+        });
+        let running = [pod(1, "Running")];
+        let a = plan_with(&j, &running, "2026-12-01T10:00:29Z");
+        assert!(status(&a)["conditions"].is_null(), "still in time");
+        let a = plan_with(&j, &running, "2026-12-01T10:00:30Z");
+        let s = status(&a);
+        assert_eq!(s["conditions"][0]["type"], "Failed");
+        assert_eq!(s["conditions"][0]["reason"], "DeadlineExceeded");
+        assert!(
+            a.iter()
+                .any(|a| matches!(a, Action::Delete(k) if k.name == "pi-1")),
+            "its pods are stopped"
+        );
+        assert_eq!(creates(&a), 0);
+    }
+
+    #[test]
+    fn a_finished_job_goes_its_ttl_after() {
+        let mut j = job(1, 1, 6);
+        j.spec.as_mut().unwrap().ttl_seconds_after_finished = Some(10);
+        let done = [pod(1, "Succeeded")];
+        let s = status(&plan_with(&j, &done, T1));
+        j.status = serde_json::from_value(s).unwrap();
+        assert!(plan_with(&j, &done, "2026-12-01T10:00:09Z").is_empty());
+        assert_eq!(
+            plan_with(&j, &done, "2026-12-01T10:00:10Z"),
+            [Action::DeleteInForeground(key_of(&j))]
         );
     }
 

@@ -9,8 +9,10 @@
 //! ```text
 //! Deployment --deployment::plan--> ReplicaSets --replicaset::plan--> Pods --scheduler--> nodeName
 //! Job --job::plan--> Pods          DaemonSet --daemonset::plan--> Pods (one per node)
+//! CronJob --cronjob::plan--> Jobs (one per scheduled time)
 //! ```
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod gc;
@@ -23,7 +25,7 @@ pub mod runner;
 use std::collections::HashMap;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -70,6 +72,7 @@ pub enum Made {
     Deployment(Box<Deployment>),
     Job(Box<Job>),
     DaemonSet(Box<DaemonSet>),
+    CronJob(Box<CronJob>),
 }
 
 macro_rules! made_from {
@@ -112,7 +115,7 @@ macro_rules! made_from {
     };
 }
 
-made_from!(Pod, ReplicaSet, Deployment, Job, DaemonSet);
+made_from!(Pod, ReplicaSet, Deployment, Job, DaemonSet, CronJob);
 
 impl Made {
     /// A ReplicaSet's desired replicas (what its scaling events say).

@@ -10,15 +10,15 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, warn};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Event, Node, ObjectReference, Pod, PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::events::{self, event, expired, named};
 use super::gc::{self, Dependent};
 use super::{
-    Action, EventKind, Made, Object, OwnerIndex, about, daemonset, deployment, job, key_of,
-    replicaset, status_update,
+    Action, EventKind, Made, Object, OwnerIndex, about, cronjob, daemonset, deployment, job,
+    key_of, replicaset, status_update,
 };
 use crate::manifest::kinds;
 use crate::manifest::lifecycle::{self, encode};
@@ -28,11 +28,12 @@ use crate::store::{Key, Op, Store, StoreError, Write, new_uid};
 /// How often controllers re-plan with no store change (catches time-based work).
 const RESYNC: Duration = Duration::from_secs(5);
 /// The kinds a controller pass reads: a change to any other kind does not wake the controllers.
-const CONTROLLED: [&str; 6] = [
+const CONTROLLED: [&str; 7] = [
     "Deployment",
     "ReplicaSet",
     "Pod",
     "Job",
+    "CronJob",
     "DaemonSet",
     "Node",
 ];
@@ -76,6 +77,8 @@ pub fn spawn_all(
             // Since when each node has been silent, as this leader saw it (a new leader starts
             // counting afresh: it waits a whole grace period before evicting).
             let mut silent_since: BTreeMap<String, std::time::Instant> = BTreeMap::new();
+            // Warnings the CronJob planner has given (kept by this leader only).
+            let mut said = cronjob::Said::new();
             loop {
                 if !*leading.borrow_and_update() {
                     silent_since.clear();
@@ -89,23 +92,37 @@ pub fn spawn_all(
                 let now_silent = lifecycle.unreachable.borrow_and_update().clone();
                 silent_since.retain(|n, _| now_silent.contains(n));
                 for n in now_silent {
-                    silent_since.entry(n).or_insert_with(std::time::Instant::now);
+                    silent_since
+                        .entry(n)
+                        .or_insert_with(std::time::Instant::now);
                 }
                 let silent: BTreeMap<String, Duration> = silent_since
                     .iter()
                     .map(|(n, t)| (n.clone(), t.elapsed()))
                     .collect();
+                let mut idle = if silent_since.is_empty() {
+                    RESYNC
+                } else {
+                    Duration::from_secs(1)
+                };
                 let retry = match reconcile_once(
                     &store,
                     passes.is_multiple_of(120),
                     &silent,
                     lifecycle.grace,
+                    &mut said,
                 )
                 .await
                 {
                     Ok(p) => {
                         if p.done > 0 {
                             debug!(actions = p.done, stale = p.stale, "reconciled");
+                        }
+                        if let Some(at) = p.wake {
+                            // A scheduled time comes before the resync: wake for it.
+                            let ms = at.as_millisecond()
+                                - k8s_openapi::jiff::Timestamp::now().as_millisecond();
+                            idle = idle.min(Duration::from_millis(ms.max(0) as u64));
                         }
                         p.stale > 0
                     }
@@ -128,7 +145,7 @@ pub fn spawn_all(
                         // Let a burst of writes land before planning again.
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    _ = tokio::time::sleep(if silent_since.is_empty() { RESYNC } else { Duration::from_secs(1) }) => {}
+                    _ = tokio::time::sleep(idle) => {}
                     _ = leading.changed() => {}
                     _ = lifecycle.unreachable.changed() => {}
                     _ = stop_rx.changed() => return,
@@ -148,6 +165,8 @@ pub struct Pass {
     /// Plans that were stale when committed (an object changed since it was read); the next
     /// pass plans them again.
     pub stale: usize,
+    /// The next time a plan asks for with nothing else changing (a CronJob's next schedule).
+    pub wake: Option<k8s_openapi::jiff::Timestamp>,
 }
 
 /// Every stored object of a kind, typed (cluster-scoped kinds from the "" namespace).
@@ -179,6 +198,7 @@ pub async fn reconcile_once(
     collect_events: bool,
     silent: &BTreeMap<String, Duration>,
     grace: Duration,
+    said: &mut cronjob::Said,
 ) -> Result<Pass, StoreError> {
     let now_t = events::now();
     let now = rfc3339(&now_t);
@@ -186,10 +206,13 @@ pub async fn reconcile_once(
     let rss: Vec<ReplicaSet> = typed(store).await?;
     let pods: Vec<Pod> = typed(store).await?;
     let jobs: Vec<Job> = typed(store).await?;
+    let cronjobs: Vec<CronJob> = typed(store).await?;
     let dss: Vec<DaemonSet> = typed(store).await?;
     let nodes: Vec<Node> = typed(store).await?;
     let rs_of = OwnerIndex::new(&rss);
     let pods_of = OwnerIndex::new(&pods);
+    let jobs_of = OwnerIndex::new(&jobs);
+    let mut wake: Option<k8s_openapi::jiff::Timestamp> = None;
     let mut done = 0;
     let mut stale = 0;
 
@@ -217,6 +240,26 @@ pub async fn reconcile_once(
     for j in &jobs {
         planned(&mut work, j, job::plan(j, pods_of.of(&j.metadata), &now_t));
     }
+    let job_names: std::collections::BTreeSet<(&str, &str)> = jobs
+        .iter()
+        .map(|j| {
+            (
+                lifecycle::namespace(&j.metadata),
+                lifecycle::name(&j.metadata),
+            )
+        })
+        .collect();
+    said.retain(|(uid, _, _)| cronjobs.iter().any(|c| lifecycle::uid(&c.metadata) == uid));
+    for cj in &cronjobs {
+        let ns = lifecycle::namespace(&cj.metadata);
+        let taken = |name: &str| job_names.contains(&(ns, name));
+        let p = cronjob::plan(cj, jobs_of.of(&cj.metadata), &taken, &now_t, said);
+        wake = match (wake, p.wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        planned(&mut work, cj, p.actions);
+    }
     for ds in &dss {
         planned(
             &mut work,
@@ -232,6 +275,11 @@ pub async fn reconcile_once(
             .filter(|r| in_ns(&r.metadata))
             .map(Dependent::of)
             .chain(
+                jobs.iter()
+                    .filter(|j| in_ns(&j.metadata))
+                    .map(Dependent::of),
+            )
+            .chain(
                 pods.iter()
                     .filter(|p| in_ns(&p.metadata))
                     .map(Dependent::of),
@@ -242,6 +290,7 @@ pub async fn reconcile_once(
     work.extend(foreground(&rss, &candidates));
     work.extend(foreground(&jobs, &candidates));
     work.extend(foreground(&dss, &candidates));
+    work.extend(foreground(&cronjobs, &candidates));
     for (owner, actions) in work {
         if actions.is_empty() {
             continue;
@@ -282,7 +331,7 @@ pub async fn reconcile_once(
                 .await?;
         }
     }
-    Ok(Pass { done, stale })
+    Ok(Pass { done, stale, wake })
 }
 
 fn random_suffix() -> String {
@@ -328,6 +377,12 @@ pub(super) async fn execute(
                         format!("Scaled up replica set {name} to {n}"),
                         EventKind::Normal,
                     ),
+                    // The CronJob controller's own wording.
+                    ("Job", _) => ev(
+                        "SuccessfulCreate",
+                        format!("Created job {name}"),
+                        EventKind::Normal,
+                    ),
                     (kind, _) => ev(
                         "SuccessfulCreate",
                         format!("Created {}: {name}", kind.to_ascii_lowercase()),
@@ -369,13 +424,23 @@ pub(super) async fn execute(
                 }
                 ops.push(Op::delete(key));
             }
-            Action::DeleteInForeground(key) => ops.push(Op::Delete {
-                key,
-                resource_version: None,
-                uid: None,
-                grace_seconds: None,
-                foreground: true,
-            }),
+            Action::DeleteInForeground(key) => {
+                // The CronJob controller's history and replaced Jobs.
+                if key.kind == "Job" && owner.kind.as_deref() == Some("CronJob") {
+                    ops.push(ev(
+                        "SuccessfulDelete",
+                        format!("Deleted job {}", key.name),
+                        EventKind::Normal,
+                    ));
+                }
+                ops.push(Op::Delete {
+                    key,
+                    resource_version: None,
+                    uid: None,
+                    grace_seconds: None,
+                    foreground: true,
+                })
+            }
             Action::Event {
                 about,
                 kind,

@@ -63,6 +63,16 @@ pub fn apply(m: &mut Manifest) {
             }
             template(&mut s.template);
         }
+        Manifest::CronJob(c) => {
+            let s = c.spec.get_or_insert_with(Default::default);
+            s.concurrency_policy.get_or_insert_with(|| "Allow".into());
+            s.suspend.get_or_insert(false);
+            s.successful_jobs_history_limit.get_or_insert(3);
+            s.failed_jobs_history_limit.get_or_insert(1);
+            // The Job's own defaults (completions, selector) come when each Job is made.
+            let job = s.job_template.spec.get_or_insert_with(Default::default);
+            template(&mut job.template);
+        }
         Manifest::HorizontalPodAutoscaler(h) => hpa(h.spec.get_or_insert_with(Default::default)),
         Manifest::Job(j) => {
             let name = j.metadata.name.clone().unwrap_or_default();

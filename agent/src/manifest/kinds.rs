@@ -153,6 +153,16 @@ pub const KINDS: &[KindInfo] = &[
         ..ROW
     },
     KindInfo {
+        kind: "CronJob",
+        api_version: "batch/v1",
+        plural: "cronjobs",
+        short: &["cj", "cronjob"],
+        categories: ALL,
+        schema: "io.k8s.api.batch.v1.CronJob",
+        subresources: &["status"],
+        ..ROW
+    },
+    KindInfo {
         kind: "HorizontalPodAutoscaler",
         api_version: "autoscaling/v2",
         plural: "horizontalpodautoscalers",
@@ -273,6 +283,7 @@ mod tests {
             ("cm", "ConfigMap"),
             ("ds", "DaemonSet"),
             ("jobs", "Job"),
+            ("cj", "CronJob"),
             ("no", "Node"),
         ] {
             assert_eq!(by_cli_name(name).map(|k| k.kind), Some(kind), "{name}");

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::Value;
@@ -171,6 +172,16 @@ pub fn pod_phase(pod: &Pod) -> &str {
 /// Whether a pod has ended (Succeeded or Failed).
 pub fn pod_finished(pod: &Pod) -> bool {
     matches!(pod_phase(pod), "Succeeded" | "Failed")
+}
+
+/// How a Job ended ("Complete" or "Failed"), `None` while it runs.
+pub fn job_finished(job: &Job) -> Option<&'static str> {
+    let conditions = job.status.as_ref().and_then(|s| s.conditions.as_deref())?;
+    ["Complete", "Failed"].into_iter().find(|t| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == *t && c.status == "True")
+    })
 }
 
 /// The node a pod is bound to, if any.

@@ -11,6 +11,7 @@
 //! field, with its path) -> k8s-openapi's type -> validate -> default -> Value`. [`prepare`] runs it; both the CLI (to name the file and document) and the
 //! API (the authority) call it, so a manifest is judged the same way in both places.
 
+pub mod cron;
 pub mod defaults;
 pub mod events;
 pub mod kinds;
@@ -30,7 +31,7 @@ use serde_json::Value;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub use kinds::KindInfo;
@@ -92,8 +93,10 @@ pub struct Document {
     pub value: Value,
 }
 
-/// A decoded manifest of a user-writable kind, in k8s-openapi's type.
+/// A decoded manifest of a user-writable kind, in k8s-openapi's type. (Every variant is a few
+/// kilobytes and a manifest lives for one request: not boxed.)
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Manifest {
     Namespace(Namespace),
     ConfigMap(ConfigMap),
@@ -104,6 +107,7 @@ pub enum Manifest {
     Deployment(Deployment),
     DaemonSet(DaemonSet),
     Job(Job),
+    CronJob(CronJob),
     HorizontalPodAutoscaler(HorizontalPodAutoscaler),
 }
 
@@ -119,6 +123,7 @@ impl Manifest {
             Manifest::Deployment(o) => &o.metadata,
             Manifest::DaemonSet(o) => &o.metadata,
             Manifest::Job(o) => &o.metadata,
+            Manifest::CronJob(o) => &o.metadata,
             Manifest::HorizontalPodAutoscaler(o) => &o.metadata,
         }
     }
@@ -134,6 +139,7 @@ impl Manifest {
             Manifest::Deployment(o) => serde_json::to_value(o),
             Manifest::DaemonSet(o) => serde_json::to_value(o),
             Manifest::Job(o) => serde_json::to_value(o),
+            Manifest::CronJob(o) => serde_json::to_value(o),
             Manifest::HorizontalPodAutoscaler(o) => serde_json::to_value(o),
         };
         strip_empty(v.expect("manifest types always serialise"))
@@ -303,6 +309,7 @@ pub fn decode_with(mut value: Value, unknown: Unknown) -> (Option<Decoded>, Vec<
         "Deployment" => of!(Deployment),
         "DaemonSet" => of!(DaemonSet),
         "Job" => of!(Job),
+        "CronJob" => of!(CronJob),
         "HorizontalPodAutoscaler" => of!(HorizontalPodAutoscaler),
         other => unreachable!("kind table has a user-writable kind {other} without a decoder"),
     };

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::{HorizontalPodAutoscaler, MetricSpec, MetricStatus};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Event, Namespace, Node, Pod, PodStatus, PodTemplateSpec, Secret, Service,
     ServiceSpec,
@@ -34,6 +34,15 @@ pub fn headers(kind: &str, wide: bool) -> Vec<&'static str> {
             "AGE",
         ],
         "Job" => vec!["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
+        "CronJob" => vec![
+            "NAME",
+            "SCHEDULE",
+            "TIMEZONE",
+            "SUSPEND",
+            "ACTIVE",
+            "LAST SCHEDULE",
+            "AGE",
+        ],
         "Service" => vec![
             "NAME",
             "TYPE",
@@ -61,7 +70,7 @@ pub fn headers(kind: &str, wide: bool) -> Vec<&'static str> {
     if wide {
         h.extend(match kind {
             "Pod" => vec!["IP", "NODE"],
-            "Deployment" | "ReplicaSet" => vec!["CONTAINERS", "IMAGES", "SELECTOR"],
+            "Deployment" | "ReplicaSet" | "CronJob" => vec!["CONTAINERS", "IMAGES", "SELECTOR"],
             "Service" => vec!["SELECTOR"],
             "Node" => vec!["INTERNAL-IP", "CONTAINER-RUNTIME"],
             _ => vec![],
@@ -290,6 +299,34 @@ pub fn row(kind: &str, o: &Value, now: DateTime<Utc>, wide: bool) -> Vec<String>
                 age(j.metadata.creation_timestamp.as_ref(), now),
             ]
         }),
+        "CronJob" => read(o, |cj: CronJob| {
+            let (spec, st) = (cj.spec.unwrap_or_default(), cj.status.unwrap_or_default());
+            let last = match &st.last_schedule_time {
+                Some(t) => age(Some(t), now),
+                None => "<none>".into(),
+            };
+            let mut r = vec![
+                name(&cj.metadata),
+                spec.schedule.clone(),
+                spec.time_zone.clone().unwrap_or_else(|| "<none>".into()),
+                if spec.suspend == Some(true) {
+                    "True"
+                } else {
+                    "False"
+                }
+                .into(),
+                items(&st.active).len().to_string(),
+                last,
+                age(cj.metadata.creation_timestamp.as_ref(), now),
+            ];
+            if wide {
+                let job = spec.job_template.spec.unwrap_or_default();
+                let (c, i) = containers_images(&job.template);
+                let selector = job.selector.and_then(|s| s.match_labels);
+                r.extend([c, i, map_str(selector.as_ref())]);
+            }
+            r
+        }),
         "Service" => read(o, |svc: Service| {
             let spec = svc.spec.unwrap_or_default();
             let mut r = vec![
@@ -437,6 +474,7 @@ const KNOWN: &[&str] = &[
     "ReplicaSet",
     "DaemonSet",
     "Job",
+    "CronJob",
     "Service",
     "ConfigMap",
     "Secret",

@@ -387,6 +387,24 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "io.k8s.api.batch.v1.CronJob",
+        &["apiVersion", "kind", "metadata", "spec"],
+    ),
+    (
+        "io.k8s.api.batch.v1.CronJobSpec",
+        &[
+            "schedule",
+            "timeZone",
+            "startingDeadlineSeconds",
+            "concurrencyPolicy",
+            "suspend",
+            "jobTemplate",
+            "successfulJobsHistoryLimit",
+            "failedJobsHistoryLimit",
+        ],
+    ),
+    ("io.k8s.api.batch.v1.JobTemplateSpec", &["metadata", "spec"]),
+    (
         "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler",
         &["apiVersion", "kind", "metadata", "spec"],
     ),

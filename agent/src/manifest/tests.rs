@@ -635,3 +635,48 @@ fn autoscaler_errors_all_at_once() {
         ],
     );
 }
+
+const CRONJOB: &str = "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: tick}\nspec:\n  schedule: '*/1 * * * *'\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n          containers: [{name: c, image: busybox}]\n";
+
+#[test]
+fn cronjob_defaults_as_kubernetes_fills_them() {
+    let v = prep(CRONJOB).unwrap();
+    let s = &v["spec"];
+    assert_eq!(s["concurrencyPolicy"], "Allow");
+    assert_eq!(s["suspend"], false);
+    assert_eq!(s["successfulJobsHistoryLimit"], 3);
+    assert_eq!(s["failedJobsHistoryLimit"], 1);
+    let pod = &s["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["terminationGracePeriodSeconds"], 30, "{v}");
+    assert!(
+        s["jobTemplate"]["spec"].get("completions").is_none(),
+        "a Job's own defaults come with each Job"
+    );
+}
+
+#[test]
+fn cronjob_errors_all_at_once() {
+    let y = CRONJOB
+        .replace("name: tick", &format!("name: {}", "t".repeat(53)))
+        .replace("'*/1 * * * *'", "'CRON_TZ=UTC 0 * * *'\n  timeZone: Mars/Olympus\n  concurrencyPolicy: Sometimes\n  startingDeadlineSeconds: -5")
+        .replace("restartPolicy: OnFailure", "restartPolicy: Always");
+    check(
+        &y,
+        &[
+            "metadata.name: Invalid value: \"ttttt",
+            "spec.schedule: Invalid value: \"CRON_TZ=UTC 0 * * *\": cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+            "spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus",
+            "spec.concurrencyPolicy: Unsupported value: \"Sometimes\"",
+            "spec.startingDeadlineSeconds: -5 must be greater than or equal to 0",
+            "spec.jobTemplate.spec.template.spec.restartPolicy",
+        ],
+    );
+    check(
+        &CRONJOB.replace("'*/1 * * * *'", "'61 * * * *'"),
+        &["spec.schedule: Invalid value: \"61 * * * *\": "],
+    );
+    check(
+        &CRONJOB.replace("      template:", "      ttlSecondsAfterFinished: 10\n      podFailurePolicy: {rules: []}\n      template:"),
+        &["spec.jobTemplate.spec.podFailurePolicy: not supported by Flotilla yet"],
+    );
+}

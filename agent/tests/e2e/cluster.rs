@@ -772,3 +772,131 @@ spec:
             .is_some_and(|p| p.len() == 1)
     });
 }
+
+/// The Jobs of CronJob `tick`, by name, with their scheduled times (seconds since the epoch).
+fn ticks(a: &crate::harness::Agent) -> Vec<(String, i64)> {
+    let jobs = a.json(&["get", "jobs"]);
+    let mut out: Vec<(String, i64)> = jobs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["metadata"]["ownerReferences"][0]["name"] == "tick")
+        .filter(|j| j["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"].is_null())
+        .map(|j| {
+            let at =
+                j["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<k8s_openapi::jiff::Timestamp>()
+                    .unwrap()
+                    .as_second();
+            (j["metadata"]["name"].as_str().unwrap().to_string(), at)
+        })
+        .collect();
+    out.sort_by_key(|(_, at)| *at);
+    out
+}
+
+#[test]
+fn a_cronjob_makes_one_job_a_minute_across_a_leader_kill() {
+    let mut b = crate::harness::Box::start(3, &["--pod-network", "none"]);
+    for n in &b.nodes {
+        let tar = flotilla_runtime::testing::test_image(n.data_dir());
+        n.ok(&["image", "import", tar.to_str().unwrap()]);
+    }
+    // Driven with kubectl through node-2, which outlives node-1 (the leader since the start).
+    let a = &b.nodes[1];
+    a.eventually(30, "3 Ready nodes", || node_ready(a).len() == 3);
+    let yaml = r#"apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "* * * * *"
+  timeZone: Etc/UTC
+  successfulJobsHistoryLimit: 5
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: c, image: flotilla.local/busybox:1, command: [echo, tick]}]
+"#;
+    let m = crate::harness::manifest(a, "tick.yaml", yaml);
+    assert!(
+        a.kubectl_ok(&["apply", "-f", &m])
+            .contains("cronjob.batch/tick created")
+    );
+    let table = a.kubectl_ok(&["get", "cronjobs"]);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap()
+        .split("  ")
+        .filter(|c| !c.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "SCHEDULE",
+            "TIMEZONE",
+            "SUSPEND",
+            "ACTIVE",
+            "LAST SCHEDULE",
+            "AGE"
+        ],
+        "{table}"
+    );
+    let row = table.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with("tick")
+            && row.contains("* * * * *")
+            && row.contains("Etc/UTC")
+            && row.contains("False")
+            && row.contains("<none>"),
+        "{table}"
+    );
+
+    // The first Job at the next whole minute, named by it.
+    a.eventually(75, "the first Job", || !ticks(a).is_empty());
+    let first = ticks(a)[0].clone();
+    assert_eq!(first.1 % 60, 0);
+    assert_eq!(first.0, format!("tick-{}", first.1 / 60));
+    a.eventually(60, "the first Job complete", || {
+        a.json(&["get", "job", &first.0])["status"]["succeeded"] == 1
+    });
+    a.eventually(10, "lastSuccessfulTime", || {
+        a.json(&["get", "cronjob", "tick"])["status"]["lastSuccessfulTime"].is_string()
+    });
+
+    // kill -9 of the leader three seconds before the next scheduled minute.
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let next = (now / 60 + 1) * 60;
+    let wait = next - 3 - now;
+    if wait > 0 {
+        std::thread::sleep(std::time::Duration::from_secs(wait as u64));
+    }
+    b.nodes[0].kill9();
+    let a = &b.nodes[1];
+    a.eventually(150, "the Jobs of the next two minutes", || {
+        ticks(a).iter().any(|(_, at)| *at == next + 60)
+    });
+    // One Job for every minute since the first, none twice, none missed.
+    let got: Vec<i64> = ticks(a).iter().map(|(_, at)| *at).collect();
+    let want: Vec<i64> = (0..).map(|i| first.1 + 60 * i).take(got.len()).collect();
+    assert_eq!(got, want, "{:?}", ticks(a));
+    assert!(got.contains(&next), "the minute of the kill: {got:?}");
+
+    // A Job made by hand from the CronJob's template (kubectl's own way), beside its schedule.
+    let made = a.kubectl_ok(&["create", "job", "--from=cronjob/tick", "by-hand"]);
+    assert!(made.contains("job.batch/by-hand created"), "{made}");
+    a.eventually(60, "by-hand complete", || {
+        a.json(&["get", "job", "by-hand"])["status"]["succeeded"] == 1
+    });
+    let described = a.kubectl_ok(&["describe", "cronjob", "tick"]);
+    assert!(described.contains("SuccessfulCreate"), "{described}");
+    // Deleting the CronJob takes its Jobs and their pods.
+    a.kubectl_ok(&["delete", "cronjob", "tick"]);
+    a.eventually(60, "tick's Jobs gone", || ticks(a).is_empty());
+}

@@ -752,3 +752,82 @@ fn pods_get_addresses_on_the_node_network_and_reach_each_other() {
         !links.contains(" vf") && (ipam.is_empty() || ipam == "{}")
     });
 }
+
+#[test]
+fn jobs_and_pods_stop_at_their_deadlines_and_finished_jobs_go_after_their_ttl() {
+    let a = Agent::with_image();
+    let m = manifest(
+        &a,
+        "deadlines.yaml",
+        r#"apiVersion: batch/v1
+kind: Job
+metadata: {name: slow}
+spec:
+  activeDeadlineSeconds: 4
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 1
+      containers: [{name: c, image: flotilla.local/busybox:1, command: [sleep, "600"]}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: brief}
+spec:
+  ttlSecondsAfterFinished: 3
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: flotilla.local/busybox:1, command: [echo, done]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: bounded}
+spec:
+  activeDeadlineSeconds: 4
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: flotilla.local/busybox:1, command: [sleep, "600"]}]
+"#,
+    );
+    a.ok(&["apply", "-f", &m]);
+    // The Job past its deadline fails as Kubernetes says it, and its pod goes.
+    a.eventually(40, "slow failed past its deadline", || {
+        let j = a.json(&["get", "job", "slow"]);
+        j["status"]["conditions"][0]["reason"] == "DeadlineExceeded"
+    });
+    let j = a.json(&["get", "job", "slow"]);
+    assert_eq!(j["status"]["conditions"][0]["type"], "Failed");
+    assert_eq!(
+        j["status"]["conditions"][0]["message"],
+        "Job was active longer than specified deadline"
+    );
+    assert!(a.ok(&["get", "job", "slow"]).contains("Failed"));
+    a.eventually(30, "slow's pod deleted", || {
+        pods_with(&a, "batch.kubernetes.io/job-name=slow").is_empty()
+    });
+    // The pod past its own deadline is stopped and Failed, and not started again.
+    a.eventually(40, "bounded failed past its deadline", || {
+        a.pod("bounded").is_some_and(|p| {
+            p["status"]["phase"] == "Failed" && p["status"]["reason"] == "DeadlineExceeded"
+        })
+    });
+    let p = a.pod("bounded").unwrap();
+    assert_eq!(
+        p["status"]["message"],
+        "Pod was active on the node longer than the specified deadline"
+    );
+    a.eventually(20, "bounded's container stopped", || {
+        a.container_status("bounded")["state"]["terminated"].is_object()
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let c = a.container_status("bounded");
+    assert_eq!(c["restartCount"], 0, "{c}");
+    assert!(c["state"]["terminated"].is_object(), "{c}");
+    // The finished Job goes (with its pod) once its TTL has passed.
+    a.eventually(60, "brief deleted after its TTL", || {
+        !a.cli(&["get", "job", "brief"]).status.success()
+    });
+    a.eventually(30, "brief's pod deleted with it", || {
+        pods_with(&a, "batch.kubernetes.io/job-name=brief").is_empty()
+    });
+}

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ExecAction, HTTPGetAction, KeyToPath, Namespace, NodeAffinity,
     NodeSelectorTerm, Pod, PodSpec, PodTemplateSpec, ResourceRequirements, Secret, Service,
@@ -56,6 +56,7 @@ pub fn validate(m: &Manifest) -> Vec<FieldError> {
         Manifest::Deployment(o) => deployment(&mut e, o),
         Manifest::DaemonSet(o) => daemon_set(&mut e, o),
         Manifest::Job(o) => job(&mut e, o),
+        Manifest::CronJob(o) => cron_job(&mut e, o),
         Manifest::HorizontalPodAutoscaler(o) => horizontal_pod_autoscaler(&mut e, o),
     }
     e.0

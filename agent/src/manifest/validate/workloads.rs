@@ -2,6 +2,7 @@
 //! update strategies.
 
 use super::*;
+use k8s_openapi::api::batch::v1::JobSpec;
 
 /// Validates a ReplicaSet.
 pub(super) fn replica_set(e: &mut Errors, o: &ReplicaSet) {
@@ -75,7 +76,82 @@ pub(super) fn daemon_set(e: &mut Errors, o: &DaemonSet) {
 pub(super) fn job(e: &mut Errors, o: &Job) {
     meta(e, &o.metadata, NameRule::Subdomain, true);
     let none = Default::default();
+    job_spec(e, o.spec.as_ref().unwrap_or(&none));
+}
+
+/// Validates a CronJob: its schedule and zone, its limits, and its Job template as a Job's spec.
+pub(super) fn cron_job(e: &mut Errors, o: &CronJob) {
+    meta(e, &o.metadata, NameRule::Subdomain, true);
+    let name = o.metadata.name.as_deref().unwrap_or("");
+    // Its Jobs are named NAME-<minutes since the epoch>, which must stay a DNS label.
+    if name.len() > 52 {
+        e.add(
+            "metadata.name",
+            format!("Invalid value: {name:?}: must be no more than 52 characters"),
+        );
+    }
+    let none = Default::default();
     let spec = o.spec.as_ref().unwrap_or(&none);
+    if spec.schedule.is_empty() {
+        e.add("spec.schedule", "Required value");
+    } else if let Err(err) = crate::manifest::cron::parse_schedule(&spec.schedule) {
+        e.add(
+            "spec.schedule",
+            format!("Invalid value: {:?}: {err}", spec.schedule),
+        );
+    }
+    if let Err(err) = crate::manifest::cron::time_zone(spec.time_zone.as_deref())
+        && let Some(tz) = &spec.time_zone
+    {
+        e.add("spec.timeZone", format!("Invalid value: {tz:?}: {err}"));
+    }
+    if let Some(p) = spec.concurrency_policy.as_deref()
+        && !["Allow", "Forbid", "Replace"].contains(&p)
+    {
+        e.add(
+            "spec.concurrencyPolicy",
+            format!(
+                "Unsupported value: {p:?}: supported values: \"Allow\", \"Forbid\", \"Replace\""
+            ),
+        );
+    }
+    non_negative(
+        e,
+        "spec.startingDeadlineSeconds",
+        spec.starting_deadline_seconds,
+    );
+    non_negative(
+        e,
+        "spec.successfulJobsHistoryLimit",
+        spec.successful_jobs_history_limit,
+    );
+    non_negative(
+        e,
+        "spec.failedJobsHistoryLimit",
+        spec.failed_jobs_history_limit,
+    );
+    let template = &spec.job_template;
+    if let Some(m) = &template.metadata {
+        labels(e, "spec.jobTemplate.metadata.labels", strings(&m.labels));
+    }
+    let none = Default::default();
+    let job = template.spec.as_ref().unwrap_or(&none);
+    if job.manual_selector == Some(true) {
+        e.add(
+            "spec.jobTemplate.spec.manualSelector",
+            "Unsupported value: true: supported values: \"nil\", \"false\"",
+        );
+    }
+    let mut inner = Errors(Vec::new());
+    job_spec(&mut inner, job);
+    for mut err in inner.0 {
+        err.path = format!("spec.jobTemplate.{}", err.path);
+        e.0.push(err);
+    }
+}
+
+/// Validates a Job's spec (paths from `spec.`).
+fn job_spec(e: &mut Errors, spec: &JobSpec) {
     non_negative(e, "spec.completions", spec.completions);
     non_negative(e, "spec.parallelism", spec.parallelism);
     non_negative(e, "spec.backoffLimit", spec.backoff_limit);

@@ -1087,6 +1087,17 @@ impl Manager {
                 let hook = parse_instance_id(&id)
                     .and_then(|(_, name, _)| ctx.spec.containers.iter().find(|c| c.name == name))
                     .and_then(volumes::Hook::pre_stop);
+                let stopping = format!("stop:{id}");
+                if self
+                    .mem
+                    .lock()
+                    .expect("pod memory")
+                    .inflight
+                    .contains(&stopping)
+                {
+                    // Already being stopped (a plan repeats its kill until the instance exits).
+                    return;
+                }
                 self.event(
                     about,
                     EventKind::Normal,

@@ -413,6 +413,29 @@ fn conditions(initialized: bool, ready: bool, prev: &PodStatus, now: &Time) -> V
     ]
 }
 
+/// The reason of a pod stopped at its `activeDeadlineSeconds`, as the kubelet gives it.
+pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+
+/// A pod past its deadline: Failed, not ready, with the kubelet's reason and message.
+fn deadline_status(prev: &PodStatus, now: &Time) -> PodStatus {
+    PodStatus {
+        phase: Some("Failed".into()),
+        conditions: Some(conditions(
+            items(&prev.conditions)
+                .iter()
+                .any(|c| c.type_ == "Initialized" && c.status == "True"),
+            false,
+            prev,
+            now,
+        )),
+        reason: Some(DEADLINE_EXCEEDED.into()),
+        message: Some("Pod was active on the node longer than the specified deadline".into()),
+        container_statuses: prev.container_statuses.clone(),
+        init_container_statuses: prev.init_container_statuses.clone(),
+        ..Default::default()
+    }
+}
+
 /// Plans one pod. `prev` is its current status (for transition times and a finished phase).
 pub fn plan(spec: &PodSpec, obs: &Observed, prev: &PodStatus, now_ms: u64) -> Plan {
     let now = time_ms(now_ms);
@@ -420,6 +443,27 @@ pub fn plan(spec: &PodSpec, obs: &Observed, prev: &PodStatus, now_ms: u64) -> Pl
     let mut actions = Vec::new();
     let prev_phase = prev.phase.as_deref().unwrap_or("Pending");
     let already_finished = matches!(prev_phase, "Succeeded" | "Failed");
+    // activeDeadlineSeconds counts from the pod's start on this node.
+    let deadline_at = spec.active_deadline_seconds.map(|d| {
+        let start = prev
+            .start_time
+            .as_ref()
+            .map_or(now_ms, |t| t.0.as_millisecond().max(0) as u64);
+        start.saturating_add((d.max(0) as u64).saturating_mul(1000))
+    });
+    let past_deadline = if already_finished {
+        prev.reason.as_deref() == Some(DEADLINE_EXCEEDED)
+    } else {
+        deadline_at.is_some_and(|at| now_ms >= at)
+    };
+    if past_deadline && !obs.sandbox {
+        return Plan {
+            actions: Vec::new(),
+            status: deadline_status(prev, &now),
+            finished: true,
+            wake_at: None,
+        };
+    }
     if !obs.sandbox && !already_finished {
         let pending = |cs: &[Container], reason: &str| -> Vec<ContainerStatus> {
             cs.iter().map(|c| not_started(c, reason)).collect()
@@ -512,6 +556,64 @@ pub fn plan(spec: &PodSpec, obs: &Observed, prev: &PodStatus, now_ms: u64) -> Pl
     } else {
         "Pending"
     };
+    if past_deadline {
+        // Everything still running is stopped; nothing starts again.
+        let killing: Vec<String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Kill { id, .. } => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        for i in obs.instances.values().filter_map(|is| is.last()) {
+            if matches!(
+                i.state,
+                InstanceState::Running { .. } | InstanceState::Starting
+            ) && !killing.contains(&i.id)
+            {
+                actions.push(Action::Kill {
+                    id: i.id.clone(),
+                    reason: DEADLINE_EXCEEDED.into(),
+                });
+            }
+        }
+        actions.retain(|a| !matches!(a, Action::Start { .. }));
+        // A stopped container stays terminated (not waiting for a restart that will not come).
+        for st in statuses.iter_mut().chain(init_statuses.iter_mut()) {
+            let Some(is) = obs.instances.get(&st.name) else {
+                continue;
+            };
+            if let Some(Instance {
+                state: InstanceState::Exited(e),
+                id,
+                ..
+            }) = is.last()
+            {
+                st.state = Some(terminated(e, id));
+                st.container_id = Some(container_id(id));
+                st.last_state = match is.len().checked_sub(2).map(|k| &is[k]) {
+                    Some(Instance {
+                        state: InstanceState::Exited(e),
+                        id,
+                        ..
+                    }) => Some(terminated(e, id)),
+                    _ => None,
+                };
+            }
+        }
+        let mut status = deadline_status(prev, &now);
+        status.container_statuses = Some(statuses);
+        status.init_container_statuses = (!init_statuses.is_empty()).then_some(init_statuses);
+        return Plan {
+            actions,
+            status,
+            finished: true,
+            wake_at: None,
+        };
+    }
+    if let Some(at) = deadline_at {
+        wake_at = Some(wake_at.map_or(at, |w: u64| w.min(at)));
+    }
     let finished = matches!(phase, "Succeeded" | "Failed");
     if finished {
         actions.retain(|a| !matches!(a, Action::Start { .. }));

@@ -367,3 +367,43 @@ fn an_oom_kill_shows_as_oomkilled_and_transition_times_stay() {
     let since = |p: &Plan| p.status["conditions"][0]["lastTransitionTime"].clone();
     assert_eq!(since(&again), since(&p));
 }
+
+#[test]
+fn a_pod_past_its_active_deadline_is_stopped_and_failed() {
+    let mut s = spec("Always", &["web"], &[]);
+    s.active_deadline_seconds = Some(30);
+    let started = serde_json::json!({"phase": "Running", "startTime": "1970-01-01T00:00:01Z"});
+    let obs = observed(&[("web", vec![running("web", 0)])]);
+    let p = plan(&s, &obs, &started, 30_999);
+    assert_eq!(p.status["phase"], "Running", "in time");
+    assert!(p.actions.is_empty());
+    let p = plan(&s, &obs, &started, 31_000);
+    assert_eq!(p.status["phase"], "Failed");
+    assert_eq!(p.status["reason"], "DeadlineExceeded");
+    assert_eq!(
+        p.status["message"],
+        "Pod was active on the node longer than the specified deadline"
+    );
+    assert_eq!(
+        p.actions,
+        vec![Action::Kill {
+            id: "u_web_0".into(),
+            reason: "DeadlineExceeded".into()
+        }]
+    );
+    assert!(p.finished);
+    // Once stopped it stays Failed, and restartPolicy Always does not start it again.
+    let failed = p.status.clone();
+    let stopped = observed(&[("web", vec![exited("web", 0, 137, 1_000, 32_000)])]);
+    let p = plan(&s, &stopped, &failed, 40_000);
+    assert_eq!(p.status["phase"], "Failed");
+    assert_eq!(p.status["reason"], "DeadlineExceeded");
+    assert!(starts(&p).is_empty(), "{:?}", p.actions);
+    let c = &p.status["containerStatuses"][0];
+    assert_eq!(c["state"]["terminated"]["exitCode"], 137, "{c}");
+    assert!(c.get("lastState").is_none(), "{c}");
+    // A pod that never got its sandbox in time fails without one.
+    let p = plan(&s, &Observed::default(), &started, 31_000);
+    assert_eq!(p.status["phase"], "Failed");
+    assert!(p.actions.is_empty());
+}
