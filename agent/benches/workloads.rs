@@ -4,11 +4,15 @@
 //!    ReplicaSet planner, as the runner calls it) over 100 ReplicaSets and 10,000 pods;
 //! 2. apply-to-Running of a 30-replica Deployment across a 3-node cluster in a box (real
 //!    agents, real containers from the test image);
-//! 3. a node's death (kill -9 of its agent and its link down) to its pods Running elsewhere.
+//! 3. a node's death (kill -9 of its agent and its link down) to its pods Running elsewhere;
+//! 4. CronJob scheduling jitter on a one-node box: two CronJobs every minute for
+//!    `--cron-minutes` minutes, each scheduled time against when its Job appeared and when its
+//!    pod ran (the API polled every 50 ms), beside BusyBox's crond running two crontab lines
+//!    for the same minutes (each line's command writes the time it started).
 //!
 //! `cargo bench -p flotilla --bench workloads -- [--pods 5000] [--nodes 100] [--replicas 30]
-//! [--grace 10] [--no-box]` (or `scripts/bench/workloads.sh`). Prints figures; asserts nothing
-//! about time. Everything it makes goes when it ends, even on a panic.
+//! [--grace 10] [--cron-minutes 5] [--no-box]` (or `scripts/bench/workloads.sh`). Prints
+//! figures; asserts nothing about time. Everything it makes goes when it ends, even on a panic.
 
 mod common;
 
@@ -37,6 +41,9 @@ struct Args {
     /// The agents' --node-grace (seconds) for the node-death figure.
     #[arg(long, default_value_t = 10)]
     grace: u64,
+    /// Minutes of the CronJob jitter figure (0: none).
+    #[arg(long, default_value_t = 5)]
+    cron_minutes: u64,
     /// Only the scheduler figure.
     #[arg(long)]
     no_box: bool,
@@ -306,5 +313,160 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let image = flotilla_runtime::testing::test_image(dir.path());
         box_figures(&args, &image);
+        if args.cron_minutes > 0 {
+            cron_figures(args.cron_minutes, &image);
+        }
     }
+}
+
+/// Seconds since the epoch, to the microsecond.
+fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The median, 90th percentile and largest of some delays, in ms.
+fn spread(v: &mut [f64]) -> String {
+    if v.is_empty() {
+        return "none seen".into();
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize] * 1000.0;
+    format!(
+        "median {:>6.0} ms   p90 {:>6.0} ms   max {:>6.0} ms   (n = {})",
+        at(0.5),
+        at(0.9),
+        at(1.0),
+        v.len()
+    )
+}
+
+/// Child processes killed and a directory removed when dropped (BusyBox crond, its tabs).
+struct Crond {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Crond {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cron_figures(minutes: u64, image: &std::path::Path) {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_flotilla"));
+    let mut b = Box::new(&bin, true, &[]);
+    enter_netns(&b.hub());
+    b.add();
+    let out = b.cli(0, &["image", "import", image.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let mut yaml = String::new();
+    for n in ["tick-a", "tick-b"] {
+        yaml.push_str(&format!(
+            "---\napiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: {n}}}\nspec:\n  \
+             schedule: '* * * * *'\n  timeZone: Etc/UTC\n  successfulJobsHistoryLimit: 10\n  \
+             jobTemplate:\n    spec:\n      template:\n        spec:\n          \
+             restartPolicy: Never\n          terminationGracePeriodSeconds: 0\n          \
+             containers: [{{name: c, image: flotilla.local/busybox:1, command: [true]}}]\n"
+        ));
+    }
+    let f = b.dirs[0].path().join("cron.yaml");
+    std::fs::write(&f, yaml).unwrap();
+    // The peer: BusyBox's crond with two lines every minute, each writing when it ran.
+    let tabs = tempfile::tempdir().unwrap();
+    let fired = tabs.path().join("fired");
+    std::fs::write(
+        tabs.path().join("root"),
+        format!(
+            "* * * * * date +%s.%N >> {0}\n* * * * * date +%s.%N >> {0}\n",
+            fired.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("busybox")
+        .args(["crond", "-f", "-l", "9", "-c"])
+        .arg(tabs.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("busybox crond (busybox is in scripts/install-deps.sh)");
+    let crond = Crond { child, dir: tabs };
+    let out = b.cli(0, &["apply", "-f", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let start = epoch_now();
+    let end = ((start / 60.0).floor() + 1.0 + minutes as f64) * 60.0 + 5.0;
+    let client = b.client(0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Scheduled time -> when its Job was first seen, when its pod was first seen Running.
+    let mut made: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    let mut ran: std::collections::BTreeMap<String, f64> = Default::default();
+    while epoch_now() < end {
+        let now = epoch_now();
+        if let Ok(jobs) = rt.block_on(client.get("/apis/batch/v1/namespaces/default/jobs", &[])) {
+            for j in jobs["items"].as_array().into_iter().flatten() {
+                let name = j["metadata"]["name"].as_str().unwrap_or("").to_string();
+                let at =
+                    j["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+                        .as_str()
+                        .and_then(|s| s.parse::<k8s_openapi::jiff::Timestamp>().ok());
+                if let Some(at) = at {
+                    made.entry(name).or_insert((at.as_second() as f64, now));
+                }
+            }
+        }
+        if let Ok(pods) = rt.block_on(client.get("/api/v1/namespaces/default/pods", &[])) {
+            for p in pods["items"].as_array().into_iter().flatten() {
+                let phase = p["status"]["phase"].as_str().unwrap_or("");
+                if matches!(phase, "Running" | "Succeeded") {
+                    let job = p["metadata"]["labels"]["batch.kubernetes.io/job-name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string();
+                    ran.entry(job).or_insert(now);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let first = (start / 60.0).floor() * 60.0 + 60.0;
+    let mut created: Vec<f64> = made
+        .values()
+        .filter(|(at, _)| *at >= first)
+        .map(|(at, seen)| seen - at)
+        .collect();
+    let mut running: Vec<f64> = made
+        .iter()
+        .filter(|(_, (at, _))| *at >= first)
+        .filter_map(|(name, (at, _))| ran.get(name).map(|r| r - at))
+        .collect();
+    let mut peer: Vec<f64> = std::fs::read_to_string(&fired)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse::<f64>().ok())
+        .filter(|t| *t >= first && *t < end)
+        .map(|t| t - (t / 60.0).floor() * 60.0)
+        .collect();
+    drop(crond);
+    println!(
+        "\nCronJob jitter over {minutes} minutes, two every minute (one-node box, release agent, \
+         API polled every 50 ms)"
+    );
+    println!(
+        "  Flotilla Job created after its scheduled time:   {}",
+        spread(&mut created)
+    );
+    println!(
+        "  Flotilla Job's pod Running after it:             {}",
+        spread(&mut running)
+    );
+    println!(
+        "  BusyBox crond command started after it:          {}",
+        spread(&mut peer)
+    );
 }
