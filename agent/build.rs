@@ -27,6 +27,7 @@ fn main() {
     g.subschema_for::<apps::DaemonSet>();
     g.subschema_for::<batch::Job>();
     g.subschema_for::<batch::CronJob>();
+    g.subschema_for::<core::ReplicationController>();
     g.subschema_for::<autoscaling::HorizontalPodAutoscaler>();
     g.subschema_for::<core::Node>();
     g.subschema_for::<core::Event>();

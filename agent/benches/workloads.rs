@@ -346,7 +346,8 @@ fn spread(v: &mut [f64]) -> String {
 /// Child processes killed and a directory removed when dropped (BusyBox crond, its tabs).
 struct Crond {
     child: std::process::Child,
-    dir: tempfile::TempDir,
+    /// Removed once crond is gone.
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for Crond {
@@ -377,7 +378,8 @@ fn cron_figures(minutes: u64, image: &std::path::Path) {
     std::fs::write(&f, yaml).unwrap();
     // The peer: BusyBox's crond with two lines every minute, each writing when it ran.
     let tabs = tempfile::tempdir().unwrap();
-    let fired = tabs.path().join("fired");
+    let out_dir = tempfile::tempdir().unwrap();
+    let fired = out_dir.path().join("fired");
     std::fs::write(
         tabs.path().join("root"),
         format!(
@@ -386,14 +388,14 @@ fn cron_figures(minutes: u64, image: &std::path::Path) {
         ),
     )
     .unwrap();
-    let child = Command::new("busybox")
+    let child = std::process::Command::new("busybox")
         .args(["crond", "-f", "-l", "9", "-c"])
         .arg(tabs.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("busybox crond (busybox is in scripts/install-deps.sh)");
-    let crond = Crond { child, dir: tabs };
+    let crond = Crond { child, _dir: tabs };
     let out = b.cli(0, &["apply", "-f", f.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
     let start = epoch_now();

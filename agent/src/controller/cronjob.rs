@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{Action, EventKind, Made, about, is_terminating, key_of, owner_ref, status_update};
@@ -28,11 +28,17 @@ pub struct Planned {
     pub actions: Vec<Action>,
     /// The next scheduled time.
     pub wake: Option<Timestamp>,
+    /// The warnings among `actions` that are given once: the runner records them in [`Said`]
+    /// once their write has landed.
+    pub said: Vec<SaidKey>,
 }
 
 /// Warnings already given, so that a level-triggered pass does not repeat them: one per
 /// CronJob, scheduled time and reason.
-pub type Said = BTreeSet<(String, i64, &'static str)>;
+pub type Said = BTreeSet<SaidKey>;
+
+/// One warning given: the CronJob's uid, the scheduled time (seconds) and the reason.
+pub type SaidKey = (String, i64, &'static str);
 
 /// The Job name for the time `t`.
 pub fn job_name(cronjob: &str, t: Timestamp) -> String {
@@ -71,11 +77,16 @@ pub fn job_for(cj: &CronJob, sched: &Schedule, t: Timestamp) -> Job {
         .as_ref()
         .map(|s| s.job_template.clone())
         .unwrap_or_default();
-    let mut meta = template.metadata.unwrap_or_default();
-    meta.name = Some(job_name(name(&cj.metadata), t));
-    meta.namespace = cj.metadata.namespace.clone();
-    meta.generate_name = None;
-    meta.owner_references = Some(vec![owner_ref(cj)]);
+    // A Job takes its template's labels and annotations, as Kubernetes makes it.
+    let from = template.metadata.unwrap_or_default();
+    let mut meta = ObjectMeta {
+        name: Some(job_name(name(&cj.metadata), t)),
+        namespace: cj.metadata.namespace.clone(),
+        labels: from.labels,
+        annotations: from.annotations,
+        owner_references: Some(vec![owner_ref(cj)]),
+        ..Default::default()
+    };
     meta.annotations
         .get_or_insert_with(Default::default)
         .insert(SCHEDULED_TIMESTAMP.into(), sched.local_rfc3339(t));
@@ -107,9 +118,17 @@ pub fn plan(
     mine: &[&Job],
     taken: &dyn Fn(&str) -> bool,
     now: &Time,
-    said: &mut Said,
+    said: &Said,
 ) -> Planned {
     let mut out = Planned::default();
+    let mut new_said: Vec<SaidKey> = Vec::new();
+    let mut say = |k: SaidKey| {
+        let fresh = !said.contains(&k);
+        if fresh {
+            new_said.push(k);
+        }
+        fresh
+    };
     let Some(spec) = cj.spec.as_ref() else {
         return out;
     };
@@ -137,7 +156,7 @@ pub fn plan(
                         cj,
                         EventKind::Normal,
                         "SawCompletedJob",
-                        format!("Saw completed job: {}, status: {how}", name(&j.metadata)),
+                        format!("Saw completed job: {}, condition: {how}", name(&j.metadata)),
                     ));
                 }
                 if is_terminating(&j.metadata) {
@@ -161,7 +180,7 @@ pub fn plan(
     if spec.suspend != Some(true) {
         match Schedule::new(&spec.schedule, spec.time_zone.as_deref()) {
             Err(e) => {
-                if said.insert((uid.clone(), 0, "UnparseableSchedule")) {
+                if say((uid.clone(), 0, "UnparseableSchedule")) {
                     out.actions.push(event(
                         cj,
                         EventKind::Warning,
@@ -186,16 +205,14 @@ pub fn plan(
                 out.wake = sched.next_after(now.0);
                 if let Some(t) = missed.most_recent {
                     let key = |reason| (uid.clone(), t.as_second(), reason);
-                    if missed.count > 100 && said.insert(key("TooManyMissedTimes")) {
+                    if missed.count > 100 && say(key("TooManyMissedTimes")) {
                         out.actions.push(event(
                             cj,
                             EventKind::Warning,
                             "TooManyMissedTimes",
-                            format!(
-                                "too many missed start times: {}. Set or decrease \
-                                 .spec.startingDeadlineSeconds or check clock skew",
-                                missed.count
-                            ),
+                            "too many missed start times. Set or decrease \
+                             .spec.startingDeadlineSeconds or check clock skew"
+                                .into(),
                         ));
                     }
                     let name_t = job_name(name(&cj.metadata), t);
@@ -207,7 +224,7 @@ pub fn plan(
                             last_schedule = Some(Time(t));
                         }
                     } else if too_late {
-                        if said.insert(key("MissSchedule")) {
+                        if say(key("MissSchedule")) {
                             out.actions.push(event(
                                 cj,
                                 EventKind::Warning,
@@ -219,7 +236,7 @@ pub fn plan(
                             ));
                         }
                     } else if taken(&name_t) {
-                        if said.insert(key("FailedCreate")) {
+                        if say(key("FailedCreate")) {
                             out.actions.push(event(
                                 cj,
                                 EventKind::Warning,
@@ -230,7 +247,7 @@ pub fn plan(
                             ));
                         }
                     } else if policy == "Forbid" && !active.is_empty() {
-                        if said.insert(key("JobAlreadyActive")) {
+                        if say(key("JobAlreadyActive")) {
                             out.actions.push(event(
                                 cj,
                                 EventKind::Normal,
@@ -264,10 +281,6 @@ pub fn plan(
     }
     out.actions
         .extend(going.iter().map(|j| Action::DeleteInForeground(key_of(*j))));
-    // Forget warnings of earlier times.
-    if let Some(t) = last_schedule.as_ref() {
-        said.retain(|(u, at, _)| *u != uid || *at == 0 || *at >= t.0.as_second());
-    }
     let mut refs: Vec<ObjectReference> = active.iter().map(|j| job_ref(j)).collect();
     refs.sort_by(|a, b| a.name.cmp(&b.name));
     let status = CronJobStatus {
@@ -277,6 +290,7 @@ pub fn plan(
     };
     // (an absent status reads as the empty one: a new CronJob writes none until it schedules)
     out.actions.extend(status_update(cj, Some(&old), status));
+    out.said = new_said;
     out
 }
 

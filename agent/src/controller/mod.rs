@@ -10,6 +10,7 @@
 //! Deployment --deployment::plan--> ReplicaSets --replicaset::plan--> Pods --scheduler--> nodeName
 //! Job --job::plan--> Pods          DaemonSet --daemonset::plan--> Pods (one per node)
 //! CronJob --cronjob::plan--> Jobs (one per scheduled time)
+//! ReplicationController --replicaset::plan_rc--> Pods
 //! ```
 
 pub mod cronjob;
@@ -26,7 +27,7 @@ use std::collections::HashMap;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
@@ -73,6 +74,7 @@ pub enum Made {
     Job(Box<Job>),
     DaemonSet(Box<DaemonSet>),
     CronJob(Box<CronJob>),
+    ReplicationController(Box<ReplicationController>),
 }
 
 macro_rules! made_from {
@@ -115,7 +117,15 @@ macro_rules! made_from {
     };
 }
 
-made_from!(Pod, ReplicaSet, Deployment, Job, DaemonSet, CronJob);
+made_from!(
+    Pod,
+    ReplicaSet,
+    Deployment,
+    Job,
+    DaemonSet,
+    CronJob,
+    ReplicationController
+);
 
 impl Made {
     /// A ReplicaSet's desired replicas (what its scaling events say).
@@ -195,6 +205,8 @@ pub fn pod_from_template<T: Object>(
             labels.insert((*k).to_string(), (*v).to_string());
         }
     }
+    // A name in the template (the documentation's examples have one) is not the pods' name.
+    meta.name = None;
     meta.generate_name = Some(format!("{prefix}-"));
     meta.namespace = owner.metadata().namespace.clone();
     meta.owner_references = Some(vec![owner_ref(owner)]);

@@ -1,7 +1,13 @@
-//! ReplicaSet: keep `spec.replicas` pods from the template running.
+//! ReplicaSet: keep `spec.replicas` pods from the template running. A ReplicationController
+//! (the older core kind, with a map for a selector) is planned as the ReplicaSet it converts
+//! to, as kube-controller-manager does, its pods owned by the ReplicationController.
 
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::Resource;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec, ReplicaSetStatus};
+use k8s_openapi::api::core::v1::{
+    Pod, ReplicationController, ReplicationControllerCondition, ReplicationControllerStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::{
     Action, Made, is_terminating, key_of, pod_finished, pod_from_template, pod_ready, status_update,
@@ -99,6 +105,64 @@ fn deletion_rank(
     )
 }
 
+/// The ReplicaSet a ReplicationController is (same metadata, its selector as matchLabels).
+fn as_replica_set(rc: &ReplicationController) -> ReplicaSet {
+    let spec = rc.spec.clone().unwrap_or_default();
+    let status = rc.status.clone().map(|s| ReplicaSetStatus {
+        replicas: s.replicas,
+        fully_labeled_replicas: s.fully_labeled_replicas,
+        ready_replicas: s.ready_replicas,
+        available_replicas: s.available_replicas,
+        observed_generation: s.observed_generation,
+        conditions: None,
+    });
+    ReplicaSet {
+        metadata: rc.metadata.clone(),
+        spec: Some(ReplicaSetSpec {
+            replicas: spec.replicas,
+            min_ready_seconds: spec.min_ready_seconds,
+            selector: LabelSelector {
+                match_labels: spec.selector,
+                ..Default::default()
+            },
+            template: spec.template,
+        }),
+        // Conditions are the ReplicationController's own; they do not take part.
+        status,
+    }
+}
+
+/// Plans one ReplicationController against the pods it owns: the ReplicaSet plan, with the
+/// pods it makes owned by the ReplicationController and the status written to it.
+pub fn plan_rc(rc: &ReplicationController, mine: &[&Pod]) -> Vec<Action> {
+    let conditions: Option<Vec<ReplicationControllerCondition>> =
+        rc.status.as_ref().and_then(|s| s.conditions.clone());
+    plan(&as_replica_set(rc), mine)
+        .into_iter()
+        .map(|a| match a {
+            Action::Create(Made::Pod(mut p)) => {
+                for r in p.metadata.owner_references.iter_mut().flatten() {
+                    r.api_version = ReplicationController::API_VERSION.into();
+                    r.kind = ReplicationController::KIND.into();
+                }
+                Action::Create(Made::Pod(p))
+            }
+            Action::Status(mut v) => {
+                v["apiVersion"] = ReplicationController::API_VERSION.into();
+                v["kind"] = ReplicationController::KIND.into();
+                if let Ok(mut st) =
+                    serde_json::from_value::<ReplicationControllerStatus>(v["status"].take())
+                {
+                    st.conditions = conditions.clone();
+                    v["status"] = serde_json::to_value(st).unwrap_or_default();
+                }
+                Action::Status(v)
+            }
+            other => other,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +188,35 @@ mod tests {
 
     fn creates(a: &[Action]) -> usize {
         a.iter().filter(|a| matches!(a, Action::Create(_))).count()
+    }
+
+    #[test]
+    fn a_replication_controller_is_planned_as_its_replica_set() {
+        let rc: ReplicationController = decode(json!({"apiVersion": "v1", "kind": "ReplicationController",
+            "metadata": {"name": "web-abc", "namespace": "d", "uid": "rs1", "generation": 1},
+            "spec": {"replicas": 2, "selector": {"app": "web"},
+                     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}}))
+        .unwrap();
+        let running = [pod("web-abc-1", true, Some("n"))];
+        let a = plan_rc(&rc, OwnerIndex::new(&running).of(&rc.metadata));
+        assert_eq!(creates(&a), 1);
+        let Some(Action::Create(p)) = a.first() else {
+            panic!("{a:?}")
+        };
+        let owner = &p.encode()["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "ReplicationController");
+        assert_eq!(owner["apiVersion"], "v1");
+        let Some(Action::Status(s)) = a.last() else {
+            panic!("{a:?}")
+        };
+        assert_eq!(s["kind"], "ReplicationController");
+        assert_eq!(s["status"]["replicas"], 1);
+        assert_eq!(s["status"]["readyReplicas"], 1);
+        // Converged: nothing to do, no status written again.
+        let mut done = rc.clone();
+        done.status = serde_json::from_value(s["status"].clone()).unwrap();
+        done.spec.as_mut().unwrap().replicas = Some(1);
+        assert!(plan_rc(&done, OwnerIndex::new(&running).of(&done.metadata)).is_empty());
     }
 
     #[test]

@@ -11,7 +11,9 @@ use tracing::{Instrument, debug, warn};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Event, Node, ObjectReference, Pod, PodCondition, PodStatus};
+use k8s_openapi::api::core::v1::{
+    Event, Node, ObjectReference, Pod, PodCondition, PodStatus, ReplicationController,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::events::{self, event, expired, named};
@@ -28,9 +30,10 @@ use crate::store::{Key, Op, Store, StoreError, Write, new_uid};
 /// How often controllers re-plan with no store change (catches time-based work).
 const RESYNC: Duration = Duration::from_secs(5);
 /// The kinds a controller pass reads: a change to any other kind does not wake the controllers.
-const CONTROLLED: [&str; 7] = [
+const CONTROLLED: [&str; 8] = [
     "Deployment",
     "ReplicaSet",
+    "ReplicationController",
     "Pod",
     "Job",
     "CronJob",
@@ -207,6 +210,7 @@ pub async fn reconcile_once(
     let pods: Vec<Pod> = typed(store).await?;
     let jobs: Vec<Job> = typed(store).await?;
     let cronjobs: Vec<CronJob> = typed(store).await?;
+    let rcs: Vec<ReplicationController> = typed(store).await?;
     let dss: Vec<DaemonSet> = typed(store).await?;
     let nodes: Vec<Node> = typed(store).await?;
     let rs_of = OwnerIndex::new(&rss);
@@ -237,6 +241,13 @@ pub async fn reconcile_once(
             replicaset::plan(rs, pods_of.of(&rs.metadata)),
         );
     }
+    for rc in &rcs {
+        planned(
+            &mut work,
+            rc,
+            replicaset::plan_rc(rc, pods_of.of(&rc.metadata)),
+        );
+    }
     for j in &jobs {
         planned(&mut work, j, job::plan(j, pods_of.of(&j.metadata), &now_t));
     }
@@ -249,7 +260,12 @@ pub async fn reconcile_once(
             )
         })
         .collect();
-    said.retain(|(uid, _, _)| cronjobs.iter().any(|c| lifecycle::uid(&c.metadata) == uid));
+    // Warnings of CronJobs gone, or of times over an hour ago, are forgotten.
+    let hour_ago = now_t.0.as_second() - 3600;
+    said.retain(|(uid, at, _)| {
+        (*at == 0 || *at > hour_ago) && cronjobs.iter().any(|c| lifecycle::uid(&c.metadata) == uid)
+    });
+    let mut to_say: std::collections::HashMap<String, Vec<cronjob::SaidKey>> = Default::default();
     for cj in &cronjobs {
         let ns = lifecycle::namespace(&cj.metadata);
         let taken = |name: &str| job_names.contains(&(ns, name));
@@ -258,6 +274,9 @@ pub async fn reconcile_once(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        if !p.said.is_empty() {
+            to_say.insert(lifecycle::uid(&cj.metadata).to_string(), p.said);
+        }
         planned(&mut work, cj, p.actions);
     }
     for ds in &dss {
@@ -291,13 +310,19 @@ pub async fn reconcile_once(
     work.extend(foreground(&jobs, &candidates));
     work.extend(foreground(&dss, &candidates));
     work.extend(foreground(&cronjobs, &candidates));
+    work.extend(foreground(&rcs, &candidates));
     for (owner, actions) in work {
         if actions.is_empty() {
             continue;
         }
         let n = actions.len();
         match execute(store, &owner, actions, &now_t).await {
-            Ok(()) => done += n,
+            Ok(()) => {
+                done += n;
+                if let Some(keys) = owner.uid.as_ref().and_then(|u| to_say.remove(u)) {
+                    said.extend(keys);
+                }
+            }
             Err(
                 StoreError::Conflict { .. }
                 | StoreError::NotFound { .. }

@@ -37,21 +37,76 @@ pub enum ScheduleError {
 pub struct Schedule {
     cron: Cron,
     tz: TimeZone,
+    /// Whether the CronJob named its zone (else the node's own counts).
+    named: bool,
 }
 
 /// How far ahead a schedule is searched before it is taken never to fire (`0 0 30 2 *`).
 const HORIZON_SECONDS: i64 = 5 * 366 * 86_400;
 
-/// Parses a schedule's five fields or macro.
+/// The names cron fields may use (which contain letters that are operators elsewhere).
+const NAMES: [&str; 19] = [
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC", "SUN",
+    "MON", "TUE", "WED", "THU", "FRI", "SAT",
+];
+
+/// Parses a schedule's five fields or macro, as Kubernetes' cron library reads them: what it
+/// refuses is refused here too, with its words.
 pub fn parse_schedule(schedule: &str) -> Result<Cron, ScheduleError> {
     if schedule.contains("TZ") {
         return Err(ScheduleError::TimeZoneInSchedule);
     }
+    let trimmed = schedule.trim();
+    let unparseable = |m: String| Err(ScheduleError::Unparseable(m));
+    let fields: Vec<String> = match trimmed.to_ascii_lowercase().as_str() {
+        "@yearly" | "@annually" => ["0", "0", "1", "1", "*"].map(String::from).to_vec(),
+        "@monthly" => ["0", "0", "1", "*", "*"].map(String::from).to_vec(),
+        "@weekly" => ["0", "0", "*", "*", "0"].map(String::from).to_vec(),
+        "@daily" | "@midnight" => ["0", "0", "*", "*", "*"].map(String::from).to_vec(),
+        "@hourly" => ["0", "*", "*", "*", "*"].map(String::from).to_vec(),
+        d if d.starts_with("@every") => {
+            return unparseable(
+                "@every is not supported by Flotilla yet: give the times as five fields".into(),
+            );
+        }
+        d if d.starts_with('@') => {
+            return unparseable(format!("unrecognized descriptor: {trimmed}"));
+        }
+        _ => trimmed.split_whitespace().map(String::from).collect(),
+    };
+    if fields.len() != 5 {
+        return unparseable(format!(
+            "expected exactly 5 fields, found {}: [{}]",
+            fields.len(),
+            fields.join(" ")
+        ));
+    }
+    // Quartz-style last, weekday and nth operators are not standard cron.
+    for f in &fields {
+        let mut bare = f.to_ascii_uppercase();
+        for n in NAMES {
+            bare = bare.replace(n, "");
+        }
+        if bare.contains(['L', 'W', '#']) {
+            return unparseable(format!("failed to parse int from {f}"));
+        }
+    }
+    // `?` and `*/1` are `*` (so day of month and day of week combine as cron's do).
+    let fields: Vec<&str> = fields
+        .iter()
+        .map(|f| {
+            if f == "?" || f == "*/1" {
+                "*"
+            } else {
+                f.as_str()
+            }
+        })
+        .collect();
     CronParser::builder()
         .seconds(Seconds::Disallowed)
         .year(Year::Disallowed)
         .build()
-        .parse(schedule)
+        .parse(&fields.join(" "))
         .map_err(|e| ScheduleError::Unparseable(e.to_string()))
 }
 
@@ -96,6 +151,7 @@ impl Schedule {
         Ok(Schedule {
             cron: parse_schedule(schedule)?,
             tz: time_zone(time_zone_name)?,
+            named: time_zone_name.is_some(),
         })
     }
 
@@ -187,10 +243,15 @@ impl Schedule {
         }
     }
 
-    /// `t` as RFC 3339 in the schedule's zone (`Z` for UTC), as the scheduled-timestamp
-    /// annotation carries it.
+    /// `t` as RFC 3339 in the zone the CronJob names (`Z` for UTC, and when it names none, as
+    /// Kubernetes), as the scheduled-timestamp annotation carries it.
     pub fn local_rfc3339(&self, t: Timestamp) -> String {
-        let z = t.to_zoned(self.tz.clone());
+        let tz = if self.named {
+            self.tz.clone()
+        } else {
+            TimeZone::UTC
+        };
+        let z = t.to_zoned(tz);
         if z.offset().seconds() == 0 {
             z.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
         } else {
@@ -265,18 +326,42 @@ mod tests {
             nexts(&yearly, "2026-12-04T10:00:00Z", 1),
             ["2027-01-01T00:00:00Z"]
         );
+        let midnight: Schedule = "@midnight".parse().unwrap();
+        assert_eq!(
+            nexts(&midnight, "2026-12-04T10:00:00Z", 1),
+            ["2026-12-05T00:00:00Z"]
+        );
+        // `*/1` is `*`: with a day of week given, days of month do not widen it.
+        let mondays: Schedule = "0 0 */1 * MON".parse().unwrap();
+        assert_eq!(
+            nexts(&mondays, "2026-12-04T10:00:00Z", 2),
+            ["2026-12-07T00:00:00Z", "2026-12-14T00:00:00Z"]
+        );
         let never: Schedule = "0 0 30 2 *".parse().unwrap();
         assert_eq!(never.next_after(ts("2026-12-04T10:00:00Z")), None);
     }
 
     #[test]
     fn bad_schedules_and_zones_say_why() {
-        for bad in ["bad", "* * * * * *", "61 * * * *", "@every 5m", ""] {
+        for bad in [
+            "bad",
+            "* * * * * *",
+            "61 * * * *",
+            "@every 5m",
+            "",
+            "0 0 L * *",
+            "0 0 * * 5#3",
+            "@fortnightly",
+        ] {
             assert!(
                 matches!(parse_schedule(bad), Err(ScheduleError::Unparseable(_))),
                 "{bad:?}"
             );
         }
+        assert_eq!(
+            parse_schedule("bad").unwrap_err().to_string(),
+            "expected exactly 5 fields, found 1: [bad]"
+        );
         assert_eq!(
             parse_schedule("CRON_TZ=UTC 0 * * * *")
                 .unwrap_err()

@@ -63,6 +63,24 @@ pub fn apply(m: &mut Manifest) {
             }
             template(&mut s.template);
         }
+        Manifest::ReplicationController(rc) => {
+            let s = rc.spec.get_or_insert_with(Default::default);
+            s.replicas.get_or_insert(1);
+            s.min_ready_seconds.get_or_insert(0);
+            let t = s.template.get_or_insert_with(Default::default);
+            let labels = t
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.clone())
+                .unwrap_or_default();
+            if s.selector.as_ref().is_none_or(|l| l.is_empty()) {
+                s.selector = Some(labels.clone());
+            }
+            if rc.metadata.labels.as_ref().is_none_or(|l| l.is_empty()) {
+                rc.metadata.labels = Some(labels);
+            }
+            template(t);
+        }
         Manifest::CronJob(c) => {
             let s = c.spec.get_or_insert_with(Default::default);
             s.concurrency_policy.get_or_insert_with(|| "Allow".into());

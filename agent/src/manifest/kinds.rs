@@ -153,6 +153,15 @@ pub const KINDS: &[KindInfo] = &[
         ..ROW
     },
     KindInfo {
+        kind: "ReplicationController",
+        plural: "replicationcontrollers",
+        short: &["rc", "replicationcontroller"],
+        categories: ALL,
+        schema: "io.k8s.api.core.v1.ReplicationController",
+        subresources: &["status", "scale"],
+        ..ROW
+    },
+    KindInfo {
         kind: "CronJob",
         api_version: "batch/v1",
         plural: "cronjobs",
@@ -284,6 +293,7 @@ mod tests {
             ("ds", "DaemonSet"),
             ("jobs", "Job"),
             ("cj", "CronJob"),
+            ("rc", "ReplicationController"),
             ("no", "Node"),
         ] {
             assert_eq!(by_cli_name(name).map(|k| k.kind), Some(kind), "{name}");

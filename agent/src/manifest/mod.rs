@@ -32,7 +32,9 @@ use serde_json::Value;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, Pod, ReplicationController, Secret, Service,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub use kinds::KindInfo;
 
@@ -108,6 +110,7 @@ pub enum Manifest {
     DaemonSet(DaemonSet),
     Job(Job),
     CronJob(CronJob),
+    ReplicationController(ReplicationController),
     HorizontalPodAutoscaler(HorizontalPodAutoscaler),
 }
 
@@ -124,6 +127,7 @@ impl Manifest {
             Manifest::DaemonSet(o) => &o.metadata,
             Manifest::Job(o) => &o.metadata,
             Manifest::CronJob(o) => &o.metadata,
+            Manifest::ReplicationController(o) => &o.metadata,
             Manifest::HorizontalPodAutoscaler(o) => &o.metadata,
         }
     }
@@ -140,6 +144,7 @@ impl Manifest {
             Manifest::DaemonSet(o) => serde_json::to_value(o),
             Manifest::Job(o) => serde_json::to_value(o),
             Manifest::CronJob(o) => serde_json::to_value(o),
+            Manifest::ReplicationController(o) => serde_json::to_value(o),
             Manifest::HorizontalPodAutoscaler(o) => serde_json::to_value(o),
         };
         strip_empty(v.expect("manifest types always serialise"))
@@ -310,6 +315,7 @@ pub fn decode_with(mut value: Value, unknown: Unknown) -> (Option<Decoded>, Vec<
         "DaemonSet" => of!(DaemonSet),
         "Job" => of!(Job),
         "CronJob" => of!(CronJob),
+        "ReplicationController" => of!(ReplicationController),
         "HorizontalPodAutoscaler" => of!(HorizontalPodAutoscaler),
         other => unreachable!("kind table has a user-writable kind {other} without a decoder"),
     };

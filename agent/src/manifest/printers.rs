@@ -8,8 +8,8 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::{HorizontalPodAutoscaler, MetricSpec, MetricStatus};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Event, Namespace, Node, Pod, PodStatus, PodTemplateSpec, Secret, Service,
-    ServiceSpec,
+    ConfigMap, Event, Namespace, Node, Pod, PodStatus, PodTemplateSpec, ReplicationController,
+    Secret, Service, ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::Deserialize;
@@ -22,7 +22,9 @@ pub fn headers(kind: &str, wide: bool) -> Vec<&'static str> {
     let mut h = match kind {
         "Pod" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
         "Deployment" => vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
-        "ReplicaSet" => vec!["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+        "ReplicaSet" | "ReplicationController" => {
+            vec!["NAME", "DESIRED", "CURRENT", "READY", "AGE"]
+        }
         "DaemonSet" => vec![
             "NAME",
             "DESIRED",
@@ -70,7 +72,9 @@ pub fn headers(kind: &str, wide: bool) -> Vec<&'static str> {
     if wide {
         h.extend(match kind {
             "Pod" => vec!["IP", "NODE"],
-            "Deployment" | "ReplicaSet" | "CronJob" => vec!["CONTAINERS", "IMAGES", "SELECTOR"],
+            "Deployment" | "ReplicaSet" | "ReplicationController" | "CronJob" => {
+                vec!["CONTAINERS", "IMAGES", "SELECTOR"]
+            }
             "Service" => vec!["SELECTOR"],
             "Node" => vec!["INTERNAL-IP", "CONTAINER-RUNTIME"],
             _ => vec![],
@@ -299,6 +303,25 @@ pub fn row(kind: &str, o: &Value, now: DateTime<Utc>, wide: bool) -> Vec<String>
                 age(j.metadata.creation_timestamp.as_ref(), now),
             ]
         }),
+        "ReplicationController" => read(o, |rc: ReplicationController| {
+            let (spec, st) = (rc.spec.unwrap_or_default(), rc.status.unwrap_or_default());
+            let mut r = vec![
+                name(&rc.metadata),
+                int(spec.replicas),
+                st.replicas.to_string(),
+                int(st.ready_replicas),
+                age(rc.metadata.creation_timestamp.as_ref(), now),
+            ];
+            if wide {
+                let (c, i) = spec
+                    .template
+                    .as_ref()
+                    .map(containers_images)
+                    .unwrap_or_default();
+                r.extend([c, i, map_str(spec.selector.as_ref())]);
+            }
+            r
+        }),
         "CronJob" => read(o, |cj: CronJob| {
             let (spec, st) = (cj.spec.unwrap_or_default(), cj.status.unwrap_or_default());
             let last = match &st.last_schedule_time {
@@ -475,6 +498,7 @@ const KNOWN: &[&str] = &[
     "DaemonSet",
     "Job",
     "CronJob",
+    "ReplicationController",
     "Service",
     "ConfigMap",
     "Secret",

@@ -387,6 +387,14 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "io.k8s.api.core.v1.ReplicationController",
+        &["apiVersion", "kind", "metadata", "spec"],
+    ),
+    (
+        "io.k8s.api.core.v1.ReplicationControllerSpec",
+        &["replicas", "selector", "template", "minReadySeconds"],
+    ),
+    (
         "io.k8s.api.batch.v1.CronJob",
         &["apiVersion", "kind", "metadata", "spec"],
     ),

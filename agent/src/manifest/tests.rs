@@ -680,3 +680,26 @@ fn cronjob_errors_all_at_once() {
         &["spec.jobTemplate.spec.podFailurePolicy: not supported by Flotilla yet"],
     );
 }
+
+#[test]
+fn a_replication_controller_defaults_its_selector_and_labels_from_the_template() {
+    let rc = "apiVersion: v1\nkind: ReplicationController\nmetadata: {name: nginx}\nspec:\n  template:\n    metadata: {labels: {app: nginx}}\n    spec: {containers: [{name: c, image: nginx}]}\n";
+    let v = prep(rc).unwrap();
+    assert_eq!(v["spec"]["selector"], json!({"app": "nginx"}));
+    assert_eq!(v["metadata"]["labels"], json!({"app": "nginx"}));
+    assert_eq!(v["spec"]["replicas"], 1);
+    check(
+        &rc.replace(
+            "spec:\n  template",
+            "spec:\n  replicas: -1\n  selector: {app: web}\n  template",
+        ),
+        &[
+            "spec.replicas: -1 must be greater than or equal to 0",
+            "spec.template.metadata.labels: selector \"app=web\" does not match",
+        ],
+    );
+    check(
+        &rc.replace("metadata: {labels: {app: nginx}}", "metadata: {}"),
+        &["spec.selector: required"],
+    );
+}

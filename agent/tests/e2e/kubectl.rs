@@ -1719,3 +1719,51 @@ spec:
         text(&out)
     );
 }
+
+/// The Kubernetes documentation's ReplicationController (its map selector defaulted from the
+/// template when left out), scaled and deleted with kubectl.
+#[test]
+fn a_replication_controller_keeps_its_pods_and_scales_with_kubectl() {
+    let a = Agent::with_image();
+    let f = manifest(
+        &a,
+        "rc.yaml",
+        "apiVersion: v1\nkind: ReplicationController\nmetadata: {name: nginx}\nspec:\n  replicas: 2\n  template:\n    metadata: {name: nginx, labels: {app: nginx}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers:\n      - name: nginx\n        image: flotilla.local/busybox:1\n        command: [sleep, '600']\n        ports: [{containerPort: 80}]\n",
+    );
+    assert!(
+        a.kubectl_ok(&["apply", "-f", &f])
+            .contains("replicationcontroller/nginx created")
+    );
+    let rc = json_of(&a, &["get", "rc", "nginx"]);
+    assert_eq!(rc["spec"]["selector"]["app"], "nginx", "{rc}");
+    assert_eq!(rc["metadata"]["labels"]["app"], "nginx", "{rc}");
+    let pods = running(&a, "app=nginx", 2);
+    assert_eq!(
+        pods[0]["metadata"]["ownerReferences"][0]["kind"],
+        "ReplicationController"
+    );
+    a.eventually(20, "kubectl get rc shows 2 ready", || {
+        let t = a.kubectl_ok(&["get", "rc", "nginx"]);
+        let row: Vec<&str> = t.lines().nth(1).unwrap_or("").split_whitespace().collect();
+        t.starts_with("NAME") && row[..4] == ["nginx", "2", "2", "2"]
+    });
+    assert_eq!(
+        a.kubectl_ok(&["scale", "rc", "nginx", "--replicas=3"]),
+        "replicationcontroller/nginx scaled\n"
+    );
+    running(&a, "app=nginx", 3);
+    // A pod deleted by hand is replaced.
+    let victim = pods[0]["metadata"]["name"].as_str().unwrap().to_string();
+    a.kubectl_ok(&["delete", "pod", &victim]);
+    a.eventually(60, "the pod replaced", || {
+        let ps = items(&json_of(&a, &["get", "pods", "-l", "app=nginx"]));
+        ps.len() == 3
+            && ps.iter().all(|p| {
+                p["metadata"]["name"] != victim.as_str() && p["status"]["phase"] == "Running"
+            })
+    });
+    a.kubectl_ok(&["delete", "rc", "nginx"]);
+    a.eventually(60, "its pods gone", || {
+        items(&json_of(&a, &["get", "pods", "-l", "app=nginx"])).is_empty()
+    });
+}

@@ -31,9 +31,12 @@ fn t(s: &str) -> Time {
     Time(s.parse().unwrap())
 }
 
+/// Plans as the runner does: the warnings given are remembered (as if their write landed).
 fn run(cj: &CronJob, jobs: &[Job], now: &str, said: &mut Said) -> Planned {
     let mine: Vec<&Job> = jobs.iter().collect();
-    plan(cj, &mine, &|_| false, &t(now), said)
+    let p = plan(cj, &mine, &|_| false, &t(now), said);
+    said.extend(p.said.iter().cloned());
+    p
 }
 
 fn created(p: &Planned) -> Vec<Job> {
@@ -114,22 +117,18 @@ fn a_job_made_by_an_earlier_leader_is_not_made_again() {
     // A Job of that name that is not this CronJob's: a warning, once, and nothing made.
     let mut said = Said::new();
     let mine: Vec<&Job> = vec![];
-    let p = plan(
-        &cj,
-        &mine,
-        &|n| n == "tick-29939641",
-        &t("2026-12-04T10:01:03Z"),
-        &mut said,
-    );
+    let taken = |n: &str| n == "tick-29939641";
+    let p = plan(&cj, &mine, &taken, &t("2026-12-04T10:01:03Z"), &said);
     assert!(created(&p).is_empty());
     assert_eq!(events(&p), ["FailedCreate"]);
-    let p = plan(
-        &cj,
-        &mine,
-        &|n| n == "tick-29939641",
-        &t("2026-12-04T10:01:08Z"),
-        &mut said,
+    let again = plan(&cj, &mine, &taken, &t("2026-12-04T10:01:08Z"), &said);
+    assert_eq!(
+        events(&again),
+        ["FailedCreate"],
+        "not said until its write has landed"
     );
+    said.extend(p.said);
+    let p = plan(&cj, &mine, &taken, &t("2026-12-04T10:01:08Z"), &said);
     assert!(events(&p).is_empty(), "said once");
 }
 

@@ -7,8 +7,8 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ExecAction, HTTPGetAction, KeyToPath, Namespace, NodeAffinity,
-    NodeSelectorTerm, Pod, PodSpec, PodTemplateSpec, ResourceRequirements, Secret, Service,
-    ServiceSpec, TCPSocketAction, Toleration, TopologySpreadConstraint,
+    NodeSelectorTerm, Pod, PodSpec, PodTemplateSpec, ReplicationController, ResourceRequirements,
+    Secret, Service, ServiceSpec, TCPSocketAction, Toleration, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -57,6 +57,7 @@ pub fn validate(m: &Manifest) -> Vec<FieldError> {
         Manifest::DaemonSet(o) => daemon_set(&mut e, o),
         Manifest::Job(o) => job(&mut e, o),
         Manifest::CronJob(o) => cron_job(&mut e, o),
+        Manifest::ReplicationController(o) => replication_controller(&mut e, o),
         Manifest::HorizontalPodAutoscaler(o) => horizontal_pod_autoscaler(&mut e, o),
     }
     e.0

@@ -20,6 +20,26 @@ pub(super) fn replica_set(e: &mut Errors, o: &ReplicaSet) {
     );
 }
 
+/// Validates a ReplicationController: a ReplicaSet whose selector is a map of labels, which
+/// defaults to the template's labels.
+pub(super) fn replication_controller(e: &mut Errors, o: &ReplicationController) {
+    meta(e, &o.metadata, NameRule::Subdomain, true);
+    let none = Default::default();
+    let spec = o.spec.as_ref().unwrap_or(&none);
+    replicas(e, spec.replicas);
+    non_negative(e, "spec.minReadySeconds", spec.min_ready_seconds);
+    let none = PodTemplateSpec::default();
+    let t = spec.template.as_ref().unwrap_or(&none);
+    let given = spec.selector.clone().filter(|s| !s.is_empty());
+    let sel = LabelSelector {
+        match_labels: given
+            .or_else(|| Some(template_labels(t).clone()))
+            .filter(|l| !l.is_empty()),
+        ..Default::default()
+    };
+    template(e, Some(&sel), t, Some(&["Always"]));
+}
+
 /// Validates a Deployment.
 pub(super) fn deployment(e: &mut Errors, o: &Deployment) {
     meta(e, &o.metadata, NameRule::Subdomain, true);
@@ -133,6 +153,18 @@ pub(super) fn cron_job(e: &mut Errors, o: &CronJob) {
     let template = &spec.job_template;
     if let Some(m) = &template.metadata {
         labels(e, "spec.jobTemplate.metadata.labels", strings(&m.labels));
+        // Each Job takes the template's labels and annotations only (as Kubernetes makes it).
+        for (field, set) in [
+            ("finalizers", m.finalizers.is_some()),
+            ("ownerReferences", m.owner_references.is_some()),
+        ] {
+            if set {
+                e.add(
+                    format!("spec.jobTemplate.metadata.{field}"),
+                    "not supported by Flotilla: a CronJob's Jobs take only the template's labels and annotations",
+                );
+            }
+        }
     }
     let none = Default::default();
     let job = template.spec.as_ref().unwrap_or(&none);

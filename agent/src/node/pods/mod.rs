@@ -733,6 +733,15 @@ impl Manager {
         let none = PodStatus::default();
         let prev = pod.status.as_ref().unwrap_or(&none);
         let p = plan::plan(spec, &obs, prev, now);
+        let deadline = Some(plan::DEADLINE_EXCEEDED);
+        if p.status.reason.as_deref() == deadline && prev.reason.as_deref() != deadline {
+            self.event(
+                &lifecycle::about(pod),
+                EventKind::Normal,
+                plan::DEADLINE_EXCEEDED,
+                p.status.message.as_deref().unwrap_or_default(),
+            );
+        }
         if let Some(w) = p.wake_at {
             self.wake_at = Some(self.wake_at.map_or(w, |x| x.min(w)));
         }
