@@ -280,6 +280,10 @@ pub fn row(kind: &str, o: &Value, now: DateTime<Utc>, wide: bool) -> Vec<String>
                 "Complete"
             } else if has("Failed") {
                 "Failed"
+            } else if j.metadata.deletion_timestamp.is_some() {
+                "Terminating"
+            } else if has("Suspended") {
+                "Suspended"
             } else {
                 "Running"
             };

@@ -384,7 +384,23 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "manualSelector",
             "template",
             "ttlSecondsAfterFinished",
+            "suspend",
+            "completionMode",
+            "podFailurePolicy",
         ],
+    ),
+    ("io.k8s.api.batch.v1.PodFailurePolicy", &["rules"]),
+    (
+        "io.k8s.api.batch.v1.PodFailurePolicyRule",
+        &["action", "onExitCodes", "onPodConditions"],
+    ),
+    (
+        "io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement",
+        &["containerName", "operator", "values"],
+    ),
+    (
+        "io.k8s.api.batch.v1.PodFailurePolicyOnPodConditionsPattern",
+        &["type", "status"],
     ),
     (
         "io.k8s.api.core.v1.ReplicationController",

@@ -676,8 +676,11 @@ fn cronjob_errors_all_at_once() {
         &["spec.schedule: Invalid value: \"61 * * * *\": "],
     );
     check(
-        &CRONJOB.replace("      template:", "      ttlSecondsAfterFinished: 10\n      podFailurePolicy: {rules: []}\n      template:"),
-        &["spec.jobTemplate.spec.podFailurePolicy: not supported by Flotilla yet"],
+        &CRONJOB.replace(
+            "      template:",
+            "      ttlSecondsAfterFinished: 10\n      backoffLimitPerIndex: 1\n      template:",
+        ),
+        &["spec.jobTemplate.spec.backoffLimitPerIndex: not supported by Flotilla yet"],
     );
 }
 
@@ -701,5 +704,30 @@ fn a_replication_controller_defaults_its_selector_and_labels_from_the_template()
     check(
         &rc.replace("metadata: {labels: {app: nginx}}", "metadata: {}"),
         &["spec.selector: required"],
+    );
+}
+
+#[test]
+fn job_modes_and_failure_policies_are_checked_as_kubernetes_does() {
+    let job = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec:\n  template:\n    spec:\n      restartPolicy: OnFailure\n      containers: [{name: c, image: busybox}]\n";
+    let ok = job.replace(
+        "spec:\n  template",
+        "spec:\n  completionMode: Indexed\n  completions: 3\n  suspend: true\n  template",
+    );
+    let v = prep(&ok).unwrap();
+    assert_eq!(v["spec"]["completionMode"], "Indexed");
+    assert_eq!(v["spec"]["suspend"], true);
+    check(
+        &job.replace("spec:\n  template", "spec:\n  completionMode: Indexed\n  podFailurePolicy:\n    rules:\n    - {action: FailJob, onExitCodes: {containerName: nope, operator: Within, values: [0, 0]}}\n    - {action: FailIndex, onPodConditions: [{type: DisruptionTarget, status: Maybe}]}\n    - {action: Ignore}\n  template"),
+        &[
+            "spec.completions: Required value: when completion mode is Indexed",
+            "spec.template.spec.restartPolicy: Unsupported value: only \"Never\"",
+            "spec.podFailurePolicy.rules[0].onExitCodes.operator: Unsupported value: \"Within\"",
+            "spec.podFailurePolicy.rules[0].onExitCodes.values: Duplicate value",
+            "spec.podFailurePolicy.rules[0].onExitCodes.containerName: Invalid value: \"nope\"",
+            "spec.podFailurePolicy.rules[1].action: FailIndex needs backoffLimitPerIndex",
+            "spec.podFailurePolicy.rules[1].onPodConditions[0].status: Unsupported value: \"Maybe\"",
+            "spec.podFailurePolicy.rules[2]: specifying one of OnExitCodes and OnPodConditions is required",
+        ],
     );
 }

@@ -1767,3 +1767,123 @@ fn a_replication_controller_keeps_its_pods_and_scales_with_kubectl() {
         items(&json_of(&a, &["get", "pods", "-l", "app=nginx"])).is_empty()
     });
 }
+
+/// An Indexed Job (each pod its index, in env and hostname), a failure policy that fails a Job
+/// at its first exit 42, and a Job created suspended, resumed with kubectl patch.
+#[test]
+fn indexed_jobs_failure_policies_and_suspended_jobs_run_as_kubernetes_runs_them() {
+    let a = Agent::with_image();
+    let f = manifest(
+        &a,
+        "jobs.yaml",
+        r#"apiVersion: batch/v1
+kind: Job
+metadata: {name: indexed}
+spec:
+  completionMode: Indexed
+  completions: 3
+  parallelism: 3
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: c, image: flotilla.local/busybox:1, command: [sh, -c, 'echo index=$JOB_COMPLETION_INDEX host=$(hostname)']}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: policy}
+spec:
+  backoffLimit: 6
+  podFailurePolicy:
+    rules:
+    - action: FailJob
+      onExitCodes: {containerName: c, operator: In, values: [42]}
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: flotilla.local/busybox:1, command: [sh, -c, 'exit 42']}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: paused}
+spec:
+  suspend: true
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: flotilla.local/busybox:1, command: [echo, resumed]}]
+"#,
+    );
+    a.kubectl_ok(&["apply", "-f", &f]);
+    a.eventually(60, "indexed complete", || {
+        json_of(&a, &["get", "job", "indexed"])["status"]["completedIndexes"] == "0-2"
+    });
+    let pods = items(&json_of(
+        &a,
+        &["get", "pods", "-l", "batch.kubernetes.io/job-name=indexed"],
+    ));
+    let mut logs: Vec<String> = pods
+        .iter()
+        .map(|p| a.ok(&["logs", p["metadata"]["name"].as_str().unwrap()]))
+        .collect();
+    logs.sort();
+    assert_eq!(
+        logs,
+        [
+            "index=0 host=indexed-0\n",
+            "index=1 host=indexed-1\n",
+            "index=2 host=indexed-2\n"
+        ]
+    );
+    a.eventually(60, "policy failed by its rule", || {
+        json_of(&a, &["get", "job", "policy"])["status"]["conditions"][0]["reason"]
+            == "PodFailurePolicy"
+    });
+    let job = json_of(&a, &["get", "job", "policy"]);
+    assert_eq!(
+        job["status"]["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .split(" for pod ")
+            .next(),
+        Some("Container c"),
+        "{job}"
+    );
+    let tries = items(&json_of(
+        &a,
+        &["get", "pods", "-l", "batch.kubernetes.io/job-name=policy"],
+    ));
+    assert_eq!(tries.len(), 1, "no retry after a FailJob exit");
+    // Suspended: no pod, and kubectl says so; resumed, it runs.
+    a.eventually(20, "paused shown Suspended", || {
+        let t = a.kubectl_ok(&["get", "job", "paused"]);
+        t.lines().nth(1).is_some_and(|l| l.contains("Suspended"))
+    });
+    assert!(
+        items(&json_of(
+            &a,
+            &["get", "pods", "-l", "batch.kubernetes.io/job-name=paused"]
+        ))
+        .is_empty()
+    );
+    a.kubectl_ok(&[
+        "patch",
+        "job",
+        "paused",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":false}}"#,
+    ]);
+    a.eventually(60, "paused ran once resumed", || {
+        json_of(&a, &["get", "job", "paused"])["status"]["succeeded"] == 1
+    });
+    let j = json_of(&a, &["get", "job", "paused"]);
+    let resumed = j["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Suspended")
+        .cloned()
+        .unwrap();
+    assert_eq!(resumed["reason"], "JobResumed", "{j}");
+}

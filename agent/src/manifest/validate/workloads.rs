@@ -2,7 +2,7 @@
 //! update strategies.
 
 use super::*;
-use k8s_openapi::api::batch::v1::JobSpec;
+use k8s_openapi::api::batch::v1::{JobSpec, PodFailurePolicy};
 
 /// Validates a ReplicaSet.
 pub(super) fn replica_set(e: &mut Errors, o: &ReplicaSet) {
@@ -96,7 +96,11 @@ pub(super) fn daemon_set(e: &mut Errors, o: &DaemonSet) {
 pub(super) fn job(e: &mut Errors, o: &Job) {
     meta(e, &o.metadata, NameRule::Subdomain, true);
     let none = Default::default();
-    job_spec(e, o.spec.as_ref().unwrap_or(&none));
+    job_spec(
+        e,
+        o.spec.as_ref().unwrap_or(&none),
+        o.metadata.name.as_deref(),
+    );
 }
 
 /// Validates a CronJob: its schedule and zone, its limits, and its Job template as a Job's spec.
@@ -175,15 +179,16 @@ pub(super) fn cron_job(e: &mut Errors, o: &CronJob) {
         );
     }
     let mut inner = Errors(Vec::new());
-    job_spec(&mut inner, job);
+    job_spec(&mut inner, job, None);
     for mut err in inner.0 {
         err.path = format!("spec.jobTemplate.{}", err.path);
         e.0.push(err);
     }
 }
 
-/// Validates a Job's spec (paths from `spec.`).
-fn job_spec(e: &mut Errors, spec: &JobSpec) {
+/// Validates a Job's spec (paths from `spec.`); `name` is the Job's own, whose generated
+/// selector an update carries.
+fn job_spec(e: &mut Errors, spec: &JobSpec, name: Option<&str>) {
     non_negative(e, "spec.completions", spec.completions);
     non_negative(e, "spec.parallelism", spec.parallelism);
     non_negative(e, "spec.backoffLimit", spec.backoff_limit);
@@ -199,13 +204,56 @@ fn job_spec(e: &mut Errors, spec: &JobSpec) {
     }
     let none = PodSpec::default();
     let pod = spec.template.spec.as_ref().unwrap_or(&none);
+    match spec.completion_mode.as_deref() {
+        None | Some("NonIndexed") => {}
+        Some("Indexed") => {
+            if spec.completions.is_none() {
+                e.add(
+                    "spec.completions",
+                    "Required value: when completion mode is Indexed",
+                );
+            }
+            for (path, v) in [
+                ("spec.completions", spec.completions),
+                ("spec.parallelism", spec.parallelism),
+            ] {
+                if let Some(v) = v
+                    && v > 100_000
+                {
+                    e.add(
+                        path,
+                        format!("Invalid value: {v}: must be less than or equal to 100000 when completion mode is Indexed"),
+                    );
+                }
+            }
+        }
+        Some(other) => e.add(
+            "spec.completionMode",
+            format!("Unsupported value: {other:?}: supported values: \"NonIndexed\", \"Indexed\""),
+        ),
+    }
+    if let Some(policy) = &spec.pod_failure_policy {
+        pod_failure_policy(e, policy, pod);
+    }
     if pod.restart_policy.is_none() {
         e.add(
             "spec.template.spec.restartPolicy",
             "required for a Job: \"OnFailure\" or \"Never\"",
         );
     }
-    if spec.selector.is_some() && spec.manual_selector != Some(true) {
+    // The selector a stored Job carries is the one generated for it: an update keeps it.
+    let generated = name.is_some_and(|n| {
+        spec.selector.as_ref().is_some_and(|s| {
+            s.match_expressions.is_none()
+                && s.match_labels.as_ref().is_some_and(|l| {
+                    l.len() == 1
+                        && l.get(crate::manifest::defaults::JOB_NAME_LABEL)
+                            .map(String::as_str)
+                            == Some(n)
+                })
+        })
+    });
+    if spec.selector.is_some() && spec.manual_selector != Some(true) && !generated {
         e.add(
             "spec.selector",
             "is generated for a Job; set manualSelector: true to give your own",
@@ -344,5 +392,101 @@ pub(super) fn int_or_percent(e: &mut Errors, path: &str, v: &IntOrString) -> Opt
                 None
             }
         },
+    }
+}
+
+/// A Job's `podFailurePolicy`, with Kubernetes' rules: Never pods only, one kind of
+/// requirement per rule, exit codes that can fail, names of the Job's own containers.
+fn pod_failure_policy(e: &mut Errors, policy: &PodFailurePolicy, pod: &PodSpec) {
+    let p = "spec.podFailurePolicy";
+    if pod.restart_policy.as_deref() != Some("Never") {
+        e.add(
+            "spec.template.spec.restartPolicy",
+            "Unsupported value: only \"Never\" is supported when podFailurePolicy is specified",
+        );
+    }
+    if policy.rules.len() > 20 {
+        e.add(
+            format!("{p}.rules"),
+            format!(
+                "Too many: {}: must have at most 20 items",
+                policy.rules.len()
+            ),
+        );
+    }
+    let names: Vec<&str> = pod
+        .containers
+        .iter()
+        .chain(items(&pod.init_containers))
+        .map(|c| c.name.as_str())
+        .collect();
+    for (i, r) in policy.rules.iter().enumerate() {
+        let rp = format!("{p}.rules[{i}]");
+        match r.action.as_str() {
+            "FailJob" | "Ignore" | "Count" => {}
+            "FailIndex" => e.add(
+                format!("{rp}.action"),
+                "FailIndex needs backoffLimitPerIndex, which is not supported by Flotilla yet",
+            ),
+            other => e.add(
+                format!("{rp}.action"),
+                format!("Unsupported value: {other:?}: supported values: \"Count\", \"FailJob\", \"Ignore\""),
+            ),
+        }
+        match (&r.on_exit_codes, &r.on_pod_conditions) {
+            (Some(_), Some(_)) | (None, None) => e.add(
+                rp.clone(),
+                "specifying one of OnExitCodes and OnPodConditions is required",
+            ),
+            (Some(codes), None) => {
+                let cp = format!("{rp}.onExitCodes");
+                if !["In", "NotIn"].contains(&codes.operator.as_str()) {
+                    e.add(
+                        format!("{cp}.operator"),
+                        format!(
+                            "Unsupported value: {:?}: supported values: \"In\", \"NotIn\"",
+                            codes.operator
+                        ),
+                    );
+                }
+                if codes.values.is_empty() || codes.values.len() > 255 {
+                    e.add(
+                        format!("{cp}.values"),
+                        "must have between 1 and 255 exit codes",
+                    );
+                }
+                let unique: BTreeSet<i32> = codes.values.iter().copied().collect();
+                if unique.len() != codes.values.len() {
+                    e.add(
+                        format!("{cp}.values"),
+                        "Duplicate value: exit codes must be unique",
+                    );
+                }
+                if codes.operator == "In" && codes.values.contains(&0) {
+                    e.add(
+                        format!("{cp}.values"),
+                        "Invalid value: 0: must not be 0 for the In operator",
+                    );
+                }
+                if let Some(n) = &codes.container_name
+                    && !names.contains(&n.as_str())
+                {
+                    e.add(
+                        format!("{cp}.containerName"),
+                        format!("Invalid value: {n:?}: must be one of the container or initContainer names in the pod template"),
+                    );
+                }
+            }
+            (None, Some(patterns)) => {
+                for (j, pat) in patterns.iter().enumerate() {
+                    if !["True", "False", "Unknown"].contains(&pat.status.as_str()) {
+                        e.add(
+                            format!("{rp}.onPodConditions[{j}].status"),
+                            format!("Unsupported value: {:?}: supported values: \"True\", \"False\", \"Unknown\"", pat.status),
+                        );
+                    }
+                }
+            }
+        }
     }
 }
