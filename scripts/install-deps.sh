@@ -9,7 +9,7 @@ PACKAGES=(
   procps       # pgrep/pkill in the scripts
   ca-certificates
   curl
-  busybox-static  # the test image (scripts/test-image.sh)
+  busybox-static  # the test image (scripts/test-image.sh), and crond beside CronJobs in the workloads bench
   pkg-config      # building libseccomp-sys (libcontainer)
   libseccomp-dev
   tar

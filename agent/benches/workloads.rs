@@ -11,7 +11,7 @@
 //!    for the same minutes (each line's command writes the time it started).
 //!
 //! `cargo bench -p flotilla --bench workloads -- [--pods 5000] [--nodes 100] [--replicas 30]
-//! [--grace 10] [--cron-minutes 5] [--no-box]` (or `scripts/bench/workloads.sh`). Prints
+//! [--grace 10] [--cron-minutes 5] [--no-box] [--cron-only]` (or `scripts/bench/workloads.sh`). Prints
 //! figures; asserts nothing about time. Everything it makes goes when it ends, even on a panic.
 
 mod common;
@@ -47,6 +47,9 @@ struct Args {
     /// Only the scheduler figure.
     #[arg(long)]
     no_box: bool,
+    /// Only the CronJob jitter figure.
+    #[arg(long)]
+    cron_only: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -307,6 +310,12 @@ fn box_figures(a: &Args, image: &std::path::Path) {
 fn main() {
     let args = Args::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if args.cron_only {
+        let dir = tempfile::tempdir().unwrap();
+        let image = flotilla_runtime::testing::test_image(dir.path());
+        cron_figures(args.cron_minutes.max(1), &image);
+        return;
+    }
     scheduler_figures(&args);
     controller_figures(100);
     if !args.no_box {
@@ -371,7 +380,7 @@ fn cron_figures(minutes: u64, image: &std::path::Path) {
              schedule: '* * * * *'\n  timeZone: Etc/UTC\n  successfulJobsHistoryLimit: 10\n  \
              jobTemplate:\n    spec:\n      template:\n        spec:\n          \
              restartPolicy: Never\n          terminationGracePeriodSeconds: 0\n          \
-             containers: [{{name: c, image: flotilla.local/busybox:1, command: [true]}}]\n"
+             containers: [{{name: c, image: flotilla.local/busybox:1, command: ['true']}}]\n"
         ));
     }
     let f = b.dirs[0].path().join("cron.yaml");
