@@ -731,3 +731,19 @@ fn job_modes_and_failure_policies_are_checked_as_kubernetes_does() {
         ],
     );
 }
+
+#[test]
+fn pod_fields_that_would_do_nothing_are_refused_by_name() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  hostNetwork: true\n  priority: 1000\n  dnsPolicy: None\n  containers:\n  - name: c\n    image: busybox\n    securityContext: {allowPrivilegeEscalation: true}\n";
+    check(
+        pod,
+        &[
+            "spec.hostNetwork: true is not supported by Flotilla yet",
+            "spec.priority: Forbidden: the integer value of priority (1000) must not be provided",
+            "spec.dnsPolicy: \"None\" needs dnsConfig",
+            "spec.containers[0].securityContext.allowPrivilegeEscalation: true is not supported",
+        ],
+    );
+    let fine = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  hostNetwork: false\n  dnsPolicy: ClusterFirstWithHostNet\n  containers:\n  - name: c\n    image: busybox\n    securityContext: {allowPrivilegeEscalation: false}\n";
+    assert!(prep(fine).is_ok());
+}

@@ -55,6 +55,27 @@ pub(super) fn pod_spec(e: &mut Errors, p: &str, s: &PodSpec, restart_allowed: Op
         e.add(format!("{p}.nodeName"), format!("{n:?} {err}"));
     }
     labels(e, &format!("{p}.nodeSelector"), strings(&s.node_selector));
+    // Accepted fields that would otherwise do nothing are refused until they work.
+    if s.host_network == Some(true) {
+        e.add(
+            format!("{p}.hostNetwork"),
+            "true is not supported by Flotilla yet: pods run in their own network namespace",
+        );
+    }
+    if let Some(n) = s.priority
+        && n != 0
+    {
+        e.add(
+            format!("{p}.priority"),
+            format!("Forbidden: the integer value of priority ({n}) must not be provided in pod spec; priority admission controller computed 0 from the given PriorityClass name"),
+        );
+    }
+    if s.dns_policy.as_deref() == Some("None") {
+        e.add(
+            format!("{p}.dnsPolicy"),
+            "\"None\" needs dnsConfig, which is not supported by Flotilla yet",
+        );
+    }
     if let Some(dp) = &s.dns_policy
         && !["ClusterFirst", "Default", "None", "ClusterFirstWithHostNet"].contains(&dp.as_str())
     {
@@ -666,6 +687,12 @@ pub(super) fn container(
             e.add(
                 format!("{cp}.securityContext.privileged"),
                 "privileged containers are not supported",
+            );
+        }
+        if sc.allow_privilege_escalation == Some(true) {
+            e.add(
+                format!("{cp}.securityContext.allowPrivilegeEscalation"),
+                "true is not supported by Flotilla yet: containers run with no_new_privs",
             );
         }
     }

@@ -638,9 +638,10 @@ impl Manager {
             Err(e) => got.error = Some(e),
         }
         // ClusterFirst (the default) asks the node's cluster DNS, when the node has a pod
-        // network; `Default` takes the node's own resolv.conf.
+        // network; `Default` takes the node's own resolv.conf. ClusterFirstWithHostNet is
+        // ClusterFirst for a pod in its own network namespace (every pod here).
         let resolv = match (&self.node.net, spec.dns_policy.as_deref()) {
-            (Some(_), None | Some("ClusterFirst")) => {
+            (Some(_), None | Some("ClusterFirst") | Some("ClusterFirstWithHostNet")) => {
                 crate::node::dns::pod_resolv_conf(ns, crate::node::services::DNS_IP)
             }
             _ => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
