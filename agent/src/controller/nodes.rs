@@ -8,10 +8,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Taint};
+use k8s_openapi::jiff::Timestamp;
 
 use super::{Action, EventKind, about, is_terminating, key_of, status_update};
-use crate::manifest::lifecycle::{controller_of, name, pod_node};
+use crate::manifest::lifecycle::{controller_of, items, name, pod_node, tolerates};
 
 /// What to do about the nodes in `silent` (name -> how long gossip has not heard it).
 /// Returns `(object, actions)` pairs (the object named by [`about`]), each committed as one
@@ -65,6 +66,93 @@ pub fn plan(
             out.push((about(node), actions));
         }
     }
+    out
+}
+
+/// Pods on nodes with `NoExecute` taints, as Kubernetes' taint manager evicts them: at once
+/// when a taint is not tolerated, `tolerationSeconds` after the leader first saw it when every
+/// taint is (the shortest such toleration counts), never when they are tolerated without a
+/// limit. `since` remembers, per pod uid, when this leader first saw it tolerating for a while
+/// (in memory, as the taint manager's timers; a new leader starts counting afresh).
+pub fn taint_evictions(
+    nodes: &[Node],
+    pods: &[Pod],
+    since: &mut BTreeMap<String, Timestamp>,
+    now: Timestamp,
+) -> Vec<(ObjectReference, Vec<Action>)> {
+    let mut out = Vec::new();
+    let mut waiting = BTreeMap::new();
+    for node in nodes {
+        let taints: Vec<&Taint> = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_deref())
+            .into_iter()
+            .flatten()
+            .filter(|t| t.effect == "NoExecute")
+            .collect();
+        if taints.is_empty() {
+            continue;
+        }
+        for p in pods
+            .iter()
+            .filter(|p| pod_node(p) == Some(name(&node.metadata)) && !is_terminating(&p.metadata))
+        {
+            let tolerations = p
+                .spec
+                .as_ref()
+                .map(|s| items(&s.tolerations))
+                .unwrap_or_default();
+            // For each taint, the longest stay a matching toleration allows (None: forever);
+            // a taint nothing tolerates allows no stay.
+            let mut stay: Option<i64> = None;
+            let mut forever = true;
+            let mut untolerated = false;
+            for t in &taints {
+                let matching: Vec<_> = tolerations.iter().filter(|tol| tolerates(tol, t)).collect();
+                if matching.is_empty() {
+                    untolerated = true;
+                    break;
+                }
+                if matching.iter().all(|tol| tol.toleration_seconds.is_some()) {
+                    let allowed = matching
+                        .iter()
+                        .filter_map(|tol| tol.toleration_seconds)
+                        .max()
+                        .unwrap_or(0)
+                        .max(0);
+                    forever = false;
+                    stay = Some(stay.map_or(allowed, |s| s.min(allowed)));
+                }
+            }
+            let uid = p.metadata.uid.clone().unwrap_or_default();
+            let evict = if untolerated {
+                true
+            } else if forever {
+                false
+            } else {
+                let from = *since.get(&uid).unwrap_or(&now);
+                waiting.insert(uid.clone(), from);
+                from.as_second() + stay.unwrap_or(0) <= now.as_second()
+            };
+            if evict {
+                let ns = p.metadata.namespace.as_deref().unwrap_or("default");
+                out.push((
+                    about(p),
+                    vec![
+                        Action::Event {
+                            about: about(p),
+                            kind: EventKind::Normal,
+                            reason: "TaintManagerEviction".into(),
+                            message: format!("Marking for deletion Pod {ns}/{}", name(&p.metadata)),
+                        },
+                        Action::Delete(key_of(p)),
+                    ],
+                ));
+            }
+        }
+    }
+    *since = waiting;
     out
 }
 
@@ -137,6 +225,46 @@ mod tests {
             grace,
         );
         assert_eq!(deleted(&late), ["rs-1"]);
+    }
+
+    #[test]
+    fn no_execute_taints_evict_what_does_not_tolerate_them_and_the_rest_in_their_time() {
+        let mut tainted = node("a", "True");
+        tainted.spec = serde_json::from_value(json!({"taints": [
+            {"key": "maintenance", "value": "yes", "effect": "NoExecute"},
+            {"key": "gpu", "effect": "NoSchedule"}]}))
+        .unwrap();
+        let tolerating = |name: &str, secs: Option<i64>| {
+            let mut p = pod(name, "a", None);
+            p.metadata.uid = Some(format!("uid-{name}"));
+            p.spec.as_mut().unwrap().tolerations = Some(
+                serde_json::from_value(json!([{"key": "maintenance", "operator": "Exists",
+                    "effect": "NoExecute", "tolerationSeconds": secs}]))
+                .unwrap(),
+            );
+            p
+        };
+        let mut plain = pod("plain", "a", Some("ReplicaSet"));
+        plain.metadata.uid = Some("uid-plain".into());
+        let pods = [
+            plain,
+            tolerating("brief", Some(30)),
+            tolerating("always", None),
+            pod("elsewhere", "b", None),
+        ];
+        let nodes = [tainted, node("b", "True")];
+        let t0: Timestamp = "2026-12-04T10:00:00Z".parse().unwrap();
+        let mut since = BTreeMap::new();
+        let now = taint_evictions(&nodes, &pods, &mut since, t0);
+        assert_eq!(deleted(&now), ["plain"], "not tolerated: at once");
+        let later = taint_evictions(&nodes, &pods[1..], &mut since, t0 + Duration::from_secs(29));
+        assert!(deleted(&later).is_empty(), "within its 30 s");
+        let late = taint_evictions(&nodes, &pods[1..], &mut since, t0 + Duration::from_secs(30));
+        assert_eq!(deleted(&late), ["brief"], "after its tolerationSeconds");
+        // The taint removed: nothing goes, and the timers are forgotten.
+        let calm = [node("a", "True"), node("b", "True")];
+        assert!(taint_evictions(&calm, &pods, &mut since, t0).is_empty());
+        assert!(since.is_empty());
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub fn spawn_all(
             let mut silent_since: BTreeMap<String, std::time::Instant> = BTreeMap::new();
             // Warnings the CronJob planner has given (kept by this leader only).
             let mut said = cronjob::Said::new();
+            // Since when pods have tolerated a NoExecute taint for a while (this leader's).
+            let mut tolerating = BTreeMap::new();
             loop {
                 if !*leading.borrow_and_update() {
                     silent_since.clear();
@@ -114,6 +116,7 @@ pub fn spawn_all(
                     &silent,
                     lifecycle.grace,
                     &mut said,
+                    &mut tolerating,
                 )
                 .await
                 {
@@ -202,6 +205,7 @@ pub async fn reconcile_once(
     silent: &BTreeMap<String, Duration>,
     grace: Duration,
     said: &mut cronjob::Said,
+    tolerating: &mut BTreeMap<String, k8s_openapi::jiff::Timestamp>,
 ) -> Result<Pass, StoreError> {
     let now_t = events::now();
     let now = rfc3339(&now_t);
@@ -287,6 +291,9 @@ pub async fn reconcile_once(
         );
     }
     work.extend(super::nodes::plan(&nodes, &pods, silent, grace));
+    work.extend(super::nodes::taint_evictions(
+        &nodes, &pods, tolerating, now_t.0,
+    ));
     // Objects deleted in the foreground: their dependents first.
     let candidates = |ns: &str| -> Vec<Dependent> {
         let in_ns = |m: &ObjectMeta| m.namespace.as_deref().unwrap_or("") == ns;

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Toleration};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::Value;
 
@@ -202,21 +202,27 @@ pub fn node_ready(n: &Node) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// Whether one toleration covers one taint.
+pub fn tolerates(tol: &Toleration, t: &Taint) -> bool {
+    let key_ok = tol
+        .key
+        .as_deref()
+        .is_none_or(|k| k.is_empty() || k == t.key);
+    let effect_ok = tol
+        .effect
+        .as_deref()
+        .is_none_or(|e| e.is_empty() || e == t.effect);
+    let value_ok = tol.operator.as_deref() == Some("Exists") || tol.value == t.value;
+    key_ok && effect_ok && value_ok
+}
+
 /// Whether tolerations cover the node's NoSchedule and NoExecute taints.
 pub fn tolerates_taints(tolerations: &[Toleration], node: &Node) -> bool {
     let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref());
-    taints.into_iter().flatten().all(|t| {
-        t.effect == "PreferNoSchedule"
-            || tolerations.iter().any(|tol| {
-                let key_ok = tol.key.as_deref().is_none_or(|k| k == t.key);
-                let effect_ok = tol
-                    .effect
-                    .as_deref()
-                    .is_none_or(|e| e.is_empty() || e == t.effect);
-                let value_ok = tol.operator.as_deref() == Some("Exists") || tol.value == t.value;
-                key_ok && effect_ok && value_ok
-            })
-    })
+    taints
+        .into_iter()
+        .flatten()
+        .all(|t| t.effect == "PreferNoSchedule" || tolerations.iter().any(|tol| tolerates(tol, t)))
 }
 
 #[cfg(test)]

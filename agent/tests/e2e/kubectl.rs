@@ -1887,3 +1887,57 @@ spec:
         .unwrap();
     assert_eq!(resumed["reason"], "JobResumed", "{j}");
 }
+
+/// `kubectl taint ... :NoExecute` evicts the pods that do not tolerate it at once, those that
+/// tolerate it for a while after that while, and leaves those that tolerate it for good.
+#[test]
+fn a_no_execute_taint_evicts_pods_by_their_tolerations() {
+    let a = Agent::with_image();
+    let pod = |name: &str, tol: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: taint}}}}\nspec:\n  terminationGracePeriodSeconds: 0\n{tol}  containers: [{{name: c, image: flotilla.local/busybox:1, command: [sleep, '600']}}]\n"
+        )
+    };
+    let tol = |secs: &str| {
+        format!(
+            "  tolerations: [{{key: maintenance, operator: Exists, effect: NoExecute{secs}}}]\n"
+        )
+    };
+    let yaml = [
+        pod("plain", ""),
+        pod("brief", &tol(", tolerationSeconds: 4")),
+        pod("always", &tol("")),
+    ]
+    .concat();
+    let f = manifest(&a, "taint.yaml", &yaml);
+    a.kubectl_ok(&["apply", "-f", &f]);
+    running(&a, "app=taint", 3);
+    let names = || -> Vec<String> {
+        let mut n: Vec<String> = items(&json_of(&a, &["get", "pods", "-l", "app=taint"]))
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    let t = std::time::Instant::now();
+    a.kubectl_ok(&["taint", "nodes", "node-1", "maintenance=yes:NoExecute"]);
+    a.eventually(20, "plain evicted", || {
+        !names().contains(&"plain".to_string())
+    });
+    assert!(
+        names().contains(&"brief".to_string()),
+        "brief tolerates it for 4 s"
+    );
+    a.eventually(30, "brief evicted after its 4 s", || names() == ["always"]);
+    assert!(
+        t.elapsed() >= std::time::Duration::from_secs(4),
+        "{:?}",
+        t.elapsed()
+    );
+    let events = a.kubectl_ok(&["get", "events"]);
+    assert!(events.contains("TaintManagerEviction"), "{events}");
+    a.kubectl_ok(&["taint", "nodes", "node-1", "maintenance-"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(names(), ["always"]);
+}
