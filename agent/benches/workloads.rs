@@ -125,6 +125,8 @@ fn controller_figures(sets: usize) {
         decode_times.push(t.elapsed());
     }
     let rss: Vec<ReplicaSet> = typed(&rss);
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
     let mut times = Vec::new();
     let mut actions = 0;
     for _ in 0..5 {
@@ -132,7 +134,9 @@ fn controller_figures(sets: usize) {
         let index = OwnerIndex::new(&typed_pods);
         actions = rss
             .iter()
-            .map(|rs| flotilla::controller::replicaset::plan(rs, index.of(&rs.metadata)).len())
+            .map(|rs| {
+                flotilla::controller::replicaset::plan(rs, index.of(&rs.metadata), &now).len()
+            })
             .sum::<usize>();
         times.push(t.elapsed());
     }

@@ -7,7 +7,7 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{
     Pod, ReplicationController, ReplicationControllerCondition, ReplicationControllerStatus,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 
 use super::{
     Action, Made, is_terminating, key_of, pod_finished, pod_from_template, pod_ready, status_update,
@@ -18,8 +18,25 @@ use crate::store::Key;
 /// Most pods one pass creates for one ReplicaSet (Kubernetes' slow-start burst is similar).
 const BURST: usize = 500;
 
-/// Plans one ReplicaSet against the pods it owns (from an [`super::OwnerIndex`]).
-pub fn plan(rs: &ReplicaSet, mine: &[&Pod]) -> Vec<Action> {
+/// Whether a pod is available at `now`: Ready, and for `min_ready` seconds at least.
+pub fn available(p: &Pod, min_ready: i32, now: &Time) -> bool {
+    if !pod_ready(p) {
+        return false;
+    }
+    if min_ready <= 0 {
+        return true;
+    }
+    let since = p
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.last_transition_time.as_ref());
+    since.is_some_and(|t| t.0.as_second() + i64::from(min_ready) <= now.0.as_second())
+}
+
+/// Plans one ReplicaSet at `now` against the pods it owns (from an [`super::OwnerIndex`]).
+pub fn plan(rs: &ReplicaSet, mine: &[&Pod], now: &Time) -> Vec<Action> {
     if is_terminating(&rs.metadata) {
         return vec![];
     }
@@ -73,11 +90,16 @@ pub fn plan(rs: &ReplicaSet, mine: &[&Pod]) -> Vec<Action> {
         .collect();
     let count = remaining.len() as i32;
     let ready = remaining.iter().filter(|p| pod_ready(p)).count() as i32;
+    let min_ready = spec.and_then(|s| s.min_ready_seconds).unwrap_or(0);
+    let avail = remaining
+        .iter()
+        .filter(|p| available(p, min_ready, now))
+        .count() as i32;
     let status = ReplicaSetStatus {
         replicas: count,
         fully_labeled_replicas: Some(count),
         ready_replicas: Some(ready),
-        available_replicas: Some(ready),
+        available_replicas: Some(avail),
         observed_generation: rs.metadata.generation,
         ..Default::default()
     };
@@ -134,10 +156,10 @@ fn as_replica_set(rc: &ReplicationController) -> ReplicaSet {
 
 /// Plans one ReplicationController against the pods it owns: the ReplicaSet plan, with the
 /// pods it makes owned by the ReplicationController and the status written to it.
-pub fn plan_rc(rc: &ReplicationController, mine: &[&Pod]) -> Vec<Action> {
+pub fn plan_rc(rc: &ReplicationController, mine: &[&Pod], now: &Time) -> Vec<Action> {
     let conditions: Option<Vec<ReplicationControllerCondition>> =
         rc.status.as_ref().and_then(|s| s.conditions.clone());
-    plan(&as_replica_set(rc), mine)
+    plan(&as_replica_set(rc), mine, now)
         .into_iter()
         .map(|a| match a {
             Action::Create(Made::Pod(mut p)) => {
@@ -181,9 +203,13 @@ mod tests {
                "spec": {"nodeName": node, "containers": []}, "status": {"phase": if node.is_some() { "Running" } else { "Pending" }, "conditions": [{"type": "Ready", "status": cond}]}})).unwrap()
     }
 
+    fn now() -> Time {
+        Time("2026-01-01T00:10:00Z".parse().unwrap())
+    }
+
     /// The planner as the runner calls it: with the pods the set owns.
     fn plan_with(rs: &ReplicaSet, pods: &[Pod]) -> Vec<Action> {
-        plan(rs, OwnerIndex::new(pods).of(&rs.metadata))
+        plan(rs, OwnerIndex::new(pods).of(&rs.metadata), &now())
     }
 
     fn creates(a: &[Action]) -> usize {
@@ -198,7 +224,7 @@ mod tests {
                      "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}}))
         .unwrap();
         let running = [pod("web-abc-1", true, Some("n"))];
-        let a = plan_rc(&rc, OwnerIndex::new(&running).of(&rc.metadata));
+        let a = plan_rc(&rc, OwnerIndex::new(&running).of(&rc.metadata), &now());
         assert_eq!(creates(&a), 1);
         let Some(Action::Create(p)) = a.first() else {
             panic!("{a:?}")
@@ -216,7 +242,32 @@ mod tests {
         let mut done = rc.clone();
         done.status = serde_json::from_value(s["status"].clone()).unwrap();
         done.spec.as_mut().unwrap().replicas = Some(1);
-        assert!(plan_rc(&done, OwnerIndex::new(&running).of(&done.metadata)).is_empty());
+        assert!(plan_rc(&done, OwnerIndex::new(&running).of(&done.metadata), &now()).is_empty());
+    }
+
+    #[test]
+    fn pods_count_as_available_once_ready_for_min_ready_seconds() {
+        let mut set = rs(2);
+        set.spec.as_mut().unwrap().min_ready_seconds = Some(30);
+        let ready_since = |name: &str, at: &str| {
+            let mut p = pod(name, true, Some("n"));
+            p.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].last_transition_time =
+                Some(Time(at.parse().unwrap()));
+            p
+        };
+        let pods = [
+            ready_since("web-abc-1", "2026-01-01T00:09:00Z"),
+            ready_since("web-abc-2", "2026-01-01T00:09:45Z"),
+        ];
+        let a = plan_with(&set, &pods);
+        let Some(Action::Status(s)) = a.last() else {
+            panic!("{a:?}")
+        };
+        assert_eq!(s["status"]["readyReplicas"], 2);
+        assert_eq!(
+            s["status"]["availableReplicas"], 1,
+            "one ready for 15 s only"
+        );
     }
 
     #[test]

@@ -242,14 +242,14 @@ pub async fn reconcile_once(
         planned(
             &mut work,
             rs,
-            replicaset::plan(rs, pods_of.of(&rs.metadata)),
+            replicaset::plan(rs, pods_of.of(&rs.metadata), &now_t),
         );
     }
     for rc in &rcs {
         planned(
             &mut work,
             rc,
-            replicaset::plan_rc(rc, pods_of.of(&rc.metadata)),
+            replicaset::plan_rc(rc, pods_of.of(&rc.metadata), &now_t),
         );
     }
     for j in &jobs {

@@ -2,6 +2,9 @@
 //! the pod bridge), as NodeLocal DNSCache would, so a lookup never leaves the node:
 //!
 //! - `SVC.NS.svc.cluster.local` A: the ClusterIP, or for a headless Service its ready pods.
+//! - `HOSTNAME.SVC.NS.svc.cluster.local` A: a ready pod of a headless Service whose
+//!   `spec.hostname` is set and whose `spec.subdomain` names that Service (a StatefulSet's
+//!   `web-0.nginx`, an Indexed Job's workers).
 //! - `_PORT._PROTO.SVC.NS.svc.cluster.local` SRV for each named port, with the A record as an
 //!   additional answer.
 //! - Other names under `cluster.local`: NXDOMAIN (or an empty answer when the name exists but
@@ -50,6 +53,25 @@ pub fn zone(services: &[Service], pods: &[Pod]) -> Zone {
         let host = format!("{name}.{ns}.svc.{DOMAIN}");
         let ips: Vec<Ipv4Addr> = match spec.cluster_ip.as_deref() {
             Some("None") => {
+                for p in &pods {
+                    let (Some(ps), Some(ip)) = (
+                        p.spec.as_ref(),
+                        p.status
+                            .as_ref()
+                            .and_then(|s| s.pod_ip.as_deref())
+                            .and_then(|ip| ip.parse::<Ipv4Addr>().ok()),
+                    ) else {
+                        continue;
+                    };
+                    if let (Some(h), Some(sub)) = (ps.hostname.as_deref(), ps.subdomain.as_deref())
+                        && sub == name
+                        && !h.is_empty()
+                    {
+                        z.a.entry(format!("{}.{host}", h.to_ascii_lowercase()))
+                            .or_default()
+                            .push(ip);
+                    }
+                }
                 let mut v: Vec<Ipv4Addr> = pods
                     .iter()
                     .filter_map(|p| p.status.as_ref()?.pod_ip.as_deref()?.parse().ok())

@@ -193,3 +193,46 @@ async fn other_names_are_relayed_to_the_upstream_and_answered_servfail_without_o
     let m = Message::from_vec(&b).unwrap();
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
 }
+
+#[test]
+fn a_pod_with_a_hostname_in_a_headless_services_subdomain_has_its_own_name() {
+    let svc: Service = serde_json::from_value(
+        json!({"metadata": {"name": "nginx", "namespace": "default"},
+        "spec": {"clusterIP": "None", "selector": {"app": "web"}}}),
+    )
+    .unwrap();
+    let pod = |host: &str, sub: &str, ip: &str| -> Pod {
+        serde_json::from_value(json!({"metadata": {"namespace": "default", "labels": {"app": "web"}},
+            "spec": {"hostname": host, "subdomain": sub, "containers": []},
+            "status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}}))
+        .unwrap()
+    };
+    let z = zone(
+        &[svc],
+        &[
+            pod("web-0", "nginx", "10.42.0.7"),
+            pod("web-1", "nginx", "10.42.0.8"),
+            pod("other", "elsewhere", "10.42.0.9"),
+        ],
+    );
+    let m = resolve(&z, "web-0.nginx.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(a_of(&m), ["10.42.0.7".parse::<Ipv4Addr>().unwrap()]);
+    let m = resolve(&z, "WEB-1.nginx.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(a_of(&m), ["10.42.0.8".parse::<Ipv4Addr>().unwrap()]);
+    let m = resolve(&z, "other.nginx.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::NXDomain,
+        "not in that subdomain"
+    );
+    assert_eq!(
+        a_of(&resolve(
+            &z,
+            "nginx.default.svc.cluster.local.",
+            RecordType::A
+        ))
+        .len(),
+        3,
+        "the Service itself: every ready pod"
+    );
+}

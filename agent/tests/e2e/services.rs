@@ -226,3 +226,83 @@ fn service_rules_outlive_the_agent_are_rebuilt_at_start_and_reset_network_remove
     assert!(!link.status.success(), "the bridge is gone");
     assert!(get(&a, &url).is_none());
 }
+
+/// A pod with `hostname` and `subdomain` naming a headless Service has its own DNS name (as a
+/// StatefulSet's `web-0.nginx`), and a Deployment's pods count as available only after
+/// `minReadySeconds` of readiness.
+#[test]
+fn subdomain_pods_have_their_own_names_and_min_ready_seconds_delays_availability() {
+    let a = Agent::start_in_netns();
+    let tar = flotilla_runtime::testing::test_image(a.data_dir());
+    a.ok(&["image", "import", tar.to_str().unwrap()]);
+    let yaml = r#"apiVersion: v1
+kind: Service
+metadata: {name: nginx}
+spec:
+  clusterIP: None
+  selector: {app: named}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-zero, labels: {app: named}}
+spec:
+  hostname: web-0
+  subdomain: nginx
+  containers: [{name: c, image: flotilla.local/busybox:1, command: [sleep, '3600']}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: slow}
+spec:
+  replicas: 1
+  minReadySeconds: 6
+  selector: {matchLabels: {app: slow}}
+  template:
+    metadata: {labels: {app: slow}}
+    spec:
+      containers: [{name: c, image: flotilla.local/busybox:1, command: [sleep, '3600']}]
+"#;
+    a.ok(&["apply", "-f", &manifest(&a, "named.yaml", yaml)]);
+    a.eventually(40, "slow's pod ready", || {
+        a.json(&["get", "deployment", "slow"])["status"]["readyReplicas"] == 1
+    });
+    let ready_at = std::time::Instant::now();
+    let d = a.json(&["get", "deployment", "slow"]);
+    assert_ne!(
+        d["status"]["availableReplicas"], 1,
+        "ready, not yet available: {d}"
+    );
+    a.eventually(30, "slow available", || {
+        a.json(&["get", "deployment", "slow"])["status"]["availableReplicas"] == 1
+    });
+    assert!(
+        ready_at.elapsed() >= std::time::Duration::from_secs(3),
+        "{:?}",
+        ready_at.elapsed()
+    );
+    a.eventually(30, "web-zero ready", || {
+        a.pod("web-zero").is_some_and(|p| ready(&p))
+    });
+    let ip = a.pod("web-zero").unwrap()["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let slow = name(&pods_with(&a, "app=slow")[0]);
+    let mut out = String::new();
+    // (BusyBox's nslookup asks the name as given, without the search path.)
+    a.eventually(20, "web-0.nginx resolves from another pod", || {
+        let o = a.cli(&[
+            "exec",
+            &slow,
+            "--",
+            "nslookup",
+            "web-0.nginx.default.svc.cluster.local",
+        ]);
+        out = String::from_utf8_lossy(&o.stdout).into_owned();
+        o.status.success() && out.contains(&format!("Address: {ip}"))
+    });
+    assert!(
+        out.contains("web-0.nginx.default.svc.cluster.local"),
+        "{out}"
+    );
+}

@@ -123,7 +123,11 @@ impl World {
         let a = plan(&dep, rs_index.of(&dep.metadata));
         self.apply(a);
         for rs in &rss {
-            let a = replicaset::plan(rs, pod_index.of(&rs.metadata));
+            let a = replicaset::plan(
+                rs,
+                pod_index.of(&rs.metadata),
+                &crate::manifest::events::now(),
+            );
             self.apply(a);
         }
         for p in self
