@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{
     Action, POD_TEMPLATE_HASH, is_terminating, key_of, pod_finished, pod_from_template, pod_ready,
@@ -26,11 +27,14 @@ pub fn node_matches(ds: &DaemonSet, node: &Node) -> bool {
 
 /// Plans one DaemonSet against the nodes and the pods it owns (from an
 /// [`super::OwnerIndex`]).
-pub fn plan(ds: &DaemonSet, nodes: &[Node], owned: &[&Pod]) -> Vec<Action> {
+pub fn plan(ds: &DaemonSet, nodes: &[Node], owned: &[&Pod], now: &Time) -> Vec<Action> {
     if is_terminating(&ds.metadata) {
         return vec![];
     }
     let spec = ds.spec.clone().unwrap_or_default();
+    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    // Available: Ready for minReadySeconds (what the unavailable budget counts).
+    let available = |p: &Pod| super::replicaset::available(p, min_ready, now);
     let hash = template_hash(&spec.template);
     let ds_name = name(&ds.metadata);
     let mine: Vec<&Pod> = owned
@@ -68,7 +72,7 @@ pub fn plan(ds: &DaemonSet, nodes: &[Node], owned: &[&Pod]) -> Vec<Action> {
     .max(1);
     let mut unavailable = 0i64;
     let mut outdated = Vec::new();
-    let (mut current, mut ready, mut updated) = (0, 0, 0);
+    let (mut current, mut ready, mut updated, mut avail) = (0, 0, 0, 0);
     for node in &wanted_names {
         let live: Vec<&&Pod> = by_node
             .get(node)
@@ -95,6 +99,9 @@ pub fn plan(ds: &DaemonSet, nodes: &[Node], owned: &[&Pod]) -> Vec<Action> {
                 current += 1;
                 if pod_ready(first) {
                     ready += 1;
+                }
+                if available(first) {
+                    avail += 1;
                 } else {
                     unavailable += 1;
                 }
@@ -113,9 +120,9 @@ pub fn plan(ds: &DaemonSet, nodes: &[Node], owned: &[&Pod]) -> Vec<Action> {
         == Some("OnDelete");
     if !on_delete {
         // Replace outdated pods, not-ready ones first, while the unavailable budget lasts.
-        outdated.sort_by_key(|p| pod_ready(p));
+        outdated.sort_by_key(|p| available(p));
         for p in outdated {
-            if !pod_ready(p) {
+            if !available(p) {
                 actions.push(Action::Delete(key_of(p)));
             } else if unavailable < max_unavailable {
                 actions.push(Action::Delete(key_of(p)));
@@ -133,8 +140,8 @@ pub fn plan(ds: &DaemonSet, nodes: &[Node], owned: &[&Pod]) -> Vec<Action> {
         current_number_scheduled: current,
         number_misscheduled: misscheduled as i32,
         number_ready: ready,
-        number_available: Some(ready),
-        number_unavailable: Some((wanted.len() as i32 - ready).max(0)),
+        number_available: Some(avail),
+        number_unavailable: Some((wanted.len() as i32 - avail).max(0)),
         updated_number_scheduled: Some(updated),
         observed_generation: ds.metadata.generation,
         ..Default::default()
@@ -161,7 +168,12 @@ mod tests {
     }
 
     fn plan_with(ds: &DaemonSet, nodes: &[Node], pods: &[Pod]) -> Vec<Action> {
-        plan(ds, nodes, OwnerIndex::new(pods).of(&ds.metadata))
+        plan(
+            ds,
+            nodes,
+            OwnerIndex::new(pods).of(&ds.metadata),
+            &crate::manifest::events::now(),
+        )
     }
 
     fn created_on(a: &[Action]) -> Vec<String> {
@@ -174,6 +186,24 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn a_pod_is_available_after_min_ready_seconds() {
+        let mut d = ds(json!({}));
+        d.spec.as_mut().unwrap().min_ready_seconds = Some(3600);
+        let hash = template_hash(&d.spec.as_ref().unwrap().template);
+        let now = crate::manifest::events::now();
+        let pod: Pod = decode(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "agent-x", "namespace": "d", "labels": {POD_TEMPLATE_HASH: hash}, "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": "ds1", "controller": true}]},
+            "spec": {"nodeName": "a", "containers": []},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}})).unwrap();
+        let a = plan_with(&d, &[node("a", json!({}))], &[pod]);
+        let Some(Action::Status(s)) = a.last() else {
+            panic!("{a:?}")
+        };
+        assert_eq!(s["status"]["numberReady"], 1);
+        assert_eq!(s["status"]["numberAvailable"], 0, "ready for less than an hour");
+        assert_eq!(s["status"]["numberUnavailable"], 1);
     }
 
     #[test]

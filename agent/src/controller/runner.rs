@@ -287,7 +287,7 @@ pub async fn reconcile_once(
         planned(
             &mut work,
             ds,
-            daemonset::plan(ds, &nodes, pods_of.of(&ds.metadata)),
+            daemonset::plan(ds, &nodes, pods_of.of(&ds.metadata), &now_t),
         );
     }
     work.extend(super::nodes::plan(&nodes, &pods, silent, grace));
