@@ -150,6 +150,20 @@ pub async fn run(cfg: &Path, a: RolloutArgs) -> Result<i32> {
                 let (_, dep) =
                     deployment(&client, &object_path(dep_kind, Some(&ns), Some(&name))).await?;
                 let (done, msg) = rollout_progress(&dep);
+                let exceeded = dep
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_deref())
+                    .into_iter()
+                    .flatten()
+                    .any(|c| {
+                        c.type_ == "Progressing"
+                            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+                    });
+                if exceeded {
+                    // kubectl's words.
+                    bail!("deployment {name:?} exceeded its progress deadline");
+                }
                 if msg != last {
                     println!("{msg}");
                     last = msg;

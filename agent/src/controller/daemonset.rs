@@ -202,7 +202,10 @@ mod tests {
             panic!("{a:?}")
         };
         assert_eq!(s["status"]["numberReady"], 1);
-        assert_eq!(s["status"]["numberAvailable"], 0, "ready for less than an hour");
+        assert_eq!(
+            s["status"]["numberAvailable"], 0,
+            "ready for less than an hour"
+        );
         assert_eq!(s["status"]["numberUnavailable"], 1);
     }
 

@@ -7,7 +7,7 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec,
 };
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::{
     Action, Made, POD_TEMPLATE_HASH, is_terminating, key_of, owned_by, resolve_int_or_percent,
@@ -118,7 +118,7 @@ fn new_replica_set(dep: &Deployment, hash: &str, rev: i64, replicas: i64) -> Rep
 }
 
 /// Plans one Deployment against the ReplicaSets it owns (from an [`super::OwnerIndex`]).
-pub fn plan(dep: &Deployment, rss: &[&ReplicaSet]) -> Vec<Action> {
+pub fn plan(dep: &Deployment, rss: &[&ReplicaSet], now: &Time) -> Vec<Action> {
     if is_terminating(&dep.metadata) {
         return vec![];
     }
@@ -214,7 +214,7 @@ pub fn plan(dep: &Deployment, rss: &[&ReplicaSet]) -> Vec<Action> {
         }
     }
 
-    let status = status(dep, new_rs, &owned, desired, unavailable);
+    let status = status(dep, new_rs, &owned, desired, unavailable, now);
     actions.extend(status_update(dep, dep.status.as_ref(), status));
     actions
 }
@@ -287,12 +287,36 @@ fn condition(type_: &str, status: &str, reason: &str, message: String) -> Deploy
     }
 }
 
+/// A condition with its times: the transition kept while its status holds, the update kept
+/// while nothing about it changed (for Progressing, while the rollout made no progress).
+fn stamped(
+    mut c: DeploymentCondition,
+    old: Option<&DeploymentCondition>,
+    progressed: bool,
+    now: &Time,
+) -> DeploymentCondition {
+    let same_status = old.is_some_and(|o| o.status == c.status);
+    let same = old.is_some_and(|o| same_status && o.reason == c.reason && o.message == c.message);
+    c.last_transition_time = if same_status {
+        old.and_then(|o| o.last_transition_time.clone())
+    } else {
+        Some(now.clone())
+    };
+    c.last_update_time = if same && !(c.type_ == "Progressing" && progressed) {
+        old.and_then(|o| o.last_update_time.clone())
+    } else {
+        Some(now.clone())
+    };
+    c
+}
+
 fn status(
     dep: &Deployment,
     new_rs: Option<&ReplicaSet>,
     owned: &[&ReplicaSet],
     desired: i64,
     unavailable: i64,
+    now: &Time,
 ) -> DeploymentStatus {
     let sum = |f: fn(&k8s_openapi::api::apps::v1::ReplicaSetStatus) -> Option<i32>| {
         owned.iter().map(|r| status_of(r, f)).sum::<i64>()
@@ -344,12 +368,53 @@ fn status(
             "Deployment does not have minimum availability.".into(),
         )
     };
+    let old = dep.status.clone().unwrap_or_default();
+    let old_cond = |t: &str| old.conditions.iter().flatten().find(|c| c.type_ == t);
+    let counts = (
+        Some(total as i32),
+        Some(updated as i32),
+        Some(sum(|s| s.ready_replicas) as i32),
+        Some(available as i32),
+    );
+    let progressed = (
+        old.replicas,
+        old.updated_replicas,
+        old.ready_replicas,
+        old.available_replicas,
+    ) != counts
+        || old.observed_generation != dep.metadata.generation;
+    // No progress for progressDeadlineSeconds: Kubernetes' ProgressDeadlineExceeded (kept until
+    // the rollout moves again).
+    let mut progressing = progressing;
+    let exceeded = "ProgressDeadlineExceeded";
+    if !paused && !complete && !progressed {
+        let deadline = dep
+            .spec
+            .as_ref()
+            .and_then(|s| s.progress_deadline_seconds)
+            .unwrap_or(600);
+        let stuck_since = old_cond("Progressing")
+            .and_then(|c| c.last_update_time.as_ref())
+            .map(|t| t.0.as_second());
+        let already =
+            old_cond("Progressing").is_some_and(|c| c.reason.as_deref() == Some(exceeded));
+        if already || stuck_since.is_some_and(|t| t + i64::from(deadline) < now.0.as_second()) {
+            progressing = condition(
+                "Progressing",
+                "False",
+                exceeded,
+                format!("ReplicaSet {new_name:?} has timed out progressing."),
+            );
+        }
+    }
+    let available_cond = stamped(available_cond, old_cond("Available"), progressed, now);
+    let progressing = stamped(progressing, old_cond("Progressing"), progressed, now);
     DeploymentStatus {
         observed_generation: dep.metadata.generation,
-        replicas: Some(total as i32),
-        updated_replicas: Some(updated as i32),
-        ready_replicas: Some(sum(|s| s.ready_replicas) as i32),
-        available_replicas: Some(available as i32),
+        replicas: counts.0,
+        updated_replicas: counts.1,
+        ready_replicas: counts.2,
+        available_replicas: counts.3,
         unavailable_replicas: Some((desired - available).max(0) as i32),
         conditions: Some(vec![available_cond, progressing]),
         ..Default::default()

@@ -236,7 +236,11 @@ pub async fn reconcile_once(
         }
     }
     for d in &deployments {
-        planned(&mut work, d, deployment::plan(d, rs_of.of(&d.metadata)));
+        planned(
+            &mut work,
+            d,
+            deployment::plan(d, rs_of.of(&d.metadata), &now_t),
+        );
     }
     for rs in &rss {
         planned(

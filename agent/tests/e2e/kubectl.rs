@@ -1941,3 +1941,47 @@ fn a_no_execute_taint_evicts_pods_by_their_tolerations() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert_eq!(names(), ["always"]);
 }
+
+/// A rollout that makes no progress for `progressDeadlineSeconds` is reported as Kubernetes
+/// reports it, and `kubectl rollout status` gives up saying so.
+#[test]
+fn a_stuck_rollout_exceeds_its_progress_deadline() {
+    let a = Agent::with_image();
+    let f = manifest(
+        &a,
+        "stuck.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: stuck}\nspec:\n  progressDeadlineSeconds: 4\n  selector: {matchLabels: {app: stuck}}\n  template:\n    metadata: {labels: {app: stuck}}\n    spec:\n      containers: [{name: c, image: flotilla.local/nowhere:1}]\n",
+    );
+    a.kubectl_ok(&["apply", "-f", &f]);
+    let t = std::time::Instant::now();
+    let out = a.kubectl(&["rollout", "status", "deployment/stuck", "--timeout=60s"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("deployment \"stuck\" exceeded its progress deadline"),
+        "{err}"
+    );
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(40),
+        "{:?}",
+        t.elapsed()
+    );
+    let d = json_of(&a, &["get", "deployment", "stuck"]);
+    let c = d["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .cloned()
+        .unwrap();
+    assert_eq!(c["status"], "False", "{d}");
+    assert_eq!(c["reason"], "ProgressDeadlineExceeded");
+    assert!(c["lastUpdateTime"].is_string() && c["lastTransitionTime"].is_string());
+    // flotilla's own rollout status says the same.
+    let own = a.cli(&["rollout", "status", "deployment/stuck"]);
+    assert!(!own.status.success());
+    assert!(
+        String::from_utf8_lossy(&own.stderr).contains("exceeded its progress deadline"),
+        "{own:?}"
+    );
+}

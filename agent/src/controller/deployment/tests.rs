@@ -120,7 +120,11 @@ impl World {
         // may be stale and refused, to be planned again next pass.
         let (dep, rss, pods) = (self.typed_dep(), self.typed_rss(), self.typed_pods());
         let (rs_index, pod_index) = (OwnerIndex::new(&rss), OwnerIndex::new(&pods));
-        let a = plan(&dep, rs_index.of(&dep.metadata));
+        let a = plan(
+            &dep,
+            rs_index.of(&dep.metadata),
+            &crate::manifest::events::now(),
+        );
         self.apply(a);
         for rs in &rss {
             let a = replicaset::plan(
@@ -163,7 +167,11 @@ impl World {
     fn plan(&self) -> Vec<Action> {
         let rss = self.typed_rss();
         let dep = self.typed_dep();
-        plan(&dep, OwnerIndex::new(&rss).of(&dep.metadata))
+        plan(
+            &dep,
+            OwnerIndex::new(&rss).of(&dep.metadata),
+            &crate::manifest::events::now(),
+        )
     }
 
     fn progress(&self) -> (bool, String) {
@@ -387,4 +395,44 @@ fn undo_in_the_middle_of_a_rollout_converges() {
     w.converge(40, |_| {});
     assert_eq!(new_template_pods(&w), 4);
     assert_eq!(w.pods.len(), 4);
+}
+
+#[test]
+fn a_rollout_without_progress_for_its_deadline_is_reported_as_kubernetes_does() {
+    let mut d = deployment(1, "v1", json!(1), json!(0));
+    d["spec"]["progressDeadlineSeconds"] = json!(60);
+    d["status"] = json!({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
+        "readyReplicas": 0, "availableReplicas": 0,
+        "conditions": [{"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
+            "message": "ReplicaSet \"web-x\" is progressing.",
+            "lastUpdateTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
+    let dep: Deployment = decode(d).unwrap();
+    let rs: ReplicaSet = decode(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web-x", "namespace": "d"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}},
+        "status": {"replicas": 1, "readyReplicas": 0, "availableReplicas": 0}}))
+    .unwrap();
+    let at = |s: &str| Time(s.parse().unwrap());
+    let progressing = |now: &str| {
+        let st = status(&dep, Some(&rs), &[&rs], 1, 0, &at(now));
+        st.conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Progressing")
+            .unwrap()
+    };
+    let c = progressing("2026-01-01T00:00:30Z");
+    assert_eq!(c.status, "True", "within the deadline");
+    assert_eq!(
+        c.last_update_time,
+        Some(at("2026-01-01T00:00:00Z")),
+        "no progress: the update time stays"
+    );
+    let c = progressing("2026-01-01T00:01:01Z");
+    assert_eq!(c.status, "False");
+    assert_eq!(c.reason.as_deref(), Some("ProgressDeadlineExceeded"));
+    assert_eq!(
+        c.message.as_deref(),
+        Some("ReplicaSet \"web-x\" has timed out progressing.")
+    );
 }
