@@ -831,3 +831,58 @@ spec:
         pods_with(&a, "batch.kubernetes.io/job-name=brief").is_empty()
     });
 }
+
+#[test]
+fn termination_messages_reach_the_container_status() {
+    let a = Agent::with_image();
+    let m = manifest(
+        &a,
+        "messages.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: says}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: c, image: flotilla.local/busybox:1, command: [sh, -c, 'echo goodbye > /dev/termination-log; exit 3']}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: elsewhere}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: flotilla.local/busybox:1
+    command: [sh, -c, 'echo from-a-custom-path > /tmp/why']
+    terminationMessagePath: /tmp/why
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: falls-back}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: flotilla.local/busybox:1
+    command: [sh, -c, 'echo first; echo it broke; exit 1']
+    terminationMessagePolicy: FallbackToLogsOnError
+"#,
+    );
+    a.ok(&["apply", "-f", &m]);
+    let terminated = |pod: &str| a.container_status(pod)["state"]["terminated"].clone();
+    for p in ["says", "elsewhere", "falls-back"] {
+        a.eventually(60, "the pod finished", || {
+            a.pod(p).is_some_and(|x| {
+                matches!(x["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+            })
+        });
+    }
+    a.eventually(10, "messages in the statuses", || {
+        terminated("says")["message"].is_string()
+    });
+    assert_eq!(terminated("says")["message"], "goodbye\n");
+    assert_eq!(terminated("says")["exitCode"], 3);
+    assert_eq!(terminated("elsewhere")["message"], "from-a-custom-path\n");
+    assert_eq!(terminated("falls-back")["message"], "first\nit broke");
+}

@@ -274,6 +274,45 @@ struct Seen {
     addresses: HashSet<String>,
 }
 
+/// Where a container instance's termination message is kept on the node (bind-mounted at its
+/// `terminationMessagePath`, so it outlives the container, as the kubelet keeps it).
+pub fn termination_file(data: &std::path::Path, uid: &str, id: &str) -> std::path::PathBuf {
+    pod_dir(data, uid).join("termination").join(id)
+}
+
+/// Kubernetes' limit on a termination message.
+const MESSAGE_MAX: usize = 4096;
+
+/// The termination message an exited instance left, if any (at most 4 KiB, as Kubernetes).
+fn termination_message(data: &std::path::Path, uid: &str, id: &str) -> Option<String> {
+    let bytes = std::fs::read(termination_file(data, uid, id)).ok()?;
+    let cut = &bytes[..bytes.len().min(MESSAGE_MAX)];
+    let text = String::from_utf8_lossy(cut).into_owned();
+    (!text.is_empty()).then_some(text)
+}
+
+/// The last 80 lines (at most 2 KiB) of an instance's CRI log, its content only: the kubelet's
+/// message for `FallbackToLogsOnError`.
+fn log_tail(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let lines: Vec<&str> = text
+        .lines()
+        .filter_map(|l| {
+            // `<time> <stream> <P|F> <content>`
+            let mut parts = l.splitn(4, ' ');
+            let (_time, _stream, _tag) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(parts.next().unwrap_or(""))
+        })
+        .collect();
+    let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+    let start = tail.len().saturating_sub(2048);
+    let start = (start..tail.len())
+        .find(|i| tail.is_char_boundary(*i))
+        .unwrap_or(tail.len());
+    let tail = tail[start..].to_string();
+    (!tail.is_empty()).then_some(tail)
+}
+
 fn observe(node: &Host) -> Seen {
     let mut seen = Seen::default();
     if let Some(net) = &node.net {
@@ -295,6 +334,7 @@ fn observe(node: &Host) -> Seen {
                 started_ms: r.started_at_ms,
                 finished_ms: r.finished_at_ms,
                 lost: false,
+                message: termination_message(&node.data, uid, &id),
             }),
             // Its end is not known; its bundle's last change stands in, so that the back-off
             // holds: a shim that keeps dying must not restart its container in a tight loop.
@@ -307,6 +347,7 @@ fn observe(node: &Host) -> Seen {
                     started_ms: at,
                     finished_ms: at,
                     lost: true,
+                    message: None,
                 })
             }
         };
@@ -679,6 +720,23 @@ impl Manager {
             instances: seen.instances.get(uid).cloned().unwrap_or_default(),
             ..Default::default()
         };
+        // FallbackToLogsOnError: a failed container without a message has its log's tail.
+        for c in spec.containers.iter().chain(items(&spec.init_containers)) {
+            if c.termination_message_policy.as_deref() != Some("FallbackToLogsOnError") {
+                continue;
+            }
+            for i in obs.instances.get_mut(&c.name).into_iter().flatten() {
+                if let InstanceState::Exited(e) = &mut i.state
+                    && e.code != 0
+                    && e.message.is_none()
+                {
+                    let log = pod_dir(&self.node.data, uid)
+                        .join("logs")
+                        .join(format!("{}_{}.log", c.name, i.attempt));
+                    e.message = log_tail(&log);
+                }
+            }
+        }
         let mem = self.mem.lock().expect("pod memory");
         for c in spec.containers.iter().chain(items(&spec.init_containers)) {
             let key = (uid.to_string(), c.name.clone());
@@ -1050,7 +1108,7 @@ impl Manager {
                         return;
                     }
                 };
-                let spec = match containers::container_spec(ctx, &c, attempt, &image) {
+                let mut spec = match containers::container_spec(ctx, &c, attempt, &image) {
                     Ok(s) => s,
                     Err(e) => {
                         self.event(about, EventKind::Warning, "Failed", &e.0);
@@ -1059,6 +1117,30 @@ impl Manager {
                         return;
                     }
                 };
+                // The termination message's file, kept on the node and mounted at its path.
+                let message = termination_file(&node.data, &uid, &spec.id);
+                let made = message
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::write(&message, b""))
+                    .and_then(|()| {
+                        std::fs::set_permissions(
+                            &message,
+                            std::os::unix::fs::PermissionsExt::from_mode(0o666),
+                        )
+                    });
+                if let Err(e) = made {
+                    warn!(pod = %pod_name, container = %container, error = %e, "cannot make the termination message file");
+                } else {
+                    spec.mounts.push(flotilla_runtime::spec::BindMount {
+                        source: message,
+                        destination: c
+                            .termination_message_path
+                            .clone()
+                            .unwrap_or_else(|| "/dev/termination-log".into()),
+                        read_only: false,
+                    });
+                }
                 let log = LogConfig {
                     path: pod_dir(&node.data, &uid)
                         .join("logs")
@@ -1120,6 +1202,7 @@ impl Manager {
             }
             Action::Remove { id } => {
                 let cg = cgroup_path(&uid, &id);
+                let _ = std::fs::remove_file(termination_file(&node.data, &uid, &id));
                 self.run(format!("remove:{id}"), move || {
                     if let Err(e) = node.runtime.delete(&id, &cg) {
                         warn!(container = %id, error = %e, "cannot remove");

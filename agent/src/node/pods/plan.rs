@@ -49,6 +49,9 @@ pub struct Ended {
     pub finished_ms: u64,
     /// Lost: the shim died without recording an exit.
     pub lost: bool,
+    /// What the container wrote to its `terminationMessagePath` (or, with
+    /// `FallbackToLogsOnError`, its log's tail after a failure), as its status shows it.
+    pub message: Option<String>,
 }
 
 /// What the prober knows of a running instance.
@@ -171,7 +174,7 @@ fn terminated(e: &Ended, id: &str) -> ContainerState {
             finished_at: Some(time_ms(e.finished_ms)),
             container_id: Some(container_id(id)),
             signal: e.signal,
-            message: None,
+            message: e.message.clone(),
         }),
         ..Default::default()
     }

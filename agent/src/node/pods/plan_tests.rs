@@ -58,6 +58,7 @@ fn exited(name: &str, attempt: u32, code: i32, started_ms: u64, finished_ms: u64
             started_ms,
             finished_ms,
             lost: false,
+            message: None,
         }),
     }
 }

@@ -6,6 +6,7 @@
 //! DIR/pods/<uid>/etc/{hosts,hostname,resolv.conf}
 //! DIR/pods/<uid>/volumes/<name>/   emptyDir (a tmpfs when medium is Memory), configMap, secret
 //! DIR/pods/<uid>/logs/<container>_<attempt>.log
+//! DIR/pods/<uid>/termination/<instance id>   mounted at the container's terminationMessagePath
 //! ```
 //! ConfigMap and Secret volumes are written as the kubelet does, so that an update is atomic
 //! for readers: the files live in a `..<stamp>` dir, `..data` is a symlink to it, and each key
