@@ -207,6 +207,30 @@ fn node_ready(n: &Node) -> String {
     st
 }
 
+/// A ReplicaSet's or ReplicationController's row: NAME DESIRED CURRENT READY AGE, and wide
+/// CONTAINERS IMAGES SELECTOR.
+fn set_row(
+    meta: &ObjectMeta,
+    (desired, current, ready): (Option<i32>, i32, Option<i32>),
+    template: Option<&PodTemplateSpec>,
+    selector: Option<&BTreeMap<String, String>>,
+    now: DateTime<Utc>,
+    wide: bool,
+) -> Vec<String> {
+    let mut r = vec![
+        name(meta),
+        int(desired),
+        current.to_string(),
+        int(ready),
+        age(meta.creation_timestamp.as_ref(), now),
+    ];
+    if wide {
+        let (c, i) = template.map(containers_images).unwrap_or_default();
+        r.extend([c, i, map_str(selector)]);
+    }
+    r
+}
+
 fn int(v: Option<i32>) -> String {
     v.unwrap_or(0).to_string()
 }
@@ -234,22 +258,16 @@ pub fn row(kind: &str, o: &Value, now: DateTime<Utc>, wide: bool) -> Vec<String>
         }),
         "ReplicaSet" => read(o, |rs: ReplicaSet| {
             let (spec, st) = (rs.spec.unwrap_or_default(), rs.status.unwrap_or_default());
-            let mut r = vec![
-                name(&rs.metadata),
-                int(spec.replicas),
-                st.replicas.to_string(),
-                int(st.ready_replicas),
-                age(rs.metadata.creation_timestamp.as_ref(), now),
-            ];
-            if wide {
-                let (c, i) = spec
-                    .template
-                    .as_ref()
-                    .map(containers_images)
-                    .unwrap_or_default();
-                r.extend([c, i, map_str(spec.selector.match_labels.as_ref())]);
-            }
-            r
+            let counts = (spec.replicas, st.replicas, st.ready_replicas);
+            let selector = spec.selector.match_labels.as_ref();
+            set_row(
+                &rs.metadata,
+                counts,
+                spec.template.as_ref(),
+                selector,
+                now,
+                wide,
+            )
         }),
         "DaemonSet" => read(o, |ds: DaemonSet| {
             let (spec, st) = (ds.spec.unwrap_or_default(), ds.status.unwrap_or_default());
@@ -309,22 +327,16 @@ pub fn row(kind: &str, o: &Value, now: DateTime<Utc>, wide: bool) -> Vec<String>
         }),
         "ReplicationController" => read(o, |rc: ReplicationController| {
             let (spec, st) = (rc.spec.unwrap_or_default(), rc.status.unwrap_or_default());
-            let mut r = vec![
-                name(&rc.metadata),
-                int(spec.replicas),
-                st.replicas.to_string(),
-                int(st.ready_replicas),
-                age(rc.metadata.creation_timestamp.as_ref(), now),
-            ];
-            if wide {
-                let (c, i) = spec
-                    .template
-                    .as_ref()
-                    .map(containers_images)
-                    .unwrap_or_default();
-                r.extend([c, i, map_str(spec.selector.as_ref())]);
-            }
-            r
+            let counts = (spec.replicas, st.replicas, st.ready_replicas);
+            let selector = spec.selector.as_ref();
+            set_row(
+                &rc.metadata,
+                counts,
+                spec.template.as_ref(),
+                selector,
+                now,
+                wide,
+            )
         }),
         "CronJob" => read(o, |cj: CronJob| {
             let (spec, st) = (cj.spec.unwrap_or_default(), cj.status.unwrap_or_default());
