@@ -21,7 +21,9 @@ use k8s_openapi::api::autoscaling::v2::{
     ResourceMetricStatus,
 };
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::ReplicationController;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use tokio::sync::watch;
@@ -889,6 +891,7 @@ pub fn spawn(
 enum ScaleTarget {
     Deployment(Box<Deployment>),
     ReplicaSet(Box<ReplicaSet>),
+    ReplicationController(Box<ReplicationController>),
 }
 
 async fn read_target(
@@ -898,7 +901,10 @@ async fn read_target(
     let spec = hpa.spec.as_ref().ok_or("no spec")?;
     let r = &spec.scale_target_ref;
     let ns = lifecycle::namespace(&hpa.metadata);
-    if !matches!(r.kind.as_str(), "Deployment" | "ReplicaSet") {
+    if !matches!(
+        r.kind.as_str(),
+        "Deployment" | "ReplicaSet" | "ReplicationController"
+    ) {
         return Err(format!(
             "the server could not find the requested resource: {} has no scale subresource in Flotilla",
             r.kind
@@ -909,8 +915,13 @@ async fn read_target(
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| {
+            let group = if r.kind == "ReplicationController" {
+                ""
+            } else {
+                ".apps"
+            };
             format!(
-                "{}.apps \"{}\" not found",
+                "{}{group} \"{}\" not found",
                 r.kind.to_ascii_lowercase() + "s",
                 r.name
             )
@@ -923,6 +934,19 @@ async fn read_target(
                 ScaleTarget::Deployment(Box::new(d)),
                 s.replicas.unwrap_or(1),
                 s.selector,
+            )
+        }
+        "ReplicationController" => {
+            let rc: ReplicationController = lifecycle::decode(stored).map_err(|e| e.to_string())?;
+            let s = rc.spec.clone().unwrap_or_default();
+            let selector = LabelSelector {
+                match_labels: s.selector,
+                ..Default::default()
+            };
+            (
+                ScaleTarget::ReplicationController(Box::new(rc)),
+                s.replicas.unwrap_or(1),
+                selector,
             )
         }
         _ => {
@@ -1000,6 +1024,10 @@ async fn pass(
                 ScaleTarget::ReplicaSet(mut rs) => {
                     rs.spec.get_or_insert_with(Default::default).replicas = Some(n);
                     Made::ReplicaSet(rs)
+                }
+                ScaleTarget::ReplicationController(mut rc) => {
+                    rc.spec.get_or_insert_with(Default::default).replicas = Some(n);
+                    Made::ReplicationController(rc)
                 }
             }));
         }

@@ -747,3 +747,13 @@ fn pod_fields_that_would_do_nothing_are_refused_by_name() {
     let fine = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  hostNetwork: false\n  dnsPolicy: ClusterFirstWithHostNet\n  containers:\n  - name: c\n    image: busybox\n    securityContext: {allowPrivilegeEscalation: false}\n";
     assert!(prep(fine).is_ok());
 }
+
+#[test]
+fn an_autoscaler_may_target_a_replication_controller() {
+    let y = HPA.replace(
+        "{apiVersion: apps/v1, kind: Deployment, name: web}",
+        "{apiVersion: v1, kind: ReplicationController, name: web}",
+    );
+    let v = prep(&y).unwrap();
+    assert_eq!(v["spec"]["scaleTargetRef"]["kind"], "ReplicationController");
+}

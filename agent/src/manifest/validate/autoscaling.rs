@@ -6,7 +6,7 @@ use k8s_openapi::api::autoscaling::v2::{HPAScalingRules, HorizontalPodAutoscaler
 use super::*;
 
 /// The kinds Flotilla can scale through `/scale`.
-const SCALABLE: [&str; 2] = ["Deployment", "ReplicaSet"];
+const SCALABLE: [&str; 3] = ["Deployment", "ReplicaSet", "ReplicationController"];
 /// The resources each node measures for its pods.
 const MEASURED: [&str; 2] = ["cpu", "memory"];
 
@@ -24,7 +24,7 @@ pub(super) fn horizontal_pod_autoscaler(e: &mut Errors, o: &HorizontalPodAutosca
         e.add(
             "spec.scaleTargetRef.kind",
             format!(
-                "{:?}: scaling a {} is not supported by Flotilla yet (Deployment and ReplicaSet are)",
+                "{:?}: scaling a {} is not supported by Flotilla yet (Deployment, ReplicaSet and ReplicationController are)",
                 r.kind, r.kind
             ),
         );
