@@ -867,11 +867,23 @@ spec:
     image: flotilla.local/busybox:1
     command: [sh, -c, 'echo first; echo it broke; exit 1']
     terminationMessagePolicy: FallbackToLogsOnError
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: read-only}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: flotilla.local/busybox:1
+    command: [sh, -c, 'echo still-written > /var/why']
+    terminationMessagePath: /var/why
+    securityContext: {readOnlyRootFilesystem: true}
 "#,
     );
     a.ok(&["apply", "-f", &m]);
     let terminated = |pod: &str| a.container_status(pod)["state"]["terminated"].clone();
-    for p in ["says", "elsewhere", "falls-back"] {
+    for p in ["says", "elsewhere", "falls-back", "read-only"] {
         a.eventually(60, "the pod finished", || {
             a.pod(p).is_some_and(|x| {
                 matches!(x["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
@@ -885,4 +897,6 @@ spec:
     assert_eq!(terminated("says")["exitCode"], 3);
     assert_eq!(terminated("elsewhere")["message"], "from-a-custom-path\n");
     assert_eq!(terminated("falls-back")["message"], "first\nit broke");
+    // The message file is writable in a read-only root filesystem, as the kubelet mounts it.
+    assert_eq!(terminated("read-only")["message"], "still-written\n");
 }
