@@ -36,6 +36,24 @@ fn finished_at(job: &Job) -> Option<Timestamp> {
         .map(|t| t.0)
 }
 
+/// When the Job's plan next changes with nothing else changing: its active deadline while it
+/// runs, its TTL once it has finished (so the runner wakes then, not at its next resync).
+pub fn wake_at(job: &Job) -> Option<Timestamp> {
+    let spec = job.spec.as_ref()?;
+    let at = |from: Option<Timestamp>, secs: i64| {
+        from.and_then(|f| Timestamp::from_second(f.as_second().saturating_add(secs)).ok())
+    };
+    if has_condition(job, "Complete") || has_condition(job, "Failed") {
+        at(
+            finished_at(job),
+            i64::from(spec.ttl_seconds_after_finished?),
+        )
+    } else {
+        let start = job.status.as_ref()?.start_time.as_ref().map(|t| t.0);
+        at(start, spec.active_deadline_seconds?)
+    }
+}
+
 /// Whether `secs` seconds have passed from `from` at `now`.
 fn passed(from: Option<Timestamp>, secs: i64, now: &Time) -> bool {
     from.is_some_and(|f| f.as_second().saturating_add(secs) <= now.0.as_second())
@@ -500,6 +518,20 @@ mod tests {
             "its pods are stopped"
         );
         assert_eq!(creates(&a), 0);
+    }
+
+    #[test]
+    fn the_runner_is_woken_at_a_deadline_and_a_ttl() {
+        let mut j = job(1, 1, 6);
+        assert_eq!(wake_at(&j), None);
+        j.spec.as_mut().unwrap().active_deadline_seconds = Some(30);
+        j.spec.as_mut().unwrap().ttl_seconds_after_finished = Some(10);
+        j.status = serde_json::from_value(json!({"startTime": T1})).unwrap();
+        assert_eq!(wake_at(&j), Some("2026-12-01T10:00:30Z".parse().unwrap()));
+        j.status = serde_json::from_value(json!({"startTime": T1,
+            "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": T2}]}))
+        .unwrap();
+        assert_eq!(wake_at(&j), Some("2026-12-01T10:00:15Z".parse().unwrap()));
     }
 
     #[test]

@@ -257,6 +257,10 @@ pub async fn reconcile_once(
         );
     }
     for j in &jobs {
+        // A deadline or a TTL to come wakes the runner then (a past one is planned now).
+        if let Some(at) = job::wake_at(j).filter(|at| *at > now_t.0) {
+            wake = Some(wake.map_or(at, |w| w.min(at)));
+        }
         planned(&mut work, j, job::plan(j, pods_of.of(&j.metadata), &now_t));
     }
     let job_names: std::collections::BTreeSet<(&str, &str)> = jobs
