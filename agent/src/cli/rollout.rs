@@ -160,7 +160,13 @@ pub async fn run(cfg: &Path, a: RolloutArgs) -> Result<i32> {
                         c.type_ == "Progressing"
                             && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
                     });
-                if exceeded {
+                let observed = dep
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.observed_generation)
+                    .unwrap_or(0)
+                    >= dep.metadata.generation.unwrap_or(0);
+                if exceeded && observed {
                     // kubectl's words.
                     bail!("deployment {name:?} exceeded its progress deadline");
                 }

@@ -297,13 +297,16 @@ fn stamped(
 ) -> DeploymentCondition {
     let same_status = old.is_some_and(|o| o.status == c.status);
     let same = old.is_some_and(|o| same_status && o.reason == c.reason && o.message == c.message);
+    // (a condition written before conditions had times gets them now)
     c.last_transition_time = if same_status {
         old.and_then(|o| o.last_transition_time.clone())
+            .or_else(|| Some(now.clone()))
     } else {
         Some(now.clone())
     };
     c.last_update_time = if same && !(c.type_ == "Progressing" && progressed) {
         old.and_then(|o| o.last_update_time.clone())
+            .or_else(|| Some(now.clone()))
     } else {
         Some(now.clone())
     };
@@ -376,12 +379,15 @@ fn status(
         Some(sum(|s| s.ready_replicas) as i32),
         Some(available as i32),
     );
-    let progressed = (
-        old.replicas,
-        old.updated_replicas,
-        old.ready_replicas,
-        old.available_replicas,
-    ) != counts
+    // Progress as Kubernetes counts it: more pods updated, ready or available, fewer old ones,
+    // or a new generation; a pod losing readiness is not progress.
+    let up = |old: Option<i32>, new: Option<i32>| new.unwrap_or(0) > old.unwrap_or(0);
+    let old_pods =
+        |replicas: Option<i32>, updated: Option<i32>| replicas.unwrap_or(0) - updated.unwrap_or(0);
+    let progressed = up(old.updated_replicas, counts.1)
+        || up(old.ready_replicas, counts.2)
+        || up(old.available_replicas, counts.3)
+        || old_pods(counts.0, counts.1) < old_pods(old.replicas, old.updated_replicas)
         || old.observed_generation != dep.metadata.generation;
     // No progress for progressDeadlineSeconds: Kubernetes' ProgressDeadlineExceeded (kept until
     // the rollout moves again).

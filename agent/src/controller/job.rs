@@ -190,7 +190,7 @@ fn indexed_pod(job: &Job, template: Option<&PodTemplateSpec>, name: &str, i: i32
         .get_or_insert_with(Default::default)
         .insert(COMPLETION_INDEX.into(), index);
     let spec = pod.spec.get_or_insert_with(Default::default);
-    spec.hostname.get_or_insert_with(|| format!("{name}-{i}"));
+    spec.hostname = Some(format!("{name}-{i}"));
     let env = EnvVar {
         name: "JOB_COMPLETION_INDEX".into(),
         value_from: Some(EnvVarSource {
@@ -271,12 +271,21 @@ pub fn plan(job: &Job, mine: &[&Pod], now: &Time) -> Vec<Action> {
     let mut actions = Vec::new();
     let old = job.status.clone().unwrap_or_default();
     let mut conditions = old.conditions.clone().unwrap_or_default();
+    let finished = has_condition(job, "Complete") || has_condition(job, "Failed");
+    let was_suspended = conditions
+        .iter()
+        .any(|c| c.type_ == "Suspended" && c.status == "True");
+    // A running Job starts now; a resumed one starts again (its deadline counts afresh); a
+    // suspended or finished one keeps the start it had.
+    let start_time = if finished || suspended {
+        old.start_time.clone()
+    } else if was_suspended {
+        Some(now.clone())
+    } else {
+        Some(old.start_time.clone().unwrap_or_else(|| now.clone()))
+    };
     let mut status = JobStatus {
-        start_time: if suspended {
-            None
-        } else {
-            Some(old.start_time.clone().unwrap_or_else(|| now.clone()))
-        },
+        start_time,
         active: Some(active.len() as i32),
         ready: Some(active.iter().filter(|p| pod_ready(p)).count() as i32),
         succeeded: Some(succeeded),
@@ -299,9 +308,6 @@ pub fn plan(job: &Job, mine: &[&Pod], now: &Time) -> Vec<Action> {
         reason: reason.into(),
         message: message.into(),
     };
-    let was_suspended = conditions
-        .iter()
-        .any(|c| c.type_ == "Suspended" && c.status == "True");
     let fail = |actions: &mut Vec<Action>,
                 conditions: &mut Vec<JobCondition>,
                 reason: &str,
@@ -313,18 +319,17 @@ pub fn plan(job: &Job, mine: &[&Pod], now: &Time) -> Vec<Action> {
         actions.push(event(super::EventKind::Warning, reason, message));
         actions.extend(active.iter().map(|p| Action::Delete(key_of(*p))));
     };
-    let finished = has_condition(job, "Complete") || has_condition(job, "Failed");
     if finished {
         status.completion_time = old.completion_time.clone();
-        if has_condition(job, "Failed") {
-            actions.extend(active.iter().map(|p| Action::Delete(key_of(*p))));
-        }
+        // A finished Job runs nothing more (an Indexed Job's spare pod, a late replacement).
+        actions.extend(active.iter().map(|p| Action::Delete(key_of(*p))));
         if let Some(ttl) = spec.and_then(|s| s.ttl_seconds_after_finished)
             && passed(finished_at(job), i64::from(ttl), now)
         {
             return vec![Action::DeleteInForeground(key_of(job))];
         }
     } else if succeeded >= completions {
+        actions.extend(active.iter().map(|p| Action::Delete(key_of(*p))));
         status.completion_time = Some(now.clone());
         set_condition(&mut conditions, condition("Complete", true, None, None));
         actions.push(event(
@@ -611,6 +616,24 @@ mod tests {
         assert_eq!(s["completedIndexes"], "0,2");
         assert_eq!(s["succeeded"], 2);
         assert_eq!(intervals(&[0, 1, 2, 4, 6, 7].into()), "0-2,4,6-7");
+    }
+
+    #[test]
+    fn a_job_that_reaches_its_completions_stops_what_still_runs() {
+        let j = with(job(2, 3, 6), json!({"spec": {"completionMode": "Indexed"}}));
+        let mut spare = indexed_pod(1, "Running");
+        spare.metadata.name = Some("pi-1-spare".into());
+        let pods = [
+            indexed_pod(0, "Succeeded"),
+            indexed_pod(1, "Succeeded"),
+            spare,
+        ];
+        let a = plan_with(&j, &pods, T1);
+        assert_eq!(status(&a)["conditions"][0]["type"], "Complete");
+        assert!(
+            a.iter()
+                .any(|a| matches!(a, Action::Delete(k) if k.name == "pi-1-spare"))
+        );
     }
 
     #[test]

@@ -103,28 +103,26 @@ pub fn taint_evictions(
                 .as_ref()
                 .map(|s| items(&s.tolerations))
                 .unwrap_or_default();
-            // For each taint, the longest stay a matching toleration allows (None: forever);
-            // a taint nothing tolerates allows no stay.
-            let mut stay: Option<i64> = None;
-            let mut forever = true;
+            // As Kubernetes' taint manager: for each taint the first toleration that matches
+            // it; a taint without one evicts at once; else the shortest tolerationSeconds among
+            // them (none: forever).
             let mut untolerated = false;
+            let mut used = Vec::new();
             for t in &taints {
-                let matching: Vec<_> = tolerations.iter().filter(|tol| tolerates(tol, t)).collect();
-                if matching.is_empty() {
-                    untolerated = true;
-                    break;
-                }
-                if matching.iter().all(|tol| tol.toleration_seconds.is_some()) {
-                    let allowed = matching
-                        .iter()
-                        .filter_map(|tol| tol.toleration_seconds)
-                        .max()
-                        .unwrap_or(0)
-                        .max(0);
-                    forever = false;
-                    stay = Some(stay.map_or(allowed, |s| s.min(allowed)));
+                match tolerations.iter().find(|tol| tolerates(tol, t)) {
+                    Some(tol) => used.push(tol),
+                    None => untolerated = true,
                 }
             }
+            // A DaemonSet's pod on a node whose taint it does not tolerate is its controller's
+            // to remove (the node no longer runs it), not deleted twice.
+            let daemon = controller_of(&p.metadata).is_some_and(|r| r.kind == "DaemonSet");
+            if untolerated && daemon {
+                continue;
+            }
+            let stay = used.iter().filter_map(|t| t.toleration_seconds).min();
+            let forever = stay.is_none();
+            let stay = stay.map(|s| s.max(0));
             let uid = p.metadata.uid.clone().unwrap_or_default();
             let evict = if untolerated {
                 true
@@ -261,6 +259,19 @@ mod tests {
         assert!(deleted(&later).is_empty(), "within its 30 s");
         let late = taint_evictions(&nodes, &pods[1..], &mut since, t0 + Duration::from_secs(30));
         assert_eq!(deleted(&late), ["brief"], "after its tolerationSeconds");
+        // The first toleration that matches a taint is the one that counts, as Kubernetes'.
+        let mut both = tolerating("both", Some(30));
+        both.spec
+            .as_mut()
+            .unwrap()
+            .tolerations
+            .as_mut()
+            .unwrap()
+            .push(serde_json::from_value(json!({"operator": "Exists"})).unwrap());
+        let mut fresh = BTreeMap::new();
+        assert!(taint_evictions(&nodes, std::slice::from_ref(&both), &mut fresh, t0).is_empty());
+        let gone = taint_evictions(&nodes, &[both], &mut fresh, t0 + Duration::from_secs(30));
+        assert_eq!(deleted(&gone), ["both"]);
         // The taint removed: nothing goes, and the timers are forgotten.
         let calm = [node("a", "True"), node("b", "True")];
         assert!(taint_evictions(&calm, &pods, &mut since, t0).is_empty());

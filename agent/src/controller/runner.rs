@@ -87,6 +87,7 @@ pub fn spawn_all(
             loop {
                 if !*leading.borrow_and_update() {
                     silent_since.clear();
+                    tolerating.clear();
                     tokio::select! {
                         r = leading.changed() => if r.is_err() { return },
                         _ = stop_rx.changed() => return,
@@ -455,7 +456,8 @@ pub(super) async fn execute(
             }
             Action::Status(o) => ops.push(Op::Status { object: o }),
             Action::Delete(key) => {
-                if key.kind == "Pod" {
+                // (an eviction's write is about the pod itself, and says so in its own event)
+                if key.kind == "Pod" && owner.kind.as_deref() != Some("Pod") {
                     ops.push(ev(
                         "SuccessfulDelete",
                         format!("Deleted pod: {}", key.name),

@@ -95,6 +95,17 @@ pub fn apply(m: &mut Manifest) {
         Manifest::Job(j) => {
             let name = j.metadata.name.clone().unwrap_or_default();
             let s = j.spec.get_or_insert_with(Default::default);
+            for r in s
+                .pod_failure_policy
+                .iter_mut()
+                .flat_map(|p| p.rules.iter_mut())
+            {
+                for c in r.on_pod_conditions.iter_mut().flatten() {
+                    if c.status.is_empty() {
+                        c.status = "True".into();
+                    }
+                }
+            }
             s.completions.get_or_insert(1);
             s.parallelism.get_or_insert(1);
             s.backoff_limit.get_or_insert(6);

@@ -718,7 +718,7 @@ fn job_modes_and_failure_policies_are_checked_as_kubernetes_does() {
     assert_eq!(v["spec"]["completionMode"], "Indexed");
     assert_eq!(v["spec"]["suspend"], true);
     check(
-        &job.replace("spec:\n  template", "spec:\n  completionMode: Indexed\n  podFailurePolicy:\n    rules:\n    - {action: FailJob, onExitCodes: {containerName: nope, operator: Within, values: [0, 0]}}\n    - {action: FailIndex, onPodConditions: [{type: DisruptionTarget, status: Maybe}]}\n    - {action: Ignore}\n  template"),
+        &job.replace("spec:\n  template", "spec:\n  completionMode: Indexed\n  podFailurePolicy:\n    rules:\n    - {action: FailJob, onExitCodes: {containerName: nope, operator: Within, values: [0, 0]}}\n    - {action: FailIndex, onPodConditions: [{type: Ready, status: Maybe}]}\n    - {action: Ignore}\n  template"),
         &[
             "spec.completions: Required value: when completion mode is Indexed",
             "spec.template.spec.restartPolicy: Unsupported value: only \"Never\"",
@@ -734,13 +734,14 @@ fn job_modes_and_failure_policies_are_checked_as_kubernetes_does() {
 
 #[test]
 fn pod_fields_that_would_do_nothing_are_refused_by_name() {
-    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  hostNetwork: true\n  priority: 1000\n  dnsPolicy: None\n  containers:\n  - name: c\n    image: busybox\n    securityContext: {allowPrivilegeEscalation: true}\n";
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  hostNetwork: true\n  priority: 1000\n  dnsPolicy: None\n  containers:\n  - name: c\n    image: busybox\n    terminationMessagePolicy: FallbackToLogsOnErr\n    securityContext: {allowPrivilegeEscalation: true}\n";
     check(
         pod,
         &[
             "spec.hostNetwork: true is not supported by Flotilla yet",
             "spec.priority: Forbidden: the integer value of priority (1000) must not be provided",
             "spec.dnsPolicy: \"None\" needs dnsConfig",
+            "spec.containers[0].terminationMessagePolicy: Unsupported value: \"FallbackToLogsOnErr\"",
             "spec.containers[0].securityContext.allowPrivilegeEscalation: true is not supported",
         ],
     );

@@ -669,6 +669,16 @@ pub(super) fn container(
             }
         }
     }
+    if let Some(p) = c.termination_message_policy.as_deref()
+        && !["File", "FallbackToLogsOnError"].contains(&p)
+    {
+        e.add(
+            format!("{cp}.terminationMessagePolicy"),
+            format!(
+                "Unsupported value: {p:?}: supported values: \"File\", \"FallbackToLogsOnError\""
+            ),
+        );
+    }
     if let Some(sc) = &c.security_context {
         for (f, v) in [
             ("runAsUser", sc.run_as_user),

@@ -479,7 +479,14 @@ fn pod_failure_policy(e: &mut Errors, policy: &PodFailurePolicy, pod: &PodSpec) 
             }
             (None, Some(patterns)) => {
                 for (j, pat) in patterns.iter().enumerate() {
-                    if !["True", "False", "Unknown"].contains(&pat.status.as_str()) {
+                    if pat.type_ == "DisruptionTarget" {
+                        e.add(
+                            format!("{rp}.onPodConditions[{j}].type"),
+                            "DisruptionTarget is not supported by Flotilla yet: no pod is given that condition",
+                        );
+                    }
+                    // (an empty status is defaulted to True, as Kubernetes)
+                    if !["True", "False", "Unknown", ""].contains(&pat.status.as_str()) {
                         e.add(
                             format!("{rp}.onPodConditions[{j}].status"),
                             format!("Unsupported value: {:?}: supported values: \"True\", \"False\", \"Unknown\"", pat.status),

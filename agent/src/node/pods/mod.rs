@@ -283,27 +283,47 @@ pub fn termination_file(data: &std::path::Path, uid: &str, id: &str) -> std::pat
 /// Kubernetes' limit on a termination message.
 const MESSAGE_MAX: usize = 4096;
 
-/// The termination message an exited instance left, if any (at most 4 KiB, as Kubernetes).
+/// The last `max` bytes of a file (a container may write anything: only the end is read).
+fn file_tail(path: &std::path::Path, max: u64) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(max))).ok()?;
+    let mut buf = Vec::new();
+    f.take(max).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// The termination message an exited instance left, if any: its last 4 KiB, as the kubelet
+/// reads it.
 fn termination_message(data: &std::path::Path, uid: &str, id: &str) -> Option<String> {
-    let bytes = std::fs::read(termination_file(data, uid, id)).ok()?;
-    let cut = &bytes[..bytes.len().min(MESSAGE_MAX)];
-    let text = String::from_utf8_lossy(cut).into_owned();
+    let bytes = file_tail(&termination_file(data, uid, id), MESSAGE_MAX as u64)?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     (!text.is_empty()).then_some(text)
 }
 
-/// The last 80 lines (at most 2 KiB) of an instance's CRI log, its content only: the kubelet's
-/// message for `FallbackToLogsOnError`.
+/// The last 80 lines (at most 2 KiB) of an instance's CRI log, its content only (partial
+/// chunks joined to their line): the kubelet's message for `FallbackToLogsOnError`.
 fn log_tail(path: &std::path::Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let lines: Vec<&str> = text
-        .lines()
-        .filter_map(|l| {
-            // `<time> <stream> <P|F> <content>`
-            let mut parts = l.splitn(4, ' ');
-            let (_time, _stream, _tag) = (parts.next()?, parts.next()?, parts.next()?);
-            Some(parts.next().unwrap_or(""))
-        })
-        .collect();
+    let bytes = file_tail(path, 64 * 1024)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<String> = Vec::new();
+    let mut partial = String::new();
+    for l in text.lines() {
+        // `<time> <stream> <P|F> <content>`
+        let mut parts = l.splitn(4, ' ');
+        let (Some(_time), Some(_stream), Some(tag)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        partial.push_str(parts.next().unwrap_or(""));
+        if tag != "P" {
+            lines.push(std::mem::take(&mut partial));
+        }
+    }
+    if !partial.is_empty() {
+        lines.push(partial);
+    }
     let tail = lines[lines.len().saturating_sub(80)..].join("\n");
     let start = tail.len().saturating_sub(2048);
     let start = (start..tail.len())
