@@ -121,14 +121,6 @@ pub fn plan(
     said: &Said,
 ) -> Planned {
     let mut out = Planned::default();
-    let mut new_said: Vec<SaidKey> = Vec::new();
-    let mut say = |k: SaidKey| {
-        let fresh = !said.contains(&k);
-        if fresh {
-            new_said.push(k);
-        }
-        fresh
-    };
     let Some(spec) = cj.spec.as_ref() else {
         return out;
     };
@@ -136,6 +128,19 @@ pub fn plan(
         return out;
     }
     let uid = cj.metadata.uid.clone().unwrap_or_default();
+    // A warning given once per CronJob, scheduled time (`at`, seconds) and reason.
+    let mut new_said: Vec<SaidKey> = Vec::new();
+    let mut once = |actions: &mut Vec<Action>,
+                    at: i64,
+                    kind: EventKind,
+                    reason: &'static str,
+                    message: String| {
+        let k = (uid.clone(), at, reason);
+        if !said.contains(&k) {
+            new_said.push(k);
+            actions.push(event(cj, kind, reason, message));
+        }
+    };
     let old = cj.status.clone().unwrap_or_default();
     let was_active = |j: &Job| {
         old.active
@@ -180,14 +185,13 @@ pub fn plan(
     if spec.suspend != Some(true) {
         match Schedule::new(&spec.schedule, spec.time_zone.as_deref()) {
             Err(e) => {
-                if say((uid.clone(), 0, "UnparseableSchedule")) {
-                    out.actions.push(event(
-                        cj,
-                        EventKind::Warning,
-                        "UnparseableSchedule",
-                        format!("unparseable schedule: {:?} : {e}", spec.schedule),
-                    ));
-                }
+                once(
+                    &mut out.actions,
+                    0,
+                    EventKind::Warning,
+                    "UnparseableSchedule",
+                    format!("unparseable schedule: {:?} : {e}", spec.schedule),
+                );
             }
             Ok(sched) => {
                 let created = cj
@@ -204,16 +208,16 @@ pub fn plan(
                 let missed = sched.missed(earliest, now.0);
                 out.wake = sched.next_after(now.0);
                 if let Some(t) = missed.most_recent {
-                    let key = |reason| (uid.clone(), t.as_second(), reason);
-                    if missed.count > 100 && say(key("TooManyMissedTimes")) {
-                        out.actions.push(event(
-                            cj,
+                    if missed.count > 100 {
+                        once(
+                            &mut out.actions,
+                            t.as_second(),
                             EventKind::Warning,
                             "TooManyMissedTimes",
                             "too many missed start times. Set or decrease \
                              .spec.startingDeadlineSeconds or check clock skew"
                                 .into(),
-                        ));
+                        );
                     }
                     let name_t = job_name(name(&cj.metadata), t);
                     let too_late = deadline.is_some_and(|d| t.as_second() + d < now.0.as_second());
@@ -224,39 +228,34 @@ pub fn plan(
                             last_schedule = Some(Time(t));
                         }
                     } else if too_late {
-                        if say(key("MissSchedule")) {
-                            out.actions.push(event(
-                                cj,
-                                EventKind::Warning,
-                                "MissSchedule",
-                                format!(
-                                    "Missed scheduled time to start a job: {}",
-                                    t.strftime("%a, %d %b %Y %H:%M:%S +0000")
-                                ),
-                            ));
-                        }
+                        once(
+                            &mut out.actions,
+                            t.as_second(),
+                            EventKind::Warning,
+                            "MissSchedule",
+                            format!(
+                                "Missed scheduled time to start a job: {}",
+                                t.strftime("%a, %d %b %Y %H:%M:%S +0000")
+                            ),
+                        );
                     } else if taken(&name_t) {
-                        if say(key("FailedCreate")) {
-                            out.actions.push(event(
-                                cj,
-                                EventKind::Warning,
-                                "FailedCreate",
-                                format!(
-                                    "Error creating job: jobs.batch \"{name_t}\" already exists"
-                                ),
-                            ));
-                        }
+                        once(
+                            &mut out.actions,
+                            t.as_second(),
+                            EventKind::Warning,
+                            "FailedCreate",
+                            format!("Error creating job: jobs.batch \"{name_t}\" already exists"),
+                        );
                     } else if policy == "Forbid" && !active.is_empty() {
-                        if say(key("JobAlreadyActive")) {
-                            out.actions.push(event(
-                                cj,
-                                EventKind::Normal,
-                                "JobAlreadyActive",
-                                "Not starting job because prior execution is running and \
+                        once(
+                            &mut out.actions,
+                            t.as_second(),
+                            EventKind::Normal,
+                            "JobAlreadyActive",
+                            "Not starting job because prior execution is running and \
                                  concurrency policy is Forbid"
-                                    .into(),
-                            ));
-                        }
+                                .into(),
+                        );
                     } else {
                         if policy == "Replace" {
                             replaced = std::mem::take(&mut active);

@@ -264,8 +264,10 @@ pub async fn reconcile_once(
         }
         planned(&mut work, j, job::plan(j, pods_of.of(&j.metadata), &now_t));
     }
+    // (only when there are CronJobs to ask)
     let job_names: std::collections::BTreeSet<(&str, &str)> = jobs
         .iter()
+        .filter(|_| !cronjobs.is_empty())
         .map(|j| {
             (
                 lifecycle::namespace(&j.metadata),

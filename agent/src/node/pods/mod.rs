@@ -203,6 +203,7 @@ pub fn spawn_on(store: Store, node: Host) -> PodManager {
                 cache: None,
                 sources_cache: HashMap::new(),
                 synced: HashMap::new(),
+                messages: HashMap::new(),
                 dispatched: std::sync::atomic::AtomicBool::new(false),
                 writing: None,
                 replan: Arc::default(),
@@ -258,6 +259,9 @@ struct Manager {
     /// was in flight were left for later (and a write that changed nothing moves no revision
     /// that would wake a pass).
     replan: Arc<std::sync::atomic::AtomicBool>,
+    /// Each exited instance's termination message (or, with `FallbackToLogsOnError`, its
+    /// log's tail after a failure), read once: an exited instance does not change.
+    messages: HashMap<String, Option<String>>,
     /// Each pod's volume dirs and /etc files, as of the store revision they were synced at.
     synced: HashMap<String, (i64, BTreeMap<String, PathBuf>, EtcFiles, String)>,
     /// ConfigMaps and Secrets by namespace, as of a store revision.
@@ -354,7 +358,8 @@ fn observe(node: &Host) -> Seen {
                 started_ms: r.started_at_ms,
                 finished_ms: r.finished_at_ms,
                 lost: false,
-                message: termination_message(&node.data, uid, &id),
+                // Read once per instance by the pass (`Manager::fill_messages`).
+                message: None,
             }),
             // Its end is not known; its bundle's last change stands in, so that the back-off
             // holds: a shim that keeps dying must not restart its container in a tight loop.
@@ -553,7 +558,8 @@ impl Manager {
         let desired = self.desired().await?;
         let terminating = terminating(&desired.pods);
         let node = self.node.clone();
-        let seen = tokio::task::spawn_blocking(move || observe(&node)).await?;
+        let mut seen = tokio::task::spawn_blocking(move || observe(&node)).await?;
+        self.fill_messages(&mut seen, &desired.pods);
         let now = now_ms();
         if !self.changed(&seen, now) {
             // Nothing changed since the last plan: the same plan would come out.
@@ -725,6 +731,54 @@ impl Manager {
         got
     }
 
+    /// Gives each exited instance its termination message: from the cache, or read once from
+    /// its file (with `FallbackToLogsOnError`, after a failure without one, its log's tail).
+    /// Instances no longer seen leave the cache.
+    fn fill_messages(&mut self, seen: &mut Seen, pods: &[Pod]) {
+        let specs: HashMap<&str, &PodSpec> = pods
+            .iter()
+            .filter_map(|p| Some((lifecycle::uid(&p.metadata), p.spec.as_ref()?)))
+            .collect();
+        let mut live = HashSet::new();
+        for (uid, containers) in &mut seen.instances {
+            for (name, instances) in containers {
+                let fallback = specs.get(uid.as_str()).is_some_and(|s| {
+                    s.containers
+                        .iter()
+                        .chain(items(&s.init_containers))
+                        .any(|c| {
+                            c.name == *name
+                                && c.termination_message_policy.as_deref()
+                                    == Some("FallbackToLogsOnError")
+                        })
+                });
+                for i in instances {
+                    let InstanceState::Exited(e) = &mut i.state else {
+                        continue;
+                    };
+                    live.insert(i.id.clone());
+                    let data = &self.node.data;
+                    e.message = self
+                        .messages
+                        .entry(i.id.clone())
+                        .or_insert_with(|| {
+                            termination_message(data, uid, &i.id).or_else(|| {
+                                (fallback && e.code != 0).then(|| {
+                                    log_tail(
+                                        &pod_dir(data, uid)
+                                            .join("logs")
+                                            .join(format!("{name}_{}.log", i.attempt)),
+                                    )
+                                })?
+                            })
+                        })
+                        .clone();
+                }
+            }
+        }
+        self.messages.retain(|id, _| live.contains(id));
+    }
+
     /// What the planner is told about a pod: its sandbox and instances as seen, the start
     /// failures and crash streaks the workers remember, and the probes' verdicts.
     fn observed(
@@ -740,23 +794,6 @@ impl Manager {
             instances: seen.instances.get(uid).cloned().unwrap_or_default(),
             ..Default::default()
         };
-        // FallbackToLogsOnError: a failed container without a message has its log's tail.
-        for c in spec.containers.iter().chain(items(&spec.init_containers)) {
-            if c.termination_message_policy.as_deref() != Some("FallbackToLogsOnError") {
-                continue;
-            }
-            for i in obs.instances.get_mut(&c.name).into_iter().flatten() {
-                if let InstanceState::Exited(e) = &mut i.state
-                    && e.code != 0
-                    && e.message.is_none()
-                {
-                    let log = pod_dir(&self.node.data, uid)
-                        .join("logs")
-                        .join(format!("{}_{}.log", c.name, i.attempt));
-                    e.message = log_tail(&log);
-                }
-            }
-        }
         let mem = self.mem.lock().expect("pod memory");
         for c in spec.containers.iter().chain(items(&spec.init_containers)) {
             let key = (uid.to_string(), c.name.clone());
