@@ -34,7 +34,7 @@ pub fn plan(ds: &DaemonSet, nodes: &[Node], owned: &[&Pod], now: &Time) -> Vec<A
     let spec = ds.spec.clone().unwrap_or_default();
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     // Available: Ready for minReadySeconds (what the unavailable budget counts).
-    let available = |p: &Pod| super::replicaset::available(p, min_ready, now);
+    let available = |p: &Pod| crate::manifest::lifecycle::pod_available(p, min_ready, now);
     let hash = template_hash(&spec.template);
     let ds_name = name(&ds.metadata);
     let mine: Vec<&Pod> = owned

@@ -12,28 +12,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use super::{
     Action, Made, is_terminating, key_of, pod_finished, pod_from_template, pod_ready, status_update,
 };
-use crate::manifest::lifecycle::{pod_node, pod_phase};
+use crate::manifest::lifecycle::{pod_available, pod_node, pod_phase};
 use crate::store::Key;
 
 /// Most pods one pass creates for one ReplicaSet (Kubernetes' slow-start burst is similar).
 const BURST: usize = 500;
-
-/// Whether a pod is available at `now`: Ready, and for `min_ready` seconds at least.
-pub fn available(p: &Pod, min_ready: i32, now: &Time) -> bool {
-    if !pod_ready(p) {
-        return false;
-    }
-    if min_ready <= 0 {
-        return true;
-    }
-    let since = p
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_deref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .and_then(|c| c.last_transition_time.as_ref());
-    since.is_some_and(|t| t.0.as_second() + i64::from(min_ready) <= now.0.as_second())
-}
 
 /// Plans one ReplicaSet at `now` against the pods it owns (from an [`super::OwnerIndex`]).
 pub fn plan(rs: &ReplicaSet, mine: &[&Pod], now: &Time) -> Vec<Action> {
@@ -93,7 +76,7 @@ pub fn plan(rs: &ReplicaSet, mine: &[&Pod], now: &Time) -> Vec<Action> {
     let min_ready = spec.and_then(|s| s.min_ready_seconds).unwrap_or(0);
     let avail = remaining
         .iter()
-        .filter(|p| available(p, min_ready, now))
+        .filter(|p| pod_available(p, min_ready, now))
         .count() as i32;
     let status = ReplicaSetStatus {
         replicas: count,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Taint, Toleration};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use serde_json::Value;
 
 use crate::store::Key;
@@ -159,6 +159,23 @@ pub fn pod_ready(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_deref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Whether a pod is available at `now`: Ready, and for `min_ready` seconds at least.
+pub fn pod_available(p: &Pod, min_ready: i32, now: &Time) -> bool {
+    if !pod_ready(p) {
+        return false;
+    }
+    if min_ready <= 0 {
+        return true;
+    }
+    let since = p
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.last_transition_time.as_ref());
+    since.is_some_and(|t| t.0.as_second() + i64::from(min_ready) <= now.0.as_second())
 }
 
 /// A pod's phase ("" when it has no status yet).
